@@ -1,0 +1,20 @@
+//! The audit log's format and integrity: entries, canonical encoding, the hash chain and its
+//! verification. This crate does no I/O and is not async; storage and delivery live elsewhere.
+//!
+//! `docs/audit-log-format.md` specifies the format well enough to write an independent
+//! verifier; this crate is the reference implementation and `tests/vectors/chain.jsonl` its
+//! test vectors.
+
+mod canonical;
+mod entry;
+mod hash;
+mod line;
+mod timestamp;
+mod verify;
+
+pub use canonical::{CanonicalError, MAX_DEPTH, canonical_json};
+pub use entry::{AppendError, Draft, Entry, HASH_DOMAIN, Head, append};
+pub use hash::{Hash, HashParseError};
+pub use line::ParseError;
+pub use timestamp::{MAX_TIME_MS, MIN_TIME_MS, format_rfc3339_ms};
+pub use verify::{Verifier, VerifyError, VerifyReport, verify_against_head, verify_lines};

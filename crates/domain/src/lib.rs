@@ -1,0 +1,19 @@
+//! The breakglass domain: procedures as code, actors and their permissions, and the break
+//! lifecycle as types. This crate does no I/O and is not async; every rule that decides what
+//! may happen lives here or in the engine, never in an HTTP handler.
+
+pub mod actor;
+pub mod lifecycle;
+pub mod procedure;
+pub mod time;
+
+pub use actor::{Action, Actor, Denied, Role};
+pub use lifecycle::{
+    Approval, ApproveError, Break, BreakId, BreakInfo, CloseError, Ended, EndReason, Granted,
+    OpenError, RevealError, Requested,
+};
+pub use procedure::{
+    Custodian, Limits, Parsed, Procedure, ProcedureError, ProcedureSpec, Target, TargetKind,
+    parse_duration, parse_procedures,
+};
+pub use time::Timestamp;

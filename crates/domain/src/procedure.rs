@@ -1,0 +1,513 @@
+//! Procedures as code: the YAML file format, its validation, and the validated `Procedure`.
+//!
+//! A file holds one procedure or several, as YAML documents separated by `---`. Parsing
+//! keeps the line and column of every field that validation may reject, so each error names
+//! the file, the position and the field.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use breakglass_custody::CustodianKey;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
+
+/// Largest procedure file accepted, in bytes: procedure files are small and hand-written.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
+/// One procedure as written in a file. Field order here is the order in the JSON Schema.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcedureSpec {
+    /// Stable identifier: lowercase letters, digits, `-`, `_` and `.`, at most 64 characters.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// What this path opens and when to use it.
+    #[serde(default)]
+    pub description: String,
+    /// The system the procedure opens (never its secret).
+    pub target: TargetSpec,
+    /// The people who each hold one share of the sealed credential.
+    pub custodians: Vec<CustodianSpec>,
+    /// How many custodians must approve (at least 2, at most the number of custodians).
+    #[schemars(with = "u8")]
+    pub quorum: Spanned<u8>,
+    /// Longest grant a break may ask for, e.g. `15m` or `1h`.
+    #[schemars(with = "String")]
+    pub max_grant: Spanned<String>,
+    /// Names of the alert channels told about every break.
+    #[serde(default)]
+    pub alert_channels: Vec<String>,
+    /// When the sealed credential must be rotated.
+    #[serde(default)]
+    pub rotation: Option<RotationSpec>,
+    /// How often the procedure must be drilled.
+    #[serde(default)]
+    pub drill: Option<DrillSpec>,
+    /// Named systems the emergency path relies on (e.g. `vpn`, `okta`, `dns`).
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+}
+
+/// The target section of a procedure file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// What kind of system this is.
+    pub kind: TargetKind,
+    /// Connection details (host, port, database, …). Never the secret itself.
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
+}
+
+/// A custodian entry of a procedure file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustodianSpec {
+    /// The custodian's name, unique within the procedure; also their actor name.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// How to reach them at 2 a.m. (email, phone, chat handle).
+    #[serde(default)]
+    pub contact: String,
+    /// Public key: an age X25519 recipient (`age1…`) or an OpenSSH `ssh-ed25519` key.
+    #[schemars(with = "String")]
+    pub key: Spanned<String>,
+}
+
+/// Rotation policy.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotationSpec {
+    /// Oldest the sealed credential may get before the procedure is flagged, e.g. `90d`.
+    #[schemars(with = "String")]
+    pub max_credential_age: Spanned<String>,
+}
+
+/// Drill schedule.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrillSpec {
+    /// Longest allowed time between drills, e.g. `90d` for quarterly.
+    #[schemars(with = "String")]
+    pub every: Spanned<String>,
+}
+
+/// The kinds of target a procedure can open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A static secret (root password, recovery codes): the grant is a single reveal.
+    Secret,
+    /// A PostgreSQL server: the grant is an ephemeral role.
+    Postgres,
+    /// A MariaDB server: the grant is an ephemeral user.
+    Mariadb,
+    /// SSH hosts trusting a CA: the grant is a short-lived certificate.
+    Ssh,
+    /// An HTTP API that enables an emergency account.
+    Http,
+}
+
+impl TargetKind {
+    /// The name used in files and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Secret => "secret",
+            TargetKind::Postgres => "postgres",
+            TargetKind::Mariadb => "mariadb",
+            TargetKind::Ssh => "ssh",
+            TargetKind::Http => "http",
+        }
+    }
+}
+
+/// Limits set by the server's configuration that every procedure must respect.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// No procedure may allow a grant longer than this.
+    pub grant_ceiling: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { grant_ceiling: Duration::from_secs(4 * 3600) }
+    }
+}
+
+/// A validated procedure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Procedure {
+    /// Identifier.
+    pub id: String,
+    /// Description.
+    pub description: String,
+    /// Target.
+    pub target: Target,
+    /// Custodians, in file order.
+    pub custodians: Vec<Custodian>,
+    /// Approvals needed.
+    pub quorum: u8,
+    /// Longest grant.
+    pub max_grant: Duration,
+    /// Alert channel names.
+    pub alert_channels: Vec<String>,
+    /// Oldest allowed credential age.
+    pub max_credential_age: Option<Duration>,
+    /// Longest allowed time between drills.
+    pub drill_every: Option<Duration>,
+    /// Declared dependencies.
+    pub dependencies: Vec<String>,
+}
+
+/// A validated target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Kind.
+    pub kind: TargetKind,
+    /// Connection details.
+    pub details: BTreeMap<String, String>,
+}
+
+/// A validated custodian.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Custodian {
+    /// Name (also the actor name).
+    pub name: String,
+    /// Contact.
+    pub contact: String,
+    /// Public key.
+    pub key: CustodianKey,
+}
+
+impl Procedure {
+    /// The custodian with this name.
+    pub fn custodian(&self, name: &str) -> Option<&Custodian> {
+        self.custodians.iter().find(|c| c.name == name)
+    }
+}
+
+/// A procedure parsed from a file, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The validated procedure.
+    pub procedure: Procedure,
+    /// Its specification, as YAML, for storage and `show`.
+    pub spec_yaml: String,
+    /// SHA-256 (hex) of the whole file it came from.
+    pub content_hash: String,
+}
+
+/// A problem in a procedure file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcedureError {
+    /// The file name as given.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: u64,
+    /// 1-based column (0 when unknown).
+    pub column: u64,
+    /// Dotted path of the field, e.g. `custodians[1].key`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ProcedureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
+    }
+}
+
+impl std::error::Error for ProcedureError {}
+
+/// Parses and validates every procedure in one file. Returns every error found, not only the
+/// first, so a user fixes a file in one pass.
+pub fn parse_procedures(
+    file: &str,
+    text: &str,
+    limits: &Limits,
+) -> Result<Vec<Parsed>, Vec<ProcedureError>> {
+    let err = |line: u64, column: u64, field: &str, message: String| ProcedureError {
+        file: file.to_owned(),
+        line,
+        column,
+        field: field.to_owned(),
+        message,
+    };
+    if text.len() > MAX_FILE_BYTES {
+        return Err(vec![err(0, 0, "(file)", format!("larger than {MAX_FILE_BYTES} bytes"))]);
+    }
+    let specs: Vec<ProcedureSpec> = match serde_saphyr::from_multiple(text) {
+        Ok(specs) => specs,
+        Err(e) => {
+            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            let message = e.without_snippet().to_string();
+            let field = unknown_field_name(&message).unwrap_or_else(|| "(document)".into());
+            return Err(vec![err(line, column, &field, first_line(&message))]);
+        }
+    };
+    if specs.is_empty() {
+        return Err(vec![err(1, 1, "(document)", "no procedure in this file".into())]);
+    }
+    let content_hash = hex::encode(Sha256::digest(text.as_bytes()));
+    let mut errors = Vec::new();
+    let mut parsed = Vec::new();
+    let mut seen_ids = HashSet::new();
+    for spec in specs {
+        let at = |s: &serde_saphyr::Location| (s.line(), s.column());
+        if !seen_ids.insert(spec.id.value.clone()) {
+            let (l, c) = at(&spec.id.referenced);
+            errors.push(err(l, c, "id", format!("procedure `{}` appears twice in this file", spec.id.value)));
+        }
+        match validate(&spec, limits) {
+            Ok(procedure) => {
+                let spec_yaml = serde_saphyr::to_string(&spec).unwrap_or_default();
+                parsed.push(Parsed { procedure, spec_yaml, content_hash: content_hash.clone() });
+            }
+            Err(problems) => errors.extend(problems.into_iter().map(|(loc, field, message)| {
+                let (l, c) = loc.as_ref().map(at).unwrap_or((0, 0));
+                err(l, c, &field, message)
+            })),
+        }
+    }
+    if errors.is_empty() { Ok(parsed) } else { Err(errors) }
+}
+
+type Problem = (Option<serde_saphyr::Location>, String, String);
+
+/// Checks one specification against the rules; returns every problem.
+pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<Problem>> {
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut problem = |loc: Option<serde_saphyr::Location>, field: String, msg: String| {
+        problems.push((loc, field, msg))
+    };
+    let id = spec.id.value.trim();
+    if id.is_empty()
+        || id.len() > 64
+        || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+    {
+        problem(
+            Some(spec.id.referenced),
+            "id".into(),
+            "must be 1-64 characters of a-z, 0-9, '-', '_' or '.'".into(),
+        );
+    }
+    let mut custodians = Vec::new();
+    let mut names = HashSet::new();
+    let mut fingerprints: BTreeMap<String, String> = BTreeMap::new();
+    for (i, c) in spec.custodians.iter().enumerate() {
+        let name = c.name.value.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            problem(Some(c.name.referenced), format!("custodians[{i}].name"), "must be 1-64 characters without spaces".into());
+        } else if !names.insert(name.to_owned()) {
+            problem(Some(c.name.referenced), format!("custodians[{i}].name"), format!("custodian `{name}` is listed twice"));
+        }
+        match CustodianKey::parse(c.key.value.trim()) {
+            Ok(key) => {
+                let fp = key.fingerprint();
+                if let Some(other) = fingerprints.get(&fp) {
+                    problem(
+                        Some(c.key.referenced),
+                        format!("custodians[{i}].key"),
+                        format!("the same key is already used by custodian `{other}`"),
+                    );
+                } else {
+                    fingerprints.insert(fp, name.to_owned());
+                }
+                custodians.push(Custodian { name: name.to_owned(), contact: c.contact.clone(), key });
+            }
+            Err(e) => problem(Some(c.key.referenced), format!("custodians[{i}].key"), e.to_string()),
+        }
+    }
+    let quorum = spec.quorum.value;
+    if quorum < 2 {
+        problem(Some(spec.quorum.referenced), "quorum".into(), format!("must be at least 2 (two-person rule), got {quorum}"));
+    } else if usize::from(quorum) > spec.custodians.len() {
+        problem(
+            Some(spec.quorum.referenced),
+            "quorum".into(),
+            format!("{quorum} is larger than the number of custodians ({})", spec.custodians.len()),
+        );
+    }
+    let max_grant = match parse_duration(&spec.max_grant.value) {
+        Ok(d) if d > limits.grant_ceiling => {
+            problem(
+                Some(spec.max_grant.referenced),
+                "max_grant".into(),
+                format!(
+                    "{} is longer than the configured ceiling of {}",
+                    spec.max_grant.value.trim(),
+                    crate::time::format_duration(limits.grant_ceiling)
+                ),
+            );
+            d
+        }
+        Ok(d) => d,
+        Err(m) => {
+            problem(Some(spec.max_grant.referenced), "max_grant".into(), m);
+            Duration::ZERO
+        }
+    };
+    let max_credential_age = spec.rotation.as_ref().and_then(|r| {
+        parse_duration(&r.max_credential_age.value)
+            .map_err(|m| problem(Some(r.max_credential_age.referenced), "rotation.max_credential_age".into(), m))
+            .ok()
+    });
+    let drill_every = spec.drill.as_ref().and_then(|d| {
+        parse_duration(&d.every.value)
+            .map_err(|m| problem(Some(d.every.referenced), "drill.every".into(), m))
+            .ok()
+    });
+    for (i, name) in spec.alert_channels.iter().enumerate() {
+        if name.trim().is_empty() {
+            problem(None, format!("alert_channels[{i}]"), "must not be empty".into());
+        }
+    }
+    for (i, name) in spec.dependencies.iter().enumerate() {
+        if name.trim().is_empty() {
+            problem(None, format!("dependencies[{i}]"), "must not be empty".into());
+        }
+    }
+    for key in spec.target.details.keys() {
+        let k = key.to_ascii_lowercase();
+        if ["password", "secret", "token", "private_key"].iter().any(|s| k.contains(s)) {
+            problem(
+                None,
+                format!("target.details.{key}"),
+                "secrets never go in a procedure file; seal them with `breakglass seal`".into(),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Procedure {
+        id: id.to_owned(),
+        description: spec.description.clone(),
+        target: Target { kind: spec.target.kind, details: spec.target.details.clone() },
+        custodians,
+        quorum,
+        max_grant,
+        alert_channels: spec.alert_channels.clone(),
+        max_credential_age,
+        drill_every,
+        dependencies: spec.dependencies.clone(),
+    })
+}
+
+/// Parses a human duration such as `15m`, `1h30m` or `90d`; zero is refused.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("`{}` is not a duration like 15m or 1h ({e})", text.trim())),
+    }
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+fn unknown_field_name(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGE1: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    const AGE2: &str = "age16x89adflfx7u83grlza8l35h0rymue2ygl9rev5dj0366yyescls7khghf";
+    const AGE3: &str = "age1e47uwdetjgvmnc3kgjda9255pku38w0gxrpw4h5vdy4gntm06ywqlhdggx";
+
+    fn file(quorum: u8, keys: [&str; 3], max_grant: &str) -> String {
+        format!(
+            "id: root-db\ndescription: test\ntarget:\n  kind: secret\ncustodians:\n  - name: alice\n    key: {}\n  - name: bob\n    key: {}\n  - name: carol\n    key: {}\nquorum: {quorum}\nmax_grant: {max_grant}\n",
+            keys[0], keys[1], keys[2]
+        )
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse_procedures("p.yaml", text, &Limits::default())
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn valid_file_parses() {
+        let parsed = parse_procedures("p.yaml", &file(2, [AGE1, AGE2, AGE3], "15m"), &Limits::default())
+            .expect("valid");
+        assert_eq!(parsed.len(), 1);
+        let p = &parsed[0].procedure;
+        assert_eq!(p.id, "root-db");
+        assert_eq!(p.quorum, 2);
+        assert_eq!(p.max_grant, Duration::from_secs(900));
+        assert_eq!(parsed[0].content_hash.len(), 64);
+        // The stored YAML parses back to the same procedure.
+        let again = parse_procedures("stored", &parsed[0].spec_yaml, &Limits::default()).expect("reparse");
+        assert_eq!(&again[0].procedure, p);
+    }
+
+    #[test]
+    fn several_documents_per_file() {
+        let two = format!("{}---\n{}", file(2, [AGE1, AGE2, AGE3], "15m"), file(2, [AGE1, AGE2, AGE3], "15m").replace("root-db", "other"));
+        let parsed = parse_procedures("p.yaml", &two, &Limits::default()).expect("valid");
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[1].procedure.id, "other");
+    }
+
+    #[test]
+    fn quorum_rules_name_line_and_field() {
+        assert_eq!(errors(&file(4, [AGE1, AGE2, AGE3], "15m")), ["p.yaml:12:9: quorum: 4 is larger than the number of custodians (3)"]);
+        assert_eq!(errors(&file(1, [AGE1, AGE2, AGE3], "15m")), ["p.yaml:12:9: quorum: must be at least 2 (two-person rule), got 1"]);
+    }
+
+    #[test]
+    fn duplicate_and_malformed_keys() {
+        let e = errors(&file(2, [AGE1, AGE2, AGE1], "15m"));
+        assert_eq!(e, ["p.yaml:11:10: custodians[2].key: the same key is already used by custodian `alice`"]);
+        let e = errors(&file(2, [AGE1, AGE2, "age1notakey"], "15m"));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("p.yaml:11:10: custodians[2].key: "), "{e:?}");
+    }
+
+    #[test]
+    fn grant_ceiling_and_bad_duration() {
+        assert_eq!(
+            errors(&file(2, [AGE1, AGE2, AGE3], "5h")),
+            ["p.yaml:13:12: max_grant: 5h is longer than the configured ceiling of 4h"]
+        );
+        let e = errors(&file(2, [AGE1, AGE2, AGE3], "soon"));
+        assert!(e[0].starts_with("p.yaml:13:12: max_grant: `soon` is not a duration"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let text = file(2, [AGE1, AGE2, AGE3], "15m") + "colour: red\n";
+        let e = errors(&text);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("p.yaml:14:1: colour: unknown field `colour`"), "{e:?}");
+    }
+
+    #[test]
+    fn secrets_in_details_are_refused() {
+        let text = file(2, [AGE1, AGE2, AGE3], "15m").replace("kind: secret\n", "kind: secret\n  details:\n    password: hunter2\n");
+        let e = errors(&text);
+        assert!(e[0].contains("target.details.password: secrets never go"), "{e:?}");
+        assert!(!e[0].contains("hunter2"));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for text in ["", "[", "id: [1,2", ":\n:\n", "quorum: 300\n", "\u{0}\u{1}", "- - - -"] {
+            let _ = parse_procedures("g.yaml", text, &Limits::default());
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The break lifecycle use cases: open, fetch one's share, approve, reveal, close, and the
+//! expiry sweep. Shares accepted before the quorum are held in memory only; at the quorum the
+//! data key is combined in memory, the secret opened, the grant issued, and everything
+//! zeroized when it goes out of scope.
+
+use std::time::Duration;
+
+use breakglass_custody::{PlainShare, verify_share};
+use breakglass_domain::{
+    Action, Actor, ApproveError, Break, BreakId, CloseError, Requested, RevealError, Role,
+    TargetKind, Timestamp,
+};
+use serde_json::json;
+
+use crate::events::Record;
+use crate::ports::{StoredProcedure, Taint, Tx};
+use crate::{Engine, EngineError, new_id};
+
+/// What a custodian needs to approve: their encrypted share of the break's seal.
+#[derive(Debug, Clone)]
+pub struct ShareForCustodian {
+    /// Break.
+    pub break_id: String,
+    /// Procedure.
+    pub procedure: String,
+    /// Seal the share belongs to.
+    pub seal_id: String,
+    /// Custodian.
+    pub custodian: String,
+    /// The age file holding the share, encrypted to the custodian's key.
+    pub age_file: Vec<u8>,
+}
+
+/// Result of an accepted approval.
+#[derive(Debug, Clone)]
+pub struct ApproveOutcome {
+    /// The break after the approval.
+    pub state: Break,
+    /// Approvals so far.
+    pub approvals: usize,
+    /// Approvals needed.
+    pub quorum: u8,
+}
+
+/// The single reveal: the secret encrypted to the requester's own key.
+#[derive(Debug, Clone)]
+pub struct RevealedGrant {
+    /// Break.
+    pub break_id: String,
+    /// Age file for the requester's key.
+    pub age_file: Vec<u8>,
+    /// When the grant ends.
+    pub deadline: Timestamp,
+}
+
+impl Engine {
+    /// Opens a break.
+    pub async fn open_break(
+        &self,
+        by: &Actor,
+        procedure: &str,
+        reason: &str,
+        ticket: &str,
+        duration: Option<Duration>,
+    ) -> Result<Requested, EngineError> {
+        by.may(Action::OpenBreak)?;
+        let mut tx = self.store().begin().await?;
+        let stored = load_procedure(tx.as_mut(), procedure).await?;
+        let seal_id = stored.seal_id.clone().ok_or_else(|| {
+            EngineError::Invalid(format!("procedure `{procedure}` has no sealed credential; run `breakglass seal {procedure}`"))
+        })?;
+        if stored.procedure.target.kind != TargetKind::Secret {
+            return Err(EngineError::Invalid(format!(
+                "target kind `{}` cannot be granted by this server yet; only `secret` targets are supported",
+                stored.procedure.target.kind.as_str()
+            )));
+        }
+        if by.key.is_none() {
+            return Err(EngineError::Invalid(format!(
+                "`{}` has no enrolled key, so a revealed secret could not be encrypted to them; enrol a key first",
+                by.name
+            )));
+        }
+        let now = self.now();
+        let requested = Requested::open(
+            BreakId(new_id("brk_")),
+            &stored.procedure,
+            seal_id,
+            &by.name,
+            reason,
+            ticket,
+            duration,
+            now,
+            self.config().approval_window,
+        )?;
+        let b = Break::Requested(requested.clone());
+        tx.put_break(&b).await?;
+        let mut record = Record::default();
+        record.break_event(
+            now,
+            &by.name,
+            "break.requested",
+            &stored.procedure,
+            &b,
+            json!({
+                "reason": requested.info.reason,
+                "ticket": requested.info.ticket,
+                "duration_s": requested.info.duration.as_secs(),
+                "quorum": requested.info.quorum,
+                "approval_deadline": requested.info.approval_deadline.to_string(),
+                "custodians": stored.procedure.custodians.iter().filter(|c| c.name != by.name).map(|c| json!({"name": c.name, "contact": c.contact})).collect::<Vec<_>>(),
+            }),
+        );
+        tx.commit(record.drafts, record.outbox).await?;
+        Ok(requested)
+    }
+
+    /// The calling custodian's encrypted share for a break.
+    pub async fn share_for(&self, by: &Actor, break_id: &str) -> Result<ShareForCustodian, EngineError> {
+        by.may(Action::Approve)?;
+        let mut tx = self.store().read().await?;
+        let b = load_break(tx.as_mut(), break_id).await?;
+        let info = b.info();
+        let seal = tx.seal(&info.seal_id).await?.ok_or_else(|| EngineError::not_found("seal", info.seal_id.clone()))?;
+        let share = seal.shares.into_iter().find(|s| s.custodian == by.name).ok_or_else(|| {
+            EngineError::Approve(ApproveError::NotACustodian { custodian: by.name.clone(), procedure: info.procedure.clone() })
+        })?;
+        Ok(ShareForCustodian {
+            break_id: break_id.to_owned(),
+            procedure: info.procedure.clone(),
+            seal_id: info.seal_id.clone(),
+            custodian: by.name.clone(),
+            age_file: share.age_file,
+        })
+    }
+
+    /// Accepts one custodian's share; at the quorum, unseals and issues the grant.
+    pub async fn approve(&self, by: &Actor, break_id: &str, encoded_share: &str) -> Result<ApproveOutcome, EngineError> {
+        by.may(Action::Approve)?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let requested = match load_break(tx.as_mut(), break_id).await? {
+            Break::Requested(r) => r,
+            Break::Granted(_) => return Err(ApproveError::AlreadyGranted.into()),
+            Break::Ended(e) => return Err(ApproveError::Ended(e.reason.as_str()).into()),
+        };
+        let mut stored = load_procedure(tx.as_mut(), &requested.info.procedure).await?;
+        requested.check_approval(&by.name, &stored.procedure, now)?;
+        let seal = tx
+            .seal(&requested.info.seal_id)
+            .await?
+            .ok_or_else(|| EngineError::not_found("seal", requested.info.seal_id.clone()))?;
+        let verified = PlainShare::decode(encoded_share)
+            .and_then(|share| verify_share(share, &seal.seal_id, &by.name, &seal.commitments));
+        let verified = match verified {
+            Ok(v) => v,
+            Err(e) => {
+                // A refused share changes no state, but the attempt itself is evidence.
+                let mut record = Record::default();
+                record.break_event(now, &by.name, "share.rejected", &stored.procedure, &Break::Requested(requested), json!({"error": e.to_string()}));
+                tx.commit(record.drafts, record.outbox).await?;
+                return Err(e.into());
+            }
+        };
+        let requested = requested.approve(&by.name, &stored.procedure, now)?;
+        let approvals = requested.info.approvals.len();
+        let quorum = requested.info.quorum;
+        let mut record = Record::default();
+        let mut held = self.take_pending(break_id);
+        held.push(verified);
+        record.break_event(
+            now,
+            &by.name,
+            "share.accepted",
+            &stored.procedure,
+            &Break::Requested(requested.clone()),
+            json!({"custodian": by.name, "approvals": approvals, "quorum": quorum}),
+        );
+        let granted = match requested.grant(now) {
+            Err(still_requested) => {
+                let b = Break::Requested(still_requested);
+                tx.put_break(&b).await?;
+                match tx.commit(record.drafts, record.outbox).await {
+                    Ok(_) => self.put_pending(break_id, held),
+                    Err(e) => {
+                        held.pop();
+                        self.put_pending(break_id, held);
+                        return Err(e.into());
+                    }
+                }
+                return Ok(ApproveOutcome { state: b, approvals, quorum });
+            }
+            Ok(granted) => granted,
+        };
+        // The quorum is reached: combine, open, hand the secret to the requester's key only.
+        let secret = breakglass_custody::unseal(&seal.seal_id, &seal.ciphertext, seal.threshold, &held)?;
+        let requester = tx
+            .actor(&granted.info.requester)
+            .await?
+            .and_then(|a| a.actor.key)
+            .ok_or_else(|| EngineError::Conflict(format!("requester `{}` no longer has an enrolled key", granted.info.requester)))?;
+        let payload = breakglass_custody::encrypt_to(&requester, secret.expose_secret())
+            .map_err(|e| EngineError::Conflict(format!("cannot encrypt the grant to the requester: {e}")))?;
+        drop(secret);
+        tx.put_grant_payload(break_id, &payload).await?;
+        let b = Break::Granted(granted.clone());
+        tx.put_break(&b).await?;
+        stored.taint = Some(Taint {
+            reason: format!("data key combined by break {break_id}; re-seal"),
+            break_id: Some(break_id.to_owned()),
+            secret_revealed: stored.taint.as_ref().is_some_and(|t| t.secret_revealed),
+        });
+        tx.put_procedure(&stored).await?;
+        record.break_event(
+            now,
+            &by.name,
+            "break.granted",
+            &stored.procedure,
+            &b,
+            json!({
+                "granted_at": granted.granted_at.to_string(),
+                "deadline": granted.deadline.to_string(),
+                "time_to_access_ms": granted.granted_at.since(granted.info.requested_at),
+                "approvers": granted.info.approvals.iter().map(|a| a.custodian.clone()).collect::<Vec<_>>(),
+            }),
+        );
+        record.procedure_event(now, &by.name, "procedure.tainted", &stored.procedure.id, json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}));
+        tx.commit(record.drafts, record.outbox).await?;
+        drop(held);
+        Ok(ApproveOutcome { state: b, approvals, quorum })
+    }
+
+    /// The single reveal of a granted secret, to the requester, within the window.
+    pub async fn reveal(&self, by: &Actor, break_id: &str) -> Result<RevealedGrant, EngineError> {
+        by.may(Action::Reveal)?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let granted = match load_break(tx.as_mut(), break_id).await? {
+            Break::Granted(g) => g,
+            Break::Requested(r) => {
+                return Err(RevealError::NotGranted { approvals: r.info.approvals.len(), quorum: r.info.quorum }.into());
+            }
+            Break::Ended(e) => return Err(RevealError::Ended(e.reason.as_str()).into()),
+        };
+        let granted = granted.reveal(&by.name, now)?;
+        let age_file = tx
+            .take_grant_payload(break_id)
+            .await?
+            .ok_or_else(|| EngineError::Conflict("the grant holds no secret any more".into()))?;
+        let b = Break::Granted(granted.clone());
+        tx.put_break(&b).await?;
+        let mut stored = load_procedure(tx.as_mut(), &granted.info.procedure).await?;
+        stored.taint = Some(Taint {
+            reason: format!("secret revealed by break {break_id}; rotate it and re-seal a new one"),
+            break_id: Some(break_id.to_owned()),
+            secret_revealed: true,
+        });
+        tx.put_procedure(&stored).await?;
+        let mut record = Record::default();
+        record.break_event(now, &by.name, "grant.revealed", &stored.procedure, &b, json!({"deadline": granted.deadline.to_string()}));
+        record.procedure_event(now, &by.name, "procedure.tainted", &stored.procedure.id, json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}));
+        tx.commit(record.drafts, record.outbox).await?;
+        Ok(RevealedGrant { break_id: break_id.to_owned(), age_file, deadline: granted.deadline })
+    }
+
+    /// Closes a break early (the requester or an admin).
+    pub async fn close(&self, by: &Actor, break_id: &str) -> Result<Break, EngineError> {
+        by.may(Action::CloseBreak)?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let b = load_break(tx.as_mut(), break_id).await?;
+        if b.info().requester != by.name && !by.has(Role::Admin) {
+            return Err(CloseError::NotAllowed(b.info().requester.clone()).into());
+        }
+        let ended = match b {
+            Break::Requested(r) => r.close(&by.name, now),
+            Break::Granted(g) => {
+                tx.take_grant_payload(break_id).await?;
+                g.close(&by.name, now)
+            }
+            Break::Ended(e) => return Err(CloseError::Ended(e.reason.as_str()).into()),
+        };
+        let stored = load_procedure(tx.as_mut(), &ended.info.procedure).await?;
+        let b = Break::Ended(ended);
+        tx.put_break(&b).await?;
+        let mut record = Record::default();
+        record.break_event(now, &by.name, "break.closed", &stored.procedure, &b, json!({"closed_by": by.name}));
+        tx.commit(record.drafts, record.outbox).await?;
+        drop(self.take_pending(break_id));
+        Ok(b)
+    }
+
+    /// Ends every grant past its deadline and every request past its approval window.
+    /// Called at start-up and by the expiry worker; returns the ids it ended.
+    pub async fn expire_due(&self) -> Result<Vec<String>, EngineError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let due = tx.due_breaks(now).await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut record = Record::default();
+        let mut ended_ids = Vec::new();
+        for b in due {
+            let id = b.info().id.0.clone();
+            let stored = load_procedure(tx.as_mut(), &b.info().procedure).await?;
+            let (ended, kind, payload) = match b {
+                Break::Granted(g) => {
+                    let deadline = g.deadline;
+                    match g.expire(now) {
+                        Ok(e) => {
+                            tx.take_grant_payload(&id).await?;
+                            (e, "break.expired", json!({"deadline": deadline.to_string(), "late_ms": now.since(deadline)}))
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                Break::Requested(r) => {
+                    let approvals = r.info.approvals.len();
+                    match r.lapse(now) {
+                        Ok(e) => (e, "break.lapsed", json!({"approvals": approvals})),
+                        Err(_) => continue,
+                    }
+                }
+                Break::Ended(_) => continue,
+            };
+            let b = Break::Ended(ended);
+            tx.put_break(&b).await?;
+            record.break_event(now, "breakglass", kind, &stored.procedure, &b, payload);
+            ended_ids.push(id);
+        }
+        if !record.drafts.is_empty() {
+            tx.commit(record.drafts, record.outbox).await?;
+        }
+        for id in &ended_ids {
+            drop(self.take_pending(id));
+        }
+        Ok(ended_ids)
+    }
+
+    /// At start-up: shares accepted before a restart were held only in memory and are gone,
+    /// so approvals recorded for breaks still collecting are reset (and audited) and their
+    /// custodians must approve again.
+    pub async fn reset_lost_approvals(&self) -> Result<usize, EngineError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let breaks = tx.requested_with_approvals().await?;
+        let mut record = Record::default();
+        for b in &breaks {
+            let Break::Requested(r) = b else { continue };
+            let custodians: Vec<String> = r.info.approvals.iter().map(|a| a.custodian.clone()).collect();
+            let mut r = r.clone();
+            r.info.approvals.clear();
+            let b = Break::Requested(r);
+            tx.put_break(&b).await?;
+            let stored = load_procedure(tx.as_mut(), &b.info().procedure).await?;
+            record.break_event(
+                now,
+                "breakglass",
+                "break.approvals_reset",
+                &stored.procedure,
+                &b,
+                json!({"custodians": custodians, "why": "server restarted; accepted shares are held only in memory; approve again"}),
+            );
+        }
+        let n = record.drafts.len();
+        if n > 0 {
+            tx.commit(record.drafts, record.outbox).await?;
+        }
+        Ok(n)
+    }
+
+    /// Breaks, newest first.
+    pub async fn breaks(&self, by: &Actor, procedure: Option<&str>, limit: i64) -> Result<Vec<Break>, EngineError> {
+        by.may(Action::Read)?;
+        Ok(self.store().read().await?.breaks(procedure, limit).await?)
+    }
+
+    /// One break.
+    pub async fn break_(&self, by: &Actor, id: &str) -> Result<Break, EngineError> {
+        by.may(Action::Read)?;
+        let mut tx = self.store().read().await?;
+        load_break(tx.as_mut(), id).await
+    }
+
+    fn take_pending(&self, break_id: &str) -> Vec<breakglass_custody::VerifiedShare> {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(break_id).unwrap_or_default()
+    }
+
+    fn put_pending(&self, break_id: &str, shares: Vec<breakglass_custody::VerifiedShare>) {
+        if !shares.is_empty() {
+            self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(break_id.to_owned(), shares);
+        }
+    }
+}
+
+async fn load_break(tx: &mut dyn Tx, id: &str) -> Result<Break, EngineError> {
+    tx.break_(id).await?.ok_or_else(|| EngineError::not_found("break", id))
+}
+
+async fn load_procedure(tx: &mut dyn Tx, id: &str) -> Result<StoredProcedure, EngineError> {
+    tx.procedure(id).await?.ok_or_else(|| EngineError::not_found("procedure", id))
+}

@@ -1,0 +1,64 @@
+//! The engine's error: one enum whose variants say what the caller can do about it.
+
+use breakglass_custody::{SealError, ShareError, UnsealError};
+use breakglass_domain::{ApproveError, CloseError, Denied, OpenError, ProcedureError, RevealError};
+
+use crate::ports::StoreError;
+
+/// Why a use case failed. Messages never contain secret material.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No valid credentials.
+    #[error("not signed in: {0}")]
+    Unauthenticated(String),
+    /// Signed in but not allowed.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// Something named does not exist.
+    #[error("{what} `{id}` not found")]
+    NotFound {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// Procedure files are invalid.
+    #[error("{} problem(s) in procedure files:\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Procedure(Vec<ProcedureError>),
+    /// A break cannot be opened.
+    #[error("cannot open break: {0}")]
+    Open(#[from] OpenError),
+    /// An approval is refused.
+    #[error("approval refused: {0}")]
+    Approve(#[from] ApproveError),
+    /// A submitted share is refused.
+    #[error("share refused: {0}")]
+    Share(#[from] ShareError),
+    /// A reveal is refused.
+    #[error("reveal refused: {0}")]
+    Reveal(#[from] RevealError),
+    /// A close is refused.
+    #[error("close refused: {0}")]
+    Close(#[from] CloseError),
+    /// Sealing failed.
+    #[error("seal failed: {0}")]
+    Seal(#[from] SealError),
+    /// Combining the shares failed although each was verified.
+    #[error("unseal failed: {0}")]
+    Unseal(#[from] UnsealError),
+    /// The state changed in a way that conflicts with the request.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store failed; nothing was committed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    pub(crate) fn not_found(what: &'static str, id: impl Into<String>) -> EngineError {
+        EngineError::NotFound { what, id: id.into() }
+    }
+}

@@ -1,0 +1,111 @@
+//! The breakglass engine: every use case (apply procedures, seal, open / approve / reveal /
+//! close / expire breaks, enrol actors, sign in, read and verify the audit log) and the traits
+//! it needs from the outside (`Store`, `Clock`).
+//!
+//! Every use case reads as its steps: authorize, load, apply a domain transition, save, and
+//! commit together with its audit entry. The engine knows no HTTP, no SQL and no JSON wire
+//! format; it never logs a secret.
+
+mod audit_log;
+mod auth;
+mod breaks;
+mod error;
+mod events;
+mod procedures;
+mod seal;
+
+pub mod ports;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use breakglass_custody::VerifiedShare;
+use breakglass_domain::Limits;
+
+pub use audit_log::ChainVerdict;
+pub use auth::{expose_token, LOGIN_NAMESPACE, Challenge, ChallengeKind, LoginMethod, Session};
+pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
+pub use error::EngineError;
+pub use procedures::{ApplyChange, ApplyOutcome, ProcedureStatus, SealState};
+pub use seal::SealSummary;
+pub use ports::{Clock, ManualClock, Store, StoredActor, StoredProcedure, StoredSeal, SystemClock, Taint, Tx};
+
+/// Settings the engine needs, validated by the binary.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Limits applied to procedure files.
+    pub limits: Limits,
+    /// How long custodians have to approve before a request lapses.
+    pub approval_window: Duration,
+    /// How long a key-based sign-in session lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            approval_window: Duration::from_secs(3600),
+            session_ttl: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// The engine: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    /// Shares accepted for breaks still collecting. Held only in memory, never stored: a
+    /// restart drops them and the start-up sweep asks custodians to approve again.
+    pending: Mutex<HashMap<String, Vec<VerifiedShare>>>,
+    auth: auth::AuthState,
+}
+
+impl Engine {
+    /// Builds an engine over a store and a clock.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config,
+                pending: Mutex::new(HashMap::new()),
+                auth: auth::AuthState::default(),
+            }),
+        }
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The store's backend name.
+    pub fn backend(&self) -> &'static str {
+        self.inner.store.backend()
+    }
+
+    /// The current time by the engine's clock.
+    pub fn now(&self) -> breakglass_domain::Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+}
+
+/// A new random identifier: `prefix` + 16 hex digits.
+fn new_id(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}

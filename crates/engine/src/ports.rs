@@ -1,0 +1,211 @@
+//! The traits the engine needs from the outside world: a transactional `Store` and a `Clock`.
+//! Adapters implement them (`breakglass-store` for SQLite and PostgreSQL); the server wires them.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use breakglass_audit::{Draft, Entry, Head};
+use breakglass_custody::{EncryptedShare, ShareCommitment};
+use breakglass_domain::{Actor, Break, Procedure, Timestamp};
+
+/// Where time comes from. Tests use `ManualClock`; nothing else reads the system time.
+pub trait Clock: Send + Sync {
+    /// The current instant.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // The one sanctioned read of the system time.
+    fn now(&self) -> Timestamp {
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock stopped at `start`.
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock(AtomicI64::new(start.0))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// A failure of the store itself (connection lost, constraint violated, corrupt row).
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A procedure as kept in the store.
+#[derive(Debug, Clone)]
+pub struct StoredProcedure {
+    /// The validated procedure.
+    pub procedure: Procedure,
+    /// Its specification as YAML (what `show` prints and what is re-validated on load).
+    pub spec_yaml: String,
+    /// SHA-256 of the file it was applied from.
+    pub content_hash: String,
+    /// The file name it was applied from.
+    pub source: String,
+    /// Incremented on every change.
+    pub version: i64,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+    /// The current seal, if sealed.
+    pub seal_id: Option<String>,
+    /// Why the procedure is not ready until re-sealed, if it is tainted.
+    pub taint: Option<Taint>,
+}
+
+/// Why a procedure is tainted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    /// What happened, in words.
+    pub reason: String,
+    /// The break that caused it, if one did.
+    pub break_id: Option<String>,
+    /// Whether the secret itself was revealed (re-seal then needs a new secret).
+    pub secret_revealed: bool,
+}
+
+/// A sealed credential as kept in the store: ciphertexts and commitments only.
+#[derive(Debug, Clone)]
+pub struct StoredSeal {
+    /// Identifier.
+    pub seal_id: String,
+    /// Procedure sealed.
+    pub procedure: String,
+    /// Shares needed.
+    pub threshold: u8,
+    /// AEAD ciphertext of the secret under the data key.
+    pub ciphertext: Vec<u8>,
+    /// One commitment per share.
+    pub commitments: Vec<ShareCommitment>,
+    /// One age file per custodian.
+    pub shares: Vec<EncryptedShare>,
+    /// Argon2id fingerprint of the secret, to refuse re-sealing a revealed secret.
+    pub secret_fingerprint: Vec<u8>,
+    /// Salt of that fingerprint.
+    pub fingerprint_salt: Vec<u8>,
+    /// When it was sealed.
+    pub created_at: Timestamp,
+}
+
+/// An actor as kept in the store.
+#[derive(Debug, Clone)]
+pub struct StoredActor {
+    /// The actor.
+    pub actor: Actor,
+    /// SHA-256 (hex) of its API token, for machines.
+    pub token_hash: Option<String>,
+    /// Contact, for custodians.
+    pub contact: String,
+}
+
+/// A delivery waiting in the outbox, committed with the audit entry it belongs to.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    /// Index into the drafts of the same commit that this item belongs to.
+    pub draft: usize,
+    /// Destination: `channel:NAME` for alerts, `sink:NAME` for audit sinks.
+    pub destination: String,
+    /// What to deliver (no secrets).
+    pub payload: serde_json::Value,
+}
+
+/// An outbox row as stored.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// Audit sequence number of the event.
+    pub seq: u64,
+    /// Destination.
+    pub destination: String,
+    /// Payload.
+    pub payload: serde_json::Value,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// When it was delivered, if it was.
+    pub delivered_at: Option<Timestamp>,
+}
+
+/// The store: transactions over procedures, seals, breaks, actors and the audit log.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Begins a write transaction. Write transactions are serialized (SQLite `BEGIN IMMEDIATE`,
+    /// PostgreSQL locks the audit head row), so the audit chain never forks.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+    /// Begins a read-only transaction (never commits).
+    async fn read(&self) -> StoreResult<Box<dyn Tx>>;
+    /// Which backend this is (`sqlite` or `postgres`).
+    fn backend(&self) -> &'static str;
+}
+
+/// One transaction. Dropping it without `commit` rolls it back. `commit` is the only way to
+/// make changes durable and it always appends at least one audit entry.
+#[async_trait]
+pub trait Tx: Send {
+    /// A procedure by id.
+    async fn procedure(&mut self, id: &str) -> StoreResult<Option<StoredProcedure>>;
+    /// Every procedure, ordered by id.
+    async fn procedures(&mut self) -> StoreResult<Vec<StoredProcedure>>;
+    /// Inserts or replaces a procedure.
+    async fn put_procedure(&mut self, p: &StoredProcedure) -> StoreResult<()>;
+    /// A seal by id.
+    async fn seal(&mut self, seal_id: &str) -> StoreResult<Option<StoredSeal>>;
+    /// Inserts a seal (seals are never modified).
+    async fn insert_seal(&mut self, s: &StoredSeal) -> StoreResult<()>;
+    /// A break by id.
+    async fn break_(&mut self, id: &str) -> StoreResult<Option<Break>>;
+    /// Breaks, newest first, optionally of one procedure, at most `limit`.
+    async fn breaks(&mut self, procedure: Option<&str>, limit: i64) -> StoreResult<Vec<Break>>;
+    /// Breaks whose deadline (grant or approval window) is at or before `now`.
+    async fn due_breaks(&mut self, now: Timestamp) -> StoreResult<Vec<Break>>;
+    /// Requested breaks that have at least one approval.
+    async fn requested_with_approvals(&mut self) -> StoreResult<Vec<Break>>;
+    /// Inserts or replaces a break.
+    async fn put_break(&mut self, b: &Break) -> StoreResult<()>;
+    /// Stores the grant's payload for the requester (an age file encrypted to their key).
+    async fn put_grant_payload(&mut self, break_id: &str, payload: &[u8]) -> StoreResult<()>;
+    /// Removes and returns the grant's payload.
+    async fn take_grant_payload(&mut self, break_id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// An actor by name.
+    async fn actor(&mut self, name: &str) -> StoreResult<Option<StoredActor>>;
+    /// The actor holding this API token hash.
+    async fn actor_by_token(&mut self, token_hash: &str) -> StoreResult<Option<StoredActor>>;
+    /// Every actor, by name.
+    async fn actors(&mut self) -> StoreResult<Vec<StoredActor>>;
+    /// Inserts or replaces an actor.
+    async fn put_actor(&mut self, a: &StoredActor) -> StoreResult<()>;
+    /// The newest audit entry's sequence and hash.
+    async fn audit_head(&mut self) -> StoreResult<Option<Head>>;
+    /// Audit entries with `seq >= from`, ascending, at most `limit`.
+    async fn audit_entries(&mut self, from: u64, limit: i64) -> StoreResult<Vec<Entry>>;
+    /// Outbox rows not yet delivered, oldest first.
+    async fn pending_outbox(&mut self, limit: i64) -> StoreResult<Vec<OutboxRow>>;
+    /// Appends the drafts to the audit chain, inserts the outbox items, and commits.
+    async fn commit(self: Box<Self>, drafts: Vec<Draft>, outbox: Vec<OutboxItem>) -> StoreResult<Vec<Entry>>;
+}

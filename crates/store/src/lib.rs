@@ -1,0 +1,474 @@
+//! The store: one implementation of the engine's `Store` over sqlx's `Any` driver, serving
+//! SQLite (the embedded default, one file in the data dir) and PostgreSQL. Queries are
+//! written once in the SQL both dialects accept (`$N` placeholders, `ON CONFLICT`); only the
+//! schema and the write lock differ per backend.
+//!
+//! Only this crate knows SQL. It stores ciphertexts, commitments and hashes, never a data
+//! key, a plaintext share or a secret.
+
+mod rows;
+mod schema;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use breakglass_audit::{Draft, Entry, Head};
+use breakglass_domain::{Break, Timestamp};
+use breakglass_engine::ports::{
+    OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, Tx,
+};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A store on SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database at `path`.
+    pub async fn open_sqlite(path: &Path) -> StoreResult<SqlStore> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        SqlStore::connect(&url).await
+    }
+
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies the schema.
+    pub async fn connect(url: &str) -> StoreResult<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError("database URL must start with sqlite:// or postgres://".into()));
+        };
+        let options = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
+        let options = if backend == Backend::Sqlite {
+            options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the single writer; FULL makes every commit
+                    // durable before it is acknowledged; the busy timeout queues writers.
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options.connect(url).await.map_err(|e| StoreError(redact_url(&e.to_string(), url)))?;
+        let store = SqlStore { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let statements = match self.backend {
+            Backend::Sqlite => schema::SQLITE,
+            Backend::Postgres => schema::POSTGRES,
+        };
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if self.backend == Backend::Postgres {
+            // Several servers may start at once; one applies the schema at a time.
+            sqlx::query("SELECT pg_advisory_xact_lock(7405524812)").execute(&mut *tx).await.map_err(db)?;
+        }
+        for statement in statements {
+            sqlx::query(*statement).execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    /// The pool (for tests that tamper with tables on purpose).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Never echo a connection URL (it may carry a password) in an error.
+fn redact_url(message: &str, url: &str) -> String {
+    message.replace(url, "[database url]")
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await.map_err(db)?;
+                // Every write appends to the audit chain, so writers queue on its head row.
+                sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE").execute(&mut *tx).await.map_err(db)?;
+                tx
+            }
+        };
+        Ok(Box::new(SqlTx { tx }))
+    }
+
+    async fn read(&self) -> StoreResult<Box<dyn Tx>> {
+        Ok(Box::new(SqlTx { tx: self.pool.begin().await.map_err(db)? }))
+    }
+
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+struct SqlTx {
+    tx: Transaction<'static, Any>,
+}
+
+/// `SELECT` of every procedure column, followed by the rest of the query.
+macro_rules! select_procedures {
+    ($rest:literal) => {
+        concat!("SELECT id, spec_yaml, content_hash, source, version, updated_at, seal_id, taint_reason, taint_break, taint_revealed FROM procedures", $rest)
+    };
+}
+
+/// `SELECT` of every break column, followed by the rest of the query.
+macro_rules! select_breaks {
+    ($rest:literal) => {
+        concat!("SELECT id, procedure_id, seal_id, requester, reason, ticket, duration_ms, quorum, requested_at, approval_deadline, approvals, state, granted_at, deadline, revealed_at, ended_at, closed_by FROM breaks", $rest)
+    };
+}
+
+#[async_trait]
+impl Tx for SqlTx {
+    async fn procedure(&mut self, id: &str) -> StoreResult<Option<StoredProcedure>> {
+        let row = sqlx::query(select_procedures!(" WHERE id = $1"))
+            .bind(id.to_owned())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::procedure).transpose()
+    }
+
+    async fn procedures(&mut self) -> StoreResult<Vec<StoredProcedure>> {
+        let rows = sqlx::query(select_procedures!(" ORDER BY id")).fetch_all(&mut *self.tx).await.map_err(db)?;
+        rows.iter().map(rows::procedure).collect()
+    }
+
+    async fn put_procedure(&mut self, p: &StoredProcedure) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO procedures (id, spec_yaml, content_hash, source, version, updated_at, seal_id, taint_reason, taint_break, taint_revealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET spec_yaml = excluded.spec_yaml, \
+             content_hash = excluded.content_hash, source = excluded.source, version = excluded.version, updated_at = excluded.updated_at, \
+             seal_id = excluded.seal_id, taint_reason = excluded.taint_reason, taint_break = excluded.taint_break, taint_revealed = excluded.taint_revealed",
+        )
+        .bind(p.procedure.id.clone())
+        .bind(p.spec_yaml.clone())
+        .bind(p.content_hash.clone())
+        .bind(p.source.clone())
+        .bind(p.version)
+        .bind(p.updated_at.0)
+        .bind(p.seal_id.clone())
+        .bind(p.taint.as_ref().map(|t| t.reason.clone()))
+        .bind(p.taint.as_ref().and_then(|t| t.break_id.clone()))
+        .bind(i64::from(p.taint.as_ref().is_some_and(|t| t.secret_revealed)))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn seal(&mut self, seal_id: &str) -> StoreResult<Option<StoredSeal>> {
+        let Some(row) = sqlx::query(
+            "SELECT seal_id, procedure_id, threshold, ciphertext, commitments, secret_fingerprint, fingerprint_salt, created_at FROM seals WHERE seal_id = $1",
+        )
+        .bind(seal_id.to_owned())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let shares = sqlx::query("SELECT custodian, idx, age_file FROM seal_shares WHERE seal_id = $1 ORDER BY idx")
+            .bind(seal_id.to_owned())
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        rows::seal(&row, &shares).map(Some)
+    }
+
+    async fn insert_seal(&mut self, s: &StoredSeal) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO seals (seal_id, procedure_id, threshold, ciphertext, commitments, secret_fingerprint, fingerprint_salt, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(s.seal_id.clone())
+        .bind(s.procedure.clone())
+        .bind(i64::from(s.threshold))
+        .bind(s.ciphertext.clone())
+        .bind(rows::commitments_json(&s.commitments))
+        .bind(s.secret_fingerprint.clone())
+        .bind(s.fingerprint_salt.clone())
+        .bind(s.created_at.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        for share in &s.shares {
+            sqlx::query("INSERT INTO seal_shares (seal_id, custodian, idx, age_file) VALUES ($1, $2, $3, $4)")
+                .bind(s.seal_id.clone())
+                .bind(share.custodian.clone())
+                .bind(i64::from(share.index))
+                .bind(share.age_file.clone())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    async fn break_(&mut self, id: &str) -> StoreResult<Option<Break>> {
+        let row = sqlx::query(select_breaks!(" WHERE id = $1"))
+            .bind(id.to_owned())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::break_).transpose()
+    }
+
+    async fn breaks(&mut self, procedure: Option<&str>, limit: i64) -> StoreResult<Vec<Break>> {
+        let rows = match procedure {
+            Some(p) => sqlx::query(select_breaks!(" WHERE procedure_id = $1 ORDER BY requested_at DESC, id DESC LIMIT $2"))
+                .bind(p.to_owned())
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await,
+            None => sqlx::query(select_breaks!(" ORDER BY requested_at DESC, id DESC LIMIT $1"))
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await,
+        }
+        .map_err(db)?;
+        rows.iter().map(rows::break_).collect()
+    }
+
+    async fn due_breaks(&mut self, now: Timestamp) -> StoreResult<Vec<Break>> {
+        let rows = sqlx::query(select_breaks!(" WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at"))
+            .bind(now.0)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::break_).collect()
+    }
+
+    async fn requested_with_approvals(&mut self) -> StoreResult<Vec<Break>> {
+        let rows = sqlx::query(select_breaks!(" WHERE state = 'requested' AND approvals <> '[]' ORDER BY requested_at"))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::break_).collect()
+    }
+
+    async fn put_break(&mut self, b: &Break) -> StoreResult<()> {
+        let r = rows::BreakRow::from(b);
+        sqlx::query(
+            "INSERT INTO breaks (id, procedure_id, seal_id, requester, reason, ticket, duration_ms, quorum, requested_at, approval_deadline, approvals, state, granted_at, deadline, revealed_at, ended_at, closed_by, due_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (id) DO UPDATE SET \
+             approvals = excluded.approvals, state = excluded.state, granted_at = excluded.granted_at, deadline = excluded.deadline, \
+             revealed_at = excluded.revealed_at, ended_at = excluded.ended_at, closed_by = excluded.closed_by, due_at = excluded.due_at",
+        )
+        .bind(r.id)
+        .bind(r.procedure)
+        .bind(r.seal_id)
+        .bind(r.requester)
+        .bind(r.reason)
+        .bind(r.ticket)
+        .bind(r.duration_ms)
+        .bind(r.quorum)
+        .bind(r.requested_at)
+        .bind(r.approval_deadline)
+        .bind(r.approvals)
+        .bind(r.state)
+        .bind(r.granted_at)
+        .bind(r.deadline)
+        .bind(r.revealed_at)
+        .bind(r.ended_at)
+        .bind(r.closed_by)
+        .bind(r.due_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn put_grant_payload(&mut self, break_id: &str, payload: &[u8]) -> StoreResult<()> {
+        sqlx::query("INSERT INTO grant_payloads (break_id, payload) VALUES ($1, $2) ON CONFLICT (break_id) DO UPDATE SET payload = excluded.payload")
+            .bind(break_id.to_owned())
+            .bind(payload.to_vec())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn take_grant_payload(&mut self, break_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT payload FROM grant_payloads WHERE break_id = $1")
+            .bind(break_id.to_owned())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        sqlx::query("DELETE FROM grant_payloads WHERE break_id = $1")
+            .bind(break_id.to_owned())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        Ok(Some(row.try_get::<Vec<u8>, _>(0).map_err(db)?))
+    }
+
+    async fn actor(&mut self, name: &str) -> StoreResult<Option<StoredActor>> {
+        let row = sqlx::query("SELECT name, roles, public_key, token_hash, contact FROM actors WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::actor).transpose()
+    }
+
+    async fn actor_by_token(&mut self, token_hash: &str) -> StoreResult<Option<StoredActor>> {
+        let row = sqlx::query("SELECT name, roles, public_key, token_hash, contact FROM actors WHERE token_hash = $1")
+            .bind(token_hash.to_owned())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::actor).transpose()
+    }
+
+    async fn actors(&mut self) -> StoreResult<Vec<StoredActor>> {
+        let rows = sqlx::query("SELECT name, roles, public_key, token_hash, contact FROM actors ORDER BY name")
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::actor).collect()
+    }
+
+    async fn put_actor(&mut self, a: &StoredActor) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO actors (name, roles, public_key, token_hash, contact) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
+             roles = excluded.roles, public_key = excluded.public_key, token_hash = excluded.token_hash, contact = excluded.contact",
+        )
+        .bind(a.actor.name.clone())
+        .bind(a.actor.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(","))
+        .bind(a.actor.key.as_ref().map(|k| k.canonical()))
+        .bind(a.token_hash.clone())
+        .bind(a.contact.clone())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn audit_head(&mut self) -> StoreResult<Option<Head>> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_optional(&mut *self.tx).await.map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let seq: i64 = row.try_get(0).map_err(db)?;
+        if seq == 0 {
+            return Ok(None);
+        }
+        let hash: String = row.try_get(1).map_err(db)?;
+        Ok(Some(Head {
+            seq: u64::try_from(seq).map_err(|_| StoreError("negative audit head".into()))?,
+            hash: breakglass_audit::Hash::from_str(&hash).map_err(|e| StoreError(format!("audit head hash: {e}")))?,
+        }))
+    }
+
+    async fn audit_entries(&mut self, from: u64, limit: i64) -> StoreResult<Vec<Entry>> {
+        let rows = sqlx::query(
+            "SELECT seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::entry).collect()
+    }
+
+    async fn pending_outbox(&mut self, limit: i64) -> StoreResult<Vec<OutboxRow>> {
+        let rows = sqlx::query("SELECT id, seq, destination, payload, attempts, delivered_at FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT $1")
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::outbox).collect()
+    }
+
+    async fn commit(mut self: Box<Self>, drafts: Vec<Draft>, outbox: Vec<OutboxItem>) -> StoreResult<Vec<Entry>> {
+        if drafts.is_empty() {
+            return Err(StoreError("refusing to commit a change without an audit entry".into()));
+        }
+        let mut head = self.audit_head().await?;
+        let mut entries = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let time_ms = draft.time_ms;
+            let entry = breakglass_audit::append(head.as_ref(), draft).map_err(|e| StoreError(format!("audit entry: {e}")))?;
+            let payload = breakglass_audit::canonical_json(&entry.payload).map_err(|e| StoreError(format!("audit payload: {e}")))?;
+            sqlx::query(
+                "INSERT INTO audit_log (seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(i64::try_from(entry.seq).map_err(|_| StoreError("audit sequence overflow".into()))?)
+            .bind(time_ms)
+            .bind(entry.actor.clone())
+            .bind(entry.kind.clone())
+            .bind(entry.procedure.clone())
+            .bind(entry.break_id.clone())
+            .bind(payload)
+            .bind(entry.prev_hash.to_hex())
+            .bind(entry.hash.to_hex())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+            head = Some(Head { seq: entry.seq, hash: entry.hash });
+            entries.push(entry);
+        }
+        for item in outbox {
+            let Some(entry) = entries.get(item.draft) else {
+                return Err(StoreError(format!("outbox item refers to draft {} of {}", item.draft, entries.len())));
+            };
+            sqlx::query("INSERT INTO outbox (seq, destination, payload, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)")
+                .bind(i64::try_from(entry.seq).unwrap_or(i64::MAX))
+                .bind(item.destination)
+                .bind(item.payload.to_string())
+                .bind(entry.time_ms)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db)?;
+        }
+        if let Some(h) = &head {
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(i64::try_from(h.seq).unwrap_or(i64::MAX))
+                .bind(h.hash.to_hex())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db)?;
+        }
+        self.tx.commit().await.map_err(db)?;
+        Ok(entries)
+    }
+}

@@ -1,0 +1,42 @@
+//! Schema of both backends. Each statement is idempotent (`IF NOT EXISTS`), applied in order at
+//! start-up. The audit log refuses UPDATE and DELETE in the database itself, so no code path,
+//! ours or an operator's SQL console, can quietly rewrite it.
+
+/// SQLite schema.
+pub(crate) const SQLITE: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS procedures (id TEXT PRIMARY KEY, spec_yaml TEXT NOT NULL, content_hash TEXT NOT NULL, source TEXT NOT NULL, version BIGINT NOT NULL, updated_at BIGINT NOT NULL, seal_id TEXT, taint_reason TEXT, taint_break TEXT, taint_revealed BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS seals (seal_id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, threshold BIGINT NOT NULL, ciphertext BLOB NOT NULL, commitments TEXT NOT NULL, secret_fingerprint BLOB NOT NULL, fingerprint_salt BLOB NOT NULL, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seal_shares (seal_id TEXT NOT NULL, custodian TEXT NOT NULL, idx BIGINT NOT NULL, age_file BLOB NOT NULL, PRIMARY KEY (seal_id, custodian))",
+    "CREATE TABLE IF NOT EXISTS breaks (id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, seal_id TEXT NOT NULL, requester TEXT NOT NULL, reason TEXT NOT NULL, ticket TEXT NOT NULL, duration_ms BIGINT NOT NULL, quorum BIGINT NOT NULL, requested_at BIGINT NOT NULL, approval_deadline BIGINT NOT NULL, approvals TEXT NOT NULL, state TEXT NOT NULL, granted_at BIGINT, deadline BIGINT, revealed_at BIGINT, ended_at BIGINT, closed_by TEXT, due_at BIGINT)",
+    "CREATE INDEX IF NOT EXISTS breaks_due ON breaks (due_at)",
+    "CREATE INDEX IF NOT EXISTS breaks_procedure ON breaks (procedure_id, requested_at)",
+    "CREATE TABLE IF NOT EXISTS grant_payloads (break_id TEXT PRIMARY KEY, payload BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS actors (name TEXT PRIMARY KEY, roles TEXT NOT NULL, public_key TEXT, token_hash TEXT UNIQUE, contact TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_log (seq BIGINT PRIMARY KEY, time_ms BIGINT NOT NULL, actor TEXT NOT NULL, kind TEXT NOT NULL, procedure_id TEXT, break_id TEXT, payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_head (id BIGINT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL)",
+    "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '') ON CONFLICT DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, seq BIGINT NOT NULL, destination TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT NOT NULL, delivered_at BIGINT, last_error TEXT)",
+    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, next_attempt_at)",
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+];
+
+/// PostgreSQL schema.
+pub(crate) const POSTGRES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS procedures (id TEXT PRIMARY KEY, spec_yaml TEXT NOT NULL, content_hash TEXT NOT NULL, source TEXT NOT NULL, version BIGINT NOT NULL, updated_at BIGINT NOT NULL, seal_id TEXT, taint_reason TEXT, taint_break TEXT, taint_revealed BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS seals (seal_id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, threshold BIGINT NOT NULL, ciphertext BYTEA NOT NULL, commitments TEXT NOT NULL, secret_fingerprint BYTEA NOT NULL, fingerprint_salt BYTEA NOT NULL, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seal_shares (seal_id TEXT NOT NULL, custodian TEXT NOT NULL, idx BIGINT NOT NULL, age_file BYTEA NOT NULL, PRIMARY KEY (seal_id, custodian))",
+    "CREATE TABLE IF NOT EXISTS breaks (id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, seal_id TEXT NOT NULL, requester TEXT NOT NULL, reason TEXT NOT NULL, ticket TEXT NOT NULL, duration_ms BIGINT NOT NULL, quorum BIGINT NOT NULL, requested_at BIGINT NOT NULL, approval_deadline BIGINT NOT NULL, approvals TEXT NOT NULL, state TEXT NOT NULL, granted_at BIGINT, deadline BIGINT, revealed_at BIGINT, ended_at BIGINT, closed_by TEXT, due_at BIGINT)",
+    "CREATE INDEX IF NOT EXISTS breaks_due ON breaks (due_at)",
+    "CREATE INDEX IF NOT EXISTS breaks_procedure ON breaks (procedure_id, requested_at)",
+    "CREATE TABLE IF NOT EXISTS grant_payloads (break_id TEXT PRIMARY KEY, payload BYTEA NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS actors (name TEXT PRIMARY KEY, roles TEXT NOT NULL, public_key TEXT, token_hash TEXT UNIQUE, contact TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_log (seq BIGINT PRIMARY KEY, time_ms BIGINT NOT NULL, actor TEXT NOT NULL, kind TEXT NOT NULL, procedure_id TEXT, break_id TEXT, payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_head (id BIGINT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL)",
+    "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '') ON CONFLICT DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS outbox (id BIGSERIAL PRIMARY KEY, seq BIGINT NOT NULL, destination TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT NOT NULL, delivered_at BIGINT, last_error TEXT)",
+    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, next_attempt_at)",
+    "CREATE OR REPLACE FUNCTION breakglass_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+    "DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log",
+    "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION breakglass_audit_append_only()",
+];

@@ -1,0 +1,338 @@
+//! The store conformance suite: the same cases run against SQLite and PostgreSQL, at the
+//! `Store`/`Tx` level and through the engine's whole break lifecycle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakglass_audit::Draft;
+use breakglass_custody::{ExposeSecret, Identity, Secret, decrypt_share, decrypt_with, keygen};
+use breakglass_domain::{Actor, Break, Role, Timestamp};
+use breakglass_engine::ports::{OutboxItem, Store};
+use breakglass_engine::{ChainVerdict, Config, Engine, EngineError, ManualClock, StoredActor};
+use breakglass_store::SqlStore;
+use serde_json::json;
+
+const T0: i64 = 1_800_000_000_000;
+
+/// Custodians with their identities, and a procedure file naming them.
+struct Fixture {
+    identities: Vec<(String, Identity)>,
+    requester: Identity,
+    yaml: String,
+}
+
+fn fixture() -> Fixture {
+    let mut identities = Vec::new();
+    let mut custodians = String::new();
+    for name in ["alice", "bob", "carol"] {
+        let (id, key) = keygen();
+        identities.push((name.to_owned(), Identity::parse(id.expose_secret()).expect("identity")));
+        custodians.push_str(&format!("  - name: {name}\n    contact: {name}@example.com\n    key: {}\n", key.canonical()));
+    }
+    let (rid, _) = keygen();
+    let yaml = format!(
+        "id: root-secret\ndescription: root password of the vault host\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 15m\nalert_channels: [sec-slack]\ndependencies: [vpn]\n"
+    );
+    Fixture { identities, requester: Identity::parse(rid.expose_secret()).expect("requester"), yaml }
+}
+
+fn admin() -> Actor {
+    Actor { name: "root-admin".into(), roles: vec![Role::Admin], key: None }
+}
+
+async fn engine_on(store: SqlStore) -> (Engine, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let engine = Engine::new(Arc::new(store), clock.clone(), Config::default());
+    (engine, clock)
+}
+
+async fn approve(engine: &Engine, f: &Fixture, who: &str, break_id: &str) -> Result<breakglass_engine::ApproveOutcome, EngineError> {
+    let actor = Actor { name: who.into(), roles: vec![Role::Custodian], key: None };
+    let share = engine.share_for(&actor, break_id).await?;
+    let identity = &f.identities.iter().find(|(n, _)| n == who).expect("custodian").1;
+    let plain = decrypt_share(&share.age_file, identity).expect("decrypt own share");
+    engine.approve(&actor, break_id, &plain.encode()).await
+}
+
+/// The whole lifecycle through the engine: apply, seal, open, approve ×2, reveal, expire,
+/// taint, re-seal; every step audited and the chain verifies.
+async fn lifecycle(store: SqlStore) {
+    let f = fixture();
+    let (engine, clock) = engine_on(store).await;
+    let admin = admin();
+    let applied = engine.apply(&admin, &[("p.yaml".into(), f.yaml.clone())]).await.expect("apply");
+    assert_eq!(applied[0].change.as_str(), "created");
+    let again = engine.apply(&admin, &[("p.yaml".into(), f.yaml.clone())]).await.expect("apply again");
+    assert_eq!(again[0].change.as_str(), "unchanged");
+    engine
+        .enroll(&admin, "dave", &[Role::Requester], Some(&f.requester.public().canonical()), "dave@example.com", false)
+        .await
+        .expect("enroll dave");
+    let dave = Actor { name: "dave".into(), roles: vec![Role::Requester], key: Some(f.requester.public()) };
+
+    let err = engine.open_break(&dave, "root-secret", "db down", "INC-1", None).await.unwrap_err();
+    assert!(err.to_string().contains("no sealed credential"), "{err}");
+    engine.seal(&admin, "root-secret", Secret::new(b"hunter2-root".to_vec())).await.expect("seal");
+
+    let requested = engine.open_break(&dave, "root-secret", "db down", "INC-1", Some(Duration::from_secs(300))).await.expect("open");
+    let id = requested.info.id.0.clone();
+    // A foreign share (carol's, submitted by bob) is refused and names the problem.
+    let bob = Actor { name: "bob".into(), roles: vec![Role::Custodian], key: None };
+    let carol_share = {
+        let carol = Actor { name: "carol".into(), roles: vec![Role::Custodian], key: None };
+        let s = engine.share_for(&carol, &id).await.expect("carol share");
+        decrypt_share(&s.age_file, &f.identities[2].1).expect("decrypt")
+    };
+    let err = engine.approve(&bob, &id, &carol_share.encode()).await.unwrap_err();
+    assert!(err.to_string().contains("carol"), "{err}");
+    let err = engine.approve(&bob, &id, "bm90IGEgc2hhcmU=").await.unwrap_err();
+    assert!(matches!(err, EngineError::Share(_)), "{err}");
+
+    clock.advance(Duration::from_millis(1500));
+    let first = approve(&engine, &f, "alice", &id).await.expect("alice");
+    assert_eq!((first.approvals, first.quorum), (1, 2));
+    assert!(matches!(first.state, Break::Requested(_)));
+    let err = approve(&engine, &f, "alice", &id).await.unwrap_err();
+    assert!(err.to_string().contains("already approved"), "{err}");
+    let err = engine.reveal(&dave, &id).await.unwrap_err();
+    assert!(err.to_string().contains("not granted yet (1 of 2"), "{err}");
+
+    clock.advance(Duration::from_millis(500));
+    let second = approve(&engine, &f, "bob", &id).await.expect("bob");
+    let Break::Granted(granted) = &second.state else { panic!("not granted: {:?}", second.state) };
+    assert_eq!(granted.granted_at.since(granted.info.requested_at), 2000);
+    let err = approve(&engine, &f, "carol", &id).await.unwrap_err();
+    assert!(err.to_string().contains("already granted"), "{err}");
+
+    // Only the requester may reveal, once, inside the window.
+    let eve = Actor { name: "eve".into(), roles: vec![Role::Requester], key: None };
+    let err = engine.reveal(&eve, &id).await.unwrap_err();
+    assert!(err.to_string().contains("only the requester `dave`"), "{err}");
+    let revealed = engine.reveal(&dave, &id).await.expect("reveal");
+    let secret = decrypt_with(&f.requester, &revealed.age_file).expect("requester decrypts");
+    assert_eq!(secret.as_slice(), b"hunter2-root");
+    let err = engine.reveal(&dave, &id).await.unwrap_err();
+    assert!(err.to_string().contains("already revealed"), "{err}");
+
+    let status = engine.procedure(&admin, "root-secret").await.expect("status");
+    assert!(status.stored.taint.as_ref().is_some_and(|t| t.secret_revealed), "tainted after reveal");
+
+    // The deadline passes: the sweep expires the grant.
+    clock.advance(Duration::from_secs(299));
+    assert!(engine.expire_due().await.expect("sweep").is_empty());
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(engine.expire_due().await.expect("sweep"), vec![id.clone()]);
+    let ended = engine.break_(&admin, &id).await.expect("load");
+    assert_eq!(ended.state(), "expired");
+    let err = approve(&engine, &f, "carol", &id).await.unwrap_err();
+    assert!(err.to_string().contains("break has ended (expired)"), "{err}");
+
+    // Re-sealing the revealed secret is refused; a new secret clears the taint.
+    let err = engine.seal(&admin, "root-secret", Secret::new(b"hunter2-root".to_vec())).await.unwrap_err();
+    assert!(err.to_string().contains("rotate it"), "{err}");
+    let summary = engine.seal(&admin, "root-secret", Secret::new(b"new-root-pw".to_vec())).await.expect("re-seal");
+    assert!(summary.cleared_taint.is_some());
+    assert!(engine.procedure(&admin, "root-secret").await.expect("status").stored.taint.is_none());
+
+    let verdict = engine.verify_audit(&admin).await.expect("verify");
+    let ChainVerdict::Intact(report) = verdict else { panic!("chain broken: {verdict:?}") };
+    let entries = engine.audit_entries(&admin, 1, 1000).await.expect("entries");
+    assert_eq!(report.entries, entries.len() as u64);
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    for kind in ["procedure.applied", "seal.created", "break.requested", "share.rejected", "share.accepted", "break.granted", "grant.revealed", "break.expired", "procedure.untainted"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    // No secret in any audit payload.
+    for e in &entries {
+        let text = e.to_json_line();
+        assert!(!text.contains("hunter2") && !text.contains("new-root-pw"), "secret in audit: {text}");
+    }
+}
+
+/// `Tx` behaviour: rollback on drop, refusal of a commit without audit, outbox rows, tokens,
+/// and the append-only audit table.
+async fn transactions(store: SqlStore) {
+    let tx = store.begin().await.expect("begin");
+    let err = tx.commit(vec![], vec![]).await.unwrap_err();
+    assert!(err.to_string().contains("without an audit entry"));
+
+    let mut tx = store.begin().await.expect("begin");
+    let actor = StoredActor {
+        actor: Actor { name: "bot".into(), roles: vec![Role::Auditor], key: None },
+        token_hash: Some("ab".repeat(32)),
+        contact: String::new(),
+    };
+    tx.put_actor(&actor).await.expect("put");
+    drop(tx);
+    assert!(store.read().await.expect("read").actor("bot").await.expect("get").is_none(), "dropped tx rolled back");
+
+    let mut tx = store.begin().await.expect("begin");
+    tx.put_actor(&actor).await.expect("put");
+    let draft = |kind: &str| Draft {
+        time_ms: T0,
+        actor: "t".into(),
+        kind: kind.into(),
+        procedure: None,
+        break_id: None,
+        payload: json!({"n": 1}),
+    };
+    let entries = tx
+        .commit(
+            vec![draft("a"), draft("b")],
+            vec![OutboxItem { draft: 1, destination: "channel:x".into(), payload: json!({"k": "v"}) }],
+        )
+        .await
+        .expect("commit");
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    let mut r = store.read().await.expect("read");
+    assert_eq!(r.actor_by_token(&"ab".repeat(32)).await.expect("by token").expect("found").actor.name, "bot");
+    let outbox = r.pending_outbox(10).await.expect("outbox");
+    assert_eq!(outbox.len(), 1);
+    assert_eq!((outbox[0].seq, outbox[0].destination.as_str()), (2, "channel:x"));
+    let head = r.audit_head().await.expect("head").expect("some");
+    assert_eq!(head.seq, 2);
+    assert_eq!(head.hash, entries[1].hash);
+    drop(r);
+
+    // The database itself refuses to rewrite or delete audit entries.
+    let update = sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1").execute(store.pool()).await;
+    assert!(update.is_err(), "UPDATE on audit_log must fail");
+    let delete = sqlx::query("DELETE FROM audit_log WHERE seq = 2").execute(store.pool()).await;
+    assert!(delete.is_err(), "DELETE on audit_log must fail");
+    let entries = store.read().await.expect("read").audit_entries(1, 10).await.expect("entries");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].actor, "t");
+}
+
+/// A restart across a deadline: a new engine on the same store expires the grant at start-up.
+async fn restart_across_deadline(make: impl Fn() -> futures_like::BoxStore) {
+    let f = fixture();
+    let id = {
+        let (engine, clock) = engine_on(make().await).await;
+        engine.apply(&admin(), &[("p.yaml".into(), f.yaml.clone())]).await.expect("apply");
+        engine.enroll(&admin(), "dave", &[Role::Requester], Some(&f.requester.public().canonical()), "", false).await.expect("enroll");
+        engine.seal(&admin(), "root-secret", Secret::new(b"s3cret".to_vec())).await.expect("seal");
+        let dave = Actor { name: "dave".into(), roles: vec![Role::Requester], key: Some(f.requester.public()) };
+        let r = engine.open_break(&dave, "root-secret", "r", "t", Some(Duration::from_secs(60))).await.expect("open");
+        let id = r.info.id.0.clone();
+        approve(&engine, &f, "alice", &id).await.expect("alice");
+        approve(&engine, &f, "carol", &id).await.expect("carol");
+        clock.advance(Duration::from_secs(1));
+        id
+    };
+    // "Restart": a fresh engine and store at a time past the deadline.
+    let store = make().await;
+    let clock = Arc::new(ManualClock::new(Timestamp(T0 + 61_001)));
+    let engine = Engine::new(Arc::new(store), clock, Config::default());
+    assert_eq!(engine.expire_due().await.expect("start-up sweep"), vec![id.clone()]);
+    assert_eq!(engine.break_(&admin(), &id).await.expect("load").state(), "expired");
+    let ChainVerdict::Intact(_) = engine.verify_audit(&admin()).await.expect("verify") else { panic!("chain broken") };
+}
+
+/// Shares held in memory are lost at restart: the start-up sweep resets those approvals.
+async fn restart_resets_pending_approvals(make: impl Fn() -> futures_like::BoxStore) {
+    let f = fixture();
+    let id = {
+        let (engine, _) = engine_on(make().await).await;
+        engine.apply(&admin(), &[("p.yaml".into(), f.yaml.clone())]).await.expect("apply");
+        engine.enroll(&admin(), "dave", &[Role::Requester], Some(&f.requester.public().canonical()), "", false).await.expect("enroll");
+        engine.seal(&admin(), "root-secret", Secret::new(b"s3cret".to_vec())).await.expect("seal");
+        let dave = Actor { name: "dave".into(), roles: vec![Role::Requester], key: Some(f.requester.public()) };
+        let id = engine.open_break(&dave, "root-secret", "r", "t", None).await.expect("open").info.id.0;
+        approve(&engine, &f, "alice", &id).await.expect("alice");
+        id
+    };
+    let (engine, _) = engine_on(make().await).await;
+    assert_eq!(engine.reset_lost_approvals().await.expect("reset"), 1);
+    approve(&engine, &f, "alice", &id).await.expect("alice again");
+    let done = approve(&engine, &f, "bob", &id).await.expect("bob");
+    assert!(matches!(done.state, Break::Granted(_)));
+}
+
+mod futures_like {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    /// A future producing a store (so a test can "restart" on the same database).
+    pub(super) type BoxStore = Pin<Box<dyn Future<Output = breakglass_store::SqlStore>>>;
+}
+
+mod sqlite {
+    use super::*;
+
+    fn path() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("breakglass.db");
+        (dir, p)
+    }
+
+    #[tokio::test]
+    async fn lifecycle() {
+        let (_d, p) = path();
+        super::lifecycle(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
+    #[tokio::test]
+    async fn transactions() {
+        let (_d, p) = path();
+        super::transactions(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
+    #[tokio::test]
+    async fn restart_across_deadline() {
+        let (_d, p) = path();
+        super::restart_across_deadline(|| {
+            let p = p.clone();
+            Box::pin(async move { SqlStore::open_sqlite(&p).await.expect("open") })
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn restart_resets_pending_approvals() {
+        let (_d, p) = path();
+        super::restart_resets_pending_approvals(|| {
+            let p = p.clone();
+            Box::pin(async move { SqlStore::open_sqlite(&p).await.expect("open") })
+        })
+        .await;
+    }
+}
+
+mod postgres {
+    use super::*;
+    use breakglass_testkit::fresh_postgres;
+
+    macro_rules! pg_test {
+        ($name:ident, $body:expr) => {
+            #[tokio::test]
+            async fn $name() {
+                let Some(db) = fresh_postgres(concat!("store::postgres::", stringify!($name))).await else { return };
+                let url = db.url.clone();
+                ($body)(url).await;
+                db.drop_db().await;
+            }
+        };
+    }
+
+    pg_test!(lifecycle, |url: String| async move {
+        super::lifecycle(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(transactions, |url: String| async move {
+        super::transactions(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(restart_across_deadline, |url: String| async move {
+        super::restart_across_deadline(|| {
+            let url = url.clone();
+            Box::pin(async move { SqlStore::connect(&url).await.expect("connect") })
+        })
+        .await
+    });
+    pg_test!(restart_resets_pending_approvals, |url: String| async move {
+        super::restart_resets_pending_approvals(|| {
+            let url = url.clone();
+            Box::pin(async move { SqlStore::connect(&url).await.expect("connect") })
+        })
+        .await
+    });
+}

@@ -1,0 +1,72 @@
+//! Test helpers shared by the integration tests: honest skipping when a service is missing,
+//! and fresh PostgreSQL databases so each test run has its own schema.
+//!
+//! A test that needs an absent service fails under `CI=true` with a clear message; elsewhere it
+//! reports itself skipped (stderr, plus a file in `$BREAKGLASS_SKIP_DIR` that `cargo xtask test`
+//! counts in its summary). It never passes silently.
+
+use std::path::PathBuf;
+
+use sqlx::Connection;
+
+/// Where the tests find PostgreSQL; override with `BREAKGLASS_TEST_POSTGRES`.
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Records that `test` could not run because of `reason`. Panics under CI.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: required service missing under CI: {reason}");
+    }
+    eprintln!("SKIP: {test}: {reason}");
+    if let Ok(dir) = std::env::var("BREAKGLASS_SKIP_DIR") {
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(test.replace("::", "__")), reason);
+    }
+}
+
+/// A PostgreSQL database created for one test; dropped by `drop_db`.
+pub struct FreshDb {
+    /// Connection URL of the new database.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+/// Creates a fresh database, or records a skip and returns `None` when PostgreSQL is absent.
+pub async fn fresh_postgres(test: &str) -> Option<FreshDb> {
+    let admin_url = std::env::var("BREAKGLASS_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+    let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
+        Ok(c) => c,
+        Err(e) => {
+            skip(test, &format!("PostgreSQL not reachable at {admin_url}: {e}"));
+            return None;
+        }
+    };
+    let name = format!("bg_test_{}_{:x}", std::process::id(), rand_suffix());
+    let create = format!("CREATE DATABASE {name}");
+    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut conn).await {
+        panic!("{test}: cannot create test database: {e}");
+    }
+    let _ = conn.close().await;
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin_url.clone());
+    Some(FreshDb { url: format!("{base}/{name}"), admin_url, name })
+}
+
+impl FreshDb {
+    /// Drops the database (best effort; a leftover `bg_test_*` database is harmless).
+    pub async fn drop_db(self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
+            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}

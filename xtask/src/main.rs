@@ -1,0 +1,87 @@
+//! Project tasks. `cargo xtask test` runs the whole test suite and prints a summary that
+//! counts skipped tests; `cargo xtask ci` runs exactly what `.ci/run` runs; `cargo xtask bench`
+//! runs the benchmarks and writes BENCHMARKS.md.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_path_buf();
+    match task.as_str() {
+        "test" => test(&root),
+        "ci" => {
+            run(&root, "cargo", &["fmt", "--all", "--", "--check"])?;
+            run(&root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            test(&root)
+        }
+        "bench" => run(&root, "cargo", &["run", "--release", "-p", "breakglass-cli", "--bin", "breakglass-bench", "--", "--out", "BENCHMARKS.md"]),
+        _ => bail!("usage: cargo xtask test|ci|bench"),
+    }
+}
+
+fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program).args(args).current_dir(root).status().with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Runs every test of the workspace, echoing the output, then prints one summary line:
+/// `N passed, N failed, N skipped`. Tests that cannot reach a service they need record a skip
+/// in `$BREAKGLASS_SKIP_DIR` (under `CI=true` they fail instead).
+fn test(root: &Path) -> Result<()> {
+    let skip_dir: PathBuf = root.join("target").join("skips");
+    let _ = std::fs::remove_dir_all(&skip_dir);
+    std::fs::create_dir_all(&skip_dir)?;
+    eprintln!("$ cargo test --workspace");
+    let mut child = Command::new("cargo")
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("BREAKGLASS_SKIP_DIR", &skip_dir)
+        .current_dir(root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    let stdout = child.stdout.take().context("stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count(rest, " passed");
+            failed += count(rest, " failed");
+            ignored += count(rest, " ignored");
+        }
+    }
+    let status = child.wait()?;
+    let mut skips: Vec<String> = std::fs::read_dir(&skip_dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| format!("{}: {}", e.file_name().to_string_lossy(), std::fs::read_to_string(e.path()).unwrap_or_default()))
+        .collect();
+    skips.sort();
+    for s in &skips {
+        println!("skipped {s}");
+    }
+    let skipped = skips.len() as u64;
+    // A skipped test returns early and so is also counted as passed by cargo; count it once.
+    println!();
+    println!("summary: {} passed, {failed} failed, {skipped} skipped ({ignored} ignored benchmarks)", passed.saturating_sub(skipped));
+    if !status.success() || failed > 0 {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
+fn count(summary: &str, word: &str) -> u64 {
+    summary
+        .split(';')
+        .find(|part| part.trim_end().ends_with(word.trim()))
+        .and_then(|part| part.split_whitespace().rev().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
