@@ -139,6 +139,18 @@ impl Engine {
         Ok(Challenge { id, actor: actor.to_owned(), kind, expires_at })
     }
 
+    /// Issues a sign-in challenge to whichever actor enrolled this public key.
+    pub async fn challenge_for_key(&self, key: &str) -> Result<Challenge, EngineError> {
+        let key = CustodianKey::parse(key.trim()).map_err(|e| EngineError::Unauthenticated(format!("key: {e}")))?;
+        let fingerprint = key.fingerprint();
+        let actors = self.store().read().await?.actors().await?;
+        let actor = actors
+            .into_iter()
+            .find(|a| a.actor.key.as_ref().is_some_and(|k| k.fingerprint() == fingerprint))
+            .ok_or_else(|| EngineError::Unauthenticated(format!("no actor is enrolled with key {fingerprint}")))?;
+        self.challenge(&actor.actor.name).await
+    }
+
     /// Answers a challenge; on success opens a session and audits the sign-in.
     pub async fn login(&self, challenge_id: &str, response: &str) -> Result<Session, EngineError> {
         let pending = self

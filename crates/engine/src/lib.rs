@@ -97,6 +97,13 @@ impl Engine {
         self.inner.clock.now()
     }
 
+    /// Whether the store answers a read.
+    pub async fn store_ready(&self) -> Result<(), EngineError> {
+        let mut tx = self.store().read().await?;
+        tx.audit_head().await?;
+        Ok(())
+    }
+
     fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }

@@ -1,1 +1,167 @@
-//! placeholder
+//! The breakglass server: the composition root (`build`), the HTTP API (axum), its request and
+//! response types, the OpenAPI document, and the background expiry worker.
+//!
+//! Handlers only translate: parse the request, authenticate the bearer token, call one engine
+//! use case, map the result. Every rule lives in the engine and the domain. API types are
+//! separate from engine types and converted by hand, so a new engine field (a secret above
+//! all) never reaches a response by accident.
+
+mod api;
+mod error;
+mod openapi;
+mod views;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakglass_domain::Limits;
+use breakglass_engine::{Clock, Config, Engine, SystemClock};
+use breakglass_store::SqlStore;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+pub use api::router;
+pub use openapi::document as openapi_document;
+
+/// Settings of a server, validated by the binary.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data directory (SQLite database, admin token file).
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of SQLite in the data dir.
+    pub database_url: Option<String>,
+    /// Engine settings.
+    pub engine: Config,
+}
+
+impl ServerConfig {
+    /// Defaults for a data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig { data_dir: data_dir.into(), database_url: None, engine: Config::default() }
+    }
+
+    /// Sets the grant ceiling.
+    pub fn with_grant_ceiling(mut self, ceiling: Duration) -> ServerConfig {
+        self.engine.limits = Limits { grant_ceiling: ceiling };
+        self
+    }
+}
+
+/// Shared state of every request.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Engine,
+}
+
+/// What `build` produced.
+pub struct Built {
+    /// State to serve.
+    pub state: AppState,
+    /// The first admin's token, when this start created it (also written to the data dir).
+    pub bootstrap_token: Option<SecretString>,
+    /// Where the admin token file is.
+    pub admin_token_file: PathBuf,
+}
+
+/// Name of the admin token file in the data dir.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Builds the application: opens the store, creates the engine, runs the start-up sweep
+/// (expire what passed its deadline while the server was down; reset approvals whose shares
+/// were lost), and bootstraps the first admin.
+pub async fn build(config: ServerConfig) -> anyhow::Result<Built> {
+    build_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// `build` with an injected clock (tests).
+pub async fn build_with_clock(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Built> {
+    use anyhow::Context;
+    create_private_dir(&config.data_dir)?;
+    let store = match &config.database_url {
+        Some(url) => SqlStore::connect(url).await.context("opening PostgreSQL store")?,
+        None => SqlStore::open_sqlite(&config.data_dir.join("breakglass.db")).await.context("opening SQLite store")?,
+    };
+    let engine = Engine::new(Arc::new(store), clock, config.engine.clone());
+    let expired = engine.expire_due().await.context("start-up expiry sweep")?;
+    if !expired.is_empty() {
+        tracing::info!(count = expired.len(), "expired grants whose deadline passed while the server was down");
+    }
+    let reset = engine.reset_lost_approvals().await.context("start-up approval reset")?;
+    if reset > 0 {
+        tracing::warn!(count = reset, "approvals reset: their shares were held in memory before the restart");
+    }
+    let admin_token_file = config.data_dir.join(ADMIN_TOKEN_FILE);
+    let bootstrap_token = engine.bootstrap_admin("admin").await.context("bootstrapping the first admin")?;
+    if let Some(token) = &bootstrap_token {
+        write_private_file(&admin_token_file, breakglass_engine::expose_token(token).as_bytes())?;
+    }
+    Ok(Built { state: AppState { engine }, bootstrap_token, admin_token_file })
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, with the expiry worker beside it.
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(expiry_worker(state.engine.clone(), stop_rx));
+    let app = router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    result
+}
+
+/// Ends grants at their deadline: checks every 200 ms, so a running server ends a grant
+/// within a second of its deadline. Deadlines live in the store, so nothing is lost if the
+/// server stops; `build` sweeps again at start-up.
+async fn expiry_worker(engine: Engine, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match engine.expire_due().await {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::info!(break_id = %id, "break ended at its deadline");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "expiry sweep failed; retrying"),
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,667 @@
+//! The commands: argument types and what each does.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use breakglass_custody::{ExposeSecret, Identity};
+use breakglass_domain::{Limits, ProcedureSpec, parse_duration, parse_procedures};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::Client;
+use crate::output::{self, Format, field};
+use crate::{Cli, Command, Exit, exit};
+
+/// `serve` arguments.
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BREAKGLASS_LISTEN", default_value = "127.0.0.1:8742")]
+    pub(crate) listen: SocketAddr,
+    /// Use PostgreSQL (`postgres://…`) instead of SQLite in the data dir.
+    #[arg(long, env = "BREAKGLASS_DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+    /// Longest grant any procedure may allow.
+    #[arg(long, default_value = "4h", value_parser = parse_duration_arg)]
+    pub(crate) grant_ceiling: std::time::Duration,
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration(s)
+}
+
+/// `procedure` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum ProcedureCmd {
+    /// Validate procedure files locally (no server needed).
+    Validate {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Longest grant allowed.
+        #[arg(long, default_value = "4h", value_parser = parse_duration_arg)]
+        grant_ceiling: std::time::Duration,
+    },
+    /// Apply procedure files (idempotent; all or nothing).
+    Apply {
+        /// Files to apply.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List procedures.
+    List,
+    /// Show one procedure.
+    Show {
+        /// Procedure id.
+        id: String,
+    },
+    /// Print the JSON Schema of procedure files (for editors).
+    Schema,
+}
+
+/// `seal` arguments.
+#[derive(Args, Debug)]
+pub(crate) struct SealArgs {
+    /// Procedure id.
+    pub(crate) procedure: String,
+    /// Read the secret from this file instead of standard input.
+    #[arg(long)]
+    pub(crate) file: Option<PathBuf>,
+    /// Keep a trailing newline (by default one trailing newline is removed).
+    #[arg(long)]
+    pub(crate) keep_newline: bool,
+}
+
+/// `custodian` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum CustodianCmd {
+    /// Make an age identity for a custodian who has no key (the file is created 0600).
+    Keygen {
+        /// Where to write the identity.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `actor` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum ActorCmd {
+    /// Enrol or update an actor.
+    Add {
+        /// Name.
+        name: String,
+        /// Role (repeatable): admin, requester, custodian, auditor.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Public key (age1… or "ssh-ed25519 AAAA…").
+        #[arg(long, conflicts_with = "key_file")]
+        key: Option<String>,
+        /// File holding the public key.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Contact.
+        #[arg(long, default_value = "")]
+        contact: String,
+        /// Issue an API token (printed once).
+        #[arg(long)]
+        api_token: bool,
+    },
+    /// List actors.
+    List,
+}
+
+/// `break` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum BreakCmd {
+    /// Open a break.
+    Open {
+        /// Procedure id.
+        procedure: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Incident ticket.
+        #[arg(long)]
+        ticket: String,
+        /// Grant length (defaults to the procedure's max_grant).
+        #[arg(long)]
+        duration: Option<String>,
+    },
+    /// List breaks.
+    List {
+        /// Only this procedure's.
+        #[arg(long)]
+        procedure: Option<String>,
+    },
+    /// Show a break.
+    Show {
+        /// Break id.
+        id: String,
+    },
+    /// The single reveal of a granted secret (decrypted locally with --identity).
+    Reveal {
+        /// Break id.
+        id: String,
+        /// Write the secret to this file (0600) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Close a break early.
+    Close {
+        /// Break id.
+        id: String,
+    },
+}
+
+/// `approve` arguments.
+#[derive(Args, Debug)]
+pub(crate) struct ApproveArgs {
+    /// Break id.
+    pub(crate) break_id: String,
+}
+
+/// `audit` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum AuditCmd {
+    /// Verify the chain (on the server, or an export with --file, offline).
+    Verify {
+        /// A JSON Lines export to verify without a server.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Export the log as JSON Lines.
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List entries.
+    List {
+        /// First sequence number.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+/// Runs one command.
+pub(crate) async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Serve(a) => serve(&cli, a).await,
+        Command::Demo(a) => crate::demo::run(&cli, a).await,
+        Command::Procedure(p) => procedure(&cli, p).await,
+        Command::Seal(a) => seal(&cli, a).await,
+        Command::Custodian(CustodianCmd::Keygen { out }) => keygen(&cli, out),
+        Command::Actor(a) => actor(&cli, a).await,
+        Command::Break(b) => break_cmd(&cli, b).await,
+        Command::Approve(a) => approve(&cli, a).await,
+        Command::Audit(a) => audit(&cli, a).await,
+    }
+}
+
+async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
+    let mut config = breakglass_server::ServerConfig::new(&cli.data_dir).with_grant_ceiling(a.grant_ceiling);
+    config.database_url = a.database_url.clone();
+    let built = breakglass_server::build(config).await?;
+    if built.bootstrap_token.is_some() {
+        eprintln!("first start: admin API token written to {} (mode 0600)", built.admin_token_file.display());
+    }
+    let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
+    eprintln!("breakglass serving on http://{} ({} store)", listener.local_addr()?, built.state.engine.backend());
+    breakglass_server::serve(listener, built.state, shutdown_signal()).await?;
+    eprintln!("breakglass stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Reads a private key file.
+pub(crate) fn read_identity(path: &Path) -> Result<Identity> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading identity {}", path.display()))?;
+    Identity::parse(&text).map_err(|e| anyhow!(Exit { code: exit::INVALID, message: format!("{}: {e}", path.display()) }))
+}
+
+/// A client signed in as the CLI options say: token, else identity, else the data dir's admin token.
+async fn connect(cli: &Cli) -> Result<Client> {
+    let mut client = Client::new(&cli.server, cli.token.clone());
+    if client.has_token() {
+        return Ok(client);
+    }
+    if let Some(path) = &cli.identity {
+        let identity = read_identity(path)?;
+        client.login(cli.actor.as_deref(), &identity).await?;
+        return Ok(client);
+    }
+    let admin = cli.data_dir.join(breakglass_server::ADMIN_TOKEN_FILE);
+    if let Ok(token) = std::fs::read_to_string(&admin) {
+        client.set_token(token.trim().to_owned());
+    }
+    Ok(client)
+}
+
+fn read_files(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            Ok((f.display().to_string(), text))
+        })
+        .collect()
+}
+
+async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
+    match cmd {
+        ProcedureCmd::Validate { files, grant_ceiling } => {
+            let limits = Limits { grant_ceiling: *grant_ceiling };
+            let mut errors = Vec::new();
+            let mut ok = Vec::new();
+            for (name, text) in read_files(files)? {
+                match parse_procedures(&name, &text, &limits) {
+                    Ok(parsed) => ok.push((name, parsed.into_iter().map(|p| p.procedure.id).collect::<Vec<_>>())),
+                    Err(e) => errors.extend(e),
+                }
+            }
+            if cli.output == Format::Json {
+                output::json(&json!({
+                    "valid": errors.is_empty(),
+                    "files": ok.iter().map(|(f, ids)| json!({"file": f, "procedures": ids})).collect::<Vec<_>>(),
+                    "errors": errors.iter().map(|e| json!({"file": e.file, "line": e.line, "column": e.column, "field": e.field, "message": e.message})).collect::<Vec<_>>(),
+                }));
+            } else {
+                for (f, ids) in &ok {
+                    println!("ok: {f}: {}", ids.join(", "));
+                }
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(anyhow!(Exit { code: exit::INVALID, message: format!("{} problem(s) found", errors.len()) }))
+            }
+        }
+        ProcedureCmd::Apply { files } => {
+            let files = read_files(files)?;
+            let body = json!({"files": files.iter().map(|(n, c)| json!({"name": n, "content": c})).collect::<Vec<_>>()});
+            let r = connect(cli).await?.post("/api/procedures/apply", &body).await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+            } else {
+                for x in r["results"].as_array().into_iter().flatten() {
+                    println!("{}: {} (version {})", field(&x["id"]), field(&x["change"]), field(&x["version"]));
+                }
+            }
+            Ok(())
+        }
+        ProcedureCmd::List => {
+            let r = connect(cli).await?.get("/api/procedures").await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+                return Ok(());
+            }
+            let rows = r["procedures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    vec![
+                        field(&p["id"]),
+                        field(&p["target"]["kind"]),
+                        format!("{} of {}", field(&p["quorum"]), p["custodians"].as_array().map_or(0, Vec::len)),
+                        field(&p["sealed"]),
+                        if p["tainted"].as_bool() == Some(true) { format!("yes: {}", field(&p["taint"]["reason"])) } else { "no".into() },
+                        p["open_breaks"].as_array().map_or(0, Vec::len).to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&["ID", "TARGET", "QUORUM", "SEALED", "TAINTED", "OPEN BREAKS"], rows);
+            Ok(())
+        }
+        ProcedureCmd::Show { id } => {
+            let p = connect(cli).await?.get(&format!("/api/procedures/{id}")).await?;
+            if cli.output == Format::Json {
+                output::json(&p);
+                return Ok(());
+            }
+            println!("procedure {} (version {}, from {}, sha256 {})", field(&p["id"]), field(&p["version"]), field(&p["source"]), field(&p["content_hash"]));
+            println!("sealed: {}   tainted: {}", field(&p["seal_id"]), if p["tainted"].as_bool() == Some(true) { field(&p["taint"]["reason"]) } else { "no".into() });
+            println!("open breaks: {}", p["open_breaks"].as_array().map_or(0, Vec::len));
+            println!("---");
+            print!("{}", p["spec_yaml"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        ProcedureCmd::Schema => {
+            let schema = schemars::schema_for!(ProcedureSpec);
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(())
+        }
+    }
+}
+
+async fn seal(cli: &Cli, a: &SealArgs) -> Result<()> {
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    match &a.file {
+        Some(f) => {
+            let mut file = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
+            file.read_to_end(&mut bytes).with_context(|| format!("reading {}", f.display()))?;
+        }
+        None => {
+            std::io::stdin().read_to_end(&mut bytes).context("reading the secret from standard input")?;
+        }
+    }
+    if !a.keep_newline {
+        let len = bytes.len();
+        if bytes.ends_with(b"\r\n") {
+            bytes.truncate(len - 2);
+        } else if bytes.ends_with(b"\n") {
+            bytes.truncate(len - 1);
+        }
+    }
+    if bytes.is_empty() {
+        return Err(anyhow!(Exit { code: exit::INVALID, message: "the secret is empty".into() }));
+    }
+    let body = json!({"secret_b64": B64.encode(bytes.as_slice())});
+    let r = connect(cli).await?.post(&format!("/api/procedures/{}/seal", a.procedure), &body).await?;
+    if cli.output == Format::Json {
+        output::json(&r);
+    } else {
+        println!(
+            "sealed {} as {}: {} of {} custodians ({})",
+            a.procedure,
+            field(&r["seal_id"]),
+            field(&r["threshold"]),
+            r["custodians"].as_array().map_or(0, Vec::len),
+            r["custodians"].as_array().into_iter().flatten().map(field).collect::<Vec<_>>().join(", ")
+        );
+        if let Some(t) = r["cleared_taint"].as_str() {
+            println!("cleared taint: {t}");
+        }
+    }
+    Ok(())
+}
+
+fn keygen(cli: &Cli, out: &Path) -> Result<()> {
+    if out.exists() {
+        return Err(anyhow!(Exit { code: exit::INVALID, message: format!("{} exists; refusing to overwrite a key", out.display()) }));
+    }
+    let (identity, public) = breakglass_custody::keygen();
+    breakglass_server::write_private_file(out, identity.expose_secret().as_bytes())?;
+    if cli.output == Format::Json {
+        output::json(&json!({"identity_file": out.display().to_string(), "public_key": public.canonical()}));
+    } else {
+        println!("{}", public.canonical());
+        eprintln!("identity written to {} (mode 0600); give the public key above to your admin", out.display());
+    }
+    Ok(())
+}
+
+async fn actor(cli: &Cli, cmd: &ActorCmd) -> Result<()> {
+    match cmd {
+        ActorCmd::Add { name, roles, key, key_file, contact, api_token } => {
+            let key = match (key, key_file) {
+                (Some(k), _) => Some(k.clone()),
+                (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?.trim().to_owned()),
+                (None, None) => None,
+            };
+            let r = connect(cli)
+                .await?
+                .post("/api/actors", &json!({"name": name, "roles": roles, "key": key, "contact": contact, "token": api_token}))
+                .await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+            } else {
+                println!("enrolled {name}");
+                if let Some(t) = r["token"].as_str() {
+                    println!("API token (shown once): {t}");
+                }
+            }
+            Ok(())
+        }
+        ActorCmd::List => {
+            let r = connect(cli).await?.get("/api/actors").await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+                return Ok(());
+            }
+            let rows = r["actors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    vec![
+                        field(&a["name"]),
+                        a["roles"].as_array().into_iter().flatten().map(field).collect::<Vec<_>>().join(","),
+                        field(&a["key_fingerprint"]),
+                        field(&a["has_token"]),
+                        field(&a["contact"]),
+                    ]
+                })
+                .collect();
+            output::table(&["NAME", "ROLES", "KEY", "TOKEN", "CONTACT"], rows);
+            Ok(())
+        }
+    }
+}
+
+/// One line describing a break.
+pub(crate) fn break_line(b: &Value) -> String {
+    let mut s = format!(
+        "{} {} [{}] by {}: {} ({}), approvals {}/{}",
+        field(&b["id"]),
+        field(&b["procedure"]),
+        field(&b["state"]),
+        field(&b["requester"]),
+        field(&b["reason"]),
+        field(&b["ticket"]),
+        b["approvals"].as_array().map_or(0, Vec::len),
+        field(&b["quorum"]),
+    );
+    if let Some(d) = b["deadline"].as_str() {
+        s.push_str(&format!(", deadline {d}"));
+    }
+    if let Some(t) = b["time_to_access_ms"].as_i64() {
+        s.push_str(&format!(", time to access {t} ms"));
+    }
+    s
+}
+
+async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
+    match cmd {
+        BreakCmd::Open { procedure, reason, ticket, duration } => {
+            let b = connect(cli)
+                .await?
+                .post("/api/breaks", &json!({"procedure": procedure, "reason": reason, "ticket": ticket, "duration": duration}))
+                .await?;
+            if cli.output == Format::Json {
+                output::json(&b);
+            } else {
+                println!("{}", break_line(&b));
+                println!("custodians approve with: breakglass approve {} --identity THEIR_KEY_FILE", field(&b["id"]));
+            }
+            Ok(())
+        }
+        BreakCmd::List { procedure } => {
+            let path = match procedure {
+                Some(p) => format!("/api/breaks?procedure={p}"),
+                None => "/api/breaks".into(),
+            };
+            let r = connect(cli).await?.get(&path).await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+                return Ok(());
+            }
+            let rows = r["breaks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| {
+                    vec![
+                        field(&b["id"]),
+                        field(&b["procedure"]),
+                        field(&b["state"]),
+                        field(&b["requester"]),
+                        field(&b["ticket"]),
+                        format!("{}/{}", b["approvals"].as_array().map_or(0, Vec::len), field(&b["quorum"])),
+                        field(&b["requested_at"]),
+                        field(&b["deadline"]),
+                    ]
+                })
+                .collect();
+            output::table(&["ID", "PROCEDURE", "STATE", "REQUESTER", "TICKET", "APPROVALS", "REQUESTED", "DEADLINE"], rows);
+            Ok(())
+        }
+        BreakCmd::Show { id } => {
+            let b = connect(cli).await?.get(&format!("/api/breaks/{id}")).await?;
+            if cli.output == Format::Json {
+                output::json(&b);
+            } else {
+                println!("{}", break_line(&b));
+            }
+            Ok(())
+        }
+        BreakCmd::Reveal { id, out } => {
+            let identity_path = cli.identity.as_ref().ok_or_else(|| {
+                anyhow!(Exit { code: exit::INVALID, message: "reveal needs --identity: the secret is encrypted to the requester's key".into() })
+            })?;
+            let identity = read_identity(identity_path)?;
+            let r = connect(cli).await?.post(&format!("/api/breaks/{id}/reveal"), &json!({})).await?;
+            let secret = breakglass_custody::decrypt_with(&identity, r["age_file"].as_str().unwrap_or_default().as_bytes())?;
+            match out {
+                Some(path) => {
+                    breakglass_server::write_private_file(path, &secret)?;
+                    eprintln!("secret written to {} (mode 0600); grant ends {}", path.display(), field(&r["deadline"]));
+                }
+                None => {
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout();
+                    stdout.write_all(&secret)?;
+                    stdout.write_all(b"\n")?;
+                    eprintln!("grant ends {}", field(&r["deadline"]));
+                }
+            }
+            Ok(())
+        }
+        BreakCmd::Close { id } => {
+            let b = connect(cli).await?.post(&format!("/api/breaks/{id}/close"), &json!({})).await?;
+            if cli.output == Format::Json {
+                output::json(&b);
+            } else {
+                println!("{}", break_line(&b));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn approve(cli: &Cli, a: &ApproveArgs) -> Result<()> {
+    let identity_path = cli
+        .identity
+        .as_ref()
+        .ok_or_else(|| anyhow!(Exit { code: exit::INVALID, message: "approve needs --identity: your share is decrypted locally with your key".into() }))?;
+    let identity = read_identity(identity_path)?;
+    let mut client = Client::new(&cli.server, None);
+    client.login(cli.actor.as_deref(), &identity).await?;
+    let r = approve_with(&client, &identity, &a.break_id).await?;
+    if cli.output == Format::Json {
+        output::json(&r);
+    } else {
+        println!("approved: {}/{} approvals", field(&r["approvals"]), field(&r["quorum"]));
+        println!("{}", break_line(&r["break"]));
+    }
+    Ok(())
+}
+
+/// Fetches the caller's encrypted share, decrypts it locally, submits it.
+pub(crate) async fn approve_with(client: &Client, identity: &Identity, break_id: &str) -> Result<Value> {
+    let share = client.get(&format!("/api/breaks/{break_id}/share")).await?;
+    let plain = breakglass_custody::decrypt_share(share["age_file"].as_str().unwrap_or_default().as_bytes(), identity)?;
+    let body = json!({"share": plain.encode().as_str()});
+    Ok(client.post(&format!("/api/breaks/{break_id}/approvals"), &body).await?)
+}
+
+async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
+    match cmd {
+        AuditCmd::Verify { file: Some(f) } => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            match breakglass_audit::verify_lines(&text) {
+                Ok(r) => {
+                    let head = r.head.map(|h| json!({"seq": h.seq, "hash": h.hash.to_hex()}));
+                    if cli.output == Format::Json {
+                        output::json(&json!({"intact": true, "entries": r.entries, "head": head}));
+                    } else {
+                        println!("audit chain intact: {} entries, head {}", r.entries, head.map(|h| format!("#{} {}", h["seq"], field(&h["hash"]))).unwrap_or("-".into()));
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(anyhow!(Exit { code: exit::AUDIT_BROKEN, message: format!("audit chain broken: {e}") })),
+            }
+        }
+        AuditCmd::Verify { file: None } => {
+            let r = connect(cli).await?.get("/api/audit/verify").await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+            }
+            if r["intact"].as_bool() == Some(true) {
+                if cli.output == Format::Text {
+                    println!("audit chain intact: {} entries, head #{} {}", field(&r["entries"]), field(&r["head"]["seq"]), field(&r["head"]["hash"]));
+                }
+                Ok(())
+            } else {
+                Err(anyhow!(Exit { code: exit::AUDIT_BROKEN, message: format!("audit chain broken: {}", field(&r["error"])) }))
+            }
+        }
+        AuditCmd::Export { out } => {
+            let text = connect(cli).await?.get_text("/api/audit/export").await?;
+            match out {
+                Some(p) => {
+                    std::fs::write(p, &text).with_context(|| format!("writing {}", p.display()))?;
+                    eprintln!("wrote {} entries to {}", text.lines().count(), p.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        AuditCmd::List { from, limit } => {
+            let r = connect(cli).await?.get(&format!("/api/audit?from={from}&limit={limit}")).await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+                return Ok(());
+            }
+            let rows = r["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| vec![field(&e["seq"]), field(&e["time"]), field(&e["actor"]), field(&e["kind"]), field(&e["procedure"]), field(&e["break"])])
+                .collect();
+            output::table(&["SEQ", "TIME", "ACTOR", "KIND", "PROCEDURE", "BREAK"], rows);
+            Ok(())
+        }
+    }
+}

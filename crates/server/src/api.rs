@@ -1,0 +1,347 @@
+//! Routes and handlers of the JSON API. Each handler parses, authenticates, calls one engine
+//! use case and maps the result; nothing here decides who may do what.
+
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use breakglass_custody::Secret;
+use breakglass_domain::{Actor, Role};
+use breakglass_engine::{ChainVerdict, ChallengeKind};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::views::{actor_view, break_view, entry_view, procedure_view};
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/auth/challenge", post(challenge))
+        .route("/api/auth/login", post(login))
+        .route("/api/whoami", get(whoami))
+        .route("/api/procedures", get(list_procedures))
+        .route("/api/procedures/validate", post(validate_procedures))
+        .route("/api/procedures/apply", post(apply_procedures))
+        .route("/api/procedures/{id}", get(show_procedure))
+        .route("/api/procedures/{id}/seal", post(seal))
+        .route("/api/actors", get(list_actors).post(enroll))
+        .route("/api/breaks", get(list_breaks).post(open_break))
+        .route("/api/breaks/{id}", get(show_break))
+        .route("/api/breaks/{id}/share", get(share))
+        .route("/api/breaks/{id}/approvals", post(approve))
+        .route("/api/breaks/{id}/reveal", post(reveal))
+        .route("/api/breaks/{id}/close", post(close))
+        .route("/api/audit", get(audit_entries))
+        .route("/api/audit/verify", get(audit_verify))
+        .route("/api/audit/export", get(audit_export))
+        .with_state(state)
+}
+
+/// The authenticated caller, from `Authorization: Bearer …`.
+pub(crate) struct Caller(pub(crate) Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthenticated("missing Authorization: Bearer token"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthenticated("Authorization must be `Bearer TOKEN`"))?;
+        Ok(Caller(state.engine.authenticate(token.trim()).await?))
+    }
+}
+
+/// JSON body with a clear error instead of axum's plain-text rejection.
+pub(crate) struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    match s.engine.store_ready().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "store": s.engine.backend()}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": s.engine.backend()})))
+        }
+    }
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChallengeRequest {
+    #[serde(default)]
+    actor: Option<String>,
+    /// Alternatively, the public key the caller holds (the server finds its actor).
+    #[serde(default)]
+    key: Option<String>,
+}
+
+async fn challenge(State(s): State<AppState>, Body(req): Body<ChallengeRequest>) -> ApiResult {
+    let c = match (req.actor, req.key) {
+        (Some(actor), _) => s.engine.challenge(&actor).await?,
+        (None, Some(key)) => s.engine.challenge_for_key(&key).await?,
+        (None, None) => return Err(ApiError::bad_request("give `actor` or `key`")),
+    };
+    let kind = match c.kind {
+        ChallengeKind::Sign { message, namespace } => json!({"type": "sign", "message": message, "namespace": namespace}),
+        ChallengeKind::Decrypt { age_file } => json!({"type": "decrypt", "age_file": String::from_utf8_lossy(&age_file)}),
+    };
+    Ok(Json(json!({"challenge_id": c.id, "actor": c.actor, "challenge": kind, "expires_at": c.expires_at.to_string()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    challenge_id: String,
+    response: String,
+}
+
+async fn login(State(s): State<AppState>, Body(req): Body<LoginRequest>) -> ApiResult {
+    let session = s.engine.login(&req.challenge_id, &req.response).await?;
+    Ok(Json(json!({
+        "token": breakglass_engine::expose_token(&session.token),
+        "actor": session.actor,
+        "expires_at": session.expires_at.to_string(),
+    })))
+}
+
+async fn whoami(Caller(me): Caller) -> ApiResult {
+    Ok(Json(json!({"name": me.name, "roles": me.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilesRequest {
+    files: Vec<FileBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBody {
+    name: String,
+    content: String,
+}
+
+fn files(req: FilesRequest) -> Vec<(String, String)> {
+    req.files.into_iter().map(|f| (f.name, f.content)).collect()
+}
+
+async fn validate_procedures(State(s): State<AppState>, Caller(_me): Caller, Body(req): Body<FilesRequest>) -> ApiResult {
+    let procedures = s.engine.validate_files(&files(req))?;
+    Ok(Json(json!({"valid": true, "procedures": procedures.iter().map(|p| p.id.clone()).collect::<Vec<_>>()})))
+}
+
+async fn apply_procedures(State(s): State<AppState>, Caller(me): Caller, Body(req): Body<FilesRequest>) -> ApiResult {
+    let outcomes = s.engine.apply(&me, &files(req)).await?;
+    Ok(Json(json!({
+        "results": outcomes.iter().map(|o| json!({"id": o.id, "change": o.change.as_str(), "version": o.version})).collect::<Vec<_>>()
+    })))
+}
+
+async fn list_procedures(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let all = s.engine.procedures(&me).await?;
+    Ok(Json(json!({"procedures": all.iter().map(|p| procedure_view(p, false)).collect::<Vec<_>>()})))
+}
+
+async fn show_procedure(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
+    let p = s.engine.procedure(&me, &id).await?;
+    Ok(Json(procedure_view(&p, true)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealRequest {
+    /// The secret, base64 (standard alphabet). Transported once, never stored.
+    secret_b64: String,
+}
+
+async fn seal(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>, Body(req): Body<SealRequest>) -> ApiResult {
+    let bytes = zeroize::Zeroizing::new(
+        B64.decode(req.secret_b64.trim()).map_err(|_| ApiError::bad_request("secret_b64: not valid base64"))?,
+    );
+    let summary = s.engine.seal(&me, &id, Secret::new(bytes.to_vec())).await?;
+    Ok(Json(json!({
+        "seal_id": summary.seal_id,
+        "procedure": summary.procedure,
+        "threshold": summary.threshold,
+        "custodians": summary.custodians,
+        "replaces": summary.replaces,
+        "cleared_taint": summary.cleared_taint,
+    })))
+}
+
+async fn list_actors(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let all = s.engine.actors(&me).await?;
+    Ok(Json(json!({"actors": all.iter().map(actor_view).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollRequest {
+    name: String,
+    roles: Vec<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    contact: String,
+    #[serde(default)]
+    token: bool,
+}
+
+async fn enroll(State(s): State<AppState>, Caller(me): Caller, Body(req): Body<EnrollRequest>) -> ApiResult {
+    let roles = req
+        .roles
+        .iter()
+        .map(|r| Role::parse(r).ok_or_else(|| ApiError::bad_request(format!("roles: unknown role `{r}` (admin, requester, custodian, auditor)"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let token = s.engine.enroll(&me, &req.name, &roles, req.key.as_deref(), &req.contact, req.token).await?;
+    Ok(Json(json!({"name": req.name, "token": token.as_ref().map(breakglass_engine::expose_token)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenRequest {
+    procedure: String,
+    reason: String,
+    ticket: String,
+    /// e.g. `15m`; defaults to the procedure's max_grant.
+    #[serde(default)]
+    duration: Option<String>,
+}
+
+async fn open_break(State(s): State<AppState>, Caller(me): Caller, Body(req): Body<OpenRequest>) -> ApiResult {
+    let duration: Option<Duration> = req
+        .duration
+        .as_deref()
+        .map(breakglass_domain::parse_duration)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("duration: {e}")))?;
+    let r = s.engine.open_break(&me, &req.procedure, &req.reason, &req.ticket, duration).await?;
+    Ok(Json(break_view(&breakglass_domain::Break::Requested(r))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListBreaks {
+    #[serde(default)]
+    procedure: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn list_breaks(State(s): State<AppState>, Caller(me): Caller, Query(q): Query<ListBreaks>) -> ApiResult {
+    let all = s.engine.breaks(&me, q.procedure.as_deref(), q.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    Ok(Json(json!({"breaks": all.iter().map(break_view).collect::<Vec<_>>()})))
+}
+
+async fn show_break(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(break_view(&s.engine.break_(&me, &id).await?)))
+}
+
+async fn share(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
+    let sh = s.engine.share_for(&me, &id).await?;
+    Ok(Json(json!({
+        "break": sh.break_id,
+        "procedure": sh.procedure,
+        "seal_id": sh.seal_id,
+        "custodian": sh.custodian,
+        "age_file": String::from_utf8_lossy(&sh.age_file),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveRequest {
+    /// The decrypted share, as the text inside the custodian's age file.
+    share: String,
+}
+
+async fn approve(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>, Body(req): Body<ApproveRequest>) -> ApiResult {
+    let share = zeroize::Zeroizing::new(req.share);
+    let outcome = s.engine.approve(&me, &id, &share).await?;
+    Ok(Json(json!({"approvals": outcome.approvals, "quorum": outcome.quorum, "break": break_view(&outcome.state)})))
+}
+
+async fn reveal(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
+    let g = s.engine.reveal(&me, &id).await?;
+    Ok(Json(json!({"break": g.break_id, "deadline": g.deadline.to_string(), "age_file": String::from_utf8_lossy(&g.age_file)})))
+}
+
+async fn close(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(break_view(&s.engine.close(&me, &id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    from: Option<u64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn audit_entries(State(s): State<AppState>, Caller(me): Caller, Query(q): Query<AuditQuery>) -> ApiResult {
+    let entries = s.engine.audit_entries(&me, q.from.unwrap_or(1).max(1), q.limit.unwrap_or(100)).await?;
+    Ok(Json(json!({"entries": entries.iter().map(entry_view).collect::<Vec<_>>()})))
+}
+
+async fn audit_verify(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    Ok(Json(match s.engine.verify_audit(&me).await? {
+        ChainVerdict::Intact(r) => json!({
+            "intact": true,
+            "entries": r.entries,
+            "head": r.head.map(|h| json!({"seq": h.seq, "hash": h.hash.to_hex()})),
+        }),
+        ChainVerdict::Broken(e) => json!({"intact": false, "error": e.to_string()}),
+    }))
+}
+
+async fn audit_export(State(s): State<AppState>, Caller(me): Caller) -> Result<impl IntoResponse, ApiError> {
+    let mut out = String::new();
+    let mut from = 1;
+    loop {
+        let page = s.engine.audit_entries(&me, from, 5000).await?;
+        let Some(last) = page.last() else { break };
+        from = last.seq + 1;
+        for e in &page {
+            out.push_str(&e.to_json_line());
+            out.push('\n');
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out))
+}

@@ -1,0 +1,108 @@
+//! Response bodies, converted by hand from engine and domain types. Only fields listed here
+//! can reach a client.
+
+use breakglass_audit::Entry;
+use breakglass_domain::{Break, EndReason, Timestamp};
+use breakglass_engine::{ProcedureStatus, SealState, StoredActor};
+use serde_json::{Value, json};
+
+fn ts(t: Timestamp) -> Value {
+    Value::String(t.to_string())
+}
+
+fn opt_ts(t: Option<Timestamp>) -> Value {
+    t.map(ts).unwrap_or(Value::Null)
+}
+
+/// A break in any state.
+pub(crate) fn break_view(b: &Break) -> Value {
+    let info = b.info();
+    let (granted_at, deadline, revealed_at, ended_at, closed_by) = match b {
+        Break::Requested(_) => (None, None, None, None, None),
+        Break::Granted(g) => (Some(g.granted_at), Some(g.deadline), g.revealed_at, None, None),
+        Break::Ended(e) => (
+            e.granted_at,
+            e.deadline,
+            e.revealed_at,
+            Some(e.ended_at),
+            match &e.reason {
+                EndReason::Closed { by } => Some(by.clone()),
+                _ => None,
+            },
+        ),
+    };
+    json!({
+        "id": info.id.0,
+        "procedure": info.procedure,
+        "state": b.state(),
+        "requester": info.requester,
+        "reason": info.reason,
+        "ticket": info.ticket,
+        "duration_s": info.duration.as_secs(),
+        "quorum": info.quorum,
+        "approvals": info.approvals.iter().map(|a| json!({"custodian": a.custodian, "at": ts(a.at)})).collect::<Vec<_>>(),
+        "requested_at": ts(info.requested_at),
+        "requested_at_ms": info.requested_at.0,
+        "approval_deadline": ts(info.approval_deadline),
+        "granted_at": opt_ts(granted_at),
+        "granted_at_ms": granted_at.map(|t| t.0),
+        "deadline": opt_ts(deadline),
+        "revealed_at": opt_ts(revealed_at),
+        "ended_at": opt_ts(ended_at),
+        "ended_at_ms": ended_at.map(|t| t.0),
+        "closed_by": closed_by,
+        "time_to_access_ms": granted_at.map(|g| g.since(info.requested_at)),
+    })
+}
+
+/// A procedure with its status.
+pub(crate) fn procedure_view(p: &ProcedureStatus, with_spec: bool) -> Value {
+    let proc_ = &p.stored.procedure;
+    let mut v = json!({
+        "id": proc_.id,
+        "description": proc_.description,
+        "target": {"kind": proc_.target.kind.as_str(), "details": proc_.target.details},
+        "custodians": proc_.custodians.iter().map(|c| json!({
+            "name": c.name,
+            "contact": c.contact,
+            "key_kind": c.key.kind().to_string(),
+            "key_fingerprint": c.key.fingerprint(),
+        })).collect::<Vec<_>>(),
+        "quorum": proc_.quorum,
+        "max_grant_s": proc_.max_grant.as_secs(),
+        "alert_channels": proc_.alert_channels,
+        "dependencies": proc_.dependencies,
+        "max_credential_age_s": proc_.max_credential_age.map(|d| d.as_secs()),
+        "drill_every_s": proc_.drill_every.map(|d| d.as_secs()),
+        "version": p.stored.version,
+        "content_hash": p.stored.content_hash,
+        "source": p.stored.source,
+        "updated_at": ts(p.stored.updated_at),
+        "sealed": matches!(p.seal, SealState::Sealed { .. }),
+        "seal_id": match &p.seal { SealState::Sealed { seal_id } => Value::String(seal_id.clone()), SealState::Unsealed => Value::Null },
+        "tainted": p.stored.taint.is_some(),
+        "taint": p.stored.taint.as_ref().map(|t| json!({"reason": t.reason, "break": t.break_id, "secret_revealed": t.secret_revealed})),
+        "open_breaks": p.open_breaks.iter().map(break_view).collect::<Vec<_>>(),
+    });
+    if with_spec {
+        v["spec_yaml"] = Value::String(p.stored.spec_yaml.clone());
+    }
+    v
+}
+
+/// An actor (never its token hash).
+pub(crate) fn actor_view(a: &StoredActor) -> Value {
+    json!({
+        "name": a.actor.name,
+        "roles": a.actor.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "key_kind": a.actor.key.as_ref().map(|k| k.kind().to_string()),
+        "key_fingerprint": a.actor.key.as_ref().map(|k| k.fingerprint()),
+        "has_token": a.token_hash.is_some(),
+        "contact": a.contact,
+    })
+}
+
+/// An audit entry as exported.
+pub(crate) fn entry_view(e: &Entry) -> Value {
+    serde_json::from_str(&e.to_json_line()).unwrap_or(Value::Null)
+}
