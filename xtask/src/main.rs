@@ -10,22 +10,54 @@ use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
     match task.as_str() {
         "test" => test(&root),
         "ci" => {
             run(&root, "cargo", &["fmt", "--all", "--", "--check"])?;
-            run(&root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+            run(
+                &root,
+                "cargo",
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )?;
             test(&root)
         }
-        "bench" => run(&root, "cargo", &["run", "--release", "-p", "breakglass-cli", "--bin", "breakglass-bench", "--", "--out", "BENCHMARKS.md"]),
+        "bench" => run(
+            &root,
+            "cargo",
+            &[
+                "run",
+                "--release",
+                "-p",
+                "breakglass-cli",
+                "--bin",
+                "breakglass-bench",
+                "--",
+                "--out",
+                "BENCHMARKS.md",
+            ],
+        ),
         _ => bail!("usage: cargo xtask test|ci|bench"),
     }
 }
 
 fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
-    let status = Command::new(program).args(args).current_dir(root).status().with_context(|| format!("running {program}"))?;
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("running {program}"))?;
     if !status.success() {
         bail!("{program} {} failed ({status})", args.join(" "));
     }
@@ -61,7 +93,13 @@ fn test(root: &Path) -> Result<()> {
     let status = child.wait()?;
     let mut skips: Vec<String> = std::fs::read_dir(&skip_dir)?
         .filter_map(|e| e.ok())
-        .map(|e| format!("{}: {}", e.file_name().to_string_lossy(), std::fs::read_to_string(e.path()).unwrap_or_default()))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.file_name().to_string_lossy(),
+                std::fs::read_to_string(e.path()).unwrap_or_default()
+            )
+        })
         .collect();
     skips.sort();
     for s in &skips {
@@ -70,7 +108,10 @@ fn test(root: &Path) -> Result<()> {
     let skipped = skips.len() as u64;
     // A skipped test returns early and so is also counted as passed by cargo; count it once.
     println!();
-    println!("summary: {} passed, {failed} failed, {skipped} skipped ({ignored} ignored benchmarks)", passed.saturating_sub(skipped));
+    println!(
+        "summary: {} passed, {failed} failed, {skipped} skipped ({ignored} ignored benchmarks)",
+        passed.saturating_sub(skipped)
+    );
     if !status.success() || failed > 0 {
         bail!("tests failed");
     }

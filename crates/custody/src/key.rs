@@ -405,6 +405,7 @@ fn looks_like_ssh_type(token: &str) -> bool {
 ///
 /// Only used for the informational `# created:` comment of a generated identity file, so the
 /// wall clock is read here rather than passed in.
+#[allow(clippy::disallowed_methods)] // Informational comment only; no rule depends on it.
 fn rfc3339_now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -115,7 +115,11 @@ impl Actor {
             Err(Denied {
                 actor: self.name.clone(),
                 action: words,
-                needs: allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or "),
+                needs: allowed
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
             })
         }
     }
@@ -126,7 +130,11 @@ mod tests {
     use super::*;
 
     fn actor(roles: &[Role]) -> Actor {
-        Actor { name: "x".into(), roles: roles.to_vec(), key: None }
+        Actor {
+            name: "x".into(),
+            roles: roles.to_vec(),
+            key: None,
+        }
     }
 
     #[test]
@@ -134,7 +142,15 @@ mod tests {
         let auditor = actor(&[Role::Auditor]);
         assert!(auditor.may(Action::Read).is_ok());
         assert!(auditor.may(Action::ReadAudit).is_ok());
-        for a in [Action::ApplyProcedure, Action::Seal, Action::OpenBreak, Action::Approve, Action::Reveal, Action::CloseBreak, Action::ManageActors] {
+        for a in [
+            Action::ApplyProcedure,
+            Action::Seal,
+            Action::OpenBreak,
+            Action::Approve,
+            Action::Reveal,
+            Action::CloseBreak,
+            Action::ManageActors,
+        ] {
             assert!(auditor.may(a).is_err(), "auditor may {a:?}");
         }
         let custodian = actor(&[Role::Custodian]);

@@ -9,8 +9,8 @@ pub mod time;
 
 pub use actor::{Action, Actor, Denied, Role};
 pub use lifecycle::{
-    Approval, ApproveError, Break, BreakId, BreakInfo, CloseError, Ended, EndReason, Granted,
-    OpenError, RevealError, Requested,
+    Approval, ApproveError, Break, BreakId, BreakInfo, CloseError, EndReason, Ended, Granted,
+    OpenError, Requested, RevealError,
 };
 pub use procedure::{
     Custodian, Limits, Parsed, Procedure, ProcedureError, ProcedureSpec, Target, TargetKind,

@@ -167,7 +167,9 @@ pub enum OpenError {
         max: String,
     },
     /// The requester is a custodian and the others cannot make quorum without them.
-    #[error("two-person rule: only {others} custodian(s) other than `{requester}`, quorum is {quorum}")]
+    #[error(
+        "two-person rule: only {others} custodian(s) other than `{requester}`, quorum is {quorum}"
+    )]
     QuorumUnreachable {
         /// The requester.
         requester: String,
@@ -274,7 +276,11 @@ impl Requested {
                 max: crate::time::format_duration(procedure.max_grant),
             });
         }
-        let others = procedure.custodians.iter().filter(|c| c.name != requester).count();
+        let others = procedure
+            .custodians
+            .iter()
+            .filter(|c| c.name != requester)
+            .count();
         if others < usize::from(procedure.quorum) {
             return Err(OpenError::QuorumUnreachable {
                 requester: requester.to_owned(),
@@ -301,7 +307,12 @@ impl Requested {
 
     /// Checks that `custodian` may approve now, without changing anything. The engine calls
     /// this before it decrypts or verifies a share, so a refused approval costs nothing.
-    pub fn check_approval(&self, custodian: &str, procedure: &Procedure, now: Timestamp) -> Result<(), ApproveError> {
+    pub fn check_approval(
+        &self,
+        custodian: &str,
+        procedure: &Procedure,
+        now: Timestamp,
+    ) -> Result<(), ApproveError> {
         if now >= self.info.approval_deadline {
             return Err(ApproveError::Lapsed(self.info.approval_deadline));
         }
@@ -321,9 +332,17 @@ impl Requested {
     }
 
     /// Records an approval.
-    pub fn approve(mut self, custodian: &str, procedure: &Procedure, now: Timestamp) -> Result<Requested, ApproveError> {
+    pub fn approve(
+        mut self,
+        custodian: &str,
+        procedure: &Procedure,
+        now: Timestamp,
+    ) -> Result<Requested, ApproveError> {
         self.check_approval(custodian, procedure, now)?;
-        self.info.approvals.push(Approval { custodian: custodian.to_owned(), at: now });
+        self.info.approvals.push(Approval {
+            custodian: custodian.to_owned(),
+            at: now,
+        });
         Ok(self)
     }
 
@@ -338,7 +357,12 @@ impl Requested {
             return Err(self);
         }
         let deadline = now.plus(self.info.duration);
-        Ok(Granted { info: self.info, granted_at: now, deadline, revealed_at: None })
+        Ok(Granted {
+            info: self.info,
+            granted_at: now,
+            deadline,
+            revealed_at: None,
+        })
     }
 
     /// Ends the request because its approval window passed.
@@ -355,7 +379,14 @@ impl Requested {
     }
 
     fn end(self, now: Timestamp, reason: EndReason) -> Ended {
-        Ended { info: self.info, granted_at: None, deadline: None, revealed_at: None, ended_at: now, reason }
+        Ended {
+            info: self.info,
+            granted_at: None,
+            deadline: None,
+            revealed_at: None,
+            ended_at: now,
+            reason,
+        }
     }
 }
 
@@ -363,7 +394,10 @@ impl Granted {
     /// The single reveal to the requester within the window.
     pub fn reveal(mut self, actor: &str, now: Timestamp) -> Result<Granted, RevealError> {
         if actor != self.info.requester {
-            return Err(RevealError::NotRequester { requester: self.info.requester.clone(), actor: actor.to_owned() });
+            return Err(RevealError::NotRequester {
+                requester: self.info.requester.clone(),
+                actor: actor.to_owned(),
+            });
         }
         if now >= self.deadline {
             return Err(RevealError::WindowClosed(self.deadline));
@@ -418,7 +452,10 @@ mod tests {
         Procedure {
             id: "p".into(),
             description: String::new(),
-            target: Target { kind: TargetKind::Secret, details: Default::default() },
+            target: Target {
+                kind: TargetKind::Secret,
+                details: Default::default(),
+            },
             custodians: ["alice", "bob", "carol"]
                 .iter()
                 .zip([
@@ -426,7 +463,11 @@ mod tests {
                     "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
                     "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
                 ])
-                .map(|(n, k)| Custodian { name: (*n).into(), contact: String::new(), key: key(k) })
+                .map(|(n, k)| Custodian {
+                    name: (*n).into(),
+                    contact: String::new(),
+                    key: key(k),
+                })
                 .collect(),
             quorum: 2,
             max_grant: Duration::from_secs(900),
@@ -458,13 +499,22 @@ mod tests {
         assert_eq!(r.info.duration, Duration::from_secs(900));
         let r = r.approve("alice", &p, Timestamp(2000)).expect("alice");
         let r = r.grant(Timestamp(2000)).expect_err("no quorum yet");
-        assert_eq!(r.clone().approve("alice", &p, Timestamp(2100)).unwrap_err(), ApproveError::AlreadyApproved("alice".into()));
+        assert_eq!(
+            r.clone().approve("alice", &p, Timestamp(2100)).unwrap_err(),
+            ApproveError::AlreadyApproved("alice".into())
+        );
         let r = r.approve("bob", &p, Timestamp(3000)).expect("bob");
         let g = r.grant(Timestamp(3000)).expect("quorum");
         assert_eq!(g.deadline, Timestamp(3000 + 900_000));
-        assert!(matches!(g.clone().reveal("alice", Timestamp(4000)), Err(RevealError::NotRequester { .. })));
+        assert!(matches!(
+            g.clone().reveal("alice", Timestamp(4000)),
+            Err(RevealError::NotRequester { .. })
+        ));
         let g = g.reveal("dave", Timestamp(4000)).expect("reveal");
-        assert_eq!(g.clone().reveal("dave", Timestamp(5000)).unwrap_err(), RevealError::AlreadyRevealed(Timestamp(4000)));
+        assert_eq!(
+            g.clone().reveal("dave", Timestamp(5000)).unwrap_err(),
+            RevealError::AlreadyRevealed(Timestamp(4000))
+        );
         let g = g.expire(Timestamp(902_999)).expect_err("not yet");
         let e = g.expire(Timestamp(903_000)).expect("expired");
         assert_eq!(e.reason, EndReason::Expired);
@@ -475,35 +525,89 @@ mod tests {
     fn two_person_rule() {
         let p = procedure();
         let r = open("alice").expect("two others remain");
-        assert_eq!(r.approve("alice", &p, Timestamp(2000)).unwrap_err(), ApproveError::SelfApproval("alice".into()));
+        assert_eq!(
+            r.approve("alice", &p, Timestamp(2000)).unwrap_err(),
+            ApproveError::SelfApproval("alice".into())
+        );
         let mut p3 = procedure();
         p3.quorum = 3;
-        let err = Requested::open(BreakId("b".into()), &p3, "s".into(), "alice", "r", "t", None, Timestamp(0), Duration::from_secs(60)).unwrap_err();
-        assert!(matches!(err, OpenError::QuorumUnreachable { others: 2, quorum: 3, .. }));
+        let err = Requested::open(
+            BreakId("b".into()),
+            &p3,
+            "s".into(),
+            "alice",
+            "r",
+            "t",
+            None,
+            Timestamp(0),
+            Duration::from_secs(60),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            OpenError::QuorumUnreachable {
+                others: 2,
+                quorum: 3,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn windows() {
         let p = procedure();
         let r = open("dave").expect("open");
-        assert_eq!(r.clone().approve("bob", &p, Timestamp(3_601_000)).unwrap_err(), ApproveError::Lapsed(Timestamp(3_601_000)));
+        assert_eq!(
+            r.clone()
+                .approve("bob", &p, Timestamp(3_601_000))
+                .unwrap_err(),
+            ApproveError::Lapsed(Timestamp(3_601_000))
+        );
         assert!(r.clone().lapse(Timestamp(3_600_999)).is_err());
-        assert_eq!(r.lapse(Timestamp(3_601_000)).expect("lapsed").reason, EndReason::Lapsed);
-        let g = open("dave").unwrap().approve("alice", &p, Timestamp(1)).unwrap().approve("bob", &p, Timestamp(2)).unwrap().grant(Timestamp(2)).unwrap();
-        assert_eq!(g.reveal("dave", Timestamp(900_002)).unwrap_err(), RevealError::WindowClosed(Timestamp(900_002)));
-        assert!(matches!(open("dave").unwrap().approve("zed", &p, Timestamp(5)), Err(ApproveError::NotACustodian { .. })));
+        assert_eq!(
+            r.lapse(Timestamp(3_601_000)).expect("lapsed").reason,
+            EndReason::Lapsed
+        );
+        let g = open("dave")
+            .unwrap()
+            .approve("alice", &p, Timestamp(1))
+            .unwrap()
+            .approve("bob", &p, Timestamp(2))
+            .unwrap()
+            .grant(Timestamp(2))
+            .unwrap();
+        assert_eq!(
+            g.reveal("dave", Timestamp(900_002)).unwrap_err(),
+            RevealError::WindowClosed(Timestamp(900_002))
+        );
+        assert!(matches!(
+            open("dave").unwrap().approve("zed", &p, Timestamp(5)),
+            Err(ApproveError::NotACustodian { .. })
+        ));
     }
 
     #[test]
     fn open_checks_inputs() {
         let p = procedure();
         let mk = |reason: &str, ticket: &str, d: Option<Duration>| {
-            Requested::open(BreakId("b".into()), &p, "s".into(), "dave", reason, ticket, d, Timestamp(0), Duration::from_secs(60))
+            Requested::open(
+                BreakId("b".into()),
+                &p,
+                "s".into(),
+                "dave",
+                reason,
+                ticket,
+                d,
+                Timestamp(0),
+                Duration::from_secs(60),
+            )
         };
         assert_eq!(mk(" ", "T", None).unwrap_err(), OpenError::NoReason);
         assert_eq!(mk("r", "", None).unwrap_err(), OpenError::NoTicket);
         assert_eq!(
-            mk("r", "t", Some(Duration::from_secs(3600))).unwrap_err().to_string(),
+            mk("r", "t", Some(Duration::from_secs(3600)))
+                .unwrap_err()
+                .to_string(),
             "duration 1h is longer than the procedure's max_grant of 15m"
         );
     }

@@ -133,7 +133,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { grant_ceiling: Duration::from_secs(4 * 3600) }
+        Limits {
+            grant_ceiling: Duration::from_secs(4 * 3600),
+        }
     }
 }
 
@@ -217,7 +219,11 @@ pub struct ProcedureError {
 
 impl fmt::Display for ProcedureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, self.field, self.message
+        )
     }
 }
 
@@ -238,19 +244,32 @@ pub fn parse_procedures(
         message,
     };
     if text.len() > MAX_FILE_BYTES {
-        return Err(vec![err(0, 0, "(file)", format!("larger than {MAX_FILE_BYTES} bytes"))]);
+        return Err(vec![err(
+            0,
+            0,
+            "(file)",
+            format!("larger than {MAX_FILE_BYTES} bytes"),
+        )]);
     }
     let specs: Vec<ProcedureSpec> = match serde_saphyr::from_multiple(text) {
         Ok(specs) => specs,
         Err(e) => {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
             let message = e.without_snippet().to_string();
             let field = unknown_field_name(&message).unwrap_or_else(|| "(document)".into());
             return Err(vec![err(line, column, &field, first_line(&message))]);
         }
     };
     if specs.is_empty() {
-        return Err(vec![err(1, 1, "(document)", "no procedure in this file".into())]);
+        return Err(vec![err(
+            1,
+            1,
+            "(document)",
+            "no procedure in this file".into(),
+        )]);
     }
     let content_hash = hex::encode(Sha256::digest(text.as_bytes()));
     let mut errors = Vec::new();
@@ -260,12 +279,21 @@ pub fn parse_procedures(
         let at = |s: &serde_saphyr::Location| (s.line(), s.column());
         if !seen_ids.insert(spec.id.value.clone()) {
             let (l, c) = at(&spec.id.referenced);
-            errors.push(err(l, c, "id", format!("procedure `{}` appears twice in this file", spec.id.value)));
+            errors.push(err(
+                l,
+                c,
+                "id",
+                format!("procedure `{}` appears twice in this file", spec.id.value),
+            ));
         }
         match validate(&spec, limits) {
             Ok(procedure) => {
                 let spec_yaml = serde_saphyr::to_string(&spec).unwrap_or_default();
-                parsed.push(Parsed { procedure, spec_yaml, content_hash: content_hash.clone() });
+                parsed.push(Parsed {
+                    procedure,
+                    spec_yaml,
+                    content_hash: content_hash.clone(),
+                });
             }
             Err(problems) => errors.extend(problems.into_iter().map(|(loc, field, message)| {
                 let (l, c) = loc.as_ref().map(at).unwrap_or((0, 0));
@@ -273,7 +301,11 @@ pub fn parse_procedures(
             })),
         }
     }
-    if errors.is_empty() { Ok(parsed) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
+    }
 }
 
 type Problem = (Option<serde_saphyr::Location>, String, String);
@@ -287,7 +319,9 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
     let id = spec.id.value.trim();
     if id.is_empty()
         || id.len() > 64
-        || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
     {
         problem(
             Some(spec.id.referenced),
@@ -300,10 +334,21 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
     let mut fingerprints: BTreeMap<String, String> = BTreeMap::new();
     for (i, c) in spec.custodians.iter().enumerate() {
         let name = c.name.value.trim();
-        if name.is_empty() || name.len() > 64 || name.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
-            problem(Some(c.name.referenced), format!("custodians[{i}].name"), "must be 1-64 characters without spaces".into());
+        if name.is_empty()
+            || name.len() > 64
+            || name.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+        {
+            problem(
+                Some(c.name.referenced),
+                format!("custodians[{i}].name"),
+                "must be 1-64 characters without spaces".into(),
+            );
         } else if !names.insert(name.to_owned()) {
-            problem(Some(c.name.referenced), format!("custodians[{i}].name"), format!("custodian `{name}` is listed twice"));
+            problem(
+                Some(c.name.referenced),
+                format!("custodians[{i}].name"),
+                format!("custodian `{name}` is listed twice"),
+            );
         }
         match CustodianKey::parse(c.key.value.trim()) {
             Ok(key) => {
@@ -317,19 +362,34 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
                 } else {
                     fingerprints.insert(fp, name.to_owned());
                 }
-                custodians.push(Custodian { name: name.to_owned(), contact: c.contact.clone(), key });
+                custodians.push(Custodian {
+                    name: name.to_owned(),
+                    contact: c.contact.clone(),
+                    key,
+                });
             }
-            Err(e) => problem(Some(c.key.referenced), format!("custodians[{i}].key"), e.to_string()),
+            Err(e) => problem(
+                Some(c.key.referenced),
+                format!("custodians[{i}].key"),
+                e.to_string(),
+            ),
         }
     }
     let quorum = spec.quorum.value;
     if quorum < 2 {
-        problem(Some(spec.quorum.referenced), "quorum".into(), format!("must be at least 2 (two-person rule), got {quorum}"));
+        problem(
+            Some(spec.quorum.referenced),
+            "quorum".into(),
+            format!("must be at least 2 (two-person rule), got {quorum}"),
+        );
     } else if usize::from(quorum) > spec.custodians.len() {
         problem(
             Some(spec.quorum.referenced),
             "quorum".into(),
-            format!("{quorum} is larger than the number of custodians ({})", spec.custodians.len()),
+            format!(
+                "{quorum} is larger than the number of custodians ({})",
+                spec.custodians.len()
+            ),
         );
     }
     let max_grant = match parse_duration(&spec.max_grant.value) {
@@ -353,7 +413,13 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
     };
     let max_credential_age = spec.rotation.as_ref().and_then(|r| {
         parse_duration(&r.max_credential_age.value)
-            .map_err(|m| problem(Some(r.max_credential_age.referenced), "rotation.max_credential_age".into(), m))
+            .map_err(|m| {
+                problem(
+                    Some(r.max_credential_age.referenced),
+                    "rotation.max_credential_age".into(),
+                    m,
+                )
+            })
             .ok()
     });
     let drill_every = spec.drill.as_ref().and_then(|d| {
@@ -363,17 +429,28 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
     });
     for (i, name) in spec.alert_channels.iter().enumerate() {
         if name.trim().is_empty() {
-            problem(None, format!("alert_channels[{i}]"), "must not be empty".into());
+            problem(
+                None,
+                format!("alert_channels[{i}]"),
+                "must not be empty".into(),
+            );
         }
     }
     for (i, name) in spec.dependencies.iter().enumerate() {
         if name.trim().is_empty() {
-            problem(None, format!("dependencies[{i}]"), "must not be empty".into());
+            problem(
+                None,
+                format!("dependencies[{i}]"),
+                "must not be empty".into(),
+            );
         }
     }
     for key in spec.target.details.keys() {
         let k = key.to_ascii_lowercase();
-        if ["password", "secret", "token", "private_key"].iter().any(|s| k.contains(s)) {
+        if ["password", "secret", "token", "private_key"]
+            .iter()
+            .any(|s| k.contains(s))
+        {
             problem(
                 None,
                 format!("target.details.{key}"),
@@ -387,7 +464,10 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
     Ok(Procedure {
         id: id.to_owned(),
         description: spec.description.clone(),
-        target: Target { kind: spec.target.kind, details: spec.target.details.clone() },
+        target: Target {
+            kind: spec.target.kind,
+            details: spec.target.details.clone(),
+        },
         custodians,
         quorum,
         max_grant,
@@ -403,7 +483,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
         Ok(d) => Ok(d),
-        Err(e) => Err(format!("`{}` is not a duration like 15m or 1h ({e})", text.trim())),
+        Err(e) => Err(format!(
+            "`{}` is not a duration like 15m or 1h ({e})",
+            text.trim()
+        )),
     }
 }
 
@@ -442,8 +525,12 @@ mod tests {
 
     #[test]
     fn valid_file_parses() {
-        let parsed = parse_procedures("p.yaml", &file(2, [AGE1, AGE2, AGE3], "15m"), &Limits::default())
-            .expect("valid");
+        let parsed = parse_procedures(
+            "p.yaml",
+            &file(2, [AGE1, AGE2, AGE3], "15m"),
+            &Limits::default(),
+        )
+        .expect("valid");
         assert_eq!(parsed.len(), 1);
         let p = &parsed[0].procedure;
         assert_eq!(p.id, "root-db");
@@ -451,13 +538,18 @@ mod tests {
         assert_eq!(p.max_grant, Duration::from_secs(900));
         assert_eq!(parsed[0].content_hash.len(), 64);
         // The stored YAML parses back to the same procedure.
-        let again = parse_procedures("stored", &parsed[0].spec_yaml, &Limits::default()).expect("reparse");
+        let again =
+            parse_procedures("stored", &parsed[0].spec_yaml, &Limits::default()).expect("reparse");
         assert_eq!(&again[0].procedure, p);
     }
 
     #[test]
     fn several_documents_per_file() {
-        let two = format!("{}---\n{}", file(2, [AGE1, AGE2, AGE3], "15m"), file(2, [AGE1, AGE2, AGE3], "15m").replace("root-db", "other"));
+        let two = format!(
+            "{}---\n{}",
+            file(2, [AGE1, AGE2, AGE3], "15m"),
+            file(2, [AGE1, AGE2, AGE3], "15m").replace("root-db", "other")
+        );
         let parsed = parse_procedures("p.yaml", &two, &Limits::default()).expect("valid");
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed[1].procedure.id, "other");
@@ -465,17 +557,29 @@ mod tests {
 
     #[test]
     fn quorum_rules_name_line_and_field() {
-        assert_eq!(errors(&file(4, [AGE1, AGE2, AGE3], "15m")), ["p.yaml:12:9: quorum: 4 is larger than the number of custodians (3)"]);
-        assert_eq!(errors(&file(1, [AGE1, AGE2, AGE3], "15m")), ["p.yaml:12:9: quorum: must be at least 2 (two-person rule), got 1"]);
+        assert_eq!(
+            errors(&file(4, [AGE1, AGE2, AGE3], "15m")),
+            ["p.yaml:12:9: quorum: 4 is larger than the number of custodians (3)"]
+        );
+        assert_eq!(
+            errors(&file(1, [AGE1, AGE2, AGE3], "15m")),
+            ["p.yaml:12:9: quorum: must be at least 2 (two-person rule), got 1"]
+        );
     }
 
     #[test]
     fn duplicate_and_malformed_keys() {
         let e = errors(&file(2, [AGE1, AGE2, AGE1], "15m"));
-        assert_eq!(e, ["p.yaml:11:10: custodians[2].key: the same key is already used by custodian `alice`"]);
+        assert_eq!(
+            e,
+            ["p.yaml:11:10: custodians[2].key: the same key is already used by custodian `alice`"]
+        );
         let e = errors(&file(2, [AGE1, AGE2, "age1notakey"], "15m"));
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("p.yaml:11:10: custodians[2].key: "), "{e:?}");
+        assert!(
+            e[0].starts_with("p.yaml:11:10: custodians[2].key: "),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -485,7 +589,10 @@ mod tests {
             ["p.yaml:13:12: max_grant: 5h is longer than the configured ceiling of 4h"]
         );
         let e = errors(&file(2, [AGE1, AGE2, AGE3], "soon"));
-        assert!(e[0].starts_with("p.yaml:13:12: max_grant: `soon` is not a duration"), "{e:?}");
+        assert!(
+            e[0].starts_with("p.yaml:13:12: max_grant: `soon` is not a duration"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -493,20 +600,37 @@ mod tests {
         let text = file(2, [AGE1, AGE2, AGE3], "15m") + "colour: red\n";
         let e = errors(&text);
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("p.yaml:14:1: colour: unknown field `colour`"), "{e:?}");
+        assert!(
+            e[0].starts_with("p.yaml:14:1: colour: unknown field `colour`"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn secrets_in_details_are_refused() {
-        let text = file(2, [AGE1, AGE2, AGE3], "15m").replace("kind: secret\n", "kind: secret\n  details:\n    password: hunter2\n");
+        let text = file(2, [AGE1, AGE2, AGE3], "15m").replace(
+            "kind: secret\n",
+            "kind: secret\n  details:\n    password: hunter2\n",
+        );
         let e = errors(&text);
-        assert!(e[0].contains("target.details.password: secrets never go"), "{e:?}");
+        assert!(
+            e[0].contains("target.details.password: secrets never go"),
+            "{e:?}"
+        );
         assert!(!e[0].contains("hunter2"));
     }
 
     #[test]
     fn garbage_never_panics() {
-        for text in ["", "[", "id: [1,2", ":\n:\n", "quorum: 300\n", "\u{0}\u{1}", "- - - -"] {
+        for text in [
+            "",
+            "[",
+            "id: [1,2",
+            ":\n:\n",
+            "quorum: 300\n",
+            "\u{0}\u{1}",
+            "- - - -",
+        ] {
             let _ = parse_procedures("g.yaml", text, &Limits::default());
         }
     }

@@ -75,12 +75,18 @@ mod tests {
             Timestamp(1_795_910_341_123).to_string(),
             "2026-11-28T23:59:01.123Z"
         );
-        assert_eq!(Timestamp(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(951_782_400_000).to_string(),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]
     fn arithmetic_saturates() {
-        assert_eq!(Timestamp(i64::MAX - 1).plus(Duration::from_secs(5)), Timestamp(i64::MAX));
+        assert_eq!(
+            Timestamp(i64::MAX - 1).plus(Duration::from_secs(5)),
+            Timestamp(i64::MAX)
+        );
         assert_eq!(Timestamp(5000).since(Timestamp(2000)), 3000);
     }
 }

@@ -19,9 +19,19 @@ pub enum ChainVerdict {
 
 impl Engine {
     /// Audit entries with `seq >= from`, ascending.
-    pub async fn audit_entries(&self, by: &Actor, from: u64, limit: i64) -> Result<Vec<Entry>, EngineError> {
+    pub async fn audit_entries(
+        &self,
+        by: &Actor,
+        from: u64,
+        limit: i64,
+    ) -> Result<Vec<Entry>, EngineError> {
         by.may(Action::ReadAudit)?;
-        Ok(self.store().read().await?.audit_entries(from, limit.clamp(1, PAGE)).await?)
+        Ok(self
+            .store()
+            .read()
+            .await?
+            .audit_entries(from, limit.clamp(1, PAGE))
+            .await?)
     }
 
     /// Verifies the whole stored chain and that it ends at the stored head.
@@ -42,10 +52,10 @@ impl Engine {
             }
         }
         let report = verifier.finish();
-        if let Some(head) = head {
-            if let Err(err) = breakglass_audit::verify_against_head(&report, &head) {
-                return Ok(ChainVerdict::Broken(err));
-            }
+        if let Some(head) = head
+            && let Err(err) = breakglass_audit::verify_against_head(&report, &head)
+        {
+            return Ok(ChainVerdict::Broken(err));
         }
         Ok(ChainVerdict::Intact(report))
     }

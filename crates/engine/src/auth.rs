@@ -111,43 +111,79 @@ impl Engine {
             .actor(actor)
             .await?
             .ok_or_else(|| EngineError::Unauthenticated(format!("unknown actor `{actor}`")))?;
-        let key = stored
-            .actor
-            .key
-            .ok_or_else(|| EngineError::Unauthenticated(format!("`{actor}` has no enrolled key; use an API token")))?;
+        let key = stored.actor.key.ok_or_else(|| {
+            EngineError::Unauthenticated(format!("`{actor}` has no enrolled key; use an API token"))
+        })?;
         let id = new_id("chl_");
         let nonce = random_hex(32);
-        let expires_at = self.now().plus(std::time::Duration::from_millis(CHALLENGE_TTL_MS as u64));
+        let expires_at = self
+            .now()
+            .plus(std::time::Duration::from_millis(CHALLENGE_TTL_MS as u64));
         let (kind, expected) = match key.kind() {
             KeyKind::SshEd25519 => {
                 let message = format!("breakglass-login-v1\n{id}\n{actor}\n{nonce}");
                 (
-                    ChallengeKind::Sign { message: message.clone(), namespace: LOGIN_NAMESPACE },
+                    ChallengeKind::Sign {
+                        message: message.clone(),
+                        namespace: LOGIN_NAMESPACE,
+                    },
                     Expected::Signature { message, key },
                 )
             }
             KeyKind::AgeX25519 => {
-                let age_file = breakglass_custody::encrypt_to(&key, nonce.as_bytes())
-                    .map_err(|e| EngineError::Invalid(format!("cannot encrypt a challenge to `{actor}`: {e}")))?;
-                (ChallengeKind::Decrypt { age_file }, Expected::Plaintext(zeroize::Zeroizing::new(nonce)))
+                let age_file =
+                    breakglass_custody::encrypt_to(&key, nonce.as_bytes()).map_err(|e| {
+                        EngineError::Invalid(format!(
+                            "cannot encrypt a challenge to `{actor}`: {e}"
+                        ))
+                    })?;
+                (
+                    ChallengeKind::Decrypt { age_file },
+                    Expected::Plaintext(zeroize::Zeroizing::new(nonce)),
+                )
             }
         };
-        let mut challenges = self.inner.auth.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        let mut challenges = self
+            .inner
+            .auth
+            .challenges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let now = self.now();
         challenges.retain(|_, p| p.expires_at > now);
-        challenges.insert(id.clone(), Pending { actor: actor.to_owned(), expected, expires_at });
-        Ok(Challenge { id, actor: actor.to_owned(), kind, expires_at })
+        challenges.insert(
+            id.clone(),
+            Pending {
+                actor: actor.to_owned(),
+                expected,
+                expires_at,
+            },
+        );
+        Ok(Challenge {
+            id,
+            actor: actor.to_owned(),
+            kind,
+            expires_at,
+        })
     }
 
     /// Issues a sign-in challenge to whichever actor enrolled this public key.
     pub async fn challenge_for_key(&self, key: &str) -> Result<Challenge, EngineError> {
-        let key = CustodianKey::parse(key.trim()).map_err(|e| EngineError::Unauthenticated(format!("key: {e}")))?;
+        let key = CustodianKey::parse(key.trim())
+            .map_err(|e| EngineError::Unauthenticated(format!("key: {e}")))?;
         let fingerprint = key.fingerprint();
         let actors = self.store().read().await?.actors().await?;
         let actor = actors
             .into_iter()
-            .find(|a| a.actor.key.as_ref().is_some_and(|k| k.fingerprint() == fingerprint))
-            .ok_or_else(|| EngineError::Unauthenticated(format!("no actor is enrolled with key {fingerprint}")))?;
+            .find(|a| {
+                a.actor
+                    .key
+                    .as_ref()
+                    .is_some_and(|k| k.fingerprint() == fingerprint)
+            })
+            .ok_or_else(|| {
+                EngineError::Unauthenticated(format!("no actor is enrolled with key {fingerprint}"))
+            })?;
         self.challenge(&actor.actor.name).await
     }
 
@@ -160,20 +196,31 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(challenge_id)
-            .ok_or_else(|| EngineError::Unauthenticated("unknown or already used challenge".into()))?;
+            .ok_or_else(|| {
+                EngineError::Unauthenticated("unknown or already used challenge".into())
+            })?;
         let now = self.now();
         if now >= pending.expires_at {
-            return Err(EngineError::Unauthenticated("challenge expired; ask for a new one".into()));
+            return Err(EngineError::Unauthenticated(
+                "challenge expired; ask for a new one".into(),
+            ));
         }
         let method = match &pending.expected {
             Expected::Signature { message, key } => {
-                breakglass_custody::verify_signature(key, LOGIN_NAMESPACE, message.as_bytes(), response)
-                    .map_err(|e| EngineError::Unauthenticated(format!("signature refused: {e}")))?;
+                breakglass_custody::verify_signature(
+                    key,
+                    LOGIN_NAMESPACE,
+                    message.as_bytes(),
+                    response,
+                )
+                .map_err(|e| EngineError::Unauthenticated(format!("signature refused: {e}")))?;
                 LoginMethod::Signature
             }
             Expected::Plaintext(nonce) => {
                 if !breakglass_custody::ct_eq(nonce.as_bytes(), response.trim().as_bytes()) {
-                    return Err(EngineError::Unauthenticated("challenge answer is wrong".into()));
+                    return Err(EngineError::Unauthenticated(
+                        "challenge answer is wrong".into(),
+                    ));
                 }
                 LoginMethod::Decryption
             }
@@ -195,7 +242,11 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(token_hash(&token), (pending.actor.clone(), expires_at));
-        Ok(Session { token: SecretString::from(token), actor: pending.actor, expires_at })
+        Ok(Session {
+            token: SecretString::from(token),
+            actor: pending.actor,
+            expires_at,
+        })
     }
 
     /// Resolves a bearer token (session or API token) to its actor.
@@ -204,7 +255,12 @@ impl Engine {
         let mut tx = self.store().read().await?;
         let stored = if bearer.starts_with(SESSION_PREFIX) {
             let name = {
-                let mut sessions = self.inner.auth.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                let mut sessions = self
+                    .inner
+                    .auth
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 let now = self.now();
                 sessions.retain(|_, (_, exp)| *exp > now);
                 sessions.get(&hash).map(|(name, _)| name.clone())
@@ -230,10 +286,24 @@ impl Engine {
             return Ok(None);
         }
         let token = format!("{TOKEN_PREFIX}{}", random_hex(32));
-        let actor = Actor { name: name.to_owned(), roles: vec![Role::Admin], key: None };
-        tx.put_actor(&StoredActor { actor, token_hash: Some(token_hash(&token)), contact: String::new() }).await?;
+        let actor = Actor {
+            name: name.to_owned(),
+            roles: vec![Role::Admin],
+            key: None,
+        };
+        tx.put_actor(&StoredActor {
+            actor,
+            token_hash: Some(token_hash(&token)),
+            contact: String::new(),
+        })
+        .await?;
         let mut record = Record::default();
-        record.event(self.now(), "breakglass", "actor.enrolled", json!({"name": name, "roles": ["admin"], "token": true, "bootstrap": true}));
+        record.event(
+            self.now(),
+            "breakglass",
+            "actor.enrolled",
+            json!({"name": name, "roles": ["admin"], "token": true, "bootstrap": true}),
+        );
         tx.commit(record.drafts, record.outbox).await?;
         Ok(Some(SecretString::from(token)))
     }
@@ -249,18 +319,27 @@ impl Engine {
         issue_token: bool,
     ) -> Result<Option<SecretString>, EngineError> {
         by.may(Action::ManageActors)?;
-        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(EngineError::Invalid("actor name must be 1-64 characters without spaces".into()));
+        if name.is_empty()
+            || name.len() > 64
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(EngineError::Invalid(
+                "actor name must be 1-64 characters without spaces".into(),
+            ));
         }
         if roles.is_empty() {
-            return Err(EngineError::Invalid("an actor needs at least one role".into()));
+            return Err(EngineError::Invalid(
+                "an actor needs at least one role".into(),
+            ));
         }
         let key = key
             .map(|k| CustodianKey::parse(k.trim()))
             .transpose()
             .map_err(|e| EngineError::Invalid(format!("key: {e}")))?;
         if key.is_none() && !issue_token {
-            return Err(EngineError::Invalid("an actor needs a key or an API token".into()));
+            return Err(EngineError::Invalid(
+                "an actor needs a key or an API token".into(),
+            ));
         }
         let mut tx = self.store().begin().await?;
         let previous = tx.actor(name).await?;
@@ -273,13 +352,26 @@ impl Engine {
         roles.sort();
         roles.dedup();
         let fingerprint = key.as_ref().map(|k| k.fingerprint());
-        let actor = Actor { name: name.to_owned(), roles: roles.clone(), key };
-        tx.put_actor(&StoredActor { actor, token_hash: token_hash_value, contact: contact.to_owned() }).await?;
+        let actor = Actor {
+            name: name.to_owned(),
+            roles: roles.clone(),
+            key,
+        };
+        tx.put_actor(&StoredActor {
+            actor,
+            token_hash: token_hash_value,
+            contact: contact.to_owned(),
+        })
+        .await?;
         let mut record = Record::default();
         record.event(
             self.now(),
             &by.name,
-            if previous.is_some() { "actor.updated" } else { "actor.enrolled" },
+            if previous.is_some() {
+                "actor.updated"
+            } else {
+                "actor.enrolled"
+            },
             json!({
                 "name": name,
                 "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),

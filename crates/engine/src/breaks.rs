@@ -116,15 +116,29 @@ impl Engine {
     }
 
     /// The calling custodian's encrypted share for a break.
-    pub async fn share_for(&self, by: &Actor, break_id: &str) -> Result<ShareForCustodian, EngineError> {
+    pub async fn share_for(
+        &self,
+        by: &Actor,
+        break_id: &str,
+    ) -> Result<ShareForCustodian, EngineError> {
         by.may(Action::Approve)?;
         let mut tx = self.store().read().await?;
         let b = load_break(tx.as_mut(), break_id).await?;
         let info = b.info();
-        let seal = tx.seal(&info.seal_id).await?.ok_or_else(|| EngineError::not_found("seal", info.seal_id.clone()))?;
-        let share = seal.shares.into_iter().find(|s| s.custodian == by.name).ok_or_else(|| {
-            EngineError::Approve(ApproveError::NotACustodian { custodian: by.name.clone(), procedure: info.procedure.clone() })
-        })?;
+        let seal = tx
+            .seal(&info.seal_id)
+            .await?
+            .ok_or_else(|| EngineError::not_found("seal", info.seal_id.clone()))?;
+        let share = seal
+            .shares
+            .into_iter()
+            .find(|s| s.custodian == by.name)
+            .ok_or_else(|| {
+                EngineError::Approve(ApproveError::NotACustodian {
+                    custodian: by.name.clone(),
+                    procedure: info.procedure.clone(),
+                })
+            })?;
         Ok(ShareForCustodian {
             break_id: break_id.to_owned(),
             procedure: info.procedure.clone(),
@@ -135,7 +149,12 @@ impl Engine {
     }
 
     /// Accepts one custodian's share; at the quorum, unseals and issues the grant.
-    pub async fn approve(&self, by: &Actor, break_id: &str, encoded_share: &str) -> Result<ApproveOutcome, EngineError> {
+    pub async fn approve(
+        &self,
+        by: &Actor,
+        break_id: &str,
+        encoded_share: &str,
+    ) -> Result<ApproveOutcome, EngineError> {
         by.may(Action::Approve)?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
@@ -157,7 +176,14 @@ impl Engine {
             Err(e) => {
                 // A refused share changes no state, but the attempt itself is evidence.
                 let mut record = Record::default();
-                record.break_event(now, &by.name, "share.rejected", &stored.procedure, &Break::Requested(requested), json!({"error": e.to_string()}));
+                record.break_event(
+                    now,
+                    &by.name,
+                    "share.rejected",
+                    &stored.procedure,
+                    &Break::Requested(requested),
+                    json!({"error": e.to_string()}),
+                );
                 tx.commit(record.drafts, record.outbox).await?;
                 return Err(e.into());
             }
@@ -188,19 +214,31 @@ impl Engine {
                         return Err(e.into());
                     }
                 }
-                return Ok(ApproveOutcome { state: b, approvals, quorum });
+                return Ok(ApproveOutcome {
+                    state: b,
+                    approvals,
+                    quorum,
+                });
             }
             Ok(granted) => granted,
         };
         // The quorum is reached: combine, open, hand the secret to the requester's key only.
-        let secret = breakglass_custody::unseal(&seal.seal_id, &seal.ciphertext, seal.threshold, &held)?;
+        let secret =
+            breakglass_custody::unseal(&seal.seal_id, &seal.ciphertext, seal.threshold, &held)?;
         let requester = tx
             .actor(&granted.info.requester)
             .await?
             .and_then(|a| a.actor.key)
-            .ok_or_else(|| EngineError::Conflict(format!("requester `{}` no longer has an enrolled key", granted.info.requester)))?;
-        let payload = breakglass_custody::encrypt_to(&requester, secret.expose_secret())
-            .map_err(|e| EngineError::Conflict(format!("cannot encrypt the grant to the requester: {e}")))?;
+            .ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "requester `{}` no longer has an enrolled key",
+                    granted.info.requester
+                ))
+            })?;
+        let payload =
+            breakglass_custody::encrypt_to(&requester, secret.expose_secret()).map_err(|e| {
+                EngineError::Conflict(format!("cannot encrypt the grant to the requester: {e}"))
+            })?;
         drop(secret);
         tx.put_grant_payload(break_id, &payload).await?;
         let b = Break::Granted(granted.clone());
@@ -224,10 +262,20 @@ impl Engine {
                 "approvers": granted.info.approvals.iter().map(|a| a.custodian.clone()).collect::<Vec<_>>(),
             }),
         );
-        record.procedure_event(now, &by.name, "procedure.tainted", &stored.procedure.id, json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}));
+        record.procedure_event(
+            now,
+            &by.name,
+            "procedure.tainted",
+            &stored.procedure.id,
+            json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
+        );
         tx.commit(record.drafts, record.outbox).await?;
         drop(held);
-        Ok(ApproveOutcome { state: b, approvals, quorum })
+        Ok(ApproveOutcome {
+            state: b,
+            approvals,
+            quorum,
+        })
     }
 
     /// The single reveal of a granted secret, to the requester, within the window.
@@ -238,7 +286,11 @@ impl Engine {
         let granted = match load_break(tx.as_mut(), break_id).await? {
             Break::Granted(g) => g,
             Break::Requested(r) => {
-                return Err(RevealError::NotGranted { approvals: r.info.approvals.len(), quorum: r.info.quorum }.into());
+                return Err(RevealError::NotGranted {
+                    approvals: r.info.approvals.len(),
+                    quorum: r.info.quorum,
+                }
+                .into());
             }
             Break::Ended(e) => return Err(RevealError::Ended(e.reason.as_str()).into()),
         };
@@ -257,10 +309,27 @@ impl Engine {
         });
         tx.put_procedure(&stored).await?;
         let mut record = Record::default();
-        record.break_event(now, &by.name, "grant.revealed", &stored.procedure, &b, json!({"deadline": granted.deadline.to_string()}));
-        record.procedure_event(now, &by.name, "procedure.tainted", &stored.procedure.id, json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}));
+        record.break_event(
+            now,
+            &by.name,
+            "grant.revealed",
+            &stored.procedure,
+            &b,
+            json!({"deadline": granted.deadline.to_string()}),
+        );
+        record.procedure_event(
+            now,
+            &by.name,
+            "procedure.tainted",
+            &stored.procedure.id,
+            json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
+        );
         tx.commit(record.drafts, record.outbox).await?;
-        Ok(RevealedGrant { break_id: break_id.to_owned(), age_file, deadline: granted.deadline })
+        Ok(RevealedGrant {
+            break_id: break_id.to_owned(),
+            age_file,
+            deadline: granted.deadline,
+        })
     }
 
     /// Closes a break early (the requester or an admin).
@@ -284,7 +353,14 @@ impl Engine {
         let b = Break::Ended(ended);
         tx.put_break(&b).await?;
         let mut record = Record::default();
-        record.break_event(now, &by.name, "break.closed", &stored.procedure, &b, json!({"closed_by": by.name}));
+        record.break_event(
+            now,
+            &by.name,
+            "break.closed",
+            &stored.procedure,
+            &b,
+            json!({"closed_by": by.name}),
+        );
         tx.commit(record.drafts, record.outbox).await?;
         drop(self.take_pending(break_id));
         Ok(b)
@@ -310,7 +386,11 @@ impl Engine {
                     match g.expire(now) {
                         Ok(e) => {
                             tx.take_grant_payload(&id).await?;
-                            (e, "break.expired", json!({"deadline": deadline.to_string(), "late_ms": now.since(deadline)}))
+                            (
+                                e,
+                                "break.expired",
+                                json!({"deadline": deadline.to_string(), "late_ms": now.since(deadline)}),
+                            )
                         }
                         Err(_) => continue,
                     }
@@ -348,7 +428,12 @@ impl Engine {
         let mut record = Record::default();
         for b in &breaks {
             let Break::Requested(r) = b else { continue };
-            let custodians: Vec<String> = r.info.approvals.iter().map(|a| a.custodian.clone()).collect();
+            let custodians: Vec<String> = r
+                .info
+                .approvals
+                .iter()
+                .map(|a| a.custodian.clone())
+                .collect();
             let mut r = r.clone();
             r.info.approvals.clear();
             let b = Break::Requested(r);
@@ -371,7 +456,12 @@ impl Engine {
     }
 
     /// Breaks, newest first.
-    pub async fn breaks(&self, by: &Actor, procedure: Option<&str>, limit: i64) -> Result<Vec<Break>, EngineError> {
+    pub async fn breaks(
+        &self,
+        by: &Actor,
+        procedure: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Break>, EngineError> {
         by.may(Action::Read)?;
         Ok(self.store().read().await?.breaks(procedure, limit).await?)
     }
@@ -384,20 +474,33 @@ impl Engine {
     }
 
     fn take_pending(&self, break_id: &str) -> Vec<breakglass_custody::VerifiedShare> {
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(break_id).unwrap_or_default()
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(break_id)
+            .unwrap_or_default()
     }
 
     fn put_pending(&self, break_id: &str, shares: Vec<breakglass_custody::VerifiedShare>) {
         if !shares.is_empty() {
-            self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(break_id.to_owned(), shares);
+            self.inner
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(break_id.to_owned(), shares);
         }
     }
 }
 
 async fn load_break(tx: &mut dyn Tx, id: &str) -> Result<Break, EngineError> {
-    tx.break_(id).await?.ok_or_else(|| EngineError::not_found("break", id))
+    tx.break_(id)
+        .await?
+        .ok_or_else(|| EngineError::not_found("break", id))
 }
 
 async fn load_procedure(tx: &mut dyn Tx, id: &str) -> Result<StoredProcedure, EngineError> {
-    tx.procedure(id).await?.ok_or_else(|| EngineError::not_found("procedure", id))
+    tx.procedure(id)
+        .await?
+        .ok_or_else(|| EngineError::not_found("procedure", id))
 }

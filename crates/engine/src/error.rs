@@ -59,6 +59,9 @@ pub enum EngineError {
 
 impl EngineError {
     pub(crate) fn not_found(what: &'static str, id: impl Into<String>) -> EngineError {
-        EngineError::NotFound { what, id: id.into() }
+        EngineError::NotFound {
+            what,
+            id: id.into(),
+        }
     }
 }

@@ -17,7 +17,13 @@ pub(crate) struct Record {
 
 impl Record {
     /// Adds an event with no procedure or break.
-    pub(crate) fn event(&mut self, now: Timestamp, actor: &str, kind: &str, payload: Value) -> &mut Self {
+    pub(crate) fn event(
+        &mut self,
+        now: Timestamp,
+        actor: &str,
+        kind: &str,
+        payload: Value,
+    ) -> &mut Self {
         self.drafts.push(Draft {
             time_ms: now.0,
             actor: actor.to_owned(),
@@ -30,7 +36,14 @@ impl Record {
     }
 
     /// Adds an event about a procedure.
-    pub(crate) fn procedure_event(&mut self, now: Timestamp, actor: &str, kind: &str, procedure: &str, payload: Value) -> &mut Self {
+    pub(crate) fn procedure_event(
+        &mut self,
+        now: Timestamp,
+        actor: &str,
+        kind: &str,
+        procedure: &str,
+        payload: Value,
+    ) -> &mut Self {
         self.event(now, actor, kind, payload);
         if let Some(d) = self.drafts.last_mut() {
             d.procedure = Some(procedure.to_owned());

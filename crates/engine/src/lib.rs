@@ -24,12 +24,14 @@ use breakglass_custody::VerifiedShare;
 use breakglass_domain::Limits;
 
 pub use audit_log::ChainVerdict;
-pub use auth::{expose_token, LOGIN_NAMESPACE, Challenge, ChallengeKind, LoginMethod, Session};
+pub use auth::{Challenge, ChallengeKind, LOGIN_NAMESPACE, LoginMethod, Session, expose_token};
 pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
 pub use error::EngineError;
+pub use ports::{
+    Clock, ManualClock, Store, StoredActor, StoredProcedure, StoredSeal, SystemClock, Taint, Tx,
+};
 pub use procedures::{ApplyChange, ApplyOutcome, ProcedureStatus, SealState};
 pub use seal::SealSummary;
-pub use ports::{Clock, ManualClock, Store, StoredActor, StoredProcedure, StoredSeal, SystemClock, Taint, Tx};
 
 /// Settings the engine needs, validated by the binary.
 #[derive(Debug, Clone)]

@@ -22,7 +22,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // The one sanctioned read of the system time.
     fn now(&self) -> Timestamp {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
     }
 }
@@ -207,5 +210,9 @@ pub trait Tx: Send {
     /// Outbox rows not yet delivered, oldest first.
     async fn pending_outbox(&mut self, limit: i64) -> StoreResult<Vec<OutboxRow>>;
     /// Appends the drafts to the audit chain, inserts the outbox items, and commits.
-    async fn commit(self: Box<Self>, drafts: Vec<Draft>, outbox: Vec<OutboxItem>) -> StoreResult<Vec<Entry>>;
+    async fn commit(
+        self: Box<Self>,
+        drafts: Vec<Draft>,
+        outbox: Vec<OutboxItem>,
+    ) -> StoreResult<Vec<Entry>>;
 }

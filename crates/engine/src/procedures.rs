@@ -67,12 +67,22 @@ pub struct ProcedureStatus {
 
 impl Engine {
     /// Validates procedure files without touching the store (`procedure validate`).
-    pub fn validate_files(&self, files: &[(String, String)]) -> Result<Vec<Procedure>, EngineError> {
-        Ok(parse_all(files, &self.config().limits)?.into_iter().map(|p| p.procedure).collect())
+    pub fn validate_files(
+        &self,
+        files: &[(String, String)],
+    ) -> Result<Vec<Procedure>, EngineError> {
+        Ok(parse_all(files, &self.config().limits)?
+            .into_iter()
+            .map(|p| p.procedure)
+            .collect())
     }
 
     /// Applies procedure files: all-or-nothing, idempotent, audited.
-    pub async fn apply(&self, by: &Actor, files: &[(String, String)]) -> Result<Vec<ApplyOutcome>, EngineError> {
+    pub async fn apply(
+        &self,
+        by: &Actor,
+        files: &[(String, String)],
+    ) -> Result<Vec<ApplyOutcome>, EngineError> {
         by.may(Action::ApplyProcedure)?;
         let parsed = parse_all(files, &self.config().limits)?;
         let now = self.now();
@@ -87,13 +97,26 @@ impl Engine {
             let id = p.procedure.id.clone();
             let (change, stored) = match existing {
                 Some(old) if old.spec_yaml == p.spec_yaml && old.content_hash == p.content_hash => {
-                    outcomes.push(ApplyOutcome { id, change: ApplyChange::Unchanged, version: old.version });
+                    outcomes.push(ApplyOutcome {
+                        id,
+                        change: ApplyChange::Unchanged,
+                        version: old.version,
+                    });
                     continue;
                 }
                 Some(old) => {
                     let custody_changed = old.procedure.quorum != p.procedure.quorum
-                        || old.procedure.custodians.iter().map(|c| (&c.name, c.key.fingerprint())).collect::<Vec<_>>()
-                            != p.procedure.custodians.iter().map(|c| (&c.name, c.key.fingerprint())).collect::<Vec<_>>();
+                        || old
+                            .procedure
+                            .custodians
+                            .iter()
+                            .map(|c| (&c.name, c.key.fingerprint()))
+                            .collect::<Vec<_>>()
+                            != p.procedure
+                                .custodians
+                                .iter()
+                                .map(|c| (&c.name, c.key.fingerprint()))
+                                .collect::<Vec<_>>();
                     let taint = if custody_changed && old.seal_id.is_some() {
                         Some(Taint {
                             reason: "custodians or quorum changed since sealing; re-seal".into(),
@@ -145,23 +168,42 @@ impl Engine {
                 }),
             );
             if let Some(t) = &stored.taint {
-                record.procedure_event(now, &by.name, "procedure.tainted", &id, json!({"reason": t.reason}));
+                record.procedure_event(
+                    now,
+                    &by.name,
+                    "procedure.tainted",
+                    &id,
+                    json!({"reason": t.reason}),
+                );
             }
             for c in &stored.procedure.custodians {
                 let previous = tx.actor(&c.name).await?;
-                let same_key = previous.as_ref().and_then(|p| p.actor.key.as_ref()).map(|k| k.fingerprint()) == Some(c.key.fingerprint());
-                let has_role = previous.as_ref().is_some_and(|p| p.actor.has(Role::Custodian));
+                let same_key = previous
+                    .as_ref()
+                    .and_then(|p| p.actor.key.as_ref())
+                    .map(|k| k.fingerprint())
+                    == Some(c.key.fingerprint());
+                let has_role = previous
+                    .as_ref()
+                    .is_some_and(|p| p.actor.has(Role::Custodian));
                 if same_key && has_role {
                     continue;
                 }
-                let mut roles = previous.as_ref().map(|p| p.actor.roles.clone()).unwrap_or_default();
+                let mut roles = previous
+                    .as_ref()
+                    .map(|p| p.actor.roles.clone())
+                    .unwrap_or_default();
                 if !roles.contains(&Role::Custodian) {
                     roles.push(Role::Custodian);
                     roles.sort();
                 }
                 let token_hash = previous.as_ref().and_then(|p| p.token_hash.clone());
                 tx.put_actor(&StoredActor {
-                    actor: Actor { name: c.name.clone(), roles: roles.clone(), key: Some(c.key.clone()) },
+                    actor: Actor {
+                        name: c.name.clone(),
+                        roles: roles.clone(),
+                        key: Some(c.key.clone()),
+                    },
                     token_hash,
                     contact: c.contact.clone(),
                 })
@@ -169,7 +211,11 @@ impl Engine {
                 record.event(
                     now,
                     &by.name,
-                    if previous.is_some() { "actor.updated" } else { "actor.enrolled" },
+                    if previous.is_some() {
+                        "actor.updated"
+                    } else {
+                        "actor.enrolled"
+                    },
                     json!({
                         "name": c.name,
                         "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
@@ -178,7 +224,11 @@ impl Engine {
                     }),
                 );
             }
-            outcomes.push(ApplyOutcome { id, change, version: stored.version });
+            outcomes.push(ApplyOutcome {
+                id,
+                change,
+                version: stored.version,
+            });
         }
         if !record.drafts.is_empty() {
             tx.commit(record.drafts, record.outbox).await?;
@@ -197,7 +247,9 @@ impl Engine {
             .map(|stored| {
                 let open_breaks = open
                     .iter()
-                    .filter(|b| b.info().procedure == stored.procedure.id && !matches!(b, Break::Ended(_)))
+                    .filter(|b| {
+                        b.info().procedure == stored.procedure.id && !matches!(b, Break::Ended(_))
+                    })
                     .cloned()
                     .collect();
                 status(stored, open_breaks)
@@ -209,7 +261,10 @@ impl Engine {
     pub async fn procedure(&self, by: &Actor, id: &str) -> Result<ProcedureStatus, EngineError> {
         by.may(Action::Read)?;
         let mut tx = self.store().read().await?;
-        let stored = tx.procedure(id).await?.ok_or_else(|| EngineError::not_found("procedure", id))?;
+        let stored = tx
+            .procedure(id)
+            .await?
+            .ok_or_else(|| EngineError::not_found("procedure", id))?;
         let open_breaks = tx
             .breaks(Some(id), 1000)
             .await?
@@ -222,10 +277,16 @@ impl Engine {
 
 fn status(stored: StoredProcedure, open_breaks: Vec<Break>) -> ProcedureStatus {
     let seal = match &stored.seal_id {
-        Some(seal_id) => SealState::Sealed { seal_id: seal_id.clone() },
+        Some(seal_id) => SealState::Sealed {
+            seal_id: seal_id.clone(),
+        },
         None => SealState::Unsealed,
     };
-    ProcedureStatus { stored, seal, open_breaks }
+    ProcedureStatus {
+        stored,
+        seal,
+        open_breaks,
+    }
 }
 
 struct ParsedWithSource {
@@ -236,7 +297,10 @@ struct ParsedWithSource {
 }
 
 /// Parses every file; collects every error of every file; refuses an id defined twice.
-fn parse_all(files: &[(String, String)], limits: &breakglass_domain::Limits) -> Result<Vec<ParsedWithSource>, EngineError> {
+fn parse_all(
+    files: &[(String, String)],
+    limits: &breakglass_domain::Limits,
+) -> Result<Vec<ParsedWithSource>, EngineError> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
     let mut ids = HashSet::new();
@@ -250,7 +314,10 @@ fn parse_all(files: &[(String, String)], limits: &breakglass_domain::Limits) -> 
                             line: 0,
                             column: 0,
                             field: "id".into(),
-                            message: format!("procedure `{}` is defined in more than one file", p.procedure.id),
+                            message: format!(
+                                "procedure `{}` is defined in more than one file",
+                                p.procedure.id
+                            ),
                         });
                     }
                     out.push(ParsedWithSource {
@@ -264,5 +331,9 @@ fn parse_all(files: &[(String, String)], limits: &breakglass_domain::Limits) -> 
             Err(e) => errors.extend(e),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(EngineError::Procedure(errors)) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(EngineError::Procedure(errors))
+    }
 }

@@ -29,20 +29,33 @@ pub struct SealSummary {
 
 impl Engine {
     /// Seals `secret` for `procedure` to its custodians.
-    pub async fn seal(&self, by: &Actor, procedure: &str, secret: Secret) -> Result<SealSummary, EngineError> {
+    pub async fn seal(
+        &self,
+        by: &Actor,
+        procedure: &str,
+        secret: Secret,
+    ) -> Result<SealSummary, EngineError> {
         by.may(Action::Seal)?;
         let mut tx = self.store().begin().await?;
-        let mut stored = tx.procedure(procedure).await?.ok_or_else(|| EngineError::not_found("procedure", procedure))?;
-        if let (Some(taint), Some(old_id)) = (&stored.taint, &stored.seal_id) {
-            if taint.secret_revealed {
-                let old = tx.seal(old_id).await?.ok_or_else(|| EngineError::not_found("seal", old_id.clone()))?;
-                let salt: [u8; 16] = old
-                    .fingerprint_salt
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| EngineError::Conflict(format!("seal {old_id} has a malformed fingerprint salt")))?;
-                let again = breakglass_custody::fingerprint_secret(&secret, &salt)
-                    .map_err(|e| EngineError::Conflict(format!("cannot fingerprint the secret: {e}")))?;
+        let mut stored = tx
+            .procedure(procedure)
+            .await?
+            .ok_or_else(|| EngineError::not_found("procedure", procedure))?;
+        if let (Some(taint), Some(old_id)) = (&stored.taint, &stored.seal_id)
+            && taint.secret_revealed
+        {
+            {
+                let old = tx
+                    .seal(old_id)
+                    .await?
+                    .ok_or_else(|| EngineError::not_found("seal", old_id.clone()))?;
+                let salt: [u8; 16] = old.fingerprint_salt.as_slice().try_into().map_err(|_| {
+                    EngineError::Conflict(format!("seal {old_id} has a malformed fingerprint salt"))
+                })?;
+                let again =
+                    breakglass_custody::fingerprint_secret(&secret, &salt).map_err(|e| {
+                        EngineError::Conflict(format!("cannot fingerprint the secret: {e}"))
+                    })?;
                 if breakglass_custody::ct_eq(&again, &old.secret_fingerprint) {
                     return Err(EngineError::Invalid(format!(
                         "this is the secret that break {} revealed; rotate it on the target and seal the new one",
@@ -51,8 +64,12 @@ impl Engine {
                 }
             }
         }
-        let custodians: Vec<(String, breakglass_custody::CustodianKey)> =
-            stored.procedure.custodians.iter().map(|c| (c.name.clone(), c.key.clone())).collect();
+        let custodians: Vec<(String, breakglass_custody::CustodianKey)> = stored
+            .procedure
+            .custodians
+            .iter()
+            .map(|c| (c.name.clone(), c.key.clone()))
+            .collect();
         let sealed = breakglass_custody::seal(&secret, stored.procedure.quorum, &custodians)?;
         let salt = breakglass_custody::random_salt();
         let fingerprint = breakglass_custody::fingerprint_secret(&secret, &salt)
@@ -89,7 +106,13 @@ impl Engine {
             }),
         );
         if let Some(reason) = &cleared_taint {
-            record.procedure_event(now, &by.name, "procedure.untainted", procedure, json!({"cleared": reason, "seal_id": seal.seal_id}));
+            record.procedure_event(
+                now,
+                &by.name,
+                "procedure.untainted",
+                procedure,
+                json!({"cleared": reason, "seal_id": seal.seal_id}),
+            );
         }
         tx.commit(record.drafts, record.outbox).await?;
         Ok(SealSummary {

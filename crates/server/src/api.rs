@@ -56,7 +56,10 @@ pub(crate) struct Caller(pub(crate) Actor);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -89,10 +92,16 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     match s.engine.store_ready().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "store": s.engine.backend()}))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "store": s.engine.backend()})),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "store": s.engine.backend()})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "store": s.engine.backend()})),
+            )
         }
     }
 }
@@ -118,10 +127,16 @@ async fn challenge(State(s): State<AppState>, Body(req): Body<ChallengeRequest>)
         (None, None) => return Err(ApiError::bad_request("give `actor` or `key`")),
     };
     let kind = match c.kind {
-        ChallengeKind::Sign { message, namespace } => json!({"type": "sign", "message": message, "namespace": namespace}),
-        ChallengeKind::Decrypt { age_file } => json!({"type": "decrypt", "age_file": String::from_utf8_lossy(&age_file)}),
+        ChallengeKind::Sign { message, namespace } => {
+            json!({"type": "sign", "message": message, "namespace": namespace})
+        }
+        ChallengeKind::Decrypt { age_file } => {
+            json!({"type": "decrypt", "age_file": String::from_utf8_lossy(&age_file)})
+        }
     };
-    Ok(Json(json!({"challenge_id": c.id, "actor": c.actor, "challenge": kind, "expires_at": c.expires_at.to_string()})))
+    Ok(Json(
+        json!({"challenge_id": c.id, "actor": c.actor, "challenge": kind, "expires_at": c.expires_at.to_string()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -141,7 +156,9 @@ async fn login(State(s): State<AppState>, Body(req): Body<LoginRequest>) -> ApiR
 }
 
 async fn whoami(Caller(me): Caller) -> ApiResult {
-    Ok(Json(json!({"name": me.name, "roles": me.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"name": me.name, "roles": me.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -161,12 +178,22 @@ fn files(req: FilesRequest) -> Vec<(String, String)> {
     req.files.into_iter().map(|f| (f.name, f.content)).collect()
 }
 
-async fn validate_procedures(State(s): State<AppState>, Caller(_me): Caller, Body(req): Body<FilesRequest>) -> ApiResult {
+async fn validate_procedures(
+    State(s): State<AppState>,
+    Caller(_me): Caller,
+    Body(req): Body<FilesRequest>,
+) -> ApiResult {
     let procedures = s.engine.validate_files(&files(req))?;
-    Ok(Json(json!({"valid": true, "procedures": procedures.iter().map(|p| p.id.clone()).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"valid": true, "procedures": procedures.iter().map(|p| p.id.clone()).collect::<Vec<_>>()}),
+    ))
 }
 
-async fn apply_procedures(State(s): State<AppState>, Caller(me): Caller, Body(req): Body<FilesRequest>) -> ApiResult {
+async fn apply_procedures(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Body(req): Body<FilesRequest>,
+) -> ApiResult {
     let outcomes = s.engine.apply(&me, &files(req)).await?;
     Ok(Json(json!({
         "results": outcomes.iter().map(|o| json!({"id": o.id, "change": o.change.as_str(), "version": o.version})).collect::<Vec<_>>()
@@ -175,10 +202,16 @@ async fn apply_procedures(State(s): State<AppState>, Caller(me): Caller, Body(re
 
 async fn list_procedures(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
     let all = s.engine.procedures(&me).await?;
-    Ok(Json(json!({"procedures": all.iter().map(|p| procedure_view(p, false)).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"procedures": all.iter().map(|p| procedure_view(p, false)).collect::<Vec<_>>()}),
+    ))
 }
 
-async fn show_procedure(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
+async fn show_procedure(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
     let p = s.engine.procedure(&me, &id).await?;
     Ok(Json(procedure_view(&p, true)))
 }
@@ -190,9 +223,15 @@ struct SealRequest {
     secret_b64: String,
 }
 
-async fn seal(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>, Body(req): Body<SealRequest>) -> ApiResult {
+async fn seal(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<SealRequest>,
+) -> ApiResult {
     let bytes = zeroize::Zeroizing::new(
-        B64.decode(req.secret_b64.trim()).map_err(|_| ApiError::bad_request("secret_b64: not valid base64"))?,
+        B64.decode(req.secret_b64.trim())
+            .map_err(|_| ApiError::bad_request("secret_b64: not valid base64"))?,
     );
     let summary = s.engine.seal(&me, &id, Secret::new(bytes.to_vec())).await?;
     Ok(Json(json!({
@@ -207,7 +246,9 @@ async fn seal(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<Stri
 
 async fn list_actors(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
     let all = s.engine.actors(&me).await?;
-    Ok(Json(json!({"actors": all.iter().map(actor_view).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"actors": all.iter().map(actor_view).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -223,14 +264,36 @@ struct EnrollRequest {
     token: bool,
 }
 
-async fn enroll(State(s): State<AppState>, Caller(me): Caller, Body(req): Body<EnrollRequest>) -> ApiResult {
+async fn enroll(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Body(req): Body<EnrollRequest>,
+) -> ApiResult {
     let roles = req
         .roles
         .iter()
-        .map(|r| Role::parse(r).ok_or_else(|| ApiError::bad_request(format!("roles: unknown role `{r}` (admin, requester, custodian, auditor)"))))
+        .map(|r| {
+            Role::parse(r).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "roles: unknown role `{r}` (admin, requester, custodian, auditor)"
+                ))
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let token = s.engine.enroll(&me, &req.name, &roles, req.key.as_deref(), &req.contact, req.token).await?;
-    Ok(Json(json!({"name": req.name, "token": token.as_ref().map(breakglass_engine::expose_token)})))
+    let token = s
+        .engine
+        .enroll(
+            &me,
+            &req.name,
+            &roles,
+            req.key.as_deref(),
+            &req.contact,
+            req.token,
+        )
+        .await?;
+    Ok(Json(
+        json!({"name": req.name, "token": token.as_ref().map(breakglass_engine::expose_token)}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -244,14 +307,21 @@ struct OpenRequest {
     duration: Option<String>,
 }
 
-async fn open_break(State(s): State<AppState>, Caller(me): Caller, Body(req): Body<OpenRequest>) -> ApiResult {
+async fn open_break(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Body(req): Body<OpenRequest>,
+) -> ApiResult {
     let duration: Option<Duration> = req
         .duration
         .as_deref()
         .map(breakglass_domain::parse_duration)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("duration: {e}")))?;
-    let r = s.engine.open_break(&me, &req.procedure, &req.reason, &req.ticket, duration).await?;
+    let r = s
+        .engine
+        .open_break(&me, &req.procedure, &req.reason, &req.ticket, duration)
+        .await?;
     Ok(Json(break_view(&breakglass_domain::Break::Requested(r))))
 }
 
@@ -264,12 +334,29 @@ struct ListBreaks {
     limit: Option<i64>,
 }
 
-async fn list_breaks(State(s): State<AppState>, Caller(me): Caller, Query(q): Query<ListBreaks>) -> ApiResult {
-    let all = s.engine.breaks(&me, q.procedure.as_deref(), q.limit.unwrap_or(100).clamp(1, 1000)).await?;
-    Ok(Json(json!({"breaks": all.iter().map(break_view).collect::<Vec<_>>()})))
+async fn list_breaks(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Query(q): Query<ListBreaks>,
+) -> ApiResult {
+    let all = s
+        .engine
+        .breaks(
+            &me,
+            q.procedure.as_deref(),
+            q.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await?;
+    Ok(Json(
+        json!({"breaks": all.iter().map(break_view).collect::<Vec<_>>()}),
+    ))
 }
 
-async fn show_break(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
+async fn show_break(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
     Ok(Json(break_view(&s.engine.break_(&me, &id).await?)))
 }
 
@@ -291,15 +378,28 @@ struct ApproveRequest {
     share: String,
 }
 
-async fn approve(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>, Body(req): Body<ApproveRequest>) -> ApiResult {
+async fn approve(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<ApproveRequest>,
+) -> ApiResult {
     let share = zeroize::Zeroizing::new(req.share);
     let outcome = s.engine.approve(&me, &id, &share).await?;
-    Ok(Json(json!({"approvals": outcome.approvals, "quorum": outcome.quorum, "break": break_view(&outcome.state)})))
+    Ok(Json(
+        json!({"approvals": outcome.approvals, "quorum": outcome.quorum, "break": break_view(&outcome.state)}),
+    ))
 }
 
-async fn reveal(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
+async fn reveal(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
     let g = s.engine.reveal(&me, &id).await?;
-    Ok(Json(json!({"break": g.break_id, "deadline": g.deadline.to_string(), "age_file": String::from_utf8_lossy(&g.age_file)})))
+    Ok(Json(
+        json!({"break": g.break_id, "deadline": g.deadline.to_string(), "age_file": String::from_utf8_lossy(&g.age_file)}),
+    ))
 }
 
 async fn close(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
@@ -315,9 +415,18 @@ struct AuditQuery {
     limit: Option<i64>,
 }
 
-async fn audit_entries(State(s): State<AppState>, Caller(me): Caller, Query(q): Query<AuditQuery>) -> ApiResult {
-    let entries = s.engine.audit_entries(&me, q.from.unwrap_or(1).max(1), q.limit.unwrap_or(100)).await?;
-    Ok(Json(json!({"entries": entries.iter().map(entry_view).collect::<Vec<_>>()})))
+async fn audit_entries(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult {
+    let entries = s
+        .engine
+        .audit_entries(&me, q.from.unwrap_or(1).max(1), q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(
+        json!({"entries": entries.iter().map(entry_view).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn audit_verify(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
@@ -331,7 +440,10 @@ async fn audit_verify(State(s): State<AppState>, Caller(me): Caller) -> ApiResul
     }))
 }
 
-async fn audit_export(State(s): State<AppState>, Caller(me): Caller) -> Result<impl IntoResponse, ApiError> {
+async fn audit_export(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+) -> Result<impl IntoResponse, ApiError> {
     let mut out = String::new();
     let mut from = 1;
     loop {

@@ -18,11 +18,21 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into(), details: vec![] }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+            details: vec![],
+        }
     }
 
     pub(crate) fn unauthenticated(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthenticated", message: message.into(), details: vec![] }
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: message.into(),
+            details: vec![],
+        }
     }
 }
 
@@ -32,7 +42,9 @@ impl From<EngineError> for ApiError {
             EngineError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             EngineError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
             EngineError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            EngineError::Invalid(_) | EngineError::Seal(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            EngineError::Invalid(_) | EngineError::Seal(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+            }
             EngineError::Procedure(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_procedure"),
             EngineError::Open(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cannot_open"),
             EngineError::Share(_) => (StatusCode::UNPROCESSABLE_ENTITY, "share_refused"),
@@ -58,13 +70,19 @@ impl From<EngineError> for ApiError {
             }
             other => other.to_string(),
         };
-        ApiError { status, code, message, details }
+        ApiError {
+            status,
+            code,
+            message,
+            details,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
         (self.status, Json(body)).into_response()
     }
 }

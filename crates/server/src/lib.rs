@@ -39,12 +39,18 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Defaults for a data dir.
     pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
-        ServerConfig { data_dir: data_dir.into(), database_url: None, engine: Config::default() }
+        ServerConfig {
+            data_dir: data_dir.into(),
+            database_url: None,
+            engine: Config::default(),
+        }
     }
 
     /// Sets the grant ceiling.
     pub fn with_grant_ceiling(mut self, ceiling: Duration) -> ServerConfig {
-        self.engine.limits = Limits { grant_ceiling: ceiling };
+        self.engine.limits = Limits {
+            grant_ceiling: ceiling,
+        };
         self
     }
 }
@@ -77,32 +83,62 @@ pub async fn build(config: ServerConfig) -> anyhow::Result<Built> {
 }
 
 /// `build` with an injected clock (tests).
-pub async fn build_with_clock(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Built> {
+pub async fn build_with_clock(
+    config: ServerConfig,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Built> {
     use anyhow::Context;
     create_private_dir(&config.data_dir)?;
     let store = match &config.database_url {
-        Some(url) => SqlStore::connect(url).await.context("opening PostgreSQL store")?,
-        None => SqlStore::open_sqlite(&config.data_dir.join("breakglass.db")).await.context("opening SQLite store")?,
+        Some(url) => SqlStore::connect(url)
+            .await
+            .context("opening PostgreSQL store")?,
+        None => SqlStore::open_sqlite(&config.data_dir.join("breakglass.db"))
+            .await
+            .context("opening SQLite store")?,
     };
     let engine = Engine::new(Arc::new(store), clock, config.engine.clone());
     let expired = engine.expire_due().await.context("start-up expiry sweep")?;
     if !expired.is_empty() {
-        tracing::info!(count = expired.len(), "expired grants whose deadline passed while the server was down");
+        tracing::info!(
+            count = expired.len(),
+            "expired grants whose deadline passed while the server was down"
+        );
     }
-    let reset = engine.reset_lost_approvals().await.context("start-up approval reset")?;
+    let reset = engine
+        .reset_lost_approvals()
+        .await
+        .context("start-up approval reset")?;
     if reset > 0 {
-        tracing::warn!(count = reset, "approvals reset: their shares were held in memory before the restart");
+        tracing::warn!(
+            count = reset,
+            "approvals reset: their shares were held in memory before the restart"
+        );
     }
     let admin_token_file = config.data_dir.join(ADMIN_TOKEN_FILE);
-    let bootstrap_token = engine.bootstrap_admin("admin").await.context("bootstrapping the first admin")?;
+    let bootstrap_token = engine
+        .bootstrap_admin("admin")
+        .await
+        .context("bootstrapping the first admin")?;
     if let Some(token) = &bootstrap_token {
-        write_private_file(&admin_token_file, breakglass_engine::expose_token(token).as_bytes())?;
+        write_private_file(
+            &admin_token_file,
+            breakglass_engine::expose_token(token).as_bytes(),
+        )?;
     }
-    Ok(Built { state: AppState { engine }, bootstrap_token, admin_token_file })
+    Ok(Built {
+        state: AppState { engine },
+        bootstrap_token,
+        admin_token_file,
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, with the expiry worker beside it.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(expiry_worker(state.engine.clone(), stop_rx));
     let app = router(state);
@@ -161,7 +197,10 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

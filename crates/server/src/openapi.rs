@@ -23,7 +23,8 @@ fn op(summary: &str, auth: bool, body: Option<Value>, ok: &str) -> Value {
         o["security"] = json!([]);
     }
     if let Some(schema) = body {
-        o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        o["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": schema}}});
     }
     o
 }
@@ -33,12 +34,16 @@ fn obj(required: &[&str], props: Value) -> Value {
 }
 
 fn id_param(o: &mut Value) {
-    o["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    o["parameters"] =
+        json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
 }
 
 /// The document.
 pub fn document() -> Value {
-    let files = obj(&["files"], json!({"files": {"type": "array", "items": obj(&["name", "content"], json!({"name": {"type": "string"}, "content": {"type": "string", "description": "YAML text of the file"}}))}}));
+    let files = obj(
+        &["files"],
+        json!({"files": {"type": "array", "items": obj(&["name", "content"], json!({"name": {"type": "string"}, "content": {"type": "string", "description": "YAML text of the file"}}))}}),
+    );
     let mut paths = serde_json::Map::new();
     let mut add = |path: &str, method: &str, mut o: Value| {
         if path.contains("{id}") {
@@ -47,58 +52,221 @@ pub fn document() -> Value {
         let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
         entry[method] = o;
     };
-    add("/healthz", "get", op("Liveness", false, None, "The process is up"));
-    add("/readyz", "get", op("Readiness: the store answers", false, None, "Ready"));
-    add("/api/openapi.json", "get", op("This document", false, None, "OpenAPI document"));
+    add(
+        "/healthz",
+        "get",
+        op("Liveness", false, None, "The process is up"),
+    );
+    add(
+        "/readyz",
+        "get",
+        op("Readiness: the store answers", false, None, "Ready"),
+    );
+    add(
+        "/api/openapi.json",
+        "get",
+        op("This document", false, None, "OpenAPI document"),
+    );
     add(
         "/api/auth/challenge",
         "post",
-        op("Ask for a sign-in challenge (sign it with an ssh-ed25519 key, or decrypt it with an age identity)", false, Some(obj(&[], json!({"actor": {"type": "string"}, "key": {"type": "string", "description": "the caller's public key, instead of actor"}}))), "The challenge"),
+        op(
+            "Ask for a sign-in challenge (sign it with an ssh-ed25519 key, or decrypt it with an age identity)",
+            false,
+            Some(obj(
+                &[],
+                json!({"actor": {"type": "string"}, "key": {"type": "string", "description": "the caller's public key, instead of actor"}}),
+            )),
+            "The challenge",
+        ),
     );
     add(
         "/api/auth/login",
         "post",
-        op("Answer a challenge; returns a session token", false, Some(obj(&["challenge_id", "response"], json!({"challenge_id": {"type": "string"}, "response": {"type": "string", "description": "SSHSIG armored signature, or the decrypted challenge text"}}))), "A session token"),
+        op(
+            "Answer a challenge; returns a session token",
+            false,
+            Some(obj(
+                &["challenge_id", "response"],
+                json!({"challenge_id": {"type": "string"}, "response": {"type": "string", "description": "SSHSIG armored signature, or the decrypted challenge text"}}),
+            )),
+            "A session token",
+        ),
     );
-    add("/api/whoami", "get", op("The caller's name and roles", true, None, "The caller"));
-    add("/api/procedures", "get", op("Every procedure with seal state, taint and open breaks", true, None, "Procedures"));
-    add("/api/procedures/validate", "post", op("Validate procedure files without applying them", true, Some(files.clone()), "Valid; 422 lists every problem with file, line, column and field"));
-    add("/api/procedures/apply", "post", op("Apply procedure files: all or nothing, idempotent, audited (admin)", true, Some(files), "What changed per procedure"));
-    add("/api/procedures/{id}", "get", op("One procedure with its YAML specification", true, None, "The procedure"));
+    add(
+        "/api/whoami",
+        "get",
+        op("The caller's name and roles", true, None, "The caller"),
+    );
+    add(
+        "/api/procedures",
+        "get",
+        op(
+            "Every procedure with seal state, taint and open breaks",
+            true,
+            None,
+            "Procedures",
+        ),
+    );
+    add(
+        "/api/procedures/validate",
+        "post",
+        op(
+            "Validate procedure files without applying them",
+            true,
+            Some(files.clone()),
+            "Valid; 422 lists every problem with file, line, column and field",
+        ),
+    );
+    add(
+        "/api/procedures/apply",
+        "post",
+        op(
+            "Apply procedure files: all or nothing, idempotent, audited (admin)",
+            true,
+            Some(files),
+            "What changed per procedure",
+        ),
+    );
+    add(
+        "/api/procedures/{id}",
+        "get",
+        op(
+            "One procedure with its YAML specification",
+            true,
+            None,
+            "The procedure",
+        ),
+    );
     add(
         "/api/procedures/{id}/seal",
         "post",
-        op("Seal (or re-seal) the procedure's credential to its custodians (admin)", true, Some(obj(&["secret_b64"], json!({"secret_b64": {"type": "string", "format": "byte"}}))), "The new seal"),
+        op(
+            "Seal (or re-seal) the procedure's credential to its custodians (admin)",
+            true,
+            Some(obj(
+                &["secret_b64"],
+                json!({"secret_b64": {"type": "string", "format": "byte"}}),
+            )),
+            "The new seal",
+        ),
     );
-    add("/api/actors", "get", op("Enrolled actors (never their tokens)", true, None, "Actors"));
+    add(
+        "/api/actors",
+        "get",
+        op("Enrolled actors (never their tokens)", true, None, "Actors"),
+    );
     add(
         "/api/actors",
         "post",
         op(
             "Enrol or update an actor (admin); with token=true returns a new API token once",
             true,
-            Some(obj(&["name", "roles"], json!({"name": {"type": "string"}, "roles": {"type": "array", "items": {"enum": ["admin", "requester", "custodian", "auditor"]}}, "key": {"type": "string"}, "contact": {"type": "string"}, "token": {"type": "boolean"}}))),
+            Some(obj(
+                &["name", "roles"],
+                json!({"name": {"type": "string"}, "roles": {"type": "array", "items": {"enum": ["admin", "requester", "custodian", "auditor"]}}, "key": {"type": "string"}, "contact": {"type": "string"}, "token": {"type": "boolean"}}),
+            )),
             "The actor, and its token when one was issued",
         ),
     );
-    add("/api/breaks", "get", op("Breaks, newest first (query: procedure, limit)", true, None, "Breaks"));
+    add(
+        "/api/breaks",
+        "get",
+        op(
+            "Breaks, newest first (query: procedure, limit)",
+            true,
+            None,
+            "Breaks",
+        ),
+    );
     add(
         "/api/breaks",
         "post",
-        op("Open a break (requester)", true, Some(obj(&["procedure", "reason", "ticket"], json!({"procedure": {"type": "string"}, "reason": {"type": "string"}, "ticket": {"type": "string"}, "duration": {"type": "string", "description": "e.g. 15m; defaults to max_grant"}}))), "The requested break"),
+        op(
+            "Open a break (requester)",
+            true,
+            Some(obj(
+                &["procedure", "reason", "ticket"],
+                json!({"procedure": {"type": "string"}, "reason": {"type": "string"}, "ticket": {"type": "string"}, "duration": {"type": "string", "description": "e.g. 15m; defaults to max_grant"}}),
+            )),
+            "The requested break",
+        ),
     );
-    add("/api/breaks/{id}", "get", op("One break", true, None, "The break"));
-    add("/api/breaks/{id}/share", "get", op("The calling custodian's share of the break's seal, as an age file encrypted to their key", true, None, "The encrypted share"));
+    add(
+        "/api/breaks/{id}",
+        "get",
+        op("One break", true, None, "The break"),
+    );
+    add(
+        "/api/breaks/{id}/share",
+        "get",
+        op(
+            "The calling custodian's share of the break's seal, as an age file encrypted to their key",
+            true,
+            None,
+            "The encrypted share",
+        ),
+    );
     add(
         "/api/breaks/{id}/approvals",
         "post",
-        op("Submit one's decrypted share (custodian); the quorum-completing approval issues the grant", true, Some(obj(&["share"], json!({"share": {"type": "string"}}))), "Approvals so far and the break"),
+        op(
+            "Submit one's decrypted share (custodian); the quorum-completing approval issues the grant",
+            true,
+            Some(obj(&["share"], json!({"share": {"type": "string"}}))),
+            "Approvals so far and the break",
+        ),
     );
-    add("/api/breaks/{id}/reveal", "post", op("The single reveal of a granted secret to the requester, as an age file encrypted to the requester's key", true, None, "The encrypted secret"));
-    add("/api/breaks/{id}/close", "post", op("Close a break early (requester or admin)", true, None, "The ended break"));
-    add("/api/audit", "get", op("Audit entries (query: from, limit) (admin, auditor)", true, None, "Entries"));
-    add("/api/audit/verify", "get", op("Verify the whole hash chain against the stored head", true, None, "Verdict; names the first bad entry"));
-    add("/api/audit/export", "get", op("The whole audit log as JSON Lines (docs/audit-log-format.md)", true, None, "application/x-ndjson"));
+    add(
+        "/api/breaks/{id}/reveal",
+        "post",
+        op(
+            "The single reveal of a granted secret to the requester, as an age file encrypted to the requester's key",
+            true,
+            None,
+            "The encrypted secret",
+        ),
+    );
+    add(
+        "/api/breaks/{id}/close",
+        "post",
+        op(
+            "Close a break early (requester or admin)",
+            true,
+            None,
+            "The ended break",
+        ),
+    );
+    add(
+        "/api/audit",
+        "get",
+        op(
+            "Audit entries (query: from, limit) (admin, auditor)",
+            true,
+            None,
+            "Entries",
+        ),
+    );
+    add(
+        "/api/audit/verify",
+        "get",
+        op(
+            "Verify the whole hash chain against the stored head",
+            true,
+            None,
+            "Verdict; names the first bad entry",
+        ),
+    );
+    add(
+        "/api/audit/export",
+        "get",
+        op(
+            "The whole audit log as JSON Lines (docs/audit-log-format.md)",
+            true,
+            None,
+            "application/x-ndjson",
+        ),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {"title": "breakglass", "version": env!("CARGO_PKG_VERSION"), "description": "Emergency access with split custody, time-limited grants and a hash-chained audit log."},

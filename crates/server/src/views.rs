@@ -19,7 +19,13 @@ pub(crate) fn break_view(b: &Break) -> Value {
     let info = b.info();
     let (granted_at, deadline, revealed_at, ended_at, closed_by) = match b {
         Break::Requested(_) => (None, None, None, None, None),
-        Break::Granted(g) => (Some(g.granted_at), Some(g.deadline), g.revealed_at, None, None),
+        Break::Granted(g) => (
+            Some(g.granted_at),
+            Some(g.deadline),
+            g.revealed_at,
+            None,
+            None,
+        ),
         Break::Ended(e) => (
             e.granted_at,
             e.deadline,

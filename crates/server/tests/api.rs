@@ -1,6 +1,8 @@
 //! The HTTP API in-process (`tower::ServiceExt::oneshot`): the authorization matrix over every
 //! endpoint and role, authentication, the error format, and the OpenAPI document's coverage.
 
+#![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -17,52 +19,147 @@ struct App {
 async fn app() -> App {
     let dir = tempfile::tempdir().expect("tempdir");
     let built = build(ServerConfig::new(dir.path())).await.expect("build");
-    let admin = breakglass_engine::expose_token(built.bootstrap_token.as_ref().expect("bootstrap")).to_owned();
+    let admin = breakglass_engine::expose_token(built.bootstrap_token.as_ref().expect("bootstrap"))
+        .to_owned();
     let router = router(built.state);
     let mut tokens = vec![("admin", admin.clone())];
     for role in ["requester", "custodian", "auditor"] {
-        let (status, body) = call(&router, "POST", "/api/actors", Some(&admin), Some(json!({"name": format!("{role}-bot"), "roles": [role], "token": true}))).await;
+        let (status, body) = call(
+            &router,
+            "POST",
+            "/api/actors",
+            Some(&admin),
+            Some(json!({"name": format!("{role}-bot"), "roles": [role], "token": true})),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         tokens.push((role, body["token"].as_str().expect("token").to_owned()));
     }
-    App { router, tokens, _dir: dir }
+    App {
+        router,
+        tokens,
+        _dir: dir,
+    }
 }
 
-async fn call(router: &Router, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let req = match body {
-        Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())),
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
         None => req.body(Body::empty()),
     }
     .expect("request");
     let resp = router.clone().oneshot(req).await.expect("response");
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// Every authenticated endpoint with a body that passes parsing, and the roles allowed.
-fn endpoints() -> Vec<(&'static str, &'static str, Option<Value>, &'static [&'static str])> {
+fn endpoints() -> Vec<(
+    &'static str,
+    &'static str,
+    Option<Value>,
+    &'static [&'static str],
+)> {
     let files = json!({"files": [{"name": "x.yaml", "content": "id: x\n"}]});
     vec![
-        ("GET", "/api/whoami", None, &["admin", "requester", "custodian", "auditor"]),
-        ("GET", "/api/procedures", None, &["admin", "requester", "custodian", "auditor"]),
-        ("GET", "/api/procedures/nope", None, &["admin", "requester", "custodian", "auditor"]),
-        ("POST", "/api/procedures/validate", Some(files.clone()), &["admin", "requester", "custodian", "auditor"]),
+        (
+            "GET",
+            "/api/whoami",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "GET",
+            "/api/procedures",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "GET",
+            "/api/procedures/nope",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "POST",
+            "/api/procedures/validate",
+            Some(files.clone()),
+            &["admin", "requester", "custodian", "auditor"],
+        ),
         ("POST", "/api/procedures/apply", Some(files), &["admin"]),
-        ("POST", "/api/procedures/nope/seal", Some(json!({"secret_b64": "c2VjcmV0"})), &["admin"]),
-        ("GET", "/api/actors", None, &["admin", "requester", "custodian", "auditor"]),
-        ("POST", "/api/actors", Some(json!({"name": "new-bot", "roles": ["auditor"], "token": true})), &["admin"]),
-        ("GET", "/api/breaks", None, &["admin", "requester", "custodian", "auditor"]),
-        ("POST", "/api/breaks", Some(json!({"procedure": "nope", "reason": "r", "ticket": "t"})), &["admin", "requester"]),
-        ("GET", "/api/breaks/brk_nope", None, &["admin", "requester", "custodian", "auditor"]),
+        (
+            "POST",
+            "/api/procedures/nope/seal",
+            Some(json!({"secret_b64": "c2VjcmV0"})),
+            &["admin"],
+        ),
+        (
+            "GET",
+            "/api/actors",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "POST",
+            "/api/actors",
+            Some(json!({"name": "new-bot", "roles": ["auditor"], "token": true})),
+            &["admin"],
+        ),
+        (
+            "GET",
+            "/api/breaks",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "POST",
+            "/api/breaks",
+            Some(json!({"procedure": "nope", "reason": "r", "ticket": "t"})),
+            &["admin", "requester"],
+        ),
+        (
+            "GET",
+            "/api/breaks/brk_nope",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
         ("GET", "/api/breaks/brk_nope/share", None, &["custodian"]),
-        ("POST", "/api/breaks/brk_nope/approvals", Some(json!({"share": "x"})), &["custodian"]),
-        ("POST", "/api/breaks/brk_nope/reveal", None, &["admin", "requester"]),
-        ("POST", "/api/breaks/brk_nope/close", None, &["admin", "requester"]),
+        (
+            "POST",
+            "/api/breaks/brk_nope/approvals",
+            Some(json!({"share": "x"})),
+            &["custodian"],
+        ),
+        (
+            "POST",
+            "/api/breaks/brk_nope/reveal",
+            None,
+            &["admin", "requester"],
+        ),
+        (
+            "POST",
+            "/api/breaks/brk_nope/close",
+            None,
+            &["admin", "requester"],
+        ),
         ("GET", "/api/audit", None, &["admin", "auditor"]),
         ("GET", "/api/audit/verify", None, &["admin", "auditor"]),
         ("GET", "/api/audit/export", None, &["admin", "auditor"]),
@@ -74,9 +171,24 @@ async fn authorization_matrix() {
     let app = app().await;
     for (method, uri, body, allowed) in endpoints() {
         let (status, resp) = call(&app.router, method, uri, None, body.clone()).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} without a token: {resp}");
-        let (status, _) = call(&app.router, method, uri, Some("bgt_not-a-real-token"), body.clone()).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} with a bad token");
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri} without a token: {resp}"
+        );
+        let (status, _) = call(
+            &app.router,
+            method,
+            uri,
+            Some("bgt_not-a-real-token"),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri} with a bad token"
+        );
         for (role, token) in &app.tokens {
             let (status, resp) = call(&app.router, method, uri, Some(token), body.clone()).await;
             if allowed.contains(role) {
@@ -85,9 +197,19 @@ async fn authorization_matrix() {
                     "{role} must be allowed {method} {uri}, got {status}: {resp}"
                 );
             } else {
-                assert_eq!(status, StatusCode::FORBIDDEN, "{role} must be refused {method} {uri}: {resp}");
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{role} must be refused {method} {uri}: {resp}"
+                );
                 assert_eq!(resp["error"]["code"], "forbidden");
-                assert!(resp["error"]["message"].as_str().unwrap_or_default().contains("may not"), "{resp}");
+                assert!(
+                    resp["error"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("may not"),
+                    "{resp}"
+                );
             }
         }
     }
@@ -97,34 +219,101 @@ async fn authorization_matrix() {
 async fn errors_are_structured_and_name_the_problem() {
     let app = app().await;
     let admin = &app.tokens[0].1;
-    let (status, resp) = call(&app.router, "GET", "/api/procedures/nope", Some(admin), None).await;
+    let (status, resp) = call(
+        &app.router,
+        "GET",
+        "/api/procedures/nope",
+        Some(admin),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(resp, json!({"error": {"code": "not_found", "message": "procedure `nope` not found", "details": []}}));
+    assert_eq!(
+        resp,
+        json!({"error": {"code": "not_found", "message": "procedure `nope` not found", "details": []}})
+    );
 
     let bad = json!({"files": [{"name": "p.yaml", "content": "id: p\ntarget:\n  kind: secret\ncustodians: []\nquorum: 1\nmax_grant: 1m\n"}]});
-    let (status, resp) = call(&app.router, "POST", "/api/procedures/apply", Some(admin), Some(bad)).await;
+    let (status, resp) = call(
+        &app.router,
+        "POST",
+        "/api/procedures/apply",
+        Some(admin),
+        Some(bad),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(resp["error"]["code"], "invalid_procedure");
-    assert_eq!(resp["error"]["details"][0], json!({"file": "p.yaml", "line": 5, "column": 9, "field": "quorum", "message": "must be at least 2 (two-person rule), got 1"}));
+    assert_eq!(
+        resp["error"]["details"][0],
+        json!({"file": "p.yaml", "line": 5, "column": 9, "field": "quorum", "message": "must be at least 2 (two-person rule), got 1"})
+    );
 
-    let (status, resp) = call(&app.router, "POST", "/api/actors", Some(admin), Some(json!({"name": "x", "roles": ["wizard"]}))).await;
+    let (status, resp) = call(
+        &app.router,
+        "POST",
+        "/api/actors",
+        Some(admin),
+        Some(json!({"name": "x", "roles": ["wizard"]})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(resp["error"]["message"].as_str().unwrap_or_default().contains("unknown role `wizard`"), "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown role `wizard`"),
+        "{resp}"
+    );
 
-    let (status, resp) = call(&app.router, "POST", "/api/breaks", Some(admin), Some(json!({"procedure": "p", "colour": "red"}))).await;
+    let (status, resp) = call(
+        &app.router,
+        "POST",
+        "/api/breaks",
+        Some(admin),
+        Some(json!({"procedure": "p", "colour": "red"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
-    assert!(resp["error"]["message"].as_str().unwrap_or_default().contains("colour"), "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("colour"),
+        "{resp}"
+    );
 
-    let (status, resp) = call(&app.router, "POST", "/api/auth/login", None, Some(json!({"challenge_id": "chl_x", "response": "y"}))).await;
+    let (status, resp) = call(
+        &app.router,
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(json!({"challenge_id": "chl_x", "response": "y"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(resp["error"]["message"].as_str().unwrap_or_default().contains("unknown or already used challenge"));
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown or already used challenge")
+    );
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
     let app = app().await;
-    assert_eq!(call(&app.router, "GET", "/healthz", None, None).await, (StatusCode::OK, json!({"status": "ok"})));
-    assert_eq!(call(&app.router, "GET", "/readyz", None, None).await, (StatusCode::OK, json!({"status": "ready", "store": "sqlite"})));
+    assert_eq!(
+        call(&app.router, "GET", "/healthz", None, None).await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        call(&app.router, "GET", "/readyz", None, None).await,
+        (
+            StatusCode::OK,
+            json!({"status": "ready", "store": "sqlite"})
+        )
+    );
 }
 
 #[tokio::test]
@@ -136,14 +325,38 @@ async fn openapi_documents_every_route() {
     let paths = doc["paths"].as_object().expect("paths");
     let mut routes: Vec<(String, String)> = endpoints()
         .into_iter()
-        .map(|(m, u, _, _)| (m.to_lowercase(), u.replace("/nope", "/{id}").replace("/brk_nope", "/{id}")))
+        .map(|(m, u, _, _)| {
+            (
+                m.to_lowercase(),
+                u.replace("/nope", "/{id}").replace("/brk_nope", "/{id}"),
+            )
+        })
         .collect();
-    routes.extend([("get", "/healthz"), ("get", "/readyz"), ("get", "/api/openapi.json"), ("post", "/api/auth/challenge"), ("post", "/api/auth/login")].map(|(m, u)| (m.to_owned(), u.to_owned())));
+    routes.extend(
+        [
+            ("get", "/healthz"),
+            ("get", "/readyz"),
+            ("get", "/api/openapi.json"),
+            ("post", "/api/auth/challenge"),
+            ("post", "/api/auth/login"),
+        ]
+        .map(|(m, u)| (m.to_owned(), u.to_owned())),
+    );
     for (method, path) in &routes {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the OpenAPI document");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from the OpenAPI document"
+        );
     }
-    let documented: usize = paths.values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
-    assert_eq!(documented, routes.len(), "the document lists a route the router does not serve");
+    let documented: usize = paths
+        .values()
+        .map(|p| p.as_object().map_or(0, |o| o.len()))
+        .sum();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "the document lists a route the router does not serve"
+    );
 }
 
 #[tokio::test]
@@ -151,21 +364,77 @@ async fn key_sign_in_with_an_age_identity() {
     let app = app().await;
     let admin = &app.tokens[0].1;
     let (identity, public) = breakglass_custody::keygen();
-    let (status, _) = call(&app.router, "POST", "/api/actors", Some(admin), Some(json!({"name": "erin", "roles": ["auditor"], "key": public.canonical()}))).await;
+    let (status, _) = call(
+        &app.router,
+        "POST",
+        "/api/actors",
+        Some(admin),
+        Some(json!({"name": "erin", "roles": ["auditor"], "key": public.canonical()})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, c) = call(&app.router, "POST", "/api/auth/challenge", None, Some(json!({"key": public.canonical()}))).await;
+    let (status, c) = call(
+        &app.router,
+        "POST",
+        "/api/auth/challenge",
+        None,
+        Some(json!({"key": public.canonical()})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{c}");
     assert_eq!(c["actor"], "erin");
-    let identity = breakglass_custody::Identity::parse(breakglass_custody::ExposeSecret::expose_secret(&identity)).expect("identity");
-    let answer = breakglass_custody::decrypt_with(&identity, c["challenge"]["age_file"].as_str().expect("age file").as_bytes()).expect("decrypt");
+    let identity = breakglass_custody::Identity::parse(
+        breakglass_custody::ExposeSecret::expose_secret(&identity),
+    )
+    .expect("identity");
+    let answer = breakglass_custody::decrypt_with(
+        &identity,
+        c["challenge"]["age_file"]
+            .as_str()
+            .expect("age file")
+            .as_bytes(),
+    )
+    .expect("decrypt");
     let answer = String::from_utf8(answer.to_vec()).expect("utf8");
     // A wrong answer is refused and burns the challenge.
-    let (status, _) = call(&app.router, "POST", "/api/auth/login", None, Some(json!({"challenge_id": c["challenge_id"], "response": "wrong"}))).await;
+    let (status, _) = call(
+        &app.router,
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(json!({"challenge_id": c["challenge_id"], "response": "wrong"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = call(&app.router, "POST", "/api/auth/login", None, Some(json!({"challenge_id": c["challenge_id"], "response": answer}))).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "a challenge is single-use");
-    let (_, c) = call(&app.router, "POST", "/api/auth/challenge", None, Some(json!({"actor": "erin"}))).await;
-    let answer = breakglass_custody::decrypt_with(&identity, c["challenge"]["age_file"].as_str().expect("age file").as_bytes()).expect("decrypt");
+    let (status, _) = call(
+        &app.router,
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(json!({"challenge_id": c["challenge_id"], "response": answer})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a challenge is single-use"
+    );
+    let (_, c) = call(
+        &app.router,
+        "POST",
+        "/api/auth/challenge",
+        None,
+        Some(json!({"actor": "erin"})),
+    )
+    .await;
+    let answer = breakglass_custody::decrypt_with(
+        &identity,
+        c["challenge"]["age_file"]
+            .as_str()
+            .expect("age file")
+            .as_bytes(),
+    )
+    .expect("decrypt");
     let (status, session) = call(
         &app.router,
         "POST",
@@ -178,7 +447,13 @@ async fn key_sign_in_with_an_age_identity() {
     let token = session["token"].as_str().expect("token");
     assert!(token.starts_with("bgs_"));
     let (status, me) = call(&app.router, "GET", "/api/whoami", Some(token), None).await;
-    assert_eq!((status, me), (StatusCode::OK, json!({"name": "erin", "roles": ["auditor"]})));
+    assert_eq!(
+        (status, me),
+        (
+            StatusCode::OK,
+            json!({"name": "erin", "roles": ["auditor"]})
+        )
+    );
 }
 
 #[tokio::test]
@@ -188,20 +463,66 @@ async fn key_sign_in_with_an_ssh_ed25519_key() {
     let key = ssh_key_pair();
     let identity = breakglass_custody::Identity::parse(&key).expect("ssh identity");
     let public = identity.public();
-    let (status, _) = call(&app.router, "POST", "/api/actors", Some(admin), Some(json!({"name": "frank", "roles": ["auditor"], "key": public.canonical()}))).await;
+    let (status, _) = call(
+        &app.router,
+        "POST",
+        "/api/actors",
+        Some(admin),
+        Some(json!({"name": "frank", "roles": ["auditor"], "key": public.canonical()})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, c) = call(&app.router, "POST", "/api/auth/challenge", None, Some(json!({"actor": "frank"}))).await;
+    let (_, c) = call(
+        &app.router,
+        "POST",
+        "/api/auth/challenge",
+        None,
+        Some(json!({"actor": "frank"})),
+    )
+    .await;
     assert_eq!(c["challenge"]["type"], "sign");
     let message = c["challenge"]["message"].as_str().expect("message");
-    let sig = breakglass_custody::sign(&identity, c["challenge"]["namespace"].as_str().expect("ns"), message.as_bytes()).expect("sign");
+    let sig = breakglass_custody::sign(
+        &identity,
+        c["challenge"]["namespace"].as_str().expect("ns"),
+        message.as_bytes(),
+    )
+    .expect("sign");
     // A signature over another message is refused.
-    let other = breakglass_custody::sign(&identity, "breakglass-login", b"something else").expect("sign");
-    let (status, _) = call(&app.router, "POST", "/api/auth/login", None, Some(json!({"challenge_id": c["challenge_id"], "response": other}))).await;
+    let other =
+        breakglass_custody::sign(&identity, "breakglass-login", b"something else").expect("sign");
+    let (status, _) = call(
+        &app.router,
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(json!({"challenge_id": c["challenge_id"], "response": other})),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (_, c) = call(&app.router, "POST", "/api/auth/challenge", None, Some(json!({"actor": "frank"}))).await;
-    let sig2 = breakglass_custody::sign(&identity, "breakglass-login", c["challenge"]["message"].as_str().expect("m").as_bytes()).expect("sign");
+    let (_, c) = call(
+        &app.router,
+        "POST",
+        "/api/auth/challenge",
+        None,
+        Some(json!({"actor": "frank"})),
+    )
+    .await;
+    let sig2 = breakglass_custody::sign(
+        &identity,
+        "breakglass-login",
+        c["challenge"]["message"].as_str().expect("m").as_bytes(),
+    )
+    .expect("sign");
     assert_ne!(sig, sig2);
-    let (status, session) = call(&app.router, "POST", "/api/auth/login", None, Some(json!({"challenge_id": c["challenge_id"], "response": sig2}))).await;
+    let (status, session) = call(
+        &app.router,
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(json!({"challenge_id": c["challenge_id"], "response": sig2})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{session}");
 }
 
@@ -209,7 +530,10 @@ async fn key_sign_in_with_an_ssh_ed25519_key() {
 fn ssh_key_pair() -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("id");
-    let status = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&path).status();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&path)
+        .status();
     match status {
         Ok(s) if s.success() => std::fs::read_to_string(&path).expect("key"),
         _ => include_str!("../../custody/tests/vectors/bob.id_ed25519").to_owned(),

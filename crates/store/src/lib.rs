@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use breakglass_audit::{Draft, Entry, Head};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
-    OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, Tx,
+    OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor, StoredProcedure,
+    StoredSeal, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -56,24 +57,36 @@ impl SqlStore {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(StoreError("database URL must start with sqlite:// or postgres://".into()));
+            return Err(StoreError(
+                "database URL must start with sqlite:// or postgres://".into(),
+            ));
         };
-        let options = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
+        let options =
+            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
         let options = if backend == Backend::Sqlite {
             options.after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the single writer; FULL makes every commit
                     // durable before it is acknowledged; the busy timeout queues writers.
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = FULL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             })
         } else {
             options
         };
-        let pool = options.connect(url).await.map_err(|e| StoreError(redact_url(&e.to_string(), url)))?;
+        let pool = options
+            .connect(url)
+            .await
+            .map_err(|e| StoreError(redact_url(&e.to_string(), url)))?;
         let store = SqlStore { pool, backend };
         store.migrate().await?;
         Ok(store)
@@ -87,10 +100,16 @@ impl SqlStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         if self.backend == Backend::Postgres {
             // Several servers may start at once; one applies the schema at a time.
-            sqlx::query("SELECT pg_advisory_xact_lock(7405524812)").execute(&mut *tx).await.map_err(db)?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7405524812)")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         for statement in statements {
-            sqlx::query(*statement).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query(*statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }
@@ -119,7 +138,10 @@ impl Store for SqlStore {
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await.map_err(db)?;
                 // Every write appends to the audit chain, so writers queue on its head row.
-                sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE").execute(&mut *tx).await.map_err(db)?;
+                sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
                 tx
             }
         };
@@ -127,7 +149,9 @@ impl Store for SqlStore {
     }
 
     async fn read(&self) -> StoreResult<Box<dyn Tx>> {
-        Ok(Box::new(SqlTx { tx: self.pool.begin().await.map_err(db)? }))
+        Ok(Box::new(SqlTx {
+            tx: self.pool.begin().await.map_err(db)?,
+        }))
     }
 
     fn backend(&self) -> &'static str {
@@ -168,7 +192,10 @@ impl Tx for SqlTx {
     }
 
     async fn procedures(&mut self) -> StoreResult<Vec<StoredProcedure>> {
-        let rows = sqlx::query(select_procedures!(" ORDER BY id")).fetch_all(&mut *self.tx).await.map_err(db)?;
+        let rows = sqlx::query(select_procedures!(" ORDER BY id"))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db)?;
         rows.iter().map(rows::procedure).collect()
     }
 
@@ -206,11 +233,13 @@ impl Tx for SqlTx {
         else {
             return Ok(None);
         };
-        let shares = sqlx::query("SELECT custodian, idx, age_file FROM seal_shares WHERE seal_id = $1 ORDER BY idx")
-            .bind(seal_id.to_owned())
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(db)?;
+        let shares = sqlx::query(
+            "SELECT custodian, idx, age_file FROM seal_shares WHERE seal_id = $1 ORDER BY idx",
+        )
+        .bind(seal_id.to_owned())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
         rows::seal(&row, &shares).map(Some)
     }
 
@@ -254,34 +283,46 @@ impl Tx for SqlTx {
 
     async fn breaks(&mut self, procedure: Option<&str>, limit: i64) -> StoreResult<Vec<Break>> {
         let rows = match procedure {
-            Some(p) => sqlx::query(select_breaks!(" WHERE procedure_id = $1 ORDER BY requested_at DESC, id DESC LIMIT $2"))
+            Some(p) => {
+                sqlx::query(select_breaks!(
+                    " WHERE procedure_id = $1 ORDER BY requested_at DESC, id DESC LIMIT $2"
+                ))
                 .bind(p.to_owned())
                 .bind(limit)
                 .fetch_all(&mut *self.tx)
-                .await,
-            None => sqlx::query(select_breaks!(" ORDER BY requested_at DESC, id DESC LIMIT $1"))
+                .await
+            }
+            None => {
+                sqlx::query(select_breaks!(
+                    " ORDER BY requested_at DESC, id DESC LIMIT $1"
+                ))
                 .bind(limit)
                 .fetch_all(&mut *self.tx)
-                .await,
+                .await
+            }
         }
         .map_err(db)?;
         rows.iter().map(rows::break_).collect()
     }
 
     async fn due_breaks(&mut self, now: Timestamp) -> StoreResult<Vec<Break>> {
-        let rows = sqlx::query(select_breaks!(" WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at"))
-            .bind(now.0)
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(db)?;
+        let rows = sqlx::query(select_breaks!(
+            " WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at"
+        ))
+        .bind(now.0)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
         rows.iter().map(rows::break_).collect()
     }
 
     async fn requested_with_approvals(&mut self) -> StoreResult<Vec<Break>> {
-        let rows = sqlx::query(select_breaks!(" WHERE state = 'requested' AND approvals <> '[]' ORDER BY requested_at"))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(db)?;
+        let rows = sqlx::query(select_breaks!(
+            " WHERE state = 'requested' AND approvals <> '[]' ORDER BY requested_at"
+        ))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
         rows.iter().map(rows::break_).collect()
     }
 
@@ -343,28 +384,34 @@ impl Tx for SqlTx {
     }
 
     async fn actor(&mut self, name: &str) -> StoreResult<Option<StoredActor>> {
-        let row = sqlx::query("SELECT name, roles, public_key, token_hash, contact FROM actors WHERE name = $1")
-            .bind(name.to_owned())
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(db)?;
+        let row = sqlx::query(
+            "SELECT name, roles, public_key, token_hash, contact FROM actors WHERE name = $1",
+        )
+        .bind(name.to_owned())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(db)?;
         row.as_ref().map(rows::actor).transpose()
     }
 
     async fn actor_by_token(&mut self, token_hash: &str) -> StoreResult<Option<StoredActor>> {
-        let row = sqlx::query("SELECT name, roles, public_key, token_hash, contact FROM actors WHERE token_hash = $1")
-            .bind(token_hash.to_owned())
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(db)?;
+        let row = sqlx::query(
+            "SELECT name, roles, public_key, token_hash, contact FROM actors WHERE token_hash = $1",
+        )
+        .bind(token_hash.to_owned())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(db)?;
         row.as_ref().map(rows::actor).transpose()
     }
 
     async fn actors(&mut self) -> StoreResult<Vec<StoredActor>> {
-        let rows = sqlx::query("SELECT name, roles, public_key, token_hash, contact FROM actors ORDER BY name")
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(db)?;
+        let rows = sqlx::query(
+            "SELECT name, roles, public_key, token_hash, contact FROM actors ORDER BY name",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
         rows.iter().map(rows::actor).collect()
     }
 
@@ -385,7 +432,10 @@ impl Tx for SqlTx {
     }
 
     async fn audit_head(&mut self) -> StoreResult<Option<Head>> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_optional(&mut *self.tx).await.map_err(db)?;
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         let seq: i64 = row.try_get(0).map_err(db)?;
         if seq == 0 {
@@ -394,7 +444,8 @@ impl Tx for SqlTx {
         let hash: String = row.try_get(1).map_err(db)?;
         Ok(Some(Head {
             seq: u64::try_from(seq).map_err(|_| StoreError("negative audit head".into()))?,
-            hash: breakglass_audit::Hash::from_str(&hash).map_err(|e| StoreError(format!("audit head hash: {e}")))?,
+            hash: breakglass_audit::Hash::from_str(&hash)
+                .map_err(|e| StoreError(format!("audit head hash: {e}")))?,
         }))
     }
 
@@ -419,16 +470,24 @@ impl Tx for SqlTx {
         rows.iter().map(rows::outbox).collect()
     }
 
-    async fn commit(mut self: Box<Self>, drafts: Vec<Draft>, outbox: Vec<OutboxItem>) -> StoreResult<Vec<Entry>> {
+    async fn commit(
+        mut self: Box<Self>,
+        drafts: Vec<Draft>,
+        outbox: Vec<OutboxItem>,
+    ) -> StoreResult<Vec<Entry>> {
         if drafts.is_empty() {
-            return Err(StoreError("refusing to commit a change without an audit entry".into()));
+            return Err(StoreError(
+                "refusing to commit a change without an audit entry".into(),
+            ));
         }
         let mut head = self.audit_head().await?;
         let mut entries = Vec::with_capacity(drafts.len());
         for draft in drafts {
             let time_ms = draft.time_ms;
-            let entry = breakglass_audit::append(head.as_ref(), draft).map_err(|e| StoreError(format!("audit entry: {e}")))?;
-            let payload = breakglass_audit::canonical_json(&entry.payload).map_err(|e| StoreError(format!("audit payload: {e}")))?;
+            let entry = breakglass_audit::append(head.as_ref(), draft)
+                .map_err(|e| StoreError(format!("audit entry: {e}")))?;
+            let payload = breakglass_audit::canonical_json(&entry.payload)
+                .map_err(|e| StoreError(format!("audit payload: {e}")))?;
             sqlx::query(
                 "INSERT INTO audit_log (seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
@@ -444,12 +503,19 @@ impl Tx for SqlTx {
             .execute(&mut *self.tx)
             .await
             .map_err(db)?;
-            head = Some(Head { seq: entry.seq, hash: entry.hash });
+            head = Some(Head {
+                seq: entry.seq,
+                hash: entry.hash,
+            });
             entries.push(entry);
         }
         for item in outbox {
             let Some(entry) = entries.get(item.draft) else {
-                return Err(StoreError(format!("outbox item refers to draft {} of {}", item.draft, entries.len())));
+                return Err(StoreError(format!(
+                    "outbox item refers to draft {} of {}",
+                    item.draft,
+                    entries.len()
+                )));
             };
             sqlx::query("INSERT INTO outbox (seq, destination, payload, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)")
                 .bind(i64::try_from(entry.seq).unwrap_or(i64::MAX))

@@ -8,15 +8,22 @@ use std::time::Duration;
 use breakglass_audit::{Entry, Hash};
 use breakglass_custody::{CustodianKey, EncryptedShare, ShareCommitment};
 use breakglass_domain::{
-    Actor, Approval, Break, BreakId, BreakInfo, EndReason, Ended, Granted, Limits, Requested, Role, Timestamp,
+    Actor, Approval, Break, BreakId, BreakInfo, EndReason, Ended, Granted, Limits, Requested, Role,
+    Timestamp,
 };
-use breakglass_engine::ports::{OutboxRow, StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, Taint};
+use breakglass_engine::ports::{
+    OutboxRow, StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, Taint,
+};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-fn col<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(row: &'r AnyRow, name: &str) -> StoreResult<T> {
-    row.try_get(name).map_err(|e| StoreError(format!("column {name}: {e}")))
+fn col<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+    row: &'r AnyRow,
+    name: &str,
+) -> StoreResult<T> {
+    row.try_get(name)
+        .map_err(|e| StoreError(format!("column {name}: {e}")))
 }
 
 fn bad(column: &str, what: impl std::fmt::Display) -> StoreError {
@@ -27,9 +34,20 @@ pub(crate) fn procedure(row: &AnyRow) -> StoreResult<StoredProcedure> {
     let id: String = col(row, "id")?;
     let spec_yaml: String = col(row, "spec_yaml")?;
     // Stored procedures were validated against the ceiling in force when applied.
-    let limits = Limits { grant_ceiling: Duration::MAX };
-    let mut parsed = breakglass_domain::parse_procedures(&format!("stored procedure {id}"), &spec_yaml, &limits)
-        .map_err(|e| bad("spec_yaml", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+    let limits = Limits {
+        grant_ceiling: Duration::MAX,
+    };
+    let mut parsed =
+        breakglass_domain::parse_procedures(&format!("stored procedure {id}"), &spec_yaml, &limits)
+            .map_err(|e| {
+                bad(
+                    "spec_yaml",
+                    e.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
     if parsed.len() != 1 {
         return Err(bad("spec_yaml", "does not hold exactly one procedure"));
     }
@@ -45,7 +63,11 @@ pub(crate) fn procedure(row: &AnyRow) -> StoreResult<StoredProcedure> {
         version: col(row, "version")?,
         updated_at: Timestamp(col(row, "updated_at")?),
         seal_id: col(row, "seal_id")?,
-        taint: taint_reason.map(|reason| Taint { reason, break_id: taint_break, secret_revealed: taint_revealed != 0 }),
+        taint: taint_reason.map(|reason| Taint {
+            reason,
+            break_id: taint_break,
+            secret_revealed: taint_revealed != 0,
+        }),
     })
 }
 
@@ -58,18 +80,31 @@ pub(crate) fn commitments_json(c: &[ShareCommitment]) -> String {
 
 fn parse_commitments(text: &str) -> StoreResult<Vec<ShareCommitment>> {
     let value: Value = serde_json::from_str(text).map_err(|e| bad("commitments", e))?;
-    let items = value.as_array().ok_or_else(|| bad("commitments", "not an array"))?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| bad("commitments", "not an array"))?;
     items
         .iter()
         .map(|item| {
-            let custodian = item["custodian"].as_str().ok_or_else(|| bad("commitments", "custodian missing"))?;
-            let index = item["index"].as_u64().and_then(|i| u8::try_from(i).ok()).ok_or_else(|| bad("commitments", "index invalid"))?;
-            let digest_hex = item["digest"].as_str().ok_or_else(|| bad("commitments", "digest missing"))?;
+            let custodian = item["custodian"]
+                .as_str()
+                .ok_or_else(|| bad("commitments", "custodian missing"))?;
+            let index = item["index"]
+                .as_u64()
+                .and_then(|i| u8::try_from(i).ok())
+                .ok_or_else(|| bad("commitments", "index invalid"))?;
+            let digest_hex = item["digest"]
+                .as_str()
+                .ok_or_else(|| bad("commitments", "digest missing"))?;
             let digest: [u8; 32] = hex::decode(digest_hex)
                 .ok()
                 .and_then(|d| d.try_into().ok())
                 .ok_or_else(|| bad("commitments", "digest is not 32 bytes of hex"))?;
-            Ok(ShareCommitment { custodian: custodian.to_owned(), index, digest })
+            Ok(ShareCommitment {
+                custodian: custodian.to_owned(),
+                index,
+                digest,
+            })
         })
         .collect()
 }
@@ -127,8 +162,22 @@ impl From<&Break> for BreakRow {
     fn from(b: &Break) -> BreakRow {
         let info = b.info();
         let (granted_at, deadline, revealed_at, ended_at, closed_by, due_at) = match b {
-            Break::Requested(r) => (None, None, None, None, None, Some(r.info.approval_deadline.0)),
-            Break::Granted(g) => (Some(g.granted_at.0), Some(g.deadline.0), g.revealed_at.map(|t| t.0), None, None, Some(g.deadline.0)),
+            Break::Requested(r) => (
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(r.info.approval_deadline.0),
+            ),
+            Break::Granted(g) => (
+                Some(g.granted_at.0),
+                Some(g.deadline.0),
+                g.revealed_at.map(|t| t.0),
+                None,
+                None,
+                Some(g.deadline.0),
+            ),
             Break::Ended(e) => (
                 e.granted_at.map(|t| t.0),
                 e.deadline.map(|t| t.0),
@@ -152,8 +201,13 @@ impl From<&Break> for BreakRow {
             quorum: i64::from(info.quorum),
             requested_at: info.requested_at.0,
             approval_deadline: info.approval_deadline.0,
-            approvals: Value::Array(info.approvals.iter().map(|a| json!({"custodian": a.custodian, "at": a.at.0})).collect())
-                .to_string(),
+            approvals: Value::Array(
+                info.approvals
+                    .iter()
+                    .map(|a| json!({"custodian": a.custodian, "at": a.at.0}))
+                    .collect(),
+            )
+            .to_string(),
             state: b.state().to_owned(),
             granted_at,
             deadline,
@@ -167,15 +221,23 @@ impl From<&Break> for BreakRow {
 
 pub(crate) fn break_(row: &AnyRow) -> StoreResult<Break> {
     let approvals_text: String = col(row, "approvals")?;
-    let approvals_value: Value = serde_json::from_str(&approvals_text).map_err(|e| bad("approvals", e))?;
+    let approvals_value: Value =
+        serde_json::from_str(&approvals_text).map_err(|e| bad("approvals", e))?;
     let approvals = approvals_value
         .as_array()
         .ok_or_else(|| bad("approvals", "not an array"))?
         .iter()
         .map(|a| {
             Ok(Approval {
-                custodian: a["custodian"].as_str().ok_or_else(|| bad("approvals", "custodian missing"))?.to_owned(),
-                at: Timestamp(a["at"].as_i64().ok_or_else(|| bad("approvals", "at missing"))?),
+                custodian: a["custodian"]
+                    .as_str()
+                    .ok_or_else(|| bad("approvals", "custodian missing"))?
+                    .to_owned(),
+                at: Timestamp(
+                    a["at"]
+                        .as_i64()
+                        .ok_or_else(|| bad("approvals", "at missing"))?,
+                ),
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -188,7 +250,9 @@ pub(crate) fn break_(row: &AnyRow) -> StoreResult<Break> {
         requester: col(row, "requester")?,
         reason: col(row, "reason")?,
         ticket: col(row, "ticket")?,
-        duration: Duration::from_millis(u64::try_from(duration_ms).map_err(|_| bad("duration_ms", duration_ms))?),
+        duration: Duration::from_millis(
+            u64::try_from(duration_ms).map_err(|_| bad("duration_ms", duration_ms))?,
+        ),
         requested_at: Timestamp(col(row, "requested_at")?),
         approval_deadline: Timestamp(col(row, "approval_deadline")?),
         approvals,
@@ -200,7 +264,10 @@ pub(crate) fn break_(row: &AnyRow) -> StoreResult<Break> {
     let revealed_at: Option<i64> = col(row, "revealed_at")?;
     let ended_at: Option<i64> = col(row, "ended_at")?;
     let closed_by: Option<String> = col(row, "closed_by")?;
-    let need = |v: Option<i64>, name: &str| v.map(Timestamp).ok_or_else(|| bad(name, format!("missing for state {state}")));
+    let need = |v: Option<i64>, name: &str| {
+        v.map(Timestamp)
+            .ok_or_else(|| bad(name, format!("missing for state {state}")))
+    };
     Ok(match state.as_str() {
         "requested" => Break::Requested(Requested { info }),
         "granted" => Break::Granted(Granted {
@@ -218,7 +285,9 @@ pub(crate) fn break_(row: &AnyRow) -> StoreResult<Break> {
             reason: match state.as_str() {
                 "expired" => EndReason::Expired,
                 "lapsed" => EndReason::Lapsed,
-                _ => EndReason::Closed { by: closed_by.unwrap_or_default() },
+                _ => EndReason::Closed {
+                    by: closed_by.unwrap_or_default(),
+                },
             },
         }),
         other => return Err(bad("state", format!("unknown state {other:?}"))),
@@ -233,9 +302,15 @@ pub(crate) fn actor(row: &AnyRow) -> StoreResult<StoredActor> {
         .map(|r| Role::parse(r).ok_or_else(|| bad("roles", format!("unknown role {r:?}"))))
         .collect::<StoreResult<Vec<_>>>()?;
     let key: Option<String> = col(row, "public_key")?;
-    let key = key.map(|k| CustodianKey::parse(&k).map_err(|e| bad("public_key", e))).transpose()?;
+    let key = key
+        .map(|k| CustodianKey::parse(&k).map_err(|e| bad("public_key", e)))
+        .transpose()?;
     Ok(StoredActor {
-        actor: Actor { name: col(row, "name")?, roles, key },
+        actor: Actor {
+            name: col(row, "name")?,
+            roles,
+            key,
+        },
         token_hash: col(row, "token_hash")?,
         contact: col(row, "contact")?,
     })

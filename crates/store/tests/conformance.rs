@@ -1,6 +1,8 @@
 //! The store conformance suite: the same cases run against SQLite and PostgreSQL, at the
 //! `Store`/`Tx` level and through the engine's whole break lifecycle.
 
+#![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,18 +28,32 @@ fn fixture() -> Fixture {
     let mut custodians = String::new();
     for name in ["alice", "bob", "carol"] {
         let (id, key) = keygen();
-        identities.push((name.to_owned(), Identity::parse(id.expose_secret()).expect("identity")));
-        custodians.push_str(&format!("  - name: {name}\n    contact: {name}@example.com\n    key: {}\n", key.canonical()));
+        identities.push((
+            name.to_owned(),
+            Identity::parse(id.expose_secret()).expect("identity"),
+        ));
+        custodians.push_str(&format!(
+            "  - name: {name}\n    contact: {name}@example.com\n    key: {}\n",
+            key.canonical()
+        ));
     }
     let (rid, _) = keygen();
     let yaml = format!(
         "id: root-secret\ndescription: root password of the vault host\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 15m\nalert_channels: [sec-slack]\ndependencies: [vpn]\n"
     );
-    Fixture { identities, requester: Identity::parse(rid.expose_secret()).expect("requester"), yaml }
+    Fixture {
+        identities,
+        requester: Identity::parse(rid.expose_secret()).expect("requester"),
+        yaml,
+    }
 }
 
 fn admin() -> Actor {
-    Actor { name: "root-admin".into(), roles: vec![Role::Admin], key: None }
+    Actor {
+        name: "root-admin".into(),
+        roles: vec![Role::Admin],
+        key: None,
+    }
 }
 
 async fn engine_on(store: SqlStore) -> (Engine, Arc<ManualClock>) {
@@ -46,10 +62,24 @@ async fn engine_on(store: SqlStore) -> (Engine, Arc<ManualClock>) {
     (engine, clock)
 }
 
-async fn approve(engine: &Engine, f: &Fixture, who: &str, break_id: &str) -> Result<breakglass_engine::ApproveOutcome, EngineError> {
-    let actor = Actor { name: who.into(), roles: vec![Role::Custodian], key: None };
+async fn approve(
+    engine: &Engine,
+    f: &Fixture,
+    who: &str,
+    break_id: &str,
+) -> Result<breakglass_engine::ApproveOutcome, EngineError> {
+    let actor = Actor {
+        name: who.into(),
+        roles: vec![Role::Custodian],
+        key: None,
+    };
     let share = engine.share_for(&actor, break_id).await?;
-    let identity = &f.identities.iter().find(|(n, _)| n == who).expect("custodian").1;
+    let identity = &f
+        .identities
+        .iter()
+        .find(|(n, _)| n == who)
+        .expect("custodian")
+        .1;
     let plain = decrypt_share(&share.age_file, identity).expect("decrypt own share");
     engine.approve(&actor, break_id, &plain.encode()).await
 }
@@ -60,32 +90,78 @@ async fn lifecycle(store: SqlStore) {
     let f = fixture();
     let (engine, clock) = engine_on(store).await;
     let admin = admin();
-    let applied = engine.apply(&admin, &[("p.yaml".into(), f.yaml.clone())]).await.expect("apply");
+    let applied = engine
+        .apply(&admin, &[("p.yaml".into(), f.yaml.clone())])
+        .await
+        .expect("apply");
     assert_eq!(applied[0].change.as_str(), "created");
-    let again = engine.apply(&admin, &[("p.yaml".into(), f.yaml.clone())]).await.expect("apply again");
+    let again = engine
+        .apply(&admin, &[("p.yaml".into(), f.yaml.clone())])
+        .await
+        .expect("apply again");
     assert_eq!(again[0].change.as_str(), "unchanged");
     engine
-        .enroll(&admin, "dave", &[Role::Requester], Some(&f.requester.public().canonical()), "dave@example.com", false)
+        .enroll(
+            &admin,
+            "dave",
+            &[Role::Requester],
+            Some(&f.requester.public().canonical()),
+            "dave@example.com",
+            false,
+        )
         .await
         .expect("enroll dave");
-    let dave = Actor { name: "dave".into(), roles: vec![Role::Requester], key: Some(f.requester.public()) };
+    let dave = Actor {
+        name: "dave".into(),
+        roles: vec![Role::Requester],
+        key: Some(f.requester.public()),
+    };
 
-    let err = engine.open_break(&dave, "root-secret", "db down", "INC-1", None).await.unwrap_err();
+    let err = engine
+        .open_break(&dave, "root-secret", "db down", "INC-1", None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no sealed credential"), "{err}");
-    engine.seal(&admin, "root-secret", Secret::new(b"hunter2-root".to_vec())).await.expect("seal");
+    engine
+        .seal(&admin, "root-secret", Secret::new(b"hunter2-root".to_vec()))
+        .await
+        .expect("seal");
 
-    let requested = engine.open_break(&dave, "root-secret", "db down", "INC-1", Some(Duration::from_secs(300))).await.expect("open");
+    let requested = engine
+        .open_break(
+            &dave,
+            "root-secret",
+            "db down",
+            "INC-1",
+            Some(Duration::from_secs(300)),
+        )
+        .await
+        .expect("open");
     let id = requested.info.id.0.clone();
     // A foreign share (carol's, submitted by bob) is refused and names the problem.
-    let bob = Actor { name: "bob".into(), roles: vec![Role::Custodian], key: None };
+    let bob = Actor {
+        name: "bob".into(),
+        roles: vec![Role::Custodian],
+        key: None,
+    };
     let carol_share = {
-        let carol = Actor { name: "carol".into(), roles: vec![Role::Custodian], key: None };
+        let carol = Actor {
+            name: "carol".into(),
+            roles: vec![Role::Custodian],
+            key: None,
+        };
         let s = engine.share_for(&carol, &id).await.expect("carol share");
         decrypt_share(&s.age_file, &f.identities[2].1).expect("decrypt")
     };
-    let err = engine.approve(&bob, &id, &carol_share.encode()).await.unwrap_err();
+    let err = engine
+        .approve(&bob, &id, &carol_share.encode())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("carol"), "{err}");
-    let err = engine.approve(&bob, &id, "bm90IGEgc2hhcmU=").await.unwrap_err();
+    let err = engine
+        .approve(&bob, &id, "bm90IGEgc2hhcmU=")
+        .await
+        .unwrap_err();
     assert!(matches!(err, EngineError::Share(_)), "{err}");
 
     clock.advance(Duration::from_millis(1500));
@@ -99,23 +175,42 @@ async fn lifecycle(store: SqlStore) {
 
     clock.advance(Duration::from_millis(500));
     let second = approve(&engine, &f, "bob", &id).await.expect("bob");
-    let Break::Granted(granted) = &second.state else { panic!("not granted: {:?}", second.state) };
+    let Break::Granted(granted) = &second.state else {
+        panic!("not granted: {:?}", second.state)
+    };
     assert_eq!(granted.granted_at.since(granted.info.requested_at), 2000);
     let err = approve(&engine, &f, "carol", &id).await.unwrap_err();
     assert!(err.to_string().contains("already granted"), "{err}");
 
     // Only the requester may reveal, once, inside the window.
-    let eve = Actor { name: "eve".into(), roles: vec![Role::Requester], key: None };
+    let eve = Actor {
+        name: "eve".into(),
+        roles: vec![Role::Requester],
+        key: None,
+    };
     let err = engine.reveal(&eve, &id).await.unwrap_err();
-    assert!(err.to_string().contains("only the requester `dave`"), "{err}");
+    assert!(
+        err.to_string().contains("only the requester `dave`"),
+        "{err}"
+    );
     let revealed = engine.reveal(&dave, &id).await.expect("reveal");
     let secret = decrypt_with(&f.requester, &revealed.age_file).expect("requester decrypts");
     assert_eq!(secret.as_slice(), b"hunter2-root");
     let err = engine.reveal(&dave, &id).await.unwrap_err();
     assert!(err.to_string().contains("already revealed"), "{err}");
 
-    let status = engine.procedure(&admin, "root-secret").await.expect("status");
-    assert!(status.stored.taint.as_ref().is_some_and(|t| t.secret_revealed), "tainted after reveal");
+    let status = engine
+        .procedure(&admin, "root-secret")
+        .await
+        .expect("status");
+    assert!(
+        status
+            .stored
+            .taint
+            .as_ref()
+            .is_some_and(|t| t.secret_revealed),
+        "tainted after reveal"
+    );
 
     // The deadline passes: the sweep expires the grant.
     clock.advance(Duration::from_secs(299));
@@ -125,27 +220,62 @@ async fn lifecycle(store: SqlStore) {
     let ended = engine.break_(&admin, &id).await.expect("load");
     assert_eq!(ended.state(), "expired");
     let err = approve(&engine, &f, "carol", &id).await.unwrap_err();
-    assert!(err.to_string().contains("break has ended (expired)"), "{err}");
+    assert!(
+        err.to_string().contains("break has ended (expired)"),
+        "{err}"
+    );
 
     // Re-sealing the revealed secret is refused; a new secret clears the taint.
-    let err = engine.seal(&admin, "root-secret", Secret::new(b"hunter2-root".to_vec())).await.unwrap_err();
+    let err = engine
+        .seal(&admin, "root-secret", Secret::new(b"hunter2-root".to_vec()))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("rotate it"), "{err}");
-    let summary = engine.seal(&admin, "root-secret", Secret::new(b"new-root-pw".to_vec())).await.expect("re-seal");
+    let summary = engine
+        .seal(&admin, "root-secret", Secret::new(b"new-root-pw".to_vec()))
+        .await
+        .expect("re-seal");
     assert!(summary.cleared_taint.is_some());
-    assert!(engine.procedure(&admin, "root-secret").await.expect("status").stored.taint.is_none());
+    assert!(
+        engine
+            .procedure(&admin, "root-secret")
+            .await
+            .expect("status")
+            .stored
+            .taint
+            .is_none()
+    );
 
     let verdict = engine.verify_audit(&admin).await.expect("verify");
-    let ChainVerdict::Intact(report) = verdict else { panic!("chain broken: {verdict:?}") };
-    let entries = engine.audit_entries(&admin, 1, 1000).await.expect("entries");
+    let ChainVerdict::Intact(report) = verdict else {
+        panic!("chain broken: {verdict:?}")
+    };
+    let entries = engine
+        .audit_entries(&admin, 1, 1000)
+        .await
+        .expect("entries");
     assert_eq!(report.entries, entries.len() as u64);
     let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
-    for kind in ["procedure.applied", "seal.created", "break.requested", "share.rejected", "share.accepted", "break.granted", "grant.revealed", "break.expired", "procedure.untainted"] {
+    for kind in [
+        "procedure.applied",
+        "seal.created",
+        "break.requested",
+        "share.rejected",
+        "share.accepted",
+        "break.granted",
+        "grant.revealed",
+        "break.expired",
+        "procedure.untainted",
+    ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     // No secret in any audit payload.
     for e in &entries {
         let text = e.to_json_line();
-        assert!(!text.contains("hunter2") && !text.contains("new-root-pw"), "secret in audit: {text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("new-root-pw"),
+            "secret in audit: {text}"
+        );
     }
 }
 
@@ -158,13 +288,27 @@ async fn transactions(store: SqlStore) {
 
     let mut tx = store.begin().await.expect("begin");
     let actor = StoredActor {
-        actor: Actor { name: "bot".into(), roles: vec![Role::Auditor], key: None },
+        actor: Actor {
+            name: "bot".into(),
+            roles: vec![Role::Auditor],
+            key: None,
+        },
         token_hash: Some("ab".repeat(32)),
         contact: String::new(),
     };
     tx.put_actor(&actor).await.expect("put");
     drop(tx);
-    assert!(store.read().await.expect("read").actor("bot").await.expect("get").is_none(), "dropped tx rolled back");
+    assert!(
+        store
+            .read()
+            .await
+            .expect("read")
+            .actor("bot")
+            .await
+            .expect("get")
+            .is_none(),
+        "dropped tx rolled back"
+    );
 
     let mut tx = store.begin().await.expect("begin");
     tx.put_actor(&actor).await.expect("put");
@@ -179,27 +323,52 @@ async fn transactions(store: SqlStore) {
     let entries = tx
         .commit(
             vec![draft("a"), draft("b")],
-            vec![OutboxItem { draft: 1, destination: "channel:x".into(), payload: json!({"k": "v"}) }],
+            vec![OutboxItem {
+                draft: 1,
+                destination: "channel:x".into(),
+                payload: json!({"k": "v"}),
+            }],
         )
         .await
         .expect("commit");
     assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
     let mut r = store.read().await.expect("read");
-    assert_eq!(r.actor_by_token(&"ab".repeat(32)).await.expect("by token").expect("found").actor.name, "bot");
+    assert_eq!(
+        r.actor_by_token(&"ab".repeat(32))
+            .await
+            .expect("by token")
+            .expect("found")
+            .actor
+            .name,
+        "bot"
+    );
     let outbox = r.pending_outbox(10).await.expect("outbox");
     assert_eq!(outbox.len(), 1);
-    assert_eq!((outbox[0].seq, outbox[0].destination.as_str()), (2, "channel:x"));
+    assert_eq!(
+        (outbox[0].seq, outbox[0].destination.as_str()),
+        (2, "channel:x")
+    );
     let head = r.audit_head().await.expect("head").expect("some");
     assert_eq!(head.seq, 2);
     assert_eq!(head.hash, entries[1].hash);
     drop(r);
 
     // The database itself refuses to rewrite or delete audit entries.
-    let update = sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1").execute(store.pool()).await;
+    let update = sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1")
+        .execute(store.pool())
+        .await;
     assert!(update.is_err(), "UPDATE on audit_log must fail");
-    let delete = sqlx::query("DELETE FROM audit_log WHERE seq = 2").execute(store.pool()).await;
+    let delete = sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(store.pool())
+        .await;
     assert!(delete.is_err(), "DELETE on audit_log must fail");
-    let entries = store.read().await.expect("read").audit_entries(1, 10).await.expect("entries");
+    let entries = store
+        .read()
+        .await
+        .expect("read")
+        .audit_entries(1, 10)
+        .await
+        .expect("entries");
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].actor, "t");
 }
@@ -209,11 +378,40 @@ async fn restart_across_deadline(make: impl Fn() -> futures_like::BoxStore) {
     let f = fixture();
     let id = {
         let (engine, clock) = engine_on(make().await).await;
-        engine.apply(&admin(), &[("p.yaml".into(), f.yaml.clone())]).await.expect("apply");
-        engine.enroll(&admin(), "dave", &[Role::Requester], Some(&f.requester.public().canonical()), "", false).await.expect("enroll");
-        engine.seal(&admin(), "root-secret", Secret::new(b"s3cret".to_vec())).await.expect("seal");
-        let dave = Actor { name: "dave".into(), roles: vec![Role::Requester], key: Some(f.requester.public()) };
-        let r = engine.open_break(&dave, "root-secret", "r", "t", Some(Duration::from_secs(60))).await.expect("open");
+        engine
+            .apply(&admin(), &[("p.yaml".into(), f.yaml.clone())])
+            .await
+            .expect("apply");
+        engine
+            .enroll(
+                &admin(),
+                "dave",
+                &[Role::Requester],
+                Some(&f.requester.public().canonical()),
+                "",
+                false,
+            )
+            .await
+            .expect("enroll");
+        engine
+            .seal(&admin(), "root-secret", Secret::new(b"s3cret".to_vec()))
+            .await
+            .expect("seal");
+        let dave = Actor {
+            name: "dave".into(),
+            roles: vec![Role::Requester],
+            key: Some(f.requester.public()),
+        };
+        let r = engine
+            .open_break(
+                &dave,
+                "root-secret",
+                "r",
+                "t",
+                Some(Duration::from_secs(60)),
+            )
+            .await
+            .expect("open");
         let id = r.info.id.0.clone();
         approve(&engine, &f, "alice", &id).await.expect("alice");
         approve(&engine, &f, "carol", &id).await.expect("carol");
@@ -224,9 +422,17 @@ async fn restart_across_deadline(make: impl Fn() -> futures_like::BoxStore) {
     let store = make().await;
     let clock = Arc::new(ManualClock::new(Timestamp(T0 + 61_001)));
     let engine = Engine::new(Arc::new(store), clock, Config::default());
-    assert_eq!(engine.expire_due().await.expect("start-up sweep"), vec![id.clone()]);
-    assert_eq!(engine.break_(&admin(), &id).await.expect("load").state(), "expired");
-    let ChainVerdict::Intact(_) = engine.verify_audit(&admin()).await.expect("verify") else { panic!("chain broken") };
+    assert_eq!(
+        engine.expire_due().await.expect("start-up sweep"),
+        vec![id.clone()]
+    );
+    assert_eq!(
+        engine.break_(&admin(), &id).await.expect("load").state(),
+        "expired"
+    );
+    let ChainVerdict::Intact(_) = engine.verify_audit(&admin()).await.expect("verify") else {
+        panic!("chain broken")
+    };
 }
 
 /// Shares held in memory are lost at restart: the start-up sweep resets those approvals.
@@ -234,17 +440,45 @@ async fn restart_resets_pending_approvals(make: impl Fn() -> futures_like::BoxSt
     let f = fixture();
     let id = {
         let (engine, _) = engine_on(make().await).await;
-        engine.apply(&admin(), &[("p.yaml".into(), f.yaml.clone())]).await.expect("apply");
-        engine.enroll(&admin(), "dave", &[Role::Requester], Some(&f.requester.public().canonical()), "", false).await.expect("enroll");
-        engine.seal(&admin(), "root-secret", Secret::new(b"s3cret".to_vec())).await.expect("seal");
-        let dave = Actor { name: "dave".into(), roles: vec![Role::Requester], key: Some(f.requester.public()) };
-        let id = engine.open_break(&dave, "root-secret", "r", "t", None).await.expect("open").info.id.0;
+        engine
+            .apply(&admin(), &[("p.yaml".into(), f.yaml.clone())])
+            .await
+            .expect("apply");
+        engine
+            .enroll(
+                &admin(),
+                "dave",
+                &[Role::Requester],
+                Some(&f.requester.public().canonical()),
+                "",
+                false,
+            )
+            .await
+            .expect("enroll");
+        engine
+            .seal(&admin(), "root-secret", Secret::new(b"s3cret".to_vec()))
+            .await
+            .expect("seal");
+        let dave = Actor {
+            name: "dave".into(),
+            roles: vec![Role::Requester],
+            key: Some(f.requester.public()),
+        };
+        let id = engine
+            .open_break(&dave, "root-secret", "r", "t", None)
+            .await
+            .expect("open")
+            .info
+            .id
+            .0;
         approve(&engine, &f, "alice", &id).await.expect("alice");
         id
     };
     let (engine, _) = engine_on(make().await).await;
     assert_eq!(engine.reset_lost_approvals().await.expect("reset"), 1);
-    approve(&engine, &f, "alice", &id).await.expect("alice again");
+    approve(&engine, &f, "alice", &id)
+        .await
+        .expect("alice again");
     let done = approve(&engine, &f, "bob", &id).await.expect("bob");
     assert!(matches!(done.state, Break::Granted(_)));
 }
@@ -307,7 +541,11 @@ mod postgres {
         ($name:ident, $body:expr) => {
             #[tokio::test]
             async fn $name() {
-                let Some(db) = fresh_postgres(concat!("store::postgres::", stringify!($name))).await else { return };
+                let Some(db) =
+                    fresh_postgres(concat!("store::postgres::", stringify!($name))).await
+                else {
+                    return;
+                };
                 let url = db.url.clone();
                 ($body)(url).await;
                 db.drop_db().await;

@@ -35,22 +35,36 @@ pub struct FreshDb {
 
 /// Creates a fresh database, or records a skip and returns `None` when PostgreSQL is absent.
 pub async fn fresh_postgres(test: &str) -> Option<FreshDb> {
-    let admin_url = std::env::var("BREAKGLASS_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+    let admin_url =
+        std::env::var("BREAKGLASS_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
     let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
         Ok(c) => c,
         Err(e) => {
-            skip(test, &format!("PostgreSQL not reachable at {admin_url}: {e}"));
+            skip(
+                test,
+                &format!("PostgreSQL not reachable at {admin_url}: {e}"),
+            );
             return None;
         }
     };
     let name = format!("bg_test_{}_{:x}", std::process::id(), rand_suffix());
     let create = format!("CREATE DATABASE {name}");
-    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut conn).await {
+    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(&mut conn)
+        .await
+    {
         panic!("{test}: cannot create test database: {e}");
     }
     let _ = conn.close().await;
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin_url.clone());
-    Some(FreshDb { url: format!("{base}/{name}"), admin_url, name })
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(admin_url.clone());
+    Some(FreshDb {
+        url: format!("{base}/{name}"),
+        admin_url,
+        name,
+    })
 }
 
 impl FreshDb {
@@ -58,7 +72,9 @@ impl FreshDb {
     pub async fn drop_db(self) {
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
             let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                .execute(&mut conn)
+                .await;
         }
     }
 }
@@ -67,6 +83,8 @@ fn rand_suffix() -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
     let mut h = RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    // RandomState is seeded randomly per process; the counter separates calls within one.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     h.finish()
 }
