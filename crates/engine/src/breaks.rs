@@ -163,7 +163,7 @@ impl Engine {
             Break::Granted(_) => return Err(ApproveError::AlreadyGranted.into()),
             Break::Ended(e) => return Err(ApproveError::Ended(e.reason.as_str()).into()),
         };
-        let mut stored = load_procedure(tx.as_mut(), &requested.info.procedure).await?;
+        let stored = load_procedure(tx.as_mut(), &requested.info.procedure).await?;
         requested.check_approval(&by.name, &stored.procedure, now)?;
         let seal = tx
             .seal(&requested.info.seal_id)
@@ -223,8 +223,42 @@ impl Engine {
             Ok(granted) => granted,
         };
         // The quorum is reached: combine, open, hand the secret to the requester's key only.
+        // If anything fails before the commit, the shares held so far go back to memory so
+        // the custodians who approved need not approve again.
+        let issued = self
+            .issue_grant(tx, granted, stored, &seal, &held, record, by, now)
+            .await;
+        match issued {
+            Ok(state) => Ok(ApproveOutcome {
+                state,
+                approvals,
+                quorum,
+            }),
+            Err(e) => {
+                held.pop();
+                self.put_pending(break_id, held);
+                Err(e)
+            }
+        }
+    }
+
+    /// Unseals with the held shares, stores the grant for the requester, taints the procedure,
+    /// and commits. The secret exists only inside this function.
+    #[allow(clippy::too_many_arguments)]
+    async fn issue_grant(
+        &self,
+        mut tx: Box<dyn Tx>,
+        granted: breakglass_domain::Granted,
+        mut stored: StoredProcedure,
+        seal: &crate::ports::StoredSeal,
+        held: &[breakglass_custody::VerifiedShare],
+        mut record: Record,
+        by: &Actor,
+        now: Timestamp,
+    ) -> Result<Break, EngineError> {
+        let break_id = granted.info.id.0.clone();
         let secret =
-            breakglass_custody::unseal(&seal.seal_id, &seal.ciphertext, seal.threshold, &held)?;
+            breakglass_custody::unseal(&seal.seal_id, &seal.ciphertext, seal.threshold, held)?;
         let requester = tx
             .actor(&granted.info.requester)
             .await?
@@ -240,12 +274,12 @@ impl Engine {
                 EngineError::Conflict(format!("cannot encrypt the grant to the requester: {e}"))
             })?;
         drop(secret);
-        tx.put_grant_payload(break_id, &payload).await?;
+        tx.put_grant_payload(&break_id, &payload).await?;
         let b = Break::Granted(granted.clone());
         tx.put_break(&b).await?;
         stored.taint = Some(Taint {
             reason: format!("data key combined by break {break_id}; re-seal"),
-            break_id: Some(break_id.to_owned()),
+            break_id: Some(break_id.clone()),
             secret_revealed: stored.taint.as_ref().is_some_and(|t| t.secret_revealed),
         });
         tx.put_procedure(&stored).await?;
@@ -270,12 +304,7 @@ impl Engine {
             json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
         );
         tx.commit(record.drafts, record.outbox).await?;
-        drop(held);
-        Ok(ApproveOutcome {
-            state: b,
-            approvals,
-            quorum,
-        })
+        Ok(b)
     }
 
     /// The single reveal of a granted secret, to the requester, within the window.
