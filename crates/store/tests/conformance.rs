@@ -27,11 +27,15 @@ fn fixture() -> Fixture {
     let mut identities = Vec::new();
     let mut custodians = String::new();
     for name in ["alice", "bob", "carol"] {
-        let (id, key) = keygen();
-        identities.push((
-            name.to_owned(),
-            Identity::parse(id.expose_secret()).expect("identity"),
-        ));
+        // bob holds an ssh-ed25519 key he already had; alice and carol hold age keys.
+        let identity = if name == "bob" {
+            Identity::parse(include_str!("../../custody/tests/vectors/bob.id_ed25519"))
+                .expect("ssh identity")
+        } else {
+            Identity::parse(keygen().0.expose_secret()).expect("identity")
+        };
+        let key = identity.public();
+        identities.push((name.to_owned(), identity));
         custodians.push_str(&format!(
             "  - name: {name}\n    contact: {name}@example.com\n    key: {}\n",
             key.canonical()
