@@ -21,9 +21,13 @@ impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)?;
         for d in &self.details {
-            if let (Some(file), Some(line), Some(col), Some(field), Some(msg)) =
-                (d["file"].as_str(), d["line"].as_u64(), d["column"].as_u64(), d["field"].as_str(), d["message"].as_str())
-            {
+            if let (Some(file), Some(line), Some(col), Some(field), Some(msg)) = (
+                d["file"].as_str(),
+                d["line"].as_u64(),
+                d["column"].as_u64(),
+                d["field"].as_str(),
+                d["message"].as_str(),
+            ) {
                 write!(f, "\n  {file}:{line}:{col}: {field}: {msg}")?;
             }
         }
@@ -44,7 +48,11 @@ pub(crate) struct Client {
 impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8742`).
     pub(crate) fn new(base: &str, token: Option<String>) -> Client {
-        Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_owned(), token }
+        Client {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
     }
 
     /// Uses `token` from now on.
@@ -102,7 +110,11 @@ impl Client {
 
     /// Signs in with a key: asks for a challenge (by actor name, or by public key when
     /// `actor` is `None`), answers it with the identity, and keeps the session token.
-    pub(crate) async fn login(&mut self, actor: Option<&str>, identity: &Identity) -> Result<String, anyhow::Error> {
+    pub(crate) async fn login(
+        &mut self,
+        actor: Option<&str>,
+        identity: &Identity,
+    ) -> Result<String, anyhow::Error> {
         let body = match actor {
             Some(a) => json!({"actor": a}),
             None => json!({"key": identity.public().canonical()}),
@@ -118,10 +130,16 @@ impl Client {
             KeyKind::AgeX25519 => {
                 let file = c["challenge"]["age_file"].as_str().unwrap_or_default();
                 let plain = breakglass_custody::decrypt_with(identity, file.as_bytes())?;
-                String::from_utf8(plain.to_vec()).map_err(|_| anyhow::anyhow!("challenge is not text"))?
+                String::from_utf8(plain.to_vec())
+                    .map_err(|_| anyhow::anyhow!("challenge is not text"))?
             }
         };
-        let session = self.post("/api/auth/login", &json!({"challenge_id": id, "response": response})).await?;
+        let session = self
+            .post(
+                "/api/auth/login",
+                &json!({"challenge_id": id, "response": response}),
+            )
+            .await?;
         let token = session["token"].as_str().unwrap_or_default().to_owned();
         self.token = Some(token);
         Ok(session["actor"].as_str().unwrap_or_default().to_owned())
@@ -142,8 +160,17 @@ async fn failure(resp: reqwest::Response) -> ApiFailure {
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     ApiFailure {
         status: Some(status),
-        code: body["error"]["code"].as_str().unwrap_or("http_error").to_owned(),
-        message: body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status}")),
-        details: body["error"]["details"].as_array().cloned().unwrap_or_default(),
+        code: body["error"]["code"]
+            .as_str()
+            .unwrap_or("http_error")
+            .to_owned(),
+        message: body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("HTTP {status}")),
+        details: body["error"]["details"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
     }
 }

@@ -206,14 +206,24 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
-    let mut config = breakglass_server::ServerConfig::new(&cli.data_dir).with_grant_ceiling(a.grant_ceiling);
+    let mut config =
+        breakglass_server::ServerConfig::new(&cli.data_dir).with_grant_ceiling(a.grant_ceiling);
     config.database_url = a.database_url.clone();
     let built = breakglass_server::build(config).await?;
     if built.bootstrap_token.is_some() {
-        eprintln!("first start: admin API token written to {} (mode 0600)", built.admin_token_file.display());
+        eprintln!(
+            "first start: admin API token written to {} (mode 0600)",
+            built.admin_token_file.display()
+        );
     }
-    let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
-    eprintln!("breakglass serving on http://{} ({} store)", listener.local_addr()?, built.state.engine.backend());
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("binding {}", a.listen))?;
+    eprintln!(
+        "breakglass serving on http://{} ({} store)",
+        listener.local_addr()?,
+        built.state.engine.backend()
+    );
     breakglass_server::serve(listener, built.state, shutdown_signal()).await?;
     eprintln!("breakglass stopped");
     Ok(())
@@ -241,10 +251,29 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// Percent-encodes one URL path segment or query value (ids come from the command line).
+pub(crate) fn seg(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Reads a private key file.
 pub(crate) fn read_identity(path: &Path) -> Result<Identity> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading identity {}", path.display()))?;
-    Identity::parse(&text).map_err(|e| anyhow!(Exit { code: exit::INVALID, message: format!("{}: {e}", path.display()) }))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading identity {}", path.display()))?;
+    Identity::parse(&text).map_err(|e| {
+        anyhow!(Exit {
+            code: exit::INVALID,
+            message: format!("{}: {e}", path.display())
+        })
+    })
 }
 
 /// A client signed in as the CLI options say: token, else identity, else the data dir's admin token.
@@ -269,7 +298,8 @@ fn read_files(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
     files
         .iter()
         .map(|f| {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             Ok((f.display().to_string(), text))
         })
         .collect()
@@ -277,13 +307,24 @@ fn read_files(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
 
 async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
     match cmd {
-        ProcedureCmd::Validate { files, grant_ceiling } => {
-            let limits = Limits { grant_ceiling: *grant_ceiling };
+        ProcedureCmd::Validate {
+            files,
+            grant_ceiling,
+        } => {
+            let limits = Limits {
+                grant_ceiling: *grant_ceiling,
+            };
             let mut errors = Vec::new();
             let mut ok = Vec::new();
             for (name, text) in read_files(files)? {
                 match parse_procedures(&name, &text, &limits) {
-                    Ok(parsed) => ok.push((name, parsed.into_iter().map(|p| p.procedure.id).collect::<Vec<_>>())),
+                    Ok(parsed) => ok.push((
+                        name,
+                        parsed
+                            .into_iter()
+                            .map(|p| p.procedure.id)
+                            .collect::<Vec<_>>(),
+                    )),
                     Err(e) => errors.extend(e),
                 }
             }
@@ -304,18 +345,29 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
             if errors.is_empty() {
                 Ok(())
             } else {
-                Err(anyhow!(Exit { code: exit::INVALID, message: format!("{} problem(s) found", errors.len()) }))
+                Err(anyhow!(Exit {
+                    code: exit::INVALID,
+                    message: format!("{} problem(s) found", errors.len())
+                }))
             }
         }
         ProcedureCmd::Apply { files } => {
             let files = read_files(files)?;
             let body = json!({"files": files.iter().map(|(n, c)| json!({"name": n, "content": c})).collect::<Vec<_>>()});
-            let r = connect(cli).await?.post("/api/procedures/apply", &body).await?;
+            let r = connect(cli)
+                .await?
+                .post("/api/procedures/apply", &body)
+                .await?;
             if cli.output == Format::Json {
                 output::json(&r);
             } else {
                 for x in r["results"].as_array().into_iter().flatten() {
-                    println!("{}: {} (version {})", field(&x["id"]), field(&x["change"]), field(&x["version"]));
+                    println!(
+                        "{}: {} (version {})",
+                        field(&x["id"]),
+                        field(&x["change"]),
+                        field(&x["version"])
+                    );
                 }
             }
             Ok(())
@@ -334,25 +386,56 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
                     vec![
                         field(&p["id"]),
                         field(&p["target"]["kind"]),
-                        format!("{} of {}", field(&p["quorum"]), p["custodians"].as_array().map_or(0, Vec::len)),
+                        format!(
+                            "{} of {}",
+                            field(&p["quorum"]),
+                            p["custodians"].as_array().map_or(0, Vec::len)
+                        ),
                         field(&p["sealed"]),
-                        if p["tainted"].as_bool() == Some(true) { format!("yes: {}", field(&p["taint"]["reason"])) } else { "no".into() },
+                        if p["tainted"].as_bool() == Some(true) {
+                            format!("yes: {}", field(&p["taint"]["reason"]))
+                        } else {
+                            "no".into()
+                        },
                         p["open_breaks"].as_array().map_or(0, Vec::len).to_string(),
                     ]
                 })
                 .collect();
-            output::table(&["ID", "TARGET", "QUORUM", "SEALED", "TAINTED", "OPEN BREAKS"], rows);
+            output::table(
+                &["ID", "TARGET", "QUORUM", "SEALED", "TAINTED", "OPEN BREAKS"],
+                rows,
+            );
             Ok(())
         }
         ProcedureCmd::Show { id } => {
-            let p = connect(cli).await?.get(&format!("/api/procedures/{id}")).await?;
+            let p = connect(cli)
+                .await?
+                .get(&format!("/api/procedures/{}", seg(id)))
+                .await?;
             if cli.output == Format::Json {
                 output::json(&p);
                 return Ok(());
             }
-            println!("procedure {} (version {}, from {}, sha256 {})", field(&p["id"]), field(&p["version"]), field(&p["source"]), field(&p["content_hash"]));
-            println!("sealed: {}   tainted: {}", field(&p["seal_id"]), if p["tainted"].as_bool() == Some(true) { field(&p["taint"]["reason"]) } else { "no".into() });
-            println!("open breaks: {}", p["open_breaks"].as_array().map_or(0, Vec::len));
+            println!(
+                "procedure {} (version {}, from {}, sha256 {})",
+                field(&p["id"]),
+                field(&p["version"]),
+                field(&p["source"]),
+                field(&p["content_hash"])
+            );
+            println!(
+                "sealed: {}   tainted: {}",
+                field(&p["seal_id"]),
+                if p["tainted"].as_bool() == Some(true) {
+                    field(&p["taint"]["reason"])
+                } else {
+                    "no".into()
+                }
+            );
+            println!(
+                "open breaks: {}",
+                p["open_breaks"].as_array().map_or(0, Vec::len)
+            );
             println!("---");
             print!("{}", p["spec_yaml"].as_str().unwrap_or_default());
             Ok(())
@@ -369,11 +452,15 @@ async fn seal(cli: &Cli, a: &SealArgs) -> Result<()> {
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     match &a.file {
         Some(f) => {
-            let mut file = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
-            file.read_to_end(&mut bytes).with_context(|| format!("reading {}", f.display()))?;
+            let mut file =
+                std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
+            file.read_to_end(&mut bytes)
+                .with_context(|| format!("reading {}", f.display()))?;
         }
         None => {
-            std::io::stdin().read_to_end(&mut bytes).context("reading the secret from standard input")?;
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading the secret from standard input")?;
         }
     }
     if !a.keep_newline {
@@ -385,10 +472,19 @@ async fn seal(cli: &Cli, a: &SealArgs) -> Result<()> {
         }
     }
     if bytes.is_empty() {
-        return Err(anyhow!(Exit { code: exit::INVALID, message: "the secret is empty".into() }));
+        return Err(anyhow!(Exit {
+            code: exit::INVALID,
+            message: "the secret is empty".into()
+        }));
     }
     let body = json!({"secret_b64": B64.encode(bytes.as_slice())});
-    let r = connect(cli).await?.post(&format!("/api/procedures/{}/seal", a.procedure), &body).await?;
+    let r = connect(cli)
+        .await?
+        .post(
+            &format!("/api/procedures/{}/seal", seg(&a.procedure)),
+            &body,
+        )
+        .await?;
     if cli.output == Format::Json {
         output::json(&r);
     } else {
@@ -398,7 +494,13 @@ async fn seal(cli: &Cli, a: &SealArgs) -> Result<()> {
             field(&r["seal_id"]),
             field(&r["threshold"]),
             r["custodians"].as_array().map_or(0, Vec::len),
-            r["custodians"].as_array().into_iter().flatten().map(field).collect::<Vec<_>>().join(", ")
+            r["custodians"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(field)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         if let Some(t) = r["cleared_taint"].as_str() {
             println!("cleared taint: {t}");
@@ -409,25 +511,45 @@ async fn seal(cli: &Cli, a: &SealArgs) -> Result<()> {
 
 fn keygen(cli: &Cli, out: &Path) -> Result<()> {
     if out.exists() {
-        return Err(anyhow!(Exit { code: exit::INVALID, message: format!("{} exists; refusing to overwrite a key", out.display()) }));
+        return Err(anyhow!(Exit {
+            code: exit::INVALID,
+            message: format!("{} exists; refusing to overwrite a key", out.display())
+        }));
     }
     let (identity, public) = breakglass_custody::keygen();
     breakglass_server::write_private_file(out, identity.expose_secret().as_bytes())?;
     if cli.output == Format::Json {
-        output::json(&json!({"identity_file": out.display().to_string(), "public_key": public.canonical()}));
+        output::json(
+            &json!({"identity_file": out.display().to_string(), "public_key": public.canonical()}),
+        );
     } else {
         println!("{}", public.canonical());
-        eprintln!("identity written to {} (mode 0600); give the public key above to your admin", out.display());
+        eprintln!(
+            "identity written to {} (mode 0600); give the public key above to your admin",
+            out.display()
+        );
     }
     Ok(())
 }
 
 async fn actor(cli: &Cli, cmd: &ActorCmd) -> Result<()> {
     match cmd {
-        ActorCmd::Add { name, roles, key, key_file, contact, api_token } => {
+        ActorCmd::Add {
+            name,
+            roles,
+            key,
+            key_file,
+            contact,
+            api_token,
+        } => {
             let key = match (key, key_file) {
                 (Some(k), _) => Some(k.clone()),
-                (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?.trim().to_owned()),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
                 (None, None) => None,
             };
             let r = connect(cli)
@@ -457,7 +579,13 @@ async fn actor(cli: &Cli, cmd: &ActorCmd) -> Result<()> {
                 .map(|a| {
                     vec![
                         field(&a["name"]),
-                        a["roles"].as_array().into_iter().flatten().map(field).collect::<Vec<_>>().join(","),
+                        a["roles"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(field)
+                            .collect::<Vec<_>>()
+                            .join(","),
                         field(&a["key_fingerprint"]),
                         field(&a["has_token"]),
                         field(&a["contact"]),
@@ -494,7 +622,12 @@ pub(crate) fn break_line(b: &Value) -> String {
 
 async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
     match cmd {
-        BreakCmd::Open { procedure, reason, ticket, duration } => {
+        BreakCmd::Open {
+            procedure,
+            reason,
+            ticket,
+            duration,
+        } => {
             let b = connect(cli)
                 .await?
                 .post("/api/breaks", &json!({"procedure": procedure, "reason": reason, "ticket": ticket, "duration": duration}))
@@ -503,13 +636,16 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
                 output::json(&b);
             } else {
                 println!("{}", break_line(&b));
-                println!("custodians approve with: breakglass approve {} --identity THEIR_KEY_FILE", field(&b["id"]));
+                println!(
+                    "custodians approve with: breakglass approve {} --identity THEIR_KEY_FILE",
+                    field(&b["id"])
+                );
             }
             Ok(())
         }
         BreakCmd::List { procedure } => {
             let path = match procedure {
-                Some(p) => format!("/api/breaks?procedure={p}"),
+                Some(p) => format!("/api/breaks?procedure={}", seg(p)),
                 None => "/api/breaks".into(),
             };
             let r = connect(cli).await?.get(&path).await?;
@@ -528,17 +664,36 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
                         field(&b["state"]),
                         field(&b["requester"]),
                         field(&b["ticket"]),
-                        format!("{}/{}", b["approvals"].as_array().map_or(0, Vec::len), field(&b["quorum"])),
+                        format!(
+                            "{}/{}",
+                            b["approvals"].as_array().map_or(0, Vec::len),
+                            field(&b["quorum"])
+                        ),
                         field(&b["requested_at"]),
                         field(&b["deadline"]),
                     ]
                 })
                 .collect();
-            output::table(&["ID", "PROCEDURE", "STATE", "REQUESTER", "TICKET", "APPROVALS", "REQUESTED", "DEADLINE"], rows);
+            output::table(
+                &[
+                    "ID",
+                    "PROCEDURE",
+                    "STATE",
+                    "REQUESTER",
+                    "TICKET",
+                    "APPROVALS",
+                    "REQUESTED",
+                    "DEADLINE",
+                ],
+                rows,
+            );
             Ok(())
         }
         BreakCmd::Show { id } => {
-            let b = connect(cli).await?.get(&format!("/api/breaks/{id}")).await?;
+            let b = connect(cli)
+                .await?
+                .get(&format!("/api/breaks/{}", seg(id)))
+                .await?;
             if cli.output == Format::Json {
                 output::json(&b);
             } else {
@@ -548,18 +703,40 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
         }
         BreakCmd::Reveal { id, out } => {
             let identity_path = cli.identity.as_ref().ok_or_else(|| {
-                anyhow!(Exit { code: exit::INVALID, message: "reveal needs --identity: the secret is encrypted to the requester's key".into() })
+                anyhow!(Exit {
+                    code: exit::INVALID,
+                    message:
+                        "reveal needs --identity: the secret is encrypted to the requester's key"
+                            .into()
+                })
             })?;
             let identity = read_identity(identity_path)?;
-            let r = connect(cli).await?.post(&format!("/api/breaks/{id}/reveal"), &json!({})).await?;
-            let secret = breakglass_custody::decrypt_with(&identity, r["age_file"].as_str().unwrap_or_default().as_bytes())?;
-            match out {
-                Some(path) => {
-                    breakglass_server::write_private_file(path, &secret)?;
-                    eprintln!("secret written to {} (mode 0600); grant ends {}", path.display(), field(&r["deadline"]));
+            // Open the destination before asking for the single reveal, so a bad path cannot
+            // use up the grant.
+            let mut file = match out {
+                Some(path) => Some((path, breakglass_server::create_private_file(path)?)),
+                None => None,
+            };
+            let r = connect(cli)
+                .await?
+                .post(&format!("/api/breaks/{}/reveal", seg(id)), &json!({}))
+                .await?;
+            let secret = breakglass_custody::decrypt_with(
+                &identity,
+                r["age_file"].as_str().unwrap_or_default().as_bytes(),
+            )?;
+            use std::io::Write;
+            match &mut file {
+                Some((path, f)) => {
+                    f.write_all(&secret)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "secret written to {} (mode 0600); grant ends {}",
+                        path.display(),
+                        field(&r["deadline"])
+                    );
                 }
                 None => {
-                    use std::io::Write;
                     let mut stdout = std::io::stdout();
                     stdout.write_all(&secret)?;
                     stdout.write_all(b"\n")?;
@@ -569,7 +746,10 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
             Ok(())
         }
         BreakCmd::Close { id } => {
-            let b = connect(cli).await?.post(&format!("/api/breaks/{id}/close"), &json!({})).await?;
+            let b = connect(cli)
+                .await?
+                .post(&format!("/api/breaks/{}/close", seg(id)), &json!({}))
+                .await?;
             if cli.output == Format::Json {
                 output::json(&b);
             } else {
@@ -581,10 +761,13 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
 }
 
 async fn approve(cli: &Cli, a: &ApproveArgs) -> Result<()> {
-    let identity_path = cli
-        .identity
-        .as_ref()
-        .ok_or_else(|| anyhow!(Exit { code: exit::INVALID, message: "approve needs --identity: your share is decrypted locally with your key".into() }))?;
+    let identity_path = cli.identity.as_ref().ok_or_else(|| {
+        anyhow!(Exit {
+            code: exit::INVALID,
+            message: "approve needs --identity: your share is decrypted locally with your key"
+                .into()
+        })
+    })?;
     let identity = read_identity(identity_path)?;
     let mut client = Client::new(&cli.server, None);
     client.login(cli.actor.as_deref(), &identity).await?;
@@ -592,35 +775,61 @@ async fn approve(cli: &Cli, a: &ApproveArgs) -> Result<()> {
     if cli.output == Format::Json {
         output::json(&r);
     } else {
-        println!("approved: {}/{} approvals", field(&r["approvals"]), field(&r["quorum"]));
+        println!(
+            "approved: {}/{} approvals",
+            field(&r["approvals"]),
+            field(&r["quorum"])
+        );
         println!("{}", break_line(&r["break"]));
     }
     Ok(())
 }
 
 /// Fetches the caller's encrypted share, decrypts it locally, submits it.
-pub(crate) async fn approve_with(client: &Client, identity: &Identity, break_id: &str) -> Result<Value> {
-    let share = client.get(&format!("/api/breaks/{break_id}/share")).await?;
-    let plain = breakglass_custody::decrypt_share(share["age_file"].as_str().unwrap_or_default().as_bytes(), identity)?;
+pub(crate) async fn approve_with(
+    client: &Client,
+    identity: &Identity,
+    break_id: &str,
+) -> Result<Value> {
+    let share = client
+        .get(&format!("/api/breaks/{}/share", seg(break_id)))
+        .await?;
+    let plain = breakglass_custody::decrypt_share(
+        share["age_file"].as_str().unwrap_or_default().as_bytes(),
+        identity,
+    )?;
     let body = json!({"share": plain.encode().as_str()});
-    Ok(client.post(&format!("/api/breaks/{break_id}/approvals"), &body).await?)
+    Ok(client
+        .post(&format!("/api/breaks/{}/approvals", seg(break_id)), &body)
+        .await?)
 }
 
 async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
     match cmd {
         AuditCmd::Verify { file: Some(f) } => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             match breakglass_audit::verify_lines(&text) {
                 Ok(r) => {
-                    let head = r.head.map(|h| json!({"seq": h.seq, "hash": h.hash.to_hex()}));
+                    let head = r
+                        .head
+                        .map(|h| json!({"seq": h.seq, "hash": h.hash.to_hex()}));
                     if cli.output == Format::Json {
                         output::json(&json!({"intact": true, "entries": r.entries, "head": head}));
                     } else {
-                        println!("audit chain intact: {} entries, head {}", r.entries, head.map(|h| format!("#{} {}", h["seq"], field(&h["hash"]))).unwrap_or("-".into()));
+                        println!(
+                            "audit chain intact: {} entries, head {}",
+                            r.entries,
+                            head.map(|h| format!("#{} {}", h["seq"], field(&h["hash"])))
+                                .unwrap_or("-".into())
+                        );
                     }
                     Ok(())
                 }
-                Err(e) => Err(anyhow!(Exit { code: exit::AUDIT_BROKEN, message: format!("audit chain broken: {e}") })),
+                Err(e) => Err(anyhow!(Exit {
+                    code: exit::AUDIT_BROKEN,
+                    message: format!("audit chain broken: {e}")
+                })),
             }
         }
         AuditCmd::Verify { file: None } => {
@@ -630,11 +839,19 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
             }
             if r["intact"].as_bool() == Some(true) {
                 if cli.output == Format::Text {
-                    println!("audit chain intact: {} entries, head #{} {}", field(&r["entries"]), field(&r["head"]["seq"]), field(&r["head"]["hash"]));
+                    println!(
+                        "audit chain intact: {} entries, head #{} {}",
+                        field(&r["entries"]),
+                        field(&r["head"]["seq"]),
+                        field(&r["head"]["hash"])
+                    );
                 }
                 Ok(())
             } else {
-                Err(anyhow!(Exit { code: exit::AUDIT_BROKEN, message: format!("audit chain broken: {}", field(&r["error"])) }))
+                Err(anyhow!(Exit {
+                    code: exit::AUDIT_BROKEN,
+                    message: format!("audit chain broken: {}", field(&r["error"]))
+                }))
             }
         }
         AuditCmd::Export { out } => {
@@ -649,7 +866,10 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
             Ok(())
         }
         AuditCmd::List { from, limit } => {
-            let r = connect(cli).await?.get(&format!("/api/audit?from={from}&limit={limit}")).await?;
+            let r = connect(cli)
+                .await?
+                .get(&format!("/api/audit?from={from}&limit={limit}"))
+                .await?;
             if cli.output == Format::Json {
                 output::json(&r);
                 return Ok(());
@@ -658,9 +878,21 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|e| vec![field(&e["seq"]), field(&e["time"]), field(&e["actor"]), field(&e["kind"]), field(&e["procedure"]), field(&e["break"])])
+                .map(|e| {
+                    vec![
+                        field(&e["seq"]),
+                        field(&e["time"]),
+                        field(&e["actor"]),
+                        field(&e["kind"]),
+                        field(&e["procedure"]),
+                        field(&e["break"]),
+                    ]
+                })
                 .collect();
-            output::table(&["SEQ", "TIME", "ACTOR", "KIND", "PROCEDURE", "BREAK"], rows);
+            output::table(
+                &["SEQ", "TIME", "ACTOR", "KIND", "PROCEDURE", "BREAK"],
+                rows,
+            );
             Ok(())
         }
     }

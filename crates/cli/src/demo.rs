@@ -84,21 +84,43 @@ pub(crate) async fn run(_cli: &Cli, a: &DemoArgs) -> Result<()> {
     );
     let procedure_file = dir.join("demo-root.yaml");
     std::fs::write(&procedure_file, &procedure)?;
-    println!("  procedure file {} (custodians alice, bob, carol; quorum 2)", procedure_file.display());
+    println!(
+        "  procedure file {} (custodians alice, bob, carol; quorum 2)",
+        procedure_file.display()
+    );
 
     // The real server on the embedded default (SQLite in the data dir).
     let built = breakglass_server::build(breakglass_server::ServerConfig::new(&dir)).await?;
-    let token = built.bootstrap_token.as_ref().map(|t| breakglass_engine::expose_token(t).to_owned()).context("fresh data dir has no admin token")?;
-    let listen = a.listen.unwrap_or_else(|| if a.once { SocketAddr::from(([127, 0, 0, 1], 0)) } else { SocketAddr::from(([127, 0, 0, 1], 8742)) });
+    let token = built
+        .bootstrap_token
+        .as_ref()
+        .map(|t| breakglass_engine::expose_token(t).to_owned())
+        .context("fresh data dir has no admin token")?;
+    let listen = a.listen.unwrap_or_else(|| {
+        if a.once {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], 8742))
+        }
+    });
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding {listen} (another server running? pass --listen 127.0.0.1:PORT)"))?;
+        .with_context(|| {
+            format!("binding {listen} (another server running? pass --listen 127.0.0.1:PORT)")
+        })?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(breakglass_server::serve(listener, built.state, async move {
-        let _ = stop_rx.await;
-    }));
-    println!("  server on {base} (SQLite at {})", dir.join("breakglass.db").display());
+    let server = tokio::spawn(breakglass_server::serve(
+        listener,
+        built.state,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    println!(
+        "  server on {base} (SQLite at {})",
+        dir.join("breakglass.db").display()
+    );
 
     let result = drive(&base, &token, &keys, &procedure, &a.grant).await;
     if let Err(e) = result {
@@ -115,10 +137,19 @@ pub(crate) async fn run(_cli: &Cli, a: &DemoArgs) -> Result<()> {
     }
     println!();
     println!("The server keeps running at {base}. Try, in another terminal:");
-    println!("  export BREAKGLASS_SERVER={base} BREAKGLASS_DATA_DIR={}", dir.display());
+    println!(
+        "  export BREAKGLASS_SERVER={base} BREAKGLASS_DATA_DIR={}",
+        dir.display()
+    );
     println!("  breakglass procedure list");
-    println!("  breakglass break open demo-root --reason 'try it' --ticket DEMO-2 --duration 1m --identity {}", dir.join("dave.key").display());
-    println!("  breakglass approve BREAK_ID --identity {}", dir.join("alice.key").display());
+    println!(
+        "  breakglass break open demo-root --reason 'try it' --ticket DEMO-2 --duration 1m --identity {}",
+        dir.join("dave.key").display()
+    );
+    println!(
+        "  breakglass approve BREAK_ID --identity {}",
+        dir.join("alice.key").display()
+    );
     println!("  breakglass audit verify");
     println!("  curl {base}/api/openapi.json");
     println!("Ctrl-C stops it.");
@@ -128,57 +159,117 @@ pub(crate) async fn run(_cli: &Cli, a: &DemoArgs) -> Result<()> {
     Ok(())
 }
 
-async fn drive(base: &str, admin_token: &str, keys: &[(&str, PathBuf, String)], procedure: &str, grant: &str) -> Result<()> {
+async fn drive(
+    base: &str,
+    admin_token: &str,
+    keys: &[(&str, PathBuf, String)],
+    procedure: &str,
+    grant: &str,
+) -> Result<()> {
     let admin = Client::new(base, Some(admin_token.to_owned()));
     let identity = |name: &str| -> Result<Identity> {
-        let (_, path, _) = keys.iter().find(|(n, _, _)| *n == name).context("demo key")?;
+        let (_, path, _) = keys
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .context("demo key")?;
         read_identity(path)
     };
-    let applied = admin.post("/api/procedures/apply", &json!({"files": [{"name": "demo-root.yaml", "content": procedure}]})).await?;
+    let applied = admin
+        .post(
+            "/api/procedures/apply",
+            &json!({"files": [{"name": "demo-root.yaml", "content": procedure}]}),
+        )
+        .await?;
     println!("  applied: {}", field(&applied["results"][0]["change"]));
     admin
         .post("/api/actors", &json!({"name": "dave", "roles": ["requester"], "key": keys[3].2, "contact": "dave@example.com"}))
         .await?;
     println!("  enrolled requester dave (age key)");
     let demo_secret = format!("demo-root-{}", random_word());
-    let sealed = admin.post("/api/procedures/demo-root/seal", &json!({"secret_b64": B64.encode(&demo_secret)})).await?;
-    println!("  sealed the demo secret as {} (2 of alice, bob, carol); the server keeps only ciphertexts", field(&sealed["seal_id"]));
+    let sealed = admin
+        .post(
+            "/api/procedures/demo-root/seal",
+            &json!({"secret_b64": B64.encode(&demo_secret)}),
+        )
+        .await?;
+    println!(
+        "  sealed the demo secret as {} (2 of alice, bob, carol); the server keeps only ciphertexts",
+        field(&sealed["seal_id"])
+    );
 
     println!();
     println!("break timeline:");
     let mut dave = Client::new(base, None);
     dave.login(Some("dave"), &identity("dave")?).await?;
-    let mut t = Timeline { start: Instant::now(), steps: Vec::new() };
+    let mut t = Timeline {
+        start: Instant::now(),
+        steps: Vec::new(),
+    };
     let opened = dave
         .post("/api/breaks", &json!({"procedure": "demo-root", "reason": "SSO is down; vault-01 needs a root fix", "ticket": "INC-2031", "duration": grant}))
         .await?;
     let id = field(&opened["id"]);
-    t.step(format!("dave opened {id} (INC-2031); alert queued for security-oncall"));
+    t.step(format!(
+        "dave opened {id} (INC-2031); alert queued for security-oncall"
+    ));
     for name in ["alice", "bob"] {
         let who = identity(name)?;
         let mut c = Client::new(base, None);
         c.login(Some(name), &who).await?;
         let r = approve_with(&c, &who, &id).await?;
         let state = field(&r["break"]["state"]);
-        t.step(format!("{name} decrypted their share locally and approved ({}/{}){}", field(&r["approvals"]), field(&r["quorum"]), if state == "granted" { format!(" → quorum: unsealed, grant issued until {}", field(&r["break"]["deadline"])) } else { String::new() }));
+        t.step(format!(
+            "{name} decrypted their share locally and approved ({}/{}){}",
+            field(&r["approvals"]),
+            field(&r["quorum"]),
+            if state == "granted" {
+                format!(
+                    " → quorum: unsealed, grant issued until {}",
+                    field(&r["break"]["deadline"])
+                )
+            } else {
+                String::new()
+            }
+        ));
     }
     println!("  {:>9}  (carol is asleep: 2 of 3 is enough)", "");
-    let revealed = dave.post(&format!("/api/breaks/{id}/reveal"), &json!({})).await?;
-    let secret = breakglass_custody::decrypt_with(&identity("dave")?, revealed["age_file"].as_str().unwrap_or_default().as_bytes())?;
+    let revealed = dave
+        .post(&format!("/api/breaks/{id}/reveal"), &json!({}))
+        .await?;
+    let secret = breakglass_custody::decrypt_with(
+        &identity("dave")?,
+        revealed["age_file"].as_str().unwrap_or_default().as_bytes(),
+    )?;
     if secret.as_slice() != demo_secret.as_bytes() {
         bail!("revealed secret does not match what was sealed");
     }
     t.step(format!("dave revealed the secret once ({} bytes, decrypted with his own key; a second reveal is refused)", secret.len()));
-    let again = dave.post(&format!("/api/breaks/{id}/reveal"), &json!({})).await;
+    let again = dave
+        .post(&format!("/api/breaks/{id}/reveal"), &json!({}))
+        .await;
     if again.is_ok() {
         bail!("a second reveal was allowed");
     }
     let b = wait_for_state(&admin, &id, "expired", Duration::from_secs(120)).await?;
-    t.step(format!("grant expired at its deadline (ended by the server's expiry worker at {})", field(&b["ended_at"])));
+    t.step(format!(
+        "grant expired at its deadline (ended by the server's expiry worker at {})",
+        field(&b["ended_at"])
+    ));
     let p = admin.get("/api/procedures/demo-root").await?;
-    t.step(format!("procedure demo-root tainted: {}", field(&p["taint"]["reason"])));
-    let resealed = admin.post("/api/procedures/demo-root/seal", &json!({"secret_b64": B64.encode(format!("rotated-{}", random_word()))})).await?;
-    t.step(format!("rotated and re-sealed as {}; taint cleared", field(&resealed["seal_id"])));
+    t.step(format!(
+        "procedure demo-root tainted: {}",
+        field(&p["taint"]["reason"])
+    ));
+    let resealed = admin
+        .post(
+            "/api/procedures/demo-root/seal",
+            &json!({"secret_b64": B64.encode(format!("rotated-{}", random_word()))}),
+        )
+        .await?;
+    t.step(format!(
+        "rotated and re-sealed as {}; taint cleared",
+        field(&resealed["seal_id"])
+    ));
 
     let tta = b["time_to_access_ms"].as_i64().unwrap_or_default();
     println!();
@@ -187,8 +278,13 @@ async fn drive(base: &str, admin_token: &str, keys: &[(&str, PathBuf, String)], 
     if verify["intact"].as_bool() != Some(true) {
         bail!("audit chain broken: {}", field(&verify["error"]));
     }
-    println!("audit chain intact: {} entries, head #{} {}", field(&verify["entries"]), field(&verify["head"]["seq"]), field(&verify["head"]["hash"]));
-    let entries = admin.get(&format!("/api/audit?from=1&limit=1000")).await?;
+    println!(
+        "audit chain intact: {} entries, head #{} {}",
+        field(&verify["entries"]),
+        field(&verify["head"]["seq"]),
+        field(&verify["head"]["hash"])
+    );
+    let entries = admin.get("/api/audit?from=1&limit=1000").await?;
     let kinds: Vec<String> = entries["entries"]
         .as_array()
         .into_iter()
@@ -208,7 +304,10 @@ async fn wait_for_state(client: &Client, id: &str, state: &str, limit: Duration)
             return Ok(b);
         }
         if start.elapsed() > limit {
-            bail!("break {id} did not reach {state} within {limit:?} (it is {})", field(&b["state"]));
+            bail!(
+                "break {id} did not reach {state} within {limit:?} (it is {})",
+                field(&b["state"])
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -217,7 +316,10 @@ async fn wait_for_state(client: &Client, id: &str, state: &str, limit: Duration)
 fn random_word() -> String {
     let (id, _) = breakglass_custody::keygen();
     let text = id.expose_secret();
-    let key = text.lines().find(|l| l.starts_with("AGE-SECRET-KEY-")).unwrap_or("X");
+    let key = text
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap_or("X");
     key.chars().rev().take(8).collect::<String>().to_lowercase()
 }
 
@@ -225,11 +327,18 @@ fn random_word() -> String {
 fn fresh_dir(dir: &Path) -> Result<PathBuf> {
     if dir.exists() {
         if !dir.join(MARKER).exists() {
-            bail!("{} exists and is not a demo directory; pass --dir with a new path", dir.display());
+            bail!(
+                "{} exists and is not a demo directory; pass --dir with a new path",
+                dir.display()
+            );
         }
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing old demo dir {}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing old demo dir {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(dir.join(MARKER), "created by `breakglass demo`; safe to delete\n")?;
+    std::fs::write(
+        dir.join(MARKER),
+        "created by `breakglass demo`; safe to delete\n",
+    )?;
     Ok(dir.to_path_buf())
 }

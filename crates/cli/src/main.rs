@@ -24,7 +24,12 @@ use crate::client::ApiFailure;
 #[command(name = "breakglass", version, about)]
 pub(crate) struct Cli {
     /// Server URL.
-    #[arg(long, global = true, env = "BREAKGLASS_SERVER", default_value = "http://127.0.0.1:8742")]
+    #[arg(
+        long,
+        global = true,
+        env = "BREAKGLASS_SERVER",
+        default_value = "http://127.0.0.1:8742"
+    )]
     pub(crate) server: String,
     /// API or session token (defaults to the admin token in the data dir, if readable).
     #[arg(long, global = true, env = "BREAKGLASS_TOKEN", hide_env_values = true)]
@@ -36,7 +41,12 @@ pub(crate) struct Cli {
     #[arg(long = "as", global = true, env = "BREAKGLASS_ACTOR")]
     pub(crate) actor: Option<String>,
     /// Data directory (SQLite database and admin token).
-    #[arg(long, global = true, env = "BREAKGLASS_DATA_DIR", default_value = ".breakglass")]
+    #[arg(
+        long,
+        global = true,
+        env = "BREAKGLASS_DATA_DIR",
+        default_value = ".breakglass"
+    )]
     pub(crate) data_dir: PathBuf,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -134,11 +144,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BREAKGLASS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("BREAKGLASS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -490,8 +490,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The parser's message without its own position suffix (the position is reported apart).
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or_default().trim().to_owned()
+    let line = message.lines().next().unwrap_or_default().trim();
+    match line.rfind(" at line ") {
+        Some(i) if line[i..].contains(", column ") => line[..i].to_owned(),
+        _ => line.to_owned(),
+    }
 }
 
 fn unknown_field_name(message: &str) -> Option<String> {

@@ -186,21 +186,44 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a file readable by its owner only.
+/// Writes a file readable by its owner only. An existing file is truncated and its mode set
+/// to 0600 before anything is written, so a secret never lands in a world-readable file.
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context;
     use std::io::Write;
+    let mut file = open_private(path, false)?;
+    file.write_all(bytes)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Creates a new file readable by its owner only; refuses an existing path.
+pub fn create_private_file(path: &Path) -> anyhow::Result<std::fs::File> {
+    open_private(path, true)
+}
+
+fn open_private(path: &Path, create_new: bool) -> anyhow::Result<std::fs::File> {
+    use anyhow::Context;
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
+    let file = options
         .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        .with_context(|| format!("opening {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // `mode` applies only to files this call created; an existing file keeps its mode.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    Ok(file)
 }

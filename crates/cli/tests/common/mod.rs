@@ -1,0 +1,319 @@
+//! Shared helpers for the CLI tests: running the real `breakglass` binary, a server child
+//! process that is killed on drop, age keys made with `custodian keygen`, and procedure files.
+
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// Environment variables the CLI reads; removed so the tests do not depend on the caller's shell.
+const CLI_ENV: &[&str] = &[
+    "BREAKGLASS_SERVER",
+    "BREAKGLASS_TOKEN",
+    "BREAKGLASS_IDENTITY",
+    "BREAKGLASS_ACTOR",
+    "BREAKGLASS_DATA_DIR",
+    "BREAKGLASS_LISTEN",
+    "BREAKGLASS_DATABASE_URL",
+    "BREAKGLASS_LOG",
+];
+
+/// How long any single CLI invocation may take before the test fails.
+const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The path of the `breakglass` binary under test.
+pub(crate) fn bin_path() -> &'static Path {
+    assert_cmd::cargo::cargo_bin!("breakglass")
+}
+
+/// A `breakglass` command with a clean environment (no `BREAKGLASS_*` variables) and a timeout.
+pub(crate) fn breakglass() -> Command {
+    let mut cmd = Command::new(bin_path());
+    for var in CLI_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.timeout(CMD_TIMEOUT);
+    cmd
+}
+
+/// Stdout of an assertion as UTF-8.
+pub(crate) fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(a.get_output().stdout.clone()).expect("stdout is UTF-8")
+}
+
+/// Stderr of an assertion as UTF-8.
+pub(crate) fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(a.get_output().stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Stdout of an assertion parsed as one JSON document.
+pub(crate) fn stdout_json(a: &assert_cmd::assert::Assert) -> Value {
+    let out = stdout(a);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{out}"))
+}
+
+/// Makes an age identity with `breakglass custodian keygen --out DIR/NAME.key`; returns the
+/// identity file and the public key printed on stdout.
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}.key"));
+    let a = breakglass()
+        .args(["custodian", "keygen", "--out"])
+        .arg(&path)
+        .assert()
+        .success();
+    let public = stdout(&a).trim_end().to_owned();
+    assert!(public.starts_with("age1"), "public key: {public:?}");
+    (path, public)
+}
+
+/// A procedure file with the given custodians (name, key), quorum and max_grant.
+///
+/// With three custodians the layout is fixed: the third custodian's key is at 11:10, the
+/// quorum at 12:9 and max_grant at 13:12, so tests can name exact positions.
+pub(crate) fn procedure_yaml(
+    id: &str,
+    custodians: &[(&str, &str)],
+    quorum: u8,
+    max_grant: &str,
+) -> String {
+    let mut text = format!("id: {id}\ndescription: test\ntarget:\n  kind: secret\ncustodians:\n");
+    for (name, key) in custodians {
+        text.push_str(&format!("  - name: {name}\n    key: {key}\n"));
+    }
+    text.push_str(&format!("quorum: {quorum}\nmax_grant: {max_grant}\n"));
+    text
+}
+
+/// A running `breakglass serve` child process; killed (and reaped) on drop, so a failing test
+/// never leaves a server behind.
+pub(crate) struct Server {
+    child: Child,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub(crate) url: String,
+    /// The data dir the server was started with.
+    pub(crate) data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `breakglass serve --listen 127.0.0.1:0 --data-dir DATA_DIR` and waits for the
+    /// `breakglass serving on http://ADDR (sqlite store)` line on stderr.
+    pub(crate) fn start(data_dir: &Path) -> Server {
+        let mut cmd = std::process::Command::new(bin_path());
+        for var in CLI_ENV {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning breakglass serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        // A thread reads stderr for the whole life of the server (so the pipe never fills) and
+        // hands the lines over until the address is found.
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        // Guard first, so a failure below still kills the child.
+        let mut server = Server {
+            child,
+            url: String::new(),
+            data_dir: data_dir.to_path_buf(),
+        };
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("breakglass serving on ") {
+                        let url = rest
+                            .strip_suffix(" (sqlite store)")
+                            .unwrap_or_else(|| panic!("unexpected serve line: {line}"));
+                        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+                        server.url = url.to_owned();
+                        return server;
+                    }
+                    seen.push(line);
+                }
+                Err(e) => panic!(
+                    "breakglass serve did not report its address ({e}); stderr so far:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// A CLI command pointed at this server and its data dir (so it uses the admin token).
+    pub(crate) fn cli(&self) -> Command {
+        let mut cmd = breakglass();
+        cmd.arg("--server")
+            .arg(&self.url)
+            .arg("--data-dir")
+            .arg(&self.data_dir);
+        cmd
+    }
+
+    /// Kills the server with SIGKILL and waits for it: no graceful shutdown.
+    pub(crate) fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A fresh data dir with a server, three custodians (alice, bob, carol; quorum 2) whose keys
+/// were made with `custodian keygen`, a requester dave, and a sealed procedure.
+pub(crate) struct World {
+    /// The server (declared first, so it is killed before the temp dir is removed).
+    pub(crate) server: Server,
+    /// Where the key files are.
+    pub(crate) keys: PathBuf,
+    /// The procedure id.
+    pub(crate) procedure: String,
+    /// The sealed secret.
+    pub(crate) secret: String,
+    /// Holds the data dir and the keys; removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    /// The identity file of `name` (alice, bob, carol or dave).
+    pub(crate) fn key(&self, name: &str) -> PathBuf {
+        self.keys.join(format!("{name}.key"))
+    }
+
+    /// Kills the server with SIGKILL (no graceful shutdown), waits `down`, and starts a new
+    /// server on the same data dir.
+    pub(crate) fn restart_after(&mut self, down: Duration) {
+        self.server.stop();
+        std::thread::sleep(down);
+        self.server = Server::start(&self.server.data_dir.clone());
+    }
+
+    /// A CLI command signed in with `name`'s identity.
+    pub(crate) fn as_actor(&self, name: &str) -> Command {
+        let mut cmd = self.server.cli();
+        cmd.arg("--identity").arg(self.key(name));
+        cmd
+    }
+}
+
+/// Writes the procedure file for three custodians to `keys/PROCEDURE.yaml`.
+pub(crate) fn write_procedure(
+    keys: &Path,
+    id: &str,
+    custodians: &[(&str, String)],
+    max_grant: &str,
+) -> PathBuf {
+    let list: Vec<(&str, &str)> = custodians.iter().map(|(n, k)| (*n, k.as_str())).collect();
+    let path = keys.join(format!("{id}.yaml"));
+    std::fs::write(&path, procedure_yaml(id, &list, 2, max_grant))
+        .expect("writing the procedure file");
+    path
+}
+
+/// Starts a server on a fresh data dir and sets up a procedure: apply, enrol dave, seal.
+pub(crate) fn world(procedure: &str, max_grant: &str) -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("keys dir");
+    let server = Server::start(&data);
+    let custodians: Vec<(&str, String)> = ["alice", "bob", "carol"]
+        .into_iter()
+        .map(|n| (n, keygen(&keys, n).1))
+        .collect();
+    let file = write_procedure(&keys, procedure, &custodians, max_grant);
+    server
+        .cli()
+        .args(["procedure", "apply"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(format!("{procedure}: created (version 1)\n"));
+    let (_, dave) = keygen(&keys, "dave");
+    std::fs::write(keys.join("dave.pub"), format!("{dave}\n")).expect("writing dave.pub");
+    server
+        .cli()
+        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
+        .arg(keys.join("dave.pub"))
+        .assert()
+        .success()
+        .stdout("enrolled dave\n");
+    let secret = format!("s3cr3t-for-{procedure}");
+    let a = server
+        .cli()
+        .args(["seal", procedure])
+        .write_stdin(format!("{secret}\n"))
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(out.starts_with(&format!("sealed {procedure} as ")), "{out}");
+    assert!(
+        out.ends_with(": 2 of 3 custodians (alice, bob, carol)\n"),
+        "{out}"
+    );
+    World {
+        server,
+        keys,
+        procedure: procedure.to_owned(),
+        secret,
+        _dir: dir,
+    }
+}
+
+/// Opens a break as dave and returns its id (from `--output json`).
+pub(crate) fn open_break(w: &World, duration: &str) -> String {
+    let a = w
+        .as_actor("dave")
+        .args([
+            "--output",
+            "json",
+            "break",
+            "open",
+            &w.procedure,
+            "--reason",
+            "r",
+            "--ticket",
+            "T-1",
+            "--duration",
+            duration,
+        ])
+        .assert()
+        .success();
+    let b = stdout_json(&a);
+    assert_eq!(b["state"], "requested", "{b}");
+    assert_eq!(b["requester"], "dave", "{b}");
+    b["id"].as_str().expect("break id").to_owned()
+}
+
+/// `break show ID --output json` with the admin token.
+pub(crate) fn show_break(server: &Server, id: &str) -> Value {
+    let a = server
+        .cli()
+        .args(["--output", "json", "break", "show", id])
+        .assert()
+        .success();
+    stdout_json(&a)
+}
