@@ -39,8 +39,6 @@ fn main() -> Result<()> {
                 "run",
                 "--release",
                 "-p",
-                "breakglass-cli",
-                "--bin",
                 "breakglass-bench",
                 "--",
                 "--out",

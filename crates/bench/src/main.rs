@@ -1,0 +1,230 @@
+//! `breakglass-bench`: measures breakglass against the performance bar in BRIEF.md, each figure
+//! next to a baseline taken in the same process, and writes the results as Markdown.
+//!
+//! Run it with `cargo xtask bench` (which writes BENCHMARKS.md). It is a plain binary, not a
+//! timed test: the numbers are reported, never asserted.
+
+mod access;
+mod append;
+mod report;
+mod verify;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use breakglass_store::SqlStore;
+
+use crate::report::Report;
+
+/// What to run, from the command line.
+#[derive(Debug, Clone)]
+struct Args {
+    out: Option<PathBuf>,
+    breaks: usize,
+    warmup: usize,
+    append_commits: usize,
+    append_batches: usize,
+    batch_size: usize,
+    verify_entries: usize,
+    skip_postgres: bool,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            out: None,
+            breaks: 1000,
+            warmup: 20,
+            append_commits: 5000,
+            append_batches: 500,
+            batch_size: 100,
+            verify_entries: 1_000_000,
+            skip_postgres: false,
+        }
+    }
+}
+
+const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
+[--append-batches N] [--batch-size N] [--verify-entries N] [--no-postgres]";
+
+impl Args {
+    fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
+        let mut args = Args::default();
+        while let Some(flag) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .with_context(|| format!("{name} needs a value\n{USAGE}"))
+            };
+            match flag.as_str() {
+                "--out" => args.out = Some(PathBuf::from(value("--out")?)),
+                "--breaks" => args.breaks = number("--breaks", &value("--breaks")?)?,
+                "--warmup" => args.warmup = value("--warmup")?.parse().context("--warmup")?,
+                "--append-commits" => {
+                    args.append_commits = number("--append-commits", &value("--append-commits")?)?
+                }
+                "--append-batches" => {
+                    args.append_batches = number("--append-batches", &value("--append-batches")?)?
+                }
+                "--batch-size" => {
+                    args.batch_size = number("--batch-size", &value("--batch-size")?)?
+                }
+                "--verify-entries" => {
+                    args.verify_entries = number("--verify-entries", &value("--verify-entries")?)?
+                }
+                "--no-postgres" => args.skip_postgres = true,
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument `{other}`\n{USAGE}"),
+            }
+        }
+        Ok(args)
+    }
+
+    /// The arguments as they would be typed, for the report.
+    fn command_line(&self) -> String {
+        let mut s = String::from("cargo run --release -p breakglass-bench --");
+        if let Some(out) = &self.out {
+            s.push_str(&format!(" --out {}", out.display()));
+        }
+        let d = Args::default();
+        for (flag, value, default) in [
+            ("--breaks", self.breaks, d.breaks),
+            ("--warmup", self.warmup, d.warmup),
+            ("--append-commits", self.append_commits, d.append_commits),
+            ("--append-batches", self.append_batches, d.append_batches),
+            ("--batch-size", self.batch_size, d.batch_size),
+            ("--verify-entries", self.verify_entries, d.verify_entries),
+        ] {
+            if value != default {
+                s.push_str(&format!(" {flag} {value}"));
+            }
+        }
+        if self.skip_postgres {
+            s.push_str(" --no-postgres");
+        }
+        s
+    }
+}
+
+fn number(flag: &str, text: &str) -> Result<usize> {
+    let n: usize = text
+        .parse()
+        .with_context(|| format!("{flag} takes a positive number, not `{text}`"))?;
+    if n == 0 {
+        bail!("{flag} must be at least 1");
+    }
+    Ok(n)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse(std::env::args().skip(1))?;
+    let started = Instant::now();
+    let mut report = Report::new(&args.command_line());
+
+    let dir = tempfile::tempdir().context("temp dir for the SQLite databases")?;
+    let postgres = if args.skip_postgres {
+        Err("--no-postgres given".to_owned())
+    } else {
+        report::postgres_reachable().await
+    };
+    report.postgres(&postgres);
+    report.sqlite_dir(dir.path());
+
+    // 1. Time-to-access.
+    eprintln!("[1/3] time-to-access: {} breaks on SQLite", args.breaks);
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("access.db"))
+        .await
+        .context("open SQLite")?;
+    let mut access = vec![(
+        "SQLite",
+        Ok(access::run(sqlite, args.breaks, args.warmup)
+            .await
+            .context("time-to-access on SQLite")?),
+    )];
+    access.push((
+        "PostgreSQL",
+        match &postgres {
+            Ok(_) => {
+                eprintln!("[1/3] time-to-access: {} breaks on PostgreSQL", args.breaks);
+                Ok(on_postgres("bench::access", |store| {
+                    access::run(store, args.breaks, args.warmup)
+                })
+                .await
+                .context("time-to-access on PostgreSQL")?)
+            }
+            Err(reason) => Err(reason.clone()),
+        },
+    ));
+    report.access(&access, &args);
+
+    // 2. Audit append with durability.
+    eprintln!("[2/3] audit append on SQLite");
+    let plan = append::Plan {
+        commits: args.append_commits,
+        batches: args.append_batches,
+        batch_size: args.batch_size,
+    };
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("append.db"))
+        .await
+        .context("open SQLite")?;
+    let mut appends = vec![(
+        "SQLite",
+        Ok(append::run(sqlite, plan)
+            .await
+            .context("audit append on SQLite")?),
+    )];
+    appends.push((
+        "PostgreSQL",
+        match &postgres {
+            Ok(_) => {
+                eprintln!("[2/3] audit append on PostgreSQL");
+                Ok(
+                    on_postgres("bench::append", |store| append::run(store, plan))
+                        .await
+                        .context("audit append on PostgreSQL")?,
+                )
+            }
+            Err(reason) => Err(reason.clone()),
+        },
+    ));
+    report.append(&appends, plan);
+
+    // 3. Audit verify, in memory.
+    eprintln!("[3/3] audit verify over {} entries", args.verify_entries);
+    let figures = verify::run(args.verify_entries)?;
+    report.verify(&figures);
+
+    let text = report.finish(started.elapsed());
+    println!("{text}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// Runs `body` on a store over a fresh PostgreSQL database, dropping the database after.
+async fn on_postgres<T, F, Fut>(name: &str, body: F) -> Result<T>
+where
+    F: FnOnce(SqlStore) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let db = breakglass_testkit::fresh_postgres(name)
+        .await
+        .context("PostgreSQL became unreachable")?;
+    let result = match SqlStore::connect(&db.url).await {
+        Ok(store) => {
+            let pool = store.clone();
+            let result = body(store).await;
+            pool.close().await;
+            result
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("connecting to the fresh database")),
+    };
+    db.drop_db().await;
+    result
+}
