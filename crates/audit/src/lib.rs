@@ -6,6 +6,7 @@
 //! test vectors.
 
 mod canonical;
+mod checkpoint;
 mod entry;
 mod hash;
 mod line;
@@ -13,6 +14,10 @@ mod timestamp;
 mod verify;
 
 pub use canonical::{CanonicalError, MAX_DEPTH, canonical_json};
+pub use checkpoint::{
+    AuditKey, AuditPublicKey, CHECKPOINT_DOMAIN, Checkpoint, CheckpointError, ROTATION_DOMAIN,
+    SignedCheckpoint, SinkRecord,
+};
 pub use entry::{AppendError, Draft, Entry, HASH_DOMAIN, Head, append};
 pub use hash::{Hash, HashParseError};
 pub use line::ParseError;

@@ -216,3 +216,30 @@ pub trait Tx: Send {
         outbox: Vec<OutboxItem>,
     ) -> StoreResult<Vec<Entry>>;
 }
+
+/// Why a sink could not take or give back records.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The sink is down or unreachable; the outbox keeps the record and retries.
+    #[error("sink unavailable: {0}")]
+    Unavailable(String),
+    /// The sink refused the record (misconfiguration, permissions); retried, and reported.
+    #[error("sink refused the record: {0}")]
+    Rejected(String),
+    /// This kind of sink cannot be read back (e.g. syslog).
+    #[error("sink `{0}` cannot be read back")]
+    NotReadable(String),
+}
+
+/// A separate, locked system that receives every audit entry and checkpoint through the
+/// outbox. Implementations live in `breakglass-sinks`.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// The sink's configured name (outbox destination `sink:NAME`).
+    fn name(&self) -> &str;
+    /// Delivers one record. Records arrive in outbox order; delivering the same record again
+    /// (same `message_id()`) must not leave a second copy where the sink can prevent it.
+    async fn deliver(&self, record: &breakglass_audit::SinkRecord) -> Result<(), SinkError>;
+    /// Everything the sink holds, in the order it holds it, for `audit verify --against`.
+    async fn read_back(&self) -> Result<Vec<breakglass_audit::SinkRecord>, SinkError>;
+}
