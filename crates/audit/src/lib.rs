@@ -10,6 +10,7 @@ mod checkpoint;
 mod entry;
 mod hash;
 mod line;
+mod records;
 mod timestamp;
 mod verify;
 
@@ -21,5 +22,8 @@ pub use checkpoint::{
 pub use entry::{AppendError, Draft, Entry, HASH_DOMAIN, Head, append};
 pub use hash::{Hash, HashParseError};
 pub use line::ParseError;
+pub use records::{
+    Divergence, Finding, KEY_CREATED, KEY_ROTATED, RecordsReport, compare_with_sink, verify_records,
+};
 pub use timestamp::{MAX_TIME_MS, MIN_TIME_MS, format_rfc3339_ms};
 pub use verify::{Verifier, VerifyError, VerifyReport, verify_against_head, verify_lines};

@@ -28,6 +28,15 @@ pub(crate) struct ServeArgs {
     /// Longest grant any procedure may allow.
     #[arg(long, default_value = "4h", value_parser = parse_duration_arg)]
     pub(crate) grant_ceiling: std::time::Duration,
+    /// An audit sink, `NAME=URL` (repeatable): file://, nats://, syslog+tcp://, postgres://.
+    #[arg(long = "sink", env = "BREAKGLASS_SINKS", value_delimiter = ',')]
+    pub(crate) sinks: Vec<String>,
+    /// Sign a checkpoint after this many new audit entries…
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) checkpoint_every: u64,
+    /// …or after this long with new entries.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub(crate) checkpoint_interval: std::time::Duration,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -167,11 +176,38 @@ pub(crate) struct ApproveArgs {
 /// `audit` subcommands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCmd {
-    /// Verify the chain (on the server, or an export with --file, offline).
+    /// Verify the chain and checkpoint signatures (on the server, or an export with --file,
+    /// offline); with --against SINK also compare with what the sink holds.
     Verify {
         /// A JSON Lines export to verify without a server.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Trusted audit public key (`ed25519:…`, from `audit pubkey`) for --file.
+        #[arg(long)]
+        pubkey: Option<String>,
+        /// Compare with this sink's copy.
+        #[arg(long)]
+        against: Option<String>,
+    },
+    /// Print the current audit public key.
+    Pubkey,
+    /// Rotate the audit signing key (admin).
+    RotateKey,
+    /// Sign a checkpoint of the current head now.
+    Checkpoint,
+    /// Audit sinks and their delivery lag.
+    Sinks,
+    /// Prepare an insert-only PostgreSQL sink (run once, as a database administrator).
+    SetupPostgresSink {
+        /// Administrator connection URL.
+        #[arg(long, env = "BREAKGLASS_SINK_ADMIN_URL", hide_env_values = true)]
+        admin_url: String,
+        /// Schema to create.
+        #[arg(long, default_value = "breakglass_audit")]
+        schema: String,
+        /// Role the server's sink connects as (gets INSERT and SELECT only).
+        #[arg(long, default_value = "breakglass_sink")]
+        role: String,
     },
     /// Export the log as JSON Lines.
     Export {
@@ -806,53 +842,200 @@ pub(crate) async fn approve_with(
 
 async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
     match cmd {
-        AuditCmd::Verify { file: Some(f) } => {
+        AuditCmd::Verify {
+            file: Some(f),
+            pubkey,
+            against: None,
+        } => {
             let text =
                 std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            match breakglass_audit::verify_lines(&text) {
+            let trusted = pubkey
+                .as_deref()
+                .map(|k| k.parse::<breakglass_audit::AuditPublicKey>())
+                .transpose()
+                .map_err(|e| {
+                    anyhow!(Exit {
+                        code: exit::INVALID,
+                        message: format!("--pubkey: {e}")
+                    })
+                })?;
+            let mut records = Vec::new();
+            for (n, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let r = breakglass_audit::SinkRecord::from_line(line).map_err(|e| {
+                    anyhow!(Exit {
+                        code: exit::AUDIT_BROKEN,
+                        message: format!("{}:{}: {e}", f.display(), n + 1)
+                    })
+                })?;
+                records.push(r);
+            }
+            match breakglass_audit::verify_records(&records, trusted.as_ref()) {
                 Ok(r) => {
                     let head = r
                         .head
                         .map(|h| json!({"seq": h.seq, "hash": h.hash.to_hex()}));
                     if cli.output == Format::Json {
-                        output::json(&json!({"intact": true, "entries": r.entries, "head": head}));
+                        output::json(
+                            &json!({"intact": true, "entries": r.entries, "checkpoints": r.checkpoints, "keys": r.keys, "head": head}),
+                        );
                     } else {
                         println!(
-                            "audit chain intact: {} entries, head {}",
+                            "audit chain intact: {} entries, {} signed checkpoints, head {}",
                             r.entries,
+                            r.checkpoints,
                             head.map(|h| format!("#{} {}", h["seq"], field(&h["hash"])))
                                 .unwrap_or("-".into())
                         );
+                        if trusted.is_none() {
+                            eprintln!(
+                                "note: no --pubkey given; signatures were checked against the keys the file itself announces"
+                            );
+                        }
                     }
                     Ok(())
                 }
                 Err(e) => Err(anyhow!(Exit {
                     code: exit::AUDIT_BROKEN,
-                    message: format!("audit chain broken: {e}")
+                    message: format!("audit log broken: {e}")
                 })),
             }
         }
-        AuditCmd::Verify { file: None } => {
-            let r = connect(cli).await?.get("/api/audit/verify").await?;
+        AuditCmd::Verify {
+            file: Some(_),
+            against: Some(_),
+            ..
+        } => Err(anyhow!(Exit {
+            code: exit::INVALID,
+            message:
+                "--against compares the server's log with a sink; it cannot be combined with --file"
+                    .into()
+        })),
+        AuditCmd::Verify {
+            file: None,
+            against,
+            ..
+        } => {
+            let path = match against {
+                Some(s) => format!("/api/audit/verify?against={}", seg(s)),
+                None => "/api/audit/verify".into(),
+            };
+            let r = connect(cli).await?.get(&path).await?;
             if cli.output == Format::Json {
                 output::json(&r);
             }
             if r["intact"].as_bool() == Some(true) {
                 if cli.output == Format::Text {
                     println!(
-                        "audit chain intact: {} entries, head #{} {}",
+                        "audit chain intact: {} entries, {} signed checkpoints, head #{} {}",
                         field(&r["entries"]),
+                        field(&r["checkpoints"]),
                         field(&r["head"]["seq"]),
                         field(&r["head"]["hash"])
                     );
+                    if let Some(s) = against {
+                        println!("sink {s} holds the same history");
+                    }
                 }
                 Ok(())
             } else {
+                let findings: Vec<String> = r["findings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| format!("  {}: {}", field(&f["kind"]), field(&f["message"])))
+                    .collect();
                 Err(anyhow!(Exit {
                     code: exit::AUDIT_BROKEN,
-                    message: format!("audit chain broken: {}", field(&r["error"]))
+                    message: format!("audit verification failed:\n{}", findings.join("\n"))
                 }))
             }
+        }
+        AuditCmd::Pubkey => {
+            let r = Client::new(&cli.server, None)
+                .get("/api/audit/pubkey")
+                .await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+            } else {
+                println!("{}", field(&r["public_key"]));
+                eprintln!("key id {}", field(&r["key_id"]));
+            }
+            Ok(())
+        }
+        AuditCmd::RotateKey => {
+            let r = connect(cli)
+                .await?
+                .post("/api/audit/rotate-key", &json!({}))
+                .await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+            } else {
+                println!(
+                    "rotated audit key {} → {}",
+                    field(&r["old_key_id"]),
+                    field(&r["new_key_id"])
+                );
+                println!("{}", field(&r["public_key"]));
+            }
+            Ok(())
+        }
+        AuditCmd::Checkpoint => {
+            let r = connect(cli)
+                .await?
+                .post("/api/audit/checkpoint", &json!({}))
+                .await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+            } else {
+                match r["checkpoint_seq"].as_u64() {
+                    Some(seq) => println!("signed checkpoint at #{seq}"),
+                    None => println!("the newest checkpoint already covers the head"),
+                }
+            }
+            Ok(())
+        }
+        AuditCmd::Sinks => {
+            let r = connect(cli).await?.get("/api/audit/sinks").await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+                return Ok(());
+            }
+            let rows = r["sinks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    vec![
+                        field(&s["name"]),
+                        field(&s["pending"]),
+                        field(&s["oldest_pending_ms"]),
+                    ]
+                })
+                .collect();
+            output::table(&["SINK", "PENDING", "OLDEST PENDING MS"], rows);
+            Ok(())
+        }
+        AuditCmd::SetupPostgresSink {
+            admin_url,
+            schema,
+            role,
+        } => {
+            breakglass_sinks::postgres::setup(admin_url, schema, role)
+                .await
+                .map_err(|e| {
+                    anyhow!(Exit {
+                        code: exit::FAILURE,
+                        message: e
+                    })
+                })?;
+            println!(
+                "insert-only sink ready: schema {schema}, role {role} (INSERT and SELECT only; UPDATE, DELETE and TRUNCATE refused by trigger)"
+            );
+            Ok(())
         }
         AuditCmd::Export { out } => {
             let text = connect(cli).await?.get_text("/api/audit/export").await?;

@@ -235,7 +235,7 @@ impl Engine {
             "session.opened",
             json!({"method": match method { LoginMethod::Signature => "ssh-signature", LoginMethod::Decryption => "age-challenge" }, "expires_at": expires_at.to_string()}),
         );
-        tx.commit(record.drafts, record.outbox).await?;
+        self.commit(tx, record).await?;
         self.inner
             .auth
             .sessions
@@ -304,7 +304,7 @@ impl Engine {
             "actor.enrolled",
             json!({"name": name, "roles": ["admin"], "token": true, "bootstrap": true}),
         );
-        tx.commit(record.drafts, record.outbox).await?;
+        self.commit(tx, record).await?;
         Ok(Some(SecretString::from(token)))
     }
 
@@ -379,7 +379,7 @@ impl Engine {
                 "token": token.is_some(),
             }),
         );
-        tx.commit(record.drafts, record.outbox).await?;
+        self.commit(tx, record).await?;
         Ok(token.map(SecretString::from))
     }
 

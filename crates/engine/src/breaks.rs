@@ -111,7 +111,7 @@ impl Engine {
                 "custodians": stored.procedure.custodians.iter().filter(|c| c.name != by.name).map(|c| json!({"name": c.name, "contact": c.contact})).collect::<Vec<_>>(),
             }),
         );
-        tx.commit(record.drafts, record.outbox).await?;
+        self.commit(tx, record).await?;
         Ok(requested)
     }
 
@@ -184,7 +184,7 @@ impl Engine {
                     &Break::Requested(requested),
                     json!({"error": e.to_string()}),
                 );
-                tx.commit(record.drafts, record.outbox).await?;
+                self.commit(tx, record).await?;
                 return Err(e.into());
             }
         };
@@ -206,7 +206,7 @@ impl Engine {
             Err(still_requested) => {
                 let b = Break::Requested(still_requested);
                 tx.put_break(&b).await?;
-                match tx.commit(record.drafts, record.outbox).await {
+                match self.commit(tx, record).await {
                     Ok(_) => self.put_pending(break_id, held),
                     Err(e) => {
                         held.pop();
@@ -303,7 +303,7 @@ impl Engine {
             &stored.procedure.id,
             json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
         );
-        tx.commit(record.drafts, record.outbox).await?;
+        self.commit(tx, record).await?;
         Ok(b)
     }
 
@@ -353,7 +353,7 @@ impl Engine {
             &stored.procedure.id,
             json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
         );
-        tx.commit(record.drafts, record.outbox).await?;
+        self.commit(tx, record).await?;
         Ok(RevealedGrant {
             break_id: break_id.to_owned(),
             age_file,
@@ -390,7 +390,7 @@ impl Engine {
             &b,
             json!({"closed_by": by.name}),
         );
-        tx.commit(record.drafts, record.outbox).await?;
+        self.commit(tx, record).await?;
         drop(self.take_pending(break_id));
         Ok(b)
     }
@@ -439,7 +439,7 @@ impl Engine {
             ended_ids.push(id);
         }
         if !record.drafts.is_empty() {
-            tx.commit(record.drafts, record.outbox).await?;
+            self.commit(tx, record).await?;
         }
         for id in &ended_ids {
             drop(self.take_pending(id));
@@ -479,7 +479,7 @@ impl Engine {
         }
         let n = record.drafts.len();
         if n > 0 {
-            tx.commit(record.drafts, record.outbox).await?;
+            self.commit(tx, record).await?;
         }
         Ok(n)
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use breakglass_custody::VerifiedShare;
 use breakglass_domain::Limits;
 
-pub use audit_log::ChainVerdict;
+pub use audit_log::{ChainVerdict, Lag};
 pub use auth::{Challenge, ChallengeKind, LOGIN_NAMESPACE, LoginMethod, Session, expose_token};
 pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
 pub use error::EngineError;
@@ -68,11 +68,25 @@ struct Inner {
     /// restart drops them and the start-up sweep asks custodians to approve again.
     pending: Mutex<HashMap<String, Vec<VerifiedShare>>>,
     auth: auth::AuthState,
+    /// Audit sinks fed through the outbox.
+    sinks: Vec<Arc<dyn ports::Sink>>,
+    /// The key signing checkpoints (replaced on rotation).
+    audit_key: std::sync::RwLock<Option<Arc<breakglass_audit::AuditKey>>>,
 }
 
 impl Engine {
     /// Builds an engine over a store and a clock.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> Engine {
+        Engine::with_sinks(store, clock, config, Vec::new())
+    }
+
+    /// Builds an engine whose audit entries and checkpoints are also shipped to `sinks`.
+    pub fn with_sinks(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: Config,
+        sinks: Vec<Arc<dyn ports::Sink>>,
+    ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -80,6 +94,8 @@ impl Engine {
                 config,
                 pending: Mutex::new(HashMap::new()),
                 auth: auth::AuthState::default(),
+                sinks,
+                audit_key: std::sync::RwLock::new(None),
             }),
         }
     }

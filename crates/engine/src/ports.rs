@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use breakglass_audit::{Draft, Entry, Head};
+use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_custody::{EncryptedShare, ShareCommitment};
 use breakglass_domain::{Actor, Break, Procedure, Timestamp};
 
@@ -155,6 +155,25 @@ pub struct OutboxRow {
     pub delivered_at: Option<Timestamp>,
 }
 
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone)]
+pub enum DeliveryAttempt {
+    /// Delivered.
+    Delivered {
+        /// When.
+        at: Timestamp,
+    },
+    /// Failed; retry at `retry_at`.
+    Failed {
+        /// When.
+        at: Timestamp,
+        /// Next attempt.
+        retry_at: Timestamp,
+        /// Why (no secrets).
+        error: String,
+    },
+}
+
 /// The store: transactions over procedures, seals, breaks, actors and the audit log.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -209,6 +228,35 @@ pub trait Tx: Send {
     async fn audit_entries(&mut self, from: u64, limit: i64) -> StoreResult<Vec<Entry>>;
     /// Outbox rows not yet delivered, oldest first.
     async fn pending_outbox(&mut self, limit: i64) -> StoreResult<Vec<OutboxRow>>;
+    /// Outbox rows of one destination not yet delivered and due at `now`, oldest first.
+    async fn due_outbox(
+        &mut self,
+        destination: &str,
+        now: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxRow>>;
+    /// Per destination: undelivered rows and the creation time of the oldest.
+    async fn outbox_lag(&mut self) -> StoreResult<Vec<(String, i64, Option<Timestamp>)>>;
+    /// Entries announcing or rotating audit keys, ascending.
+    async fn audit_key_events(&mut self) -> StoreResult<Vec<Entry>>;
+    /// Every checkpoint, in the order they were made.
+    async fn checkpoints(&mut self) -> StoreResult<Vec<SignedCheckpoint>>;
+    /// The newest checkpoint.
+    async fn latest_checkpoint(&mut self) -> StoreResult<Option<SignedCheckpoint>>;
+    /// One checkpoint.
+    async fn checkpoint(&mut self, seq: u64, key_id: &str)
+    -> StoreResult<Option<SignedCheckpoint>>;
+    /// Records a delivery attempt of an outbox row. Outbox bookkeeping is the one write that
+    /// carries no audit entry of its own: it records the delivery of one.
+    async fn mark_outbox(&mut self, id: i64, attempt: &DeliveryAttempt) -> StoreResult<()>;
+    /// Commits outbox bookkeeping (`mark_outbox`), the one commit without an audit entry.
+    async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()>;
+    /// Stores a signed checkpoint with one outbox row per destination, and commits.
+    async fn commit_checkpoint(
+        self: Box<Self>,
+        checkpoint: &SignedCheckpoint,
+        destinations: &[String],
+    ) -> StoreResult<()>;
     /// Appends the drafts to the audit chain, inserts the outbox items, and commits.
     async fn commit(
         self: Box<Self>,

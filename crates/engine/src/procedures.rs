@@ -231,7 +231,7 @@ impl Engine {
             });
         }
         if !record.drafts.is_empty() {
-            tx.commit(record.drafts, record.outbox).await?;
+            self.commit(tx, record).await?;
         }
         Ok(outcomes)
     }

@@ -114,7 +114,7 @@ impl Engine {
                 json!({"cleared": reason, "seal_id": seal.seal_id}),
             );
         }
-        tx.commit(record.drafts, record.outbox).await?;
+        self.commit(tx, record).await?;
         Ok(SealSummary {
             seal_id: seal.seal_id,
             procedure: procedure.to_owned(),

@@ -47,6 +47,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(audit_entries))
         .route("/api/audit/verify", get(audit_verify))
         .route("/api/audit/export", get(audit_export))
+        .route("/api/audit/pubkey", get(audit_pubkey))
+        .route("/api/audit/keys", get(audit_keys))
+        .route("/api/audit/rotate-key", post(audit_rotate_key))
+        .route("/api/audit/checkpoint", post(audit_checkpoint))
+        .route("/api/audit/sinks", get(audit_sinks))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -429,31 +435,175 @@ async fn audit_entries(
     ))
 }
 
-async fn audit_verify(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
-    Ok(Json(match s.engine.verify_audit(&me).await? {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyQuery {
+    /// Also compare with what this sink holds.
+    #[serde(default)]
+    against: Option<String>,
+}
+
+async fn audit_verify(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Query(q): Query<VerifyQuery>,
+) -> ApiResult {
+    let mut v = match s.engine.verify_audit(&me).await? {
         ChainVerdict::Intact(r) => json!({
             "intact": true,
             "entries": r.entries,
+            "checkpoints": r.checkpoints,
+            "latest_checkpoint": r.latest_checkpoint,
+            "keys": r.keys,
             "head": r.head.map(|h| json!({"seq": h.seq, "hash": h.hash.to_hex()})),
+            "findings": [],
         }),
-        ChainVerdict::Broken(e) => json!({"intact": false, "error": e.to_string()}),
-    }))
+        ChainVerdict::Broken(e) => {
+            json!({"intact": false, "error": e.to_string(), "findings": [{"kind": "local", "message": e.to_string()}]})
+        }
+    };
+    if let Some(name) = q.against {
+        let divergences = s.engine.verify_against(&me, &name).await?;
+        v["against"] = Value::String(name);
+        if !divergences.is_empty() {
+            v["intact"] = Value::Bool(false);
+        }
+        let list = v["findings"]
+            .as_array_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        v["findings"] = Value::Array(
+            list.into_iter()
+                .chain(
+                    divergences
+                        .iter()
+                        .map(|d| json!({"kind": divergence_kind(d), "message": d.to_string()})),
+                )
+                .collect(),
+        );
+    }
+    Ok(Json(v))
+}
+
+fn divergence_kind(d: &breakglass_audit::Divergence) -> &'static str {
+    use breakglass_audit::Divergence as D;
+    match d {
+        D::LocalTruncated { .. } => "local_truncated",
+        D::LocalEdited { .. } => "local_edited",
+        D::LocalDeleted { .. } => "local_deleted",
+        D::Forked { .. } => "forked",
+        D::SinkBehind { .. } => "sink_behind",
+        D::SinkMissing { .. } => "sink_missing",
+    }
+}
+
+async fn audit_pubkey(State(s): State<AppState>) -> ApiResult {
+    let key = s
+        .engine
+        .audit_public_key()
+        .ok_or_else(|| ApiError::unauthenticated("no audit key installed"))?;
+    Ok(Json(
+        json!({"public_key": key.to_string(), "key_id": key.key_id()}),
+    ))
+}
+
+async fn audit_keys(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let keys = s.engine.audit_keys(&me).await?;
+    Ok(Json(
+        json!({"keys": keys.iter().map(|(id, k, seq)| json!({"key_id": id, "public_key": k, "announced_at_seq": seq})).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn audit_rotate_key(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let (old, new) = crate::audit_key::rotate(&s.data_dir, &s.engine, &me)
+        .await
+        .map_err(|e| match e.downcast::<breakglass_engine::EngineError>() {
+            Ok(engine) => ApiError::from(engine),
+            Err(other) => {
+                tracing::error!(error = %other, "audit key rotation failed");
+                ApiError::from(breakglass_engine::EngineError::Conflict(
+                    "audit key rotation failed; see the server log".into(),
+                ))
+            }
+        })?;
+    let key = s.engine.audit_public_key().map(|k| k.to_string());
+    Ok(Json(
+        json!({"old_key_id": old, "new_key_id": new, "public_key": key}),
+    ))
+}
+
+async fn audit_checkpoint(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    me.may(breakglass_domain::Action::ReadAudit)
+        .map_err(breakglass_engine::EngineError::from)?;
+    let seq = s.engine.checkpoint_now().await?;
+    Ok(Json(json!({"checkpoint_seq": seq})))
+}
+
+async fn audit_sinks(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    me.may(breakglass_domain::Action::ReadAudit)
+        .map_err(breakglass_engine::EngineError::from)?;
+    let lag = s.engine.outbox_lag().await?;
+    let sinks: Vec<Value> = s
+        .engine
+        .sink_names()
+        .into_iter()
+        .map(|name| {
+            let dest = format!("sink:{name}");
+            let l = lag.iter().find(|l| l.destination == dest);
+            json!({"name": name, "pending": l.map_or(0, |l| l.pending), "oldest_pending_ms": l.and_then(|l| l.oldest_ms)})
+        })
+        .collect();
+    Ok(Json(json!({"sinks": sinks})))
+}
+
+/// Prometheus text exposition of the outbox lag per destination.
+async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let lag = s.engine.outbox_lag().await?;
+    let mut out = String::from(
+        "# HELP breakglass_outbox_pending Records waiting for delivery, per destination.\n# TYPE breakglass_outbox_pending gauge\n",
+    );
+    let mut names: Vec<String> = s
+        .engine
+        .sink_names()
+        .into_iter()
+        .map(|n| format!("sink:{n}"))
+        .collect();
+    names.extend(lag.iter().map(|l| l.destination.clone()));
+    names.sort();
+    names.dedup();
+    for d in &names {
+        let n = lag
+            .iter()
+            .find(|l| &l.destination == d)
+            .map_or(0, |l| l.pending);
+        out.push_str(&format!(
+            "breakglass_outbox_pending{{destination=\"{d}\"}} {n}\n"
+        ));
+    }
+    out.push_str("# HELP breakglass_outbox_oldest_pending_seconds Age of the oldest waiting record, per destination.\n# TYPE breakglass_outbox_oldest_pending_seconds gauge\n");
+    for d in &names {
+        let age = lag
+            .iter()
+            .find(|l| &l.destination == d)
+            .and_then(|l| l.oldest_ms)
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "breakglass_outbox_oldest_pending_seconds{{destination=\"{d}\"}} {:.3}\n",
+            age as f64 / 1000.0
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 
 async fn audit_export(
     State(s): State<AppState>,
     Caller(me): Caller,
 ) -> Result<impl IntoResponse, ApiError> {
+    let records = s.engine.audit_records(&me).await?;
     let mut out = String::new();
-    let mut from = 1;
-    loop {
-        let page = s.engine.audit_entries(&me, from, 5000).await?;
-        let Some(last) = page.last() else { break };
-        from = last.seq + 1;
-        for e in &page {
-            out.push_str(&e.to_json_line());
-            out.push('\n');
-        }
+    for r in &records {
+        out.push_str(&r.to_line());
+        out.push('\n');
     }
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out))
 }

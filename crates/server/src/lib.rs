@@ -7,6 +7,7 @@
 //! all) never reaches a response by accident.
 
 mod api;
+pub mod audit_key;
 mod error;
 mod openapi;
 mod views;
@@ -34,6 +35,12 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Engine settings.
     pub engine: Config,
+    /// Audit sinks, each `NAME=URL` (see `breakglass-sinks`).
+    pub sinks: Vec<String>,
+    /// Sign a checkpoint after this many new entries…
+    pub checkpoint_every_entries: u64,
+    /// …or after this much time with new entries.
+    pub checkpoint_interval: Duration,
 }
 
 impl ServerConfig {
@@ -43,6 +50,9 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             database_url: None,
             engine: Config::default(),
+            sinks: Vec::new(),
+            checkpoint_every_entries: 1000,
+            checkpoint_interval: Duration::from_secs(60),
         }
     }
 
@@ -60,6 +70,12 @@ impl ServerConfig {
 pub struct AppState {
     /// The engine.
     pub engine: Engine,
+    /// Data directory (holds the audit key).
+    pub data_dir: PathBuf,
+    /// Checkpoint cadence: entries.
+    pub checkpoint_every_entries: u64,
+    /// Checkpoint cadence: time.
+    pub checkpoint_interval: Duration,
 }
 
 /// What `build` produced.
@@ -97,7 +113,23 @@ pub async fn build_with_clock(
             .await
             .context("opening SQLite store")?,
     };
-    let engine = Engine::new(Arc::new(store), clock, config.engine.clone());
+    let mut sinks = Vec::new();
+    for spec in &config.sinks {
+        sinks.push(
+            breakglass_sinks::open(spec)
+                .await
+                .context("opening an audit sink")?,
+        );
+    }
+    let engine = Engine::with_sinks(Arc::new(store), clock, config.engine.clone(), sinks);
+    let key = audit_key::load_or_create(&config.data_dir, &engine).await?;
+    let announced = engine
+        .adopt_audit_key(key)
+        .await
+        .context("installing the audit key")?;
+    if announced {
+        tracing::info!("created the audit signing key; `breakglass audit pubkey` prints it");
+    }
     let expired = engine.expire_due().await.context("start-up expiry sweep")?;
     if !expired.is_empty() {
         tracing::info!(
@@ -126,8 +158,14 @@ pub async fn build_with_clock(
             breakglass_engine::expose_token(token).as_bytes(),
         )?;
     }
+    let state = AppState {
+        engine,
+        data_dir: config.data_dir.clone(),
+        checkpoint_every_entries: config.checkpoint_every_entries.max(1),
+        checkpoint_interval: config.checkpoint_interval,
+    };
     Ok(Built {
-        state: AppState { engine },
+        state,
         bootstrap_token,
         admin_token_file,
     })
@@ -140,7 +178,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(expiry_worker(state.engine.clone(), stop_rx));
+    let workers = [
+        tokio::spawn(expiry_worker(state.engine.clone(), stop_rx.clone())),
+        tokio::spawn(audit_worker(state.clone(), stop_rx)),
+    ];
+    let engine = state.engine.clone();
     let app = router(state);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -148,8 +190,44 @@ pub async fn serve(
         })
         .await;
     let _ = stop_tx.send(true);
-    let _ = worker.await;
+    for w in workers {
+        let _ = w.await;
+    }
+    // Clean shutdown: sign a checkpoint of the final head and try to hand it (and anything
+    // still waiting) to the sinks; what cannot be delivered now waits in the outbox.
+    if let Err(e) = engine.checkpoint_now().await {
+        tracing::error!(error = %e, "final checkpoint failed");
+    }
+    match tokio::time::timeout(Duration::from_secs(5), engine.deliver_to_sinks()).await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "final delivery to audit sinks failed"),
+        Err(_) => {
+            tracing::warn!("final delivery to audit sinks timed out; records wait in the outbox")
+        }
+        Ok(Ok(_)) => {}
+    }
     result
+}
+
+/// Signs checkpoints on cadence and delivers the outbox to the audit sinks.
+async fn audit_worker(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = state
+            .engine
+            .checkpoint_if_due(state.checkpoint_every_entries, state.checkpoint_interval)
+            .await
+        {
+            tracing::error!(error = %e, "checkpoint failed; retrying");
+        }
+        if let Err(e) = state.engine.deliver_to_sinks().await {
+            tracing::error!(error = %e, "outbox delivery failed; retrying");
+        }
+    }
 }
 
 /// Ends grants at their deadline: checks every 200 ms, so a running server ends a grant

@@ -267,6 +267,61 @@ pub fn document() -> Value {
             "application/x-ndjson",
         ),
     );
+    add(
+        "/api/audit/pubkey",
+        "get",
+        op(
+            "The current audit public key (`ed25519:…`) and its key id",
+            false,
+            None,
+            "The key",
+        ),
+    );
+    add(
+        "/api/audit/keys",
+        "get",
+        op(
+            "Every audit key the log announced, oldest first",
+            true,
+            None,
+            "Keys",
+        ),
+    );
+    add(
+        "/api/audit/rotate-key",
+        "post",
+        op(
+            "Rotate the audit key: a checkpoint by the old key, then an entry carrying its endorsement of the new key (admin)",
+            true,
+            None,
+            "Old and new key ids",
+        ),
+    );
+    add(
+        "/api/audit/checkpoint",
+        "post",
+        op(
+            "Sign a checkpoint of the current head now (admin, auditor)",
+            true,
+            None,
+            "The checkpoint's sequence, or null when the newest checkpoint already covers the head",
+        ),
+    );
+    add(
+        "/api/audit/sinks",
+        "get",
+        op("Audit sinks and their delivery lag", true, None, "Sinks"),
+    );
+    add(
+        "/metrics",
+        "get",
+        op(
+            "Prometheus metrics: outbox lag per destination",
+            false,
+            None,
+            "text/plain exposition",
+        ),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {"title": "breakglass", "version": env!("CARGO_PKG_VERSION"), "description": "Emergency access with split custody, time-limited grants and a hash-chained audit log."},

@@ -163,6 +163,10 @@ fn endpoints() -> Vec<(
         ("GET", "/api/audit", None, &["admin", "auditor"]),
         ("GET", "/api/audit/verify", None, &["admin", "auditor"]),
         ("GET", "/api/audit/export", None, &["admin", "auditor"]),
+        ("GET", "/api/audit/keys", None, &["admin", "auditor"]),
+        ("POST", "/api/audit/rotate-key", None, &["admin"]),
+        ("POST", "/api/audit/checkpoint", None, &["admin", "auditor"]),
+        ("GET", "/api/audit/sinks", None, &["admin", "auditor"]),
     ]
 }
 
@@ -339,6 +343,8 @@ async fn openapi_documents_every_route() {
             ("get", "/api/openapi.json"),
             ("post", "/api/auth/challenge"),
             ("post", "/api/auth/login"),
+            ("get", "/api/audit/pubkey"),
+            ("get", "/metrics"),
         ]
         .map(|(m, u)| (m.to_owned(), u.to_owned())),
     );

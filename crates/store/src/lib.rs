@@ -13,11 +13,11 @@ use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use breakglass_audit::{Draft, Entry, Head};
+use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
-    OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor, StoredProcedure,
-    StoredSeal, Tx,
+    DeliveryAttempt, OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor,
+    StoredProcedure, StoredSeal, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -468,6 +468,151 @@ impl Tx for SqlTx {
             .await
             .map_err(db)?;
         rows.iter().map(rows::outbox).collect()
+    }
+
+    async fn due_outbox(
+        &mut self,
+        destination: &str,
+        now: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, seq, destination, payload, attempts, delivered_at, next_attempt_at FROM outbox WHERE destination = $1 AND delivered_at IS NULL ORDER BY id LIMIT $2",
+        )
+        .bind(destination.to_owned())
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        // Delivery is in order per destination: when the oldest row is not due yet, nothing is.
+        let first_due = match rows.first() {
+            Some(first) => first.try_get::<i64, _>("next_attempt_at").map_err(db)? <= now.0,
+            None => false,
+        };
+        if !first_due {
+            return Ok(Vec::new());
+        }
+        rows.iter().map(rows::outbox).collect()
+    }
+
+    async fn outbox_lag(&mut self) -> StoreResult<Vec<(String, i64, Option<Timestamp>)>> {
+        let rows = sqlx::query(
+            "SELECT destination, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE delivered_at IS NULL GROUP BY destination ORDER BY destination",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let oldest: Option<i64> = r.try_get("oldest").map_err(db)?;
+                Ok((
+                    r.try_get("destination").map_err(db)?,
+                    r.try_get("n").map_err(db)?,
+                    oldest.map(Timestamp),
+                ))
+            })
+            .collect()
+    }
+
+    async fn audit_key_events(&mut self) -> StoreResult<Vec<Entry>> {
+        let rows = sqlx::query(
+            "SELECT seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash FROM audit_log WHERE kind IN ('audit.key_created', 'audit.key_rotated') ORDER BY seq",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::entry).collect()
+    }
+
+    async fn checkpoints(&mut self) -> StoreResult<Vec<SignedCheckpoint>> {
+        let rows = sqlx::query(
+            "SELECT seq, key_id, head, time_ms, signature FROM checkpoints ORDER BY id",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::checkpoint).collect()
+    }
+
+    async fn latest_checkpoint(&mut self) -> StoreResult<Option<SignedCheckpoint>> {
+        let row = sqlx::query("SELECT seq, key_id, head, time_ms, signature FROM checkpoints ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::checkpoint).transpose()
+    }
+
+    async fn checkpoint(
+        &mut self,
+        seq: u64,
+        key_id: &str,
+    ) -> StoreResult<Option<SignedCheckpoint>> {
+        let row = sqlx::query("SELECT seq, key_id, head, time_ms, signature FROM checkpoints WHERE seq = $1 AND key_id = $2")
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(key_id.to_owned())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::checkpoint).transpose()
+    }
+
+    async fn mark_outbox(&mut self, id: i64, attempt: &DeliveryAttempt) -> StoreResult<()> {
+        match attempt {
+            DeliveryAttempt::Delivered { at } => {
+                sqlx::query("UPDATE outbox SET attempts = attempts + 1, delivered_at = $1, last_error = NULL WHERE id = $2")
+                    .bind(at.0)
+                    .bind(id)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(db)?;
+            }
+            DeliveryAttempt::Failed {
+                retry_at, error, ..
+            } => {
+                sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3")
+                    .bind(retry_at.0)
+                    .bind(error.clone())
+                    .bind(id)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await.map_err(db)
+    }
+
+    async fn commit_checkpoint(
+        mut self: Box<Self>,
+        checkpoint: &SignedCheckpoint,
+        destinations: &[String],
+    ) -> StoreResult<()> {
+        let c = &checkpoint.checkpoint;
+        let seq =
+            i64::try_from(c.seq).map_err(|_| StoreError("checkpoint sequence overflow".into()))?;
+        sqlx::query("INSERT INTO checkpoints (seq, key_id, head, time_ms, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+            .bind(seq)
+            .bind(c.key_id.clone())
+            .bind(c.head.to_hex())
+            .bind(c.time_ms)
+            .bind(hex::encode(checkpoint.signature))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db)?;
+        for d in destinations {
+            sqlx::query("INSERT INTO outbox (seq, destination, payload, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)")
+                .bind(seq)
+                .bind(d.clone())
+                .bind(serde_json::json!({"kind": "checkpoint", "seq": c.seq, "key_id": c.key_id}).to_string())
+                .bind(c.time_ms)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db)?;
+        }
+        self.tx.commit().await.map_err(db)
     }
 
     async fn commit(

@@ -347,3 +347,21 @@ pub(crate) fn outbox(row: &AnyRow) -> StoreResult<OutboxRow> {
         delivered_at: delivered_at.map(Timestamp),
     })
 }
+
+pub(crate) fn checkpoint(row: &AnyRow) -> StoreResult<breakglass_audit::SignedCheckpoint> {
+    let seq: i64 = col(row, "seq")?;
+    let head: String = col(row, "head")?;
+    let signature: String = col(row, "signature")?;
+    Ok(breakglass_audit::SignedCheckpoint {
+        checkpoint: breakglass_audit::Checkpoint {
+            seq: u64::try_from(seq).map_err(|_| bad("seq", seq))?,
+            head: Hash::from_str(&head).map_err(|e| bad("head", e))?,
+            time_ms: col(row, "time_ms")?,
+            key_id: col(row, "key_id")?,
+        },
+        signature: hex::decode(&signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("signature", "not 64 bytes of hex"))?,
+    })
+}

@@ -19,6 +19,10 @@ pub(crate) const SQLITE: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, next_attempt_at)",
     "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
+    "CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY AUTOINCREMENT, seq BIGINT NOT NULL, key_id TEXT NOT NULL, head TEXT NOT NULL, time_ms BIGINT NOT NULL, signature TEXT NOT NULL, UNIQUE (seq, key_id))",
+    "CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
+    "CREATE INDEX IF NOT EXISTS audit_log_kind ON audit_log (kind)",
 ];
 
 /// PostgreSQL schema.
@@ -36,7 +40,11 @@ pub(crate) const POSTGRES: &[&str] = &[
     "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '') ON CONFLICT DO NOTHING",
     "CREATE TABLE IF NOT EXISTS outbox (id BIGSERIAL PRIMARY KEY, seq BIGINT NOT NULL, destination TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT NOT NULL, delivered_at BIGINT, last_error TEXT)",
     "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, next_attempt_at)",
-    "CREATE OR REPLACE FUNCTION breakglass_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+    "CREATE OR REPLACE FUNCTION breakglass_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$",
     "DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log",
     "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION breakglass_audit_append_only()",
+    "CREATE TABLE IF NOT EXISTS checkpoints (id BIGSERIAL PRIMARY KEY, seq BIGINT NOT NULL, key_id TEXT NOT NULL, head TEXT NOT NULL, time_ms BIGINT NOT NULL, signature TEXT NOT NULL, UNIQUE (seq, key_id))",
+    "DROP TRIGGER IF EXISTS checkpoints_append_only ON checkpoints",
+    "CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON checkpoints FOR EACH STATEMENT EXECUTE FUNCTION breakglass_audit_append_only()",
+    "CREATE INDEX IF NOT EXISTS audit_log_kind ON audit_log (kind)",
 ];
