@@ -259,6 +259,16 @@ pub enum Divergence {
         /// Sequence.
         seq: u64,
     },
+    /// The sink holds a signed checkpoint the local log lacks or holds differently.
+    #[error(
+        "local checkpoint #{seq} (key {key_id}) is missing or altered (the sink holds the original)"
+    )]
+    LocalCheckpointMissing {
+        /// Checkpoint sequence.
+        seq: u64,
+        /// Signing key id.
+        key_id: String,
+    },
 }
 
 /// Compares the local records with a sink's copy, entry by entry; returns every kind of
@@ -285,6 +295,24 @@ pub fn compare_with_sink(local: &[SinkRecord], sink: &[SinkRecord]) -> Vec<Diver
             found.push(d);
         }
     };
+    let checkpoints = |records: &[SinkRecord]| -> Vec<SignedCheckpoint> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                SinkRecord::Checkpoint(c) => Some(c.clone()),
+                SinkRecord::Entry(_) => None,
+            })
+            .collect()
+    };
+    let local_checkpoints = checkpoints(local);
+    for c in checkpoints(sink) {
+        if c.checkpoint.seq <= local_head && !local_checkpoints.contains(&c) {
+            push(Divergence::LocalCheckpointMissing {
+                seq: c.checkpoint.seq,
+                key_id: c.checkpoint.key_id.clone(),
+            });
+        }
+    }
     for seq in 1..=local_head.max(sink_head) {
         match (mine.get(&seq), theirs.get(&seq)) {
             (Some(a), Some(b)) => {

@@ -494,6 +494,7 @@ fn divergence_kind(d: &breakglass_audit::Divergence) -> &'static str {
         D::Forked { .. } => "forked",
         D::SinkBehind { .. } => "sink_behind",
         D::SinkMissing { .. } => "sink_missing",
+        D::LocalCheckpointMissing { .. } => "local_checkpoint_missing",
     }
 }
 
