@@ -6,6 +6,7 @@
 //! Only this crate knows SQL. It stores ciphertexts, commitments and hashes, never a data
 //! key, a plaintext share or a secret.
 
+mod group;
 mod rows;
 mod schema;
 
@@ -36,6 +37,8 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite writers share commits (see `group`); `None` on PostgreSQL.
+    group: Option<std::sync::Arc<group::Group>>,
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -87,7 +90,12 @@ impl SqlStore {
             .connect(url)
             .await
             .map_err(|e| StoreError(redact_url(&e.to_string(), url)))?;
-        let store = SqlStore { pool, backend };
+        let group = (backend == Backend::Sqlite).then(|| group::Group::new(pool.clone()));
+        let store = SqlStore {
+            pool,
+            backend,
+            group,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -133,24 +141,25 @@ fn redact_url(message: &str, url: &str) -> String {
 #[async_trait]
 impl Store for SqlStore {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?,
-            Backend::Postgres => {
-                let mut tx = self.pool.begin().await.map_err(db)?;
-                // Every write appends to the audit chain, so writers queue on its head row.
-                sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tx
-            }
-        };
-        Ok(Box::new(SqlTx { tx }))
+        if let Some(group) = &self.group {
+            return Ok(Box::new(SqlTx {
+                conn: Conn::Group(group.begin().await.map_err(db)?),
+            }));
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Every write appends to the audit chain, so writers queue on its head row.
+        sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        Ok(Box::new(SqlTx {
+            conn: Conn::Own(tx),
+        }))
     }
 
     async fn read(&self) -> StoreResult<Box<dyn Tx>> {
         Ok(Box::new(SqlTx {
-            tx: self.pool.begin().await.map_err(db)?,
+            conn: Conn::Own(self.pool.begin().await.map_err(db)?),
         }))
     }
 
@@ -163,7 +172,32 @@ impl Store for SqlStore {
 }
 
 struct SqlTx {
-    tx: Transaction<'static, Any>,
+    conn: Conn,
+}
+
+/// Where a transaction's statements go.
+enum Conn {
+    /// A transaction of its own (reads; PostgreSQL writes).
+    Own(Transaction<'static, Any>),
+    /// A savepoint in SQLite's shared write transaction (group commit).
+    Group(group::Writer),
+}
+
+impl SqlTx {
+    fn c(&mut self) -> StoreResult<&mut sqlx::AnyConnection> {
+        match &mut self.conn {
+            Conn::Own(tx) => Ok(&mut **tx),
+            Conn::Group(w) => w.conn().map_err(db),
+        }
+    }
+
+    /// Makes the transaction durable.
+    async fn finish(self) -> StoreResult<()> {
+        match self.conn {
+            Conn::Own(tx) => tx.commit().await.map_err(db),
+            Conn::Group(w) => w.commit().await.map_err(StoreError),
+        }
+    }
 }
 
 /// `SELECT` of every procedure column, followed by the rest of the query.
@@ -185,7 +219,7 @@ impl Tx for SqlTx {
     async fn procedure(&mut self, id: &str) -> StoreResult<Option<StoredProcedure>> {
         let row = sqlx::query(select_procedures!(" WHERE id = $1"))
             .bind(id.to_owned())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c()?)
             .await
             .map_err(db)?;
         row.as_ref().map(rows::procedure).transpose()
@@ -193,7 +227,7 @@ impl Tx for SqlTx {
 
     async fn procedures(&mut self) -> StoreResult<Vec<StoredProcedure>> {
         let rows = sqlx::query(select_procedures!(" ORDER BY id"))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.c()?)
             .await
             .map_err(db)?;
         rows.iter().map(rows::procedure).collect()
@@ -216,7 +250,7 @@ impl Tx for SqlTx {
         .bind(p.taint.as_ref().map(|t| t.reason.clone()))
         .bind(p.taint.as_ref().and_then(|t| t.break_id.clone()))
         .bind(i64::from(p.taint.as_ref().is_some_and(|t| t.secret_revealed)))
-        .execute(&mut *self.tx)
+        .execute(self.c()?)
         .await
         .map_err(db)?;
         Ok(())
@@ -227,7 +261,7 @@ impl Tx for SqlTx {
             "SELECT seal_id, procedure_id, threshold, ciphertext, commitments, secret_fingerprint, fingerprint_salt, created_at FROM seals WHERE seal_id = $1",
         )
         .bind(seal_id.to_owned())
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.c()?)
         .await
         .map_err(db)?
         else {
@@ -237,7 +271,7 @@ impl Tx for SqlTx {
             "SELECT custodian, idx, age_file FROM seal_shares WHERE seal_id = $1 ORDER BY idx",
         )
         .bind(seal_id.to_owned())
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c()?)
         .await
         .map_err(db)?;
         rows::seal(&row, &shares).map(Some)
@@ -256,7 +290,7 @@ impl Tx for SqlTx {
         .bind(s.secret_fingerprint.clone())
         .bind(s.fingerprint_salt.clone())
         .bind(s.created_at.0)
-        .execute(&mut *self.tx)
+        .execute(self.c()?)
         .await
         .map_err(db)?;
         for share in &s.shares {
@@ -265,7 +299,7 @@ impl Tx for SqlTx {
                 .bind(share.custodian.clone())
                 .bind(i64::from(share.index))
                 .bind(share.age_file.clone())
-                .execute(&mut *self.tx)
+                .execute(self.c()?)
                 .await
                 .map_err(db)?;
         }
@@ -275,7 +309,7 @@ impl Tx for SqlTx {
     async fn break_(&mut self, id: &str) -> StoreResult<Option<Break>> {
         let row = sqlx::query(select_breaks!(" WHERE id = $1"))
             .bind(id.to_owned())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c()?)
             .await
             .map_err(db)?;
         row.as_ref().map(rows::break_).transpose()
@@ -289,7 +323,7 @@ impl Tx for SqlTx {
                 ))
                 .bind(p.to_owned())
                 .bind(limit)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(self.c()?)
                 .await
             }
             None => {
@@ -297,7 +331,7 @@ impl Tx for SqlTx {
                     " ORDER BY requested_at DESC, id DESC LIMIT $1"
                 ))
                 .bind(limit)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(self.c()?)
                 .await
             }
         }
@@ -310,7 +344,7 @@ impl Tx for SqlTx {
             " WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at"
         ))
         .bind(now.0)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c()?)
         .await
         .map_err(db)?;
         rows.iter().map(rows::break_).collect()
@@ -320,7 +354,7 @@ impl Tx for SqlTx {
         let rows = sqlx::query(select_breaks!(
             " WHERE state = 'requested' AND approvals <> '[]' ORDER BY requested_at"
         ))
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c()?)
         .await
         .map_err(db)?;
         rows.iter().map(rows::break_).collect()
@@ -352,7 +386,7 @@ impl Tx for SqlTx {
         .bind(r.ended_at)
         .bind(r.closed_by)
         .bind(r.due_at)
-        .execute(&mut *self.tx)
+        .execute(self.c()?)
         .await
         .map_err(db)?;
         Ok(())
@@ -362,7 +396,7 @@ impl Tx for SqlTx {
         sqlx::query("INSERT INTO grant_payloads (break_id, payload) VALUES ($1, $2) ON CONFLICT (break_id) DO UPDATE SET payload = excluded.payload")
             .bind(break_id.to_owned())
             .bind(payload.to_vec())
-            .execute(&mut *self.tx)
+            .execute(self.c()?)
             .await
             .map_err(db)?;
         Ok(())
@@ -371,13 +405,13 @@ impl Tx for SqlTx {
     async fn take_grant_payload(&mut self, break_id: &str) -> StoreResult<Option<Vec<u8>>> {
         let row = sqlx::query("SELECT payload FROM grant_payloads WHERE break_id = $1")
             .bind(break_id.to_owned())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c()?)
             .await
             .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         sqlx::query("DELETE FROM grant_payloads WHERE break_id = $1")
             .bind(break_id.to_owned())
-            .execute(&mut *self.tx)
+            .execute(self.c()?)
             .await
             .map_err(db)?;
         Ok(Some(row.try_get::<Vec<u8>, _>(0).map_err(db)?))
@@ -388,7 +422,7 @@ impl Tx for SqlTx {
             "SELECT name, roles, public_key, token_hash, contact FROM actors WHERE name = $1",
         )
         .bind(name.to_owned())
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.c()?)
         .await
         .map_err(db)?;
         row.as_ref().map(rows::actor).transpose()
@@ -399,7 +433,7 @@ impl Tx for SqlTx {
             "SELECT name, roles, public_key, token_hash, contact FROM actors WHERE token_hash = $1",
         )
         .bind(token_hash.to_owned())
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.c()?)
         .await
         .map_err(db)?;
         row.as_ref().map(rows::actor).transpose()
@@ -409,7 +443,7 @@ impl Tx for SqlTx {
         let rows = sqlx::query(
             "SELECT name, roles, public_key, token_hash, contact FROM actors ORDER BY name",
         )
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c()?)
         .await
         .map_err(db)?;
         rows.iter().map(rows::actor).collect()
@@ -425,7 +459,7 @@ impl Tx for SqlTx {
         .bind(a.actor.key.as_ref().map(|k| k.canonical()))
         .bind(a.token_hash.clone())
         .bind(a.contact.clone())
-        .execute(&mut *self.tx)
+        .execute(self.c()?)
         .await
         .map_err(db)?;
         Ok(())
@@ -433,7 +467,7 @@ impl Tx for SqlTx {
 
     async fn audit_head(&mut self) -> StoreResult<Option<Head>> {
         let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c()?)
             .await
             .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
@@ -455,7 +489,7 @@ impl Tx for SqlTx {
         )
         .bind(i64::try_from(from).unwrap_or(i64::MAX))
         .bind(limit)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c()?)
         .await
         .map_err(db)?;
         rows.iter().map(rows::entry).collect()
@@ -464,7 +498,7 @@ impl Tx for SqlTx {
     async fn pending_outbox(&mut self, limit: i64) -> StoreResult<Vec<OutboxRow>> {
         let rows = sqlx::query("SELECT id, seq, destination, payload, attempts, delivered_at FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT $1")
             .bind(limit)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.c()?)
             .await
             .map_err(db)?;
         rows.iter().map(rows::outbox).collect()
@@ -481,7 +515,7 @@ impl Tx for SqlTx {
         )
         .bind(destination.to_owned())
         .bind(limit)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c()?)
         .await
         .map_err(db)?;
         // Delivery is in order per destination: when the oldest row is not due yet, nothing is.
@@ -499,7 +533,7 @@ impl Tx for SqlTx {
         let rows = sqlx::query(
             "SELECT destination, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE delivered_at IS NULL GROUP BY destination ORDER BY destination",
         )
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c()?)
         .await
         .map_err(db)?;
         rows.iter()
@@ -518,7 +552,7 @@ impl Tx for SqlTx {
         let rows = sqlx::query(
             "SELECT seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash FROM audit_log WHERE kind IN ('audit.key_created', 'audit.key_rotated') ORDER BY seq",
         )
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c()?)
         .await
         .map_err(db)?;
         rows.iter().map(rows::entry).collect()
@@ -528,7 +562,7 @@ impl Tx for SqlTx {
         let rows = sqlx::query(
             "SELECT seq, key_id, head, time_ms, signature FROM checkpoints ORDER BY id",
         )
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.c()?)
         .await
         .map_err(db)?;
         rows.iter().map(rows::checkpoint).collect()
@@ -536,7 +570,7 @@ impl Tx for SqlTx {
 
     async fn latest_checkpoint(&mut self) -> StoreResult<Option<SignedCheckpoint>> {
         let row = sqlx::query("SELECT seq, key_id, head, time_ms, signature FROM checkpoints ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c()?)
             .await
             .map_err(db)?;
         row.as_ref().map(rows::checkpoint).transpose()
@@ -550,7 +584,7 @@ impl Tx for SqlTx {
         let row = sqlx::query("SELECT seq, key_id, head, time_ms, signature FROM checkpoints WHERE seq = $1 AND key_id = $2")
             .bind(i64::try_from(seq).unwrap_or(i64::MAX))
             .bind(key_id.to_owned())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.c()?)
             .await
             .map_err(db)?;
         row.as_ref().map(rows::checkpoint).transpose()
@@ -562,7 +596,7 @@ impl Tx for SqlTx {
                 sqlx::query("UPDATE outbox SET attempts = attempts + 1, delivered_at = $1, last_error = NULL WHERE id = $2")
                     .bind(at.0)
                     .bind(id)
-                    .execute(&mut *self.tx)
+                    .execute(self.c()?)
                     .await
                     .map_err(db)?;
             }
@@ -573,7 +607,7 @@ impl Tx for SqlTx {
                     .bind(retry_at.0)
                     .bind(error.clone())
                     .bind(id)
-                    .execute(&mut *self.tx)
+                    .execute(self.c()?)
                     .await
                     .map_err(db)?;
             }
@@ -582,7 +616,7 @@ impl Tx for SqlTx {
     }
 
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await.map_err(db)
+        self.finish().await
     }
 
     async fn commit_checkpoint(
@@ -599,7 +633,7 @@ impl Tx for SqlTx {
             .bind(c.head.to_hex())
             .bind(c.time_ms)
             .bind(hex::encode(checkpoint.signature))
-            .execute(&mut *self.tx)
+            .execute(self.c()?)
             .await
             .map_err(db)?;
         for d in destinations {
@@ -608,11 +642,11 @@ impl Tx for SqlTx {
                 .bind(d.clone())
                 .bind(serde_json::json!({"kind": "checkpoint", "seq": c.seq, "key_id": c.key_id}).to_string())
                 .bind(c.time_ms)
-                .execute(&mut *self.tx)
+                .execute(self.c()?)
                 .await
                 .map_err(db)?;
         }
-        self.tx.commit().await.map_err(db)
+        self.finish().await
     }
 
     async fn commit(
@@ -645,7 +679,7 @@ impl Tx for SqlTx {
             .bind(payload)
             .bind(entry.prev_hash.to_hex())
             .bind(entry.hash.to_hex())
-            .execute(&mut *self.tx)
+            .execute(self.c()?)
             .await
             .map_err(db)?;
             head = Some(Head {
@@ -667,7 +701,7 @@ impl Tx for SqlTx {
                 .bind(item.destination)
                 .bind(item.payload.to_string())
                 .bind(entry.time_ms)
-                .execute(&mut *self.tx)
+                .execute(self.c()?)
                 .await
                 .map_err(db)?;
         }
@@ -675,11 +709,11 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
                 .bind(i64::try_from(h.seq).unwrap_or(i64::MAX))
                 .bind(h.hash.to_hex())
-                .execute(&mut *self.tx)
+                .execute(self.c()?)
                 .await
                 .map_err(db)?;
         }
-        self.tx.commit().await.map_err(db)?;
+        self.finish().await?;
         Ok(entries)
     }
 }

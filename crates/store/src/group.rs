@@ -1,0 +1,183 @@
+//! Group commit for SQLite: concurrent write transactions share one durable `COMMIT`.
+//!
+//! SQLite has one writer at a time and a durable commit costs an fsync, so independent
+//! transactions committed one by one are bounded by fsync latency. Here every logical write
+//! transaction runs inside a `SAVEPOINT` of one long SQL transaction owned by the store. When a
+//! logical transaction commits while other writers are queued, it releases its savepoint and
+//! waits; the last writer of the batch (or the batch size limit) issues the single `COMMIT` and
+//! wakes everyone with its result. No caller returns before its changes are durable, and every
+//! writer still sees the chain head left by the one before it, so the audit chain stays linear.
+//!
+//! sqlx has no group commit and no crate offers one for SQLite, hence this module.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+
+/// Most logical transactions in one `COMMIT`.
+const MAX_BATCH: usize = 256;
+
+/// The shared writer state of one SQLite store.
+#[derive(Debug)]
+pub(crate) struct Group {
+    state: Arc<Mutex<State>>,
+    waiting: Arc<AtomicUsize>,
+    pool: AnyPool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    tx: Option<Transaction<'static, Any>>,
+    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    /// A logical transaction is open (or was abandoned) inside `SAVEPOINT lt`.
+    dirty: bool,
+}
+
+/// One logical write transaction holding the writer lock.
+pub(crate) struct Writer {
+    guard: Option<OwnedMutexGuard<State>>,
+    group: Arc<Group>,
+}
+
+/// Decrements the queue count even when a waiting `begin` is cancelled.
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Group {
+    pub(crate) fn new(pool: AnyPool) -> Arc<Group> {
+        Arc::new(Group {
+            state: Arc::new(Mutex::new(State::default())),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            pool,
+        })
+    }
+
+    /// Waits for the writer lock and opens a savepoint for one logical transaction.
+    pub(crate) async fn begin(self: &Arc<Self>) -> Result<Writer, sqlx::Error> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let queued = Queued(self.waiting.clone());
+        let mut guard = self.state.clone().lock_owned().await;
+        drop(queued);
+        cleanup(&mut guard).await?;
+        if guard.tx.is_none() {
+            guard.tx = Some(self.pool.begin_with("BEGIN IMMEDIATE").await?);
+        }
+        if let Some(tx) = guard.tx.as_mut() {
+            sqlx::query("SAVEPOINT lt").execute(&mut **tx).await?;
+        }
+        guard.dirty = true;
+        Ok(Writer {
+            guard: Some(guard),
+            group: self.clone(),
+        })
+    }
+}
+
+/// Rolls back an abandoned logical transaction.
+async fn cleanup(state: &mut State) -> Result<(), sqlx::Error> {
+    if state.dirty {
+        if let Some(tx) = state.tx.as_mut() {
+            sqlx::query("ROLLBACK TO SAVEPOINT lt")
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("RELEASE SAVEPOINT lt")
+                .execute(&mut **tx)
+                .await?;
+        }
+        state.dirty = false;
+    }
+    Ok(())
+}
+
+/// Commits the batch and tells every waiter.
+async fn flush(state: &mut State) {
+    let result = match cleanup(state).await {
+        Err(e) => Err(e.to_string()),
+        Ok(()) => match state.tx.take() {
+            Some(tx) => tx.commit().await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        },
+    };
+    if result.is_err() {
+        // A failed COMMIT leaves nothing committed; the transaction is gone either way.
+        state.tx = None;
+    }
+    for w in state.waiters.drain(..) {
+        let _ = w.send(result.clone());
+    }
+}
+
+impl Writer {
+    /// The connection of the open SQL transaction.
+    pub(crate) fn conn(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
+        match self.guard.as_mut().and_then(|g| g.tx.as_mut()) {
+            Some(tx) => Ok(&mut **tx),
+            None => Err(sqlx::Error::PoolClosed),
+        }
+    }
+
+    /// Commits this logical transaction durably, sharing the `COMMIT` with queued writers.
+    pub(crate) async fn commit(mut self) -> Result<(), String> {
+        let Some(mut guard) = self.guard.take() else {
+            return Err("transaction already finished".into());
+        };
+        if let Some(tx) = guard.tx.as_mut()
+            && let Err(e) = sqlx::query("RELEASE SAVEPOINT lt").execute(&mut **tx).await
+        {
+            return Err(e.to_string());
+        }
+        guard.dirty = false;
+        let (done, mut result) = oneshot::channel();
+        guard.waiters.push(done);
+        if self.group.waiting.load(Ordering::SeqCst) == 0 || guard.waiters.len() >= MAX_BATCH {
+            flush(&mut guard).await;
+            drop(guard);
+        } else {
+            // Someone is queued: they commit the batch. If they vanish (cancelled or failed
+            // before committing), the writer lock frees up and this waiter flushes itself.
+            drop(guard);
+            loop {
+                tokio::select! {
+                    r = &mut result => return r.unwrap_or_else(|_| Err("group commit abandoned".into())),
+                    _ = tokio::time::sleep(Duration::from_millis(2)) => {
+                        if let Ok(mut g) = self.group.state.clone().try_lock_owned() {
+                            flush(&mut g).await;
+                        }
+                    }
+                }
+            }
+        }
+        result
+            .try_recv()
+            .unwrap_or_else(|_| Err("group commit lost its result".into()))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Dropped without commit: the savepoint is rolled back by whoever takes the lock next.
+        // If nobody is queued, roll it back now so SQLite's write lock is not held idle.
+        if let Some(guard) = self.guard.take() {
+            drop(guard);
+            if self.group.waiting.load(Ordering::SeqCst) == 0
+                && let Ok(handle) = tokio::runtime::Handle::try_current()
+            {
+                let state = self.group.state.clone();
+                handle.spawn(async move {
+                    let mut g = state.lock_owned().await;
+                    if g.dirty || g.tx.is_some() {
+                        flush(&mut g).await;
+                    }
+                });
+            }
+        }
+    }
+}
