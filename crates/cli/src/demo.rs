@@ -90,7 +90,15 @@ pub(crate) async fn run(_cli: &Cli, a: &DemoArgs) -> Result<()> {
     );
 
     // The real server on the embedded default (SQLite in the data dir).
-    let built = breakglass_server::build(breakglass_server::ServerConfig::new(&dir)).await?;
+    // A JSON Lines file in the demo dir stands in for the separate, locked audit sink.
+    let mut config = breakglass_server::ServerConfig::new(&dir);
+    config.sinks = vec![format!(
+        "file=file://{}",
+        std::fs::canonicalize(&dir)?
+            .join("audit-sink.jsonl")
+            .display()
+    )];
+    let built = breakglass_server::build(config).await?;
     let token = built
         .bootstrap_token
         .as_ref()
@@ -274,16 +282,33 @@ async fn drive(
     let tta = b["time_to_access_ms"].as_i64().unwrap_or_default();
     println!();
     println!("time to access (request → grant, measured by the server): {tta} ms");
-    let verify = admin.get("/api/audit/verify").await?;
-    if verify["intact"].as_bool() != Some(true) {
-        bail!("audit chain broken: {}", field(&verify["error"]));
+    // Sign a checkpoint of the final head and wait for the sink to hold everything.
+    admin.post("/api/audit/checkpoint", &json!({})).await?;
+    let start = Instant::now();
+    loop {
+        let sinks = admin.get("/api/audit/sinks").await?;
+        if sinks["sinks"][0]["pending"].as_i64() == Some(0) {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("the audit sink did not catch up: {sinks}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let verify = admin.get("/api/audit/verify?against=file").await?;
+    if verify["intact"].as_bool() != Some(true) {
+        bail!("audit verification failed: {}", verify["findings"]);
+    }
+    let pubkey = admin.get("/api/audit/pubkey").await?;
     println!(
-        "audit chain intact: {} entries, head #{} {}",
+        "audit chain intact: {} entries, {} signed checkpoints (key {}), head #{} {}",
         field(&verify["entries"]),
+        field(&verify["checkpoints"]),
+        field(&pubkey["key_id"]),
         field(&verify["head"]["seq"]),
         field(&verify["head"]["hash"])
     );
+    println!("the audit sink (audit-sink.jsonl) holds the same history, entry for entry");
     let entries = admin.get("/api/audit?from=1&limit=1000").await?;
     let kinds: Vec<String> = entries["entries"]
         .as_array()
