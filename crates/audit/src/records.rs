@@ -111,8 +111,10 @@ pub fn verify_records(
         }
     }
     let report = verifier.finish();
-    if let Some(t) = trusted {
-        if !keys.iter().any(|(_, k)| k == t) {
+    if let Some(t) = trusted
+        && !keys.iter().any(|(_, k)| k == t)
+    {
+        {
             return Err(Finding::UntrustedKey {
                 trusted: t.key_id(),
                 found: if keys.is_empty() {

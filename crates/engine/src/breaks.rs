@@ -211,7 +211,7 @@ impl Engine {
                     Err(e) => {
                         held.pop();
                         self.put_pending(break_id, held);
-                        return Err(e.into());
+                        return Err(e);
                     }
                 }
                 return Ok(ApproveOutcome {

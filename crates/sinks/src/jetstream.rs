@@ -187,10 +187,11 @@ impl JetStreamSink {
                 match e.kind() {
                     // Another server created it meanwhile (or it differs): look again.
                     K::JetStream(err) if err.error_code() == ErrorCode::STREAM_NAME_EXIST => {
-                        let stream =
-                            self.js.get_stream(&self.stream).await.map_err(|e| {
-                                SinkError::Unavailable(format!("stream info: {e}"))
-                            })?;
+                        let stream = self
+                            .js
+                            .get_stream(&self.stream)
+                            .await
+                            .map_err(|e| SinkError::Unavailable(format!("stream info: {e}")))?;
                         check_locked(&stream.cached_info().config, &self.subject)
                             .map_err(SinkError::Rejected)
                     }
@@ -235,7 +236,11 @@ impl Sink for JetStreamSink {
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         let ack = self
             .js
-            .publish_with_headers(self.record_subject(record), headers, record.to_line().into())
+            .publish_with_headers(
+                self.record_subject(record),
+                headers,
+                record.to_line().into(),
+            )
             .await
             .map_err(|e| publish_error(e.kind(), &e.to_string(), &self.stream))?
             .await
@@ -338,7 +343,9 @@ pub fn check_locked(config: &StreamConfig, subject: &str) -> Result<(), String> 
         || config.max_messages_per_subject > 0
         || !config.max_age.is_zero()
     {
-        problems.push("limits (max_msgs, max_bytes, max_msgs_per_subject or max_age) would discard entries");
+        problems.push(
+            "limits (max_msgs, max_bytes, max_msgs_per_subject or max_age) would discard entries",
+        );
     }
     let wanted = format!("{subject}.>");
     if !config.subjects.iter().any(|s| *s == wanted || s == ">") {
@@ -377,9 +384,8 @@ struct Dedup {
 
 impl Dedup {
     fn push(&mut self, seq: u64, payload: &[u8]) -> Result<(), SinkError> {
-        let line = std::str::from_utf8(payload).map_err(|_| {
-            SinkError::Rejected(format!("stream message {seq} is not UTF-8"))
-        })?;
+        let line = std::str::from_utf8(payload)
+            .map_err(|_| SinkError::Rejected(format!("stream message {seq} is not UTF-8")))?;
         let record = SinkRecord::from_line(line).map_err(|e| {
             SinkError::Rejected(format!("stream message {seq} is not a sink record: {e}"))
         })?;
@@ -449,13 +455,16 @@ impl Target {
         let name_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 255
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         };
         if !name_ok(&stream) {
             return Err("stream must be letters, digits, '_' or '-'".into());
         }
         if !subject.split('.').all(name_ok) {
-            return Err("subject must be dot-separated tokens of letters, digits, '_' or '-'".into());
+            return Err(
+                "subject must be dot-separated tokens of letters, digits, '_' or '-'".into(),
+            );
         }
         Ok(Target {
             server: format!("nats://{hostport}"),
@@ -493,9 +502,14 @@ mod tests {
         let t = Target::parse("nats://bg:p%40ss@127.0.0.1:4222?stream=S1&subject=a.b").unwrap();
         assert_eq!(t.server, "nats://127.0.0.1:4222");
         assert_eq!((t.stream.as_str(), t.subject.as_str()), ("S1", "a.b"));
-        assert!(matches!(t.credentials, Some(Credentials::UserPassword(ref u, ref p)) if u == "bg" && p == "p@ss"));
+        assert!(
+            matches!(t.credentials, Some(Credentials::UserPassword(ref u, ref p)) if u == "bg" && p == "p@ss")
+        );
         let t = Target::parse("nats://127.0.0.1:4222").unwrap();
-        assert_eq!((t.stream.as_str(), t.subject.as_str()), (DEFAULT_STREAM, DEFAULT_SUBJECT));
+        assert_eq!(
+            (t.stream.as_str(), t.subject.as_str()),
+            (DEFAULT_STREAM, DEFAULT_SUBJECT)
+        );
         assert!(t.credentials.is_none());
         assert!(matches!(
             Target::parse("nats://tok@h:1/").unwrap().credentials,
@@ -510,7 +524,9 @@ mod tests {
             "nats://h:1?x=1",
             "nats://u:%zz@h:1",
         ] {
-            let err = Target::parse(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            let err = Target::parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
             assert!(!err.contains("%zz"), "{err}");
         }
     }
@@ -520,12 +536,31 @@ mod tests {
         let good = locked_config("S", "a.b");
         assert_eq!(check_locked(&good, "a.b"), Ok(()));
         for (edit, needle) in [
-            (Box::new(|c: &mut StreamConfig| c.deny_delete = false) as Box<dyn Fn(&mut StreamConfig)>, "deny_delete"),
-            (Box::new(|c: &mut StreamConfig| c.deny_purge = false), "deny_purge"),
-            (Box::new(|c: &mut StreamConfig| c.allow_rollup = true), "rollups"),
-            (Box::new(|c: &mut StreamConfig| c.max_age = Duration::from_secs(60)), "limits"),
-            (Box::new(|c: &mut StreamConfig| c.max_messages_per_subject = 10), "limits"),
-            (Box::new(|c: &mut StreamConfig| c.subjects = vec!["other.>".into()]), "subjects"),
+            (
+                Box::new(|c: &mut StreamConfig| c.deny_delete = false)
+                    as Box<dyn Fn(&mut StreamConfig)>,
+                "deny_delete",
+            ),
+            (
+                Box::new(|c: &mut StreamConfig| c.deny_purge = false),
+                "deny_purge",
+            ),
+            (
+                Box::new(|c: &mut StreamConfig| c.allow_rollup = true),
+                "rollups",
+            ),
+            (
+                Box::new(|c: &mut StreamConfig| c.max_age = Duration::from_secs(60)),
+                "limits",
+            ),
+            (
+                Box::new(|c: &mut StreamConfig| c.max_messages_per_subject = 10),
+                "limits",
+            ),
+            (
+                Box::new(|c: &mut StreamConfig| c.subjects = vec!["other.>".into()]),
+                "subjects",
+            ),
         ] {
             let mut c = good.clone();
             edit(&mut c);
@@ -536,10 +571,27 @@ mod tests {
 
     #[test]
     fn dedup_keeps_first_and_refuses_conflicts_and_garbage() {
+        let entry = |reason: &str| {
+            let draft = breakglass_audit::Draft {
+                time_ms: 0,
+                actor: "a".into(),
+                kind: "k".into(),
+                procedure: None,
+                break_id: None,
+                payload: serde_json::json!({ "reason": reason }),
+            };
+            SinkRecord::Entry(breakglass_audit::append(None, draft).unwrap())
+        };
+        let (one, forged) = (entry("one"), entry("forged"));
         let mut d = Dedup::default();
-        assert!(d.push(1, b"\xff").is_err());
-        assert!(d.push(1, b"{").is_err());
-        assert!(d.push(1, b"").is_err());
-        assert!(d.records.is_empty());
+        d.push(1, one.to_line().as_bytes()).unwrap();
+        d.push(2, one.to_line().as_bytes()).unwrap();
+        assert_eq!(d.records, vec![one]);
+        let err = d.push(3, forged.to_line().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("entry-1"), "{err}");
+        for garbage in [&b"\xff"[..], b"{", b""] {
+            assert!(d.push(4, garbage).is_err());
+        }
+        assert_eq!(d.records.len(), 1);
     }
 }

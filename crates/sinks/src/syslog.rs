@@ -54,9 +54,9 @@ impl SyslogSink {
             .ok_or("URL must start with syslog+tcp://")?;
         let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
         let authority = authority.strip_suffix('/').unwrap_or(authority);
-        let port_ok = authority
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        let port_ok = authority.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
         if !port_ok || authority.contains(['/', '@', ' ']) {
             return Err("expected syslog+tcp://host:port".into());
         }
@@ -82,18 +82,20 @@ impl SyslogSink {
 
     async fn send(&self, frame: &[u8]) -> Result<(), SinkError> {
         let mut conn = self.conn.lock().await;
-        if let Some(stream) = conn.as_ref() {
-            if !still_open(stream) {
-                *conn = None;
-            }
+        if conn.as_ref().is_some_and(|stream| !still_open(stream)) {
+            *conn = None;
         }
         let stream = match conn.as_mut() {
             Some(stream) => stream,
             None => {
                 let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(&self.addr))
                     .await
-                    .map_err(|_| SinkError::Unavailable(format!("connecting to {}: timed out", self.addr)))?
-                    .map_err(|e| SinkError::Unavailable(format!("connecting to {}: {e}", self.addr)))?;
+                    .map_err(|_| {
+                        SinkError::Unavailable(format!("connecting to {}: timed out", self.addr))
+                    })?
+                    .map_err(|e| {
+                        SinkError::Unavailable(format!("connecting to {}: {e}", self.addr))
+                    })?;
                 // Messages are small and each should leave at once.
                 let _ = stream.set_nodelay(true);
                 conn.insert(stream)
@@ -108,11 +110,17 @@ impl SyslogSink {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 *conn = None;
-                Err(SinkError::Unavailable(format!("writing to {}: {e}", self.addr)))
+                Err(SinkError::Unavailable(format!(
+                    "writing to {}: {e}",
+                    self.addr
+                )))
             }
             Err(_) => {
                 *conn = None;
-                Err(SinkError::Unavailable(format!("writing to {}: timed out", self.addr)))
+                Err(SinkError::Unavailable(format!(
+                    "writing to {}: timed out",
+                    self.addr
+                )))
             }
         }
     }
@@ -191,7 +199,11 @@ fn header_field(value: &str) -> String {
         .filter(|c| c.is_ascii_graphic())
         .take(255)
         .collect();
-    if cleaned.is_empty() { "-".into() } else { cleaned }
+    if cleaned.is_empty() {
+        "-".into()
+    } else {
+        cleaned
+    }
 }
 
 /// Whether a kept connection still looks usable: the collector may have closed it (restart,
@@ -227,9 +239,22 @@ mod tests {
     #[test]
     fn parses_urls() {
         let s = SyslogSink::open("s", "syslog+tcp://127.0.0.1:6514?hostname=bg-1").unwrap();
-        assert_eq!((s.addr.as_str(), s.hostname.as_str()), ("127.0.0.1:6514", "bg-1"));
-        assert!(SyslogSink::open("s", "syslog+tls://h:6514").unwrap_err().contains("TLS not supported"));
-        for bad in ["syslog+tcp://h", "syslog+tcp://:1", "syslog+tcp://h:0", "syslog+tcp://h:1?x=y", "syslog://h:1"] {
+        assert_eq!(
+            (s.addr.as_str(), s.hostname.as_str()),
+            ("127.0.0.1:6514", "bg-1")
+        );
+        assert!(
+            SyslogSink::open("s", "syslog+tls://h:6514")
+                .unwrap_err()
+                .contains("TLS not supported")
+        );
+        for bad in [
+            "syslog+tcp://h",
+            "syslog+tcp://:1",
+            "syslog+tcp://h:0",
+            "syslog+tcp://h:1?x=y",
+            "syslog://h:1",
+        ] {
             assert!(SyslogSink::open("s", bad).is_err(), "{bad}");
         }
     }
