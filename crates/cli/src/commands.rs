@@ -245,6 +245,9 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     let mut config =
         breakglass_server::ServerConfig::new(&cli.data_dir).with_grant_ceiling(a.grant_ceiling);
     config.database_url = a.database_url.clone();
+    config.sinks = a.sinks.clone();
+    config.checkpoint_every_entries = a.checkpoint_every;
+    config.checkpoint_interval = a.checkpoint_interval;
     let built = breakglass_server::build(config).await?;
     if built.bootstrap_token.is_some() {
         eprintln!(
@@ -1042,7 +1045,11 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
             match out {
                 Some(p) => {
                     std::fs::write(p, &text).with_context(|| format!("writing {}", p.display()))?;
-                    eprintln!("wrote {} entries to {}", text.lines().count(), p.display());
+                    eprintln!(
+                        "wrote {} records (entries, then signed checkpoints) to {}",
+                        text.lines().count(),
+                        p.display()
+                    );
                 }
                 None => print!("{text}"),
             }

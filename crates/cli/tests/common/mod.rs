@@ -105,6 +105,11 @@ impl Server {
     /// Starts `breakglass serve --listen 127.0.0.1:0 --data-dir DATA_DIR` and waits for the
     /// `breakglass serving on http://ADDR (sqlite store)` line on stderr.
     pub(crate) fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// `start` with extra `serve` arguments.
+    pub(crate) fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let mut cmd = std::process::Command::new(bin_path());
         for var in CLI_ENV {
             cmd.env_remove(var);
@@ -112,6 +117,7 @@ impl Server {
         let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
