@@ -26,6 +26,8 @@ struct Args {
     append_commits: usize,
     append_batches: usize,
     batch_size: usize,
+    writers: usize,
+    concurrent_commits: usize,
     verify_entries: usize,
     skip_postgres: bool,
 }
@@ -39,6 +41,8 @@ impl Default for Args {
             append_commits: 5000,
             append_batches: 500,
             batch_size: 100,
+            writers: 64,
+            concurrent_commits: 20_000,
             verify_entries: 1_000_000,
             skip_postgres: false,
         }
@@ -46,7 +50,8 @@ impl Default for Args {
 }
 
 const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
-[--append-batches N] [--batch-size N] [--verify-entries N] [--no-postgres]";
+[--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] \
+[--no-postgres]";
 
 impl Args {
     fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -68,6 +73,11 @@ impl Args {
                 }
                 "--batch-size" => {
                     args.batch_size = number("--batch-size", &value("--batch-size")?)?
+                }
+                "--writers" => args.writers = number("--writers", &value("--writers")?)?,
+                "--concurrent-commits" => {
+                    args.concurrent_commits =
+                        number("--concurrent-commits", &value("--concurrent-commits")?)?
                 }
                 "--verify-entries" => {
                     args.verify_entries = number("--verify-entries", &value("--verify-entries")?)?
@@ -96,6 +106,12 @@ impl Args {
             ("--append-commits", self.append_commits, d.append_commits),
             ("--append-batches", self.append_batches, d.append_batches),
             ("--batch-size", self.batch_size, d.batch_size),
+            ("--writers", self.writers, d.writers),
+            (
+                "--concurrent-commits",
+                self.concurrent_commits,
+                d.concurrent_commits,
+            ),
             ("--verify-entries", self.verify_entries, d.verify_entries),
         ] {
             if value != default {
@@ -167,6 +183,8 @@ async fn main() -> Result<()> {
         commits: args.append_commits,
         batches: args.append_batches,
         batch_size: args.batch_size,
+        writers: args.writers,
+        concurrent_commits: args.concurrent_commits,
     };
     let sqlite = SqlStore::open_sqlite(&dir.path().join("append.db"))
         .await

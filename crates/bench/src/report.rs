@@ -169,12 +169,17 @@ impl Report {
         let _ = writeln!(b, "## 2. Audit append with durability\n");
         let _ = writeln!(
             b,
-            "Store rows: `store.begin()` then `tx.commit(drafts, vec![])` — {} commits of 1 event, then {} commits of {} events. \
-             Baseline rows: raw `INSERT`s of a row of the same columns into a scratch table of the same database through \
-             `store.pool()`, one transaction each — {} commits of 1 row, and {} commits of {} rows. Each single-event \
-             workload follows {} untimed warm-up commits. SQLite runs in WAL mode with `synchronous = FULL` (the store's \
-             settings, which the raw baseline shares: same pool); PostgreSQL: {}.\n",
+            "Store rows: `store.begin()` then `tx.commit(drafts, vec![])` — {} commits of 1 event from one task; then {} \
+             commits of 1 event from {} concurrent tokio tasks (writers), each taking the next commit from a shared \
+             counter until all are done; then {} commits of {} events from one task. Baseline rows: raw `INSERT`s of a \
+             row of the same columns into a scratch table of the same database through `store.pool()`, one transaction \
+             each — {} commits of 1 row, and {} commits of {} rows. Each one-task single-event workload follows {} \
+             untimed warm-up commits, the concurrent one a warm-up of one commit per writer. All store workloads append \
+             to one chain. SQLite runs in WAL mode with `synchronous = FULL` (the store's settings, which the raw \
+             baseline shares: same pool); PostgreSQL: {}.\n",
             plan.commits,
+            plan.concurrent_commits,
+            plan.writers,
             plan.batches,
             plan.batch_size,
             plan.commits,
@@ -185,16 +190,29 @@ impl Report {
         );
         let _ = writeln!(
             b,
-            "| Backend | Workload | Commits | Events | Time s | Commits/s | Events/s | × raw 1-row commits (events/s) | × raw same shape | Target | Result |"
+            "Group commit: on SQLite the store runs each write transaction in a savepoint of one shared SQL transaction, \
+             and the last of the writers queued at that moment issues one durable `COMMIT` for all of them \
+             (`crates/store/src/group.rs`); nobody is acknowledged before that commit. A lone writer has nobody to \
+             share a commit with, so the one-task row still pays a flush per event. PostgreSQL has no group commit in \
+             the store yet: each write transaction locks the audit head row (`SELECT … FOR UPDATE`) and holds it \
+             through its own durable commit, so concurrent writers serialize on that lock and every commit flushes one \
+             event. Its concurrent row is measured, not judged.\n"
         );
-        let _ = writeln!(b, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
+        let _ = writeln!(
+            b,
+            "| Backend | Workload | Commits | Events | Time s | Commits/s | Events/s | × raw 1-row commits (events/s) | × store, 1 writer | × raw same shape | Target | Result |"
+        );
+        let _ = writeln!(
+            b,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        );
         for (backend, run) in runs {
             let f = match run {
                 Ok(f) => f,
                 Err(reason) => {
                     let _ = writeln!(
                         b,
-                        "| {backend} | skipped ({}) | | | | | | | | ≥ {} events/s | SKIPPED |",
+                        "| {backend} | skipped ({}) | | | | | | | | | ≥ {} events/s | SKIPPED |",
                         cell(reason),
                         thousands(APPEND_EVENTS_PER_S)
                     );
@@ -202,20 +220,24 @@ impl Report {
                 }
             };
             let base = f.raw_single.events_per_s();
-            for (w, same_shape) in [
-                (&f.raw_single, None),
-                (&f.store_single, Some(&f.raw_single)),
-                (&f.store_batch, Some(&f.raw_batch)),
-                (&f.raw_batch, None),
+            for (w, one_writer, same_shape) in [
+                (&f.raw_single, None, None),
+                (&f.store_single, None, Some(&f.raw_single)),
+                (
+                    &f.store_concurrent,
+                    Some(&f.store_single),
+                    Some(&f.raw_single),
+                ),
+                (&f.store_batch, None, Some(&f.raw_batch)),
+                (&f.raw_batch, None, None),
             ] {
                 let label = if w.baseline {
                     format!("{} (baseline)", w.label)
                 } else {
                     format!("**{}**", w.label)
                 };
-                let (target, result) = if w.baseline {
-                    ("—".to_owned(), "—".to_owned())
-                } else {
+                let judged = !w.baseline && (one_writer.is_none() || f.group_commit);
+                let (target, result) = if judged {
                     let pass = w.events_per_s() >= APPEND_EVENTS_PER_S;
                     if !pass {
                         self.misses.push(format!(
@@ -229,10 +251,23 @@ impl Report {
                         format!("≥ {} events/s", thousands(APPEND_EVENTS_PER_S)),
                         verdict(pass).to_owned(),
                     )
+                } else if w.baseline {
+                    ("—".to_owned(), "—".to_owned())
+                } else {
+                    (
+                        "— (no group commit on PostgreSQL yet)".to_owned(),
+                        "—".to_owned(),
+                    )
+                };
+                let ratio = |other: Option<&Workload>| {
+                    other.map_or_else(
+                        || "—".to_owned(),
+                        |s: &Workload| format!("{:.2}×", w.events_per_s() / s.events_per_s()),
+                    )
                 };
                 let _ = writeln!(
                     b,
-                    "| {backend} | {label} | {} | {} | {:.2} | {} | {} | {} | {} | {target} | {result} |",
+                    "| {backend} | {label} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {target} | {result} |",
                     w.commits,
                     w.events,
                     w.elapsed.as_secs_f64(),
@@ -243,39 +278,36 @@ impl Report {
                     } else {
                         format!("{:.2}×", w.events_per_s() / base)
                     },
-                    same_shape.map_or_else(
-                        || "—".to_owned(),
-                        |s: &Workload| format!("{:.2}×", w.events_per_s() / s.events_per_s())
-                    ),
+                    ratio(one_writer),
+                    ratio(same_shape),
                 );
             }
         }
+        let notes: Vec<String> = runs
+            .iter()
+            .filter_map(|(backend, run)| {
+                run.as_ref().ok().map(|f| {
+                    format!(
+                        "{backend}: the audit chain ({} entries, every event committed above, warm-ups included) read \
+                         back and verified with `Verifier` and against the stored head",
+                        f.chain_entries
+                    )
+                })
+            })
+            .collect();
+        if !notes.is_empty() {
+            let _ = writeln!(b, "\nSanity check (untimed): {}.", notes.join("; "));
+        }
         let _ = writeln!(
             b,
-            "\nThe bar (≥ {} events/s) assumes group commit: many events per durable flush. The store commits each \
-             transaction on its own (every engine use case is one transaction), so the 1-event row is what the engine \
-             gets today and the batch row shows what grouping would buy.\n",
+            "\nThe bar (≥ {} events/s) assumes group commit: many events per durable flush. Every engine use case is \
+             one transaction of one or a few events, so the concurrent row is what a busy server gets, the one-task row \
+             is what a lone request gets, and the batch row shows what an event costs when the flush is shared by many.\n",
             thousands(APPEND_EVENTS_PER_S)
         );
         for (backend, run) in runs {
             let Ok(f) = run else { continue };
-            let per_row_us = f.raw_batch.elapsed.as_secs_f64() * 1e6 / f.raw_batch.events as f64;
-            let per_commit_ms =
-                f.raw_single.elapsed.as_secs_f64() * 1e3 / f.raw_single.commits as f64;
-            let _ = write!(
-                b,
-                "{backend}: a raw 1-row durable commit takes {per_commit_ms:.2} ms; inside a batch each raw row \
-                 takes {per_row_us:.0} µs (one INSERT statement per row through sqlx's `Any` driver)."
-            );
-            if f.raw_batch.events_per_s() < APPEND_EVENTS_PER_S {
-                let _ = write!(
-                    b,
-                    " Even the raw baseline stays under the bar at {} rows per commit, so at that size the limit is the \
-                     per-row statement, not the flush.",
-                    f.raw_batch.events / f.raw_batch.commits.max(1)
-                );
-            }
-            let _ = writeln!(b, "\n");
+            let _ = writeln!(b, "{}\n", explain(backend, f));
         }
     }
 
@@ -389,6 +421,64 @@ impl Report {
         }
         out
     }
+}
+
+/// What one backend's append figures say: where the time goes and why a target was met or not.
+fn explain(backend: &str, f: &AppendFigures) -> String {
+    let us_per_event = |w: &Workload| w.elapsed.as_secs_f64() * 1e6 / w.events as f64;
+    let ms_per_commit = |w: &Workload| w.elapsed.as_secs_f64() * 1e3 / w.commits as f64;
+    let c = &f.store_concurrent;
+    let lat = Percentiles::of(&f.concurrent_latency);
+    let writers = c.label.split(", ").last().unwrap_or("concurrent writers");
+    let mut s = format!(
+        "{backend}: a raw 1-row durable commit takes {:.2} ms and a one-task store commit of 1 event {:.2} ms, \
+         so one task alone stays near {} events/s: each of its commits waits for its own flush. With {writers} the store reached {} events/s \
+         ({:.2}× one task), {:.0} µs of wall time per event, against {:.0} µs per event inside a {}-event store commit \
+         and {:.0} µs per raw row inside a {}-row commit. A writer waited {:.2} ms (p50), {:.2} ms (p99), {:.2} ms (max) \
+         from `begin` to its durable commit, queueing included.",
+        ms_per_commit(&f.raw_single),
+        ms_per_commit(&f.store_single),
+        thousands(f.store_single.events_per_s()),
+        thousands(c.events_per_s()),
+        c.events_per_s() / f.store_single.events_per_s(),
+        us_per_event(c),
+        us_per_event(&f.store_batch),
+        f.store_batch.events / f.store_batch.commits.max(1),
+        us_per_event(&f.raw_batch),
+        f.raw_batch.events / f.raw_batch.commits.max(1),
+        lat.p50,
+        lat.p99,
+        lat.max,
+    );
+    if f.group_commit {
+        if c.events_per_s() >= APPEND_EVENTS_PER_S {
+            s.push_str(" Group commit clears the bar: the flush is shared, and what is left per event is the statements.");
+        } else {
+            s.push_str(&format!(
+                " Group commit misses the bar: the flush is shared, but the logical transactions still run one after \
+                 another under the group's lock, each running its own five statements (`SAVEPOINT`, head read, \
+                 `INSERT`, head `UPDATE`, `RELEASE SAVEPOINT`) through sqlx's `Any` driver and then handing the lock \
+                 to the next task, where an event in a batch costs one `INSERT`; so an event costs {:.1}× what it \
+                 costs inside a batch.",
+                us_per_event(c) / us_per_event(&f.store_batch)
+            ));
+        }
+    } else {
+        s.push_str(&format!(
+            " Without group commit the writers take the head row lock in turn and each holds it through its own \
+             flush, so {:.2}× one task is all the overlap outside the lock (taking a connection, `BEGIN`) buys; the \
+             1-event target stays out of reach until PostgreSQL writers share commits.",
+            c.events_per_s() / f.store_single.events_per_s()
+        ));
+    }
+    if f.raw_batch.events_per_s() < APPEND_EVENTS_PER_S {
+        s.push_str(&format!(
+            " Even the raw baseline stays under the bar at {} rows per commit, so at that size the limit is the \
+             per-row statement, not the flush.",
+            f.raw_batch.events / f.raw_batch.commits.max(1)
+        ));
+    }
+    s
 }
 
 /// Connects to the PostgreSQL server the tests use; on success describes its version and

@@ -182,7 +182,8 @@ pub(crate) enum AuditCmd {
         /// A JSON Lines export to verify without a server.
         #[arg(long)]
         file: Option<PathBuf>,
-        /// Trusted audit public key (`ed25519:…`, from `audit pubkey`) for --file.
+        /// Trusted audit public key (`ed25519:…`, from `audit pubkey`, kept apart from the
+        /// server) to check signatures against, instead of the key the log or server presents.
         #[arg(long)]
         pubkey: Option<String>,
         /// Compare with this sink's copy.
@@ -920,11 +921,19 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
         AuditCmd::Verify {
             file: None,
             against,
-            ..
+            pubkey,
         } => {
-            let path = match against {
-                Some(s) => format!("/api/audit/verify?against={}", seg(s)),
-                None => "/api/audit/verify".into(),
+            let mut query = Vec::new();
+            if let Some(s) = against {
+                query.push(format!("against={}", seg(s)));
+            }
+            if let Some(k) = pubkey {
+                query.push(format!("pubkey={}", seg(k)));
+            }
+            let path = if query.is_empty() {
+                "/api/audit/verify".to_owned()
+            } else {
+                format!("/api/audit/verify?{}", query.join("&"))
             };
             let r = connect(cli).await?.get(&path).await?;
             if cli.output == Format::Json {

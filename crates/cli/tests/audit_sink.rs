@@ -77,6 +77,24 @@ fn verify_against_a_file_sink() {
     let pubkey = stdout(&a).trim().to_owned();
     assert!(pubkey.starts_with("ed25519:"), "{pubkey}");
 
+    // The server's verify with the pinned key passes; with a stranger's key it fails.
+    server
+        .cli()
+        .args(["audit", "verify", "--pubkey", &pubkey])
+        .assert()
+        .success();
+    let stranger = "ed25519:iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=";
+    let a = server
+        .cli()
+        .args(["audit", "verify", "--pubkey", stranger])
+        .assert()
+        .code(8);
+    assert!(
+        stderr(&a).contains("not by the trusted key"),
+        "{}",
+        stderr(&a)
+    );
+
     // The export verifies offline with the pinned key.
     let export = dir.path().join("export.jsonl");
     server

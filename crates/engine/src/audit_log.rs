@@ -359,9 +359,20 @@ impl Engine {
     /// head, that no checkpoint lies beyond the log's end, that the chain reaches the stored
     /// head row, and that the server's own key is among the log's keys.
     pub async fn verify_audit(&self, by: &Actor) -> Result<ChainVerdict, EngineError> {
+        self.verify_audit_pinned(by, None).await
+    }
+
+    /// `verify_audit` against a key the caller trusts (from `audit pubkey`, kept elsewhere)
+    /// instead of the key in the server's data dir, which whoever rebuilt the log could have
+    /// replaced too.
+    pub async fn verify_audit_pinned(
+        &self,
+        by: &Actor,
+        pinned: Option<AuditPublicKey>,
+    ) -> Result<ChainVerdict, EngineError> {
         let records = self.audit_records(by).await?;
         let head = self.store().read().await?.audit_head().await?;
-        let trusted = self.audit_public_key();
+        let trusted = pinned.or_else(|| self.audit_public_key());
         let report = match verify_records(&records, trusted.as_ref()) {
             Ok(r) => r,
             Err(f) => return Ok(ChainVerdict::Broken(f)),

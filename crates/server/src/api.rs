@@ -441,6 +441,9 @@ struct VerifyQuery {
     /// Also compare with what this sink holds.
     #[serde(default)]
     against: Option<String>,
+    /// Verify signatures against this trusted key (`ed25519:…`) instead of the server's own.
+    #[serde(default)]
+    pubkey: Option<String>,
 }
 
 async fn audit_verify(
@@ -448,7 +451,13 @@ async fn audit_verify(
     Caller(me): Caller,
     Query(q): Query<VerifyQuery>,
 ) -> ApiResult {
-    let mut v = match s.engine.verify_audit(&me).await? {
+    let pinned = q
+        .pubkey
+        .as_deref()
+        .map(str::parse::<breakglass_audit::AuditPublicKey>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("pubkey: {e}")))?;
+    let mut v = match s.engine.verify_audit_pinned(&me, pinned).await? {
         ChainVerdict::Intact(r) => json!({
             "intact": true,
             "entries": r.entries,
