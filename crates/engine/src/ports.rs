@@ -291,3 +291,100 @@ pub trait Sink: Send + Sync {
     /// Everything the sink holds, in the order it holds it, for `audit verify --against`.
     async fn read_back(&self) -> Result<Vec<breakglass_audit::SinkRecord>, SinkError>;
 }
+
+/// How loud an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Informational (share accepted, grant ended, test).
+    Info,
+    /// Needs attention (escalation, rotation failed).
+    Warning,
+    /// Someone is breaking glass right now.
+    Critical,
+}
+
+impl Severity {
+    /// Lowercase name (`info`, `warning`, `critical`), as PagerDuty spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One alert to deliver to a channel. Holds no secret: it is built from audit data.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    /// Idempotency key, stable across retries of the same delivery (`bg-<outbox id>`).
+    pub id: String,
+    /// The event, e.g. `break.requested`, `break.granted`, `channel.test`.
+    pub event: String,
+    /// One line a human reads first, e.g. `Break requested: root-db by dave (INC-42)`.
+    /// Starts with `[DRILL] ` for drills.
+    pub title: String,
+    /// Procedure, if any.
+    pub procedure: Option<String>,
+    /// Break, if any.
+    pub break_id: Option<String>,
+    /// Who asked.
+    pub requester: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Ticket.
+    pub ticket: Option<String>,
+    /// The break's state after the event.
+    pub state: Option<String>,
+    /// When the event happened.
+    pub at: Timestamp,
+    /// Whether this is a drill.
+    pub drill: bool,
+    /// Severity.
+    pub severity: Severity,
+    /// For incident tools: this event ends the incident (grant expired or closed).
+    pub resolve: bool,
+    /// Stable key grouping all alerts of one break (PagerDuty `dedup_key`).
+    pub dedup_key: String,
+    /// Link that acknowledges the alert (single use), when acknowledgement is asked for.
+    pub ack_url: Option<String>,
+    /// Other links, as (label, URL).
+    pub links: Vec<(String, String)>,
+    /// Event details (non-secret).
+    pub detail: serde_json::Value,
+}
+
+/// Proof that a channel accepted an alert.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// What the receiver answered (e.g. `HTTP 202`, `250 2.0.0 Ok: queued as …`).
+    pub status: String,
+    /// Milliseconds from sending to the receiver's answer.
+    pub latency_ms: i64,
+    /// The receiver's id for it, when it gives one (PagerDuty `dedup_key`, SMTP queue id).
+    pub remote_id: Option<String>,
+}
+
+/// Why a channel did not accept an alert. Messages never contain webhook URLs, tokens or
+/// passwords.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Network or server trouble (connection refused, timeout, 5xx, 429): retried.
+    #[error("channel unavailable: {0}")]
+    Unavailable(String),
+    /// The receiver refused the alert (4xx, SMTP 5xx): retried with backoff too, and reported.
+    #[error("channel refused the alert: {0}")]
+    Rejected(String),
+}
+
+/// Where alerts go. Implementations live in `breakglass-alerts`.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// Configured name (outbox destination `channel:NAME`).
+    fn name(&self) -> &str;
+    /// Kind: `slack`, `pagerduty`, `webhook`, `email`.
+    fn kind(&self) -> &'static str;
+    /// Sends one alert and returns the receiver's receipt. Retries reuse `alert.id` as the
+    /// idempotency key so a receiver can drop duplicates.
+    async fn send(&self, alert: &Alert) -> Result<Receipt, ChannelError>;
+}
