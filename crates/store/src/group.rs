@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use breakglass_audit::Head;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
@@ -34,6 +35,12 @@ pub(crate) struct State {
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
     /// A logical transaction is open (or was abandoned) inside `SAVEPOINT lt`.
     dirty: bool,
+    /// The audit head as of the last committed logical transaction of this batch (`None`:
+    /// not read yet). Cached so each logical commit skips a read, and written to the
+    /// `audit_head` row once per batch, in the same `COMMIT`.
+    head: Option<Option<Head>>,
+    /// `head` differs from the `audit_head` row.
+    head_dirty: bool,
 }
 
 /// One logical write transaction holding the writer lock.
@@ -101,11 +108,17 @@ async fn cleanup(state: &mut State) -> Result<(), sqlx::Error> {
 async fn flush(state: &mut State) {
     let result = match cleanup(state).await {
         Err(e) => Err(e.to_string()),
-        Ok(()) => match state.tx.take() {
-            Some(tx) => tx.commit().await.map_err(|e| e.to_string()),
-            None => Ok(()),
+        Ok(()) => match write_head(state).await {
+            Err(e) => Err(e.to_string()),
+            Ok(()) => match state.tx.take() {
+                Some(tx) => tx.commit().await.map_err(|e| e.to_string()),
+                None => Ok(()),
+            },
         },
     };
+    // The next batch reads the head afresh.
+    state.head = None;
+    state.head_dirty = false;
     if result.is_err() {
         // A failed COMMIT leaves nothing committed; the transaction is gone either way.
         state.tx = None;
@@ -115,7 +128,32 @@ async fn flush(state: &mut State) {
     }
 }
 
+/// Writes the cached head to the `audit_head` row.
+async fn write_head(state: &mut State) -> Result<(), sqlx::Error> {
+    if let (true, Some(Some(h)), Some(tx)) = (state.head_dirty, state.head, state.tx.as_mut()) {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(i64::try_from(h.seq).unwrap_or(i64::MAX))
+            .bind(h.hash.to_hex())
+            .execute(&mut **tx)
+            .await?;
+    }
+    state.head_dirty = false;
+    Ok(())
+}
+
 impl Writer {
+    /// The batch's cached audit head, when known.
+    pub(crate) fn cached_head(&self) -> Option<Option<Head>> {
+        self.guard.as_ref().and_then(|g| g.head)
+    }
+
+    /// Caches the head read from the row.
+    pub(crate) fn remember_head(&mut self, head: Option<Head>) {
+        if let Some(g) = self.guard.as_mut() {
+            g.head = Some(head);
+        }
+    }
+
     /// The connection of the open SQL transaction.
     pub(crate) fn conn(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
         match self.guard.as_mut().and_then(|g| g.tx.as_mut()) {
@@ -125,16 +163,22 @@ impl Writer {
     }
 
     /// Commits this logical transaction durably, sharing the `COMMIT` with queued writers.
-    pub(crate) async fn commit(mut self) -> Result<(), String> {
+    /// `new_head` is the audit head after its entries, when it appended any.
+    pub(crate) async fn commit(mut self, new_head: Option<Head>) -> Result<(), String> {
         let Some(mut guard) = self.guard.take() else {
             return Err("transaction already finished".into());
         };
         if let Some(tx) = guard.tx.as_mut()
             && let Err(e) = sqlx::query("RELEASE SAVEPOINT lt").execute(&mut **tx).await
         {
+            guard.head = None;
             return Err(e.to_string());
         }
         guard.dirty = false;
+        if let Some(h) = new_head {
+            guard.head = Some(Some(h));
+            guard.head_dirty = true;
+        }
         let (done, mut result) = oneshot::channel();
         guard.waiters.push(done);
         if self.group.waiting.load(Ordering::SeqCst) == 0 || guard.waiters.len() >= MAX_BATCH {

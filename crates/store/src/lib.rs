@@ -193,10 +193,61 @@ impl SqlTx {
 
     /// Makes the transaction durable.
     async fn finish(self) -> StoreResult<()> {
+        self.finish_with_head(None).await
+    }
+
+    /// Makes the transaction durable; `head` is the audit head after its entries. In a group
+    /// the head row is written once per batch; on its own, it is written here.
+    async fn finish_with_head(mut self, head: Option<Head>) -> StoreResult<()> {
         match self.conn {
-            Conn::Own(tx) => tx.commit().await.map_err(db),
-            Conn::Group(w) => w.commit().await.map_err(StoreError),
+            Conn::Own(_) => {
+                if let Some(h) = &head {
+                    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                        .bind(i64::try_from(h.seq).unwrap_or(i64::MAX))
+                        .bind(h.hash.to_hex())
+                        .execute(self.c()?)
+                        .await
+                        .map_err(db)?;
+                }
+                let Conn::Own(tx) = self.conn else {
+                    return Ok(());
+                };
+                tx.commit().await.map_err(db)
+            }
+            Conn::Group(w) => w.commit(head).await.map_err(StoreError),
         }
+    }
+}
+
+impl SqlTx {
+    async fn read_head_row(&mut self) -> StoreResult<Option<Head>> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let seq: i64 = row.try_get(0).map_err(db)?;
+        if seq == 0 {
+            return Ok(None);
+        }
+        let hash: String = row.try_get(1).map_err(db)?;
+        Ok(Some(Head {
+            seq: u64::try_from(seq).map_err(|_| StoreError("negative audit head".into()))?,
+            hash: breakglass_audit::Hash::from_str(&hash)
+                .map_err(|e| StoreError(format!("audit head hash: {e}")))?,
+        }))
+    }
+
+    async fn entries_from(&mut self, from: u64, limit: i64) -> StoreResult<Vec<Entry>> {
+        let rows = sqlx::query(
+            "SELECT seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(self.c()?)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::entry).collect()
     }
 }
 
@@ -466,33 +517,20 @@ impl Tx for SqlTx {
     }
 
     async fn audit_head(&mut self) -> StoreResult<Option<Head>> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(self.c()?)
-            .await
-            .map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
-        let seq: i64 = row.try_get(0).map_err(db)?;
-        if seq == 0 {
-            return Ok(None);
+        if let Conn::Group(w) = &self.conn
+            && let Some(head) = w.cached_head()
+        {
+            return Ok(head);
         }
-        let hash: String = row.try_get(1).map_err(db)?;
-        Ok(Some(Head {
-            seq: u64::try_from(seq).map_err(|_| StoreError("negative audit head".into()))?,
-            hash: breakglass_audit::Hash::from_str(&hash)
-                .map_err(|e| StoreError(format!("audit head hash: {e}")))?,
-        }))
+        let head = self.read_head_row().await?;
+        if let Conn::Group(w) = &mut self.conn {
+            w.remember_head(head);
+        }
+        Ok(head)
     }
 
     async fn audit_entries(&mut self, from: u64, limit: i64) -> StoreResult<Vec<Entry>> {
-        let rows = sqlx::query(
-            "SELECT seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(i64::try_from(from).unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(self.c()?)
-        .await
-        .map_err(db)?;
-        rows.iter().map(rows::entry).collect()
+        self.entries_from(from, limit).await
     }
 
     async fn pending_outbox(&mut self, limit: i64) -> StoreResult<Vec<OutboxRow>> {
@@ -705,15 +743,7 @@ impl Tx for SqlTx {
                 .await
                 .map_err(db)?;
         }
-        if let Some(h) = &head {
-            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                .bind(i64::try_from(h.seq).unwrap_or(i64::MAX))
-                .bind(h.hash.to_hex())
-                .execute(self.c()?)
-                .await
-                .map_err(db)?;
-        }
-        self.finish().await?;
+        self.finish_with_head(head).await?;
         Ok(entries)
     }
 }
