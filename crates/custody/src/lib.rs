@@ -94,6 +94,7 @@
 //! namespace; compatible with `ssh-keygen -Y sign/verify`. Only ssh-ed25519 keys sign; age keys
 //! prove possession by decrypting a challenge made with [`encrypt_to`].
 
+mod ack;
 mod challenge;
 mod key;
 mod seal;
@@ -101,6 +102,7 @@ mod secret;
 mod shamir;
 mod share;
 
+pub use ack::{AckTokenError, ack_token, verify_ack_token};
 pub use challenge::{
     DecryptError, EncryptError, MAX_SIGNATURE_LEN, SignError, ct_eq, decrypt_with, encrypt_to,
     sign, verify_signature,

@@ -472,6 +472,8 @@ mod tests {
             quorum: 2,
             max_grant: Duration::from_secs(900),
             alert_channels: vec![],
+            ack_within: None,
+            escalation: vec![],
             max_credential_age: None,
             drill_every: None,
             dependencies: vec![],

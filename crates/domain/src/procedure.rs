@@ -40,6 +40,13 @@ pub struct ProcedureSpec {
     /// Names of the alert channels told about every break.
     #[serde(default)]
     pub alert_channels: Vec<String>,
+    /// A human must acknowledge the break alert within this time (e.g. `5m`), or it escalates.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub ack_within: Option<Spanned<String>>,
+    /// Channels alerted when nobody acknowledged in time.
+    #[serde(default)]
+    pub escalation: Vec<String>,
     /// When the sealed credential must be rotated.
     #[serde(default)]
     pub rotation: Option<RotationSpec>,
@@ -156,6 +163,10 @@ pub struct Procedure {
     pub max_grant: Duration,
     /// Alert channel names.
     pub alert_channels: Vec<String>,
+    /// Acknowledgement deadline after a break is requested.
+    pub ack_within: Option<Duration>,
+    /// Channels told when the acknowledgement is late.
+    pub escalation: Vec<String>,
     /// Oldest allowed credential age.
     pub max_credential_age: Option<Duration>,
     /// Longest allowed time between drills.
@@ -436,6 +447,30 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
             );
         }
     }
+    let ack_within = spec.ack_within.as_ref().and_then(|a| {
+        parse_duration(&a.value)
+            .map_err(|m| problem(Some(a.referenced), "ack_within".into(), m))
+            .ok()
+    });
+    if spec.ack_within.is_some() && spec.alert_channels.is_empty() {
+        problem(
+            spec.ack_within.as_ref().map(|a| a.referenced),
+            "ack_within".into(),
+            "needs alert_channels: nobody would be asked to acknowledge".into(),
+        );
+    }
+    if !spec.escalation.is_empty() && spec.ack_within.is_none() {
+        problem(
+            None,
+            "escalation".into(),
+            "needs ack_within: escalation happens when an acknowledgement is late".into(),
+        );
+    }
+    for (i, name) in spec.escalation.iter().enumerate() {
+        if name.trim().is_empty() {
+            problem(None, format!("escalation[{i}]"), "must not be empty".into());
+        }
+    }
     for (i, name) in spec.dependencies.iter().enumerate() {
         if name.trim().is_empty() {
             problem(
@@ -472,6 +507,8 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
         quorum,
         max_grant,
         alert_channels: spec.alert_channels.clone(),
+        ack_within,
+        escalation: spec.escalation.clone(),
         max_credential_age,
         drill_every,
         dependencies: spec.dependencies.clone(),
