@@ -31,6 +31,12 @@ pub(crate) struct ServeArgs {
     /// An audit sink, `NAME=URL` (repeatable): file://, nats://, syslog+tcp://, postgres://.
     #[arg(long = "sink", env = "BREAKGLASS_SINKS", value_delimiter = ',')]
     pub(crate) sinks: Vec<String>,
+    /// Alert channels file (YAML; docs/alerts.md).
+    #[arg(long, env = "BREAKGLASS_CHANNELS")]
+    pub(crate) channels: Option<PathBuf>,
+    /// This server's external URL, for links in alerts (e.g. https://breakglass.example.com).
+    #[arg(long, env = "BREAKGLASS_PUBLIC_URL")]
+    pub(crate) public_url: Option<String>,
     /// Sign a checkpoint after this many new audit entries…
     #[arg(long, default_value_t = 1000)]
     pub(crate) checkpoint_every: u64,
@@ -173,6 +179,36 @@ pub(crate) struct ApproveArgs {
     pub(crate) break_id: String,
 }
 
+/// `channel` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum ChannelCmd {
+    /// List alert channels with their backlog and latest test.
+    List,
+    /// Send a test alert, wait for the receipt, print the latency (the result is kept).
+    Test {
+        /// Channel name.
+        name: String,
+    },
+    /// Recent delivery attempts of a channel.
+    Attempts {
+        /// Channel name.
+        name: String,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
+/// `ack` arguments.
+#[derive(Args, Debug)]
+pub(crate) struct AckArgs {
+    /// The token from the alert's acknowledgement link (the part after /ack/).
+    pub(crate) token: String,
+    /// Who acknowledges.
+    #[arg(long, default_value = "")]
+    pub(crate) by: String,
+}
+
 /// `audit` subcommands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCmd {
@@ -239,6 +275,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Break(b) => break_cmd(&cli, b).await,
         Command::Approve(a) => approve(&cli, a).await,
         Command::Audit(a) => audit(&cli, a).await,
+        Command::Channel(c) => channel(&cli, c).await,
+        Command::Ack(a) => ack(&cli, a).await,
     }
 }
 
@@ -247,6 +285,8 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         breakglass_server::ServerConfig::new(&cli.data_dir).with_grant_ceiling(a.grant_ceiling);
     config.database_url = a.database_url.clone();
     config.sinks = a.sinks.clone();
+    config.channels_file = a.channels.clone();
+    config.public_url = a.public_url.clone();
     config.checkpoint_every_entries = a.checkpoint_every;
     config.checkpoint_interval = a.checkpoint_interval;
     let built = breakglass_server::build(config).await?;
@@ -1092,6 +1132,127 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
                 &["SEQ", "TIME", "ACTOR", "KIND", "PROCEDURE", "BREAK"],
                 rows,
             );
+            Ok(())
+        }
+    }
+}
+
+async fn ack(cli: &Cli, a: &AckArgs) -> Result<()> {
+    // The token may be pasted as the whole link.
+    let token = a.token.rsplit('/').next().unwrap_or(&a.token);
+    let r = Client::new(&cli.server, None)
+        .post("/api/ack", &json!({"token": token, "by": a.by}))
+        .await?;
+    if cli.output == Format::Json {
+        output::json(&r);
+    } else {
+        println!(
+            "acknowledged break {} on {} ({} s after it was requested)",
+            field(&r["break"]),
+            field(&r["procedure"]),
+            r["time_to_ack_ms"].as_i64().unwrap_or_default() / 1000
+        );
+    }
+    Ok(())
+}
+
+async fn channel(cli: &Cli, cmd: &ChannelCmd) -> Result<()> {
+    match cmd {
+        ChannelCmd::List => {
+            let r = connect(cli).await?.get("/api/channels").await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+                return Ok(());
+            }
+            let rows = r["channels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    let t = &c["last_test"];
+                    vec![
+                        field(&c["name"]),
+                        field(&c["kind"]),
+                        field(&c["pending"]),
+                        if t.is_null() {
+                            "never".into()
+                        } else {
+                            format!(
+                                "{} {} ({} ms)",
+                                if t["ok"].as_bool() == Some(true) {
+                                    "ok"
+                                } else {
+                                    "FAILED"
+                                },
+                                field(&t["at"]),
+                                field(&t["latency_ms"])
+                            )
+                        },
+                    ]
+                })
+                .collect();
+            output::table(&["NAME", "KIND", "PENDING", "LAST TEST"], rows);
+            Ok(())
+        }
+        ChannelCmd::Test { name } => {
+            let r = connect(cli)
+                .await?
+                .post(&format!("/api/channels/{}/test", seg(name)), &json!({}))
+                .await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+            }
+            if r["ok"].as_bool() == Some(true) {
+                if cli.output == Format::Text {
+                    println!(
+                        "channel {name}: delivered in {} ms ({})",
+                        field(&r["latency_ms"]),
+                        field(&r["status"])
+                    );
+                }
+                Ok(())
+            } else {
+                Err(anyhow!(Exit {
+                    code: exit::UNAVAILABLE,
+                    message: format!(
+                        "channel {name}: test alert not delivered: {}",
+                        field(&r["error"])
+                    )
+                }))
+            }
+        }
+        ChannelCmd::Attempts { name, limit } => {
+            let r = connect(cli)
+                .await?
+                .get(&format!(
+                    "/api/channels/{}/attempts?limit={limit}",
+                    seg(name)
+                ))
+                .await?;
+            if cli.output == Format::Json {
+                output::json(&r);
+                return Ok(());
+            }
+            let rows = r["attempts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    vec![
+                        field(&a["at"]),
+                        field(&a["outbox_id"]),
+                        if a["ok"].as_bool() == Some(true) {
+                            "ok".into()
+                        } else {
+                            "failed".into()
+                        },
+                        field(&a["status"]),
+                        field(&a["latency_ms"]),
+                        field(&a["error"]),
+                    ]
+                })
+                .collect();
+            output::table(&["AT", "ALERT", "RESULT", "STATUS", "MS", "ERROR"], rows);
             Ok(())
         }
     }

@@ -82,6 +82,11 @@ pub(crate) enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(commands::AuditCmd),
+    /// Alert channels: list, test, delivery attempts.
+    #[command(subcommand)]
+    Channel(commands::ChannelCmd),
+    /// Acknowledge a break alert with the token from its link.
+    Ack(commands::AckArgs),
 }
 
 /// Exit codes (documented in the module header and the README).

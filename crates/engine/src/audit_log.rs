@@ -56,7 +56,15 @@ impl Engine {
                 });
             }
         }
-        Ok(tx.commit(record.drafts, record.outbox).await?)
+        let alerts = record
+            .outbox
+            .iter()
+            .any(|o| o.destination.starts_with("channel:"));
+        let entries = tx.commit(record.drafts, record.outbox).await?;
+        if alerts {
+            self.inner.alerts_queued.notify_one();
+        }
+        Ok(entries)
     }
 
     /// Installs the server's audit key. A log with no key yet records `audit.key_created`; a
@@ -435,7 +443,7 @@ fn current_key_id(events: &[Entry]) -> Option<String> {
 
 /// 0.5 s doubling per attempt up to 60 s, plus up to 25 % jitter so sinks recovering together
 /// are not hit in lockstep.
-fn backoff(attempts: i64) -> Duration {
+pub(crate) fn backoff(attempts: i64) -> Duration {
     use rand::Rng;
     let base = 500u64
         .saturating_mul(1u64 << attempts.clamp(0, 7))

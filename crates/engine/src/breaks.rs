@@ -111,6 +111,7 @@ impl Engine {
                 "custodians": stored.procedure.custodians.iter().filter(|c| c.name != by.name).map(|c| json!({"name": c.name, "contact": c.contact})).collect::<Vec<_>>(),
             }),
         );
+        self.start_ack(tx.as_mut(), &b, &stored.procedure).await?;
         self.commit(tx, record).await?;
         Ok(requested)
     }

@@ -84,6 +84,7 @@ impl Record {
                     "ticket": info.ticket,
                     "state": b.state(),
                     "at": now.to_string(),
+                    "at_ms": now.0,
                     "detail": payload,
                 }),
             });

@@ -6,6 +6,7 @@
 //! commit together with its audit entry. The engine knows no HTTP, no SQL and no JSON wire
 //! format; it never logs a secret.
 
+mod alerting;
 mod audit_log;
 mod auth;
 mod breaks;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use breakglass_custody::VerifiedShare;
 use breakglass_domain::Limits;
 
+pub use alerting::{Acknowledged, ChannelInfo};
 pub use audit_log::{ChainVerdict, Lag};
 pub use auth::{Challenge, ChallengeKind, LOGIN_NAMESPACE, LoginMethod, Session, expose_token};
 pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
@@ -42,6 +44,8 @@ pub struct Config {
     pub approval_window: Duration,
     /// How long a key-based sign-in session lasts.
     pub session_ttl: Duration,
+    /// The server's external URL, used in links inside alerts.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -50,8 +54,20 @@ impl Default for Config {
             limits: Limits::default(),
             approval_window: Duration::from_secs(3600),
             session_ttl: Duration::from_secs(15 * 60),
+            public_url: None,
         }
     }
+}
+
+/// Where the engine sends what it records.
+#[derive(Default)]
+pub struct Outputs {
+    /// Audit sinks.
+    pub sinks: Vec<Arc<dyn ports::Sink>>,
+    /// Alert channels.
+    pub channels: Vec<Arc<dyn ports::Channel>>,
+    /// Key of acknowledgement tokens (32 random bytes kept by the server).
+    pub ack_key: [u8; 32],
 }
 
 /// The engine: cheap to clone, shared by every request.
@@ -70,6 +86,12 @@ struct Inner {
     auth: auth::AuthState,
     /// Audit sinks fed through the outbox.
     sinks: Vec<Arc<dyn ports::Sink>>,
+    /// Alert channels fed through the outbox.
+    channels: Vec<Arc<dyn ports::Channel>>,
+    /// Key of acknowledgement tokens.
+    ack_key: [u8; 32],
+    /// Woken by commits that queued alerts.
+    alerts_queued: tokio::sync::Notify,
     /// The key signing checkpoints (replaced on rotation).
     audit_key: std::sync::RwLock<Option<Arc<breakglass_audit::AuditKey>>>,
 }
@@ -87,6 +109,29 @@ impl Engine {
         config: Config,
         sinks: Vec<Arc<dyn ports::Sink>>,
     ) -> Engine {
+        Engine::wired(
+            store,
+            clock,
+            config,
+            Outputs {
+                sinks,
+                ..Outputs::default()
+            },
+        )
+    }
+
+    /// Builds an engine with its audit sinks, alert channels and acknowledgement key.
+    pub fn wired(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: Config,
+        outputs: Outputs,
+    ) -> Engine {
+        let Outputs {
+            sinks,
+            channels,
+            ack_key,
+        } = outputs;
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -95,6 +140,9 @@ impl Engine {
                 pending: Mutex::new(HashMap::new()),
                 auth: auth::AuthState::default(),
                 sinks,
+                channels,
+                ack_key,
+                alerts_queued: tokio::sync::Notify::new(),
                 audit_key: std::sync::RwLock::new(None),
             }),
         }

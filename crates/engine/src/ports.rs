@@ -155,6 +155,61 @@ pub struct OutboxRow {
     pub delivered_at: Option<Timestamp>,
 }
 
+/// Whether a break's alert was acknowledged, and by when it must be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AckState {
+    /// Break.
+    pub break_id: String,
+    /// Procedure.
+    pub procedure: String,
+    /// When the break was requested.
+    pub requested_at: Timestamp,
+    /// Escalate after this instant without an acknowledgement (none: never escalates).
+    pub ack_deadline: Option<Timestamp>,
+    /// When a human acknowledged.
+    pub acked_at: Option<Timestamp>,
+    /// Who (as they gave it).
+    pub acked_by: Option<String>,
+    /// When it escalated.
+    pub escalated_at: Option<Timestamp>,
+}
+
+/// One recorded delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    /// Outbox row.
+    pub outbox_id: i64,
+    /// Destination.
+    pub destination: String,
+    /// When.
+    pub at: Timestamp,
+    /// Whether the receiver accepted it.
+    pub ok: bool,
+    /// The receiver's answer, or the failure's kind.
+    pub status: String,
+    /// Milliseconds to the answer.
+    pub latency_ms: Option<i64>,
+    /// Why it failed (no secrets).
+    pub error: Option<String>,
+}
+
+/// A channel's latest test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelTest {
+    /// Channel.
+    pub channel: String,
+    /// When.
+    pub at: Timestamp,
+    /// Whether a receipt came back.
+    pub ok: bool,
+    /// The receiver's answer.
+    pub status: String,
+    /// Milliseconds to the receipt.
+    pub latency_ms: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
 /// The outcome of one delivery attempt.
 #[derive(Debug, Clone)]
 pub enum DeliveryAttempt {
@@ -249,6 +304,24 @@ pub trait Tx: Send {
     /// Records a delivery attempt of an outbox row. Outbox bookkeeping is the one write that
     /// carries no audit entry of its own: it records the delivery of one.
     async fn mark_outbox(&mut self, id: i64, attempt: &DeliveryAttempt) -> StoreResult<()>;
+    /// The acknowledgement state of a break's alerts.
+    async fn ack(&mut self, break_id: &str) -> StoreResult<Option<AckState>>;
+    /// Inserts or replaces an acknowledgement state.
+    async fn put_ack(&mut self, ack: &AckState) -> StoreResult<()>;
+    /// Acknowledgements past their deadline, neither acknowledged nor escalated.
+    async fn due_escalations(&mut self, now: Timestamp) -> StoreResult<Vec<AckState>>;
+    /// Records one delivery attempt.
+    async fn record_attempt(&mut self, attempt: &AttemptRecord) -> StoreResult<()>;
+    /// The newest delivery attempts, optionally of one destination.
+    async fn attempts(
+        &mut self,
+        destination: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AttemptRecord>>;
+    /// Stores a channel's latest test result.
+    async fn put_channel_test(&mut self, test: &ChannelTest) -> StoreResult<()>;
+    /// Every channel's latest test result.
+    async fn channel_tests(&mut self) -> StoreResult<Vec<ChannelTest>>;
     /// Commits outbox bookkeeping (`mark_outbox`), the one commit without an audit entry.
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()>;
     /// Stores a signed checkpoint with one outbox row per destination, and commits.

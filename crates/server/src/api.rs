@@ -53,6 +53,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit/checkpoint", post(audit_checkpoint))
         .route("/api/audit/sinks", get(audit_sinks))
         .route("/metrics", get(metrics))
+        .route("/api/ack", post(ack))
+        .route("/ack/{token}", get(ack_page).post(ack_form))
+        .route("/api/channels", get(list_channels))
+        .route("/api/channels/{name}/test", post(test_channel))
+        .route("/api/channels/{name}/attempts", get(channel_attempts))
         .with_state(state)
 }
 
@@ -616,4 +621,132 @@ async fn audit_export(
         out.push('\n');
     }
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    /// The token from the alert's link.
+    token: String,
+    /// Who acknowledges (free text: a name or handle).
+    #[serde(default)]
+    by: String,
+}
+
+async fn ack(State(s): State<AppState>, Body(req): Body<AckRequest>) -> ApiResult {
+    let a = s.engine.acknowledge(&req.token, &req.by).await?;
+    Ok(Json(
+        json!({"break": a.break_id, "procedure": a.procedure, "time_to_ack_ms": a.time_to_ack_ms}),
+    ))
+}
+
+/// Escapes text for HTML.
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(title: &str, body: &str) -> axum::response::Html<String> {
+    axum::response::Html(format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>{t}</title></head><body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem\"><h1>{t}</h1>{body}</body></html>",
+        t = esc(title)
+    ))
+}
+
+/// The link in an alert: a page whose button acknowledges (a GET never changes state, so link
+/// previews and scanners cannot acknowledge by accident).
+async fn ack_page(Path(token): Path<String>) -> axum::response::Html<String> {
+    page(
+        "Acknowledge break-glass alert",
+        &format!(
+            "<p>Acknowledging tells breakglass a human has seen this break. It stops escalation and records the time to acknowledge.</p><form method=post action=\"/ack/{}\"><label>Your name <input name=by autocomplete=name></label> <button type=submit>Acknowledge</button></form>",
+            esc(&token)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct AckForm {
+    #[serde(default)]
+    by: String,
+}
+
+async fn ack_form(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    axum::extract::Form(form): axum::extract::Form<AckForm>,
+) -> impl IntoResponse {
+    match s.engine.acknowledge(&token, &form.by).await {
+        Ok(a) => (
+            StatusCode::OK,
+            page(
+                "Acknowledged",
+                &format!(
+                    "<p>Break <code>{}</code> on <code>{}</code> acknowledged {} s after it was requested.</p>",
+                    esc(&a.break_id),
+                    esc(&a.procedure),
+                    a.time_to_ack_ms / 1000
+                ),
+            ),
+        ),
+        Err(e) => {
+            let status = ApiError::from(e);
+            let (code, msg) = status.parts();
+            (
+                code,
+                page("Not acknowledged", &format!("<p>{}</p>", esc(&msg))),
+            )
+        }
+    }
+}
+
+async fn list_channels(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let channels = s.engine.channels(&me).await?;
+    Ok(Json(json!({"channels": channels.iter().map(|c| json!({
+        "name": c.name,
+        "kind": c.kind,
+        "pending": c.pending,
+        "last_test": c.last_test.as_ref().map(|t| json!({"at": t.at.to_string(), "ok": t.ok, "status": t.status, "latency_ms": t.latency_ms, "error": t.error})),
+    })).collect::<Vec<_>>()})))
+}
+
+async fn test_channel(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let t = s.engine.test_channel(&me, &name).await?;
+    Ok(Json(
+        json!({"channel": t.channel, "at": t.at.to_string(), "ok": t.ok, "status": t.status, "latency_ms": t.latency_ms, "error": t.error}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttemptsQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn channel_attempts(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(name): Path<String>,
+    Query(q): Query<AttemptsQuery>,
+) -> ApiResult {
+    let attempts = s
+        .engine
+        .delivery_attempts(&me, Some(&name), q.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(json!({"attempts": attempts.iter().map(|a| json!({
+        "outbox_id": a.outbox_id,
+        "at": a.at.to_string(),
+        "ok": a.ok,
+        "status": a.status,
+        "latency_ms": a.latency_ms,
+        "error": a.error,
+    })).collect::<Vec<_>>()})))
 }

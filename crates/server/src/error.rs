@@ -79,6 +79,13 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// Status and caller-facing message.
+    pub(crate) fn parts(&self) -> (StatusCode, String) {
+        (self.status, self.message.clone())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body =

@@ -37,6 +37,10 @@ pub struct ServerConfig {
     pub engine: Config,
     /// Audit sinks, each `NAME=URL` (see `breakglass-sinks`).
     pub sinks: Vec<String>,
+    /// Alert channels file (YAML; see docs/alerts.md).
+    pub channels_file: Option<PathBuf>,
+    /// The server's external URL for links in alerts (overrides the channels file's).
+    pub public_url: Option<String>,
     /// Sign a checkpoint after this many new entries…
     pub checkpoint_every_entries: u64,
     /// …or after this much time with new entries.
@@ -51,6 +55,8 @@ impl ServerConfig {
             database_url: None,
             engine: Config::default(),
             sinks: Vec::new(),
+            channels_file: None,
+            public_url: None,
             checkpoint_every_entries: 1000,
             checkpoint_interval: Duration::from_secs(60),
         }
@@ -88,6 +94,34 @@ pub struct Built {
     pub admin_token_file: PathBuf,
 }
 
+/// Name of the acknowledgement-token key file in the data dir.
+pub const ACK_KEY_FILE: &str = "ack.key";
+
+/// Reads 32 secret bytes (hex) from `path`, creating the file (0600) with random bytes first.
+fn secret_file(path: &Path) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
+    use anyhow::Context;
+    if !path.exists() {
+        use rand::RngCore;
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        rand::thread_rng().fill_bytes(bytes.as_mut());
+        write_private_file(
+            path,
+            zeroize::Zeroizing::new(hex::encode(&bytes[..])).as_bytes(),
+        )?;
+    }
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    let bytes = zeroize::Zeroizing::new(
+        hex::decode(text.trim()).map_err(|_| anyhow::anyhow!("{} is not hex", path.display()))?,
+    );
+    let key: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{} does not hold 32 bytes", path.display()))?;
+    Ok(zeroize::Zeroizing::new(key))
+}
+
 /// Name of the admin token file in the data dir.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
@@ -121,7 +155,48 @@ pub async fn build_with_clock(
                 .context("opening an audit sink")?,
         );
     }
-    let engine = Engine::with_sinks(Arc::new(store), clock, config.engine.clone(), sinks);
+    let mut engine_config = config.engine.clone();
+    let channels = match &config.channels_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let parsed =
+                breakglass_alerts::config::load(&path.display().to_string(), &text, &|k| {
+                    std::env::var(k).ok()
+                })
+                .map_err(|errors| {
+                    anyhow::anyhow!(
+                        "{}",
+                        errors
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                })?;
+            if engine_config.public_url.is_none() {
+                engine_config.public_url = parsed.public_url.clone();
+            }
+            breakglass_alerts::config::build(&parsed)
+                .await
+                .context("building alert channels")?
+        }
+        None => Vec::new(),
+    };
+    if config.public_url.is_some() {
+        engine_config.public_url = config.public_url.clone();
+    }
+    let ack_key = secret_file(&config.data_dir.join(ACK_KEY_FILE))?;
+    let engine = Engine::wired(
+        Arc::new(store),
+        clock,
+        engine_config,
+        breakglass_engine::Outputs {
+            sinks,
+            channels,
+            ack_key: *ack_key,
+        },
+    );
     let key = audit_key::load_or_create(&config.data_dir, &engine).await?;
     let announced = engine
         .adopt_audit_key(key)
@@ -180,7 +255,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = [
         tokio::spawn(expiry_worker(state.engine.clone(), stop_rx.clone())),
-        tokio::spawn(audit_worker(state.clone(), stop_rx)),
+        tokio::spawn(audit_worker(state.clone(), stop_rx.clone())),
+        tokio::spawn(alert_worker(state.engine.clone(), stop_rx)),
     ];
     let engine = state.engine.clone();
     let app = router(state);
@@ -206,6 +282,26 @@ pub async fn serve(
         Ok(Ok(_)) => {}
     }
     result
+}
+
+/// Escalates late acknowledgements and delivers alerts: at once when a commit queued one,
+/// otherwise every 250 ms (retries are due by then).
+async fn alert_worker(engine: Engine, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = engine.alerts_queued() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = engine.escalate_due().await {
+            tracing::error!(error = %e, "escalation check failed; retrying");
+        }
+        if let Err(e) = engine.deliver_alerts().await {
+            tracing::error!(error = %e, "alert delivery failed; retrying");
+        }
+    }
 }
 
 /// Signs checkpoints on cadence and delivers the outbox to the audit sinks.

@@ -33,11 +33,6 @@ fn obj(required: &[&str], props: Value) -> Value {
     json!({"type": "object", "additionalProperties": false, "required": required, "properties": props})
 }
 
-fn id_param(o: &mut Value) {
-    o["parameters"] =
-        json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
-}
-
 /// The document.
 pub fn document() -> Value {
     let files = obj(
@@ -46,8 +41,10 @@ pub fn document() -> Value {
     );
     let mut paths = serde_json::Map::new();
     let mut add = |path: &str, method: &str, mut o: Value| {
-        if path.contains("{id}") {
-            id_param(&mut o);
+        for param in ["id", "name", "token"] {
+            if path.contains(&format!("{{{param}}}")) {
+                o["parameters"] = json!([{"name": param, "in": "path", "required": true, "schema": {"type": "string"}}]);
+            }
         }
         let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
         entry[method] = o;
@@ -320,6 +317,69 @@ pub fn document() -> Value {
             false,
             None,
             "text/plain exposition",
+        ),
+    );
+    add(
+        "/api/ack",
+        "post",
+        op(
+            "Acknowledge a break alert with the token from its link (single use; no sign-in: the token is the capability)",
+            false,
+            Some(obj(
+                &["token"],
+                json!({"token": {"type": "string"}, "by": {"type": "string"}}),
+            )),
+            "The break and the time to acknowledge",
+        ),
+    );
+    add(
+        "/ack/{token}",
+        "get",
+        op(
+            "HTML page with the acknowledge button (alerts link here)",
+            false,
+            None,
+            "text/html",
+        ),
+    );
+    add(
+        "/ack/{token}",
+        "post",
+        op(
+            "HTML form target that acknowledges",
+            false,
+            None,
+            "text/html",
+        ),
+    );
+    add(
+        "/api/channels",
+        "get",
+        op(
+            "Alert channels with their backlog and latest test",
+            true,
+            None,
+            "Channels",
+        ),
+    );
+    add(
+        "/api/channels/{name}/test",
+        "post",
+        op(
+            "Send a test alert now and wait for the receipt (admin)",
+            true,
+            None,
+            "The result with its latency",
+        ),
+    );
+    add(
+        "/api/channels/{name}/attempts",
+        "get",
+        op(
+            "Recent delivery attempts of a channel (query: limit)",
+            true,
+            None,
+            "Attempts",
         ),
     );
     json!({

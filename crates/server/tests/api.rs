@@ -167,6 +167,19 @@ fn endpoints() -> Vec<(
         ("POST", "/api/audit/rotate-key", None, &["admin"]),
         ("POST", "/api/audit/checkpoint", None, &["admin", "auditor"]),
         ("GET", "/api/audit/sinks", None, &["admin", "auditor"]),
+        (
+            "GET",
+            "/api/channels",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        ("POST", "/api/channels/nope/test", None, &["admin"]),
+        (
+            "GET",
+            "/api/channels/nope/attempts",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
     ]
 }
 
@@ -332,7 +345,9 @@ async fn openapi_documents_every_route() {
         .map(|(m, u, _, _)| {
             (
                 m.to_lowercase(),
-                u.replace("/nope", "/{id}").replace("/brk_nope", "/{id}"),
+                u.replace("/channels/nope", "/channels/{name}")
+                    .replace("/nope", "/{id}")
+                    .replace("/brk_nope", "/{id}"),
             )
         })
         .collect();
@@ -345,6 +360,9 @@ async fn openapi_documents_every_route() {
             ("post", "/api/auth/login"),
             ("get", "/api/audit/pubkey"),
             ("get", "/metrics"),
+            ("post", "/api/ack"),
+            ("get", "/ack/{token}"),
+            ("post", "/ack/{token}"),
         ]
         .map(|(m, u)| (m.to_owned(), u.to_owned())),
     );

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
-    DeliveryAttempt, OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor,
-    StoredProcedure, StoredSeal, Tx,
+    AckState, AttemptRecord, ChannelTest, DeliveryAttempt, OutboxItem, OutboxRow, Store,
+    StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -651,6 +651,107 @@ impl Tx for SqlTx {
             }
         }
         Ok(())
+    }
+
+    async fn ack(&mut self, break_id: &str) -> StoreResult<Option<AckState>> {
+        let row = sqlx::query("SELECT break_id, procedure_id, requested_at, ack_deadline, acked_at, acked_by, escalated_at FROM acks WHERE break_id = $1")
+            .bind(break_id.to_owned())
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::ack).transpose()
+    }
+
+    async fn put_ack(&mut self, a: &AckState) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO acks (break_id, procedure_id, requested_at, ack_deadline, acked_at, acked_by, escalated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (break_id) DO UPDATE SET ack_deadline = excluded.ack_deadline, acked_at = excluded.acked_at, acked_by = excluded.acked_by, escalated_at = excluded.escalated_at",
+        )
+        .bind(a.break_id.clone())
+        .bind(a.procedure.clone())
+        .bind(a.requested_at.0)
+        .bind(a.ack_deadline.map(|t| t.0))
+        .bind(a.acked_at.map(|t| t.0))
+        .bind(a.acked_by.clone())
+        .bind(a.escalated_at.map(|t| t.0))
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn due_escalations(&mut self, now: Timestamp) -> StoreResult<Vec<AckState>> {
+        let rows = sqlx::query(
+            "SELECT break_id, procedure_id, requested_at, ack_deadline, acked_at, acked_by, escalated_at FROM acks \
+             WHERE ack_deadline IS NOT NULL AND ack_deadline <= $1 AND acked_at IS NULL AND escalated_at IS NULL ORDER BY ack_deadline",
+        )
+        .bind(now.0)
+        .fetch_all(self.c()?)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::ack).collect()
+    }
+
+    async fn record_attempt(&mut self, a: &AttemptRecord) -> StoreResult<()> {
+        sqlx::query("INSERT INTO delivery_attempts (outbox_id, destination, at, ok, status, latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(a.outbox_id)
+            .bind(a.destination.clone())
+            .bind(a.at.0)
+            .bind(i64::from(a.ok))
+            .bind(a.status.clone())
+            .bind(a.latency_ms)
+            .bind(a.error.clone())
+            .execute(self.c()?)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn attempts(
+        &mut self,
+        destination: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AttemptRecord>> {
+        let rows = match destination {
+            Some(d) => sqlx::query("SELECT outbox_id, destination, at, ok, status, latency_ms, error FROM delivery_attempts WHERE destination = $1 ORDER BY id DESC LIMIT $2")
+                .bind(d.to_owned())
+                .bind(limit)
+                .fetch_all(self.c()?)
+                .await,
+            None => sqlx::query("SELECT outbox_id, destination, at, ok, status, latency_ms, error FROM delivery_attempts ORDER BY id DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(self.c()?)
+                .await,
+        }
+        .map_err(db)?;
+        rows.iter().map(rows::attempt).collect()
+    }
+
+    async fn put_channel_test(&mut self, t: &ChannelTest) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO channel_tests (channel, at, ok, status, latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (channel) DO UPDATE SET at = excluded.at, ok = excluded.ok, status = excluded.status, latency_ms = excluded.latency_ms, error = excluded.error",
+        )
+        .bind(t.channel.clone())
+        .bind(t.at.0)
+        .bind(i64::from(t.ok))
+        .bind(t.status.clone())
+        .bind(t.latency_ms)
+        .bind(t.error.clone())
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn channel_tests(&mut self) -> StoreResult<Vec<ChannelTest>> {
+        let rows = sqlx::query(
+            "SELECT channel, at, ok, status, latency_ms, error FROM channel_tests ORDER BY channel",
+        )
+        .fetch_all(self.c()?)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::channel_test).collect()
     }
 
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {

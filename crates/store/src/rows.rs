@@ -365,3 +365,43 @@ pub(crate) fn checkpoint(row: &AnyRow) -> StoreResult<breakglass_audit::SignedCh
             .ok_or_else(|| bad("signature", "not 64 bytes of hex"))?,
     })
 }
+
+pub(crate) fn ack(row: &AnyRow) -> StoreResult<breakglass_engine::ports::AckState> {
+    let ts = |name: &str| -> StoreResult<Option<Timestamp>> {
+        Ok(col::<Option<i64>>(row, name)?.map(Timestamp))
+    };
+    Ok(breakglass_engine::ports::AckState {
+        break_id: col(row, "break_id")?,
+        procedure: col(row, "procedure_id")?,
+        requested_at: Timestamp(col(row, "requested_at")?),
+        ack_deadline: ts("ack_deadline")?,
+        acked_at: ts("acked_at")?,
+        acked_by: col(row, "acked_by")?,
+        escalated_at: ts("escalated_at")?,
+    })
+}
+
+pub(crate) fn attempt(row: &AnyRow) -> StoreResult<breakglass_engine::ports::AttemptRecord> {
+    let ok: i64 = col(row, "ok")?;
+    Ok(breakglass_engine::ports::AttemptRecord {
+        outbox_id: col(row, "outbox_id")?,
+        destination: col(row, "destination")?,
+        at: Timestamp(col(row, "at")?),
+        ok: ok != 0,
+        status: col(row, "status")?,
+        latency_ms: col(row, "latency_ms")?,
+        error: col(row, "error")?,
+    })
+}
+
+pub(crate) fn channel_test(row: &AnyRow) -> StoreResult<breakglass_engine::ports::ChannelTest> {
+    let ok: i64 = col(row, "ok")?;
+    Ok(breakglass_engine::ports::ChannelTest {
+        channel: col(row, "channel")?,
+        at: Timestamp(col(row, "at")?),
+        ok: ok != 0,
+        status: col(row, "status")?,
+        latency_ms: col(row, "latency_ms")?,
+        error: col(row, "error")?,
+    })
+}

@@ -23,6 +23,10 @@ pub(crate) const SQLITE: &[&str] = &[
     "CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
     "CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END",
     "CREATE INDEX IF NOT EXISTS audit_log_kind ON audit_log (kind)",
+    "CREATE TABLE IF NOT EXISTS acks (break_id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, requested_at BIGINT NOT NULL, ack_deadline BIGINT, acked_at BIGINT, acked_by TEXT, escalated_at BIGINT)",
+    "CREATE INDEX IF NOT EXISTS acks_due ON acks (ack_deadline)",
+    "CREATE TABLE IF NOT EXISTS channel_tests (channel TEXT PRIMARY KEY, at BIGINT NOT NULL, ok BIGINT NOT NULL, status TEXT NOT NULL, latency_ms BIGINT, error TEXT)",
+    "CREATE TABLE IF NOT EXISTS delivery_attempts (id INTEGER PRIMARY KEY AUTOINCREMENT, outbox_id BIGINT NOT NULL, destination TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, status TEXT NOT NULL, latency_ms BIGINT, error TEXT)",
 ];
 
 /// PostgreSQL schema.
@@ -47,4 +51,8 @@ pub(crate) const POSTGRES: &[&str] = &[
     "DROP TRIGGER IF EXISTS checkpoints_append_only ON checkpoints",
     "CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON checkpoints FOR EACH STATEMENT EXECUTE FUNCTION breakglass_audit_append_only()",
     "CREATE INDEX IF NOT EXISTS audit_log_kind ON audit_log (kind)",
+    "CREATE TABLE IF NOT EXISTS acks (break_id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, requested_at BIGINT NOT NULL, ack_deadline BIGINT, acked_at BIGINT, acked_by TEXT, escalated_at BIGINT)",
+    "CREATE INDEX IF NOT EXISTS acks_due ON acks (ack_deadline)",
+    "CREATE TABLE IF NOT EXISTS channel_tests (channel TEXT PRIMARY KEY, at BIGINT NOT NULL, ok BIGINT NOT NULL, status TEXT NOT NULL, latency_ms BIGINT, error TEXT)",
+    "CREATE TABLE IF NOT EXISTS delivery_attempts (id BIGSERIAL PRIMARY KEY, outbox_id BIGINT NOT NULL, destination TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, status TEXT NOT NULL, latency_ms BIGINT, error TEXT)",
 ];

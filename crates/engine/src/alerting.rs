@@ -1,0 +1,473 @@
+//! Alerts that prove they arrived: delivery of the outbox to alert channels (in order per
+//! channel, exponential backoff with jitter, an idempotency key per delivery, every attempt
+//! recorded, the first success written to the audit log as a receipt), acknowledgement links
+//! (single-use, HMAC-signed), escalation when nobody acknowledged in time, and channel tests.
+
+use std::time::Instant;
+
+use breakglass_domain::{Action, Actor, Break, Timestamp};
+use serde_json::{Value, json};
+
+use crate::events::Record;
+use crate::ports::{
+    AckState, Alert, AttemptRecord, ChannelError, ChannelTest, DeliveryAttempt, OutboxRow, Severity,
+};
+use crate::{Engine, EngineError};
+
+/// Result of acknowledging.
+#[derive(Debug, Clone)]
+pub struct Acknowledged {
+    /// Break.
+    pub break_id: String,
+    /// Procedure.
+    pub procedure: String,
+    /// Milliseconds from the request to the acknowledgement.
+    pub time_to_ack_ms: i64,
+}
+
+/// A channel as the API lists it.
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: &'static str,
+    /// Undelivered alerts.
+    pub pending: i64,
+    /// Latest test.
+    pub last_test: Option<ChannelTest>,
+}
+
+impl Engine {
+    /// Resolves when a commit queued alerts, so the delivery worker sends them at once
+    /// instead of at its next tick.
+    pub async fn alerts_queued(&self) {
+        self.inner.alerts_queued.notified().await;
+    }
+
+    /// The acknowledgement token of a break (what its alerts' links carry).
+    pub fn ack_token(&self, break_id: &str) -> String {
+        breakglass_custody::ack_token(&self.inner.ack_key, break_id)
+    }
+
+    fn ack_url(&self, break_id: &str) -> String {
+        let base = self
+            .config()
+            .public_url
+            .as_deref()
+            .unwrap_or("http://127.0.0.1:8742")
+            .trim_end_matches('/');
+        format!("{base}/ack/{}", self.ack_token(break_id))
+    }
+
+    /// Records the first acknowledgement of a break's alert; the token is single-use.
+    pub async fn acknowledge(&self, token: &str, by: &str) -> Result<Acknowledged, EngineError> {
+        let break_id = breakglass_custody::verify_ack_token(&self.inner.ack_key, token)
+            .map_err(|e| EngineError::Unauthenticated(e.to_string()))?;
+        let by = by.trim();
+        let by = if by.is_empty() { "(link)" } else { by };
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let mut ack = tx
+            .ack(&break_id)
+            .await?
+            .ok_or_else(|| EngineError::not_found("acknowledgement for break", break_id.clone()))?;
+        if let Some(at) = ack.acked_at {
+            return Err(EngineError::Conflict(format!(
+                "break {break_id} was already acknowledged at {at} by {}; the link works once",
+                ack.acked_by.as_deref().unwrap_or("someone")
+            )));
+        }
+        ack.acked_at = Some(now);
+        ack.acked_by = Some(by.chars().take(64).collect());
+        tx.put_ack(&ack).await?;
+        let time_to_ack_ms = now.since(ack.requested_at);
+        let mut record = Record::default();
+        record.event(
+            now,
+            by,
+            "alert.acknowledged",
+            json!({"time_to_ack_ms": time_to_ack_ms, "escalated": ack.escalated_at.is_some()}),
+        );
+        if let Some(d) = record.drafts.last_mut() {
+            d.procedure = Some(ack.procedure.clone());
+            d.break_id = Some(break_id.clone());
+        }
+        self.commit(tx, record).await?;
+        Ok(Acknowledged {
+            break_id,
+            procedure: ack.procedure,
+            time_to_ack_ms,
+        })
+    }
+
+    /// Escalates every break alert not acknowledged by its deadline: alerts the procedure's
+    /// escalation channels and records it. Returns the breaks escalated.
+    pub async fn escalate_due(&self) -> Result<Vec<String>, EngineError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let due = tx.due_escalations(now).await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut record = Record::default();
+        let mut done = Vec::new();
+        for mut ack in due {
+            let Some(stored) = tx.procedure(&ack.procedure).await? else {
+                continue;
+            };
+            let Some(b) = tx.break_(&ack.break_id).await? else {
+                continue;
+            };
+            let waited = now.since(ack.requested_at);
+            ack.escalated_at = Some(now);
+            tx.put_ack(&ack).await?;
+            let mut escalation = stored.procedure.clone();
+            escalation.alert_channels = stored.procedure.escalation.clone();
+            record.break_event(
+                now,
+                "breakglass",
+                "alert.escalated",
+                &escalation,
+                &b,
+                json!({"waited_ms": waited, "escalated_to": stored.procedure.escalation, "ack_within_s": stored.procedure.ack_within.map(|d| d.as_secs())}),
+            );
+            done.push(ack.break_id);
+        }
+        if !record.drafts.is_empty() {
+            self.commit(tx, record).await?;
+        }
+        Ok(done)
+    }
+
+    /// Delivers what is due in the outbox to every alert channel. The first success of each
+    /// alert commits a receipt (`alert.delivered`) to the audit log; failures are recorded and
+    /// retried with backoff. Returns how many alerts were delivered.
+    pub async fn deliver_alerts(&self) -> Result<usize, EngineError> {
+        let mut delivered = 0;
+        for channel in &self.inner.channels {
+            let destination = format!("channel:{}", channel.name());
+            loop {
+                let rows = self
+                    .store()
+                    .read()
+                    .await?
+                    .due_outbox(&destination, self.now(), 50)
+                    .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                let mut stop = false;
+                for row in rows {
+                    let alert = self.alert_for(&row).await?;
+                    let started = Instant::now();
+                    let result = channel.send(&alert).await;
+                    let latency_ms =
+                        i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+                    let now = self.now();
+                    let mut tx = self.store().begin().await?;
+                    match result {
+                        Ok(receipt) => {
+                            tx.mark_outbox(row.id, &DeliveryAttempt::Delivered { at: now })
+                                .await?;
+                            tx.record_attempt(&AttemptRecord {
+                                outbox_id: row.id,
+                                destination: destination.clone(),
+                                at: now,
+                                ok: true,
+                                status: receipt.status.clone(),
+                                latency_ms: Some(receipt.latency_ms),
+                                error: None,
+                            })
+                            .await?;
+                            let mut record = Record::default();
+                            record.event(
+                                now,
+                                "breakglass",
+                                "alert.delivered",
+                                json!({
+                                    "channel": channel.name(),
+                                    "kind": channel.kind(),
+                                    "alert": alert.id,
+                                    "event": alert.event,
+                                    "event_seq": row.seq,
+                                    "status": receipt.status,
+                                    "remote_id": receipt.remote_id,
+                                    "latency_ms": receipt.latency_ms,
+                                    "attempts": row.attempts + 1,
+                                    "commit_to_receipt_ms": now.since(alert.at),
+                                }),
+                            );
+                            if let Some(d) = record.drafts.last_mut() {
+                                d.procedure = alert.procedure.clone();
+                                d.break_id = alert.break_id.clone();
+                            }
+                            self.commit(tx, record).await?;
+                            delivered += 1;
+                        }
+                        Err(e) => {
+                            let (status, error) = match &e {
+                                ChannelError::Unavailable(m) => ("unavailable", m.clone()),
+                                ChannelError::Rejected(m) => ("rejected", m.clone()),
+                            };
+                            tx.mark_outbox(
+                                row.id,
+                                &DeliveryAttempt::Failed {
+                                    at: now,
+                                    retry_at: now.plus(crate::audit_log::backoff(row.attempts)),
+                                    error: e.to_string(),
+                                },
+                            )
+                            .await?;
+                            tx.record_attempt(&AttemptRecord {
+                                outbox_id: row.id,
+                                destination: destination.clone(),
+                                at: now,
+                                ok: false,
+                                status: status.into(),
+                                latency_ms: Some(latency_ms),
+                                error: Some(error),
+                            })
+                            .await?;
+                            tx.commit_bookkeeping().await?;
+                            tracing::warn!(channel = channel.name(), error = %e, attempts = row.attempts + 1, "alert delivery failed; will retry");
+                            stop = true;
+                            break;
+                        }
+                    }
+                }
+                if stop {
+                    break;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Builds the alert of an outbox row (payload written by `Record::break_event`).
+    async fn alert_for(&self, row: &OutboxRow) -> Result<Alert, EngineError> {
+        let p = &row.payload;
+        let text = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
+        let event = text("event").unwrap_or_else(|| "event".into());
+        let procedure = text("procedure");
+        let break_id = text("break");
+        let requester = text("requester");
+        let drill = p.get("drill").and_then(Value::as_bool).unwrap_or(false);
+        let at = p
+            .get("at_ms")
+            .and_then(Value::as_i64)
+            .map(Timestamp)
+            .unwrap_or_else(|| self.now());
+        let proc_name = procedure.clone().unwrap_or_default();
+        let who = requester.clone().unwrap_or_default();
+        let ticket = text("ticket").unwrap_or_default();
+        let headline = match event.as_str() {
+            "break.requested" => format!("Break requested: {proc_name} by {who} ({ticket})"),
+            "share.accepted" => format!("Share accepted for {proc_name} ({ticket})"),
+            "break.granted" => {
+                format!("Quorum reached, access granted: {proc_name} to {who} ({ticket})")
+            }
+            "grant.revealed" => format!("Secret revealed: {proc_name} to {who} ({ticket})"),
+            "break.expired" => format!("Grant expired: {proc_name} ({ticket})"),
+            "break.closed" => format!("Break closed: {proc_name} ({ticket})"),
+            "break.lapsed" => {
+                format!("Break request lapsed without quorum: {proc_name} ({ticket})")
+            }
+            "alert.escalated" => {
+                format!("ESCALATION: break on {proc_name} not acknowledged ({ticket})")
+            }
+            "seal.created" => format!("Credential re-sealed: {proc_name}"),
+            other => format!("{other}: {proc_name}"),
+        };
+        let title = if drill {
+            format!("[DRILL] {headline}")
+        } else {
+            headline
+        };
+        let severity = match event.as_str() {
+            "break.requested" | "break.granted" | "grant.revealed" => Severity::Critical,
+            "alert.escalated" | "break.lapsed" => Severity::Warning,
+            _ => Severity::Info,
+        };
+        let ack_url = match &break_id {
+            Some(b)
+                if matches!(
+                    event.as_str(),
+                    "break.requested" | "alert.escalated" | "break.granted"
+                ) =>
+            {
+                let mut tx = self.store().read().await?;
+                match tx.ack(b).await? {
+                    Some(a) if a.acked_at.is_none() => Some(self.ack_url(b)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let base = self.config().public_url.clone();
+        let links = match (&base, &break_id) {
+            (Some(u), Some(b)) => vec![(
+                "Break".to_owned(),
+                format!("{}/api/breaks/{b}", u.trim_end_matches('/')),
+            )],
+            _ => Vec::new(),
+        };
+        Ok(Alert {
+            id: format!("bg-{}", row.id),
+            event: event.clone(),
+            title,
+            dedup_key: format!(
+                "breakglass-{}",
+                break_id.clone().unwrap_or_else(|| proc_name.clone())
+            ),
+            procedure,
+            break_id,
+            requester,
+            reason: text("reason"),
+            ticket: text("ticket"),
+            state: text("state"),
+            at,
+            drill,
+            severity,
+            resolve: matches!(
+                event.as_str(),
+                "break.expired" | "break.closed" | "break.lapsed"
+            ),
+            ack_url,
+            links,
+            detail: p.get("detail").cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    /// Sends a test alert to a channel now, waits for its receipt, stores and audits the result.
+    pub async fn test_channel(&self, by: &Actor, name: &str) -> Result<ChannelTest, EngineError> {
+        by.may(Action::ApplyProcedure)?;
+        let channel = self
+            .inner
+            .channels
+            .iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| EngineError::not_found("channel", name))?;
+        let now = self.now();
+        let alert = Alert {
+            id: format!("bg-test-{}-{}", name, now.0),
+            event: "channel.test".into(),
+            title: format!(
+                "Test alert from breakglass to channel {name} (requested by {})",
+                by.name
+            ),
+            procedure: None,
+            break_id: None,
+            requester: Some(by.name.clone()),
+            reason: Some("channel test".into()),
+            ticket: None,
+            state: None,
+            at: now,
+            drill: false,
+            severity: Severity::Info,
+            resolve: false,
+            dedup_key: format!("breakglass-test-{name}"),
+            ack_url: None,
+            links: Vec::new(),
+            detail: json!({"test": true}),
+        };
+        let started = Instant::now();
+        let result = channel.send(&alert).await;
+        let elapsed = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let test = match &result {
+            Ok(r) => ChannelTest {
+                channel: name.into(),
+                at: now,
+                ok: true,
+                status: r.status.clone(),
+                latency_ms: Some(r.latency_ms),
+                error: None,
+            },
+            Err(e) => ChannelTest {
+                channel: name.into(),
+                at: now,
+                ok: false,
+                status: "failed".into(),
+                latency_ms: Some(elapsed),
+                error: Some(e.to_string()),
+            },
+        };
+        let mut tx = self.store().begin().await?;
+        tx.put_channel_test(&test).await?;
+        let mut record = Record::default();
+        record.event(
+            now,
+            &by.name,
+            "channel.tested",
+            json!({"channel": name, "kind": channel.kind(), "ok": test.ok, "status": test.status, "latency_ms": test.latency_ms, "error": test.error}),
+        );
+        self.commit(tx, record).await?;
+        Ok(test)
+    }
+
+    /// The configured channels with their backlog and latest test.
+    pub async fn channels(&self, by: &Actor) -> Result<Vec<ChannelInfo>, EngineError> {
+        by.may(Action::Read)?;
+        let mut tx = self.store().read().await?;
+        let tests = tx.channel_tests().await?;
+        let lag = tx.outbox_lag().await?;
+        Ok(self
+            .inner
+            .channels
+            .iter()
+            .map(|c| {
+                let dest = format!("channel:{}", c.name());
+                ChannelInfo {
+                    name: c.name().to_owned(),
+                    kind: c.kind(),
+                    pending: lag
+                        .iter()
+                        .find(|(d, _, _)| *d == dest)
+                        .map_or(0, |(_, n, _)| *n),
+                    last_test: tests.iter().find(|t| t.channel == c.name()).cloned(),
+                }
+            })
+            .collect())
+    }
+
+    /// Recent delivery attempts (newest first).
+    pub async fn delivery_attempts(
+        &self,
+        by: &Actor,
+        channel: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AttemptRecord>, EngineError> {
+        by.may(Action::Read)?;
+        let dest = channel.map(|c| format!("channel:{c}"));
+        Ok(self
+            .store()
+            .read()
+            .await?
+            .attempts(dest.as_deref(), limit.clamp(1, 1000))
+            .await?)
+    }
+
+    /// Creates the acknowledgement state of a newly requested break (inside its transaction).
+    pub(crate) async fn start_ack(
+        &self,
+        tx: &mut dyn crate::ports::Tx,
+        b: &Break,
+        procedure: &breakglass_domain::Procedure,
+    ) -> Result<(), EngineError> {
+        if procedure.alert_channels.is_empty() {
+            return Ok(());
+        }
+        let info = b.info();
+        tx.put_ack(&AckState {
+            break_id: info.id.0.clone(),
+            procedure: info.procedure.clone(),
+            requested_at: info.requested_at,
+            ack_deadline: procedure.ack_within.map(|d| info.requested_at.plus(d)),
+            acked_at: None,
+            acked_by: None,
+            escalated_at: None,
+        })
+        .await?;
+        Ok(())
+    }
+}
