@@ -276,7 +276,10 @@ impl Engine {
             "alert.escalated" => {
                 format!("ESCALATION: break on {proc_name} not acknowledged ({ticket})")
             }
-            "seal.created" => format!("Credential re-sealed: {proc_name}"),
+            "seal.created" if p["detail"]["replaces"].is_null() => {
+                format!("Credential sealed: {proc_name}")
+            }
+            "seal.created" => format!("Credential rotated and re-sealed: {proc_name}"),
             other => format!("{other}: {proc_name}"),
         };
         let title = if drill {

@@ -51,6 +51,34 @@ impl Record {
         self
     }
 
+    /// Adds an event about a procedure and queues an alert to each of its channels.
+    pub(crate) fn procedure_alert(
+        &mut self,
+        now: Timestamp,
+        actor: &str,
+        kind: &str,
+        procedure: &Procedure,
+        payload: Value,
+    ) -> &mut Self {
+        self.procedure_event(now, actor, kind, &procedure.id, payload.clone());
+        let draft = self.drafts.len() - 1;
+        for channel in &procedure.alert_channels {
+            self.outbox.push(OutboxItem {
+                draft,
+                destination: format!("channel:{channel}"),
+                payload: json!({
+                    "event": kind,
+                    "procedure": procedure.id,
+                    "requester": actor,
+                    "at": now.to_string(),
+                    "at_ms": now.0,
+                    "detail": payload,
+                }),
+            });
+        }
+        self
+    }
+
     /// Adds an event about a break and queues an alert to each of the procedure's channels.
     pub(crate) fn break_event(
         &mut self,

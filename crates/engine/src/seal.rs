@@ -92,11 +92,11 @@ impl Engine {
         let cleared_taint = stored.taint.take().map(|t| t.reason);
         tx.put_procedure(&stored).await?;
         let mut record = Record::default();
-        record.procedure_event(
+        record.procedure_alert(
             now,
             &by.name,
             "seal.created",
-            procedure,
+            &stored.procedure,
             json!({
                 "seal_id": seal.seal_id,
                 "threshold": seal.threshold,

@@ -62,6 +62,10 @@ fn accept(r: &Receiver, path: &str, headers: HeaderMap, body: Bytes) -> StatusCo
     StatusCode::OK
 }
 
+fn is_event(body: &[u8], event: &str) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v["event"] == event)
+}
+
 fn admin() -> Actor {
     Actor {
         name: "admin".into(),
@@ -159,14 +163,19 @@ async fn alerts_arrive_are_acknowledged_escalate_and_survive_a_receiver_outage()
     wait_for(
         "the break.requested webhook",
         Duration::from_secs(5),
-        || got.lock().unwrap().iter().any(|(p, _, _)| p == "/hook"),
+        || {
+            got.lock()
+                .unwrap()
+                .iter()
+                .any(|(p, _, b)| p == "/hook" && is_event(b, "break.requested"))
+        },
     )
     .await;
     let (_, headers, body) = got
         .lock()
         .unwrap()
         .iter()
-        .find(|(p, _, _)| p == "/hook")
+        .find(|(p, _, b)| p == "/hook" && is_event(b, "break.requested"))
         .cloned()
         .unwrap();
     let ts = headers["x-breakglass-timestamp"]
