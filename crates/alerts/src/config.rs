@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use breakglass_engine::ports::{Channel, Clock, SystemClock};
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
 use crate::email::EmailChannel;
@@ -438,9 +438,7 @@ pub async fn build_with_clock(
                 public_url,
                 Arc::clone(&clock),
             )?),
-            ChannelSettings::Email(e) => {
-                Arc::new(EmailChannel::new(&c.name, e, public_url).await?)
-            }
+            ChannelSettings::Email(e) => Arc::new(EmailChannel::new(&c.name, e, public_url).await?),
         };
         out.push(channel);
     }
@@ -634,7 +632,11 @@ fn email_settings(
             }
         },
         None => {
-            ok &= fail(at, "tls", "missing (required: none, starttls or tls)".into());
+            ok &= fail(
+                at,
+                "tls",
+                "missing (required: none, starttls or tls)".into(),
+            );
             EmailTls::Starttls
         }
     };
@@ -666,7 +668,11 @@ fn email_settings(
             .unwrap_or(at);
         ok &= fail(
             loc,
-            if c.username.is_some() { "password" } else { "username" },
+            if c.username.is_some() {
+                "password"
+            } else {
+                "username"
+            },
             "`username` and `password` go together".into(),
         );
     }
@@ -732,8 +738,7 @@ fn check_http_url(value: &str) -> Result<(), String> {
 fn is_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
-        && h
-            .chars()
+        && h.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
 }
 

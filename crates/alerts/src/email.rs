@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use breakglass_engine::ports::{Alert, Channel, ChannelError, Receipt};
-use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -34,7 +34,10 @@ impl std::fmt::Debug for EmailChannel {
         f.debug_struct("EmailChannel")
             .field("name", &self.name)
             .field("from", &self.from.to_string())
-            .field("to", &self.to.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .field(
+                "to",
+                &self.to.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            )
             .field("tls", &self.tls)
             .field("password", &self.password)
             .finish_non_exhaustive()
@@ -52,9 +55,16 @@ impl EmailChannel {
             channel: name.to_owned(),
             reason,
         };
-        let parse = |s: &str| s.parse::<Mailbox>().map_err(|e| smtp(format!("address: {e}")));
+        let parse = |s: &str| {
+            s.parse::<Mailbox>()
+                .map_err(|e| smtp(format!("address: {e}")))
+        };
         let from = parse(&config.from)?;
-        let to = config.to.iter().map(|t| parse(t)).collect::<Result<Vec<_>, _>>()?;
+        let to = config
+            .to
+            .iter()
+            .map(|t| parse(t))
+            .collect::<Result<Vec<_>, _>>()?;
 
         let mut builder =
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.smtp_host.as_str())
@@ -192,7 +202,12 @@ pub fn text(alert: &Alert, public_url: Option<&str>) -> String {
     for (label, value) in crate::shown_fields(alert) {
         let _ = writeln!(out, "{label:<10} {value}");
     }
-    let _ = writeln!(out, "{:<10} {}", "Break", alert.break_id.as_deref().unwrap_or("—"));
+    let _ = writeln!(
+        out,
+        "{:<10} {}",
+        "Break",
+        alert.break_id.as_deref().unwrap_or("—")
+    );
     let _ = writeln!(out, "{:<10} {}", "Event", alert.event);
     let _ = writeln!(out, "{:<10} {}", "Severity", alert.severity.as_str());
     let _ = writeln!(out, "{:<10} {}", "Alert id", alert.id);
@@ -211,7 +226,9 @@ pub fn text(alert: &Alert, public_url: Option<&str>) -> String {
 }
 
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The `X-Breakglass-Id` header: the alert id, for deduplication by mail rules.

@@ -76,8 +76,12 @@ pub(crate) async fn post_json(
             body: bytes.to_vec(),
             latency_ms,
         }),
-        429 | 500..=599 => Err(ChannelError::Unavailable(refusal(status, &bytes, url, secrets))),
-        _ => Err(ChannelError::Rejected(refusal(status, &bytes, url, secrets))),
+        429 | 500..=599 => Err(ChannelError::Unavailable(refusal(
+            status, &bytes, url, secrets,
+        ))),
+        _ => Err(ChannelError::Rejected(refusal(
+            status, &bytes, url, secrets,
+        ))),
     }
 }
 
@@ -148,5 +152,52 @@ pub(crate) fn absolute(public_url: Option<&str>, link: &str) -> String {
     match public_url {
         Some(base) if link.starts_with('/') => format!("{base}{link}"),
         _ => link.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_never_keep_part_of_a_secret() {
+        let secret = "SECRET-ROUTING-KEY-0123456789";
+        // The secret straddles the 200-character cut.
+        let body = format!("{}{secret} tail", "x".repeat(190));
+        let m = refusal(
+            400,
+            body.as_bytes(),
+            "https://h.example/p/TOKENPATH",
+            &[secret],
+        );
+        assert!(!m.contains("SECRET-RO"), "{m}");
+        let m = refusal(
+            500,
+            b"bad https://h.example/p/TOKENPATH",
+            "https://h.example/p/TOKENPATH",
+            &[],
+        );
+        assert_eq!(m, "HTTP 500: bad [redacted]");
+        let m = refusal(
+            502,
+            b"upstream /p/TOKENPATH\n",
+            "https://h.example/p/TOKENPATH",
+            &[],
+        );
+        assert_eq!(m, "HTTP 502: upstream [redacted]");
+        assert_eq!(refusal(503, b"", "https://h.example/", &[]), "HTTP 503");
+    }
+
+    #[test]
+    fn relative_links_use_the_public_url() {
+        assert_eq!(
+            absolute(Some("https://bg.example"), "/acks/1"),
+            "https://bg.example/acks/1"
+        );
+        assert_eq!(absolute(None, "/acks/1"), "/acks/1");
+        assert_eq!(
+            absolute(Some("https://bg.example"), "https://x/y"),
+            "https://x/y"
+        );
     }
 }

@@ -15,8 +15,8 @@ pub mod slack;
 pub mod webhook;
 
 pub use config::{
-    BuildError, ChannelConfig, ChannelSettings, ChannelsConfig, ConfigError, EmailConfig,
-    EmailTls, PagerDutyConfig, SlackConfig, WebhookConfig, build, build_with_clock, load,
+    BuildError, ChannelConfig, ChannelSettings, ChannelsConfig, ConfigError, EmailConfig, EmailTls,
+    PagerDutyConfig, SlackConfig, WebhookConfig, build, build_with_clock, load,
 };
 pub use email::EmailChannel;
 pub use pagerduty::PagerDutyChannel;

@@ -55,12 +55,21 @@ impl Channel for PagerDutyChannel {
         let event = event(alert, key, self.public_url.as_deref());
         let body = serde_json::to_vec(&event)
             .map_err(|e| ChannelError::Rejected(format!("cannot encode the event: {e}")))?;
-        let answer =
-            http::post_json(&self.client, &self.events_url, body, HeaderMap::new(), &[key])
-                .await?;
+        let answer = http::post_json(
+            &self.client,
+            &self.events_url,
+            body,
+            HeaderMap::new(),
+            &[key],
+        )
+        .await?;
         let remote_id = serde_json::from_slice::<Value>(&answer.body)
             .ok()
-            .and_then(|v| v.get("dedup_key").and_then(Value::as_str).map(str::to_owned));
+            .and_then(|v| {
+                v.get("dedup_key")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
         Ok(Receipt {
             status: format!("HTTP {}", answer.status),
             latency_ms: answer.latency_ms,

@@ -103,9 +103,16 @@ pub fn payload(alert: &Alert, public_url: Option<&str>) -> Value {
         .map(|(label, url)| format!("<{}|{}>", escape(&absolute(public_url, url)), escape(label)))
         .collect();
     if let Some(ack) = &alert.ack_url {
-        context.push(format!("<{}|acknowledge>", escape(&absolute(public_url, ack))));
+        context.push(format!(
+            "<{}|acknowledge>",
+            escape(&absolute(public_url, ack))
+        ));
     }
-    context.push(format!("`{}` · id `{}`", escape(&alert.event), escape(&alert.id)));
+    context.push(format!(
+        "`{}` · id `{}`",
+        escape(&alert.event),
+        escape(&alert.id)
+    ));
     blocks.push(json!({
         "type": "context",
         "elements": [{"type": "mrkdwn", "text": context.join(" · ")}],
@@ -119,7 +126,9 @@ pub fn payload(alert: &Alert, public_url: Option<&str>) -> Value {
 
 /// Escapes the three characters Slack's mrkdwn treats as control characters.
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn truncate(s: &str, max: usize) -> String {

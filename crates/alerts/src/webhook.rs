@@ -135,7 +135,10 @@ pub fn body(alert: &Alert, public_url: Option<&str>) -> Value {
 /// The `X-Breakglass-Signature` value for a body sent at `timestamp` (Unix seconds, as sent
 /// in `X-Breakglass-Timestamp`): `v1=` and the hex HMAC-SHA256 of `"<timestamp>.<body>"`.
 pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    format!("v1={}", hex::encode(mac(secret, timestamp, body).finalize().into_bytes()))
+    format!(
+        "v1={}",
+        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    )
 }
 
 /// Why a webhook request is not authentic or not fresh.
@@ -228,7 +231,10 @@ mod tests {
         let sig = sign(secret, timestamp, body);
         assert_eq!(sig, DOC_SIGNATURE);
         let doc = include_str!("../../../docs/alerts.md");
-        assert!(doc.contains(DOC_SIGNATURE), "docs/alerts.md shows another signature");
+        assert!(
+            doc.contains(DOC_SIGNATURE),
+            "docs/alerts.md shows another signature"
+        );
         assert_eq!(
             verify_signature(secret, timestamp, body, &sig, 1_795_910_341 + 10, 300),
             Ok(())
@@ -244,7 +250,10 @@ mod tests {
         let sig = sign(secret, "1000", b"{}");
         assert_eq!(
             verify_signature(secret, "1000", b"{}", &sig, 1301, 300),
-            Err(SignatureError::OutsideTolerance { age_s: 301, tolerance_s: 300 })
+            Err(SignatureError::OutsideTolerance {
+                age_s: 301,
+                tolerance_s: 300
+            })
         );
         assert!(matches!(
             verify_signature(secret, "1000", b"{}", &sig, 699, 300),
@@ -267,6 +276,9 @@ mod tests {
             Err(SignatureError::MalformedSignature)
         );
         let rotated = format!("v1={},{sig}", "0".repeat(64));
-        assert_eq!(verify_signature(secret, "1000", b"{}", &rotated, 1000, 300), Ok(()));
+        assert_eq!(
+            verify_signature(secret, "1000", b"{}", &rotated, 1000, 300),
+            Ok(())
+        );
     }
 }

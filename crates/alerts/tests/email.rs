@@ -45,14 +45,17 @@ async fn smtpd(port: u16, args: &[&str], pythonpath: Option<&Path>) -> Smtpd {
     cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
         .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .kill_on_drop(true);
     if let Some(p) = pythonpath {
         cmd.env("PYTHONPATH", p);
     }
     let child = cmd.spawn().unwrap();
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Smtpd {
                 port,
                 _child: child,
@@ -162,7 +165,12 @@ async fn a_server_that_refuses_mail_is_rejected() {
         "class RejectAll:\n    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):\n        return '550 5.7.1 Relaying denied'\n",
     )
     .unwrap();
-    let server = smtpd(closed_port(), &["-c", "rejectall.RejectAll"], Some(dir.path())).await;
+    let server = smtpd(
+        closed_port(),
+        &["-c", "rejectall.RejectAll"],
+        Some(dir.path()),
+    )
+    .await;
     let mut cfg = config(server.port, EmailTls::None, None);
     cfg.username = None;
     let channel = EmailChannel::new("mail", &cfg, None).await.unwrap();
@@ -212,16 +220,58 @@ fn make_certs(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
     )
     .ok()?;
     let ok = run(&[
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=breakglass test CA",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=breakglass test CA",
     ]) && run(&[
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-        "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
     ]) && run(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
     ]);
-    ok.then(|| (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key")))
+    ok.then(|| {
+        (
+            dir.join("ca.pem"),
+            dir.join("server.pem"),
+            dir.join("server.key"),
+        )
+    })
 }
 
 async fn tls_roundtrip(test: &str, mode: EmailTls) {

@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use breakglass_alerts::{
-    PagerDutyChannel, PagerDutyConfig, SignatureError, SlackChannel, SlackConfig,
-    WebhookChannel, WebhookConfig, verify_signature,
+    PagerDutyChannel, PagerDutyConfig, SignatureError, SlackChannel, SlackConfig, WebhookChannel,
+    WebhookConfig, verify_signature,
 };
 use breakglass_domain::Timestamp;
 use breakglass_engine::ports::{Channel, ChannelError, ManualClock};
@@ -65,7 +65,12 @@ async fn slack_posts_block_kit_with_fields_and_ack_button() {
     assert_eq!(got[0].path, format!("/services/{SLACK_TOKEN}"));
     assert_eq!(got[0].header("content-type"), "application/json");
     let v = got[0].json();
-    assert!(v["text"].as_str().unwrap().contains("Break requested: root-db by dave"));
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("Break requested: root-db by dave")
+    );
     let blocks = v["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
     assert_eq!(blocks[0]["text"]["type"], "plain_text");
@@ -88,16 +93,25 @@ async fn slack_posts_block_kit_with_fields_and_ack_button() {
         ("Status", "requested"),
         ("When", "2026-11-28T23:59:01.123Z"),
     ] {
-        assert!(fields.contains(&format!("*{label}*\n{value}").as_str()), "{label} in {fields:?}");
+        assert!(
+            fields.contains(&format!("*{label}*\n{value}").as_str()),
+            "{label} in {fields:?}"
+        );
     }
     let all = v.to_string();
     assert!(all.contains("DRILL"), "drill marker");
     let actions = blocks.iter().find(|b| b["type"] == "actions").unwrap();
     assert_eq!(actions["elements"][0]["type"], "button");
-    assert_eq!(actions["elements"][0]["url"], "https://bg.example.com/acks/tok123");
-    let context = blocks.iter().filter(|b| b["type"] == "context").last().unwrap();
+    assert_eq!(
+        actions["elements"][0]["url"],
+        "https://bg.example.com/acks/tok123"
+    );
+    let context = blocks.iter().rfind(|b| b["type"] == "context").unwrap();
     let text = context["elements"][0]["text"].as_str().unwrap();
-    assert!(text.contains("<https://bg.example.com/breaks/brk-7|Break>"), "{text}");
+    assert!(
+        text.contains("<https://bg.example.com/breaks/brk-7|Break>"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -132,8 +146,11 @@ async fn pagerduty_trigger_then_resolve_share_the_dedup_key() {
     assert_eq!(p["custom_details"]["requester"], "dave");
     assert_eq!(p["custom_details"]["ticket"], "INC-42");
     let links = t["links"].as_array().unwrap();
-    assert!(links.iter().any(|l| l["href"] == "https://bg.example.com/acks/tok123"
-        && l["text"].is_string()));
+    assert!(
+        links
+            .iter()
+            .any(|l| l["href"] == "https://bg.example.com/acks/tok123" && l["text"].is_string())
+    );
 
     let r = got[1].json();
     assert_eq!(r["event_action"], "resolve");
@@ -164,7 +181,10 @@ async fn webhook_signature_verifies_like_a_receiver_would() {
     let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
     mac.update(format!("{ts}.").as_bytes());
     mac.update(&got.body);
-    assert_eq!(sig, format!("v1={}", hex::encode(mac.finalize().into_bytes())));
+    assert_eq!(
+        sig,
+        format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+    );
 
     // The body holds every field of the alert.
     let v = got.json();
@@ -181,7 +201,14 @@ async fn webhook_signature_verifies_like_a_receiver_would() {
 
     // A replay ten minutes later is refused.
     assert!(matches!(
-        verify_signature(HOOK_SECRET.as_bytes(), &ts, &got.body, &sig, NOW_S + 600, 300),
+        verify_signature(
+            HOOK_SECRET.as_bytes(),
+            &ts,
+            &got.body,
+            &sig,
+            NOW_S + 600,
+            300
+        ),
         Err(SignatureError::OutsideTolerance { .. })
     ));
     // A tampered body is refused.
@@ -194,7 +221,14 @@ async fn webhook_signature_verifies_like_a_receiver_would() {
     );
     // A moved timestamp is refused.
     assert_eq!(
-        verify_signature(HOOK_SECRET.as_bytes(), &(NOW_S + 5).to_string(), &got.body, &sig, NOW_S, 300),
+        verify_signature(
+            HOOK_SECRET.as_bytes(),
+            &(NOW_S + 5).to_string(),
+            &got.body,
+            &sig,
+            NOW_S,
+            300
+        ),
         Err(SignatureError::Mismatch)
     );
     // The wrong secret is refused.
@@ -221,7 +255,13 @@ async fn server_errors_are_unavailable_and_client_errors_rejected() {
     let rx = Receiver::start().await;
     let a = alert();
 
-    for (code, unavailable) in [(500, true), (503, true), (429, true), (400, false), (404, false)] {
+    for (code, unavailable) in [
+        (500, true),
+        (503, true),
+        (429, true),
+        (400, false),
+        (404, false),
+    ] {
         let url = format!("{}/status/{code}/{SLACK_TOKEN}", rx.base);
         let e = slack(url).send(&a).await.unwrap_err();
         match (&e, unavailable) {
@@ -234,7 +274,10 @@ async fn server_errors_are_unavailable_and_client_errors_rejected() {
     }
 
     // The receiver echoes the event, routing key included: the error must not.
-    let e = pagerduty(format!("{}/status/400", rx.base)).send(&a).await.unwrap_err();
+    let e = pagerduty(format!("{}/status/400", rx.base))
+        .send(&a)
+        .await
+        .unwrap_err();
     assert!(matches!(e, ChannelError::Rejected(_)), "{e:?}");
     let m = message(&e);
     assert!(m.contains("HTTP 400"), "{m}");
@@ -279,12 +322,19 @@ async fn a_receiver_that_is_down_is_unavailable() {
 #[tokio::test]
 async fn https_client_builds_with_ring_and_debug_shows_no_secret() {
     // Building installs the ring provider; a TLS URL must not panic for lack of a provider.
-    let channel = slack(format!("https://127.0.0.1:{}/services/{SLACK_TOKEN}", closed_port()));
+    let channel = slack(format!(
+        "https://127.0.0.1:{}/services/{SLACK_TOKEN}",
+        closed_port()
+    ));
     let e = channel.send(&alert()).await.unwrap_err();
     assert!(matches!(e, ChannelError::Unavailable(_)), "{e:?}");
     assert_clean(&message(&e), &[SLACK_TOKEN]);
 
-    let dbg = format!("{channel:?} {:?} {:?}", pagerduty("http://x/".into()), webhook("http://y/?token=abc123".into()));
+    let dbg = format!(
+        "{channel:?} {:?} {:?}",
+        pagerduty("http://x/".into()),
+        webhook("http://y/?token=abc123".into())
+    );
     for s in [SLACK_TOKEN, ROUTING_KEY, HOOK_SECRET, "abc123"] {
         assert!(!dbg.contains(s), "secret in Debug: {dbg}");
     }
