@@ -35,20 +35,39 @@ pub async fn open(spec: &str) -> Result<Arc<dyn Sink>, ConfigError> {
         message: "expected NAME=URL".into(),
     })?;
     let name = name.trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
-        return Err(ConfigError { name: name.to_owned(), message: "name must be letters, digits, '-' or '_'".into() });
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    {
+        return Err(ConfigError {
+            name: name.to_owned(),
+            message: "name must be letters, digits, '-' or '_'".into(),
+        });
     }
-    let err = |message: String| ConfigError { name: name.to_owned(), message };
+    let err = |message: String| ConfigError {
+        name: name.to_owned(),
+        message,
+    };
     let url = url.trim();
     if url.starts_with("file://") {
         Ok(Arc::new(file::FileSink::open(name, url).map_err(err)?))
     } else if url.starts_with("nats://") {
-        Ok(Arc::new(jetstream::JetStreamSink::open(name, url).await.map_err(err)?))
+        Ok(Arc::new(
+            jetstream::JetStreamSink::open(name, url)
+                .await
+                .map_err(err)?,
+        ))
     } else if url.starts_with("syslog+tcp://") || url.starts_with("syslog+tls://") {
         Ok(Arc::new(syslog::SyslogSink::open(name, url).map_err(err)?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PostgresSink::open(name, url).await.map_err(err)?))
+        Ok(Arc::new(
+            postgres::PostgresSink::open(name, url).await.map_err(err)?,
+        ))
     } else {
-        Err(err("unknown URL scheme (file://, nats://, syslog+tcp://, syslog+tls://, postgres://)".into()))
+        Err(err(
+            "unknown URL scheme (file://, nats://, syslog+tcp://, syslog+tls://, postgres://)"
+                .into(),
+        ))
     }
 }
