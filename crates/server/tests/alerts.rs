@@ -22,10 +22,13 @@ use serde_json::Value;
 
 const SECRET: &str = "hmac-secret-for-tests";
 
+/// A request the receiver accepted: path, headers, body.
+type Received = (String, HeaderMap, Vec<u8>);
+
 #[derive(Clone, Default)]
 struct Receiver {
     /// (path, headers, body) of every accepted request.
-    got: Arc<Mutex<Vec<(String, HeaderMap, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
     down: Arc<AtomicBool>,
     refused: Arc<Mutex<u32>>,
 }
