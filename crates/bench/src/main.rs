@@ -5,6 +5,7 @@
 //! timed test: the numbers are reported, never asserted.
 
 mod access;
+mod alerts;
 mod append;
 mod report;
 mod verify;
@@ -29,6 +30,7 @@ struct Args {
     writers: usize,
     concurrent_commits: usize,
     verify_entries: usize,
+    alert_events: usize,
     skip_postgres: bool,
 }
 
@@ -44,6 +46,7 @@ impl Default for Args {
             writers: 64,
             concurrent_commits: 20_000,
             verify_entries: 1_000_000,
+            alert_events: 1000,
             skip_postgres: false,
         }
     }
@@ -51,7 +54,7 @@ impl Default for Args {
 
 const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
 [--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] \
-[--no-postgres]";
+[--alert-events N] [--no-postgres]";
 
 impl Args {
     fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -81,6 +84,9 @@ impl Args {
                 }
                 "--verify-entries" => {
                     args.verify_entries = number("--verify-entries", &value("--verify-entries")?)?
+                }
+                "--alert-events" => {
+                    args.alert_events = number("--alert-events", &value("--alert-events")?)?
                 }
                 "--no-postgres" => args.skip_postgres = true,
                 "-h" | "--help" => {
@@ -113,6 +119,7 @@ impl Args {
                 d.concurrent_commits,
             ),
             ("--verify-entries", self.verify_entries, d.verify_entries),
+            ("--alert-events", self.alert_events, d.alert_events),
         ] {
             if value != default {
                 s.push_str(&format!(" {flag} {value}"));
@@ -151,7 +158,7 @@ async fn main() -> Result<()> {
     report.sqlite_dir(dir.path());
 
     // 1. Time-to-access.
-    eprintln!("[1/3] time-to-access: {} breaks on SQLite", args.breaks);
+    eprintln!("[1/4] time-to-access: {} breaks on SQLite", args.breaks);
     let sqlite = SqlStore::open_sqlite(&dir.path().join("access.db"))
         .await
         .context("open SQLite")?;
@@ -165,7 +172,7 @@ async fn main() -> Result<()> {
         "PostgreSQL",
         match &postgres {
             Ok(_) => {
-                eprintln!("[1/3] time-to-access: {} breaks on PostgreSQL", args.breaks);
+                eprintln!("[1/4] time-to-access: {} breaks on PostgreSQL", args.breaks);
                 Ok(on_postgres("bench::access", |store| {
                     access::run(store, args.breaks, args.warmup)
                 })
@@ -178,7 +185,7 @@ async fn main() -> Result<()> {
     report.access(&access, &args);
 
     // 2. Audit append with durability.
-    eprintln!("[2/3] audit append on SQLite");
+    eprintln!("[2/4] audit append on SQLite");
     let plan = append::Plan {
         commits: args.append_commits,
         batches: args.append_batches,
@@ -199,7 +206,7 @@ async fn main() -> Result<()> {
         "PostgreSQL",
         match &postgres {
             Ok(_) => {
-                eprintln!("[2/3] audit append on PostgreSQL");
+                eprintln!("[2/4] audit append on PostgreSQL");
                 Ok(
                     on_postgres("bench::append", |store| append::run(store, plan))
                         .await
@@ -212,9 +219,21 @@ async fn main() -> Result<()> {
     report.append(&appends, plan);
 
     // 3. Audit verify, in memory.
-    eprintln!("[3/3] audit verify over {} entries", args.verify_entries);
+    eprintln!("[3/4] audit verify over {} entries", args.verify_entries);
     let figures = verify::run(args.verify_entries)?;
     report.verify(&figures);
+
+    // 4. Alert latency, through the real server to a local webhook receiver.
+    eprintln!(
+        "[4/4] alert latency: {} breaks through the server to a webhook",
+        args.alert_events
+    );
+    let plan = alerts::Plan {
+        events: args.alert_events,
+        warmup: args.warmup,
+    };
+    let figures = alerts::run(plan).await.context("alert latency")?;
+    report.alerts(&figures, plan);
 
     let text = report.finish(started.elapsed());
     println!("{text}");

@@ -9,6 +9,7 @@ use sqlx::Connection;
 
 use crate::Args;
 use crate::access::AccessFigures;
+use crate::alerts::{self, AlertFigures};
 use crate::append::{AppendFigures, Plan, Workload};
 use crate::verify::VerifyFigures;
 
@@ -19,6 +20,8 @@ const APPEND_EVENTS_PER_S: f64 = 20_000.0;
 /// Audit verify targets.
 const VERIFY_ENTRIES_PER_S: f64 = 1_000_000.0;
 const VERIFY_VS_SHA256: f64 = 0.5;
+/// Alert latency target: p99 from the event's commit to the webhook receiver.
+const ALERT_P99_MS: f64 = 100.0;
 
 /// The report being written.
 pub(crate) struct Report {
@@ -390,6 +393,122 @@ impl Report {
         if !ratio_ok {
             self.misses.push(format!(
                 "audit verify: {ratio:.2}× the SHA-256 pass < {VERIFY_VS_SHA256}×"
+            ));
+        }
+    }
+
+    /// The alert latency section.
+    pub(crate) fn alerts(&mut self, f: &AlertFigures, plan: alerts::Plan) {
+        let b = &mut self.body;
+        let _ = writeln!(b, "## 4. Alert latency (event commit → webhook receiver)\n");
+        let _ = writeln!(
+            b,
+            "The real server (`build` + `serve` on 127.0.0.1:0, SQLite in a temp dir, a channels file with one signed \
+             `webhook` channel) and a local axum receiver in the same process. A procedure alerts that channel; {} breaks \
+             (after {} untimed warm-ups) are opened one after another with `Engine::open_break`, each committing a \
+             `break.requested` event that queues one alert. Timer: from `open_break` returning (the durable commit) to the \
+             receiver's handler holding that break's alert (matched by `break_id`; `Instant` taken first thing in the \
+             handler). The next break is opened only once the alert arrived, so this is latency, not queueing: the commit \
+             wakes the alert worker, which reads the outbox, builds the alert, signs it (HMAC-SHA256) and POSTs it with \
+             the channel's client; its receipt (`alert.delivered`) is committed after the receiver answers, outside the \
+             timer. Baseline, interleaved (one after each alert): the bench POSTs the same body (its id `bg-…` turned into \
+             `bl-…`, same length: {:.0} bytes on average, alerts {:.0} bytes) to the same receiver with a plain reqwest \
+             client (keep-alive, `content-type` only), timed from `send` to the handler — the floor of one local HTTP \
+             request.\n",
+            f.alert.len(),
+            plan.warmup,
+            f.baseline_bytes,
+            f.alert_bytes,
+        );
+        let base = Percentiles::of(&f.baseline);
+        let alert = Percentiles::of(&f.alert);
+        let pass = f.alert.len() == plan.events && alert.p99 < ALERT_P99_MS;
+        let _ = writeln!(
+            b,
+            "| Path | n | p50 ms | p90 ms | p99 ms | max ms | Target | Result |"
+        );
+        let _ = writeln!(b, "|---|---:|---:|---:|---:|---:|---|---|");
+        let _ = writeln!(
+            b,
+            "| plain HTTP POST, bench → receiver (baseline) | {} | {} | — | — |",
+            f.baseline.len(),
+            base.cells()
+        );
+        let _ = writeln!(
+            b,
+            "| **commit → webhook receiver** | {} | {} | p99 < {ALERT_P99_MS} ms | {} |",
+            f.alert.len(),
+            alert.cells(),
+            verdict(pass)
+        );
+        let _ = writeln!(
+            b,
+            "| ratio alert / baseline | | {:.2}× | {:.2}× | {:.2}× | {:.2}× | — | — |",
+            alert.p50 / base.p50,
+            alert.p90 / base.p90,
+            alert.p99 / base.p99,
+            alert.max / base.max
+        );
+        let once = f.exactly_once == f.breaks_opened
+            && f.distinct_ids == f.breaks_opened
+            && f.duplicates == 0
+            && f.missing == 0;
+        let _ = writeln!(
+            b,
+            "\n| Delivery (every break opened, warm-ups included) | Breaks | Arrived once | Missing | Duplicates | Distinct alert ids | Target | Result |"
+        );
+        let _ = writeln!(b, "|---|---:|---:|---:|---:|---:|---|---|");
+        let _ = writeln!(
+            b,
+            "| `break.requested` alerts at the receiver | {} | {} | {} | {} | {} | each exactly once | {} |\n",
+            f.breaks_opened,
+            f.exactly_once,
+            f.missing,
+            f.duplicates,
+            f.distinct_ids,
+            verdict(once)
+        );
+        let others = if f.unexpected.is_empty() {
+            "no other request".to_owned()
+        } else {
+            format!(
+                "{} other alert(s) ({})",
+                f.unexpected.values().sum::<usize>(),
+                f.unexpected
+                    .iter()
+                    .map(|(event, n)| format!("`{event}` × {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let receipts = Percentiles::of(&f.commit_to_receipt);
+        let _ = writeln!(
+            b,
+            "Sanity check (untimed): besides the baseline, the receiver got {others}; {} alert(s) arrived before `open_break` had \
+             returned (counted as 0 ms); after the server stopped, the audit log held {} `alert.delivered` receipts and \
+             its chain ({} entries) verified. The receipts' own `commit_to_receipt_ms` (wall clock, whole ms, up to the \
+             receipt's commit, so it includes the receiver's answer and a second durable commit) for the measured breaks: \
+             p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms.\n",
+            f.early, f.receipts, f.audit_entries, receipts.p50, receipts.p99, receipts.max
+        );
+        if !pass {
+            if f.alert.len() < plan.events {
+                self.misses.push(format!(
+                    "alert latency: only {} of {} alerts arrived within the wait",
+                    f.alert.len(),
+                    plan.events
+                ));
+            } else {
+                self.misses.push(format!(
+                    "alert latency: p99 {:.2} ms ≥ {ALERT_P99_MS} ms",
+                    alert.p99
+                ));
+            }
+        }
+        if !once {
+            self.misses.push(format!(
+                "alert delivery: {} of {} breaks' alerts arrived exactly once ({} missing, {} duplicates, {} distinct ids)",
+                f.exactly_once, f.breaks_opened, f.missing, f.duplicates, f.distinct_ids
             ));
         }
     }

@@ -37,6 +37,12 @@ pub(crate) struct ServeArgs {
     /// This server's external URL, for links in alerts (e.g. https://breakglass.example.com).
     #[arg(long, env = "BREAKGLASS_PUBLIC_URL")]
     pub(crate) public_url: Option<String>,
+    /// Channel told about the server itself, e.g. an audit sink lagging (repeatable).
+    #[arg(long = "system-channel")]
+    pub(crate) system_channels: Vec<String>,
+    /// Alert when an audit sink's oldest undelivered record is older than this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub(crate) sink_lag_alert_after: std::time::Duration,
     /// Sign a checkpoint after this many new audit entries…
     #[arg(long, default_value_t = 1000)]
     pub(crate) checkpoint_every: u64,
@@ -286,6 +292,8 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     config.database_url = a.database_url.clone();
     config.sinks = a.sinks.clone();
     config.channels_file = a.channels.clone();
+    config.engine.system_channels = a.system_channels.clone();
+    config.engine.sink_lag_alert_after = a.sink_lag_alert_after;
     config.public_url = a.public_url.clone();
     config.checkpoint_every_entries = a.checkpoint_every;
     config.checkpoint_interval = a.checkpoint_interval;

@@ -289,7 +289,7 @@ impl Engine {
         };
         let severity = match event.as_str() {
             "break.requested" | "break.granted" | "grant.revealed" => Severity::Critical,
-            "alert.escalated" | "break.lapsed" => Severity::Warning,
+            "alert.escalated" | "break.lapsed" | "audit.sink_lagging" => Severity::Warning,
             _ => Severity::Info,
         };
         let ack_url = match &break_id {
@@ -340,6 +340,60 @@ impl Engine {
             links,
             detail: p.get("detail").cloned().unwrap_or(Value::Null),
         })
+    }
+
+    /// Alerts the system channels when an audit sink starts lagging (its oldest undelivered
+    /// record is older than `sink_lag_alert_after`) and when it recovers; both are audited.
+    pub async fn check_sink_lag(&self) -> Result<(), EngineError> {
+        let now = self.now();
+        let threshold =
+            i64::try_from(self.config().sink_lag_alert_after.as_millis()).unwrap_or(i64::MAX);
+        let lag = self.outbox_lag().await?;
+        let mut record = Record::default();
+        for name in self.sink_names() {
+            let dest = format!("sink:{name}");
+            let l = lag.iter().find(|l| l.destination == dest);
+            let lagging = l
+                .and_then(|l| l.oldest_ms)
+                .is_some_and(|ms| ms >= threshold);
+            let was = self
+                .inner
+                .lagging
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&name);
+            if lagging == was {
+                continue;
+            }
+            let (kind, payload) = if lagging {
+                (
+                    "audit.sink_lagging",
+                    json!({"sink": name, "pending": l.map_or(0, |l| l.pending), "oldest_pending_ms": l.and_then(|l| l.oldest_ms)}),
+                )
+            } else {
+                ("audit.sink_recovered", json!({"sink": name}))
+            };
+            record.event(now, "breakglass", kind, payload.clone());
+            let draft = record.drafts.len() - 1;
+            for channel in &self.config().system_channels {
+                record.outbox.push(crate::ports::OutboxItem {
+                    draft,
+                    destination: format!("channel:{channel}"),
+                    payload: json!({"event": kind, "at": now.to_string(), "at_ms": now.0, "detail": payload}),
+                });
+            }
+            let mut set = self.inner.lagging.lock().unwrap_or_else(|p| p.into_inner());
+            if lagging {
+                set.insert(name);
+            } else {
+                set.remove(&name);
+            }
+        }
+        if !record.drafts.is_empty() {
+            let tx = self.store().begin().await?;
+            self.commit(tx, record).await?;
+        }
+        Ok(())
     }
 
     /// Sends a test alert to a channel now, waits for its receipt, stores and audits the result.

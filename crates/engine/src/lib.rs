@@ -46,6 +46,10 @@ pub struct Config {
     pub session_ttl: Duration,
     /// The server's external URL, used in links inside alerts.
     pub public_url: Option<String>,
+    /// Channels told about the server itself (an audit sink lagging), not about a procedure.
+    pub system_channels: Vec<String>,
+    /// An audit sink whose oldest undelivered record is older than this is lagging.
+    pub sink_lag_alert_after: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +59,8 @@ impl Default for Config {
             approval_window: Duration::from_secs(3600),
             session_ttl: Duration::from_secs(15 * 60),
             public_url: None,
+            system_channels: Vec::new(),
+            sink_lag_alert_after: Duration::from_secs(60),
         }
     }
 }
@@ -90,6 +96,8 @@ struct Inner {
     channels: Vec<Arc<dyn ports::Channel>>,
     /// Key of acknowledgement tokens.
     ack_key: [u8; 32],
+    /// Sinks currently reported as lagging (so each episode alerts once).
+    lagging: Mutex<std::collections::HashSet<String>>,
     /// Woken by commits that queued alerts.
     alerts_queued: tokio::sync::Notify,
     /// The key signing checkpoints (replaced on rotation).
@@ -143,6 +151,7 @@ impl Engine {
                 channels,
                 ack_key,
                 alerts_queued: tokio::sync::Notify::new(),
+                lagging: Mutex::new(std::collections::HashSet::new()),
                 audit_key: std::sync::RwLock::new(None),
             }),
         }

@@ -323,6 +323,9 @@ async fn audit_worker(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
         if let Err(e) = state.engine.deliver_to_sinks().await {
             tracing::error!(error = %e, "outbox delivery failed; retrying");
         }
+        if let Err(e) = state.engine.check_sink_lag().await {
+            tracing::error!(error = %e, "sink lag check failed; retrying");
+        }
     }
 }
 

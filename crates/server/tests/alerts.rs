@@ -385,3 +385,63 @@ async fn alerts_arrive_are_acknowledged_escalate_and_survive_a_receiver_outage()
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// An audit sink that is down longer than the threshold alerts the system channels once, and
+/// again when it catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_audit_sink_alerts_the_system_channels() {
+    let receiver = Receiver::default();
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(receiver.clone());
+    let rl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let raddr = rl.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(rl, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let channels = dir.path().join("channels.yaml");
+    std::fs::write(&channels, format!("channels:\n  - name: ops\n    kind: webhook\n    url: http://{raddr}/hook\n    secret: {SECRET}\n")).unwrap();
+    let sink_dir = dir.path().join("sink");
+    let mut config = ServerConfig::new(dir.path().join("data"));
+    config.channels_file = Some(channels);
+    config.sinks = vec![format!("file=file://{}/audit.jsonl", sink_dir.display())];
+    config.engine.system_channels = vec!["ops".into()];
+    config.engine.sink_lag_alert_after = Duration::from_millis(300);
+    let built = build(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, built.state, async move {
+        let _ = stopped.await;
+    }));
+
+    let got = receiver.got.clone();
+    let events = move || -> Vec<String> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, _, b)| serde_json::from_slice::<Value>(b).ok())
+            .map(|v| v["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let e1 = events.clone();
+    wait_for("audit.sink_lagging", Duration::from_secs(10), move || {
+        e1().contains(&"audit.sink_lagging".to_owned())
+    })
+    .await;
+    std::fs::create_dir_all(&sink_dir).unwrap();
+    let e2 = events.clone();
+    wait_for("audit.sink_recovered", Duration::from_secs(20), move || {
+        e2().contains(&"audit.sink_recovered".to_owned())
+    })
+    .await;
+    assert_eq!(
+        events()
+            .iter()
+            .filter(|e| *e == "audit.sink_lagging")
+            .count(),
+        1,
+        "one alert per episode"
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
