@@ -462,6 +462,15 @@ impl Engine {
         Ok(test)
     }
 
+    /// Names of the configured channels.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.inner
+            .channels
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect()
+    }
+
     /// The configured channels with their backlog and latest test.
     pub async fn channels(&self, by: &Actor) -> Result<Vec<ChannelInfo>, EngineError> {
         by.may(Action::Read)?;

@@ -85,6 +85,7 @@ impl Engine {
     ) -> Result<Vec<ApplyOutcome>, EngineError> {
         by.may(Action::ApplyProcedure)?;
         let parsed = parse_all(files, &self.config().limits)?;
+        self.check_channel_names(&parsed)?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let mut record = Record::default();
@@ -272,6 +273,45 @@ impl Engine {
             .filter(|b| !matches!(b, Break::Ended(_)))
             .collect();
         Ok(status(stored, open_breaks))
+    }
+}
+
+impl Engine {
+    /// With channels configured, every channel a procedure names must exist: a typo would
+    /// otherwise leave its alerts waiting forever. (A server with no channels at all accepts
+    /// any name; its alerts wait in the outbox until the channels file names them.)
+    fn check_channel_names(&self, parsed: &[ParsedWithSource]) -> Result<(), EngineError> {
+        let known = self.channel_names();
+        if known.is_empty() {
+            return Ok(());
+        }
+        let mut errors = Vec::new();
+        for p in parsed {
+            for (field, names) in [
+                ("alert_channels", &p.procedure.alert_channels),
+                ("escalation", &p.procedure.escalation),
+            ] {
+                for (i, name) in names.iter().enumerate() {
+                    if !known.contains(name) {
+                        errors.push(breakglass_domain::ProcedureError {
+                            file: p.source.clone(),
+                            line: 0,
+                            column: 0,
+                            field: format!("{field}[{i}]"),
+                            message: format!(
+                                "no channel `{name}` is configured (known: {})",
+                                known.join(", ")
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Procedure(errors))
+        }
     }
 }
 

@@ -128,6 +128,16 @@ async fn alerts_arrive_are_acknowledged_escalate_and_survive_a_receiver_outage()
     let yaml = format!(
         "id: p\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 5m\nalert_channels: [hook]\nack_within: 1s\nescalation: [pager]\n"
     );
+    let typo = yaml.replace("escalation: [pager]", "escalation: [pagr]");
+    let err = engine
+        .apply(&admin(), &[("p.yaml".into(), typo)])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("escalation[0]: no channel `pagr` is configured (known: hook, pager)"),
+        "{err}"
+    );
     engine
         .apply(&admin(), &[("p.yaml".into(), yaml)])
         .await
