@@ -1,6 +1,7 @@
-#![allow(clippy::unwrap_used)]
 //! The channels file: secrets from the environment, files and literals; errors with
 //! file:line:column and field; no secret in `Debug` of the config or of built channels.
+
+#![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
 use breakglass_alerts::{ChannelSettings, EmailTls, build, load};
 use secrecy::ExposeSecret;

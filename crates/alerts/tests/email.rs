@@ -1,7 +1,8 @@
-#![allow(clippy::unwrap_used)]
 //! Email alerts against a real SMTP server this project did not write: Python's aiosmtpd,
 //! started by each test on a free loopback port (plain, STARTTLS and implicit TLS with a CA
 //! made by `openssl` for the test), and one that refuses every recipient.
+
+#![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
 mod common;
 

@@ -1,7 +1,8 @@
-#![allow(clippy::unwrap_used)]
 //! Slack, PagerDuty and signed webhooks against a real HTTP receiver on loopback: payload
 //! shapes, signature verification as a receiver does it, status mapping, and errors that
 //! carry neither URLs nor secrets.
+
+#![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
 mod common;
 

@@ -48,6 +48,9 @@ pub(crate) struct Client {
 impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8742`).
     pub(crate) fn new(base: &str, token: Option<String>) -> Client {
+        // reqwest is built without a TLS provider of its own (to keep aws-lc out of the
+        // build); install ring before the first client. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Client {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),

@@ -85,6 +85,7 @@ async fn running_server_expires_grants_within_a_second() {
     };
 
     // Poll over HTTP until the worker has ended it.
+    breakglass_testkit::install_tls();
     let client = reqwest::Client::new();
     let token = breakglass_engine::expose_token(built.bootstrap_token.as_ref().unwrap()).to_owned();
     let ended_at_ms = loop {

@@ -128,6 +128,7 @@ async fn pending(engine: &Engine) -> i64 {
 }
 
 async fn metrics_pending(addr: SocketAddr) -> i64 {
+    breakglass_testkit::install_tls();
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .unwrap()

@@ -12,6 +12,13 @@ use sqlx::Connection;
 /// Where the tests find PostgreSQL; override with `BREAKGLASS_TEST_POSTGRES`.
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// Installs ring as the process's TLS provider. The workspace builds reqwest without a
+/// provider of its own (to keep aws-lc out), so any process that makes an HTTP client must
+/// install one first; doing it twice is harmless.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Records that `test` could not run because of `reason`. Panics under CI.
 pub fn skip(test: &str, reason: &str) {
     if std::env::var("CI").as_deref() == Ok("true") {
