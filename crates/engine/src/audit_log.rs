@@ -344,8 +344,18 @@ impl Engine {
 
     /// Every entry then every checkpoint, as records (what `audit export` writes).
     pub async fn audit_records(&self, by: &Actor) -> Result<Vec<SinkRecord>, EngineError> {
+        Ok(self.audit_snapshot(by).await?.0)
+    }
+
+    /// Every entry and checkpoint with the stored head, read in one transaction (one snapshot),
+    /// so a write landing meanwhile cannot make the head look ahead of the log.
+    async fn audit_snapshot(
+        &self,
+        by: &Actor,
+    ) -> Result<(Vec<SinkRecord>, Option<breakglass_audit::Head>), EngineError> {
         by.may(Action::ReadAudit)?;
         let mut tx = self.store().read().await?;
+        let head = tx.audit_head().await?;
         let mut records = Vec::new();
         let mut from = 1;
         loop {
@@ -360,7 +370,7 @@ impl Engine {
                 .into_iter()
                 .map(SinkRecord::Checkpoint),
         );
-        Ok(records)
+        Ok((records, head))
     }
 
     /// Verifies the stored log: the chain, the key events, every checkpoint's signature and
@@ -378,8 +388,7 @@ impl Engine {
         by: &Actor,
         pinned: Option<AuditPublicKey>,
     ) -> Result<ChainVerdict, EngineError> {
-        let records = self.audit_records(by).await?;
-        let head = self.store().read().await?.audit_head().await?;
+        let (records, head) = self.audit_snapshot(by).await?;
         let trusted = pinned.or_else(|| self.audit_public_key());
         let report = match verify_records(&records, trusted.as_ref()) {
             Ok(r) => r,

@@ -158,8 +158,18 @@ impl Store for SqlStore {
     }
 
     async fn read(&self) -> StoreResult<Box<dyn Tx>> {
+        // One snapshot for the whole read: SQLite's WAL readers have one by nature; PostgreSQL
+        // needs REPEATABLE READ (its default gives each statement its own snapshot).
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin().await.map_err(db)?,
+            Backend::Postgres => self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(db)?,
+        };
         Ok(Box::new(SqlTx {
-            conn: Conn::Own(self.pool.begin().await.map_err(db)?),
+            conn: Conn::Own(tx),
         }))
     }
 
