@@ -462,15 +462,12 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
         }
         ProcedureCmd::List => {
             let r = connect(cli).await?.get("/api/procedures").await?;
-            if cli.output == Format::Json {
-                output::json(&r);
-                return Ok(());
-            }
-            let rows = r["procedures"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
+            output::listing(
+                cli.output,
+                &r,
+                "procedures",
+                &["ID", "TARGET", "QUORUM", "SEALED", "TAINTED", "OPEN BREAKS"],
+                |p| {
                     vec![
                         field(&p["id"]),
                         field(&p["target"]["kind"]),
@@ -487,11 +484,7 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
                         },
                         p["open_breaks"].as_array().map_or(0, Vec::len).to_string(),
                     ]
-                })
-                .collect();
-            output::table(
-                &["ID", "TARGET", "QUORUM", "SEALED", "TAINTED", "OPEN BREAKS"],
-                rows,
+                },
             );
             Ok(())
         }
@@ -656,15 +649,12 @@ async fn actor(cli: &Cli, cmd: &ActorCmd) -> Result<()> {
         }
         ActorCmd::List => {
             let r = connect(cli).await?.get("/api/actors").await?;
-            if cli.output == Format::Json {
-                output::json(&r);
-                return Ok(());
-            }
-            let rows = r["actors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| {
+            output::listing(
+                cli.output,
+                &r,
+                "actors",
+                &["NAME", "ROLES", "KEY", "TOKEN", "CONTACT"],
+                |a| {
                     vec![
                         field(&a["name"]),
                         a["roles"]
@@ -678,9 +668,8 @@ async fn actor(cli: &Cli, cmd: &ActorCmd) -> Result<()> {
                         field(&a["has_token"]),
                         field(&a["contact"]),
                     ]
-                })
-                .collect();
-            output::table(&["NAME", "ROLES", "KEY", "TOKEN", "CONTACT"], rows);
+                },
+            );
             Ok(())
         }
     }
@@ -737,15 +726,21 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
                 None => "/api/breaks".into(),
             };
             let r = connect(cli).await?.get(&path).await?;
-            if cli.output == Format::Json {
-                output::json(&r);
-                return Ok(());
-            }
-            let rows = r["breaks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|b| {
+            output::listing(
+                cli.output,
+                &r,
+                "breaks",
+                &[
+                    "ID",
+                    "PROCEDURE",
+                    "STATE",
+                    "REQUESTER",
+                    "TICKET",
+                    "APPROVALS",
+                    "REQUESTED",
+                    "DEADLINE",
+                ],
+                |b| {
                     vec![
                         field(&b["id"]),
                         field(&b["procedure"]),
@@ -760,20 +755,7 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
                         field(&b["requested_at"]),
                         field(&b["deadline"]),
                     ]
-                })
-                .collect();
-            output::table(
-                &[
-                    "ID",
-                    "PROCEDURE",
-                    "STATE",
-                    "REQUESTER",
-                    "TICKET",
-                    "APPROVALS",
-                    "REQUESTED",
-                    "DEADLINE",
-                ],
-                rows,
+                },
             );
             Ok(())
         }
@@ -1060,23 +1042,19 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
         }
         AuditCmd::Sinks => {
             let r = connect(cli).await?.get("/api/audit/sinks").await?;
-            if cli.output == Format::Json {
-                output::json(&r);
-                return Ok(());
-            }
-            let rows = r["sinks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| {
+            output::listing(
+                cli.output,
+                &r,
+                "sinks",
+                &["SINK", "PENDING", "OLDEST PENDING MS"],
+                |s| {
                     vec![
                         field(&s["name"]),
                         field(&s["pending"]),
                         field(&s["oldest_pending_ms"]),
                     ]
-                })
-                .collect();
-            output::table(&["SINK", "PENDING", "OLDEST PENDING MS"], rows);
+                },
+            );
             Ok(())
         }
         AuditCmd::SetupPostgresSink {
@@ -1117,15 +1095,12 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
                 .await?
                 .get(&format!("/api/audit?from={from}&limit={limit}"))
                 .await?;
-            if cli.output == Format::Json {
-                output::json(&r);
-                return Ok(());
-            }
-            let rows = r["entries"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| {
+            output::listing(
+                cli.output,
+                &r,
+                "entries",
+                &["SEQ", "TIME", "ACTOR", "KIND", "PROCEDURE", "BREAK"],
+                |e| {
                     vec![
                         field(&e["seq"]),
                         field(&e["time"]),
@@ -1134,11 +1109,7 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
                         field(&e["procedure"]),
                         field(&e["break"]),
                     ]
-                })
-                .collect();
-            output::table(
-                &["SEQ", "TIME", "ACTOR", "KIND", "PROCEDURE", "BREAK"],
-                rows,
+                },
             );
             Ok(())
         }
@@ -1168,15 +1139,12 @@ async fn channel(cli: &Cli, cmd: &ChannelCmd) -> Result<()> {
     match cmd {
         ChannelCmd::List => {
             let r = connect(cli).await?.get("/api/channels").await?;
-            if cli.output == Format::Json {
-                output::json(&r);
-                return Ok(());
-            }
-            let rows = r["channels"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
+            output::listing(
+                cli.output,
+                &r,
+                "channels",
+                &["NAME", "KIND", "PENDING", "LAST TEST"],
+                |c| {
                     let t = &c["last_test"];
                     vec![
                         field(&c["name"]),
@@ -1197,9 +1165,8 @@ async fn channel(cli: &Cli, cmd: &ChannelCmd) -> Result<()> {
                             )
                         },
                     ]
-                })
-                .collect();
-            output::table(&["NAME", "KIND", "PENDING", "LAST TEST"], rows);
+                },
+            );
             Ok(())
         }
         ChannelCmd::Test { name } => {
@@ -1237,15 +1204,12 @@ async fn channel(cli: &Cli, cmd: &ChannelCmd) -> Result<()> {
                     seg(name)
                 ))
                 .await?;
-            if cli.output == Format::Json {
-                output::json(&r);
-                return Ok(());
-            }
-            let rows = r["attempts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| {
+            output::listing(
+                cli.output,
+                &r,
+                "attempts",
+                &["AT", "ALERT", "RESULT", "STATUS", "MS", "ERROR"],
+                |a| {
                     vec![
                         field(&a["at"]),
                         field(&a["outbox_id"]),
@@ -1258,9 +1222,8 @@ async fn channel(cli: &Cli, cmd: &ChannelCmd) -> Result<()> {
                         field(&a["latency_ms"]),
                         field(&a["error"]),
                     ]
-                })
-                .collect();
-            output::table(&["AT", "ALERT", "RESULT", "STATUS", "MS", "ERROR"], rows);
+                },
+            );
             Ok(())
         }
     }

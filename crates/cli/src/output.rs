@@ -41,3 +41,27 @@ pub(crate) fn field(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// Prints a listing: the whole JSON document with `--output json`, otherwise a table with one
+/// row per element of `value[key]`.
+pub(crate) fn listing(
+    format: Format,
+    value: &Value,
+    key: &str,
+    header: &[&str],
+    row: impl Fn(&Value) -> Vec<String>,
+) {
+    if format == Format::Json {
+        json(value);
+        return;
+    }
+    table(
+        header,
+        value[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(row)
+            .collect(),
+    );
+}
