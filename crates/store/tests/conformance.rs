@@ -377,35 +377,40 @@ async fn transactions(store: SqlStore) {
     assert_eq!(entries[0].actor, "t");
 }
 
+/// Applies the fixture's procedure, enrols dave as requester, seals; returns dave.
+async fn sealed_with_requester(engine: &Engine, f: &Fixture) -> Actor {
+    engine
+        .apply(&admin(), &[("p.yaml".into(), f.yaml.clone())])
+        .await
+        .expect("apply");
+    engine
+        .enroll(
+            &admin(),
+            "dave",
+            &[Role::Requester],
+            Some(&f.requester.public().canonical()),
+            "",
+            false,
+        )
+        .await
+        .expect("enroll");
+    engine
+        .seal(&admin(), "root-secret", Secret::new(b"s3cret".to_vec()))
+        .await
+        .expect("seal");
+    Actor {
+        name: "dave".into(),
+        roles: vec![Role::Requester],
+        key: Some(f.requester.public()),
+    }
+}
+
 /// A restart across a deadline: a new engine on the same store expires the grant at start-up.
 async fn restart_across_deadline(make: impl Fn() -> futures_like::BoxStore) {
     let f = fixture();
     let id = {
         let (engine, clock) = engine_on(make().await).await;
-        engine
-            .apply(&admin(), &[("p.yaml".into(), f.yaml.clone())])
-            .await
-            .expect("apply");
-        engine
-            .enroll(
-                &admin(),
-                "dave",
-                &[Role::Requester],
-                Some(&f.requester.public().canonical()),
-                "",
-                false,
-            )
-            .await
-            .expect("enroll");
-        engine
-            .seal(&admin(), "root-secret", Secret::new(b"s3cret".to_vec()))
-            .await
-            .expect("seal");
-        let dave = Actor {
-            name: "dave".into(),
-            roles: vec![Role::Requester],
-            key: Some(f.requester.public()),
-        };
+        let dave = sealed_with_requester(&engine, &f).await;
         let r = engine
             .open_break(
                 &dave,
@@ -444,30 +449,7 @@ async fn restart_resets_pending_approvals(make: impl Fn() -> futures_like::BoxSt
     let f = fixture();
     let id = {
         let (engine, _) = engine_on(make().await).await;
-        engine
-            .apply(&admin(), &[("p.yaml".into(), f.yaml.clone())])
-            .await
-            .expect("apply");
-        engine
-            .enroll(
-                &admin(),
-                "dave",
-                &[Role::Requester],
-                Some(&f.requester.public().canonical()),
-                "",
-                false,
-            )
-            .await
-            .expect("enroll");
-        engine
-            .seal(&admin(), "root-secret", Secret::new(b"s3cret".to_vec()))
-            .await
-            .expect("seal");
-        let dave = Actor {
-            name: "dave".into(),
-            roles: vec![Role::Requester],
-            key: Some(f.requester.public()),
-        };
+        let dave = sealed_with_requester(&engine, &f).await;
         let id = engine
             .open_break(&dave, "root-secret", "r", "t", None)
             .await
