@@ -517,16 +517,31 @@ impl ChannelSpec {
     }
 }
 
-/// Where a secret comes from. The literal form holds the value already as a secret.
-enum SecretSpec {
+/// Where a secret comes from: `{env: VAR}`, `{file: PATH}` or a literal string (which is
+/// held as a secret from the moment it is parsed). Also used by the targets file.
+#[derive(Clone)]
+pub enum SecretSpec {
+    /// The value itself.
     Literal(SecretString),
+    /// An environment variable's name.
     Env(String),
+    /// A file's path (read at start-up, trailing newline removed).
     File(String),
+}
+
+impl fmt::Debug for SecretSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSpec::Literal(_) => f.write_str("Literal([redacted])"),
+            SecretSpec::Env(v) => write!(f, "Env({v})"),
+            SecretSpec::File(p) => write!(f, "File({p})"),
+        }
+    }
 }
 
 impl SecretSpec {
     /// The secret's value; the error message names the variable or file, never a value.
-    fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<SecretString, String> {
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<SecretString, String> {
         let value = match self {
             SecretSpec::Literal(s) => s.clone(),
             SecretSpec::Env(var) => match env(var) {

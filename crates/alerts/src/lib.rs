@@ -16,7 +16,7 @@ pub mod webhook;
 
 pub use config::{
     BuildError, ChannelConfig, ChannelSettings, ChannelsConfig, ConfigError, EmailConfig, EmailTls,
-    PagerDutyConfig, SlackConfig, WebhookConfig, build, build_with_clock, load,
+    PagerDutyConfig, SecretSpec, SlackConfig, WebhookConfig, build, build_with_clock, load,
 };
 pub use email::EmailChannel;
 pub use pagerduty::PagerDutyChannel;

@@ -5,6 +5,7 @@
 pub mod actor;
 pub mod lifecycle;
 pub mod procedure;
+pub mod target;
 pub mod time;
 
 pub use actor::{Action, Actor, Denied, Role};
@@ -15,5 +16,8 @@ pub use lifecycle::{
 pub use procedure::{
     Custodian, Limits, Parsed, Procedure, ProcedureError, ProcedureSpec, Target, TargetKind,
     parse_duration, parse_procedures,
+};
+pub use target::{
+    HttpTarget, MariadbTarget, OnEnd, PostgresTarget, SshTarget, TargetConfig, ident_ok,
 };
 pub use time::Timestamp;

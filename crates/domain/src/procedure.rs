@@ -493,16 +493,24 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
             );
         }
     }
+    let target = Target {
+        kind: spec.target.kind,
+        details: spec.target.details.clone(),
+    };
+    if let Err(detail_problems) = target.config() {
+        for (field, message) in detail_problems {
+            if !problems.iter().any(|(_, f, _)| f == &field) {
+                problems.push((None, field, message));
+            }
+        }
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(Procedure {
         id: id.to_owned(),
         description: spec.description.clone(),
-        target: Target {
-            kind: spec.target.kind,
-            details: spec.target.details.clone(),
-        },
+        target,
         custodians,
         quorum,
         max_grant,

@@ -461,3 +461,203 @@ pub trait Channel: Send + Sync {
     /// idempotency key so a receiver can drop duplicates.
     async fn send(&self, alert: &Alert) -> Result<Receipt, ChannelError>;
 }
+
+/// What a target adapter needs to issue a grant.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantRequest<'a> {
+    /// The procedure (its `target` holds the validated details).
+    pub procedure: &'a Procedure,
+    /// The break being granted; adapters derive their object names from it
+    /// (`bg_<suffix>`), so a grant can always be found and ended from the break alone.
+    pub break_id: &'a str,
+    /// Who asked.
+    pub requester: &'a str,
+    /// The requester's enrolled public key (SSH certificates are issued for it).
+    pub requester_key: &'a breakglass_custody::CustodianKey,
+    /// Now, by the engine's clock.
+    pub now: Timestamp,
+    /// When the grant ends; adapters make the target enforce it where it can.
+    pub deadline: Timestamp,
+}
+
+/// A grant issued on a target.
+pub struct Issued {
+    /// What the requester receives (a connection string, a certificate, an account password):
+    /// encrypted to their key and revealed once.
+    pub access: breakglass_custody::Secret,
+    /// Non-secret record of what was created (role name, certificate serial…): stored with
+    /// the break, used to end the grant after a restart, written to the audit log.
+    pub handle: serde_json::Value,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("access", &"[redacted]")
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+/// Why a grant is ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndCause {
+    /// The deadline passed.
+    Expired,
+    /// Closed before the deadline (SSH then writes a revocation).
+    Closed,
+    /// The break never completed (crash between grant and commit): end whatever exists.
+    Abandoned,
+}
+
+/// One line of a health check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// What was checked, e.g. `admin role exists`.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found (no secrets).
+    pub detail: String,
+}
+
+/// A privileged account found on a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivilegedAccount {
+    /// Account name (`role`, or `user@host` on MariaDB).
+    pub name: String,
+    /// Why it counts as privileged, e.g. `superuser`, `createrole`, `GRANT OPTION`.
+    pub privileges: Vec<String>,
+    /// When it expires, if it does.
+    pub expires: Option<String>,
+    /// Listed in the procedure's inventory (or created by breakglass).
+    pub known: bool,
+    /// Problems: `not in inventory`, `no expiry`.
+    pub flags: Vec<String>,
+}
+
+/// Why a target refused or failed. Every message names the target and holds no secret.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The target could not be reached (connection refused, timeout, DNS).
+    #[error("{target} unreachable: {message}")]
+    Unreachable {
+        /// Which target.
+        target: String,
+        /// What happened.
+        message: String,
+    },
+    /// The credential was refused (wrong password, wrong key).
+    #[error("{target} refused the credential: {message}")]
+    Credential {
+        /// Which target.
+        target: String,
+        /// What happened.
+        message: String,
+    },
+    /// The credential lacks a privilege the operation needs.
+    #[error("{target}: missing privilege: {message}")]
+    Privilege {
+        /// Which target.
+        target: String,
+        /// What happened.
+        message: String,
+    },
+    /// An object the grant would create already exists.
+    #[error("{target}: {message}")]
+    Conflict {
+        /// Which target.
+        target: String,
+        /// What happened.
+        message: String,
+    },
+    /// The server's or the procedure's target configuration is wrong or missing.
+    #[error("{target}: configuration: {message}")]
+    Config {
+        /// Which target.
+        target: String,
+        /// What happened.
+        message: String,
+    },
+    /// Anything else the target answered.
+    #[error("{target}: {message}")]
+    Failed {
+        /// Which target.
+        target: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl TargetError {
+    /// A short code for the audit log and the API: `unreachable`, `credential`, `privilege`,
+    /// `conflict`, `config`, `failed`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TargetError::Unreachable { .. } => "unreachable",
+            TargetError::Credential { .. } => "credential",
+            TargetError::Privilege { .. } => "privilege",
+            TargetError::Conflict { .. } => "conflict",
+            TargetError::Config { .. } => "config",
+            TargetError::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// A system a break opens. One adapter per kind lives in `breakglass-targets`; the server
+/// registers them with the engine. Adapters hold the server-side operator credentials (from
+/// the targets file); the sealed administrative credential reaches them only as an argument,
+/// only while it is combined, and they never keep it.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// The kind this adapter serves.
+    fn kind(&self) -> breakglass_domain::TargetKind;
+
+    /// Creates the grant with the sealed credential: an ephemeral role or user that the
+    /// target itself expires at the deadline, a certificate valid only until it, an enabled
+    /// account. On error nothing must be left behind (the adapter undoes what it created).
+    async fn grant(
+        &self,
+        request: &GrantRequest<'_>,
+        credential: &breakglass_custody::Secret,
+    ) -> Result<Issued, TargetError>;
+
+    /// Ends a grant with the operator credential: terminates its live sessions and removes
+    /// what it created. Idempotent: ending a grant already gone succeeds. Returns what was
+    /// done (sessions terminated, role dropped…) for the audit log.
+    async fn end(
+        &self,
+        procedure: &Procedure,
+        break_id: &str,
+        handle: &serde_json::Value,
+        cause: EndCause,
+    ) -> Result<serde_json::Value, TargetError>;
+
+    /// Checks the target without unsealing anything.
+    async fn check(&self, procedure: &Procedure) -> Result<Vec<HealthCheck>, TargetError>;
+
+    /// A new random credential to replace `current` (same form: a password stays a password,
+    /// a URL keeps its user and host). `None`: this kind keeps its credential (an SSH CA key,
+    /// which the hosts trust by its public key), and the engine re-seals the same secret under
+    /// a new data key.
+    fn next_credential(
+        &self,
+        procedure: &Procedure,
+        current: &breakglass_custody::Secret,
+    ) -> Result<Option<breakglass_custody::Secret>, TargetError>;
+
+    /// Replaces `current` with `next` on the target and proves `next` works with a fresh
+    /// login before returning. On any failure `current` still works (the adapter puts it
+    /// back). The engine has already stored `next` sealed (as a pending seal) before this
+    /// call, so a crash after it loses nothing; it calls this again with the arguments
+    /// swapped to undo a rotation it could not commit.
+    async fn rotate(
+        &self,
+        procedure: &Procedure,
+        current: &breakglass_custody::Secret,
+        next: &breakglass_custody::Secret,
+    ) -> Result<(), TargetError>;
+
+    /// Lists privileged accounts with the operator credential.
+    async fn discover(&self, procedure: &Procedure) -> Result<Vec<PrivilegedAccount>, TargetError>;
+}

@@ -1,0 +1,459 @@
+//! Typed target settings, read from a procedure's `target.details` and validated with the
+//! procedure, so an adapter never meets a missing host or a malformed list at 2 a.m.
+//!
+//! `details` stays a string map in the file format (one shape for every kind, easy to diff);
+//! list values are comma-separated (`principals: root, ops`), MariaDB privilege lists are
+//! `;`-separated grant clauses (`SELECT, INSERT ON app.*; PROCESS ON *.*`).
+
+use std::collections::BTreeMap;
+
+use crate::procedure::{Target, TargetKind};
+
+/// What to do with objects the ephemeral PostgreSQL role created, when it is dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnEnd {
+    /// `DROP OWNED BY` the ephemeral role (default: the grant leaves nothing behind).
+    Drop,
+    /// `REASSIGN OWNED BY` the ephemeral role `TO` this role, then drop the rest.
+    Reassign(String),
+}
+
+/// A PostgreSQL target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    /// Host name or address.
+    pub host: String,
+    /// Port (default 5432).
+    pub port: u16,
+    /// Database the requester's connection string points at.
+    pub dbname: String,
+    /// The emergency administrative role whose password is the sealed credential.
+    pub admin_user: String,
+    /// The role the ephemeral login role becomes a member of.
+    pub grant_role: String,
+    /// What happens to objects the ephemeral role owns at the end.
+    pub on_end: OnEnd,
+    /// Name of the server-side connection (targets file) holding the operator credential.
+    pub connection: String,
+    /// Privileged roles expected to exist (discovery flags the others).
+    pub inventory: Vec<String>,
+    /// `sslmode` for connections (`disable`, `prefer`, `require`…; default `prefer`).
+    pub sslmode: String,
+}
+
+/// A MariaDB target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MariadbTarget {
+    /// Host name or address.
+    pub host: String,
+    /// Port (default 3306).
+    pub port: u16,
+    /// The emergency administrative user whose password is the sealed credential.
+    pub admin_user: String,
+    /// Host part of the administrative account (default `%`).
+    pub admin_host: String,
+    /// Grant clauses for the ephemeral user, e.g. `SELECT, INSERT ON app.*`.
+    pub grants: Vec<String>,
+    /// Name of the server-side connection (targets file) holding the operator credential.
+    pub connection: String,
+    /// Privileged accounts (`user@host` or `user`) expected to exist.
+    pub inventory: Vec<String>,
+}
+
+/// SSH hosts trusting a certificate authority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// Principals written into the certificate (the users it may log in as).
+    pub principals: Vec<String>,
+    /// `host:port` of hosts trusting the CA, for health checks.
+    pub hosts: Vec<String>,
+    /// Where early closes write the key revocation list the hosts read (`RevokedKeys`).
+    pub krl_path: Option<String>,
+    /// The CA's public key (`ssh-ed25519 …`), which the hosts list in `TrustedUserCAKeys`.
+    pub ca_public_key: Option<String>,
+}
+
+/// An emergency account managed through an HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTarget {
+    /// Name of the server-side connection (targets file) holding the calls and operator token.
+    pub connection: String,
+    /// The emergency account's name, available to the call templates as `{{account}}`.
+    pub account: String,
+}
+
+/// A target's validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetConfig {
+    /// A static secret: nothing to configure.
+    Secret,
+    /// PostgreSQL.
+    Postgres(PostgresTarget),
+    /// MariaDB.
+    Mariadb(MariadbTarget),
+    /// SSH certificates.
+    Ssh(SshTarget),
+    /// HTTP-managed account.
+    Http(HttpTarget),
+}
+
+/// A problem with one detail: (`target.details.FIELD`, message).
+pub type DetailProblem = (String, String);
+
+impl Target {
+    /// The typed settings of this target, or every problem with its details.
+    pub fn config(&self) -> Result<TargetConfig, Vec<DetailProblem>> {
+        let mut d = Details {
+            map: &self.details,
+            problems: Vec::new(),
+            used: Vec::new(),
+        };
+        let config = match self.kind {
+            TargetKind::Secret => TargetConfig::Secret,
+            TargetKind::Postgres => {
+                let on_end = match d.optional("on_end").as_deref() {
+                    None | Some("drop") => OnEnd::Drop,
+                    Some(other) => match other.strip_prefix("reassign:") {
+                        Some(role) if ident_ok(role.trim()) => OnEnd::Reassign(role.trim().into()),
+                        _ => {
+                            d.problem(
+                                "on_end",
+                                "must be `drop` or `reassign:ROLE` (a plain role name)".into(),
+                            );
+                            OnEnd::Drop
+                        }
+                    },
+                };
+                TargetConfig::Postgres(PostgresTarget {
+                    host: d.required("host"),
+                    port: d.port(5432),
+                    dbname: d.ident("dbname"),
+                    admin_user: d.ident("admin_user"),
+                    grant_role: d.ident("grant_role"),
+                    on_end,
+                    connection: d.required("connection"),
+                    inventory: d.list("inventory"),
+                    sslmode: d.sslmode(),
+                })
+            }
+            TargetKind::Mariadb => {
+                let grants: Vec<String> = d
+                    .optional("grants")
+                    .map(|g| {
+                        g.split(';')
+                            .map(|s| s.trim().to_owned())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if grants.is_empty() {
+                    d.problem(
+                        "grants",
+                        "is required: `;`-separated clauses like `SELECT, INSERT ON app.*`".into(),
+                    );
+                }
+                for g in &grants {
+                    if !grant_clause_ok(g) {
+                        d.problem(
+                            "grants",
+                            format!("`{g}` is not a clause like `SELECT, INSERT ON app.*` (privileges, ON, a db.table pattern)"),
+                        );
+                    }
+                }
+                TargetConfig::Mariadb(MariadbTarget {
+                    host: d.required("host"),
+                    port: d.port(3306),
+                    admin_user: d.ident("admin_user"),
+                    admin_host: d.optional("admin_host").unwrap_or_else(|| "%".into()),
+                    grants,
+                    connection: d.required("connection"),
+                    inventory: d.list("inventory"),
+                })
+            }
+            TargetKind::Ssh => {
+                let principals = d.list("principals");
+                if principals.is_empty() {
+                    d.problem(
+                        "principals",
+                        "is required: the users the certificate may log in as".into(),
+                    );
+                }
+                for p in &principals {
+                    if !ident_ok(p) {
+                        d.problem("principals", format!("`{p}` is not a plain user name"));
+                    }
+                }
+                let ca_public_key = d.optional("ca_public_key");
+                if let Some(k) = &ca_public_key
+                    && !k.starts_with("ssh-ed25519 ")
+                {
+                    d.problem(
+                        "ca_public_key",
+                        "must be an `ssh-ed25519 …` public key".into(),
+                    );
+                }
+                TargetConfig::Ssh(SshTarget {
+                    principals,
+                    hosts: d.list("hosts"),
+                    krl_path: d.optional("krl_path"),
+                    ca_public_key,
+                })
+            }
+            TargetKind::Http => TargetConfig::Http(HttpTarget {
+                connection: d.required("connection"),
+                account: d.required("account"),
+            }),
+        };
+        // A secret's details only describe where it belongs (`host: vault-01`): free-form.
+        for key in self.details.keys().filter(|_| self.kind != TargetKind::Secret) {
+            if !d.used.contains(&key.as_str()) {
+                d.problems.push((
+                    format!("target.details.{key}"),
+                    format!(
+                        "unknown for a `{}` target (known: {})",
+                        self.kind.as_str(),
+                        known_details(self.kind).join(", ")
+                    ),
+                ));
+            }
+        }
+        if d.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(d.problems)
+        }
+    }
+}
+
+/// The detail names a kind accepts.
+pub fn known_details(kind: TargetKind) -> &'static [&'static str] {
+    match kind {
+        TargetKind::Secret => &[],
+        TargetKind::Postgres => &[
+            "host",
+            "port",
+            "dbname",
+            "admin_user",
+            "grant_role",
+            "on_end",
+            "connection",
+            "inventory",
+            "sslmode",
+        ],
+        TargetKind::Mariadb => &[
+            "host",
+            "port",
+            "admin_user",
+            "admin_host",
+            "grants",
+            "connection",
+            "inventory",
+        ],
+        TargetKind::Ssh => &["principals", "hosts", "krl_path", "ca_public_key"],
+        TargetKind::Http => &["connection", "account"],
+    }
+}
+
+struct Details<'a> {
+    map: &'a BTreeMap<String, String>,
+    problems: Vec<DetailProblem>,
+    used: Vec<&'static str>,
+}
+
+impl Details<'_> {
+    fn problem(&mut self, field: &str, message: String) {
+        self.problems
+            .push((format!("target.details.{field}"), message));
+    }
+
+    fn optional(&mut self, field: &'static str) -> Option<String> {
+        self.used.push(field);
+        self.map
+            .get(field)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&mut self, field: &'static str) -> String {
+        match self.optional(field) {
+            Some(v) => v,
+            None => {
+                self.problem(field, "is required".into());
+                String::new()
+            }
+        }
+    }
+
+    /// A required SQL identifier (role, user or database name).
+    fn ident(&mut self, field: &'static str) -> String {
+        let v = self.required(field);
+        if !v.is_empty() && !ident_ok(&v) {
+            self.problem(
+                field,
+                format!("`{v}` must be 1-63 characters of letters, digits, `_` and `-`"),
+            );
+        }
+        v
+    }
+
+    fn port(&mut self, default: u16) -> u16 {
+        match self.optional("port") {
+            None => default,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    self.problem("port", format!("`{p}` is not a port number"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn list(&mut self, field: &'static str) -> Vec<String> {
+        self.optional(field)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn sslmode(&mut self) -> String {
+        let v = self.optional("sslmode").unwrap_or_else(|| "prefer".into());
+        const MODES: [&str; 6] = [
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ];
+        if !MODES.contains(&v.as_str()) {
+            self.problem("sslmode", format!("`{v}` is not one of {}", MODES.join(", ")));
+        }
+        v
+    }
+}
+
+/// A plain identifier, safe to quote into SQL: letters, digits, `_`, `-`; 1-63 characters.
+pub fn ident_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `PRIV[, PRIV…] ON db.table` with plain words and `*` only: no quotes, semicolons or
+/// comments can reach the statement.
+fn grant_clause_ok(clause: &str) -> bool {
+    let upper = clause.to_ascii_uppercase();
+    let Some((privs, object)) = upper.split_once(" ON ") else {
+        return false;
+    };
+    let privs_ok = privs.split(',').all(|p| {
+        let p = p.trim();
+        !p.is_empty() && p.chars().all(|c| c.is_ascii_alphabetic() || c == ' ')
+    });
+    let object = object.trim();
+    let object_ok = !object.is_empty()
+        && object.split('.').count() == 2
+        && object
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '*' || c == '.');
+    privs_ok && object_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(kind: TargetKind, pairs: &[(&str, &str)]) -> Target {
+        Target {
+            kind,
+            details: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn postgres_defaults_and_required_fields() {
+        let t = target(
+            TargetKind::Postgres,
+            &[
+                ("host", "127.0.0.1"),
+                ("dbname", "app"),
+                ("admin_user", "bg_admin"),
+                ("grant_role", "app_owner"),
+                ("connection", "pg-main"),
+                ("inventory", "postgres, bg_admin"),
+            ],
+        );
+        let TargetConfig::Postgres(pg) = t.config().expect("valid") else {
+            panic!("kind")
+        };
+        assert_eq!(pg.port, 5432);
+        assert_eq!(pg.on_end, OnEnd::Drop);
+        assert_eq!(pg.inventory, ["postgres", "bg_admin"]);
+        let e = target(TargetKind::Postgres, &[("host", "h"), ("port", "99999")])
+            .config()
+            .expect_err("invalid");
+        let fields: Vec<&str> = e.iter().map(|(f, _)| f.as_str()).collect();
+        assert!(fields.contains(&"target.details.port"), "{e:?}");
+        assert!(fields.contains(&"target.details.dbname"), "{e:?}");
+        assert!(fields.contains(&"target.details.connection"), "{e:?}");
+    }
+
+    #[test]
+    fn identifiers_cannot_carry_sql() {
+        let e = target(
+            TargetKind::Postgres,
+            &[
+                ("host", "h"),
+                ("dbname", "app"),
+                ("admin_user", "x\"; DROP ROLE postgres; --"),
+                ("grant_role", "r"),
+                ("connection", "c"),
+            ],
+        )
+        .config()
+        .expect_err("refused");
+        assert_eq!(e[0].0, "target.details.admin_user");
+        let e = target(
+            TargetKind::Mariadb,
+            &[
+                ("host", "h"),
+                ("admin_user", "root"),
+                ("grants", "SELECT ON app.*; DROP USER root"),
+                ("connection", "c"),
+            ],
+        )
+        .config()
+        .expect_err("refused");
+        assert!(e[0].1.contains("DROP USER root"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_details_are_named() {
+        let e = target(
+            TargetKind::Ssh,
+            &[("principals", "root"), ("colour", "red")],
+        )
+        .config()
+        .expect_err("unknown");
+        assert_eq!(e[0].0, "target.details.colour");
+        assert!(e[0].1.contains("principals"), "{e:?}");
+    }
+
+    #[test]
+    fn grant_clauses() {
+        assert!(grant_clause_ok("SELECT, INSERT ON app.*"));
+        assert!(grant_clause_ok("ALL PRIVILEGES ON *.*"));
+        assert!(!grant_clause_ok("SELECT ON app.* TO 'x'@'%'"));
+        assert!(!grant_clause_ok("SELECT ON `app`.*"));
+        assert!(!grant_clause_ok("SELECT"));
+    }
+}

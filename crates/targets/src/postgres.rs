@@ -1,0 +1,63 @@
+//! Placeholder: being written.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use breakglass_custody::Secret;
+use breakglass_domain::{Procedure, TargetKind};
+use breakglass_engine::ports::{
+    EndCause, GrantRequest, HealthCheck, Issued, PrivilegedAccount, Target, TargetError,
+};
+#[allow(unused_imports)]
+use secrecy::SecretString;
+
+/// Placeholder adapter.
+pub struct PostgresTarget {
+    #[allow(dead_code)]
+    connections: HashMap<String, SecretString>,
+}
+
+impl PostgresTarget {
+    /// Builds the adapter.
+    pub fn new(connections: HashMap<String, SecretString>) -> Self {
+        PostgresTarget { connections }
+    }
+}
+
+fn todo_err() -> TargetError {
+    TargetError::Config {
+        target: "postgres".into(),
+        message: "not built yet".into(),
+    }
+}
+
+#[async_trait]
+impl Target for PostgresTarget {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Postgres
+    }
+    async fn grant(&self, _r: &GrantRequest<'_>, _c: &Secret) -> Result<Issued, TargetError> {
+        Err(todo_err())
+    }
+    async fn end(
+        &self,
+        _p: &Procedure,
+        _b: &str,
+        _h: &serde_json::Value,
+        _c: EndCause,
+    ) -> Result<serde_json::Value, TargetError> {
+        Err(todo_err())
+    }
+    async fn check(&self, _p: &Procedure) -> Result<Vec<HealthCheck>, TargetError> {
+        Err(todo_err())
+    }
+    fn next_credential(&self, _p: &Procedure, _c: &Secret) -> Result<Option<Secret>, TargetError> {
+        Err(todo_err())
+    }
+    async fn rotate(&self, _p: &Procedure, _c: &Secret, _n: &Secret) -> Result<(), TargetError> {
+        Err(todo_err())
+    }
+    async fn discover(&self, _p: &Procedure) -> Result<Vec<PrivilegedAccount>, TargetError> {
+        Err(todo_err())
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder: fresh MariaDB databases for tests (being written).

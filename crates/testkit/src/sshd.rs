@@ -1,0 +1,1 @@
+//! Placeholder: a test-started sshd (being written).
