@@ -58,6 +58,8 @@ pub struct MariadbTarget {
     pub connection: String,
     /// Privileged accounts (`user@host` or `user`) expected to exist.
     pub inventory: Vec<String>,
+    /// Database holding the backstop events (default `breakglass`; created at grant time).
+    pub backstop_db: String,
 }
 
 /// SSH hosts trusting a certificate authority.
@@ -168,6 +170,14 @@ impl Target {
                     grants,
                     connection: d.required("connection"),
                     inventory: d.list("inventory"),
+                    backstop_db: match d.optional("backstop_db") {
+                        Some(db) if ident_ok(&db) => db,
+                        Some(db) => {
+                            d.problem("backstop_db", format!("`{db}` is not a plain database name"));
+                            db
+                        }
+                        None => "breakglass".into(),
+                    },
                 })
             }
             TargetKind::Ssh => {
@@ -248,6 +258,7 @@ pub fn known_details(kind: TargetKind) -> &'static [&'static str] {
             "grants",
             "connection",
             "inventory",
+            "backstop_db",
         ],
         TargetKind::Ssh => &["principals", "hosts", "krl_path", "ca_public_key"],
         TargetKind::Http => &["connection", "account"],
