@@ -34,6 +34,9 @@ pub(crate) struct ServeArgs {
     /// Alert channels file (YAML; docs/alerts.md).
     #[arg(long, env = "BREAKGLASS_CHANNELS")]
     pub(crate) channels: Option<PathBuf>,
+    /// Targets file: operator connections for database and HTTP targets (docs/targets.md).
+    #[arg(long, env = "BREAKGLASS_TARGETS")]
+    pub(crate) targets: Option<PathBuf>,
     /// This server's external URL, for links in alerts (e.g. https://breakglass.example.com).
     #[arg(long, env = "BREAKGLASS_PUBLIC_URL")]
     pub(crate) public_url: Option<String>,
@@ -205,6 +208,32 @@ pub(crate) enum ChannelCmd {
     },
 }
 
+/// `target` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum TargetCmd {
+    /// Check a procedure's target without unsealing (exit 9 when a check fails).
+    Check {
+        /// Procedure id.
+        procedure: String,
+    },
+    /// List privileged accounts on the target; flags those not in the inventory or without
+    /// expiry (exit 9 when any is flagged).
+    Discover {
+        /// Procedure id.
+        procedure: String,
+    },
+    /// The latest stored check and discovery.
+    Show {
+        /// Procedure id.
+        procedure: String,
+    },
+    /// What a break created on its target, and whether the target confirmed its end.
+    Grant {
+        /// Break id.
+        break_id: String,
+    },
+}
+
 /// `ack` arguments.
 #[derive(Args, Debug)]
 pub(crate) struct AckArgs {
@@ -282,6 +311,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Approve(a) => approve(&cli, a).await,
         Command::Audit(a) => audit(&cli, a).await,
         Command::Channel(c) => channel(&cli, c).await,
+        Command::Target(t) => target(&cli, t).await,
         Command::Ack(a) => ack(&cli, a).await,
     }
 }
@@ -292,6 +322,7 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     config.database_url = a.database_url.clone();
     config.sinks = a.sinks.clone();
     config.channels_file = a.channels.clone();
+    config.targets_file = a.targets.clone();
     config.engine.system_channels = a.system_channels.clone();
     config.engine.sink_lag_alert_after = a.sink_lag_alert_after;
     config.public_url = a.public_url.clone();
@@ -1226,5 +1257,104 @@ async fn channel(cli: &Cli, cmd: &ChannelCmd) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+async fn target(cli: &Cli, cmd: &TargetCmd) -> Result<()> {
+    let client = connect(cli).await?;
+    let (r, failed) = match cmd {
+        TargetCmd::Check { procedure } => {
+            let r = client
+                .post(&format!("/api/procedures/{}/check", seg(procedure)), &json!({}))
+                .await?;
+            if cli.output == Format::Text {
+                for c in r["checks"].as_array().into_iter().flatten() {
+                    let mark = if c["ok"].as_bool() == Some(true) { "ok  " } else { "FAIL" };
+                    println!("{mark} {}: {}", field(&c["name"]), field(&c["detail"]));
+                }
+            }
+            let failed = r["ok"].as_bool() != Some(true);
+            (r, failed.then(|| format!("target of {procedure}: a check failed")))
+        }
+        TargetCmd::Discover { procedure } => {
+            let r = client
+                .post(&format!("/api/procedures/{}/discover", seg(procedure)), &json!({}))
+                .await?;
+            if cli.output == Format::Text {
+                output::table(
+                    &["ACCOUNT", "PRIVILEGES", "EXPIRES", "FLAGS"],
+                    r["accounts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| {
+                            let list = |v: &Value| {
+                                v.as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .map(field)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            };
+                            vec![
+                                field(&a["name"]),
+                                list(&a["privileges"]),
+                                if a["expires"].is_null() { "never".into() } else { field(&a["expires"]) },
+                                list(&a["flags"]),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+            let flagged = r["flagged"].as_u64().unwrap_or(0);
+            (r, (flagged > 0).then(|| format!("target of {procedure}: {flagged} privileged account(s) flagged")))
+        }
+        TargetCmd::Show { procedure } => {
+            let r = client
+                .get(&format!("/api/procedures/{}/target", seg(procedure)))
+                .await?;
+            if cli.output == Format::Text {
+                for rep in r["reports"].as_array().into_iter().flatten() {
+                    println!(
+                        "{} at {}: {}",
+                        field(&rep["kind"]),
+                        field(&rep["at"]),
+                        if rep["ok"].as_bool() == Some(true) { "ok" } else { "PROBLEMS" }
+                    );
+                }
+            }
+            (r, None)
+        }
+        TargetCmd::Grant { break_id } => {
+            let r = client
+                .get(&format!("/api/breaks/{}/grant", seg(break_id)))
+                .await?;
+            if cli.output == Format::Text {
+                println!("{} grant of {} ({})", field(&r["kind"]), field(&r["break"]), field(&r["procedure"]));
+                println!("  created   {}", field(&r["created_at"]));
+                println!("  deadline  {}", field(&r["deadline"]));
+                println!("  handle    {}", r["handle"]);
+                match r["ended_at"].as_str() {
+                    Some(at) => println!("  ended     {at} ({})", field(&r["end_cause"])),
+                    None if !r["last_error"].is_null() => println!(
+                        "  NOT ENDED after {} attempt(s): {}",
+                        field(&r["end_attempts"]),
+                        field(&r["last_error"])
+                    ),
+                    None => println!("  active"),
+                }
+            }
+            (r, None)
+        }
+    };
+    if cli.output == Format::Json {
+        output::json(&r);
+    }
+    match failed {
+        Some(message) => Err(anyhow!(Exit {
+            code: exit::TARGET,
+            message,
+        })),
+        None => Ok(()),
     }
 }

@@ -5,7 +5,8 @@
 //! Exit codes: 0 success; 1 other failure; 2 usage error; 3 invalid input (procedure files,
 //! request fields); 4 not signed in or not allowed; 5 not found; 6 refused by the break
 //! lifecycle (wrong state, window closed, already approved…); 7 server unreachable or store
-//! unavailable; 8 audit verification failed.
+//! unavailable; 8 audit verification failed; 9 a target refused or failed, or its health check
+//! found a problem.
 
 mod client;
 mod commands;
@@ -85,6 +86,9 @@ pub(crate) enum Command {
     /// Alert channels: list, test, delivery attempts.
     #[command(subcommand)]
     Channel(commands::ChannelCmd),
+    /// Targets: health check without unsealing, privileged-account discovery, latest reports.
+    #[command(subcommand)]
+    Target(commands::TargetCmd),
     /// Acknowledge a break alert with the token from its link.
     Ack(commands::AckArgs),
 }
@@ -105,6 +109,8 @@ pub(crate) mod exit {
     pub(crate) const UNAVAILABLE: u8 = 7;
     /// Audit verification failed.
     pub(crate) const AUDIT_BROKEN: u8 = 8;
+    /// A target refused or failed, or its health check found a problem.
+    pub(crate) const TARGET: u8 = 9;
 }
 
 /// An error that knows its exit code.
@@ -138,6 +144,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             Some(401 | 403) => exit::AUTH,
             Some(404) => exit::NOT_FOUND,
             Some(409) => exit::REFUSED,
+            Some(502) => exit::TARGET,
             Some(503) => exit::UNAVAILABLE,
             Some(_) => exit::FAILURE,
         };

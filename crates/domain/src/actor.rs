@@ -65,6 +65,8 @@ pub enum Action {
     Read,
     /// Read and export the audit log.
     ReadAudit,
+    /// Run a target's health check or discovery (records a report; opens nothing).
+    CheckTarget,
 }
 
 /// An enrolled actor.
@@ -108,6 +110,7 @@ impl Actor {
             Action::CloseBreak => (&[Role::Requester, Role::Admin], "close breaks"),
             Action::Read => (&Role::ALL, "read"),
             Action::ReadAudit => (&[Role::Admin, Role::Auditor], "read the audit log"),
+            Action::CheckTarget => (&[Role::Admin], "check targets"),
         };
         if allowed.iter().any(|r| self.has(*r)) {
             Ok(())

@@ -103,7 +103,7 @@ pub struct DrillSpec {
 }
 
 /// The kinds of target a procedure can open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     /// A static secret (root password, recovery codes): the grant is a single reveal.

@@ -289,7 +289,12 @@ impl Engine {
         };
         let severity = match event.as_str() {
             "break.requested" | "break.granted" | "grant.revealed" => Severity::Critical,
-            "alert.escalated" | "break.lapsed" | "audit.sink_lagging" => Severity::Warning,
+            "alert.escalated"
+            | "break.lapsed"
+            | "audit.sink_lagging"
+            | "grant.failed"
+            | "grant.end_failed"
+            | "credential.rotation_failed" => Severity::Warning,
             _ => Severity::Info,
         };
         let ack_url = match &break_id {

@@ -13,7 +13,8 @@ use breakglass_domain::{
 use serde_json::json;
 
 use crate::events::Record;
-use crate::ports::{StoredProcedure, Taint, Tx};
+use crate::grants::new_grant_record;
+use crate::ports::{EndCause, GrantRequest, StoredProcedure, Taint, Tx};
 use crate::{Engine, EngineError, new_id};
 
 /// What a custodian needs to approve: their encrypted share of the break's seal.
@@ -69,10 +70,19 @@ impl Engine {
         let seal_id = stored.seal_id.clone().ok_or_else(|| {
             EngineError::Invalid(format!("procedure `{procedure}` has no sealed credential; run `breakglass seal {procedure}`"))
         })?;
-        if stored.procedure.target.kind != TargetKind::Secret {
+        let kind = stored.procedure.target.kind;
+        if kind != TargetKind::Secret {
+            self.target(kind)?;
+        }
+        if kind == TargetKind::Ssh
+            && by
+                .key
+                .as_ref()
+                .is_some_and(|k| k.kind() != breakglass_custody::KeyKind::SshEd25519)
+        {
             return Err(EngineError::Invalid(format!(
-                "target kind `{}` cannot be granted by this server yet; only `secret` targets are supported",
-                stored.procedure.target.kind.as_str()
+                "procedure `{procedure}` issues SSH certificates, which are signed for the requester's own ssh-ed25519 key; `{}` has an age key enrolled",
+                by.name
             )));
         }
         if by.key.is_none() {
@@ -270,16 +280,71 @@ impl Engine {
                     granted.info.requester
                 ))
             })?;
-        let payload =
-            breakglass_custody::encrypt_to(&requester, secret.expose_secret()).map_err(|e| {
-                EngineError::Conflict(format!("cannot encrypt the grant to the requester: {e}"))
-            })?;
-        drop(secret);
-        tx.put_grant_payload(&break_id, &payload).await?;
+        let kind = stored.procedure.target.kind;
         let b = Break::Granted(granted.clone());
+        // For a target, the grant is created on it now, while this transaction holds the
+        // writer: a second approval cannot race this one into a second grant.
+        let issued = if kind == TargetKind::Secret {
+            None
+        } else {
+            let target = self.target(kind)?;
+            let request = GrantRequest {
+                procedure: &stored.procedure,
+                break_id: &break_id,
+                requester: &granted.info.requester,
+                requester_key: &requester,
+                now,
+                deadline: granted.deadline,
+            };
+            match target.grant(&request, &secret).await {
+                Ok(issued) => Some((target, issued)),
+                Err(e) => {
+                    // Nothing changed: the break stays requested; the failure is evidence.
+                    let mut failed = Record::default();
+                    failed.break_event(
+                        now,
+                        "breakglass",
+                        "grant.failed",
+                        &stored.procedure,
+                        &Break::Requested(breakglass_domain::Requested {
+                            info: granted.info.clone(),
+                        }),
+                        json!({"error": e.to_string(), "error_code": e.code(), "kind": kind.as_str()}),
+                    );
+                    self.commit(tx, failed).await?;
+                    return Err(e.into());
+                }
+            }
+        };
+        let plaintext = match &issued {
+            None => secret.expose_secret(),
+            Some((_, i)) => i.access.expose_secret(),
+        };
+        let payload = breakglass_custody::encrypt_to(&requester, plaintext)
+            .map_err(|e| EngineError::Conflict(format!("cannot encrypt the grant to the requester: {e}")));
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some((target, i)) = &issued {
+                    let _ = target
+                        .end(&stored.procedure, &break_id, &i.handle, EndCause::Abandoned)
+                        .await;
+                }
+                return Err(e);
+            }
+        };
+        tx.put_grant_payload(&break_id, &payload).await?;
+        if let Some((_, i)) = &issued {
+            tx.put_grant(&new_grant_record(&b, kind, i.handle.clone(), now, granted.deadline))
+                .await?;
+        }
         tx.put_break(&b).await?;
         stored.taint = Some(Taint {
-            reason: format!("data key combined by break {break_id}; re-seal"),
+            reason: if issued.is_some() {
+                format!("data key combined by break {break_id}; rotating the credential and re-sealing")
+            } else {
+                format!("data key combined by break {break_id}; re-seal")
+            },
             break_id: Some(break_id.clone()),
             secret_revealed: stored.taint.as_ref().is_some_and(|t| t.secret_revealed),
         });
@@ -295,6 +360,8 @@ impl Engine {
                 "deadline": granted.deadline.to_string(),
                 "time_to_access_ms": granted.granted_at.since(granted.info.requested_at),
                 "approvers": granted.info.approvals.iter().map(|a| a.custodian.clone()).collect::<Vec<_>>(),
+                "kind": kind.as_str(),
+                "grant": issued.as_ref().map(|(_, i)| i.handle.clone()),
             }),
         );
         record.procedure_event(
@@ -304,7 +371,20 @@ impl Engine {
             &stored.procedure.id,
             json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
         );
-        self.commit(tx, record).await?;
+        if let Err(e) = self.commit(tx, record).await {
+            // The grant exists on the target but not in the store: end it there.
+            if let Some((target, i)) = &issued
+                && let Err(end) = target
+                    .end(&stored.procedure, &break_id, &i.handle, EndCause::Abandoned)
+                    .await
+            {
+                tracing::error!(break_id, error = %end, "grant not committed and not ended on the target");
+            }
+            return Err(e);
+        }
+        if issued.is_some() {
+            self.spawn_rotation(stored.procedure.id.clone(), break_id, secret);
+        }
         Ok(b)
     }
 
@@ -332,12 +412,6 @@ impl Engine {
         let b = Break::Granted(granted.clone());
         tx.put_break(&b).await?;
         let mut stored = load_procedure(tx.as_mut(), &granted.info.procedure).await?;
-        stored.taint = Some(Taint {
-            reason: format!("secret revealed by break {break_id}; rotate it and re-seal a new one"),
-            break_id: Some(break_id.to_owned()),
-            secret_revealed: true,
-        });
-        tx.put_procedure(&stored).await?;
         let mut record = Record::default();
         record.break_event(
             now,
@@ -345,15 +419,27 @@ impl Engine {
             "grant.revealed",
             &stored.procedure,
             &b,
-            json!({"deadline": granted.deadline.to_string()}),
+            json!({"deadline": granted.deadline.to_string(), "kind": stored.procedure.target.kind.as_str()}),
         );
-        record.procedure_event(
-            now,
-            &by.name,
-            "procedure.tainted",
-            &stored.procedure.id,
-            json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
-        );
+        // A static secret is now known to a person; a target grant revealed only its own
+        // ephemeral access, which ends at the deadline.
+        if stored.procedure.target.kind == TargetKind::Secret {
+            stored.taint = Some(Taint {
+                reason: format!(
+                    "secret revealed by break {break_id}; rotate it and re-seal a new one"
+                ),
+                break_id: Some(break_id.to_owned()),
+                secret_revealed: true,
+            });
+            tx.put_procedure(&stored).await?;
+            record.procedure_event(
+                now,
+                &by.name,
+                "procedure.tainted",
+                &stored.procedure.id,
+                json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
+            );
+        }
         self.commit(tx, record).await?;
         Ok(RevealedGrant {
             break_id: break_id.to_owned(),
@@ -382,6 +468,7 @@ impl Engine {
         let stored = load_procedure(tx.as_mut(), &ended.info.procedure).await?;
         let b = Break::Ended(ended);
         tx.put_break(&b).await?;
+        request_end(tx.as_mut(), break_id, "closed", now).await?;
         let mut record = Record::default();
         record.break_event(
             now,
@@ -393,6 +480,7 @@ impl Engine {
         );
         self.commit(tx, record).await?;
         drop(self.take_pending(break_id));
+        self.end_grants().await?;
         Ok(b)
     }
 
@@ -403,6 +491,8 @@ impl Engine {
         let mut tx = self.store().begin().await?;
         let due = tx.due_breaks(now).await?;
         if due.is_empty() {
+            drop(tx);
+            self.end_grants().await?;
             return Ok(Vec::new());
         }
         let mut record = Record::default();
@@ -416,6 +506,7 @@ impl Engine {
                     match g.expire(now) {
                         Ok(e) => {
                             tx.take_grant_payload(&id).await?;
+                            request_end(tx.as_mut(), &id, "expired", now).await?;
                             (
                                 e,
                                 "break.expired",
@@ -445,6 +536,7 @@ impl Engine {
         for id in &ended_ids {
             drop(self.take_pending(id));
         }
+        self.end_grants().await?;
         Ok(ended_ids)
     }
 
@@ -521,6 +613,23 @@ impl Engine {
                 .insert(break_id.to_owned(), shares);
         }
     }
+}
+
+/// Marks a break's grant on a target (if it has one) for ending by `end_grants`.
+async fn request_end(
+    tx: &mut dyn Tx,
+    break_id: &str,
+    cause: &str,
+    now: Timestamp,
+) -> Result<(), EngineError> {
+    if let Some(mut g) = tx.grant(break_id).await?
+        && g.end_requested_at.is_none()
+    {
+        g.end_requested_at = Some(now);
+        g.end_cause = Some(cause.to_owned());
+        tx.put_grant(&g).await?;
+    }
+    Ok(())
 }
 
 async fn load_break(tx: &mut dyn Tx, id: &str) -> Result<Break, EngineError> {

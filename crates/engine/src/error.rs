@@ -52,6 +52,9 @@ pub enum EngineError {
     /// The state changed in a way that conflicts with the request.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A target refused or failed (unreachable, credential refused, missing privilege…).
+    #[error("target: {0}")]
+    Target(#[from] crate::ports::TargetError),
     /// The store failed; nothing was committed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -12,6 +12,7 @@ mod auth;
 mod breaks;
 mod error;
 mod events;
+mod grants;
 mod procedures;
 mod seal;
 
@@ -29,6 +30,7 @@ pub use audit_log::{ChainVerdict, Lag};
 pub use auth::{Challenge, ChallengeKind, LOGIN_NAMESPACE, LoginMethod, Session, expose_token};
 pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
 pub use error::EngineError;
+pub use grants::{Discovery, TargetCheck};
 pub use ports::{
     Clock, ManualClock, Store, StoredActor, StoredProcedure, StoredSeal, SystemClock, Taint, Tx,
 };
@@ -74,6 +76,8 @@ pub struct Outputs {
     pub channels: Vec<Arc<dyn ports::Channel>>,
     /// Key of acknowledgement tokens (32 random bytes kept by the server).
     pub ack_key: [u8; 32],
+    /// Target adapters, one per kind (`secret` needs none).
+    pub targets: Vec<Arc<dyn ports::Target>>,
 }
 
 /// The engine: cheap to clone, shared by every request.
@@ -102,6 +106,10 @@ struct Inner {
     alerts_queued: tokio::sync::Notify,
     /// The key signing checkpoints (replaced on rotation).
     audit_key: std::sync::RwLock<Option<Arc<breakglass_audit::AuditKey>>>,
+    /// Target adapters by kind.
+    targets: HashMap<breakglass_domain::TargetKind, Arc<dyn ports::Target>>,
+    /// Background tasks (credential rotations after grants), awaited by `settle`.
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -139,7 +147,9 @@ impl Engine {
             sinks,
             channels,
             ack_key,
+            targets,
         } = outputs;
+        let targets = targets.into_iter().map(|t| (t.kind(), t)).collect();
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -153,6 +163,8 @@ impl Engine {
                 alerts_queued: tokio::sync::Notify::new(),
                 lagging: Mutex::new(std::collections::HashSet::new()),
                 audit_key: std::sync::RwLock::new(None),
+                targets,
+                background: Mutex::new(Vec::new()),
             }),
         }
     }

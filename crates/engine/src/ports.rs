@@ -229,6 +229,50 @@ pub enum DeliveryAttempt {
     },
 }
 
+/// A grant issued on a target, kept until the target confirms it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantRecord {
+    /// Break.
+    pub break_id: String,
+    /// Procedure.
+    pub procedure: String,
+    /// Target kind (`postgres`, `mariadb`, `ssh`, `http`).
+    pub kind: String,
+    /// The adapter's non-secret handle (role name, certificate serial…).
+    pub handle: serde_json::Value,
+    /// When it was issued.
+    pub created_at: Timestamp,
+    /// The grant's deadline.
+    pub deadline: Timestamp,
+    /// When the break ended and the target was asked to end the grant.
+    pub end_requested_at: Option<Timestamp>,
+    /// Why it ends: `expired`, `closed`, `abandoned`.
+    pub end_cause: Option<String>,
+    /// When the target confirmed the end.
+    pub ended_at: Option<Timestamp>,
+    /// Failed attempts to end it.
+    pub end_attempts: i64,
+    /// Earliest next attempt after a failure.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Why the last attempt failed (no secrets).
+    pub last_error: Option<String>,
+}
+
+/// The latest health check or discovery of a procedure's target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetReport {
+    /// Procedure.
+    pub procedure: String,
+    /// `check` or `discover`.
+    pub kind: String,
+    /// When.
+    pub at: Timestamp,
+    /// Whether everything passed (check) or nothing was flagged (discover).
+    pub ok: bool,
+    /// The report's lines, as JSON (no secrets).
+    pub detail: serde_json::Value,
+}
+
 /// The store: transactions over procedures, seals, breaks, actors and the audit log.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -322,6 +366,16 @@ pub trait Tx: Send {
     async fn put_channel_test(&mut self, test: &ChannelTest) -> StoreResult<()>;
     /// Every channel's latest test result.
     async fn channel_tests(&mut self) -> StoreResult<Vec<ChannelTest>>;
+    /// Inserts or replaces a grant record.
+    async fn put_grant(&mut self, g: &GrantRecord) -> StoreResult<()>;
+    /// The grant record of a break.
+    async fn grant(&mut self, break_id: &str) -> StoreResult<Option<GrantRecord>>;
+    /// Grants whose end was requested, not yet confirmed, and due for an attempt at `now`.
+    async fn grants_to_end(&mut self, now: Timestamp) -> StoreResult<Vec<GrantRecord>>;
+    /// Stores a procedure's latest target report of its kind.
+    async fn put_target_report(&mut self, r: &TargetReport) -> StoreResult<()>;
+    /// The latest target reports, optionally of one procedure.
+    async fn target_reports(&mut self, procedure: Option<&str>) -> StoreResult<Vec<TargetReport>>;
     /// Commits outbox bookkeeping (`mark_outbox`), the one commit without an audit entry.
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()>;
     /// Stores a signed checkpoint with one outbox row per destination, and commits.

@@ -37,9 +37,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/procedures/apply", post(apply_procedures))
         .route("/api/procedures/{id}", get(show_procedure))
         .route("/api/procedures/{id}/seal", post(seal))
+        .route("/api/procedures/{id}/check", post(check_target))
+        .route("/api/procedures/{id}/discover", post(discover))
+        .route("/api/procedures/{id}/target", get(target_reports))
         .route("/api/actors", get(list_actors).post(enroll))
         .route("/api/breaks", get(list_breaks).post(open_break))
         .route("/api/breaks/{id}", get(show_break))
+        .route("/api/breaks/{id}/grant", get(grant_record))
         .route("/api/breaks/{id}/share", get(share))
         .route("/api/breaks/{id}/approvals", post(approve))
         .route("/api/breaks/{id}/reveal", post(reveal))
@@ -252,6 +256,74 @@ async fn seal(
         "custodians": summary.custodians,
         "replaces": summary.replaces,
         "cleared_taint": summary.cleared_taint,
+    })))
+}
+
+async fn check_target(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let c = s.engine.check_target(&me, &id).await?;
+    Ok(Json(json!({
+        "procedure": c.procedure,
+        "ok": c.ok,
+        "checks": c.checks.iter().map(|h| json!({"name": h.name, "ok": h.ok, "detail": h.detail})).collect::<Vec<_>>(),
+    })))
+}
+
+async fn discover(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let d = s.engine.discover(&me, &id).await?;
+    Ok(Json(json!({
+        "procedure": d.procedure,
+        "flagged": d.flagged().count(),
+        "accounts": d.accounts.iter().map(|a| json!({
+            "name": a.name, "privileges": a.privileges, "expires": a.expires, "known": a.known, "flags": a.flags,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+async fn target_reports(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let reports = s.engine.target_reports(&me, Some(&id)).await?;
+    Ok(Json(json!({
+        "procedure": id,
+        "reports": reports.iter().map(|r| json!({
+            "kind": r.kind, "at": r.at.to_string(), "ok": r.ok, "detail": r.detail,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+async fn grant_record(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let g = s
+        .engine
+        .grant_record(&me, &id)
+        .await?
+        .ok_or_else(|| ApiError::from(breakglass_engine::EngineError::NotFound { what: "grant on a target for break", id: id.clone() }))?;
+    let t = |t: Option<breakglass_domain::Timestamp>| t.map(|t| t.to_string());
+    Ok(Json(json!({
+        "break": g.break_id,
+        "procedure": g.procedure,
+        "kind": g.kind,
+        "handle": g.handle,
+        "created_at": g.created_at.to_string(),
+        "deadline": g.deadline.to_string(),
+        "end_requested_at": t(g.end_requested_at),
+        "end_cause": g.end_cause,
+        "ended_at": t(g.ended_at),
+        "end_attempts": g.end_attempts,
+        "last_error": g.last_error,
     })))
 }
 

@@ -54,6 +54,17 @@ impl From<EngineError> for ApiError {
             EngineError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             EngineError::Unseal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "unseal_failed"),
             EngineError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            EngineError::Target(t) => (
+                StatusCode::BAD_GATEWAY,
+                match t.code() {
+                    "unreachable" => "target_unreachable",
+                    "credential" => "target_credential_refused",
+                    "privilege" => "target_missing_privilege",
+                    "conflict" => "target_conflict",
+                    "config" => "target_config",
+                    _ => "target_failed",
+                },
+            ),
         };
         let details = match &e {
             EngineError::Procedure(errors) => errors

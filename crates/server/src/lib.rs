@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub sinks: Vec<String>,
     /// Alert channels file (YAML; see docs/alerts.md).
     pub channels_file: Option<PathBuf>,
+    /// Targets file: operator connections for database and HTTP targets (docs/targets.md).
+    pub targets_file: Option<PathBuf>,
     /// The server's external URL for links in alerts (overrides the channels file's).
     pub public_url: Option<String>,
     /// Sign a checkpoint after this many new entries…
@@ -56,6 +58,7 @@ impl ServerConfig {
             engine: Config::default(),
             sinks: Vec::new(),
             channels_file: None,
+            targets_file: None,
             public_url: None,
             checkpoint_every_entries: 1000,
             checkpoint_interval: Duration::from_secs(60),
@@ -186,6 +189,26 @@ pub async fn build_with_clock(
     if config.public_url.is_some() {
         engine_config.public_url = config.public_url.clone();
     }
+    let targets = match &config.targets_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            breakglass_targets::load(&path.display().to_string(), &text, &|k| {
+                std::env::var(k).ok()
+            })
+            .map_err(|errors| {
+                anyhow::anyhow!(
+                    "{}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?
+        }
+        None => breakglass_targets::TargetsConfig::default(),
+    };
     let ack_key = secret_file(&config.data_dir.join(ACK_KEY_FILE))?;
     let engine = Engine::wired(
         Arc::new(store),
@@ -195,6 +218,7 @@ pub async fn build_with_clock(
             sinks,
             channels,
             ack_key: *ack_key,
+            targets: breakglass_targets::build(&targets),
         },
     );
     let key = audit_key::load_or_create(&config.data_dir, &engine).await?;

@@ -149,6 +149,46 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/procedures/{id}/check",
+        "post",
+        op(
+            "Check the procedure's target without unsealing: account, privileges, expiry, hosts, API (admin); the report is stored and audited",
+            true,
+            None,
+            "The health check, one line per check",
+        ),
+    );
+    add(
+        "/api/procedures/{id}/discover",
+        "post",
+        op(
+            "List privileged accounts on the target, flagging those not in the inventory or without expiry (admin); stored and audited",
+            true,
+            None,
+            "The accounts found",
+        ),
+    );
+    add(
+        "/api/procedures/{id}/target",
+        "get",
+        op(
+            "The latest stored health check and discovery of the procedure's target",
+            true,
+            None,
+            "The reports",
+        ),
+    );
+    add(
+        "/api/breaks/{id}/grant",
+        "get",
+        op(
+            "What the break created on its target (role, user, certificate serial, account) and whether the target confirmed its end",
+            true,
+            None,
+            "The grant record",
+        ),
+    );
+    add(
         "/api/actors",
         "get",
         op("Enrolled actors (never their tokens)", true, None, "Actors"),

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
-    AckState, AttemptRecord, ChannelTest, DeliveryAttempt, OutboxItem, OutboxRow, Store,
-    StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, Tx,
+    AckState, AttemptRecord, ChannelTest, DeliveryAttempt, GrantRecord, OutboxItem, OutboxRow,
+    Store, StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, TargetReport, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -762,6 +762,82 @@ impl Tx for SqlTx {
         .await
         .map_err(db)?;
         rows.iter().map(rows::channel_test).collect()
+    }
+
+    async fn put_grant(&mut self, g: &GrantRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO grants (break_id, procedure_id, kind, handle, created_at, deadline, end_requested_at, end_cause, ended_at, end_attempts, next_attempt_at, last_error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (break_id) DO UPDATE SET handle = excluded.handle, end_requested_at = excluded.end_requested_at, end_cause = excluded.end_cause, ended_at = excluded.ended_at, \
+             end_attempts = excluded.end_attempts, next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error",
+        )
+        .bind(g.break_id.clone())
+        .bind(g.procedure.clone())
+        .bind(g.kind.clone())
+        .bind(g.handle.to_string())
+        .bind(g.created_at.0)
+        .bind(g.deadline.0)
+        .bind(g.end_requested_at.map(|t| t.0))
+        .bind(g.end_cause.clone())
+        .bind(g.ended_at.map(|t| t.0))
+        .bind(g.end_attempts)
+        .bind(g.next_attempt_at.map(|t| t.0))
+        .bind(g.last_error.clone())
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn grant(&mut self, break_id: &str) -> StoreResult<Option<GrantRecord>> {
+        let row = sqlx::query("SELECT * FROM grants WHERE break_id = $1")
+            .bind(break_id.to_owned())
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::grant).transpose()
+    }
+
+    async fn grants_to_end(&mut self, now: Timestamp) -> StoreResult<Vec<GrantRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM grants WHERE ended_at IS NULL AND end_requested_at IS NOT NULL \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) ORDER BY end_requested_at LIMIT 100",
+        )
+        .bind(now.0)
+        .fetch_all(self.c()?)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::grant).collect()
+    }
+
+    async fn put_target_report(&mut self, r: &TargetReport) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO target_reports (procedure_id, kind, at, ok, detail) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (procedure_id, kind) DO UPDATE SET at = excluded.at, ok = excluded.ok, detail = excluded.detail",
+        )
+        .bind(r.procedure.clone())
+        .bind(r.kind.clone())
+        .bind(r.at.0)
+        .bind(i64::from(r.ok))
+        .bind(r.detail.to_string())
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn target_reports(&mut self, procedure: Option<&str>) -> StoreResult<Vec<TargetReport>> {
+        let rows = match procedure {
+            Some(p) => sqlx::query("SELECT * FROM target_reports WHERE procedure_id = $1 ORDER BY kind")
+                .bind(p.to_owned())
+                .fetch_all(self.c()?)
+                .await,
+            None => sqlx::query("SELECT * FROM target_reports ORDER BY procedure_id, kind")
+                .fetch_all(self.c()?)
+                .await,
+        }
+        .map_err(db)?;
+        rows.iter().map(rows::target_report).collect()
     }
 
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {

@@ -405,3 +405,38 @@ pub(crate) fn channel_test(row: &AnyRow) -> StoreResult<breakglass_engine::ports
         error: col(row, "error")?,
     })
 }
+
+pub(crate) fn grant(row: &AnyRow) -> StoreResult<breakglass_engine::ports::GrantRecord> {
+    let handle: String = col(row, "handle")?;
+    let opt = |name: &str| -> StoreResult<Option<Timestamp>> {
+        Ok(col::<Option<i64>>(row, name)?.map(Timestamp))
+    };
+    Ok(breakglass_engine::ports::GrantRecord {
+        break_id: col(row, "break_id")?,
+        procedure: col(row, "procedure_id")?,
+        kind: col(row, "kind")?,
+        handle: serde_json::from_str(&handle)
+            .map_err(|e| StoreError(format!("grant handle is not JSON: {e}")))?,
+        created_at: Timestamp(col(row, "created_at")?),
+        deadline: Timestamp(col(row, "deadline")?),
+        end_requested_at: opt("end_requested_at")?,
+        end_cause: col(row, "end_cause")?,
+        ended_at: opt("ended_at")?,
+        end_attempts: col(row, "end_attempts")?,
+        next_attempt_at: opt("next_attempt_at")?,
+        last_error: col(row, "last_error")?,
+    })
+}
+
+pub(crate) fn target_report(row: &AnyRow) -> StoreResult<breakglass_engine::ports::TargetReport> {
+    let ok: i64 = col(row, "ok")?;
+    let detail: String = col(row, "detail")?;
+    Ok(breakglass_engine::ports::TargetReport {
+        procedure: col(row, "procedure_id")?,
+        kind: col(row, "kind")?,
+        at: Timestamp(col(row, "at")?),
+        ok: ok != 0,
+        detail: serde_json::from_str(&detail)
+            .map_err(|e| StoreError(format!("target report is not JSON: {e}")))?,
+    })
+}

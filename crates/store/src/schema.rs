@@ -27,6 +27,9 @@ pub(crate) const SQLITE: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS acks_due ON acks (ack_deadline)",
     "CREATE TABLE IF NOT EXISTS channel_tests (channel TEXT PRIMARY KEY, at BIGINT NOT NULL, ok BIGINT NOT NULL, status TEXT NOT NULL, latency_ms BIGINT, error TEXT)",
     "CREATE TABLE IF NOT EXISTS delivery_attempts (id INTEGER PRIMARY KEY AUTOINCREMENT, outbox_id BIGINT NOT NULL, destination TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, status TEXT NOT NULL, latency_ms BIGINT, error TEXT)",
+    "CREATE TABLE IF NOT EXISTS grants (break_id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kind TEXT NOT NULL, handle TEXT NOT NULL, created_at BIGINT NOT NULL, deadline BIGINT NOT NULL, end_requested_at BIGINT, end_cause TEXT, ended_at BIGINT, end_attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT, last_error TEXT)",
+    "CREATE INDEX IF NOT EXISTS grants_to_end ON grants (ended_at, end_requested_at)",
+    "CREATE TABLE IF NOT EXISTS target_reports (procedure_id TEXT NOT NULL, kind TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (procedure_id, kind))",
 ];
 
 /// PostgreSQL schema.
@@ -55,4 +58,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS acks_due ON acks (ack_deadline)",
     "CREATE TABLE IF NOT EXISTS channel_tests (channel TEXT PRIMARY KEY, at BIGINT NOT NULL, ok BIGINT NOT NULL, status TEXT NOT NULL, latency_ms BIGINT, error TEXT)",
     "CREATE TABLE IF NOT EXISTS delivery_attempts (id BIGSERIAL PRIMARY KEY, outbox_id BIGINT NOT NULL, destination TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, status TEXT NOT NULL, latency_ms BIGINT, error TEXT)",
+    "CREATE TABLE IF NOT EXISTS grants (break_id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kind TEXT NOT NULL, handle TEXT NOT NULL, created_at BIGINT NOT NULL, deadline BIGINT NOT NULL, end_requested_at BIGINT, end_cause TEXT, ended_at BIGINT, end_attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT, last_error TEXT)",
+    "CREATE INDEX IF NOT EXISTS grants_to_end ON grants (ended_at, end_requested_at)",
+    "CREATE TABLE IF NOT EXISTS target_reports (procedure_id TEXT NOT NULL, kind TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (procedure_id, kind))",
 ];
