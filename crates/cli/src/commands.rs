@@ -1265,20 +1265,33 @@ async fn target(cli: &Cli, cmd: &TargetCmd) -> Result<()> {
     let (r, failed) = match cmd {
         TargetCmd::Check { procedure } => {
             let r = client
-                .post(&format!("/api/procedures/{}/check", seg(procedure)), &json!({}))
+                .post(
+                    &format!("/api/procedures/{}/check", seg(procedure)),
+                    &json!({}),
+                )
                 .await?;
             if cli.output == Format::Text {
                 for c in r["checks"].as_array().into_iter().flatten() {
-                    let mark = if c["ok"].as_bool() == Some(true) { "ok  " } else { "FAIL" };
+                    let mark = if c["ok"].as_bool() == Some(true) {
+                        "ok  "
+                    } else {
+                        "FAIL"
+                    };
                     println!("{mark} {}: {}", field(&c["name"]), field(&c["detail"]));
                 }
             }
             let failed = r["ok"].as_bool() != Some(true);
-            (r, failed.then(|| format!("target of {procedure}: a check failed")))
+            (
+                r,
+                failed.then(|| format!("target of {procedure}: a check failed")),
+            )
         }
         TargetCmd::Discover { procedure } => {
             let r = client
-                .post(&format!("/api/procedures/{}/discover", seg(procedure)), &json!({}))
+                .post(
+                    &format!("/api/procedures/{}/discover", seg(procedure)),
+                    &json!({}),
+                )
                 .await?;
             if cli.output == Format::Text {
                 output::table(
@@ -1299,7 +1312,11 @@ async fn target(cli: &Cli, cmd: &TargetCmd) -> Result<()> {
                             vec![
                                 field(&a["name"]),
                                 list(&a["privileges"]),
-                                if a["expires"].is_null() { "never".into() } else { field(&a["expires"]) },
+                                if a["expires"].is_null() {
+                                    "never".into()
+                                } else {
+                                    field(&a["expires"])
+                                },
                                 list(&a["flags"]),
                             ]
                         })
@@ -1307,7 +1324,12 @@ async fn target(cli: &Cli, cmd: &TargetCmd) -> Result<()> {
                 );
             }
             let flagged = r["flagged"].as_u64().unwrap_or(0);
-            (r, (flagged > 0).then(|| format!("target of {procedure}: {flagged} privileged account(s) flagged")))
+            (
+                r,
+                (flagged > 0).then(|| {
+                    format!("target of {procedure}: {flagged} privileged account(s) flagged")
+                }),
+            )
         }
         TargetCmd::Show { procedure } => {
             let r = client
@@ -1319,7 +1341,11 @@ async fn target(cli: &Cli, cmd: &TargetCmd) -> Result<()> {
                         "{} at {}: {}",
                         field(&rep["kind"]),
                         field(&rep["at"]),
-                        if rep["ok"].as_bool() == Some(true) { "ok" } else { "PROBLEMS" }
+                        if rep["ok"].as_bool() == Some(true) {
+                            "ok"
+                        } else {
+                            "PROBLEMS"
+                        }
                     );
                 }
             }
@@ -1330,7 +1356,12 @@ async fn target(cli: &Cli, cmd: &TargetCmd) -> Result<()> {
                 .get(&format!("/api/breaks/{}/grant", seg(break_id)))
                 .await?;
             if cli.output == Format::Text {
-                println!("{} grant of {} ({})", field(&r["kind"]), field(&r["break"]), field(&r["procedure"]));
+                println!(
+                    "{} grant of {} ({})",
+                    field(&r["kind"]),
+                    field(&r["break"]),
+                    field(&r["procedure"])
+                );
                 println!("  created   {}", field(&r["created_at"]));
                 println!("  deadline  {}", field(&r["deadline"]));
                 println!("  handle    {}", r["handle"]);

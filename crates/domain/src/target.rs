@@ -173,7 +173,10 @@ impl Target {
                     backstop_db: match d.optional("backstop_db") {
                         Some(db) if ident_ok(&db) => db,
                         Some(db) => {
-                            d.problem("backstop_db", format!("`{db}` is not a plain database name"));
+                            d.problem(
+                                "backstop_db",
+                                format!("`{db}` is not a plain database name"),
+                            );
                             db
                         }
                         None => "breakglass".into(),
@@ -215,7 +218,11 @@ impl Target {
             }),
         };
         // A secret's details only describe where it belongs (`host: vault-01`): free-form.
-        for key in self.details.keys().filter(|_| self.kind != TargetKind::Secret) {
+        for key in self
+            .details
+            .keys()
+            .filter(|_| self.kind != TargetKind::Secret)
+        {
             if !d.used.contains(&key.as_str()) {
                 d.problems.push((
                     format!("target.details.{key}"),
@@ -342,7 +349,10 @@ impl Details<'_> {
             "verify-full",
         ];
         if !MODES.contains(&v.as_str()) {
-            self.problem("sslmode", format!("`{v}` is not one of {}", MODES.join(", ")));
+            self.problem(
+                "sslmode",
+                format!("`{v}` is not one of {}", MODES.join(", ")),
+            );
         }
         v
     }

@@ -320,8 +320,9 @@ impl Engine {
             None => secret.expose_secret(),
             Some((_, i)) => i.access.expose_secret(),
         };
-        let payload = breakglass_custody::encrypt_to(&requester, plaintext)
-            .map_err(|e| EngineError::Conflict(format!("cannot encrypt the grant to the requester: {e}")));
+        let payload = breakglass_custody::encrypt_to(&requester, plaintext).map_err(|e| {
+            EngineError::Conflict(format!("cannot encrypt the grant to the requester: {e}"))
+        });
         let payload = match payload {
             Ok(p) => p,
             Err(e) => {
@@ -335,13 +336,21 @@ impl Engine {
         };
         tx.put_grant_payload(&break_id, &payload).await?;
         if let Some((_, i)) = &issued {
-            tx.put_grant(&new_grant_record(&b, kind, i.handle.clone(), now, granted.deadline))
-                .await?;
+            tx.put_grant(&new_grant_record(
+                &b,
+                kind,
+                i.handle.clone(),
+                now,
+                granted.deadline,
+            ))
+            .await?;
         }
         tx.put_break(&b).await?;
         stored.taint = Some(Taint {
             reason: if issued.is_some() {
-                format!("data key combined by break {break_id}; rotating the credential and re-sealing")
+                format!(
+                    "data key combined by break {break_id}; rotating the credential and re-sealing"
+                )
             } else {
                 format!("data key combined by break {break_id}; re-seal")
             },

@@ -259,7 +259,13 @@ impl Engine {
         }
 
         let promoted = self
-            .promote_seal(procedure_id, break_id, old_seal.as_deref(), &seal, next.is_some())
+            .promote_seal(
+                procedure_id,
+                break_id,
+                old_seal.as_deref(),
+                &seal,
+                next.is_some(),
+            )
             .await;
         if let Err(e) = promoted {
             // The target has the new credential but the store did not take the new seal:
@@ -431,12 +437,7 @@ impl Engine {
         procedure: Option<&str>,
     ) -> Result<Vec<TargetReport>, EngineError> {
         by.may(Action::Read)?;
-        Ok(self
-            .store()
-            .read()
-            .await?
-            .target_reports(procedure)
-            .await?)
+        Ok(self.store().read().await?.target_reports(procedure).await?)
     }
 
     /// The grant record of a break (what was created on the target, and whether it ended).

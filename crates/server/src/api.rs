@@ -306,11 +306,12 @@ async fn grant_record(
     Caller(me): Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let g = s
-        .engine
-        .grant_record(&me, &id)
-        .await?
-        .ok_or_else(|| ApiError::from(breakglass_engine::EngineError::NotFound { what: "grant on a target for break", id: id.clone() }))?;
+    let g = s.engine.grant_record(&me, &id).await?.ok_or_else(|| {
+        ApiError::from(breakglass_engine::EngineError::NotFound {
+            what: "grant on a target for break",
+            id: id.clone(),
+        })
+    })?;
     let t = |t: Option<breakglass_domain::Timestamp>| t.map(|t| t.to_string());
     Ok(Json(json!({
         "break": g.break_id,

@@ -828,13 +828,17 @@ impl Tx for SqlTx {
 
     async fn target_reports(&mut self, procedure: Option<&str>) -> StoreResult<Vec<TargetReport>> {
         let rows = match procedure {
-            Some(p) => sqlx::query("SELECT * FROM target_reports WHERE procedure_id = $1 ORDER BY kind")
-                .bind(p.to_owned())
-                .fetch_all(self.c()?)
-                .await,
-            None => sqlx::query("SELECT * FROM target_reports ORDER BY procedure_id, kind")
-                .fetch_all(self.c()?)
-                .await,
+            Some(p) => {
+                sqlx::query("SELECT * FROM target_reports WHERE procedure_id = $1 ORDER BY kind")
+                    .bind(p.to_owned())
+                    .fetch_all(self.c()?)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM target_reports ORDER BY procedure_id, kind")
+                    .fetch_all(self.c()?)
+                    .await
+            }
         }
         .map_err(db)?;
         rows.iter().map(rows::target_report).collect()

@@ -377,6 +377,102 @@ async fn transactions(store: SqlStore) {
     assert_eq!(entries[0].actor, "t");
 }
 
+async fn grant_records(store: SqlStore) {
+    use breakglass_engine::ports::{GrantRecord, TargetReport};
+    let g = GrantRecord {
+        break_id: "brk_1".into(),
+        procedure: "p".into(),
+        kind: "postgres".into(),
+        handle: json!({"role": "bg_1"}),
+        created_at: Timestamp(T0),
+        deadline: Timestamp(T0 + 1000),
+        end_requested_at: None,
+        end_cause: None,
+        ended_at: None,
+        end_attempts: 0,
+        next_attempt_at: None,
+        last_error: None,
+    };
+    let draft = Draft {
+        time_ms: T0,
+        actor: "t".into(),
+        kind: "grant.test".into(),
+        procedure: None,
+        break_id: None,
+        payload: json!({}),
+    };
+    let mut tx = store.begin().await.expect("begin");
+    tx.put_grant(&g).await.expect("put");
+    tx.put_target_report(&TargetReport {
+        procedure: "p".into(),
+        kind: "check".into(),
+        at: Timestamp(T0),
+        ok: false,
+        detail: json!([{"name": "x", "ok": false}]),
+    })
+    .await
+    .expect("report");
+    tx.commit(vec![draft.clone()], vec![])
+        .await
+        .expect("commit");
+    let mut r = store.read().await.expect("read");
+    assert_eq!(r.grant("brk_1").await.expect("get"), Some(g.clone()));
+    assert!(
+        r.grants_to_end(Timestamp(T0 + 5000))
+            .await
+            .expect("due")
+            .is_empty(),
+        "not requested yet"
+    );
+    let reports = r.target_reports(Some("p")).await.expect("reports");
+    assert_eq!(reports.len(), 1);
+    assert!(!reports[0].ok);
+    assert_eq!(reports[0].detail[0]["name"], "x");
+    drop(r);
+
+    // Requested, then failed once with a retry time: due only from that time on.
+    let mut failed = g.clone();
+    failed.end_requested_at = Some(Timestamp(T0 + 1000));
+    failed.end_cause = Some("expired".into());
+    failed.end_attempts = 1;
+    failed.next_attempt_at = Some(Timestamp(T0 + 3000));
+    failed.last_error = Some("postgres 127.0.0.1:1/app unreachable".into());
+    let mut tx = store.begin().await.expect("begin");
+    tx.put_grant(&failed).await.expect("put");
+    tx.commit(vec![draft.clone()], vec![])
+        .await
+        .expect("commit");
+    let mut r = store.read().await.expect("read");
+    assert!(
+        r.grants_to_end(Timestamp(T0 + 2000))
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    assert_eq!(
+        r.grants_to_end(Timestamp(T0 + 3000)).await.expect("due"),
+        vec![failed.clone()]
+    );
+    drop(r);
+
+    let mut done = failed;
+    done.ended_at = Some(Timestamp(T0 + 3100));
+    let mut tx = store.begin().await.expect("begin");
+    tx.put_grant(&done).await.expect("put");
+    tx.commit(vec![draft], vec![]).await.expect("commit");
+    let mut r = store.read().await.expect("read");
+    assert!(
+        r.grants_to_end(Timestamp(T0 + 9000))
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    assert_eq!(
+        r.grant("brk_1").await.expect("get").expect("some").ended_at,
+        Some(Timestamp(T0 + 3100))
+    );
+}
+
 /// Applies the fixture's procedure, enrols dave as requester, seals; returns dave.
 async fn sealed_with_requester(engine: &Engine, f: &Fixture) -> Actor {
     engine
@@ -552,6 +648,12 @@ mod sqlite {
         super::transactions(SqlStore::open_sqlite(&p).await.expect("open")).await;
     }
 
+    #[tokio::test]
+    async fn grant_records() {
+        let (_d, p) = path();
+        super::grant_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writers() {
         let (_d, p) = path();
@@ -607,6 +709,9 @@ mod postgres {
     });
     pg_test!(transactions, |url: String| async move {
         super::transactions(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(grant_records, |url: String| async move {
+        super::grant_records(SqlStore::connect(&url).await.expect("connect")).await
     });
     pg_test!(restart_across_deadline, |url: String| async move {
         super::restart_across_deadline(|| {
