@@ -296,7 +296,41 @@ impl Engine {
                 now,
                 deadline: granted.deadline,
             };
-            match target.grant(&request, &secret).await {
+            let mut result = target.grant(&request, &secret).await;
+            if matches!(result, Err(crate::ports::TargetError::Conflict { .. }))
+                && per_break_names(kind)
+            {
+                // Names derive from the break id, so the object in the way is this break's
+                // own, left by a grant whose commit never happened (a crash between the two).
+                // End it, record that, and grant again.
+                let leftover = target
+                    .end(
+                        &stored.procedure,
+                        &break_id,
+                        &json!({}),
+                        EndCause::Abandoned,
+                    )
+                    .await;
+                tracing::warn!(
+                    break_id,
+                    ended = leftover.is_ok(),
+                    "a grant left by an uncommitted attempt was in the way"
+                );
+                if leftover.is_ok() {
+                    record.break_event(
+                        now,
+                        "breakglass",
+                        "grant.leftover_ended",
+                        &stored.procedure,
+                        &Break::Requested(breakglass_domain::Requested {
+                            info: granted.info.clone(),
+                        }),
+                        json!({"why": "an earlier grant attempt for this break was not committed"}),
+                    );
+                    result = target.grant(&request, &secret).await;
+                }
+            }
+            match result {
                 Ok(issued) => Some((target, issued)),
                 Err(e) => {
                     // Nothing changed: the break stays requested; the failure is evidence.
@@ -467,7 +501,10 @@ impl Engine {
             return Err(CloseError::NotAllowed(b.info().requester.clone()).into());
         }
         let ended = match b {
-            Break::Requested(r) => r.close(&by.name, now),
+            Break::Requested(r) => {
+                abandon(tx.as_mut(), &r, now).await?;
+                r.close(&by.name, now)
+            }
             Break::Granted(g) => {
                 tx.take_grant_payload(break_id).await?;
                 g.close(&by.name, now)
@@ -527,6 +564,7 @@ impl Engine {
                 }
                 Break::Requested(r) => {
                     let approvals = r.info.approvals.len();
+                    abandon(tx.as_mut(), &r, now).await?;
                     match r.lapse(now) {
                         Ok(e) => (e, "break.lapsed", json!({"approvals": approvals})),
                         Err(_) => continue,
@@ -622,6 +660,35 @@ impl Engine {
                 .insert(break_id.to_owned(), shares);
         }
     }
+}
+
+/// Whether a kind's grants are named after the break (an ephemeral role or user), so a
+/// leftover of an uncommitted grant can be found and ended from the break id alone.
+fn per_break_names(kind: TargetKind) -> bool {
+    matches!(kind, TargetKind::Postgres | TargetKind::Mariadb)
+}
+
+/// A request that ends without a grant: for kinds with per-break names, queue an idempotent
+/// end in case a grant was created on the target but its commit never happened (a crash).
+async fn abandon(
+    tx: &mut dyn Tx,
+    r: &breakglass_domain::Requested,
+    now: Timestamp,
+) -> Result<(), EngineError> {
+    // Approvals are no guide: a restart resets them, and a crash is what leaves a leftover.
+    let Some(stored) = tx.procedure(&r.info.procedure).await? else {
+        return Ok(());
+    };
+    let kind = stored.procedure.target.kind;
+    if !per_break_names(kind) || tx.grant(&r.info.id.0).await?.is_some() {
+        return Ok(());
+    }
+    let b = Break::Requested(r.clone());
+    let mut g = new_grant_record(&b, kind, json!({}), now, now);
+    g.end_requested_at = Some(now);
+    g.end_cause = Some("abandoned".into());
+    tx.put_grant(&g).await?;
+    Ok(())
 }
 
 /// Marks a break's grant on a target (if it has one) for ending by `end_grants`.

@@ -371,3 +371,74 @@ async fn postgres_grant_failure_is_audited_and_leaves_the_break_requested() {
     assert_eq!(failed[0]["error_code"], "credential");
     assert!(engine.grant_record(&admin(), &id).await.unwrap().is_none());
 }
+
+/// A crash between creating the role and committing the grant leaves a role named after the
+/// break. A later grant of the same break ends it and grants again; a break that closes
+/// without a grant ends it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_leftovers_of_uncommitted_grants_are_ended() {
+    let Some(f) =
+        fixture("server::targets::postgres_leftovers_of_uncommitted_grants_are_ended").await
+    else {
+        return;
+    };
+    let engine = start(&f).await;
+    setup(&f, &engine).await;
+    let open = || async {
+        engine
+            .open_break(
+                &f.dave,
+                "pg",
+                "db down",
+                "INC-3",
+                Some(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap()
+            .info
+            .id
+            .0
+    };
+    let leftover = |id: &str| format!("bg_{}", id.trim_start_matches("brk_"));
+    // What a grant leaves when its commit never happens: the role, administered by the operator.
+    let op_role = format!("bgop_{}", &f.db["bg_test_".len()..]);
+    let make_leftover = |id: String| {
+        let sql_text = format!(
+            "CREATE ROLE {0} LOGIN; GRANT {0} TO {op_role} WITH ADMIN OPTION;",
+            leftover(&id)
+        );
+        let (pg, db) = (f.pg, f.db.clone());
+        async move { sql(pg, &db, &sql_text).await }
+    };
+
+    // 1. The leftover is in the way of the grant: ended, then granted.
+    let id = open().await;
+    make_leftover(id.clone()).await;
+    for (i, name) in ["alice", "bob"].iter().enumerate() {
+        let c = Actor {
+            name: (*name).into(),
+            roles: vec![Role::Custodian],
+            key: None,
+        };
+        let share = engine.share_for(&c, &id).await.unwrap();
+        let plain = decrypt_share(&share.age_file, &f.ids[i]).unwrap();
+        engine.approve(&c, &id, &plain.encode()).await.unwrap();
+    }
+    assert!(matches!(
+        engine.break_(&admin(), &id).await.unwrap(),
+        Break::Granted(_)
+    ));
+    assert_eq!(events(&engine, "grant.leftover_ended").await.len(), 1);
+    engine.close(&f.dave, &id).await.unwrap();
+    assert!(!role_exists(&f, &leftover(&id)).await);
+    engine.settle().await;
+
+    // 2. A request closed without a grant: its leftover is ended.
+    let id = open().await;
+    make_leftover(id.clone()).await;
+    engine.close(&f.dave, &id).await.unwrap();
+    assert!(!role_exists(&f, &leftover(&id)).await, "leftover dropped");
+    let g = engine.grant_record(&admin(), &id).await.unwrap().unwrap();
+    assert_eq!(g.end_cause.as_deref(), Some("abandoned"));
+    assert!(g.ended_at.is_some());
+}
