@@ -6,6 +6,7 @@
 //! counts in its summary). It never passes silently.
 
 pub mod mariadb;
+pub mod pgcluster;
 pub mod sshd;
 
 use std::path::PathBuf;
