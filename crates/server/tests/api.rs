@@ -111,6 +111,20 @@ fn endpoints() -> Vec<(
             Some(json!({"secret_b64": "c2VjcmV0"})),
             &["admin"],
         ),
+        ("POST", "/api/procedures/nope/check", None, &["admin"]),
+        ("POST", "/api/procedures/nope/discover", None, &["admin"]),
+        (
+            "GET",
+            "/api/procedures/nope/target",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "GET",
+            "/api/breaks/brk_nope/grant",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
         (
             "GET",
             "/api/actors",
