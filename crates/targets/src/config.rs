@@ -316,7 +316,9 @@ fn http_settings(
     let base_url = match &c.base_url {
         Some(u) => {
             let v = u.value.trim().trim_end_matches('/').to_owned();
-            if !(v.starts_with("http://") || v.starts_with("https://")) || v.contains(char::is_whitespace) {
+            if !(v.starts_with("http://") || v.starts_with("https://"))
+                || v.contains(char::is_whitespace)
+            {
                 errors.push(err(
                     Some(u.referenced),
                     path("base_url"),
@@ -330,40 +332,41 @@ fn http_settings(
             String::new()
         }
     };
-    let mut call = |s: &Option<Spanned<CallSpec>>, field: &str, required: bool| -> Option<HttpCall> {
-        let Some(s) = s else {
-            if required {
-                errors.push(err(at, path(field), "missing (required)".into()));
+    let mut call =
+        |s: &Option<Spanned<CallSpec>>, field: &str, required: bool| -> Option<HttpCall> {
+            let Some(s) = s else {
+                if required {
+                    errors.push(err(at, path(field), "missing (required)".into()));
+                }
+                return None;
+            };
+            let method = s.value.method.trim().to_ascii_uppercase();
+            if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                errors.push(err(
+                    Some(s.referenced),
+                    path(&format!("{field}.method")),
+                    format!("`{method}` is not one of GET, POST, PUT, PATCH, DELETE"),
+                ));
             }
-            return None;
+            if !s.value.path.starts_with('/') {
+                errors.push(err(
+                    Some(s.referenced),
+                    path(&format!("{field}.path")),
+                    "must start with `/`".into(),
+                ));
+            }
+            for text in std::iter::once(&s.value.path).chain(s.value.body.iter()) {
+                if let Err(m) = check_template(text) {
+                    errors.push(err(Some(s.referenced), path(field), m));
+                }
+            }
+            Some(HttpCall {
+                method,
+                path: s.value.path.clone(),
+                body: s.value.body.clone(),
+                expect: s.value.expect.clone(),
+            })
         };
-        let method = s.value.method.trim().to_ascii_uppercase();
-        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
-            errors.push(err(
-                Some(s.referenced),
-                path(&format!("{field}.method")),
-                format!("`{method}` is not one of GET, POST, PUT, PATCH, DELETE"),
-            ));
-        }
-        if !s.value.path.starts_with('/') {
-            errors.push(err(
-                Some(s.referenced),
-                path(&format!("{field}.path")),
-                "must start with `/`".into(),
-            ));
-        }
-        for text in std::iter::once(&s.value.path).chain(s.value.body.iter()) {
-            if let Err(m) = check_template(text) {
-                errors.push(err(Some(s.referenced), path(field), m));
-            }
-        }
-        Some(HttpCall {
-            method,
-            path: s.value.path.clone(),
-            body: s.value.body.clone(),
-            expect: s.value.expect.clone(),
-        })
-    };
     let enable = call(&c.enable, "enable", true);
     let disable = call(&c.disable, "disable", true);
     let check = call(&c.check, "check", false);
@@ -515,9 +518,18 @@ mod tests {
         let shown: Vec<String> = e.iter().map(ToString::to_string).collect();
         let all = shown.join("\n");
         assert!(all.contains("t.yaml:4:19: connections[0].operator_url: environment variable `MISSING` is not set"), "{all}");
-        assert!(all.contains("connections[1].base_url: must be an http"), "{all}");
-        assert!(all.contains("unknown template variable `{{acount}}`"), "{all}");
-        assert!(all.contains("connections[1].operator_url: not a setting of a `http` connection"), "{all}");
+        assert!(
+            all.contains("connections[1].base_url: must be an http"),
+            "{all}"
+        );
+        assert!(
+            all.contains("unknown template variable `{{acount}}`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("connections[1].operator_url: not a setting of a `http` connection"),
+            "{all}"
+        );
         assert!(!all.contains("hunter2") && !all.contains("s3cr3t"), "{all}");
     }
 
