@@ -217,7 +217,7 @@ pub(crate) enum TargetCmd {
         procedure: String,
     },
     /// List privileged accounts on the target; flags those not in the inventory or without
-    /// expiry (exit 9 when any is flagged).
+    /// expiry (exit 9 when one is not in the inventory).
     Discover {
         /// Procedure id.
         procedure: String,
@@ -1323,11 +1323,13 @@ async fn target(cli: &Cli, cmd: &TargetCmd) -> Result<()> {
                         .collect(),
                 );
             }
-            let flagged = r["flagged"].as_u64().unwrap_or(0);
+            let unknown = r["unknown"].as_u64().unwrap_or(0);
             (
                 r,
-                (flagged > 0).then(|| {
-                    format!("target of {procedure}: {flagged} privileged account(s) flagged")
+                (unknown > 0).then(|| {
+                    format!(
+                        "target of {procedure}: {unknown} privileged account(s) not in the inventory"
+                    )
                 }),
             )
         }

@@ -43,6 +43,13 @@ impl Discovery {
     pub fn flagged(&self) -> impl Iterator<Item = &PrivilegedAccount> {
         self.accounts.iter().filter(|a| !a.flags.is_empty())
     }
+
+    /// Privileged accounts nobody declared: not in the inventory and not created by
+    /// breakglass. This is drift; an account that is known but never expires is flagged and
+    /// reported, but is not drift.
+    pub fn unknown(&self) -> impl Iterator<Item = &PrivilegedAccount> {
+        self.accounts.iter().filter(|a| !a.known)
+    }
 }
 
 impl EndCause {
@@ -411,13 +418,22 @@ impl Engine {
         let accounts = if kind == TargetKind::Secret {
             Vec::new()
         } else {
-            self.target(kind)?.discover(&stored.procedure).await?
+            match self.target(kind)?.discover(&stored.procedure).await {
+                Ok(a) => a,
+                Err(e) => {
+                    // The failure is a finding too: stored and audited, then returned.
+                    let detail = json!({"error": e.to_string(), "error_code": e.code()});
+                    self.store_report(by, &stored.procedure, "discover", false, detail)
+                        .await?;
+                    return Err(e.into());
+                }
+            }
         };
         let discovery = Discovery {
             procedure: procedure.to_owned(),
             accounts,
         };
-        let ok = discovery.flagged().next().is_none();
+        let ok = discovery.unknown().next().is_none();
         let detail = json!(
             discovery
                 .accounts

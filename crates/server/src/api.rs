@@ -281,6 +281,7 @@ async fn discover(
     Ok(Json(json!({
         "procedure": d.procedure,
         "flagged": d.flagged().count(),
+        "unknown": d.unknown().count(),
         "accounts": d.accounts.iter().map(|a| json!({
             "name": a.name, "privileges": a.privileges, "expires": a.expires, "known": a.known, "flags": a.flags,
         })).collect::<Vec<_>>(),
