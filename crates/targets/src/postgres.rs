@@ -12,6 +12,8 @@
 //!   backend of the role terminated, `REASSIGN OWNED`/`DROP OWNED`, `DROP ROLE`. Idempotent.
 //! - **Rotation**: `ALTER ROLE admin PASSWORD …`, proven by a fresh login; on failure the old
 //!   password is put back on the still-open first connection.
+//! - **TLS**: the procedure's `sslmode` applies to the admin and operator connections (unless
+//!   a credential URL names its own) and is written into the requester's connection string.
 //!
 //! Passwords never reach a statement in clear: they are sent as SCRAM-SHA-256 verifiers
 //! computed here (as `psql`'s `\password` does), so the server's statement log and
@@ -516,6 +518,7 @@ async fn connect(
     who: &str,
     scrub: &[&str],
 ) -> Result<PgConnection, TargetError> {
+    install_crypto_provider();
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(classify(e, s, &format!("connecting as {who}"), scrub)),
@@ -527,6 +530,18 @@ async fn connect(
             ),
         }),
     }
+}
+
+/// Makes ring the process's rustls provider, once. sqlx builds its TLS client config with ring
+/// explicitly, except for `sslmode=verify-ca`: its verifier (`WebPkiServerVerifier::builder`)
+/// takes the process-level provider, which rustls can pick by itself only while exactly one
+/// provider feature is compiled in; were aws-lc ever unified in, every verify-ca login would
+/// panic. Installing fails only when a provider is already installed, which is fine.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// Runs one statement built here (identifiers and literals quoted).

@@ -1,7 +1,8 @@
 //! The PostgreSQL target against a private cluster with password authentication
 //! (`breakglass_testkit::pgcluster`): real logins with the issued connection strings, session
-//! termination, `VALID UNTIL`, rotation with and without a failing proof, discovery, and the
-//! error cases, each leaving nothing behind and showing no password.
+//! termination, `VALID UNTIL`, rotation with and without a failing proof, discovery, TLS (the
+//! cluster serves it with a throwaway CA), and the error cases, each leaving nothing behind and
+//! showing no password.
 //!
 //! Roles are cluster-wide, so every test uses its own tag in every role name.
 
@@ -832,4 +833,268 @@ async fn operator_errors_are_clear() {
         .await
         .expect("end once the operator may");
     assert!(!fx.role_exists("bg_oe0002").await);
+}
+
+/// The cluster's CA certificate file, or `None` after recording a skip for `test`: without
+/// `openssl` the private cluster serves no TLS.
+fn ca_cert(fx: &Fx, test: &str) -> Option<String> {
+    match fx.pg.ca_cert() {
+        Some(path) => Some(path.to_str().unwrap().to_owned()),
+        None => {
+            breakglass_testkit::skip(
+                test,
+                "the private cluster serves no TLS (the openssl CLI is not installed)",
+            );
+            None
+        }
+    }
+}
+
+/// Whether the server counts this session as encrypted.
+async fn encrypted(conn: &mut PgConnection) -> bool {
+    sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// The access string's password (between `ROLE:` and `@`).
+fn access_password(access: &str, role: &str) -> String {
+    access
+        .split_once(&format!("{role}:"))
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(pw, _)| pw.to_owned())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sslmode_require_encrypts_every_connection_and_disable_does_not() {
+    let test = "postgres::sslmode_require_encrypts_every_connection_and_disable_does_not";
+    let Some(fx) = fixture(test, "tl").await else {
+        return;
+    };
+    if ca_cert(&fx, test).is_none() {
+        return;
+    }
+    // The server itself refuses plain-TCP logins of the admin, the operator and every member
+    // of the grant role: whatever works below went over TLS, by the server's account.
+    let tls_only = pgcluster::TLS_ONLY;
+    fx.sql(&format!(
+        "DO $$ BEGIN CREATE ROLE {tls_only} NOLOGIN;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+         GRANT {tls_only} TO {adm}, {op}, {app};",
+        adm = fx.admin,
+        op = fx.op,
+        app = fx.grant_role,
+    ))
+    .await;
+    let target = fx.adapter();
+
+    // The rule bites: with sslmode=disable the admin cannot even log in.
+    let plain = fx.procedure(&[]);
+    let e = fx
+        .grant(&target, &plain, "brk_tl0000", &fx.admin_pw, 60_000)
+        .await
+        .expect_err("a plain admin login is refused");
+    assert!(matches!(e, TargetError::Credential { .. }), "{e}");
+    assert!(e.to_string().contains("no encryption"), "{e}");
+    assert_clean(&e, &fx.secrets(&[]));
+
+    let procedure = fx.procedure(&[("sslmode", "require")]);
+    // check: the operator connection.
+    let lines = target.check(&procedure).await.expect("check over TLS");
+    assert!(lines.iter().all(|l| l.ok), "{lines:#?}");
+
+    // grant: the admin connection; the requester's string asks for TLS too.
+    let break_id = "brk_tl0001";
+    let role = grant_name(break_id);
+    let issued = fx
+        .grant(&target, &procedure, break_id, &fx.admin_pw, 3_600_000)
+        .await
+        .expect("grant over TLS");
+    let access = text(&issued.access);
+    assert!(
+        access.ends_with(&format!("/{}?sslmode=require", fx.db)),
+        "access form"
+    );
+    let mut session = login(&access).await.expect("the requester logs in");
+    assert!(
+        encrypted(&mut session).await,
+        "the requester's session is TLS"
+    );
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut session)
+        .await
+        .unwrap();
+    assert_eq!(user, role);
+    let refused = login(&access.replace("sslmode=require", "sslmode=disable"))
+        .await
+        .expect_err("the grant's role may not log in without TLS");
+    assert_eq!(sqlstate(&refused).as_deref(), Some("28000"), "{refused}");
+
+    // end: the operator connection, to the grant's database.
+    let done = target
+        .end(&procedure, break_id, &issued.handle, EndCause::Closed)
+        .await
+        .expect("end over TLS");
+    assert_eq!(done["sessions_terminated"], 1, "{done}");
+    assert_eq!(done["dropped"], true, "{done}");
+    assert!(!fx.role_exists(&role).await);
+    assert!(sqlx::query("SELECT 1").execute(&mut session).await.is_err());
+
+    // rotate: the admin connection and the proof login; the sealed credential a URL without
+    // sslmode, so the procedure's applies.
+    let current = secret(&fx.url(&fx.admin, &fx.admin_pw));
+    let next = target
+        .next_credential(&procedure, &current)
+        .unwrap()
+        .expect("a new URL");
+    target
+        .rotate(&procedure, &current, &next)
+        .await
+        .expect("rotate over TLS");
+    let next_url = text(&next);
+    assert!(
+        !next_url.contains("sslmode"),
+        "the rotated URL names no sslmode"
+    );
+    let mut admin = login(&format!("{next_url}?sslmode=require"))
+        .await
+        .expect("the new password works");
+    assert!(encrypted(&mut admin).await);
+    admin.close().await.unwrap();
+    let issued = fx
+        .grant(&target, &procedure, "brk_tl0002", &next_url, 3_600_000)
+        .await
+        .expect("grant with the rotated URL over TLS");
+    target
+        .end(&procedure, "brk_tl0002", &issued.handle, EndCause::Closed)
+        .await
+        .expect("end");
+
+    // sslmode=disable: once TLS is no longer demanded, the requester's session is plain.
+    fx.sql(&format!(
+        "REVOKE {tls_only} FROM {adm}, {op}, {app};",
+        adm = fx.admin,
+        op = fx.op,
+        app = fx.grant_role,
+    ))
+    .await;
+    let issued = fx
+        .grant(&target, &plain, "brk_tl0003", &next_url, 3_600_000)
+        .await
+        .expect("grant without TLS");
+    let access = text(&issued.access);
+    assert!(access.ends_with("?sslmode=disable"), "access form");
+    let mut session = login(&access).await.expect("the requester logs in");
+    assert!(
+        !encrypted(&mut session).await,
+        "the requester's session is plain"
+    );
+    session.close().await.unwrap();
+    let done = target
+        .end(&plain, "brk_tl0003", &issued.handle, EndCause::Closed)
+        .await
+        .expect("end without TLS");
+    assert_eq!(done["dropped"], true, "{done}");
+    assert!(!fx.role_exists(&grant_name("brk_tl0003")).await);
+    let password = access_password(&access, &grant_name("brk_tl0003"));
+    assert!(!fx.pg.server_log().contains(&password));
+}
+
+#[tokio::test]
+async fn verify_modes_check_the_server_certificate() {
+    let test = "postgres::verify_modes_check_the_server_certificate";
+    let Some(fx) = fixture(test, "tv").await else {
+        return;
+    };
+    let Some(ca) = ca_cert(&fx, test) else {
+        return;
+    };
+    let port = fx.pg.port;
+    let with_root = |url: String| format!("{url}?sslrootcert={ca}");
+    let operator =
+        |host: &str| format!("postgres://{}:{}@{host}:{port}/{}", fx.op, fx.op_pw, fx.db);
+
+    // verify-full against the address the certificate names, trusting the cluster's CA.
+    let procedure = fx.procedure(&[("sslmode", "verify-full")]);
+    let target = fx.adapter_with(&with_root(operator("127.0.0.1")));
+    let lines = target
+        .check(&procedure)
+        .await
+        .expect("check with verify-full");
+    assert!(lines.iter().all(|l| l.ok), "{lines:#?}");
+    let admin_url = with_root(fx.url(&fx.admin, &fx.admin_pw));
+    let issued = fx
+        .grant(&target, &procedure, "brk_tv0001", &admin_url, 3_600_000)
+        .await
+        .expect("grant with verify-full");
+    let access = text(&issued.access);
+    assert!(access.ends_with("?sslmode=verify-full"), "access form");
+    // The requester brings the CA: the access string cannot know where it is.
+    let mut session = login(&format!("{access}&sslrootcert={ca}"))
+        .await
+        .expect("the requester logs in with verify-full");
+    assert!(encrypted(&mut session).await);
+    session.close().await.unwrap();
+    let refused = login(&access)
+        .await
+        .expect_err("without the CA the certificate is not trusted");
+    assert!(
+        refused.to_string().contains("invalid peer certificate"),
+        "{refused}"
+    );
+    target
+        .end(&procedure, "brk_tv0001", &issued.handle, EndCause::Closed)
+        .await
+        .expect("end with verify-full");
+    assert!(!fx.role_exists("bg_tv0001").await);
+
+    // Without the CA the certificate is unknown: unreachable, saying why, no secret shown.
+    let untrusting = fx.adapter_with(&operator("127.0.0.1"));
+    let e = untrusting
+        .check(&procedure)
+        .await
+        .expect_err("untrusted certificate");
+    assert!(matches!(e, TargetError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+    assert_clean(&e, &fx.secrets(&[]));
+    let e = fx
+        .grant(
+            &untrusting,
+            &procedure,
+            "brk_tv0002",
+            &fx.url(&fx.admin, &fx.admin_pw),
+            60_000,
+        )
+        .await
+        .expect_err("untrusted certificate");
+    assert!(matches!(e, TargetError::Unreachable { .. }), "{e}");
+    assert_clean(&e, &fx.secrets(&[]));
+    assert!(!fx.role_exists("bg_tv0002").await);
+
+    // `localhost` is not a name in the certificate: verify-full refuses it, verify-ca (which
+    // checks only the chain) accepts it.
+    let by_name = fx.adapter_with(&with_root(operator("localhost")));
+    let e = by_name
+        .check(&procedure)
+        .await
+        .expect_err("the certificate does not name localhost");
+    assert!(matches!(e, TargetError::Unreachable { .. }), "{e}");
+    assert!(
+        e.to_string().contains("not valid for name \"localhost\""),
+        "{e}"
+    );
+    // verify-ca is the mode whose verifier takes rustls's process-level crypto provider; the
+    // adapter installs ring as that provider, so this works whatever rustls features the
+    // build unifies.
+    let lines = by_name
+        .check(&fx.procedure(&[("sslmode", "verify-ca")]))
+        .await
+        .expect("check with verify-ca");
+    assert!(lines.iter().all(|l| l.ok), "{lines:#?}");
+    assert!(
+        rustls::crypto::CryptoProvider::get_default().is_some(),
+        "a process-level provider is installed"
+    );
 }

@@ -7,6 +7,17 @@
 //! 127.0.0.1 at a free port, its unix socket in its own directory. As root the server runs as
 //! the `postgres` user (`runuser`), because PostgreSQL refuses to run as root.
 //!
+//! **TLS.** The cluster also serves TLS (`ssl = on`), so a test can show that `sslmode=require`
+//! really encrypts. At creation the `openssl` CLI makes a throwaway CA (P-256, valid 30 days)
+//! and a server certificate it signs for `IP:127.0.0.1` only (so `localhost` is a name it does
+//! not match, for `verify-full` to refuse). The CA's key is deleted at once, the server's key
+//! is owned by the server's user with mode 0600, and [`PgCluster::ca_cert`] names the CA
+//! certificate for `sslrootcert`. The `host` lines of `pg_hba.conf` match TLS and plain TCP
+//! alike: clients that do not ask for TLS (`sslmode=disable`) keep connecting in plain text,
+//! under the same password rule; only members of the group [`TLS_ONLY`] are refused without
+//! TLS. When `openssl` is not installed the cluster runs without TLS and
+//! [`PgCluster::ca_cert`] is `None` (the TLS tests then skip).
+//!
 //! **Stopping.** Static destructors do not run at process exit, and a test process can die
 //! from a panic, a signal or `SIGKILL`. So the cluster is stopped by a *watchdog*: a small
 //! `sh` in its own process group, started before `initdb`, that blocks reading a pipe whose
@@ -37,6 +48,11 @@ use sqlx::{ConnectOptions, Connection};
 /// The superuser's name in the private cluster.
 pub const SUPERUSER: &str = "postgres";
 
+/// A group role name: when the cluster serves TLS, `pg_hba.conf` refuses every plain-TCP login
+/// of its members (direct or indirect), so a test can make the *server* prove that a client
+/// used TLS. The cluster does not create the role; a test that wants it does.
+pub const TLS_ONLY: &str = "tls_only";
+
 /// The private cluster of this test process.
 pub struct PgCluster {
     /// Address the server listens on (`127.0.0.1`).
@@ -45,6 +61,8 @@ pub struct PgCluster {
     pub port: u16,
     password: String,
     dir: PathBuf,
+    /// The CA certificate that signed the server's; `None` when the cluster has no TLS.
+    ca_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PgCluster {
@@ -53,6 +71,7 @@ impl std::fmt::Debug for PgCluster {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("dir", &self.dir)
+            .field("ca_cert", &self.ca_cert)
             .finish_non_exhaustive()
     }
 }
@@ -95,9 +114,15 @@ impl PgCluster {
         )
     }
 
-    /// The directory holding the cluster (data, log, socket).
+    /// The directory holding the cluster (data, log, socket, certificates).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The PEM file of the CA that signed the server's certificate (for `sslrootcert`), or
+    /// `None` when the cluster serves no TLS because `openssl` is not installed.
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
     }
 
     /// The server's log so far. The cluster logs every statement (`log_statement = 'all'`),
@@ -215,13 +240,25 @@ fn start() -> Result<PgCluster, Missing> {
     run(initdb, "initdb", None)?;
     let _ = std::fs::remove_file(&pwfile);
 
+    let tls = make_certificates(&dir, owner)?;
+    let tls_settings = match &tls {
+        Some(files) => format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            files.server_cert.display(),
+            files.server_key.display()
+        ),
+        None => "ssl = off\n".to_owned(),
+    };
+
     // The socket directory is private (0700), so trusting the socket lets only this user in;
-    // every TCP login must present a password.
-    std::fs::write(
-        data.join("pg_hba.conf"),
-        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
-    )
-    .map_err(|e| broken(format!("write pg_hba.conf: {e}")))?;
+    // every TCP login must present a password, and members of TLS_ONLY must also use TLS.
+    let mut hba = String::from("local all all trust\n");
+    if tls.is_some() {
+        hba.push_str(&format!("hostnossl all +{TLS_ONLY} 127.0.0.1/32 reject\n"));
+    }
+    hba.push_str("host all all 127.0.0.1/32 scram-sha-256\n");
+    std::fs::write(data.join("pg_hba.conf"), hba)
+        .map_err(|e| broken(format!("write pg_hba.conf: {e}")))?;
 
     let log = dir.join("server.log");
     let mut last = String::new();
@@ -233,7 +270,7 @@ fn start() -> Result<PgCluster, Missing> {
              unix_socket_directories = '{}'\npassword_encryption = 'scram-sha-256'\n\
              max_connections = 100\nshared_buffers = '16MB'\nfsync = off\n\
              synchronous_commit = off\nfull_page_writes = off\n\
-             log_statement = 'all'\n",
+             log_statement = 'all'\n{tls_settings}",
             dir.display()
         );
         let conf = data.join("postgresql.conf");
@@ -259,6 +296,7 @@ fn start() -> Result<PgCluster, Missing> {
                     port,
                     password,
                     dir,
+                    ca_cert: tls.map(|files| files.ca_cert),
                 });
             }
             Err(Missing::Broken(reason)) => last = reason,
@@ -266,6 +304,128 @@ fn start() -> Result<PgCluster, Missing> {
         }
     }
     Err(broken(last))
+}
+
+/// The certificate files of a cluster that serves TLS.
+struct TlsFiles {
+    ca_cert: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+/// `openssl` configuration for the throwaway CA and the server certificate (extensions only:
+/// names come from `-subj`).
+const OPENSSL_CONF: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
+
+/// Makes a CA and a server certificate signed by it in `dir`; `None` when `openssl` is not
+/// installed. The CA's key is removed once it has signed; the server's key is given to the
+/// server's user (`owner`) with mode 0600, as PostgreSQL demands.
+fn make_certificates(dir: &Path, owner: Option<(u32, u32)>) -> Result<Option<TlsFiles>, Missing> {
+    match Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(broken(format!("openssl: cannot run: {e}"))),
+        Ok(_) => {}
+    }
+    let conf = dir.join("openssl.cnf");
+    std::fs::write(&conf, OPENSSL_CONF).map_err(|e| broken(format!("write {conf:?}: {e}")))?;
+    let files = TlsFiles {
+        ca_cert: dir.join("ca.crt"),
+        server_cert: dir.join("server.crt"),
+        server_key: dir.join("server.key"),
+    };
+    let ca_key = dir.join("ca.key");
+    let csr = dir.join("server.csr");
+    let p256 = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+
+    let mut ca = Command::new("openssl");
+    ca.args(["req", "-x509", "-config"])
+        .arg(&conf)
+        .args([
+            "-extensions",
+            "ca",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=breakglass test CA",
+        ])
+        .args(p256)
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&files.ca_cert)
+        .stdin(Stdio::null());
+    run(ca, "openssl req (CA)", None)?;
+
+    let mut request = Command::new("openssl");
+    request
+        .args(["req", "-new", "-config"])
+        .arg(&conf)
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(p256)
+        .arg("-keyout")
+        .arg(&files.server_key)
+        .arg("-out")
+        .arg(&csr)
+        .stdin(Stdio::null());
+    run(request, "openssl req (server)", None)?;
+
+    let mut sign = Command::new("openssl");
+    sign.args(["x509", "-req", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&files.ca_cert)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-set_serial")
+        .arg(format!("0x{:x}", crate::rand_suffix() | 1))
+        .args(["-days", "30", "-extfile"])
+        .arg(&conf)
+        .args(["-extensions", "server", "-out"])
+        .arg(&files.server_cert)
+        .stdin(Stdio::null());
+    run(sign, "openssl x509 (sign the server certificate)", None)?;
+
+    for leftover in [&ca_key, &csr, &conf] {
+        let _ = std::fs::remove_file(leftover);
+    }
+    if let Some((uid, gid)) = owner {
+        for file in [&files.server_cert, &files.server_key] {
+            std::os::unix::fs::chown(file, Some(uid), Some(gid))
+                .map_err(|e| broken(format!("chown {file:?}: {e}")))?;
+        }
+    }
+    set_mode(&files.server_key, 0o600)?;
+    set_mode(&files.server_cert, 0o644)?;
+    set_mode(&files.ca_cert, 0o644)?;
+    Ok(Some(files))
 }
 
 fn broken(reason: String) -> Missing {
