@@ -76,7 +76,9 @@ mod tests {
     fn grant_names_are_plain_identifiers() {
         assert_eq!(grant_name("brk_0123456789abcdef"), "bg_0123456789abcdef");
         assert_eq!(grant_name("brk_\"; drop"), "bg_drop");
-        assert!(breakglass_domain::ident_ok(&grant_name("brk_0123456789abcdef")));
+        assert!(breakglass_domain::ident_ok(&grant_name(
+            "brk_0123456789abcdef"
+        )));
     }
 
     #[test]
