@@ -29,14 +29,20 @@ pub(crate) struct AccessFigures {
 }
 
 /// Custodians with their identities, the requester's identity, and the procedure file.
-struct Fixture {
+pub(crate) struct Fixture {
     custodians: Vec<(String, Identity)>,
-    requester: Identity,
-    yaml: String,
+    pub(crate) requester: Identity,
+    pub(crate) yaml: String,
 }
 
 impl Fixture {
     fn new() -> Result<Fixture> {
+        Fixture::with_target(PROCEDURE, "benchmark secret", "target:\n  kind: secret\n")
+    }
+
+    /// Three custodians (quorum 2), a requester identity, and procedure `id` on `target` (the
+    /// whole `target:` block of the procedure file).
+    pub(crate) fn with_target(id: &str, description: &str, target: &str) -> Result<Fixture> {
         let mut custodians = Vec::new();
         let mut listed = String::new();
         for name in ["alice", "bob", "carol"] {
@@ -52,7 +58,7 @@ impl Fixture {
         }
         let (rid, _) = keygen();
         let yaml = format!(
-            "id: {PROCEDURE}\ndescription: benchmark secret\ntarget:\n  kind: secret\ncustodians:\n{listed}quorum: 2\nmax_grant: 15m\nalert_channels: [sec-slack]\n"
+            "id: {id}\ndescription: {description}\n{target}custodians:\n{listed}quorum: 2\nmax_grant: 15m\nalert_channels: [sec-slack]\n"
         );
         Ok(Fixture {
             custodians,
@@ -63,7 +69,12 @@ impl Fixture {
 
     /// A custodian's decrypted share for `break_id`, encoded for `approve` (untimed work: in
     /// production it happens on the custodian's machine).
-    async fn share(&self, engine: &Engine, who: &Actor, break_id: &str) -> Result<String> {
+    pub(crate) async fn share(
+        &self,
+        engine: &Engine,
+        who: &Actor,
+        break_id: &str,
+    ) -> Result<String> {
         let share = engine.share_for(who, break_id).await?;
         let identity = &self
             .custodians
@@ -76,7 +87,7 @@ impl Fixture {
     }
 }
 
-fn custodian(name: &str) -> Actor {
+pub(crate) fn custodian(name: &str) -> Actor {
     Actor {
         name: name.into(),
         roles: vec![Role::Custodian],

@@ -8,6 +8,7 @@ mod access;
 mod alerts;
 mod append;
 mod report;
+mod targets;
 mod verify;
 
 use std::path::PathBuf;
@@ -31,7 +32,9 @@ struct Args {
     concurrent_commits: usize,
     verify_entries: usize,
     alert_events: usize,
+    target_breaks: usize,
     skip_postgres: bool,
+    skip_targets: bool,
 }
 
 impl Default for Args {
@@ -47,14 +50,16 @@ impl Default for Args {
             concurrent_commits: 20_000,
             verify_entries: 1_000_000,
             alert_events: 1000,
+            target_breaks: 200,
             skip_postgres: false,
+            skip_targets: false,
         }
     }
 }
 
 const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
 [--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] \
-[--alert-events N] [--no-postgres]";
+[--alert-events N] [--target-breaks N] [--no-postgres] [--no-targets]";
 
 impl Args {
     fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -88,7 +93,11 @@ impl Args {
                 "--alert-events" => {
                     args.alert_events = number("--alert-events", &value("--alert-events")?)?
                 }
+                "--target-breaks" => {
+                    args.target_breaks = number("--target-breaks", &value("--target-breaks")?)?
+                }
                 "--no-postgres" => args.skip_postgres = true,
+                "--no-targets" => args.skip_targets = true,
                 "-h" | "--help" => {
                     println!("{USAGE}");
                     std::process::exit(0);
@@ -120,6 +129,7 @@ impl Args {
             ),
             ("--verify-entries", self.verify_entries, d.verify_entries),
             ("--alert-events", self.alert_events, d.alert_events),
+            ("--target-breaks", self.target_breaks, d.target_breaks),
         ] {
             if value != default {
                 s.push_str(&format!(" {flag} {value}"));
@@ -127,6 +137,9 @@ impl Args {
         }
         if self.skip_postgres {
             s.push_str(" --no-postgres");
+        }
+        if self.skip_targets {
+            s.push_str(" --no-targets");
         }
         s
     }
@@ -158,7 +171,7 @@ async fn main() -> Result<()> {
     report.sqlite_dir(dir.path());
 
     // 1. Time-to-access.
-    eprintln!("[1/4] time-to-access: {} breaks on SQLite", args.breaks);
+    eprintln!("[1/5] time-to-access: {} breaks on SQLite", args.breaks);
     let sqlite = SqlStore::open_sqlite(&dir.path().join("access.db"))
         .await
         .context("open SQLite")?;
@@ -172,7 +185,7 @@ async fn main() -> Result<()> {
         "PostgreSQL",
         match &postgres {
             Ok(_) => {
-                eprintln!("[1/4] time-to-access: {} breaks on PostgreSQL", args.breaks);
+                eprintln!("[1/5] time-to-access: {} breaks on PostgreSQL", args.breaks);
                 Ok(on_postgres("bench::access", |store| {
                     access::run(store, args.breaks, args.warmup)
                 })
@@ -185,7 +198,7 @@ async fn main() -> Result<()> {
     report.access(&access, &args);
 
     // 2. Audit append with durability.
-    eprintln!("[2/4] audit append on SQLite");
+    eprintln!("[2/5] audit append on SQLite");
     let plan = append::Plan {
         commits: args.append_commits,
         batches: args.append_batches,
@@ -206,7 +219,7 @@ async fn main() -> Result<()> {
         "PostgreSQL",
         match &postgres {
             Ok(_) => {
-                eprintln!("[2/4] audit append on PostgreSQL");
+                eprintln!("[2/5] audit append on PostgreSQL");
                 Ok(
                     on_postgres("bench::append", |store| append::run(store, plan))
                         .await
@@ -219,13 +232,13 @@ async fn main() -> Result<()> {
     report.append(&appends, plan);
 
     // 3. Audit verify, in memory.
-    eprintln!("[3/4] audit verify over {} entries", args.verify_entries);
+    eprintln!("[3/5] audit verify over {} entries", args.verify_entries);
     let figures = verify::run(args.verify_entries)?;
     report.verify(&figures);
 
     // 4. Alert latency, through the real server to a local webhook receiver.
     eprintln!(
-        "[4/4] alert latency: {} breaks through the server to a webhook",
+        "[4/5] alert latency: {} breaks through the server to a webhook",
         args.alert_events
     );
     let plan = alerts::Plan {
@@ -234,6 +247,40 @@ async fn main() -> Result<()> {
     };
     let figures = alerts::run(plan).await.context("alert latency")?;
     report.alerts(&figures, plan);
+
+    // 5. Time-to-access per target, to a verified login by a real client.
+    let plan = targets::Plan {
+        breaks: args.target_breaks,
+        warmup: args.warmup,
+    };
+    let mut per_target = Vec::new();
+    for kind in [targets::Kind::Postgres, targets::Kind::Mariadb] {
+        let label = kind.label();
+        let run = if args.skip_targets {
+            Err("--no-targets given".to_owned())
+        } else {
+            eprintln!(
+                "[5/5] time-to-access per target: {} breaks on {label}",
+                plan.breaks
+            );
+            let store = SqlStore::open_sqlite(
+                &dir.path()
+                    .join(format!("targets-{}.db", label.to_ascii_lowercase())),
+            )
+            .await
+            .context("open SQLite")?;
+            match kind {
+                targets::Kind::Postgres => targets::postgres(store, plan).await,
+                targets::Kind::Mariadb => targets::mariadb(store, plan).await,
+            }
+            .with_context(|| format!("time-to-access on {label}"))?
+        };
+        if let Err(reason) = &run {
+            eprintln!("[5/5] {label} not measured: {reason}");
+        }
+        per_target.push((label, run));
+    }
+    report.targets(&per_target, plan);
 
     let text = report.finish(started.elapsed());
     println!("{text}");
