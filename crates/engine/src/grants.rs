@@ -223,10 +223,20 @@ impl Engine {
             .iter()
             .map(|c| (c.name.clone(), c.key.clone()))
             .collect();
-        let sealed = breakglass_custody::seal(new_secret, procedure.quorum, &custodians)?;
-        let salt = breakglass_custody::random_salt();
-        let fingerprint = breakglass_custody::fingerprint_secret(new_secret, &salt)
-            .map_err(|e| EngineError::Conflict(format!("cannot fingerprint the secret: {e}")))?;
+        // Sealing and the argon2id fingerprint are CPU work (tens of milliseconds): off the
+        // async workers, so requests served meanwhile (the requester's reveal) do not wait.
+        let copy = Secret::new(new_secret.expose_secret().to_vec());
+        let quorum = procedure.quorum;
+        let (sealed, salt, fingerprint) = tokio::task::spawn_blocking(move || {
+            let sealed = breakglass_custody::seal(&copy, quorum, &custodians)?;
+            let salt = breakglass_custody::random_salt();
+            let fingerprint = breakglass_custody::fingerprint_secret(&copy, &salt).map_err(|e| {
+                EngineError::Conflict(format!("cannot fingerprint the secret: {e}"))
+            })?;
+            Ok::<_, EngineError>((sealed, salt, fingerprint))
+        })
+        .await
+        .map_err(|e| EngineError::Conflict(format!("sealing task failed: {e}")))??;
         let now = self.now();
         let seal = StoredSeal {
             seal_id: sealed.seal_id.clone(),
