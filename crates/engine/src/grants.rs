@@ -230,9 +230,10 @@ impl Engine {
         let (sealed, salt, fingerprint) = tokio::task::spawn_blocking(move || {
             let sealed = breakglass_custody::seal(&copy, quorum, &custodians)?;
             let salt = breakglass_custody::random_salt();
-            let fingerprint = breakglass_custody::fingerprint_secret(&copy, &salt).map_err(|e| {
-                EngineError::Conflict(format!("cannot fingerprint the secret: {e}"))
-            })?;
+            let fingerprint =
+                breakglass_custody::fingerprint_secret(&copy, &salt).map_err(|e| {
+                    EngineError::Conflict(format!("cannot fingerprint the secret: {e}"))
+                })?;
             Ok::<_, EngineError>((sealed, salt, fingerprint))
         })
         .await
