@@ -5,6 +5,7 @@
 pub mod actor;
 pub mod lifecycle;
 pub mod procedure;
+pub mod readiness;
 pub mod target;
 pub mod time;
 
@@ -17,6 +18,7 @@ pub use procedure::{
     Custodian, Limits, Parsed, Procedure, ProcedureError, ProcedureSpec, Target, TargetKind,
     parse_duration, parse_procedures,
 };
+pub use readiness::{Finding, KeyState, LintPolicy, Posture, Readiness, Verdict};
 pub use target::{
     HttpTarget, MariadbTarget, OnEnd, PostgresTarget, SshTarget, TargetConfig, ident_ok,
 };

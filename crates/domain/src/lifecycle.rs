@@ -477,6 +477,7 @@ mod tests {
             max_credential_age: None,
             drill_every: None,
             dependencies: vec![],
+            protects_against: vec![],
         }
     }
 

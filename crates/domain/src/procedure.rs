@@ -56,6 +56,9 @@ pub struct ProcedureSpec {
     /// Named systems the emergency path relies on (e.g. `vpn`, `okta`, `dns`).
     #[serde(default)]
     pub dependencies: Vec<String>,
+    /// The outages this procedure is for (e.g. `okta`): it must not depend on them.
+    #[serde(default)]
+    pub protects_against: Vec<String>,
 }
 
 /// The target section of a procedure file.
@@ -173,6 +176,8 @@ pub struct Procedure {
     pub drill_every: Option<Duration>,
     /// Declared dependencies.
     pub dependencies: Vec<String>,
+    /// The outages this procedure is for.
+    pub protects_against: Vec<String>,
 }
 
 /// A validated target.
@@ -520,6 +525,7 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
         max_credential_age,
         drill_every,
         dependencies: spec.dependencies.clone(),
+        protects_against: spec.protects_against.clone(),
     })
 }
 

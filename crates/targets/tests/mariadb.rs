@@ -125,6 +125,7 @@ impl Fx {
             max_credential_age: None,
             drill_every: None,
             dependencies: Vec::new(),
+            protects_against: Vec::new(),
         }
     }
 

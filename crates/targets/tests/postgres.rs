@@ -157,6 +157,7 @@ impl Fx {
             max_credential_age: None,
             drill_every: None,
             dependencies: vec![],
+            protects_against: Vec::new(),
         }
     }
 

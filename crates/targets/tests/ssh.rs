@@ -38,6 +38,7 @@ fn procedure(details: &[(&str, &str)]) -> Procedure {
         max_credential_age: None,
         drill_every: None,
         dependencies: Vec::new(),
+        protects_against: Vec::new(),
     }
 }
 

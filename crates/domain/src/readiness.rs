@@ -1,0 +1,643 @@
+//! Readiness: would this procedure's emergency path work right now? Each procedure gets a
+//! verdict — **ready**, **degraded** or **broken** — with every reason.
+//!
+//! Two layers, both pure rules: [`lint`] judges the procedure file alone (what `breakglass
+//! check FILES` reports without a server), and [`assess`] adds the live posture the engine
+//! gathers (seal, taint, credential age, drills, channels, custodian attestations, target
+//! health, discovery drift, audit sinks).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::procedure::{Procedure, TargetKind};
+
+/// A verdict, ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    /// The path works as declared.
+    Ready,
+    /// The path works, but something lowers the confidence or the margin.
+    Degraded,
+    /// The path would fail today.
+    Broken,
+}
+
+impl Verdict {
+    /// `ready`, `degraded` or `broken`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ready => "ready",
+            Verdict::Degraded => "degraded",
+            Verdict::Broken => "broken",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One reason for a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// How bad it is (never `Ready`).
+    pub verdict: Verdict,
+    /// Stable code, e.g. `quorum.no_spare` (the SARIF rule id).
+    pub code: &'static str,
+    /// What is wrong and what to do, in words.
+    pub message: String,
+}
+
+/// A procedure's verdict with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Procedure id.
+    pub procedure: String,
+    /// The worst of the findings (`Ready` when there are none).
+    pub verdict: Verdict,
+    /// Every reason, worst first.
+    pub findings: Vec<Finding>,
+}
+
+impl Readiness {
+    fn from_findings(procedure: &str, mut findings: Vec<Finding>) -> Readiness {
+        findings.sort_by(|a, b| b.verdict.cmp(&a.verdict).then(a.code.cmp(b.code)));
+        Readiness {
+            procedure: procedure.to_owned(),
+            verdict: findings
+                .iter()
+                .map(|f| f.verdict)
+                .max()
+                .unwrap_or(Verdict::Ready),
+            findings,
+        }
+    }
+}
+
+/// Every rule code with its one-line description (SARIF rules, documentation).
+pub const RULES: &[(&str, &str)] = &[
+    (
+        "custodians.too_few",
+        "fewer custodians than the configured minimum",
+    ),
+    (
+        "custodians.too_many",
+        "more custodians than the configured maximum",
+    ),
+    (
+        "quorum.no_spare",
+        "the quorum needs every custodian: losing one makes the procedure unusable",
+    ),
+    ("channels.none", "no alert channel is told about a break"),
+    ("drill.unscheduled", "no drill schedule"),
+    (
+        "drill.interval",
+        "drills further apart than the configured maximum",
+    ),
+    (
+        "rotation.unset",
+        "no rotation policy for the sealed credential",
+    ),
+    (
+        "dependency.on_outage",
+        "the procedure depends on the outage it is meant for",
+    ),
+    ("seal.missing", "the credential is not sealed"),
+    (
+        "seal.tainted",
+        "the seal was used or revealed and is not re-sealed",
+    ),
+    (
+        "credential.old",
+        "the sealed credential is older than the rotation policy allows",
+    ),
+    ("drill.never", "never drilled"),
+    ("drill.failed", "the latest drill failed"),
+    (
+        "drill.overdue",
+        "the latest drill is older than the schedule allows",
+    ),
+    (
+        "drill.untested_change",
+        "the procedure changed since its latest drill",
+    ),
+    (
+        "channel.unknown",
+        "an alert channel the procedure names is not configured on the server",
+    ),
+    ("channel.failing", "an alert channel failed its latest test"),
+    ("channel.untested", "an alert channel was never tested"),
+    (
+        "custodians.lost_quorum",
+        "too few custodians hold their key for the quorum",
+    ),
+    (
+        "custodians.lost_spare",
+        "a lost custodian key leaves no spare above the quorum",
+    ),
+    (
+        "attestation.quorum_unproven",
+        "fewer custodians than the quorum proved recently that they hold their key",
+    ),
+    (
+        "attestation.no_spare",
+        "the recent attestations cover the quorum but no spare",
+    ),
+    ("target.unchecked", "the target was never health-checked"),
+    (
+        "target.unhealthy",
+        "the target's latest health check failed",
+    ),
+    (
+        "target.check_stale",
+        "the target's latest health check is old",
+    ),
+    (
+        "target.drift",
+        "privileged accounts not in the inventory exist on the target",
+    ),
+    ("audit.sink_lagging", "an audit sink is behind"),
+];
+
+/// Limits the lint applies, from the server's or the CLI's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct LintPolicy {
+    /// Fewest custodians a procedure should have.
+    pub min_custodians: usize,
+    /// Most custodians a procedure should have.
+    pub max_custodians: usize,
+    /// Longest allowed drill interval.
+    pub max_drill_interval: Duration,
+}
+
+impl Default for LintPolicy {
+    fn default() -> Self {
+        LintPolicy {
+            min_custodians: 3,
+            max_custodians: 12,
+            max_drill_interval: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+fn finding(verdict: Verdict, code: &'static str, message: String) -> Finding {
+    Finding {
+        verdict,
+        code,
+        message,
+    }
+}
+
+/// Judges the procedure file alone.
+pub fn lint(p: &Procedure, policy: &LintPolicy) -> Readiness {
+    Readiness::from_findings(&p.id, lint_findings(p, policy))
+}
+
+fn lint_findings(p: &Procedure, policy: &LintPolicy) -> Vec<Finding> {
+    use Verdict::{Broken, Degraded};
+    let mut out = Vec::new();
+    let n = p.custodians.len();
+    if n < policy.min_custodians {
+        out.push(finding(
+            Degraded,
+            "custodians.too_few",
+            format!(
+                "{n} custodians; the policy asks for at least {}",
+                policy.min_custodians
+            ),
+        ));
+    }
+    if n > policy.max_custodians {
+        out.push(finding(
+            Degraded,
+            "custodians.too_many",
+            format!(
+                "{n} custodians; the policy allows at most {}",
+                policy.max_custodians
+            ),
+        ));
+    }
+    if n == usize::from(p.quorum) {
+        out.push(finding(
+            Degraded,
+            "quorum.no_spare",
+            format!(
+                "{}-of-{n}: if one custodian is unreachable nobody can open it; add a custodian",
+                p.quorum
+            ),
+        ));
+    }
+    if p.alert_channels.is_empty() {
+        out.push(finding(
+            Degraded,
+            "channels.none",
+            "no alert_channels: a break would go unnoticed".into(),
+        ));
+    }
+    match p.drill_every {
+        None => out.push(finding(
+            Degraded,
+            "drill.unscheduled",
+            "no drill schedule: nothing proves the path works".into(),
+        )),
+        Some(every) if every > policy.max_drill_interval => out.push(finding(
+            Degraded,
+            "drill.interval",
+            format!(
+                "drilled every {}; the policy asks for at least every {}",
+                crate::time::format_duration(every),
+                crate::time::format_duration(policy.max_drill_interval)
+            ),
+        )),
+        Some(_) => {}
+    }
+    if p.max_credential_age.is_none() && p.target.kind == TargetKind::Secret {
+        out.push(finding(
+            Degraded,
+            "rotation.unset",
+            "no rotation.max_credential_age for a static secret".into(),
+        ));
+    }
+    let on_outage: Vec<&str> = p
+        .dependencies
+        .iter()
+        .filter(|d| p.protects_against.iter().any(|o| o.eq_ignore_ascii_case(d)))
+        .map(String::as_str)
+        .collect();
+    if !on_outage.is_empty() {
+        out.push(finding(
+            Broken,
+            "dependency.on_outage",
+            format!(
+                "depends on {} — the outage this procedure is for",
+                on_outage.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+/// A custodian's key state, as attestations and declarations left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    /// Proved they hold the key this long ago.
+    Attested(Duration),
+    /// Declared lost (or failed an attestation).
+    Lost,
+    /// Never attested.
+    Unknown,
+}
+
+/// What the engine knows about a procedure right now.
+#[derive(Debug, Clone)]
+pub struct Posture {
+    /// A seal exists.
+    pub sealed: bool,
+    /// Why it is tainted, if it is.
+    pub taint: Option<String>,
+    /// Age of the sealed credential.
+    pub credential_age: Option<Duration>,
+    /// The latest drill: (how long ago, passed, the procedure's content hash then).
+    pub last_drill: Option<(Duration, bool, String)>,
+    /// The procedure's current content hash.
+    pub content_hash: String,
+    /// Each alert channel the procedure names: configured on the server, and its latest test
+    /// (`None`: never tested).
+    pub channels: Vec<(String, bool, Option<bool>)>,
+    /// Each custodian's key state.
+    pub custodian_keys: Vec<(String, KeyState)>,
+    /// Attestations older than this do not count.
+    pub attestation_max_age: Duration,
+    /// The latest target health check: (how long ago, passed). `None`: never.
+    pub target_check: Option<(Duration, bool)>,
+    /// Privileged accounts not in the inventory at the latest discovery.
+    pub discovery_unknown: Option<usize>,
+    /// Audit sinks currently behind.
+    pub sinks_lagging: Vec<String>,
+}
+
+/// A health check older than this is stale.
+pub const TARGET_CHECK_MAX_AGE: Duration = Duration::from_secs(86_400);
+
+/// Judges the file and the live posture together.
+pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readiness {
+    use Verdict::{Broken, Degraded};
+    let mut out = lint_findings(p, policy);
+    if !posture.sealed {
+        out.push(finding(
+            Broken,
+            "seal.missing",
+            format!("not sealed: run `breakglass seal {}`", p.id),
+        ));
+    }
+    if let Some(t) = &posture.taint {
+        out.push(finding(Degraded, "seal.tainted", t.clone()));
+    }
+    if let (Some(age), Some(max)) = (posture.credential_age, p.max_credential_age)
+        && age > max
+    {
+        out.push(finding(
+            Degraded,
+            "credential.old",
+            format!(
+                "sealed {} ago; the policy allows {}",
+                crate::time::format_duration(age),
+                crate::time::format_duration(max)
+            ),
+        ));
+    }
+    match (&posture.last_drill, p.drill_every) {
+        (None, Some(_)) => out.push(finding(
+            Degraded,
+            "drill.never",
+            "never drilled: run `breakglass drill run`".into(),
+        )),
+        (Some((ago, passed, hash)), every) => {
+            if !passed {
+                out.push(finding(
+                    Broken,
+                    "drill.failed",
+                    format!(
+                        "the latest drill, {} ago, failed",
+                        crate::time::format_duration(*ago)
+                    ),
+                ));
+            }
+            if let Some(every) = every
+                && *ago > every
+            {
+                out.push(finding(
+                    Degraded,
+                    "drill.overdue",
+                    format!(
+                        "latest drill {} ago; the schedule is every {}",
+                        crate::time::format_duration(*ago),
+                        crate::time::format_duration(every)
+                    ),
+                ));
+            }
+            if *hash != posture.content_hash {
+                out.push(finding(
+                    Degraded,
+                    "drill.untested_change",
+                    "the procedure changed since its latest drill".into(),
+                ));
+            }
+        }
+        (None, None) => {}
+    }
+    for (name, configured, tested) in &posture.channels {
+        if !configured {
+            out.push(finding(
+                Broken,
+                "channel.unknown",
+                format!("channel `{name}` is not configured on the server: its alerts go nowhere"),
+            ));
+        } else {
+            match tested {
+                Some(true) => {}
+                Some(false) => out.push(finding(
+                    Degraded,
+                    "channel.failing",
+                    format!("channel `{name}` failed its latest test"),
+                )),
+                None => out.push(finding(
+                    Degraded,
+                    "channel.untested",
+                    format!(
+                        "channel `{name}` was never tested: run `breakglass channel test {name}`"
+                    ),
+                )),
+            }
+        }
+    }
+    let quorum = usize::from(p.quorum);
+    let lost: Vec<&str> = posture
+        .custodian_keys
+        .iter()
+        .filter(|(_, k)| *k == KeyState::Lost)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let available = p.custodians.len().saturating_sub(lost.len());
+    if available < quorum {
+        out.push(finding(
+            Broken,
+            "custodians.lost_quorum",
+            format!(
+                "{} lost their key ({}); {available} left for a quorum of {quorum}: re-seal to new custodians",
+                lost.len(),
+                lost.join(", ")
+            ),
+        ));
+    } else if !lost.is_empty() && available == quorum {
+        out.push(finding(
+            Degraded,
+            "custodians.lost_spare",
+            format!(
+                "{} lost their key; the {available} left are exactly the quorum",
+                lost.join(", ")
+            ),
+        ));
+    }
+    if available >= quorum {
+        let fresh = posture
+            .custodian_keys
+            .iter()
+            .filter(|(_, k)| matches!(k, KeyState::Attested(age) if *age <= posture.attestation_max_age))
+            .count();
+        if fresh < quorum {
+            out.push(finding(
+                Degraded,
+                "attestation.quorum_unproven",
+                format!(
+                    "{fresh} custodian(s) proved within {} that they hold their key; the quorum is {quorum}: run `breakglass custodian attest`",
+                    crate::time::format_duration(posture.attestation_max_age)
+                ),
+            ));
+        } else if fresh == quorum && p.custodians.len() > quorum {
+            out.push(finding(
+                Degraded,
+                "attestation.no_spare",
+                format!("{fresh} recent attestations: the quorum, and no spare"),
+            ));
+        }
+    }
+    if p.target.kind != TargetKind::Secret {
+        match posture.target_check {
+            None => out.push(finding(
+                Degraded,
+                "target.unchecked",
+                format!("never checked: run `breakglass target check {}`", p.id),
+            )),
+            Some((_, false)) => out.push(finding(
+                Broken,
+                "target.unhealthy",
+                "the latest health check failed: `breakglass target show` has the lines".into(),
+            )),
+            Some((age, true)) if age > TARGET_CHECK_MAX_AGE => out.push(finding(
+                Degraded,
+                "target.check_stale",
+                format!("last checked {} ago", crate::time::format_duration(age)),
+            )),
+            Some(_) => {}
+        }
+        if let Some(n) = posture.discovery_unknown
+            && n > 0
+        {
+            out.push(finding(
+                Degraded,
+                "target.drift",
+                format!("{n} privileged account(s) not in the inventory"),
+            ));
+        }
+    }
+    for sink in &posture.sinks_lagging {
+        out.push(finding(
+            Degraded,
+            "audit.sink_lagging",
+            format!("audit sink `{sink}` is behind"),
+        ));
+    }
+    Readiness::from_findings(&p.id, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procedure::{Limits, parse_procedures};
+
+    const KEYS: [&str; 3] = [
+        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+        "age16x89adflfx7u83grlza8l35h0rymue2ygl9rev5dj0366yyescls7khghf",
+        "age1e47uwdetjgvmnc3kgjda9255pku38w0gxrpw4h5vdy4gntm06ywqlhdggx",
+    ];
+
+    fn procedure(custodians: usize, quorum: u8, extra: &str) -> Procedure {
+        let mut text = "id: p\ntarget:\n  kind: secret\ncustodians:\n".to_owned();
+        for (i, key) in KEYS.iter().take(custodians).enumerate() {
+            text.push_str(&format!("  - name: c{i}\n    key: {key}\n"));
+        }
+        text.push_str(&format!("quorum: {quorum}\nmax_grant: 15m\n{extra}"));
+        parse_procedures("p.yaml", &text, &Limits::default())
+            .expect("valid")
+            .remove(0)
+            .procedure
+    }
+
+    const GOOD: &str =
+        "alert_channels: [ops]\ndrill: {every: 30d}\nrotation: {max_credential_age: 90d}\n";
+
+    fn healthy(p: &Procedure) -> Posture {
+        Posture {
+            sealed: true,
+            taint: None,
+            credential_age: Some(Duration::from_secs(86_400)),
+            last_drill: Some((Duration::from_secs(86_400), true, "h".into())),
+            content_hash: "h".into(),
+            channels: vec![("ops".into(), true, Some(true))],
+            custodian_keys: p
+                .custodians
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        KeyState::Attested(Duration::from_secs(3600)),
+                    )
+                })
+                .collect(),
+            attestation_max_age: Duration::from_secs(30 * 86_400),
+            target_check: None,
+            discovery_unknown: None,
+            sinks_lagging: vec![],
+        }
+    }
+
+    #[test]
+    fn a_well_kept_procedure_is_ready() {
+        let p = procedure(3, 2, GOOD);
+        assert_eq!(lint(&p, &LintPolicy::default()).verdict, Verdict::Ready);
+        let r = assess(&p, &LintPolicy::default(), &healthy(&p));
+        assert_eq!(r.verdict, Verdict::Ready, "{:?}", r.findings);
+    }
+
+    #[test]
+    fn lint_names_each_problem() {
+        let p = procedure(
+            2,
+            2,
+            "drill: {every: 180d}\ndependencies: [okta, vpn]\nprotects_against: [OKTA]\n",
+        );
+        let r = lint(&p, &LintPolicy::default());
+        let codes: Vec<&str> = r.findings.iter().map(|f| f.code).collect();
+        assert_eq!(r.verdict, Verdict::Broken);
+        assert_eq!(codes[0], "dependency.on_outage", "worst first: {codes:?}");
+        for c in [
+            "custodians.too_few",
+            "quorum.no_spare",
+            "channels.none",
+            "drill.interval",
+            "rotation.unset",
+        ] {
+            assert!(codes.contains(&c), "{c} missing from {codes:?}");
+        }
+        assert!(r.findings[0].message.contains("okta"));
+    }
+
+    #[test]
+    fn a_lost_custodian_breaks_two_of_two_and_degrades_two_of_three() {
+        let p = procedure(2, 2, GOOD);
+        let mut posture = healthy(&p);
+        posture.custodian_keys[1].1 = KeyState::Lost;
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert_eq!(r.verdict, Verdict::Broken);
+        assert_eq!(r.findings[0].code, "custodians.lost_quorum");
+
+        let p = procedure(3, 2, GOOD);
+        let mut posture = healthy(&p);
+        posture.custodian_keys[2].1 = KeyState::Lost;
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert_eq!(r.verdict, Verdict::Degraded, "{:?}", r.findings);
+        assert!(r.findings.iter().any(|f| f.code == "custodians.lost_spare"));
+    }
+
+    #[test]
+    fn a_change_since_the_last_drill_degrades() {
+        let p = procedure(3, 2, GOOD);
+        let mut posture = healthy(&p);
+        posture.content_hash = "changed".into();
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert_eq!(r.verdict, Verdict::Degraded);
+        assert_eq!(r.findings[0].code, "drill.untested_change");
+    }
+
+    #[test]
+    fn posture_rules() {
+        let p = procedure(3, 2, GOOD);
+        let mut posture = healthy(&p);
+        posture.sealed = false;
+        posture.channels = vec![("ops".into(), false, None)];
+        posture.last_drill = Some((Duration::from_secs(40 * 86_400), false, "h".into()));
+        posture.credential_age = Some(Duration::from_secs(100 * 86_400));
+        posture.custodian_keys[0].1 = KeyState::Unknown;
+        posture.custodian_keys[1].1 = KeyState::Attested(Duration::from_secs(60 * 86_400));
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        let codes: Vec<&str> = r.findings.iter().map(|f| f.code).collect();
+        assert_eq!(r.verdict, Verdict::Broken);
+        for c in [
+            "seal.missing",
+            "channel.unknown",
+            "drill.failed",
+            "drill.overdue",
+            "credential.old",
+            "attestation.quorum_unproven",
+        ] {
+            assert!(codes.contains(&c), "{c} missing from {codes:?}");
+        }
+        for (code, _) in RULES {
+            assert!(code.contains('.'));
+        }
+        assert!(codes.iter().all(|c| RULES.iter().any(|(r, _)| r == c)));
+    }
+}
