@@ -109,6 +109,41 @@ pub(crate) enum CustodianCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Prove you still hold your custodian key: the server encrypts a challenge to it, this
+    /// command decrypts it locally with --identity and answers. No share is touched.
+    Attest {
+        /// Custodian name.
+        name: String,
+    },
+    /// Declare a custodian's keys lost (admin): readiness counts them out of the quorum.
+    Lost {
+        /// Custodian name.
+        name: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// What is known of each custodian key: latest attestation, lost declarations.
+    Attestations,
+}
+
+/// `check` arguments.
+#[derive(Args, Debug)]
+pub(crate) struct CheckArgs {
+    /// Procedure files to lint without a server. Without files, the server's live verdicts.
+    pub(crate) files: Vec<PathBuf>,
+    /// Degraded counts as a failure too (exit 10).
+    #[arg(long)]
+    pub(crate) strict: bool,
+    /// Longest grant any procedure may allow (files only).
+    #[arg(long, default_value = "4h", value_parser = parse_duration_arg)]
+    pub(crate) grant_ceiling: std::time::Duration,
+    /// Fewest custodians a procedure should have (files only).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) min_custodians: usize,
+    /// Most custodians a procedure should have (files only).
+    #[arg(long, default_value_t = 12)]
+    pub(crate) max_custodians: usize,
 }
 
 /// `actor` subcommands.
@@ -306,6 +341,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Procedure(p) => procedure(&cli, p).await,
         Command::Seal(a) => seal(&cli, a).await,
         Command::Custodian(CustodianCmd::Keygen { out }) => keygen(&cli, out),
+        Command::Custodian(c) => custodian(&cli, c).await,
+        Command::Check(a) => check(&cli, a).await,
         Command::Actor(a) => actor(&cli, a).await,
         Command::Break(b) => break_cmd(&cli, b).await,
         Command::Approve(a) => approve(&cli, a).await,
@@ -447,7 +484,7 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
                     Err(e) => errors.extend(e),
                 }
             }
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&json!({
                     "valid": errors.is_empty(),
                     "files": ok.iter().map(|(f, ids)| json!({"file": f, "procedures": ids})).collect::<Vec<_>>(),
@@ -477,7 +514,7 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
                 .await?
                 .post("/api/procedures/apply", &body)
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&r);
             } else {
                 for x in r["results"].as_array().into_iter().flatten() {
@@ -524,7 +561,7 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
                 .await?
                 .get(&format!("/api/procedures/{}", seg(id)))
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&p);
                 return Ok(());
             }
@@ -597,7 +634,7 @@ async fn seal(cli: &Cli, a: &SealArgs) -> Result<()> {
             &body,
         )
         .await?;
-    if cli.output == Format::Json {
+    if cli.output.is_json() {
         output::json(&r);
     } else {
         println!(
@@ -630,7 +667,7 @@ fn keygen(cli: &Cli, out: &Path) -> Result<()> {
     }
     let (identity, public) = breakglass_custody::keygen();
     breakglass_server::write_private_file(out, identity.expose_secret().as_bytes())?;
-    if cli.output == Format::Json {
+    if cli.output.is_json() {
         output::json(
             &json!({"identity_file": out.display().to_string(), "public_key": public.canonical()}),
         );
@@ -668,7 +705,7 @@ async fn actor(cli: &Cli, cmd: &ActorCmd) -> Result<()> {
                 .await?
                 .post("/api/actors", &json!({"name": name, "roles": roles, "key": key, "contact": contact, "token": api_token}))
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&r);
             } else {
                 println!("enrolled {name}");
@@ -740,7 +777,7 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
                 .await?
                 .post("/api/breaks", &json!({"procedure": procedure, "reason": reason, "ticket": ticket, "duration": duration}))
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&b);
             } else {
                 println!("{}", break_line(&b));
@@ -795,7 +832,7 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
                 .await?
                 .get(&format!("/api/breaks/{}", seg(id)))
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&b);
             } else {
                 println!("{}", break_line(&b));
@@ -851,7 +888,7 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
                 .await?
                 .post(&format!("/api/breaks/{}/close", seg(id)), &json!({}))
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&b);
             } else {
                 println!("{}", break_line(&b));
@@ -873,7 +910,7 @@ async fn approve(cli: &Cli, a: &ApproveArgs) -> Result<()> {
     let mut client = Client::new(&cli.server, None);
     client.login(cli.actor.as_deref(), &identity).await?;
     let r = approve_with(&client, &identity, &a.break_id).await?;
-    if cli.output == Format::Json {
+    if cli.output.is_json() {
         output::json(&r);
     } else {
         println!(
@@ -943,7 +980,7 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
                     let head = r
                         .head
                         .map(|h| json!({"seq": h.seq, "hash": h.hash.to_hex()}));
-                    if cli.output == Format::Json {
+                    if cli.output.is_json() {
                         output::json(
                             &json!({"intact": true, "entries": r.entries, "checkpoints": r.checkpoints, "keys": r.keys, "head": head}),
                         );
@@ -997,7 +1034,7 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
                 format!("/api/audit/verify?{}", query.join("&"))
             };
             let r = connect(cli).await?.get(&path).await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&r);
             }
             if r["intact"].as_bool() == Some(true) {
@@ -1031,7 +1068,7 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
             let r = Client::new(&cli.server, None)
                 .get("/api/audit/pubkey")
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&r);
             } else {
                 println!("{}", field(&r["public_key"]));
@@ -1044,7 +1081,7 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
                 .await?
                 .post("/api/audit/rotate-key", &json!({}))
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&r);
             } else {
                 println!(
@@ -1061,7 +1098,7 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
                 .await?
                 .post("/api/audit/checkpoint", &json!({}))
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&r);
             } else {
                 match r["checkpoint_seq"].as_u64() {
@@ -1153,7 +1190,7 @@ async fn ack(cli: &Cli, a: &AckArgs) -> Result<()> {
     let r = Client::new(&cli.server, None)
         .post("/api/ack", &json!({"token": token, "by": a.by}))
         .await?;
-    if cli.output == Format::Json {
+    if cli.output.is_json() {
         output::json(&r);
     } else {
         println!(
@@ -1205,7 +1242,7 @@ async fn channel(cli: &Cli, cmd: &ChannelCmd) -> Result<()> {
                 .await?
                 .post(&format!("/api/channels/{}/test", seg(name)), &json!({}))
                 .await?;
-            if cli.output == Format::Json {
+            if cli.output.is_json() {
                 output::json(&r);
             }
             if r["ok"].as_bool() == Some(true) {
@@ -1380,7 +1417,7 @@ async fn target(cli: &Cli, cmd: &TargetCmd) -> Result<()> {
             (r, None)
         }
     };
-    if cli.output == Format::Json {
+    if cli.output.is_json() {
         output::json(&r);
     }
     match failed {
@@ -1390,4 +1427,185 @@ async fn target(cli: &Cli, cmd: &TargetCmd) -> Result<()> {
         })),
         None => Ok(()),
     }
+}
+
+async fn custodian(cli: &Cli, cmd: &CustodianCmd) -> Result<()> {
+    let client = connect(cli).await?;
+    match cmd {
+        CustodianCmd::Keygen { .. } => Ok(()),
+        CustodianCmd::Attest { name } => {
+            let identity_path = cli.identity.as_ref().ok_or_else(|| {
+                anyhow!(Exit {
+                    code: exit::INVALID,
+                    message: "attest needs --identity: the challenge is encrypted to your key"
+                        .into()
+                })
+            })?;
+            let identity = read_identity(identity_path)?;
+            let r = client
+                .post(&format!("/api/custodians/{}/attest", seg(name)), &json!({}))
+                .await?;
+            let mut attested = Vec::new();
+            for c in r["challenges"].as_array().into_iter().flatten() {
+                // A custodian may hold different keys for different procedures: answer the
+                // challenges this identity can open.
+                let Ok(plain) = breakglass_custody::decrypt_with(
+                    &identity,
+                    c["age_file"].as_str().unwrap_or_default().as_bytes(),
+                ) else {
+                    continue;
+                };
+                let answer = String::from_utf8_lossy(&plain).into_owned();
+                let a = client
+                    .post(
+                        &format!(
+                            "/api/attestations/{}",
+                            seg(c["id"].as_str().unwrap_or_default())
+                        ),
+                        &json!({"response": answer}),
+                    )
+                    .await?;
+                attested.push(json!({"key": a["key"], "attested_at": a["attested_at"], "procedures": c["procedures"]}));
+            }
+            if attested.is_empty() {
+                return Err(anyhow!(Exit {
+                    code: exit::AUTH,
+                    message: format!("this identity holds none of {name}'s custodian keys"),
+                }));
+            }
+            if cli.output.is_json() {
+                output::json(&json!({"custodian": name, "attested": attested}));
+            } else {
+                for a in &attested {
+                    let procedures: Vec<String> = a["procedures"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(field)
+                        .collect();
+                    println!(
+                        "attested {name}'s key {} ({})",
+                        field(&a["key"]),
+                        procedures.join(", ")
+                    );
+                }
+            }
+            Ok(())
+        }
+        CustodianCmd::Lost { name, reason } => {
+            let r = client
+                .post(
+                    &format!("/api/custodians/{}/lost", seg(name)),
+                    &json!({"reason": reason}),
+                )
+                .await?;
+            if cli.output.is_json() {
+                output::json(&r);
+            } else {
+                println!("declared {name}'s key(s) lost; `breakglass check` shows what it breaks");
+            }
+            Ok(())
+        }
+        CustodianCmd::Attestations => {
+            let r = client.get("/api/attestations").await?;
+            output::listing(
+                cli.output,
+                &r,
+                "attestations",
+                &["CUSTODIAN", "KEY", "ATTESTED", "LOST"],
+                |a| {
+                    vec![
+                        field(&a["custodian"]),
+                        field(&a["key"]),
+                        if a["attested_at"].is_null() {
+                            "never".into()
+                        } else {
+                            field(&a["attested_at"])
+                        },
+                        if a["lost_at"].is_null() {
+                            String::new()
+                        } else {
+                            format!("{} ({})", field(&a["lost_at"]), field(&a["lost_reason"]))
+                        },
+                    ]
+                },
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn check(cli: &Cli, a: &CheckArgs) -> Result<()> {
+    let verdicts: Vec<Value> = if a.files.is_empty() {
+        let r = connect(cli).await?.get("/api/readiness").await?;
+        r["procedures"].as_array().cloned().unwrap_or_default()
+    } else {
+        let limits = Limits {
+            grant_ceiling: a.grant_ceiling,
+        };
+        let policy = breakglass_domain::LintPolicy {
+            min_custodians: a.min_custodians,
+            max_custodians: a.max_custodians,
+            ..breakglass_domain::LintPolicy::default()
+        };
+        let mut errors = Vec::new();
+        let mut out = Vec::new();
+        for (name, text) in read_files(&a.files)? {
+            match parse_procedures(&name, &text, &limits) {
+                Ok(parsed) => {
+                    for p in parsed {
+                        let r = breakglass_domain::readiness::lint(&p.procedure, &policy);
+                        out.push(json!({
+                            "procedure": r.procedure,
+                            "file": name,
+                            "verdict": r.verdict.as_str(),
+                            "findings": r.findings.iter().map(|f| json!({"verdict": f.verdict.as_str(), "code": f.code, "message": f.message})).collect::<Vec<_>>(),
+                        }));
+                    }
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        if !errors.is_empty() {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return Err(anyhow!(Exit {
+                code: exit::INVALID,
+                message: format!("{} problem(s) found", errors.len())
+            }));
+        }
+        out
+    };
+    if cli.output.is_json() {
+        output::json(&json!({"procedures": verdicts}));
+    } else {
+        for v in &verdicts {
+            println!(
+                "{}: {}",
+                field(&v["procedure"]),
+                field(&v["verdict"]).to_uppercase()
+            );
+            for f in v["findings"].as_array().into_iter().flatten() {
+                println!(
+                    "  {:<8} {:<28} {}",
+                    field(&f["verdict"]),
+                    field(&f["code"]),
+                    field(&f["message"])
+                );
+            }
+        }
+    }
+    let count = |verdict: &str| verdicts.iter().filter(|v| v["verdict"] == verdict).count();
+    let (broken, degraded) = (count("broken"), count("degraded"));
+    if broken > 0 || (a.strict && degraded > 0) {
+        return Err(anyhow!(Exit {
+            code: exit::NOT_READY,
+            message: format!(
+                "{broken} broken, {degraded} degraded of {} procedure(s)",
+                verdicts.len()
+            ),
+        }));
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@
 //! request fields); 4 not signed in or not allowed; 5 not found; 6 refused by the break
 //! lifecycle (wrong state, window closed, already approved…); 7 server unreachable or store
 //! unavailable; 8 audit verification failed; 9 a target refused or failed, or its health check
-//! found a problem.
+//! found a problem; 10 `check` found a broken procedure (or a degraded one, with --strict).
 
 mod client;
 mod commands;
@@ -89,6 +89,9 @@ pub(crate) enum Command {
     /// Targets: health check without unsealing, privileged-account discovery, latest reports.
     #[command(subcommand)]
     Target(commands::TargetCmd),
+    /// Readiness: lint procedure files (no server), or every procedure's live verdict —
+    /// ready, degraded or broken, with each reason (exit 10 when one is broken).
+    Check(commands::CheckArgs),
     /// Acknowledge a break alert with the token from its link.
     Ack(commands::AckArgs),
 }
@@ -111,6 +114,8 @@ pub(crate) mod exit {
     pub(crate) const AUDIT_BROKEN: u8 = 8;
     /// A target refused or failed, or its health check found a problem.
     pub(crate) const TARGET: u8 = 9;
+    /// `check`: a procedure is broken (or degraded, with --strict).
+    pub(crate) const NOT_READY: u8 = 10;
 }
 
 /// An error that knows its exit code.

@@ -6,10 +6,18 @@ use serde_json::Value;
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
-    /// Human-readable text.
+    /// Human-readable text (also `table`).
+    #[value(alias = "table")]
     Text,
     /// JSON, one document.
     Json,
+}
+
+impl Format {
+    /// Whether to print JSON.
+    pub(crate) fn is_json(self) -> bool {
+        self == Format::Json
+    }
 }
 
 /// Prints a JSON value pretty.
@@ -51,7 +59,7 @@ pub(crate) fn listing(
     header: &[&str],
     row: impl Fn(&Value) -> Vec<String>,
 ) {
-    if format == Format::Json {
+    if format.is_json() {
         json(value);
         return;
     }

@@ -189,7 +189,7 @@ async fn target_commands_and_a_postgres_break_through_the_cli() {
         .success();
     let access = stdout(&a).trim().to_owned();
     assert!(access.starts_with("postgresql://bg_"), "connection string");
-    let mut c = sqlx::PgConnection::connect(&access)
+    let c = sqlx::PgConnection::connect(&access)
         .await
         .expect("login with the grant");
     let _ = c.close().await;

@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod grants;
 mod procedures;
+mod readiness;
 mod seal;
 
 pub mod ports;
@@ -35,6 +36,7 @@ pub use ports::{
     Clock, ManualClock, Store, StoredActor, StoredProcedure, StoredSeal, SystemClock, Taint, Tx,
 };
 pub use procedures::{ApplyChange, ApplyOutcome, ProcedureStatus, SealState};
+pub use readiness::AttestChallenge;
 pub use seal::SealSummary;
 
 /// Settings the engine needs, validated by the binary.
@@ -52,6 +54,10 @@ pub struct Config {
     pub system_channels: Vec<String>,
     /// An audit sink whose oldest undelivered record is older than this is lagging.
     pub sink_lag_alert_after: Duration,
+    /// Limits readiness applies to procedure files.
+    pub lint: breakglass_domain::LintPolicy,
+    /// Custodian attestations older than this no longer count for readiness.
+    pub attestation_max_age: Duration,
 }
 
 impl Default for Config {
@@ -63,6 +69,8 @@ impl Default for Config {
             public_url: None,
             system_channels: Vec::new(),
             sink_lag_alert_after: Duration::from_secs(60),
+            lint: breakglass_domain::LintPolicy::default(),
+            attestation_max_age: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -108,6 +116,8 @@ struct Inner {
     audit_key: std::sync::RwLock<Option<Arc<breakglass_audit::AuditKey>>>,
     /// Target adapters by kind.
     targets: HashMap<breakglass_domain::TargetKind, Arc<dyn ports::Target>>,
+    /// Attestation challenges waiting for an answer (in memory, single use).
+    attest: Mutex<HashMap<String, readiness::PendingAttest>>,
     /// Background tasks (credential rotations after grants), awaited by `settle`.
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -164,6 +174,7 @@ impl Engine {
                 lagging: Mutex::new(std::collections::HashSet::new()),
                 audit_key: std::sync::RwLock::new(None),
                 targets,
+                attest: Mutex::new(HashMap::new()),
                 background: Mutex::new(Vec::new()),
             }),
         }

@@ -273,6 +273,22 @@ pub struct TargetReport {
     pub detail: serde_json::Value,
 }
 
+/// What is known of one custodian key: when its holder last proved they hold it, and whether
+/// it was declared lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttestationRecord {
+    /// Custodian name.
+    pub custodian: String,
+    /// Fingerprint of the key (`CustodianKey::fingerprint`).
+    pub key_fingerprint: String,
+    /// Latest successful attestation.
+    pub attested_at: Option<Timestamp>,
+    /// When the key was declared lost.
+    pub lost_at: Option<Timestamp>,
+    /// Why (no secrets).
+    pub lost_reason: Option<String>,
+}
+
 /// The store: transactions over procedures, seals, breaks, actors and the audit log.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -376,6 +392,10 @@ pub trait Tx: Send {
     async fn put_target_report(&mut self, r: &TargetReport) -> StoreResult<()>;
     /// The latest target reports, optionally of one procedure.
     async fn target_reports(&mut self, procedure: Option<&str>) -> StoreResult<Vec<TargetReport>>;
+    /// Inserts or replaces what is known of a custodian key.
+    async fn put_attestation(&mut self, a: &AttestationRecord) -> StoreResult<()>;
+    /// Every custodian key record.
+    async fn attestations(&mut self) -> StoreResult<Vec<AttestationRecord>>;
     /// Commits outbox bookkeeping (`mark_outbox`), the one commit without an audit entry.
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()>;
     /// Stores a signed checkpoint with one outbox row per destination, and commits.

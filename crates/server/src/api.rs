@@ -40,6 +40,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/procedures/{id}/check", post(check_target))
         .route("/api/procedures/{id}/discover", post(discover))
         .route("/api/procedures/{id}/target", get(target_reports))
+        .route("/api/readiness", get(readiness))
+        .route("/api/attestations", get(list_attestations))
+        .route("/api/attestations/{id}", post(answer_attestation))
+        .route(
+            "/api/custodians/{name}/attest",
+            post(attestation_challenges),
+        )
+        .route("/api/custodians/{name}/lost", post(declare_lost))
         .route("/api/actors", get(list_actors).post(enroll))
         .route("/api/breaks", get(list_breaks).post(open_break))
         .route("/api/breaks/{id}", get(show_break))
@@ -327,6 +335,91 @@ async fn grant_record(
         "end_attempts": g.end_attempts,
         "last_error": g.last_error,
     })))
+}
+
+fn readiness_view(r: &breakglass_domain::Readiness) -> Value {
+    json!({
+        "procedure": r.procedure,
+        "verdict": r.verdict.as_str(),
+        "findings": r.findings.iter().map(|f| json!({"verdict": f.verdict.as_str(), "code": f.code, "message": f.message})).collect::<Vec<_>>(),
+    })
+}
+
+async fn readiness(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let all = s.engine.readiness(&me).await?;
+    Ok(Json(
+        json!({"procedures": all.iter().map(readiness_view).collect::<Vec<_>>()}),
+    ))
+}
+
+fn attestation_view(a: &breakglass_engine::ports::AttestationRecord) -> Value {
+    let t = |t: Option<breakglass_domain::Timestamp>| t.map(|t| t.to_string());
+    json!({
+        "custodian": a.custodian,
+        "key": a.key_fingerprint,
+        "attested_at": t(a.attested_at),
+        "lost_at": t(a.lost_at),
+        "lost_reason": a.lost_reason,
+    })
+}
+
+async fn list_attestations(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let all = s.engine.attestations(&me).await?;
+    Ok(Json(
+        json!({"attestations": all.iter().map(attestation_view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn attestation_challenges(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let all = s.engine.attestation_challenges(&me, &name).await?;
+    Ok(Json(json!({"challenges": all.iter().map(|c| json!({
+        "id": c.id,
+        "custodian": c.custodian,
+        "key": c.key_fingerprint,
+        "procedures": c.procedures,
+        "age_file": String::from_utf8_lossy(&c.age_file),
+        "expires_at": c.expires_at.to_string(),
+    })).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttestRequest {
+    /// The decrypted challenge.
+    response: String,
+}
+
+async fn answer_attestation(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<AttestRequest>,
+) -> ApiResult {
+    let r = s.engine.attest(&me, &id, &req.response).await?;
+    Ok(Json(attestation_view(&r)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LostRequest {
+    /// Why the key is considered lost.
+    reason: String,
+}
+
+async fn declare_lost(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(name): Path<String>,
+    Body(req): Body<LostRequest>,
+) -> ApiResult {
+    let all = s.engine.declare_key_lost(&me, &name, &req.reason).await?;
+    Ok(Json(
+        json!({"attestations": all.iter().map(attestation_view).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn list_actors(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
@@ -680,6 +773,16 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiErro
             "breakglass_outbox_oldest_pending_seconds{{destination=\"{d}\"}} {:.3}\n",
             age as f64 / 1000.0
         ));
+    }
+    out.push_str("# HELP breakglass_procedure_readiness 1 for each procedure's current verdict (ready, degraded, broken).\n# TYPE breakglass_procedure_readiness gauge\n");
+    for r in s.engine.readiness_all().await? {
+        for v in ["ready", "degraded", "broken"] {
+            out.push_str(&format!(
+                "breakglass_procedure_readiness{{procedure=\"{}\",verdict=\"{v}\"}} {}\n",
+                r.procedure,
+                u8::from(r.verdict.as_str() == v)
+            ));
+        }
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

@@ -179,6 +179,56 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/readiness",
+        "get",
+        op(
+            "Every procedure's readiness verdict (ready, degraded, broken) with each reason",
+            true,
+            None,
+            "The verdicts",
+        ),
+    );
+    add(
+        "/api/attestations",
+        "get",
+        op(
+            "What is known of each custodian key: latest attestation, lost declaration",
+            true,
+            None,
+            "The records",
+        ),
+    );
+    add(
+        "/api/attestations/{id}",
+        "post",
+        op(
+            "Answer an attestation challenge with its decrypted text (single use)",
+            true,
+            Some(obj(&["response"], json!({"response": {"type": "string"}}))),
+            "The custodian key's record",
+        ),
+    );
+    add(
+        "/api/custodians/{name}/attest",
+        "post",
+        op(
+            "Challenges encrypted to each of the custodian's keys, to prove the key is still held",
+            true,
+            None,
+            "The challenges",
+        ),
+    );
+    add(
+        "/api/custodians/{name}/lost",
+        "post",
+        op(
+            "Declare a custodian's keys lost (admin); readiness counts them out of the quorum",
+            true,
+            Some(obj(&["reason"], json!({"reason": {"type": "string"}}))),
+            "The custodian's key records",
+        ),
+    );
+    add(
         "/api/breaks/{id}/grant",
         "get",
         op(

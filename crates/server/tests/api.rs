@@ -127,6 +127,36 @@ fn endpoints() -> Vec<(
         ),
         (
             "GET",
+            "/api/readiness",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "GET",
+            "/api/attestations",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "POST",
+            "/api/attestations/nope",
+            Some(json!({"response": "x"})),
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "POST",
+            "/api/custodians/nope/attest",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "POST",
+            "/api/custodians/nope/lost",
+            Some(json!({"reason": "r"})),
+            &["admin"],
+        ),
+        (
+            "GET",
             "/api/actors",
             None,
             &["admin", "requester", "custodian", "auditor"],
@@ -360,6 +390,7 @@ async fn openapi_documents_every_route() {
             (
                 m.to_lowercase(),
                 u.replace("/channels/nope", "/channels/{name}")
+                    .replace("/custodians/nope", "/custodians/{name}")
                     .replace("/nope", "/{id}")
                     .replace("/brk_nope", "/{id}"),
             )

@@ -17,8 +17,9 @@ use async_trait::async_trait;
 use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
-    AckState, AttemptRecord, ChannelTest, DeliveryAttempt, GrantRecord, OutboxItem, OutboxRow,
-    Store, StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, TargetReport, Tx,
+    AckState, AttemptRecord, AttestationRecord, ChannelTest, DeliveryAttempt, GrantRecord,
+    OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor, StoredProcedure,
+    StoredSeal, TargetReport, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -842,6 +843,30 @@ impl Tx for SqlTx {
         }
         .map_err(db)?;
         rows.iter().map(rows::target_report).collect()
+    }
+
+    async fn put_attestation(&mut self, a: &AttestationRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO attestations (custodian, key_fingerprint, attested_at, lost_at, lost_reason) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (custodian, key_fingerprint) DO UPDATE SET attested_at = excluded.attested_at, lost_at = excluded.lost_at, lost_reason = excluded.lost_reason",
+        )
+        .bind(a.custodian.clone())
+        .bind(a.key_fingerprint.clone())
+        .bind(a.attested_at.map(|t| t.0))
+        .bind(a.lost_at.map(|t| t.0))
+        .bind(a.lost_reason.clone())
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn attestations(&mut self) -> StoreResult<Vec<AttestationRecord>> {
+        let rows = sqlx::query("SELECT * FROM attestations ORDER BY custodian, key_fingerprint")
+            .fetch_all(self.c()?)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::attestation).collect()
     }
 
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {

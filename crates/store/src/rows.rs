@@ -440,3 +440,18 @@ pub(crate) fn target_report(row: &AnyRow) -> StoreResult<breakglass_engine::port
             .map_err(|e| StoreError(format!("target report is not JSON: {e}")))?,
     })
 }
+
+pub(crate) fn attestation(
+    row: &AnyRow,
+) -> StoreResult<breakglass_engine::ports::AttestationRecord> {
+    let opt = |name: &str| -> StoreResult<Option<Timestamp>> {
+        Ok(col::<Option<i64>>(row, name)?.map(Timestamp))
+    };
+    Ok(breakglass_engine::ports::AttestationRecord {
+        custodian: col(row, "custodian")?,
+        key_fingerprint: col(row, "key_fingerprint")?,
+        attested_at: opt("attested_at")?,
+        lost_at: opt("lost_at")?,
+        lost_reason: col(row, "lost_reason")?,
+    })
+}

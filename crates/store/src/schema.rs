@@ -30,6 +30,7 @@ pub(crate) const SQLITE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS grants (break_id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kind TEXT NOT NULL, handle TEXT NOT NULL, created_at BIGINT NOT NULL, deadline BIGINT NOT NULL, end_requested_at BIGINT, end_cause TEXT, ended_at BIGINT, end_attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT, last_error TEXT)",
     "CREATE INDEX IF NOT EXISTS grants_to_end ON grants (ended_at, end_requested_at)",
     "CREATE TABLE IF NOT EXISTS target_reports (procedure_id TEXT NOT NULL, kind TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (procedure_id, kind))",
+    "CREATE TABLE IF NOT EXISTS attestations (custodian TEXT NOT NULL, key_fingerprint TEXT NOT NULL, attested_at BIGINT, lost_at BIGINT, lost_reason TEXT, PRIMARY KEY (custodian, key_fingerprint))",
 ];
 
 /// PostgreSQL schema.
@@ -61,4 +62,5 @@ pub(crate) const POSTGRES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS grants (break_id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kind TEXT NOT NULL, handle TEXT NOT NULL, created_at BIGINT NOT NULL, deadline BIGINT NOT NULL, end_requested_at BIGINT, end_cause TEXT, ended_at BIGINT, end_attempts BIGINT NOT NULL DEFAULT 0, next_attempt_at BIGINT, last_error TEXT)",
     "CREATE INDEX IF NOT EXISTS grants_to_end ON grants (ended_at, end_requested_at)",
     "CREATE TABLE IF NOT EXISTS target_reports (procedure_id TEXT NOT NULL, kind TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (procedure_id, kind))",
+    "CREATE TABLE IF NOT EXISTS attestations (custodian TEXT NOT NULL, key_fingerprint TEXT NOT NULL, attested_at BIGINT, lost_at BIGINT, lost_reason TEXT, PRIMARY KEY (custodian, key_fingerprint))",
 ];
