@@ -127,6 +127,15 @@ pub(crate) enum CustodianCmd {
     Attestations,
 }
 
+/// `whatif` arguments.
+#[derive(Args, Debug)]
+pub(crate) struct WhatIfArgs {
+    /// What is down: dependencies, channels, custodians, target connections or hosts
+    /// (comma-separated, e.g. `okta,slack,alice`).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) down: Vec<String>,
+}
+
 /// `check` arguments.
 #[derive(Args, Debug)]
 pub(crate) struct CheckArgs {
@@ -343,6 +352,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Custodian(CustodianCmd::Keygen { out }) => keygen(&cli, out),
         Command::Custodian(c) => custodian(&cli, c).await,
         Command::Check(a) => check(&cli, a).await,
+        Command::WhatIf(a) => what_if(&cli, a).await,
         Command::Actor(a) => actor(&cli, a).await,
         Command::Break(b) => break_cmd(&cli, b).await,
         Command::Approve(a) => approve(&cli, a).await,
@@ -1604,6 +1614,62 @@ async fn check(cli: &Cli, a: &CheckArgs) -> Result<()> {
             message: format!(
                 "{broken} broken, {degraded} degraded of {} procedure(s)",
                 verdicts.len()
+            ),
+        }));
+    }
+    Ok(())
+}
+
+async fn what_if(cli: &Cli, a: &WhatIfArgs) -> Result<()> {
+    let down = a.down.join(",");
+    let r = connect(cli)
+        .await?
+        .get(&format!("/api/whatif?down={}", seg(&down)))
+        .await?;
+    let all = r["procedures"].as_array().cloned().unwrap_or_default();
+    if cli.output.is_json() {
+        output::json(&r);
+    } else {
+        println!("with {} down:", a.down.join(", "));
+        for w in &all {
+            let list = |v: &Value| {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(field)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if w["can_open"].as_bool() == Some(true) {
+                println!(
+                    "{}: can open — custodians {}; channels {}",
+                    field(&w["procedure"]),
+                    list(&w["custodians"]),
+                    if w["channels"].as_array().is_some_and(|c| !c.is_empty()) {
+                        list(&w["channels"])
+                    } else {
+                        "none".into()
+                    }
+                );
+            } else {
+                println!("{}: CANNOT OPEN", field(&w["procedure"]));
+                for b in w["blockers"].as_array().into_iter().flatten() {
+                    println!("  - {}", field(b));
+                }
+            }
+            for x in w["warnings"].as_array().into_iter().flatten() {
+                println!("  ! {}", field(x));
+            }
+            println!("  latest drill: none on record");
+        }
+    }
+    let blocked = all.iter().filter(|w| w["can_open"] != true).count();
+    if blocked > 0 {
+        return Err(anyhow!(Exit {
+            code: exit::NOT_READY,
+            message: format!(
+                "{blocked} of {} procedure(s) could not be opened",
+                all.len()
             ),
         }));
     }

@@ -6,7 +6,8 @@
 //! request fields); 4 not signed in or not allowed; 5 not found; 6 refused by the break
 //! lifecycle (wrong state, window closed, already approved…); 7 server unreachable or store
 //! unavailable; 8 audit verification failed; 9 a target refused or failed, or its health check
-//! found a problem; 10 `check` found a broken procedure (or a degraded one, with --strict).
+//! found a problem; 10 `check` found a broken procedure (or a degraded one, with --strict), or
+//! `whatif` found one that could not be opened.
 
 mod client;
 mod commands;
@@ -92,6 +93,10 @@ pub(crate) enum Command {
     /// Readiness: lint procedure files (no server), or every procedure's live verdict —
     /// ready, degraded or broken, with each reason (exit 10 when one is broken).
     Check(commands::CheckArgs),
+    /// What-if analysis: with these down, can each procedure still be opened, by whom, over
+    /// which channels (exit 10 when one cannot).
+    #[command(name = "whatif")]
+    WhatIf(commands::WhatIfArgs),
     /// Acknowledge a break alert with the token from its link.
     Ack(commands::AckArgs),
 }

@@ -89,3 +89,28 @@ fn check_lints_files_offline() {
     let invalid = file(dir.path(), "invalid.yaml", "id: x\nquorum: 1\n");
     breakglass().arg("check").arg(&invalid).assert().code(3);
 }
+
+#[test]
+fn whatif_names_who_can_still_open_it() {
+    let w = common::world("root-db", "15m");
+    let a = w
+        .server
+        .cli()
+        .args(["whatif", "--down", "alice"])
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(
+        out.contains("root-db: can open — custodians bob, carol"),
+        "{out}"
+    );
+    let a = w
+        .server
+        .cli()
+        .args(["whatif", "--down", "alice,bob"])
+        .assert()
+        .code(10);
+    let out = stdout(&a);
+    assert!(out.contains("root-db: CANNOT OPEN"), "{out}");
+    assert!(out.contains("alice (down), bob (down)"), "{out}");
+}

@@ -18,7 +18,7 @@ pub use procedure::{
     Custodian, Limits, Parsed, Procedure, ProcedureError, ProcedureSpec, Target, TargetKind,
     parse_duration, parse_procedures,
 };
-pub use readiness::{Finding, KeyState, LintPolicy, Posture, Readiness, Verdict};
+pub use readiness::{Finding, KeyState, LintPolicy, Posture, Readiness, Verdict, WhatIf};
 pub use target::{
     HttpTarget, MariadbTarget, OnEnd, PostgresTarget, SshTarget, TargetConfig, ident_ok,
 };

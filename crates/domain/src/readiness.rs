@@ -641,3 +641,141 @@ mod tests {
         assert!(codes.iter().all(|c| RULES.iter().any(|(r, _)| r == c)));
     }
 }
+
+/// What happens to one procedure when some systems, channels and people are down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhatIf {
+    /// Procedure id.
+    pub procedure: String,
+    /// Whether a break could still be opened and granted.
+    pub can_open: bool,
+    /// Why not (empty when it can).
+    pub blockers: Vec<String>,
+    /// Custodians who could still approve.
+    pub custodians: Vec<String>,
+    /// Alert channels that would still be told.
+    pub channels: Vec<String>,
+    /// Things that still work but are weakened (no channel left, no spare custodian).
+    pub warnings: Vec<String>,
+}
+
+/// Evaluates a procedure with `down` (dependency, channel, custodian, target connection or
+/// host names, compared without case) unavailable. `keys` are the custodians' key states
+/// (a lost key counts as down too).
+pub fn what_if(p: &Procedure, down: &[String], keys: &[(String, KeyState)]) -> WhatIf {
+    let is_down = |name: &str| down.iter().any(|d| d.trim().eq_ignore_ascii_case(name));
+    let mut blockers = Vec::new();
+    let mut warnings = Vec::new();
+    for d in p.dependencies.iter().filter(|d| is_down(d)) {
+        blockers.push(format!("depends on `{d}`, which is down"));
+    }
+    for key in ["connection", "host"] {
+        if let Some(v) = p.target.details.get(key)
+            && is_down(v)
+        {
+            blockers.push(format!("its target ({key} `{v}`) is down"));
+        }
+    }
+    let lost = |name: &str| keys.iter().any(|(n, k)| n == name && *k == KeyState::Lost);
+    let custodians: Vec<String> = p
+        .custodians
+        .iter()
+        .filter(|c| !is_down(&c.name) && !lost(&c.name))
+        .map(|c| c.name.clone())
+        .collect();
+    let quorum = usize::from(p.quorum);
+    if custodians.len() < quorum {
+        let gone: Vec<String> = p
+            .custodians
+            .iter()
+            .filter(|c| !custodians.contains(&c.name))
+            .map(|c| {
+                if lost(&c.name) {
+                    format!("{} (key lost)", c.name)
+                } else {
+                    format!("{} (down)", c.name)
+                }
+            })
+            .collect();
+        blockers.push(format!(
+            "{} of the {quorum} approvals it needs are reachable; missing: {}",
+            custodians.len(),
+            gone.join(", ")
+        ));
+    } else if custodians.len() == quorum && p.custodians.len() > quorum {
+        warnings.push(format!(
+            "exactly the quorum is left ({}): no spare",
+            custodians.join(", ")
+        ));
+    }
+    let channels: Vec<String> = p
+        .alert_channels
+        .iter()
+        .filter(|c| !is_down(c))
+        .cloned()
+        .collect();
+    if channels.is_empty() && !p.alert_channels.is_empty() {
+        warnings.push("every alert channel is down: nobody would be told of the break".into());
+    }
+    if !p.escalation.is_empty() && p.escalation.iter().all(|c| is_down(c)) {
+        warnings.push("every escalation channel is down".into());
+    }
+    WhatIf {
+        procedure: p.id.clone(),
+        can_open: blockers.is_empty(),
+        blockers,
+        custodians,
+        channels,
+        warnings,
+    }
+}
+
+#[cfg(test)]
+mod what_if_tests {
+    use super::*;
+    use crate::procedure::{Limits, parse_procedures};
+
+    #[test]
+    fn outages_custodians_and_channels() {
+        let keys = [
+            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+            "age16x89adflfx7u83grlza8l35h0rymue2ygl9rev5dj0366yyescls7khghf",
+            "age1e47uwdetjgvmnc3kgjda9255pku38w0gxrpw4h5vdy4gntm06ywqlhdggx",
+        ];
+        let text = format!(
+            "id: p\ntarget:\n  kind: secret\n  details: {{host: db-01}}\ncustodians:\n  - name: alice\n    key: {}\n  - name: bob\n    key: {}\n  - name: carol\n    key: {}\nquorum: 2\nmax_grant: 15m\nalert_channels: [slack, pager]\ndependencies: [vpn, okta]\n",
+            keys[0], keys[1], keys[2]
+        );
+        let p = parse_procedures("p.yaml", &text, &Limits::default())
+            .expect("valid")
+            .remove(0)
+            .procedure;
+        let down = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
+
+        let w = what_if(&p, &down("Slack,alice"), &[]);
+        assert!(w.can_open, "{w:?}");
+        assert_eq!(w.custodians, ["bob", "carol"]);
+        assert_eq!(w.channels, ["pager"]);
+        assert!(w.warnings[0].contains("no spare"), "{w:?}");
+
+        let w = what_if(&p, &down("okta"), &[]);
+        assert!(!w.can_open);
+        assert!(w.blockers[0].contains("okta"));
+
+        let w = what_if(
+            &p,
+            &down("alice,slack,pager"),
+            &[("bob".into(), KeyState::Lost)],
+        );
+        assert!(!w.can_open);
+        assert!(w.blockers[0].contains("bob (key lost)"), "{w:?}");
+        assert!(
+            w.warnings
+                .iter()
+                .any(|x| x.contains("nobody would be told"))
+        );
+
+        let w = what_if(&p, &down("db-01"), &[]);
+        assert!(!w.can_open && w.blockers[0].contains("db-01"));
+    }
+}

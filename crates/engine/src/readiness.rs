@@ -19,6 +19,34 @@ use crate::events::Record;
 use crate::ports::AttestationRecord;
 use crate::{Engine, EngineError, new_id};
 
+/// Each custodian's key state from the attestation records.
+fn key_states(
+    p: &breakglass_domain::Procedure,
+    attestations: &[AttestationRecord],
+    now: Timestamp,
+) -> Vec<(String, KeyState)> {
+    p.custodians
+        .iter()
+        .map(|c| {
+            let fp = c.key.fingerprint();
+            let state = match attestations
+                .iter()
+                .find(|a| a.custodian == c.name && a.key_fingerprint == fp)
+            {
+                Some(a) if a.lost_at.is_some() => KeyState::Lost,
+                Some(AttestationRecord {
+                    attested_at: Some(t),
+                    ..
+                }) => KeyState::Attested(Duration::from_millis(
+                    u64::try_from(now.since(*t)).unwrap_or(0),
+                )),
+                _ => KeyState::Unknown,
+            };
+            (c.name.clone(), state)
+        })
+        .collect()
+}
+
 /// How long an attestation challenge may be answered.
 const ATTEST_TTL: Duration = Duration::from_secs(300);
 
@@ -240,6 +268,32 @@ impl Engine {
         self.readiness_all().await
     }
 
+    /// What-if analysis: for each procedure, whether it could still be opened with `down`
+    /// (dependencies, channels, custodians, target connections or hosts) unavailable, by which
+    /// custodians and over which channels. Lost keys count as down.
+    pub async fn what_if(
+        &self,
+        by: &Actor,
+        down: &[String],
+    ) -> Result<Vec<breakglass_domain::WhatIf>, EngineError> {
+        by.may(Action::Read)?;
+        let now = self.now();
+        let mut tx = self.store().read().await?;
+        let attestations = tx.attestations().await?;
+        Ok(tx
+            .procedures()
+            .await?
+            .iter()
+            .map(|p| {
+                readiness::what_if(
+                    &p.procedure,
+                    down,
+                    &key_states(&p.procedure, &attestations, now),
+                )
+            })
+            .collect())
+    }
+
     /// Readiness without an actor, for the metrics page.
     pub async fn readiness_all(&self) -> Result<Vec<Readiness>, EngineError> {
         let now = self.now();
@@ -298,26 +352,7 @@ impl Engine {
                         )
                     })
                     .collect(),
-                custodian_keys: p
-                    .procedure
-                    .custodians
-                    .iter()
-                    .map(|c| {
-                        let fp = c.key.fingerprint();
-                        let state = match attestations
-                            .iter()
-                            .find(|a| a.custodian == c.name && a.key_fingerprint == fp)
-                        {
-                            Some(a) if a.lost_at.is_some() => KeyState::Lost,
-                            Some(AttestationRecord {
-                                attested_at: Some(t),
-                                ..
-                            }) => KeyState::Attested(age(*t)),
-                            _ => KeyState::Unknown,
-                        };
-                        (c.name.clone(), state)
-                    })
-                    .collect(),
+                custodian_keys: key_states(&p.procedure, &attestations, now),
                 attestation_max_age: self.config().attestation_max_age,
                 target_check: report("check").map(|r| (age(r.at), r.ok)),
                 discovery_unknown: report("discover").map(|r| {

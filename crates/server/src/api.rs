@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/procedures/{id}/discover", post(discover))
         .route("/api/procedures/{id}/target", get(target_reports))
         .route("/api/readiness", get(readiness))
+        .route("/api/whatif", get(what_if))
         .route("/api/attestations", get(list_attestations))
         .route("/api/attestations/{id}", post(answer_attestation))
         .route(
@@ -350,6 +351,43 @@ async fn readiness(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
     Ok(Json(
         json!({"procedures": all.iter().map(readiness_view).collect::<Vec<_>>()}),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhatIfQuery {
+    /// Comma-separated names that are down.
+    #[serde(default)]
+    down: String,
+}
+
+async fn what_if(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    axum::extract::Query(q): axum::extract::Query<WhatIfQuery>,
+) -> ApiResult {
+    let down: Vec<String> = q
+        .down
+        .split(',')
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let all = s.engine.what_if(&me, &down).await?;
+    Ok(Json(
+        json!({"down": down, "procedures": all.iter().map(what_if_view).collect::<Vec<_>>()}),
+    ))
+}
+
+fn what_if_view(w: &breakglass_domain::WhatIf) -> Value {
+    json!({
+        "procedure": w.procedure,
+        "can_open": w.can_open,
+        "blockers": w.blockers,
+        "custodians": w.custodians,
+        "channels": w.channels,
+        "warnings": w.warnings,
+        "latest_drill_time_to_access_ms": Value::Null,
+    })
 }
 
 fn attestation_view(a: &breakglass_engine::ports::AttestationRecord) -> Value {

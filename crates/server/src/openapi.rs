@@ -189,6 +189,16 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/whatif",
+        "get",
+        op(
+            "What-if analysis: with the comma-separated `down` query (dependencies, channels, custodians, target connections or hosts) unavailable, can each procedure still be opened, by whom, over which channels",
+            true,
+            None,
+            "One answer per procedure",
+        ),
+    );
+    add(
         "/api/attestations",
         "get",
         op(

@@ -133,6 +133,12 @@ fn endpoints() -> Vec<(
         ),
         (
             "GET",
+            "/api/whatif",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "GET",
             "/api/attestations",
             None,
             &["admin", "requester", "custodian", "auditor"],

@@ -46,6 +46,10 @@ async fn attestation_and_lost_keys_drive_readiness() {
     let dir = tempfile::tempdir().unwrap();
     let built = build(ServerConfig::new(dir.path())).await.unwrap();
     let engine = built.state.engine.clone();
+    let bootstrap = built
+        .bootstrap_token
+        .as_ref()
+        .map(|t| breakglass_engine::expose_token(t).to_owned());
     let mut ids = Vec::new();
     let mut keys = Vec::new();
     for _ in 0..3 {
@@ -151,6 +155,24 @@ async fn attestation_and_lost_keys_drive_readiness() {
         assert!(kinds.iter().any(|x| x == k), "{k} audited");
     }
 
+    // What if alice is down: 2-of-2 cannot be opened, 2-of-3 can, by bob and carol.
+    let answers = engine
+        .what_if(&admin(), &["alice".to_owned()])
+        .await
+        .unwrap();
+    let two = answers
+        .iter()
+        .find(|w| w.procedure == "two-of-two")
+        .unwrap();
+    assert!(!two.can_open, "{two:?}");
+    assert!(two.blockers[0].contains("alice (down)"), "{two:?}");
+    let three = answers
+        .iter()
+        .find(|w| w.procedure == "two-of-three")
+        .unwrap();
+    assert!(three.can_open, "{three:?}");
+    assert_eq!(three.custodians, ["bob", "carol"]);
+
     // The verdicts are on /metrics.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -176,6 +198,18 @@ async fn attestation_and_lost_keys_drive_readiness() {
         )),
         "{metrics}"
     );
+    let token = bootstrap.clone().unwrap();
+    let w: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{addr}/api/whatif?down=alice%2Cops"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(w["down"], serde_json::json!(["alice", "ops"]), "{w}");
+    assert_eq!(w["procedures"].as_array().unwrap().len(), 2, "{w}");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
