@@ -36,6 +36,40 @@ pub(crate) struct Fixture {
 }
 
 impl Fixture {
+    /// Applies the procedure, enrols the requester `dave`, seals `secret`; returns dave.
+    pub(crate) async fn install(
+        &self,
+        engine: &Engine,
+        procedure: &str,
+        secret: Secret,
+    ) -> Result<Actor> {
+        let admin = bench_admin();
+        engine
+            .apply(&admin, &[("bench.yaml".into(), self.yaml.clone())])
+            .await
+            .context("apply")?;
+        engine
+            .enroll(
+                &admin,
+                "dave",
+                &[Role::Requester],
+                Some(&self.requester.public().canonical()),
+                "dave@example.com",
+                false,
+            )
+            .await
+            .context("enrol requester")?;
+        engine
+            .seal(&admin, procedure, secret)
+            .await
+            .context("seal")?;
+        Ok(Actor {
+            name: "dave".into(),
+            roles: vec![Role::Requester],
+            key: Some(self.requester.public()),
+        })
+    }
+
     fn new() -> Result<Fixture> {
         Fixture::with_target(PROCEDURE, "benchmark secret", "target:\n  kind: secret\n")
     }
@@ -87,6 +121,15 @@ impl Fixture {
     }
 }
 
+/// The admin that sets the benchmarks up and closes their breaks.
+pub(crate) fn bench_admin() -> Actor {
+    Actor {
+        name: "bench-admin".into(),
+        roles: vec![Role::Admin],
+        key: None,
+    }
+}
+
 pub(crate) fn custodian(name: &str) -> Actor {
     Actor {
         name: name.into(),
@@ -102,39 +145,14 @@ pub(crate) async fn run(store: SqlStore, breaks: usize, warmup: usize) -> Result
     let f = Fixture::new()?;
     // The system clock, so that the engine's own timestamps are real and nothing is faked.
     let engine = Engine::new(Arc::new(store), Arc::new(SystemClock), Config::default());
-    let admin = Actor {
-        name: "bench-admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    };
-    engine
-        .apply(&admin, &[("bench.yaml".into(), f.yaml.clone())])
-        .await
-        .context("apply")?;
-    engine
-        .enroll(
-            &admin,
-            "dave",
-            &[Role::Requester],
-            Some(&f.requester.public().canonical()),
-            "dave@example.com",
-            false,
-        )
-        .await
-        .context("enrol requester")?;
-    engine
-        .seal(
-            &admin,
+    let admin = bench_admin();
+    let dave = f
+        .install(
+            &engine,
             PROCEDURE,
             Secret::new(b"bench-root-password".to_vec()),
         )
-        .await
-        .context("seal")?;
-    let dave = Actor {
-        name: "dave".into(),
-        roles: vec![Role::Requester],
-        key: Some(f.requester.public()),
-    };
+        .await?;
     let (alice, bob) = (custodian("alice"), custodian("bob"));
 
     let mut figures = AccessFigures {

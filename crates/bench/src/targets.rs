@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use breakglass_custody::{Secret, decrypt_with};
-use breakglass_domain::{Actor, Break, Role};
+use breakglass_domain::Break;
 use breakglass_engine::{ChainVerdict, Config, Engine, Outputs, SystemClock};
 use breakglass_store::SqlStore;
 use breakglass_testkit::mariadb::FreshMariadb;
@@ -22,7 +22,7 @@ use breakglass_testkit::pgcluster::PgCluster;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
-use crate::access::{Fixture, custodian};
+use crate::access::{Fixture, bench_admin, custodian};
 
 /// How long each grant asks for; every grant is closed right after the login anyway.
 const GRANT: Duration = Duration::from_secs(60);
@@ -444,39 +444,14 @@ async fn run(site: &Site, store: SqlStore, plan: Plan) -> Result<TargetFigures> 
         Config::default(),
         outputs,
     );
-    let admin = Actor {
-        name: "bench-admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    };
-    engine
-        .apply(&admin, &[("bench.yaml".into(), f.yaml.clone())])
-        .await
-        .context("apply")?;
-    engine
-        .enroll(
-            &admin,
-            "dave",
-            &[Role::Requester],
-            Some(&f.requester.public().canonical()),
-            "dave@example.com",
-            false,
-        )
-        .await
-        .context("enrol requester")?;
-    engine
-        .seal(
-            &admin,
+    let admin = bench_admin();
+    let dave = f
+        .install(
+            &engine,
             procedure,
             Secret::new(site.admin_password.as_bytes().to_vec()),
         )
-        .await
-        .context("seal")?;
-    let dave = Actor {
-        name: "dave".into(),
-        roles: vec![Role::Requester],
-        key: Some(f.requester.public()),
-    };
+        .await?;
     let (alice, bob) = (custodian("alice"), custodian("bob"));
 
     let total = plan.warmup + plan.breaks;
