@@ -216,6 +216,59 @@ pub struct Parsed {
     pub spec_yaml: String,
     /// SHA-256 (hex) of the whole file it came from.
     pub content_hash: String,
+    /// Where its fields are in that file.
+    pub positions: Positions,
+}
+
+/// Where one procedure's fields are in its file, so a finding about a field can point at it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// (dotted field path, 1-based line, 1-based column), in file order.
+    fields: Vec<(String, u64, u64)>,
+}
+
+impl Positions {
+    /// The line and column of `field` — a dotted path such as `id`, `quorum`, `drill.every`,
+    /// `custodians[1].key`, or `custodians` for the first custodian — when the file has that
+    /// field and its position is kept (scalars only; lists of names have none).
+    pub fn of(&self, field: &str) -> Option<(u64, u64)> {
+        self.fields
+            .iter()
+            .find(|(f, _, _)| f == field)
+            .map(|&(_, line, column)| (line, column))
+    }
+
+    fn from_spec(spec: &ProcedureSpec) -> Positions {
+        let mut fields = Vec::new();
+        let mut add = |field: String, at: &serde_saphyr::Location| {
+            if at.line() > 0 {
+                fields.push((field, at.line(), at.column()));
+            }
+        };
+        add("id".into(), &spec.id.referenced);
+        if let Some(first) = spec.custodians.first() {
+            add("custodians".into(), &first.name.referenced);
+        }
+        for (i, c) in spec.custodians.iter().enumerate() {
+            add(format!("custodians[{i}].name"), &c.name.referenced);
+            add(format!("custodians[{i}].key"), &c.key.referenced);
+        }
+        add("quorum".into(), &spec.quorum.referenced);
+        add("max_grant".into(), &spec.max_grant.referenced);
+        if let Some(a) = &spec.ack_within {
+            add("ack_within".into(), &a.referenced);
+        }
+        if let Some(r) = &spec.rotation {
+            add(
+                "rotation.max_credential_age".into(),
+                &r.max_credential_age.referenced,
+            );
+        }
+        if let Some(d) = &spec.drill {
+            add("drill.every".into(), &d.every.referenced);
+        }
+        Positions { fields }
+    }
 }
 
 /// A problem in a procedure file, with its position.
@@ -309,6 +362,7 @@ pub fn parse_procedures(
                     procedure,
                     spec_yaml,
                     content_hash: content_hash.clone(),
+                    positions: Positions::from_spec(&spec),
                 });
             }
             Err(problems) => errors.extend(problems.into_iter().map(|(loc, field, message)| {

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::procedure::{Procedure, TargetKind};
+use crate::procedure::{Limits, Parsed, Procedure, ProcedureError, TargetKind, parse_procedures};
 
 /// A verdict, ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,6 +48,16 @@ pub struct Finding {
     pub code: &'static str,
     /// What is wrong and what to do, in words.
     pub message: String,
+    /// The field of the procedure file the finding is about (a dotted path, as
+    /// [`Positions::of`](crate::procedure::Positions::of) takes), when the rule points at one.
+    pub field: Option<&'static str>,
+}
+
+impl Finding {
+    fn at(mut self, field: &'static str) -> Finding {
+        self.field = Some(field);
+        self
+    }
 }
 
 /// A procedure's verdict with its reasons.
@@ -76,90 +86,189 @@ impl Readiness {
     }
 }
 
-/// Every rule code with its one-line description (SARIF rules, documentation).
-pub const RULES: &[(&str, &str)] = &[
-    (
-        "custodians.too_few",
-        "fewer custodians than the configured minimum",
-    ),
-    (
-        "custodians.too_many",
-        "more custodians than the configured maximum",
-    ),
-    (
-        "quorum.no_spare",
-        "the quorum needs every custodian: losing one makes the procedure unusable",
-    ),
-    ("channels.none", "no alert channel is told about a break"),
-    ("drill.unscheduled", "no drill schedule"),
-    (
-        "drill.interval",
-        "drills further apart than the configured maximum",
-    ),
-    (
-        "rotation.unset",
-        "no rotation policy for the sealed credential",
-    ),
-    (
-        "dependency.on_outage",
-        "the procedure depends on the outage it is meant for",
-    ),
-    ("seal.missing", "the credential is not sealed"),
-    (
-        "seal.tainted",
-        "the seal was used or revealed and is not re-sealed",
-    ),
-    (
-        "credential.old",
-        "the sealed credential is older than the rotation policy allows",
-    ),
-    ("drill.never", "never drilled"),
-    ("drill.failed", "the latest drill failed"),
-    (
-        "drill.overdue",
-        "the latest drill is older than the schedule allows",
-    ),
-    (
-        "drill.untested_change",
-        "the procedure changed since its latest drill",
-    ),
-    (
-        "channel.unknown",
-        "an alert channel the procedure names is not configured on the server",
-    ),
-    ("channel.failing", "an alert channel failed its latest test"),
-    ("channel.untested", "an alert channel was never tested"),
-    (
-        "custodians.lost_quorum",
-        "too few custodians hold their key for the quorum",
-    ),
-    (
-        "custodians.lost_spare",
-        "a lost custodian key leaves no spare above the quorum",
-    ),
-    (
-        "attestation.quorum_unproven",
-        "fewer custodians than the quorum proved recently that they hold their key",
-    ),
-    (
-        "attestation.no_spare",
-        "the recent attestations cover the quorum but no spare",
-    ),
-    ("target.unchecked", "the target was never health-checked"),
-    (
-        "target.unhealthy",
-        "the target's latest health check failed",
-    ),
-    (
-        "target.check_stale",
-        "the target's latest health check is old",
-    ),
-    (
-        "target.drift",
-        "privileged accounts not in the inventory exist on the target",
-    ),
-    ("audit.sink_lagging", "an audit sink is behind"),
+/// A readiness rule: its stable code, the verdict its findings carry, and words for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Stable code, e.g. `quorum.no_spare` (the SARIF rule id).
+    pub code: &'static str,
+    /// The verdict every finding of this rule carries.
+    pub verdict: Verdict,
+    /// What the rule finds, in one line.
+    pub summary: &'static str,
+    /// What to do about it.
+    pub help: &'static str,
+}
+
+/// Every rule (SARIF rules, documentation).
+pub const RULES: &[Rule] = &[
+    Rule {
+        code: "custodians.too_few",
+        verdict: Verdict::Degraded,
+        summary: "fewer custodians than the configured minimum",
+        help: "Add custodians until the procedure has at least the minimum (`--min-custodians`, 3 by default), then re-seal so each holds a share.",
+    },
+    Rule {
+        code: "custodians.too_many",
+        verdict: Verdict::Degraded,
+        summary: "more custodians than the configured maximum",
+        help: "Remove custodians down to the maximum (`--max-custodians`, 12 by default), then re-seal; many shares are hard to keep track of.",
+    },
+    Rule {
+        code: "quorum.no_spare",
+        verdict: Verdict::Degraded,
+        summary: "the quorum needs every custodian: losing one makes the procedure unusable",
+        help: "Add a custodian or lower the quorum so that one unreachable custodian does not block a break, then re-seal.",
+    },
+    Rule {
+        code: "channels.none",
+        verdict: Verdict::Degraded,
+        summary: "no alert channel is told about a break",
+        help: "List at least one configured channel under `alert_channels` so every break is seen.",
+    },
+    Rule {
+        code: "drill.unscheduled",
+        verdict: Verdict::Degraded,
+        summary: "no drill schedule",
+        help: "Add `drill: {every: 90d}` (or shorter) and run `breakglass drill run` on that schedule.",
+    },
+    Rule {
+        code: "drill.interval",
+        verdict: Verdict::Degraded,
+        summary: "drills further apart than the configured maximum",
+        help: "Shorten `drill.every` to the policy's maximum interval (90 days by default) or less.",
+    },
+    Rule {
+        code: "rotation.unset",
+        verdict: Verdict::Degraded,
+        summary: "no rotation policy for the sealed credential",
+        help: "Add `rotation: {max_credential_age: 90d}` so a static secret is rotated and re-sealed in time.",
+    },
+    Rule {
+        code: "dependency.on_outage",
+        verdict: Verdict::Broken,
+        summary: "the procedure depends on the outage it is meant for",
+        help: "Remove the dependency, or give the procedure a path that works without it: a procedure for an outage cannot rely on the failed system.",
+    },
+    Rule {
+        code: "seal.missing",
+        verdict: Verdict::Broken,
+        summary: "the credential is not sealed",
+        help: "Seal the credential with `breakglass seal PROCEDURE`.",
+    },
+    Rule {
+        code: "seal.tainted",
+        verdict: Verdict::Degraded,
+        summary: "the seal was used or revealed and is not re-sealed",
+        help: "Rotate the credential if it was revealed, then re-seal it with `breakglass seal PROCEDURE`.",
+    },
+    Rule {
+        code: "credential.old",
+        verdict: Verdict::Degraded,
+        summary: "the sealed credential is older than the rotation policy allows",
+        help: "Rotate the credential on the target and re-seal it.",
+    },
+    Rule {
+        code: "drill.never",
+        verdict: Verdict::Degraded,
+        summary: "never drilled",
+        help: "Run a drill with `breakglass drill run` to prove the path works end to end.",
+    },
+    Rule {
+        code: "drill.failed",
+        verdict: Verdict::Broken,
+        summary: "the latest drill failed",
+        help: "Read the failed drill's report, fix the cause, and drill again.",
+    },
+    Rule {
+        code: "drill.overdue",
+        verdict: Verdict::Degraded,
+        summary: "the latest drill is older than the schedule allows",
+        help: "Run a drill now with `breakglass drill run`.",
+    },
+    Rule {
+        code: "drill.untested_change",
+        verdict: Verdict::Degraded,
+        summary: "the procedure changed since its latest drill",
+        help: "Drill again so the changed procedure is proven to work.",
+    },
+    Rule {
+        code: "channel.unknown",
+        verdict: Verdict::Broken,
+        summary: "an alert channel the procedure names is not configured on the server",
+        help: "Configure the channel in the server's channels file, or fix its name in `alert_channels`.",
+    },
+    Rule {
+        code: "channel.failing",
+        verdict: Verdict::Degraded,
+        summary: "an alert channel failed its latest test",
+        help: "Fix the channel's settings, then run `breakglass channel test NAME`.",
+    },
+    Rule {
+        code: "channel.untested",
+        verdict: Verdict::Degraded,
+        summary: "an alert channel was never tested",
+        help: "Run `breakglass channel test NAME`.",
+    },
+    Rule {
+        code: "custodians.lost_quorum",
+        verdict: Verdict::Broken,
+        summary: "too few custodians hold their key for the quorum",
+        help: "Re-seal the credential to custodians who hold their keys.",
+    },
+    Rule {
+        code: "custodians.lost_spare",
+        verdict: Verdict::Degraded,
+        summary: "a lost custodian key leaves no spare above the quorum",
+        help: "Re-seal with a replacement custodian so one more loss does not block a break.",
+    },
+    Rule {
+        code: "attestation.quorum_unproven",
+        verdict: Verdict::Degraded,
+        summary: "fewer custodians than the quorum proved recently that they hold their key",
+        help: "Ask custodians to run `breakglass custodian attest`.",
+    },
+    Rule {
+        code: "attestation.no_spare",
+        verdict: Verdict::Degraded,
+        summary: "the recent attestations cover the quorum but no spare",
+        help: "Ask the remaining custodians to run `breakglass custodian attest`.",
+    },
+    Rule {
+        code: "target.unchecked",
+        verdict: Verdict::Degraded,
+        summary: "the target was never health-checked",
+        help: "Run `breakglass target check PROCEDURE`.",
+    },
+    Rule {
+        code: "target.unhealthy",
+        verdict: Verdict::Broken,
+        summary: "the target's latest health check failed",
+        help: "Read `breakglass target show PROCEDURE`, fix the target or its settings, and check again.",
+    },
+    Rule {
+        code: "target.check_stale",
+        verdict: Verdict::Degraded,
+        summary: "the target's latest health check is old",
+        help: "Run `breakglass target check PROCEDURE`.",
+    },
+    Rule {
+        code: "target.drift",
+        verdict: Verdict::Degraded,
+        summary: "privileged accounts not in the inventory exist on the target",
+        help: "Review the unknown accounts from the latest discovery: remove them or add them to the inventory.",
+    },
+    Rule {
+        code: "audit.sink_lagging",
+        verdict: Verdict::Degraded,
+        summary: "an audit sink is behind",
+        help: "Check the sink's reachability; the outbox keeps the entries until it catches up.",
+    },
 ];
+
+/// The rule with this code.
+pub fn rule(code: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.code == code)
+}
 
 /// Limits the lint applies, from the server's or the CLI's configuration.
 #[derive(Debug, Clone, Copy)]
@@ -183,10 +292,16 @@ impl Default for LintPolicy {
 }
 
 fn finding(verdict: Verdict, code: &'static str, message: String) -> Finding {
+    debug_assert_eq!(
+        rule(code).map(|r| r.verdict),
+        Some(verdict),
+        "{code} is not in RULES with this verdict"
+    );
     Finding {
         verdict,
         code,
         message,
+        field: None,
     }
 }
 
@@ -195,29 +310,73 @@ pub fn lint(p: &Procedure, policy: &LintPolicy) -> Readiness {
     Readiness::from_findings(&p.id, lint_findings(p, policy))
 }
 
+/// One procedure of a file with its lint verdict.
+#[derive(Debug, Clone)]
+pub struct Linted {
+    /// The parsed procedure, with the positions of its fields.
+    pub parsed: Parsed,
+    /// Its verdict and findings.
+    pub readiness: Readiness,
+}
+
+impl Linted {
+    /// Where a finding points in the file (1-based line and column): its field, or the
+    /// procedure's `id` when the rule names no field or the field is absent.
+    pub fn position(&self, finding: &Finding) -> Option<(u64, u64)> {
+        let positions = &self.parsed.positions;
+        finding
+            .field
+            .and_then(|f| positions.of(f))
+            .or_else(|| positions.of("id"))
+    }
+}
+
+/// Parses one procedure file (its name as given, and its text) and lints every procedure in
+/// it: what `breakglass check FILES` does for each file. An invalid file returns every problem.
+pub fn lint_file(
+    file: &str,
+    text: &str,
+    limits: &Limits,
+    policy: &LintPolicy,
+) -> Result<Vec<Linted>, Vec<ProcedureError>> {
+    Ok(parse_procedures(file, text, limits)?
+        .into_iter()
+        .map(|parsed| Linted {
+            readiness: lint(&parsed.procedure, policy),
+            parsed,
+        })
+        .collect())
+}
+
 fn lint_findings(p: &Procedure, policy: &LintPolicy) -> Vec<Finding> {
     use Verdict::{Broken, Degraded};
     let mut out = Vec::new();
     let n = p.custodians.len();
     if n < policy.min_custodians {
-        out.push(finding(
-            Degraded,
-            "custodians.too_few",
-            format!(
-                "{n} custodians; the policy asks for at least {}",
-                policy.min_custodians
-            ),
-        ));
+        out.push(
+            finding(
+                Degraded,
+                "custodians.too_few",
+                format!(
+                    "{n} custodians; the policy asks for at least {}",
+                    policy.min_custodians
+                ),
+            )
+            .at("custodians"),
+        );
     }
     if n > policy.max_custodians {
-        out.push(finding(
-            Degraded,
-            "custodians.too_many",
-            format!(
-                "{n} custodians; the policy allows at most {}",
-                policy.max_custodians
-            ),
-        ));
+        out.push(
+            finding(
+                Degraded,
+                "custodians.too_many",
+                format!(
+                    "{n} custodians; the policy allows at most {}",
+                    policy.max_custodians
+                ),
+            )
+            .at("custodians"),
+        );
     }
     if n == usize::from(p.quorum) {
         out.push(finding(
@@ -227,7 +386,8 @@ fn lint_findings(p: &Procedure, policy: &LintPolicy) -> Vec<Finding> {
                 "{}-of-{n}: if one custodian is unreachable nobody can open it; add a custodian",
                 p.quorum
             ),
-        ));
+        )
+        .at("quorum"));
     }
     if p.alert_channels.is_empty() {
         out.push(finding(
@@ -242,15 +402,18 @@ fn lint_findings(p: &Procedure, policy: &LintPolicy) -> Vec<Finding> {
             "drill.unscheduled",
             "no drill schedule: nothing proves the path works".into(),
         )),
-        Some(every) if every > policy.max_drill_interval => out.push(finding(
-            Degraded,
-            "drill.interval",
-            format!(
-                "drilled every {}; the policy asks for at least every {}",
-                crate::time::format_duration(every),
-                crate::time::format_duration(policy.max_drill_interval)
-            ),
-        )),
+        Some(every) if every > policy.max_drill_interval => out.push(
+            finding(
+                Degraded,
+                "drill.interval",
+                format!(
+                    "drilled every {}; the policy asks for at least every {}",
+                    crate::time::format_duration(every),
+                    crate::time::format_duration(policy.max_drill_interval)
+                ),
+            )
+            .at("drill.every"),
+        ),
         Some(_) => {}
     }
     if p.max_credential_age.is_none() && p.target.kind == TargetKind::Secret {
@@ -506,7 +669,6 @@ pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readines
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::procedure::{Limits, parse_procedures};
 
     const KEYS: [&str; 3] = [
         "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
@@ -514,16 +676,24 @@ mod tests {
         "age1e47uwdetjgvmnc3kgjda9255pku38w0gxrpw4h5vdy4gntm06ywqlhdggx",
     ];
 
-    fn procedure(custodians: usize, quorum: u8, extra: &str) -> Procedure {
+    fn procedure_text(custodians: usize, quorum: u8, extra: &str) -> String {
         let mut text = "id: p\ntarget:\n  kind: secret\ncustodians:\n".to_owned();
         for (i, key) in KEYS.iter().take(custodians).enumerate() {
             text.push_str(&format!("  - name: c{i}\n    key: {key}\n"));
         }
         text.push_str(&format!("quorum: {quorum}\nmax_grant: 15m\n{extra}"));
-        parse_procedures("p.yaml", &text, &Limits::default())
-            .expect("valid")
-            .remove(0)
-            .procedure
+        text
+    }
+
+    fn procedure(custodians: usize, quorum: u8, extra: &str) -> Procedure {
+        parse_procedures(
+            "p.yaml",
+            &procedure_text(custodians, quorum, extra),
+            &Limits::default(),
+        )
+        .expect("valid")
+        .remove(0)
+        .procedure
     }
 
     const GOOD: &str =
@@ -586,6 +756,48 @@ mod tests {
     }
 
     #[test]
+    fn lint_file_points_each_finding_at_its_field_or_the_id() {
+        let mut text =
+            "# two procedures\nid: first\ntarget:\n  kind: secret\ncustodians:\n".to_owned();
+        for (i, key) in KEYS.iter().take(2).enumerate() {
+            text.push_str(&format!("  - name: c{i}\n    key: {key}\n"));
+        }
+        text.push_str("quorum: 2\nmax_grant: 15m\ndrill: {every: 180d}\n---\n");
+        text.push_str(&procedure_text(3, 2, GOOD).replace("id: p", "id: second"));
+        let linted =
+            lint_file("f.yaml", &text, &Limits::default(), &LintPolicy::default()).expect("valid");
+        assert_eq!(linted.len(), 2);
+        let at = |code: &str| {
+            let f = linted[0]
+                .readiness
+                .findings
+                .iter()
+                .find(|f| f.code == code)
+                .unwrap_or_else(|| panic!("{code} missing"));
+            linted[0].position(f)
+        };
+        assert_eq!(
+            at("custodians.too_few"),
+            Some((6, 11)),
+            "the first custodian"
+        );
+        assert_eq!(at("quorum.no_spare"), Some((10, 9)));
+        assert_eq!(at("drill.interval"), Some((12, 16)));
+        assert_eq!(at("channels.none"), Some((2, 5)), "absent field: the id");
+        assert_eq!(linted[1].readiness.verdict, Verdict::Ready);
+        assert_eq!(linted[1].parsed.positions.of("id"), Some((14, 5)));
+
+        let errors = lint_file(
+            "f.yaml",
+            "id: x\n",
+            &Limits::default(),
+            &LintPolicy::default(),
+        )
+        .expect_err("invalid");
+        assert!(!errors.is_empty());
+    }
+
+    #[test]
     fn a_lost_custodian_breaks_two_of_two_and_degrades_two_of_three() {
         let p = procedure(2, 2, GOOD);
         let mut posture = healthy(&p);
@@ -635,10 +847,13 @@ mod tests {
         ] {
             assert!(codes.contains(&c), "{c} missing from {codes:?}");
         }
-        for (code, _) in RULES {
-            assert!(code.contains('.'));
+        for r in RULES {
+            assert!(r.code.contains('.'));
+            assert_ne!(r.verdict, Verdict::Ready, "{}", r.code);
+            assert!(!r.summary.is_empty() && !r.help.is_empty(), "{}", r.code);
+            assert_eq!(rule(r.code), Some(r), "{} is listed twice", r.code);
         }
-        assert!(codes.iter().all(|c| RULES.iter().any(|(r, _)| r == c)));
+        assert!(codes.iter().all(|c| rule(c).is_some()));
     }
 }
 
