@@ -67,6 +67,8 @@ pub enum Action {
     ReadAudit,
     /// Run a target's health check or discovery (records a report; opens nothing).
     CheckTarget,
+    /// Run a drill (automated drills use the drill credential; live ones open a real break).
+    RunDrill,
 }
 
 /// An enrolled actor.
@@ -111,6 +113,7 @@ impl Actor {
             Action::Read => (&Role::ALL, "read"),
             Action::ReadAudit => (&[Role::Admin, Role::Auditor], "read the audit log"),
             Action::CheckTarget => (&[Role::Admin], "check targets"),
+            Action::RunDrill => (&[Role::Admin, Role::Requester], "run drills"),
         };
         if allowed.iter().any(|r| self.has(*r)) {
             Ok(())

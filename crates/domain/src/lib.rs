@@ -3,6 +3,7 @@
 //! may happen lives here or in the engine, never in an HTTP handler.
 
 pub mod actor;
+pub mod drill;
 pub mod lifecycle;
 pub mod procedure;
 pub mod readiness;
@@ -10,6 +11,7 @@ pub mod target;
 pub mod time;
 
 pub use actor::{Action, Actor, Denied, Role};
+pub use drill::{DrillMode, Injection};
 pub use lifecycle::{
     Approval, ApproveError, Break, BreakId, BreakInfo, CloseError, EndReason, Ended, Granted,
     OpenError, Requested, RevealError,

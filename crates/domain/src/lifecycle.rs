@@ -45,6 +45,8 @@ pub struct BreakInfo {
     pub approvals: Vec<Approval>,
     /// Approvals needed.
     pub quorum: u8,
+    /// The drill this break belongs to, if it is one (alerts then say DRILL).
+    pub drill: Option<String>,
 }
 
 /// One custodian's accepted share.
@@ -301,6 +303,7 @@ impl Requested {
                 approval_deadline: now.plus(approval_window),
                 approvals: Vec::new(),
                 quorum: procedure.quorum,
+                drill: None,
             },
         })
     }
@@ -476,6 +479,8 @@ mod tests {
             escalation: vec![],
             max_credential_age: None,
             drill_every: None,
+            drill_automated: false,
+            drill_max_time_to_access: None,
             dependencies: vec![],
             protects_against: vec![],
         }

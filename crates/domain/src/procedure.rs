@@ -103,6 +103,14 @@ pub struct DrillSpec {
     /// Longest allowed time between drills, e.g. `90d` for quarterly.
     #[schemars(with = "String")]
     pub every: Spanned<String>,
+    /// The server runs an automated drill whenever the latest one is older than `every`
+    /// (needs a drill credential: `breakglass seal PROCEDURE --drill`).
+    #[serde(default)]
+    pub automated: bool,
+    /// A drill whose time to access (request to first login) is longer fails, e.g. `2m`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub max_time_to_access: Option<Spanned<String>>,
 }
 
 /// The kinds of target a procedure can open.
@@ -174,6 +182,10 @@ pub struct Procedure {
     pub max_credential_age: Option<Duration>,
     /// Longest allowed time between drills.
     pub drill_every: Option<Duration>,
+    /// Whether the server runs automated drills on that schedule.
+    pub drill_automated: bool,
+    /// Time-to-access budget of a drill.
+    pub drill_max_time_to_access: Option<Duration>,
     /// Declared dependencies.
     pub dependencies: Vec<String>,
     /// The outages this procedure is for.
@@ -497,6 +509,16 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
             .map_err(|m| problem(Some(d.every.referenced), "drill.every".into(), m))
             .ok()
     });
+    let drill_max_time_to_access = spec
+        .drill
+        .as_ref()
+        .and_then(|d| d.max_time_to_access.as_ref())
+        .and_then(|m| {
+            parse_duration(&m.value)
+                .map_err(|e| problem(Some(m.referenced), "drill.max_time_to_access".into(), e))
+                .ok()
+        });
+    let drill_automated = spec.drill.as_ref().is_some_and(|d| d.automated);
     for (i, name) in spec.alert_channels.iter().enumerate() {
         if name.trim().is_empty() {
             problem(
@@ -578,6 +600,8 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
         escalation: spec.escalation.clone(),
         max_credential_age,
         drill_every,
+        drill_automated,
+        drill_max_time_to_access,
         dependencies: spec.dependencies.clone(),
         protects_against: spec.protects_against.clone(),
     })

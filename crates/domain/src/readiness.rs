@@ -872,6 +872,9 @@ pub struct WhatIf {
     pub channels: Vec<String>,
     /// Things that still work but are weakened (no channel left, no spare custodian).
     pub warnings: Vec<String>,
+    /// Time to access of the latest drills, newest first, in milliseconds (filled by the
+    /// engine from the drill history; empty here).
+    pub latest_drills_ms: Vec<i64>,
 }
 
 /// Evaluates a procedure with `down` (dependency, channel, custodian, target connection or
@@ -942,6 +945,7 @@ pub fn what_if(p: &Procedure, down: &[String], keys: &[(String, KeyState)]) -> W
         custodians,
         channels,
         warnings,
+        latest_drills_ms: Vec::new(),
     }
 }
 

@@ -144,6 +144,7 @@ impl Engine {
     /// alert commits a receipt (`alert.delivered`) to the audit log; failures are recorded and
     /// retried with backoff. Returns how many alerts were delivered.
     pub async fn deliver_alerts(&self) -> Result<usize, EngineError> {
+        let _one_pass = self.inner.delivering.lock().await;
         let mut delivered = 0;
         for channel in &self.inner.channels {
             let destination = format!("channel:{}", channel.name());
@@ -161,7 +162,15 @@ impl Engine {
                 for row in rows {
                     let alert = self.alert_for(&row).await?;
                     let started = Instant::now();
-                    let result = channel.send(&alert).await;
+                    let injected = row
+                        .payload
+                        .get("drill_id")
+                        .and_then(Value::as_str)
+                        .and_then(|d| self.injected_channel_down(d, channel.name()));
+                    let result = match injected {
+                        Some(why) => Err(ChannelError::Unavailable(why)),
+                        None => channel.send(&alert).await,
+                    };
                     let latency_ms =
                         i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
                     let now = self.now();
@@ -280,6 +289,11 @@ impl Engine {
                 format!("Credential sealed: {proc_name}")
             }
             "seal.created" => format!("Credential rotated and re-sealed: {proc_name}"),
+            "drill.failed" => format!("Drill failed: {proc_name}"),
+            "attestation.requested" => format!(
+                "Key attestation requested: {} (run `breakglass custodian attest`)",
+                p["detail"]["custodian"].as_str().unwrap_or("custodian")
+            ),
             other => format!("{other}: {proc_name}"),
         };
         let title = if drill {
@@ -294,7 +308,8 @@ impl Engine {
             | "audit.sink_lagging"
             | "grant.failed"
             | "grant.end_failed"
-            | "credential.rotation_failed" => Severity::Warning,
+            | "credential.rotation_failed"
+            | "drill.failed" => Severity::Warning,
             _ => Severity::Info,
         };
         let ack_url = match &break_id {
@@ -524,6 +539,7 @@ impl Engine {
         tx: &mut dyn crate::ports::Tx,
         b: &Break,
         procedure: &breakglass_domain::Procedure,
+        ack_within: Option<std::time::Duration>,
     ) -> Result<(), EngineError> {
         if procedure.alert_channels.is_empty() {
             return Ok(());
@@ -533,7 +549,7 @@ impl Engine {
             break_id: info.id.0.clone(),
             procedure: info.procedure.clone(),
             requested_at: info.requested_at,
-            ack_deadline: procedure.ack_within.map(|d| info.requested_at.plus(d)),
+            ack_deadline: ack_within.map(|d| info.requested_at.plus(d)),
             acked_at: None,
             acked_by: None,
             escalated_at: None,

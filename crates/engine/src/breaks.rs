@@ -13,9 +13,20 @@ use breakglass_domain::{
 use serde_json::json;
 
 use crate::events::Record;
-use crate::grants::new_grant_record;
+use crate::grants::{SealSlot, new_grant_record};
 use crate::ports::{EndCause, GrantRequest, StoredProcedure, Taint, Tx};
 use crate::{Engine, EngineError, new_id};
+
+/// How a drill opens its break.
+#[derive(Debug, Clone)]
+pub(crate) struct DrillOpen {
+    /// The drill.
+    pub id: String,
+    /// The drill credential's seal (automated drills); `None` opens the procedure's seal.
+    pub seal_id: Option<String>,
+    /// A shorter acknowledgement window for the drill, so escalation is proven in seconds.
+    pub ack_within: Option<Duration>,
+}
 
 /// What a custodian needs to approve: their encrypted share of the break's seal.
 #[derive(Debug, Clone)]
@@ -64,12 +75,30 @@ impl Engine {
         ticket: &str,
         duration: Option<Duration>,
     ) -> Result<Requested, EngineError> {
+        self.open_break_as(by, procedure, reason, ticket, duration, None)
+            .await
+    }
+
+    /// Opens a break, possibly for a drill (then its alerts say DRILL and, for an automated
+    /// drill, it opens the drill credential's seal instead of the procedure's).
+    pub(crate) async fn open_break_as(
+        &self,
+        by: &Actor,
+        procedure: &str,
+        reason: &str,
+        ticket: &str,
+        duration: Option<Duration>,
+        drill: Option<DrillOpen>,
+    ) -> Result<Requested, EngineError> {
         by.may(Action::OpenBreak)?;
         let mut tx = self.store().begin().await?;
         let stored = load_procedure(tx.as_mut(), procedure).await?;
-        let seal_id = stored.seal_id.clone().ok_or_else(|| {
-            EngineError::Invalid(format!("procedure `{procedure}` has no sealed credential; run `breakglass seal {procedure}`"))
-        })?;
+        let seal_id = match drill.as_ref().and_then(|d| d.seal_id.clone()) {
+            Some(s) => s,
+            None => stored.seal_id.clone().ok_or_else(|| {
+                EngineError::Invalid(format!("procedure `{procedure}` has no sealed credential; run `breakglass seal {procedure}`"))
+            })?,
+        };
         let kind = stored.procedure.target.kind;
         if kind != TargetKind::Secret {
             self.target(kind)?;
@@ -92,7 +121,7 @@ impl Engine {
             )));
         }
         let now = self.now();
-        let requested = Requested::open(
+        let mut requested = Requested::open(
             BreakId(new_id("brk_")),
             &stored.procedure,
             seal_id,
@@ -103,6 +132,7 @@ impl Engine {
             now,
             self.config().approval_window,
         )?;
+        requested.info.drill = drill.as_ref().map(|d| d.id.clone());
         let b = Break::Requested(requested.clone());
         tx.put_break(&b).await?;
         let mut record = Record::default();
@@ -121,7 +151,14 @@ impl Engine {
                 "custodians": stored.procedure.custodians.iter().filter(|c| c.name != by.name).map(|c| json!({"name": c.name, "contact": c.contact})).collect::<Vec<_>>(),
             }),
         );
-        self.start_ack(tx.as_mut(), &b, &stored.procedure).await?;
+        let ack_within = stored.procedure.ack_within.map(|within| {
+            match drill.as_ref().and_then(|d| d.ack_within) {
+                Some(drill_within) => drill_within.min(within),
+                None => within,
+            }
+        });
+        self.start_ack(tx.as_mut(), &b, &stored.procedure, ack_within)
+            .await?;
         self.commit(tx, record).await?;
         Ok(requested)
     }
@@ -166,6 +203,18 @@ impl Engine {
         break_id: &str,
         encoded_share: &str,
     ) -> Result<ApproveOutcome, EngineError> {
+        self.approve_as(by, &by.name, break_id, encoded_share).await
+    }
+
+    /// `approve`, recorded in the audit log as `actor` (a drill runner approving with a
+    /// custodian's drill identity is recorded as the runner, not as the custodian).
+    pub(crate) async fn approve_as(
+        &self,
+        by: &Actor,
+        actor: &str,
+        break_id: &str,
+        encoded_share: &str,
+    ) -> Result<ApproveOutcome, EngineError> {
         by.may(Action::Approve)?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
@@ -175,6 +224,14 @@ impl Engine {
             Break::Ended(e) => return Err(ApproveError::Ended(e.reason.as_str()).into()),
         };
         let stored = load_procedure(tx.as_mut(), &requested.info.procedure).await?;
+        if let Some(drill) = &requested.info.drill
+            && self.injected_custodian_lost(drill, &by.name)
+        {
+            return Err(EngineError::Invalid(format!(
+                "drill {drill} injects the loss of `{}`'s key: the quorum must be reached without them",
+                by.name
+            )));
+        }
         requested.check_approval(&by.name, &stored.procedure, now)?;
         let seal = tx
             .seal(&requested.info.seal_id)
@@ -189,7 +246,7 @@ impl Engine {
                 let mut record = Record::default();
                 record.break_event(
                     now,
-                    &by.name,
+                    actor,
                     "share.rejected",
                     &stored.procedure,
                     &Break::Requested(requested),
@@ -207,7 +264,7 @@ impl Engine {
         held.push(verified);
         record.break_event(
             now,
-            &by.name,
+            actor,
             "share.accepted",
             &stored.procedure,
             &Break::Requested(requested.clone()),
@@ -237,7 +294,7 @@ impl Engine {
         // If anything fails before the commit, the shares held so far go back to memory so
         // the custodians who approved need not approve again.
         let issued = self
-            .issue_grant(tx, granted, stored, &seal, &held, record, by, now)
+            .issue_grant(tx, granted, stored, &seal, &held, record, actor, now)
             .await;
         match issued {
             Ok(state) => Ok(ApproveOutcome {
@@ -264,10 +321,16 @@ impl Engine {
         seal: &crate::ports::StoredSeal,
         held: &[breakglass_custody::VerifiedShare],
         mut record: Record,
-        by: &Actor,
+        actor: &str,
         now: Timestamp,
     ) -> Result<Break, EngineError> {
         let break_id = granted.info.id.0.clone();
+        // An automated drill opens the drill credential: the real seal is not touched, so
+        // the procedure is not tainted and the rotation re-seals the drill credential.
+        let drill_seal = match &granted.info.drill {
+            Some(d) => tx.drill(d).await?.is_some_and(|d| d.mode == "automated"),
+            None => false,
+        };
         let secret =
             breakglass_custody::unseal(&seal.seal_id, &seal.ciphertext, seal.threshold, held)?;
         let requester = tx
@@ -287,7 +350,7 @@ impl Engine {
         let issued = if kind == TargetKind::Secret {
             None
         } else {
-            let target = self.target(kind)?;
+            let target = self.target_for(kind, granted.info.drill.as_deref())?;
             let request = GrantRequest {
                 procedure: &stored.procedure,
                 break_id: &break_id,
@@ -380,21 +443,23 @@ impl Engine {
             .await?;
         }
         tx.put_break(&b).await?;
-        stored.taint = Some(Taint {
-            reason: if issued.is_some() {
-                format!(
-                    "data key combined by break {break_id}; rotating the credential and re-sealing"
-                )
-            } else {
-                format!("data key combined by break {break_id}; re-seal")
-            },
-            break_id: Some(break_id.clone()),
-            secret_revealed: stored.taint.as_ref().is_some_and(|t| t.secret_revealed),
-        });
-        tx.put_procedure(&stored).await?;
+        if !drill_seal {
+            stored.taint = Some(Taint {
+                reason: if issued.is_some() {
+                    format!(
+                        "data key combined by break {break_id}; rotating the credential and re-sealing"
+                    )
+                } else {
+                    format!("data key combined by break {break_id}; re-seal")
+                },
+                break_id: Some(break_id.clone()),
+                secret_revealed: stored.taint.as_ref().is_some_and(|t| t.secret_revealed),
+            });
+            tx.put_procedure(&stored).await?;
+        }
         record.break_event(
             now,
-            &by.name,
+            actor,
             "break.granted",
             &stored.procedure,
             &b,
@@ -407,13 +472,15 @@ impl Engine {
                 "grant": issued.as_ref().map(|(_, i)| i.handle.clone()),
             }),
         );
-        record.procedure_event(
-            now,
-            &by.name,
-            "procedure.tainted",
-            &stored.procedure.id,
-            json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
-        );
+        if !drill_seal {
+            record.procedure_event(
+                now,
+                actor,
+                "procedure.tainted",
+                &stored.procedure.id,
+                json!({"reason": stored.taint.as_ref().map(|t| t.reason.clone()), "break": break_id}),
+            );
+        }
         if let Err(e) = self.commit(tx, record).await {
             // The grant exists on the target but not in the store: end it there.
             if let Some((target, i)) = &issued
@@ -426,7 +493,12 @@ impl Engine {
             return Err(e);
         }
         if issued.is_some() {
-            self.spawn_rotation(stored.procedure.id.clone(), break_id, secret);
+            let slot = if drill_seal {
+                SealSlot::Drill
+            } else {
+                SealSlot::Procedure
+            };
+            self.spawn_rotation(stored.procedure.id.clone(), break_id, secret, slot);
         }
         Ok(b)
     }

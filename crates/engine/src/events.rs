@@ -90,6 +90,10 @@ impl Record {
         payload: Value,
     ) -> &mut Self {
         let info = b.info();
+        let mut payload = payload;
+        if let (Some(drill), Some(map)) = (&info.drill, payload.as_object_mut()) {
+            map.insert("drill".into(), Value::from(drill.clone()));
+        }
         self.drafts.push(Draft {
             time_ms: now.0,
             actor: actor.to_owned(),
@@ -113,6 +117,8 @@ impl Record {
                     "state": b.state(),
                     "at": now.to_string(),
                     "at_ms": now.0,
+                    "drill": info.drill.is_some(),
+                    "drill_id": info.drill,
                     "detail": payload,
                 }),
             });

@@ -203,26 +203,39 @@ impl Engine {
         procedure_id: &str,
         break_id: &str,
         current: Secret,
+        slot: SealSlot,
     ) -> Result<(), EngineError> {
-        let stored = {
+        let (stored, drill_seal) = {
             let mut tx = self.store().read().await?;
-            tx.procedure(procedure_id)
+            let stored = tx
+                .procedure(procedure_id)
                 .await?
-                .ok_or_else(|| EngineError::not_found("procedure", procedure_id))?
+                .ok_or_else(|| EngineError::not_found("procedure", procedure_id))?;
+            (stored, tx.drill_seal(procedure_id).await?)
         };
         let procedure = stored.procedure.clone();
-        let old_seal = stored.seal_id.clone();
+        let old_seal = match slot {
+            SealSlot::Procedure => stored.seal_id.clone(),
+            SealSlot::Drill => drill_seal,
+        };
         let target = self.target(procedure.target.kind)?;
         let next = match target.next_credential(&procedure, &current) {
             Ok(n) => n,
-            Err(e) => return self.rotation_failed(&procedure, break_id, None, &e).await,
+            Err(e) => {
+                return self
+                    .rotation_failed(&procedure, break_id, None, &e, slot)
+                    .await;
+            }
         };
         let new_secret = next.as_ref().unwrap_or(&current);
-        let custodians: Vec<(String, breakglass_custody::CustodianKey)> = procedure
-            .custodians
-            .iter()
-            .map(|c| (c.name.clone(), c.key.clone()))
-            .collect();
+        let custodians: Vec<(String, breakglass_custody::CustodianKey)> = match slot {
+            SealSlot::Procedure => procedure
+                .custodians
+                .iter()
+                .map(|c| (c.name.clone(), c.key.clone()))
+                .collect(),
+            SealSlot::Drill => self.drill_recipients(&procedure)?,
+        };
         // Sealing and the argon2id fingerprint are CPU work (tens of milliseconds): off the
         // async workers, so requests served meanwhile (the requester's reveal) do not wait.
         let copy = Secret::new(new_secret.expose_secret().to_vec());
@@ -256,7 +269,7 @@ impl Engine {
         record.procedure_event(
             now,
             "breakglass",
-            "credential.rotation_started",
+            slot.event("credential.rotation_started"),
             &procedure.id,
             json!({
                 "break": break_id,
@@ -272,19 +285,32 @@ impl Engine {
             && let Err(e) = target.rotate(&procedure, &current, next).await
         {
             return self
-                .rotation_failed(&procedure, break_id, Some(&seal.seal_id), &e)
+                .rotation_failed(&procedure, break_id, Some(&seal.seal_id), &e, slot)
                 .await;
         }
 
-        let promoted = self
-            .promote_seal(
-                procedure_id,
-                break_id,
-                old_seal.as_deref(),
-                &seal,
-                next.is_some(),
-            )
-            .await;
+        let promoted = match slot {
+            SealSlot::Procedure => {
+                self.promote_seal(
+                    procedure_id,
+                    break_id,
+                    old_seal.as_deref(),
+                    &seal,
+                    next.is_some(),
+                )
+                .await
+            }
+            SealSlot::Drill => {
+                self.promote_drill_seal(
+                    procedure_id,
+                    break_id,
+                    old_seal.as_deref(),
+                    &seal,
+                    next.is_some(),
+                )
+                .await
+            }
+        };
         if let Err(e) = promoted {
             // The target has the new credential but the store did not take the new seal:
             // put the old credential back so the current seal keeps opening the target.
@@ -349,29 +375,74 @@ impl Engine {
         Ok(())
     }
 
+    async fn promote_drill_seal(
+        &self,
+        procedure_id: &str,
+        break_id: &str,
+        old_seal: Option<&str>,
+        seal: &StoredSeal,
+        changed_target: bool,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.put_drill_seal(procedure_id, &seal.seal_id, now).await?;
+        let mut record = Record::default();
+        record.procedure_event(
+            now,
+            "breakglass",
+            "drill_credential.rotated",
+            procedure_id,
+            json!({
+                "break": break_id,
+                "seal_id": seal.seal_id,
+                "replaces": old_seal,
+                "changed_on_target": changed_target,
+                "threshold": seal.threshold,
+            }),
+        );
+        self.commit(tx, record).await?;
+        Ok(())
+    }
+
     async fn rotation_failed(
         &self,
         procedure: &Procedure,
         break_id: &str,
         pending_seal: Option<&str>,
         e: &TargetError,
+        slot: SealSlot,
     ) -> Result<(), EngineError> {
         let now = self.now();
         let tx = self.store().begin().await?;
         let mut record = Record::default();
-        record.procedure_alert(
-            now,
-            "breakglass",
-            "credential.rotation_failed",
-            procedure,
-            json!({
-                "break": break_id,
-                "error": e.to_string(),
-                "error_code": e.code(),
-                "abandoned_seal": pending_seal,
-                "current_seal_still_valid": true,
-            }),
-        );
+        let payload = json!({
+            "break": break_id,
+            "error": e.to_string(),
+            "error_code": e.code(),
+            "abandoned_seal": pending_seal,
+            "current_seal_still_valid": true,
+        });
+        match slot {
+            // A drill's failure is reported by the drill itself; the real seal is untouched.
+            SealSlot::Drill => {
+                record.procedure_event(
+                    now,
+                    "breakglass",
+                    "drill_credential.rotation_failed",
+                    &procedure.id,
+                    payload,
+                );
+            }
+            SealSlot::Procedure => {
+                record.procedure_alert(
+                    now,
+                    "breakglass",
+                    "credential.rotation_failed",
+                    procedure,
+                    payload,
+                );
+            }
+        }
         self.commit(tx, record).await?;
         Ok(())
     }
@@ -543,11 +614,17 @@ impl Engine {
 
     /// Starts the rotation after a grant in the background, holding the combined credential
     /// only inside the task.
-    pub(crate) fn spawn_rotation(&self, procedure: String, break_id: String, current: Secret) {
+    pub(crate) fn spawn_rotation(
+        &self,
+        procedure: String,
+        break_id: String,
+        current: Secret,
+        slot: SealSlot,
+    ) {
         let engine = self.clone();
         let handle = tokio::spawn(async move {
             if let Err(e) = engine
-                .rotate_after_break(&procedure, &break_id, current)
+                .rotate_after_break(&procedure, &break_id, current, slot)
                 .await
             {
                 tracing::error!(procedure, break_id, error = %e, "credential rotation after the break failed");
@@ -560,6 +637,24 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner());
         bg.retain(|h| !h.is_finished());
         bg.push(handle);
+    }
+}
+
+/// Which seal a rotation replaces: the procedure's own, or its drill credential's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SealSlot {
+    /// The real emergency credential, sealed to the custodians.
+    Procedure,
+    /// The drill credential, sealed to the runner's drill identities.
+    Drill,
+}
+
+impl SealSlot {
+    fn event(self, kind: &'static str) -> &'static str {
+        match (self, kind) {
+            (SealSlot::Drill, "credential.rotation_started") => "drill_credential.rotation_started",
+            _ => kind,
+        }
     }
 }
 

@@ -10,11 +10,13 @@ mod alerting;
 mod audit_log;
 mod auth;
 mod breaks;
+mod drills;
 mod error;
 mod events;
 mod grants;
 mod procedures;
 mod readiness;
+mod schedules;
 mod seal;
 
 pub mod ports;
@@ -30,6 +32,7 @@ pub use alerting::{Acknowledged, ChannelInfo};
 pub use audit_log::{ChainVerdict, Lag};
 pub use auth::{Challenge, ChallengeKind, LOGIN_NAMESPACE, LoginMethod, Session, expose_token};
 pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
+pub use drills::{DRILL_RUNNER, DrillRequest};
 pub use error::EngineError;
 pub use grants::{Discovery, TargetCheck};
 pub use ports::{
@@ -37,6 +40,7 @@ pub use ports::{
 };
 pub use procedures::{ApplyChange, ApplyOutcome, ProcedureStatus, SealState};
 pub use readiness::AttestChallenge;
+pub use schedules::SCHEDULER;
 pub use seal::SealSummary;
 
 /// Settings the engine needs, validated by the binary.
@@ -58,6 +62,12 @@ pub struct Config {
     pub lint: breakglass_domain::LintPolicy,
     /// Custodian attestations older than this no longer count for readiness.
     pub attestation_max_age: Duration,
+    /// Names of the identity providers the organisation runs (e.g. `okta`): a drill with
+    /// `idp-down` fails if any step of the path depends on one. Each procedure's
+    /// `protects_against` counts too.
+    pub identity_providers: Vec<String>,
+    /// How often custodians are asked to attest their key through the alert channels.
+    pub attestation_interval: Duration,
 }
 
 impl Default for Config {
@@ -71,6 +81,8 @@ impl Default for Config {
             sink_lag_alert_after: Duration::from_secs(60),
             lint: breakglass_domain::LintPolicy::default(),
             attestation_max_age: Duration::from_secs(30 * 86_400),
+            identity_providers: Vec::new(),
+            attestation_interval: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -86,6 +98,8 @@ pub struct Outputs {
     pub ack_key: [u8; 32],
     /// Target adapters, one per kind (`secret` needs none).
     pub targets: Vec<Arc<dyn ports::Target>>,
+    /// The drill runner's identities (automated drills need them).
+    pub drill_keys: Option<Arc<dyn ports::DrillKeys>>,
 }
 
 /// The engine: cheap to clone, shared by every request.
@@ -120,6 +134,12 @@ struct Inner {
     attest: Mutex<HashMap<String, readiness::PendingAttest>>,
     /// Background tasks (credential rotations after grants), awaited by `settle`.
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The drill runner's identities.
+    drill_keys: Option<Arc<dyn ports::DrillKeys>>,
+    /// Failures injected by running drills, by drill id.
+    faults: Mutex<HashMap<String, drills::Faults>>,
+    /// One alert delivery pass at a time (the worker and a drill runner may both drive it).
+    delivering: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -158,6 +178,7 @@ impl Engine {
             channels,
             ack_key,
             targets,
+            drill_keys,
         } = outputs;
         let targets = targets.into_iter().map(|t| (t.kind(), t)).collect();
         Engine {
@@ -176,6 +197,9 @@ impl Engine {
                 targets,
                 attest: Mutex::new(HashMap::new()),
                 background: Mutex::new(Vec::new()),
+                drill_keys,
+                faults: Mutex::new(HashMap::new()),
+                delivering: tokio::sync::Mutex::new(()),
             }),
         }
     }

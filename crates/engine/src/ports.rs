@@ -289,6 +289,35 @@ pub struct AttestationRecord {
     pub lost_reason: Option<String>,
 }
 
+/// One drill: what was asked, and (once finished) its outcome and report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillRecord {
+    /// Identifier (`drl_…`).
+    pub id: String,
+    /// Procedure drilled.
+    pub procedure: String,
+    /// `automated` or `live`.
+    pub mode: String,
+    /// Injected failures as written (`channel-down:slack`, `target-down`…).
+    pub injections: Vec<String>,
+    /// Who started it (`scheduler` for scheduled drills).
+    pub requested_by: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it finished.
+    pub finished_at: Option<Timestamp>,
+    /// `running`, `passed` or `failed`.
+    pub outcome: String,
+    /// The break it opened.
+    pub break_id: Option<String>,
+    /// SHA-256 of the procedure file at the time (a later change is untested).
+    pub content_hash: String,
+    /// Request to first successful login (automated) or to grant (live), in milliseconds.
+    pub time_to_access_ms: Option<i64>,
+    /// The timeline and checks, as JSON (no secrets): `{"steps": [...], "checks": [...]}`.
+    pub report: serde_json::Value,
+}
+
 /// The store: transactions over procedures, seals, breaks, actors and the audit log.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -396,6 +425,31 @@ pub trait Tx: Send {
     async fn put_attestation(&mut self, a: &AttestationRecord) -> StoreResult<()>;
     /// Every custodian key record.
     async fn attestations(&mut self) -> StoreResult<Vec<AttestationRecord>>;
+    /// Inserts or replaces a drill.
+    async fn put_drill(&mut self, d: &DrillRecord) -> StoreResult<()>;
+    /// One drill.
+    async fn drill(&mut self, id: &str) -> StoreResult<Option<DrillRecord>>;
+    /// Drills, newest first, optionally of one procedure, at most `limit`.
+    async fn drills(
+        &mut self,
+        procedure: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<DrillRecord>>;
+    /// The latest finished drill of every procedure that has one.
+    async fn latest_drills(&mut self) -> StoreResult<Vec<DrillRecord>>;
+    /// The seal of a procedure's drill credential, if one was sealed.
+    async fn drill_seal(&mut self, procedure: &str) -> StoreResult<Option<String>>;
+    /// Makes `seal_id` the procedure's drill seal.
+    async fn put_drill_seal(
+        &mut self,
+        procedure: &str,
+        seal_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// When a named schedule (`drill:PROCEDURE`, `attest:CUSTODIAN`) last ran.
+    async fn schedule_run(&mut self, name: &str) -> StoreResult<Option<Timestamp>>;
+    /// Records that a named schedule ran.
+    async fn put_schedule_run(&mut self, name: &str, at: Timestamp) -> StoreResult<()>;
     /// Commits outbox bookkeeping (`mark_outbox`), the one commit without an audit entry.
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()>;
     /// Stores a signed checkpoint with one outbox row per destination, and commits.
@@ -734,4 +788,36 @@ pub trait Target: Send + Sync {
 
     /// Lists privileged accounts with the operator credential.
     async fn discover(&self, procedure: &Procedure) -> Result<Vec<PrivilegedAccount>, TargetError>;
+
+    /// Logs in with a grant's `access` as a real client would (drills): returns the open
+    /// session, which stays open until dropped. Kinds a drill cannot log in to say so.
+    async fn login(
+        &self,
+        procedure: &Procedure,
+        access: &breakglass_custody::Secret,
+    ) -> Result<Box<dyn Session>, TargetError> {
+        let _ = access;
+        Err(TargetError::Config {
+            target: procedure.id.clone(),
+            message: format!(
+                "automated drills cannot log in to `{}` targets",
+                self.kind().as_str()
+            ),
+        })
+    }
+}
+
+/// A live session opened by `Target::login`.
+#[async_trait]
+pub trait Session: Send {
+    /// Runs a trivial statement on the session; fails once the target ended it.
+    async fn ping(&mut self) -> Result<(), TargetError>;
+}
+
+/// The identities a drill runner holds: one per custodian name (the drill credential is
+/// sealed to them) and one for the runner itself (`drill-runner`, the drill's requester).
+/// They open only drill credentials, never a real seal.
+pub trait DrillKeys: Send + Sync {
+    /// The identity for `name`, created on first use.
+    fn identity(&self, name: &str) -> Result<breakglass_custody::Identity, String>;
 }

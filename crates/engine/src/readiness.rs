@@ -20,7 +20,7 @@ use crate::ports::AttestationRecord;
 use crate::{Engine, EngineError, new_id};
 
 /// Each custodian's key state from the attestation records.
-fn key_states(
+pub(crate) fn key_states(
     p: &breakglass_domain::Procedure,
     attestations: &[AttestationRecord],
     now: Timestamp,
@@ -280,18 +280,24 @@ impl Engine {
         let now = self.now();
         let mut tx = self.store().read().await?;
         let attestations = tx.attestations().await?;
-        Ok(tx
-            .procedures()
-            .await?
-            .iter()
-            .map(|p| {
-                readiness::what_if(
-                    &p.procedure,
-                    down,
-                    &key_states(&p.procedure, &attestations, now),
-                )
-            })
-            .collect())
+        let mut out = Vec::new();
+        for p in tx.procedures().await? {
+            let mut w = readiness::what_if(
+                &p.procedure,
+                down,
+                &key_states(&p.procedure, &attestations, now),
+            );
+            w.latest_drills_ms = tx
+                .drills(Some(&p.procedure.id), 20)
+                .await?
+                .iter()
+                .filter(|d| d.outcome == "passed")
+                .filter_map(|d| d.time_to_access_ms)
+                .take(3)
+                .collect();
+            out.push(w);
+        }
+        Ok(out)
     }
 
     /// Readiness without an actor, for the metrics page.
@@ -320,6 +326,7 @@ impl Engine {
             .collect();
         let reports = tx.target_reports(None).await?;
         let attestations = tx.attestations().await?;
+        let drills = tx.latest_drills().await?;
         let configured: Vec<&str> = self.inner.channels.iter().map(|c| c.name()).collect();
         let mut out = Vec::new();
         for p in procedures {
@@ -338,7 +345,16 @@ impl Engine {
                 sealed: seal.is_some(),
                 taint: p.taint.as_ref().map(|t| t.reason.clone()),
                 credential_age: seal.as_ref().map(|s| age(s.created_at)),
-                last_drill: None,
+                last_drill: drills
+                    .iter()
+                    .find(|d| d.procedure == p.procedure.id)
+                    .map(|d| {
+                        (
+                            age(d.finished_at.unwrap_or(d.started_at)),
+                            d.outcome == "passed",
+                            d.content_hash.clone(),
+                        )
+                    }),
                 content_hash: p.content_hash.clone(),
                 channels: p
                     .procedure

@@ -40,6 +40,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/procedures/{id}/check", post(check_target))
         .route("/api/procedures/{id}/discover", post(discover))
         .route("/api/procedures/{id}/target", get(target_reports))
+        .route("/api/procedures/{id}/drills", post(start_drill))
+        .route("/api/drills", get(list_drills))
+        .route("/api/drills/{id}", get(show_drill))
+        .route("/api/drills/{id}/report", get(drill_report))
         .route("/api/readiness", get(readiness))
         .route("/api/whatif", get(what_if))
         .route("/api/attestations", get(list_attestations))
@@ -245,6 +249,9 @@ async fn show_procedure(
 struct SealRequest {
     /// The secret, base64 (standard alphabet). Transported once, never stored.
     secret_b64: String,
+    /// Seal the procedure's drill credential (to the drill identities) instead.
+    #[serde(default)]
+    drill: bool,
 }
 
 async fn seal(
@@ -257,8 +264,14 @@ async fn seal(
         B64.decode(req.secret_b64.trim())
             .map_err(|_| ApiError::bad_request("secret_b64: not valid base64"))?,
     );
-    let summary = s.engine.seal(&me, &id, Secret::new(bytes.to_vec())).await?;
+    let secret = Secret::new(bytes.to_vec());
+    let summary = if req.drill {
+        s.engine.seal_drill(&me, &id, secret).await?
+    } else {
+        s.engine.seal(&me, &id, secret).await?
+    };
     Ok(Json(json!({
+        "drill": req.drill,
         "seal_id": summary.seal_id,
         "procedure": summary.procedure,
         "threshold": summary.threshold,
@@ -386,7 +399,8 @@ fn what_if_view(w: &breakglass_domain::WhatIf) -> Value {
         "custodians": w.custodians,
         "channels": w.channels,
         "warnings": w.warnings,
-        "latest_drill_time_to_access_ms": Value::Null,
+        "latest_drill_time_to_access_ms": w.latest_drills_ms.first(),
+        "latest_drills_time_to_access_ms": w.latest_drills_ms,
     })
 }
 
@@ -539,6 +553,142 @@ async fn open_break(
         .open_break(&me, &req.procedure, &req.reason, &req.ticket, duration)
         .await?;
     Ok(Json(break_view(&breakglass_domain::Break::Requested(r))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrillStart {
+    /// `automated` (default) or `live`.
+    #[serde(default)]
+    mode: Option<String>,
+    /// Failures to inject: `idp-down`, `channel-down:NAME`, `custodian-lost:NAME`,
+    /// `target-slow[:DELAY]`, `target-down`.
+    #[serde(default)]
+    inject: Vec<String>,
+    /// Grant length, e.g. `2s`.
+    #[serde(default)]
+    grant: Option<String>,
+    /// Acknowledgement window of the drill's alerts, e.g. `1s`.
+    #[serde(default)]
+    ack_within: Option<String>,
+    /// Time-to-access budget, e.g. `30s`.
+    #[serde(default)]
+    max_time_to_access: Option<String>,
+    /// Longest wait for each machine step, e.g. `10s`.
+    #[serde(default)]
+    step_timeout: Option<String>,
+    /// Answer only when the drill finished (default: answer at once with `running`).
+    #[serde(default)]
+    wait: bool,
+}
+
+fn optional_duration(field: &str, v: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    v.map(breakglass_domain::parse_duration)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+async fn start_drill(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<DrillStart>,
+) -> ApiResult {
+    let mode = breakglass_domain::DrillMode::parse(req.mode.as_deref().unwrap_or("automated"))
+        .map_err(|e| ApiError::bad_request(format!("mode: {e}")))?;
+    let injections = req
+        .inject
+        .iter()
+        .map(|i| breakglass_domain::Injection::parse(i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request(format!("inject: {e}")))?;
+    let request = breakglass_engine::DrillRequest {
+        mode,
+        injections,
+        grant: optional_duration("grant", req.grant.as_deref())?,
+        ack_within: optional_duration("ack_within", req.ack_within.as_deref())?,
+        max_time_to_access: optional_duration(
+            "max_time_to_access",
+            req.max_time_to_access.as_deref(),
+        )?,
+        step_timeout: optional_duration("step_timeout", req.step_timeout.as_deref())?,
+    };
+    let d = if req.wait {
+        s.engine.run_drill(&me, &id, request).await?
+    } else {
+        s.engine.start_drill(&me, &id, request).await?
+    };
+    Ok(Json(crate::views::drill(&d)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListDrills {
+    #[serde(default)]
+    procedure: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn list_drills(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Query(q): Query<ListDrills>,
+) -> ApiResult {
+    let all = s
+        .engine
+        .drills(
+            &me,
+            q.procedure.as_deref(),
+            q.limit.unwrap_or(50).clamp(1, 1000),
+        )
+        .await?;
+    Ok(Json(
+        json!({"drills": all.iter().map(crate::views::drill).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn show_drill(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    Ok(Json(crate::views::drill(&s.engine.drill(&me, &id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    /// `json` (default), `md` or `html`.
+    #[serde(default)]
+    format: Option<String>,
+}
+
+async fn drill_report(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let view = crate::views::drill(&s.engine.drill(&me, &id).await?);
+    Ok(match q.format.as_deref().unwrap_or("json") {
+        "json" => Json(view).into_response(),
+        "md" | "markdown" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            crate::drill_report::markdown(&view),
+        )
+            .into_response(),
+        "html" => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            crate::drill_report::html(&view),
+        )
+            .into_response(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "format: `{other}` is not json, md or html"
+            )));
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -819,6 +969,25 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiErro
                 "breakglass_procedure_readiness{{procedure=\"{}\",verdict=\"{v}\"}} {}\n",
                 r.procedure,
                 u8::from(r.verdict.as_str() == v)
+            ));
+        }
+    }
+    out.push_str("# HELP breakglass_drill_last_passed 1 when the procedure's latest drill passed.\n# TYPE breakglass_drill_last_passed gauge\n");
+    let drills = s.engine.latest_drills_all().await?;
+    for d in &drills {
+        out.push_str(&format!(
+            "breakglass_drill_last_passed{{procedure=\"{}\"}} {}\n",
+            d.procedure,
+            u8::from(d.outcome == "passed")
+        ));
+    }
+    out.push_str("# HELP breakglass_drill_last_time_to_access_seconds Request to first login in the latest drill.\n# TYPE breakglass_drill_last_time_to_access_seconds gauge\n");
+    for d in &drills {
+        if let Some(ms) = d.time_to_access_ms {
+            out.push_str(&format!(
+                "breakglass_drill_last_time_to_access_seconds{{procedure=\"{}\"}} {:.3}\n",
+                d.procedure,
+                ms as f64 / 1000.0
             ));
         }
     }

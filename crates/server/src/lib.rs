@@ -8,6 +8,8 @@
 
 mod api;
 pub mod audit_key;
+pub mod drill_keys;
+pub mod drill_report;
 mod error;
 mod openapi;
 mod views;
@@ -47,6 +49,8 @@ pub struct ServerConfig {
     pub checkpoint_every_entries: u64,
     /// …or after this much time with new entries.
     pub checkpoint_interval: Duration,
+    /// How often the scheduler looks for due drills and attestation requests.
+    pub schedule_interval: Duration,
 }
 
 impl ServerConfig {
@@ -62,6 +66,7 @@ impl ServerConfig {
             public_url: None,
             checkpoint_every_entries: 1000,
             checkpoint_interval: Duration::from_secs(60),
+            schedule_interval: Duration::from_secs(30),
         }
     }
 
@@ -85,6 +90,8 @@ pub struct AppState {
     pub checkpoint_every_entries: u64,
     /// Checkpoint cadence: time.
     pub checkpoint_interval: Duration,
+    /// Scheduler cadence.
+    pub schedule_interval: Duration,
 }
 
 /// What `build` produced.
@@ -219,6 +226,9 @@ pub async fn build_with_clock(
             channels,
             ack_key: *ack_key,
             targets: breakglass_targets::build(&targets),
+            drill_keys: Some(Arc::new(drill_keys::DirDrillKeys::new(
+                config.data_dir.join("drill"),
+            ))),
         },
     );
     let key = audit_key::load_or_create(&config.data_dir, &engine).await?;
@@ -246,6 +256,16 @@ pub async fn build_with_clock(
             "approvals reset: their shares were held in memory before the restart"
         );
     }
+    let interrupted = engine
+        .fail_interrupted_drills()
+        .await
+        .context("start-up drill sweep")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            count = interrupted,
+            "drills interrupted by the restart were recorded as failed"
+        );
+    }
     let admin_token_file = config.data_dir.join(ADMIN_TOKEN_FILE);
     let bootstrap_token = engine
         .bootstrap_admin("admin")
@@ -262,6 +282,7 @@ pub async fn build_with_clock(
         data_dir: config.data_dir.clone(),
         checkpoint_every_entries: config.checkpoint_every_entries.max(1),
         checkpoint_interval: config.checkpoint_interval,
+        schedule_interval: config.schedule_interval,
     };
     Ok(Built {
         state,
@@ -280,7 +301,12 @@ pub async fn serve(
     let workers = [
         tokio::spawn(expiry_worker(state.engine.clone(), stop_rx.clone())),
         tokio::spawn(audit_worker(state.clone(), stop_rx.clone())),
-        tokio::spawn(alert_worker(state.engine.clone(), stop_rx)),
+        tokio::spawn(alert_worker(state.engine.clone(), stop_rx.clone())),
+        tokio::spawn(schedule_worker(
+            state.engine.clone(),
+            state.schedule_interval,
+            stop_rx,
+        )),
     ];
     let engine = state.engine.clone();
     let app = router(state);
@@ -306,6 +332,37 @@ pub async fn serve(
         Ok(Ok(_)) => {}
     }
     result
+}
+
+/// Runs what is due on a schedule (automated drills, attestation requests) every
+/// `interval`. Due-ness lives in the store, so a restart neither skips nor repeats a run.
+async fn schedule_worker(
+    engine: Engine,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match engine.run_due_drills().await {
+            Ok(started) if !started.is_empty() => {
+                tracing::info!(drills = ?started, "scheduled drills started");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "scheduled drills: check failed; retrying"),
+        }
+        match engine.request_due_attestations().await {
+            Ok(asked) if !asked.is_empty() => {
+                tracing::info!(custodians = ?asked, "key attestation requested");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "attestation requests failed; retrying"),
+        }
+    }
 }
 
 /// Escalates late acknowledgements and delivers alerts: at once when a commit queued one,

@@ -179,6 +179,57 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/procedures/{id}/drills",
+        "post",
+        op(
+            "Start a drill: `automated` (drill credential and drill identities; real target, real login) or `live` (a real break flagged DRILL, real custodians); optional injections idp-down, channel-down:NAME, custodian-lost:NAME, target-slow[:DELAY], target-down (admin, requester)",
+            true,
+            Some(obj(
+                &[],
+                json!({
+                    "mode": {"type": "string", "enum": ["automated", "live"]},
+                    "inject": {"type": "array", "items": {"type": "string"}},
+                    "grant": {"type": "string"},
+                    "ack_within": {"type": "string"},
+                    "max_time_to_access": {"type": "string"},
+                    "step_timeout": {"type": "string"},
+                    "wait": {"type": "boolean"}
+                }),
+            )),
+            "The drill (running, or finished with its report when `wait` is true)",
+        ),
+    );
+    add(
+        "/api/drills",
+        "get",
+        op(
+            "Drill history, newest first (`procedure`, `limit` query)",
+            true,
+            None,
+            "The drills with their reports",
+        ),
+    );
+    add(
+        "/api/drills/{id}",
+        "get",
+        op(
+            "One drill with its timeline and checks",
+            true,
+            None,
+            "The drill",
+        ),
+    );
+    add(
+        "/api/drills/{id}/report",
+        "get",
+        op(
+            "A drill's report: `format=json` (default), `md` or `html` (a self-contained page with a timeline chart)",
+            true,
+            None,
+            "The report",
+        ),
+    );
+    add(
         "/api/readiness",
         "get",
         op(

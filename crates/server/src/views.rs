@@ -112,3 +112,22 @@ pub(crate) fn actor_view(a: &StoredActor) -> Value {
 pub(crate) fn entry_view(e: &Entry) -> Value {
     serde_json::from_str(&e.to_json_line()).unwrap_or(Value::Null)
 }
+
+/// A drill with its report: what `drill show` prints and the report renderers read.
+pub(crate) fn drill(d: &breakglass_engine::ports::DrillRecord) -> Value {
+    json!({
+        "id": d.id,
+        "procedure": d.procedure,
+        "mode": d.mode,
+        "injections": d.injections,
+        "requested_by": d.requested_by,
+        "started_at": d.started_at.to_string(),
+        "finished_at": d.finished_at.map(|t| t.to_string()),
+        "outcome": d.outcome,
+        "break": d.break_id,
+        "time_to_access_ms": d.time_to_access_ms,
+        "content_hash": d.content_hash,
+        "steps": d.report.get("steps").cloned().unwrap_or_else(|| json!([])),
+        "checks": d.report.get("checks").cloned().unwrap_or_else(|| json!([])),
+    })
+}

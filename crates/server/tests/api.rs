@@ -126,6 +126,30 @@ fn endpoints() -> Vec<(
             &["admin", "requester", "custodian", "auditor"],
         ),
         (
+            "POST",
+            "/api/procedures/nope/drills",
+            Some(json!({})),
+            &["admin", "requester"],
+        ),
+        (
+            "GET",
+            "/api/drills",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "GET",
+            "/api/drills/drl_nope",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "GET",
+            "/api/drills/drl_nope/report",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
             "GET",
             "/api/readiness",
             None,
@@ -398,7 +422,8 @@ async fn openapi_documents_every_route() {
                 u.replace("/channels/nope", "/channels/{name}")
                     .replace("/custodians/nope", "/custodians/{name}")
                     .replace("/nope", "/{id}")
-                    .replace("/brk_nope", "/{id}"),
+                    .replace("/brk_nope", "/{id}")
+                    .replace("/drl_nope", "/{id}"),
             )
         })
         .collect();

@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
-    AckState, AttemptRecord, AttestationRecord, ChannelTest, DeliveryAttempt, GrantRecord,
-    OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor, StoredProcedure,
-    StoredSeal, TargetReport, Tx,
+    AckState, AttemptRecord, AttestationRecord, ChannelTest, DeliveryAttempt, DrillRecord,
+    GrantRecord, OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor,
+    StoredProcedure, StoredSeal, TargetReport, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -119,6 +119,24 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+        }
+        for (table, column, alter) in schema::ADDED_COLUMNS {
+            let exists: i64 = match self.backend {
+                Backend::Sqlite => sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2",
+                ),
+                Backend::Postgres => sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+                ),
+            }
+            .bind(*table)
+            .bind(*column)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            if exists == 0 {
+                sqlx::query(*alter).execute(&mut *tx).await.map_err(db)?;
+            }
         }
         tx.commit().await.map_err(db)
     }
@@ -272,7 +290,7 @@ macro_rules! select_procedures {
 /// `SELECT` of every break column, followed by the rest of the query.
 macro_rules! select_breaks {
     ($rest:literal) => {
-        concat!("SELECT id, procedure_id, seal_id, requester, reason, ticket, duration_ms, quorum, requested_at, approval_deadline, approvals, state, granted_at, deadline, revealed_at, ended_at, closed_by FROM breaks", $rest)
+        concat!("SELECT id, procedure_id, seal_id, requester, reason, ticket, duration_ms, quorum, requested_at, approval_deadline, approvals, state, granted_at, deadline, revealed_at, ended_at, closed_by, drill_id FROM breaks", $rest)
     };
 }
 
@@ -425,8 +443,8 @@ impl Tx for SqlTx {
     async fn put_break(&mut self, b: &Break) -> StoreResult<()> {
         let r = rows::BreakRow::from(b);
         sqlx::query(
-            "INSERT INTO breaks (id, procedure_id, seal_id, requester, reason, ticket, duration_ms, quorum, requested_at, approval_deadline, approvals, state, granted_at, deadline, revealed_at, ended_at, closed_by, due_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (id) DO UPDATE SET \
+            "INSERT INTO breaks (id, procedure_id, seal_id, requester, reason, ticket, duration_ms, quorum, requested_at, approval_deadline, approvals, state, granted_at, deadline, revealed_at, ended_at, closed_by, due_at, drill_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT (id) DO UPDATE SET \
              approvals = excluded.approvals, state = excluded.state, granted_at = excluded.granted_at, deadline = excluded.deadline, \
              revealed_at = excluded.revealed_at, ended_at = excluded.ended_at, closed_by = excluded.closed_by, due_at = excluded.due_at",
         )
@@ -448,6 +466,7 @@ impl Tx for SqlTx {
         .bind(r.ended_at)
         .bind(r.closed_by)
         .bind(r.due_at)
+        .bind(r.drill_id)
         .execute(self.c()?)
         .await
         .map_err(db)?;
@@ -867,6 +886,122 @@ impl Tx for SqlTx {
             .await
             .map_err(db)?;
         rows.iter().map(rows::attestation).collect()
+    }
+
+    async fn put_drill(&mut self, d: &DrillRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO drills (id, procedure_id, mode, injections, requested_by, started_at, finished_at, outcome, break_id, content_hash, time_to_access_ms, report) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO UPDATE SET \
+             finished_at = excluded.finished_at, outcome = excluded.outcome, break_id = excluded.break_id, \
+             time_to_access_ms = excluded.time_to_access_ms, report = excluded.report",
+        )
+        .bind(d.id.clone())
+        .bind(d.procedure.clone())
+        .bind(d.mode.clone())
+        .bind(serde_json::Value::from(d.injections.clone()).to_string())
+        .bind(d.requested_by.clone())
+        .bind(d.started_at.0)
+        .bind(d.finished_at.map(|t| t.0))
+        .bind(d.outcome.clone())
+        .bind(d.break_id.clone())
+        .bind(d.content_hash.clone())
+        .bind(d.time_to_access_ms)
+        .bind(d.report.to_string())
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn drill(&mut self, id: &str) -> StoreResult<Option<DrillRecord>> {
+        let row = sqlx::query("SELECT * FROM drills WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::drill).transpose()
+    }
+
+    async fn drills(
+        &mut self,
+        procedure: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<DrillRecord>> {
+        let rows = match procedure {
+            Some(p) => sqlx::query(
+                "SELECT * FROM drills WHERE procedure_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+            )
+            .bind(p.to_owned())
+            .bind(limit),
+            None => sqlx::query("SELECT * FROM drills ORDER BY started_at DESC, id DESC LIMIT $1")
+                .bind(limit),
+        }
+        .fetch_all(self.c()?)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::drill).collect()
+    }
+
+    async fn latest_drills(&mut self) -> StoreResult<Vec<DrillRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM drills d WHERE finished_at IS NOT NULL AND started_at = \
+             (SELECT MAX(started_at) FROM drills e WHERE e.procedure_id = d.procedure_id AND e.finished_at IS NOT NULL) \
+             ORDER BY procedure_id, id",
+        )
+        .fetch_all(self.c()?)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::drill).collect()
+    }
+
+    async fn drill_seal(&mut self, procedure: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT seal_id FROM drill_seals WHERE procedure_id = $1")
+            .bind(procedure.to_owned())
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)
+    }
+
+    async fn put_drill_seal(
+        &mut self,
+        procedure: &str,
+        seal_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO drill_seals (procedure_id, seal_id, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (procedure_id) DO UPDATE SET seal_id = excluded.seal_id, updated_at = excluded.updated_at",
+        )
+        .bind(procedure.to_owned())
+        .bind(seal_id.to_owned())
+        .bind(at.0)
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn schedule_run(&mut self, name: &str) -> StoreResult<Option<Timestamp>> {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT last_run_at FROM schedule_runs WHERE name = $1")
+                .bind(name.to_owned())
+                .fetch_optional(self.c()?)
+                .await
+                .map_err(db)?;
+        Ok(at.map(Timestamp))
+    }
+
+    async fn put_schedule_run(&mut self, name: &str, at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO schedule_runs (name, last_run_at) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at",
+        )
+        .bind(name.to_owned())
+        .bind(at.0)
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
     }
 
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {

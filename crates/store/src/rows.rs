@@ -12,7 +12,8 @@ use breakglass_domain::{
     Timestamp,
 };
 use breakglass_engine::ports::{
-    OutboxRow, StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, Taint,
+    DrillRecord, OutboxRow, StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal,
+    Taint,
 };
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -156,6 +157,7 @@ pub(crate) struct BreakRow {
     pub(crate) ended_at: Option<i64>,
     pub(crate) closed_by: Option<String>,
     pub(crate) due_at: Option<i64>,
+    pub(crate) drill_id: Option<String>,
 }
 
 impl From<&Break> for BreakRow {
@@ -215,6 +217,7 @@ impl From<&Break> for BreakRow {
             ended_at,
             closed_by,
             due_at,
+            drill_id: info.drill.clone(),
         }
     }
 }
@@ -257,6 +260,7 @@ pub(crate) fn break_(row: &AnyRow) -> StoreResult<Break> {
         approval_deadline: Timestamp(col(row, "approval_deadline")?),
         approvals,
         quorum: u8::try_from(quorum).map_err(|_| bad("quorum", quorum))?,
+        drill: col(row, "drill_id")?,
     };
     let state: String = col(row, "state")?;
     let granted_at: Option<i64> = col(row, "granted_at")?;
@@ -453,5 +457,27 @@ pub(crate) fn attestation(
         attested_at: opt("attested_at")?,
         lost_at: opt("lost_at")?,
         lost_reason: col(row, "lost_reason")?,
+    })
+}
+
+pub(crate) fn drill(row: &AnyRow) -> StoreResult<DrillRecord> {
+    let injections: String = col(row, "injections")?;
+    let injections: Vec<String> =
+        serde_json::from_str(&injections).map_err(|e| bad("injections", e))?;
+    let report: String = col(row, "report")?;
+    let finished_at: Option<i64> = col(row, "finished_at")?;
+    Ok(DrillRecord {
+        id: col(row, "id")?,
+        procedure: col(row, "procedure_id")?,
+        mode: col(row, "mode")?,
+        injections,
+        requested_by: col(row, "requested_by")?,
+        started_at: Timestamp(col(row, "started_at")?),
+        finished_at: finished_at.map(Timestamp),
+        outcome: col(row, "outcome")?,
+        break_id: col(row, "break_id")?,
+        content_hash: col(row, "content_hash")?,
+        time_to_access_ms: col(row, "time_to_access_ms")?,
+        report: serde_json::from_str(&report).map_err(|e| bad("report", e))?,
     })
 }

@@ -31,6 +31,10 @@ pub(crate) const SQLITE: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS grants_to_end ON grants (ended_at, end_requested_at)",
     "CREATE TABLE IF NOT EXISTS target_reports (procedure_id TEXT NOT NULL, kind TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (procedure_id, kind))",
     "CREATE TABLE IF NOT EXISTS attestations (custodian TEXT NOT NULL, key_fingerprint TEXT NOT NULL, attested_at BIGINT, lost_at BIGINT, lost_reason TEXT, PRIMARY KEY (custodian, key_fingerprint))",
+    "CREATE TABLE IF NOT EXISTS drills (id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, mode TEXT NOT NULL, injections TEXT NOT NULL, requested_by TEXT NOT NULL, started_at BIGINT NOT NULL, finished_at BIGINT, outcome TEXT NOT NULL, break_id TEXT, content_hash TEXT NOT NULL, time_to_access_ms BIGINT, report TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS drills_procedure ON drills (procedure_id, started_at)",
+    "CREATE TABLE IF NOT EXISTS drill_seals (procedure_id TEXT PRIMARY KEY, seal_id TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS schedule_runs (name TEXT PRIMARY KEY, last_run_at BIGINT NOT NULL)",
 ];
 
 /// PostgreSQL schema.
@@ -63,4 +67,16 @@ pub(crate) const POSTGRES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS grants_to_end ON grants (ended_at, end_requested_at)",
     "CREATE TABLE IF NOT EXISTS target_reports (procedure_id TEXT NOT NULL, kind TEXT NOT NULL, at BIGINT NOT NULL, ok BIGINT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (procedure_id, kind))",
     "CREATE TABLE IF NOT EXISTS attestations (custodian TEXT NOT NULL, key_fingerprint TEXT NOT NULL, attested_at BIGINT, lost_at BIGINT, lost_reason TEXT, PRIMARY KEY (custodian, key_fingerprint))",
+    "CREATE TABLE IF NOT EXISTS drills (id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, mode TEXT NOT NULL, injections TEXT NOT NULL, requested_by TEXT NOT NULL, started_at BIGINT NOT NULL, finished_at BIGINT, outcome TEXT NOT NULL, break_id TEXT, content_hash TEXT NOT NULL, time_to_access_ms BIGINT, report TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS drills_procedure ON drills (procedure_id, started_at)",
+    "CREATE TABLE IF NOT EXISTS drill_seals (procedure_id TEXT PRIMARY KEY, seal_id TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS schedule_runs (name TEXT PRIMARY KEY, last_run_at BIGINT NOT NULL)",
 ];
+
+/// Columns added after their table was first released: `(table, column, ALTER statement)`.
+/// Each is added when missing, so a data directory made by an earlier version keeps working.
+pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[(
+    "breaks",
+    "drill_id",
+    "ALTER TABLE breaks ADD COLUMN drill_id TEXT",
+)];

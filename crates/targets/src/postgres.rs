@@ -29,7 +29,7 @@ use base64::Engine as _;
 use breakglass_custody::Secret;
 use breakglass_domain::{OnEnd, Procedure, TargetConfig, TargetKind, ident_ok};
 use breakglass_engine::ports::{
-    EndCause, GrantRequest, HealthCheck, Issued, PrivilegedAccount, Target, TargetError,
+    EndCause, GrantRequest, HealthCheck, Issued, PrivilegedAccount, Session, Target, TargetError,
 };
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -229,6 +229,23 @@ impl Target for PostgresTarget {
             done["sessions_still_running"] = remaining.into();
         }
         Ok(done)
+    }
+
+    async fn login(
+        &self,
+        procedure: &Procedure,
+        access: &Secret,
+    ) -> Result<Box<dyn Session>, TargetError> {
+        let s = Settings::of(procedure)?;
+        let login = Login::from_credential(access, &s)?;
+        let scrub = [login.password.expose_secret()];
+        let who = format!("grant role `{}`", login.user);
+        let conn = connect(&login.options, &s, &who, &scrub).await?;
+        Ok(Box::new(PgSession {
+            conn: Some(conn),
+            label: s.label.clone(),
+            scrub: login.password,
+        }))
     }
 
     async fn check(&self, procedure: &Procedure) -> Result<Vec<HealthCheck>, TargetError> {
@@ -442,6 +459,42 @@ impl Settings {
 
 /// How to log in as one role: sqlx options (never shown: their `Debug` holds the password),
 /// the user, and the password for statements and scrubbing.
+/// A client session opened with a grant's access (drills log in as a real client would).
+struct PgSession {
+    conn: Option<PgConnection>,
+    label: String,
+    scrub: SecretString,
+}
+
+#[async_trait]
+impl Session for PgSession {
+    async fn ping(&mut self) -> Result<(), TargetError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(TargetError::Unreachable {
+                target: self.label.clone(),
+                message: "the session is closed".into(),
+            });
+        };
+        let result = sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&mut *conn)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // A terminated backend is gone for good: drop the connection.
+                self.conn = None;
+                Err(TargetError::Unreachable {
+                    target: self.label.clone(),
+                    message: format!(
+                        "session ended: {}",
+                        scrub_text(&e.to_string(), &[self.scrub.expose_secret()])
+                    ),
+                })
+            }
+        }
+    }
+}
+
 struct Login {
     options: PgConnectOptions,
     user: String,

@@ -124,6 +124,8 @@ impl Fx {
             escalation: Vec::new(),
             max_credential_age: None,
             drill_every: None,
+            drill_automated: false,
+            drill_max_time_to_access: None,
             dependencies: Vec::new(),
             protects_against: Vec::new(),
         }

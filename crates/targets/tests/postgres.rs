@@ -156,6 +156,8 @@ impl Fx {
             escalation: vec![],
             max_credential_age: None,
             drill_every: None,
+            drill_automated: false,
+            drill_max_time_to_access: None,
             dependencies: vec![],
             protects_against: Vec::new(),
         }
