@@ -344,6 +344,12 @@ pub(crate) enum AuditCmd {
 
 /// Runs one command.
 pub(crate) async fn run(cli: Cli) -> Result<()> {
+    if cli.output == Format::Sarif && !matches!(cli.command, Command::Check(_)) {
+        return Err(anyhow!(Exit {
+            code: exit::USAGE,
+            message: "--output sarif is for `breakglass check` only".into(),
+        }));
+    }
     match &cli.command {
         Command::Serve(a) => serve(&cli, a).await,
         Command::Demo(a) => crate::demo::run(&cli, a).await,
@@ -1561,15 +1567,23 @@ async fn check(cli: &Cli, a: &CheckArgs) -> Result<()> {
         let mut errors = Vec::new();
         let mut out = Vec::new();
         for (name, text) in read_files(&a.files)? {
-            match parse_procedures(&name, &text, &limits) {
-                Ok(parsed) => {
-                    for p in parsed {
-                        let r = breakglass_domain::readiness::lint(&p.procedure, &policy);
+            match breakglass_domain::readiness::lint_file(&name, &text, &limits, &policy) {
+                Ok(linted) => {
+                    for l in linted {
+                        let r = &l.readiness;
+                        let findings = r.findings.iter().map(|f| {
+                            let mut v = json!({"verdict": f.verdict.as_str(), "code": f.code, "message": f.message});
+                            if let Some((line, column)) = l.position(f) {
+                                v["line"] = json!(line);
+                                v["column"] = json!(column);
+                            }
+                            v
+                        });
                         out.push(json!({
                             "procedure": r.procedure,
                             "file": name,
                             "verdict": r.verdict.as_str(),
-                            "findings": r.findings.iter().map(|f| json!({"verdict": f.verdict.as_str(), "code": f.code, "message": f.message})).collect::<Vec<_>>(),
+                            "findings": findings.collect::<Vec<_>>(),
                         }));
                     }
                 }
@@ -1587,7 +1601,9 @@ async fn check(cli: &Cli, a: &CheckArgs) -> Result<()> {
         }
         out
     };
-    if cli.output.is_json() {
+    if cli.output == Format::Sarif {
+        output::json(&crate::sarif::log(&verdicts));
+    } else if cli.output.is_json() {
         output::json(&json!({"procedures": verdicts}));
     } else {
         for v in &verdicts {

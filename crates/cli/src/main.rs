@@ -13,6 +13,7 @@ mod client;
 mod commands;
 mod demo;
 mod output;
+mod sarif;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,6 +106,8 @@ pub(crate) enum Command {
 pub(crate) mod exit {
     /// Other failure.
     pub(crate) const FAILURE: u8 = 1;
+    /// Usage error (clap's own code for bad arguments).
+    pub(crate) const USAGE: u8 = 2;
     /// Invalid input.
     pub(crate) const INVALID: u8 = 3;
     /// Not signed in or not allowed.

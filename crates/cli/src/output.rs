@@ -11,6 +11,8 @@ pub(crate) enum Format {
     Text,
     /// JSON, one document.
     Json,
+    /// SARIF 2.1.0, for code scanning (`check` only).
+    Sarif,
 }
 
 impl Format {
