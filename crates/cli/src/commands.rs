@@ -52,6 +52,16 @@ pub(crate) struct ServeArgs {
     /// …or after this long with new entries.
     #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
     pub(crate) checkpoint_interval: std::time::Duration,
+    /// An identity provider the organisation runs (repeatable, e.g. `okta`): a drill with
+    /// `--inject idp-down` fails if any step of a procedure's path depends on one.
+    #[arg(long = "identity-provider", value_delimiter = ',')]
+    pub(crate) identity_providers: Vec<String>,
+    /// Ask custodians to attest their key (through the alert channels) this often.
+    #[arg(long, default_value = "30d", value_parser = parse_duration_arg)]
+    pub(crate) attestation_interval: std::time::Duration,
+    /// How often the scheduler looks for due automated drills and attestation requests.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+    pub(crate) schedule_interval: std::time::Duration,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -98,6 +108,11 @@ pub(crate) struct SealArgs {
     /// Keep a trailing newline (by default one trailing newline is removed).
     #[arg(long)]
     pub(crate) keep_newline: bool,
+    /// Seal the procedure's drill credential instead (for PostgreSQL a URL
+    /// `postgresql://DRILL_ROLE:PASSWORD@HOST:PORT/DB` of a role of its own that may create
+    /// roles and grant the procedure's role), to the server's drill identities.
+    #[arg(long)]
+    pub(crate) drill: bool,
 }
 
 /// `custodian` subcommands.
@@ -365,6 +380,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Audit(a) => audit(&cli, a).await,
         Command::Channel(c) => channel(&cli, c).await,
         Command::Target(t) => target(&cli, t).await,
+        Command::Drill(d) => crate::drill::run(&cli, d).await,
         Command::Ack(a) => ack(&cli, a).await,
     }
 }
@@ -381,6 +397,9 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     config.public_url = a.public_url.clone();
     config.checkpoint_every_entries = a.checkpoint_every;
     config.checkpoint_interval = a.checkpoint_interval;
+    config.engine.identity_providers = a.identity_providers.clone();
+    config.engine.attestation_interval = a.attestation_interval;
+    config.schedule_interval = a.schedule_interval;
     let built = breakglass_server::build(config).await?;
     if built.bootstrap_token.is_some() {
         eprintln!(
@@ -449,7 +468,7 @@ pub(crate) fn read_identity(path: &Path) -> Result<Identity> {
 }
 
 /// A client signed in as the CLI options say: token, else identity, else the data dir's admin token.
-async fn connect(cli: &Cli) -> Result<Client> {
+pub(crate) async fn connect(cli: &Cli) -> Result<Client> {
     let mut client = Client::new(&cli.server, cli.token.clone());
     if client.has_token() {
         return Ok(client);
@@ -642,7 +661,7 @@ async fn seal(cli: &Cli, a: &SealArgs) -> Result<()> {
             message: "the secret is empty".into()
         }));
     }
-    let body = json!({"secret_b64": B64.encode(bytes.as_slice())});
+    let body = json!({"secret_b64": B64.encode(bytes.as_slice()), "drill": a.drill});
     let r = connect(cli)
         .await?
         .post(
@@ -654,11 +673,17 @@ async fn seal(cli: &Cli, a: &SealArgs) -> Result<()> {
         output::json(&r);
     } else {
         println!(
-            "sealed {} as {}: {} of {} custodians ({})",
+            "sealed {}{} as {}: {} of {} {} ({})",
             a.procedure,
+            if a.drill { "'s drill credential" } else { "" },
             field(&r["seal_id"]),
             field(&r["threshold"]),
             r["custodians"].as_array().map_or(0, Vec::len),
+            if a.drill {
+                "drill identities"
+            } else {
+                "custodians"
+            },
             r["custodians"]
                 .as_array()
                 .into_iter()

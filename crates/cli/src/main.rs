@@ -7,11 +7,12 @@
 //! lifecycle (wrong state, window closed, already approved…); 7 server unreachable or store
 //! unavailable; 8 audit verification failed; 9 a target refused or failed, or its health check
 //! found a problem; 10 `check` found a broken procedure (or a degraded one, with --strict), or
-//! `whatif` found one that could not be opened.
+//! `whatif` found one that could not be opened; 11 a drill failed.
 
 mod client;
 mod commands;
 mod demo;
+mod drill;
 mod output;
 mod sarif;
 
@@ -100,6 +101,9 @@ pub(crate) enum Command {
     WhatIf(commands::WhatIfArgs),
     /// Acknowledge a break alert with the token from its link.
     Ack(commands::AckArgs),
+    /// Drills: run one (automated or live, with injected failures), list them, show a report.
+    #[command(subcommand)]
+    Drill(drill::DrillCmd),
 }
 
 /// Exit codes (documented in the module header and the README).
@@ -124,6 +128,8 @@ pub(crate) mod exit {
     pub(crate) const TARGET: u8 = 9;
     /// `check`: a procedure is broken (or degraded, with --strict).
     pub(crate) const NOT_READY: u8 = 10;
+    /// `drill run`: the drill failed.
+    pub(crate) const DRILL_FAILED: u8 = 11;
 }
 
 /// An error that knows its exit code.

@@ -1,0 +1,317 @@
+//! `breakglass drill` over a real port against a private PostgreSQL cluster: `seal --drill`
+//! seals the drill credential, `drill run` passes end to end and writes its report in JSON,
+//! Markdown and HTML, `--inject target-down` exits 11 with the reason, `drill list` and
+//! `drill show` read the history, a live drill is a real break the custodians approve with
+//! their own keys, and `check` counts the latest drill.
+
+mod common;
+
+use common::{Server, keygen, stderr, stdout, stdout_json};
+
+async fn sql(pg: &breakglass_testkit::pgcluster::PgCluster, db: &str, text: String) {
+    let mut c = pg.connect(db).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(text))
+        .execute(&mut c)
+        .await
+        .expect("setup SQL");
+    let _ = sqlx::Connection::close(c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_through_the_cli() {
+    let Some(pg) = breakglass_testkit::pgcluster::cluster("cli::drill::drills_through_the_cli")
+    else {
+        return;
+    };
+    let db = pg.fresh_db().await;
+    let sfx = db["bg_test_".len()..].to_owned();
+    let (adm, drl, app, op) = (
+        format!("dadm_{sfx}"),
+        format!("ddrl_{sfx}"),
+        format!("dapp_{sfx}"),
+        format!("dop_{sfx}"),
+    );
+    let admin_pw = format!("adm-{sfx}");
+    sql(
+        pg,
+        &db,
+        format!(
+            "CREATE ROLE {adm} LOGIN PASSWORD '{admin_pw}' CREATEROLE;
+             CREATE ROLE {drl} LOGIN PASSWORD 'drl-{sfx}' CREATEROLE;
+             CREATE ROLE {app} NOLOGIN;
+             GRANT {app} TO {adm} WITH ADMIN OPTION;
+             GRANT {app} TO {drl} WITH ADMIN OPTION;
+             CREATE ROLE {op} LOGIN PASSWORD 'op-{sfx}' CREATEROLE;
+             GRANT pg_signal_backend TO {op};"
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("keys");
+    std::fs::write(
+        dir.path().join("targets.yaml"),
+        format!(
+            "connections:\n  - name: pg\n    kind: postgres\n    operator_url: {}\n",
+            pg.url(&op, &format!("op-{sfx}"), &db)
+        ),
+    )
+    .expect("targets file");
+    // An alert receiver on loopback: a webhook channel answering 200 to everything.
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let raddr = receiver.local_addr().expect("addr");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = receiver.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                // Read the head and the body its Content-Length announces.
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    std::fs::write(
+        dir.path().join("channels.yaml"),
+        format!(
+            "channels:\n  - name: ops\n    kind: webhook\n    url: http://{raddr}/hook\n    secret: s3cret-for-tests\n"
+        ),
+    )
+    .expect("channels file");
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--targets",
+            dir.path().join("targets.yaml").to_str().expect("utf-8"),
+            "--channels",
+            dir.path().join("channels.yaml").to_str().expect("utf-8"),
+        ],
+    );
+
+    let mut custodians = String::new();
+    for name in ["alice", "bob", "carol"] {
+        let (_, key) = keygen(&keys, name);
+        custodians.push_str(&format!("  - name: {name}\n    key: {key}\n"));
+    }
+    let file = keys.join("pg.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "id: pg\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {db}\n    admin_user: {adm}\n    grant_role: {app}\n    connection: pg\n    sslmode: disable\n    inventory: postgres, {adm}, {op}, {drl}\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\nalert_channels: [ops]\ndrill:\n  every: 30d\n  max_time_to_access: 1m\n",
+            pg.host, pg.port
+        ),
+    )
+    .expect("procedure");
+    server
+        .cli()
+        .args(["procedure", "apply"])
+        .arg(&file)
+        .assert()
+        .success();
+    server
+        .cli()
+        .args(["seal", "pg"])
+        .write_stdin(format!("{admin_pw}\n"))
+        .assert()
+        .success();
+
+    // Without a drill credential the drill is refused with the command that fixes it.
+    let a = server.cli().args(["drill", "run", "pg"]).assert().code(3);
+    assert!(stderr(&a).contains("seal pg --drill"), "{}", stderr(&a));
+    let drill_url = pg.url(&drl, &format!("drl-{sfx}"), &db);
+    let a = server
+        .cli()
+        .args(["seal", "pg", "--drill"])
+        .write_stdin(format!("{drill_url}\n"))
+        .assert()
+        .success();
+    assert!(stdout(&a).contains("drill identities"), "{}", stdout(&a));
+
+    // An automated drill passes and writes its report.
+    let reports = dir.path().join("reports");
+    let a = server
+        .cli()
+        .args(["drill", "run", "pg", "--grant", "1s", "--report"])
+        .arg(&reports)
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(out.contains("PASSED"), "{out}");
+    assert!(out.contains("first login"), "{out}");
+    assert!(!out.contains(&format!("drl-{sfx}")), "no secret printed");
+    let a = server
+        .cli()
+        .args(["--output", "json", "drill", "list", "pg"])
+        .assert()
+        .success();
+    let list = stdout_json(&a);
+    let id = list["drills"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(list["drills"][0]["outcome"], "passed");
+    for ext in ["json", "md", "html"] {
+        let path = reports.join(format!("{id}.{ext}"));
+        let text = std::fs::read_to_string(&path).expect("report file");
+        // Markdown escapes `_` in untrusted text.
+        let named = text.contains(&id) || text.contains(&id.replace('_', "\\_"));
+        assert!(named, "{ext} report names the drill");
+    }
+    let html = std::fs::read_to_string(reports.join(format!("{id}.html"))).expect("html");
+    assert!(html.contains("<svg") && html.contains("id=\"timeline\""));
+    let a = server
+        .cli()
+        .args(["drill", "show", &id, "--format", "md"])
+        .assert()
+        .success();
+    assert!(stdout(&a).contains("PASSED"), "{}", stdout(&a));
+
+    // The live posture counts the drill: no `drill.*` finding.
+    let a = server.cli().args(["--output", "json", "check"]).assert();
+    let verdicts = stdout_json(&a);
+    let text = verdicts.to_string();
+    assert!(!text.contains("drill.never"), "{text}");
+
+    // An injected target outage fails the drill (exit 11) and says why.
+    let a = server
+        .cli()
+        .args([
+            "drill",
+            "run",
+            "pg",
+            "--grant",
+            "1s",
+            "--inject",
+            "target-down",
+        ])
+        .assert()
+        .code(11);
+    let out = format!("{}{}", stdout(&a), stderr(&a));
+    assert!(out.contains("target is down"), "{out}");
+    let a = server
+        .cli()
+        .args(["drill", "run", "pg", "--inject", "disk-full"])
+        .assert()
+        .code(3);
+    assert!(stderr(&a).contains("unknown injection"), "{}", stderr(&a));
+
+    // A live drill: a real break flagged as a drill, approved by the custodians' own keys.
+    let (_, dave) = keygen(&keys, "dave");
+    std::fs::write(keys.join("dave.pub"), format!("{dave}\n")).expect("dave.pub");
+    server
+        .cli()
+        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
+        .arg(keys.join("dave.pub"))
+        .assert()
+        .success();
+    let key = |n: &str| keys.join(format!("{n}.key"));
+    let a = server
+        .cli()
+        .arg("--identity")
+        .arg(key("dave"))
+        .args([
+            "--output",
+            "json",
+            "drill",
+            "run",
+            "pg",
+            "--live",
+            "--grant",
+            "2s",
+            "--no-wait",
+        ])
+        .assert()
+        .success();
+    let live = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+    let mut break_id = None;
+    for _ in 0..100 {
+        let a = server
+            .cli()
+            .args(["--output", "json", "drill", "show", &live])
+            .assert()
+            .success();
+        if let Some(b) = stdout_json(&a)["break"].as_str() {
+            break_id = Some(b.to_owned());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let break_id = break_id.expect("the live drill opened a break");
+    for n in ["alice", "bob"] {
+        server
+            .cli()
+            .arg("--identity")
+            .arg(key(n))
+            .args(["approve", &break_id])
+            .assert()
+            .success();
+    }
+    let mut view = serde_json::Value::Null;
+    for _ in 0..300 {
+        let a = server
+            .cli()
+            .args(["--output", "json", "drill", "show", &live])
+            .assert()
+            .success();
+        view = stdout_json(&a);
+        if view["outcome"] != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let checks = view["checks"].as_array().expect("checks");
+    let granted = checks
+        .iter()
+        .find(|c| c["check"] == "granted")
+        .expect("granted check");
+    assert_eq!(granted["ok"], true, "{view:#}");
+    assert!(view["time_to_access_ms"].as_i64().is_some(), "{view:#}");
+    let steps: Vec<&str> = view["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert_eq!(
+        steps.iter().filter(|s| **s == "share accepted").count(),
+        2,
+        "{steps:?}"
+    );
+    assert!(steps.contains(&"rotated and re-sealed"), "{steps:?}");
+    // The alert arrived, but nobody acknowledged it: a live drill measures humans, and says so.
+    let alerted = checks
+        .iter()
+        .find(|c| c["check"] == "alerted")
+        .expect("alerted");
+    assert_eq!(alerted["ok"], true, "{view:#}");
+    let acked = checks
+        .iter()
+        .find(|c| c["check"] == "acknowledged")
+        .expect("acknowledged");
+    assert_eq!(acked["ok"], false, "{view:#}");
+    assert_eq!(view["outcome"], "failed");
+}
