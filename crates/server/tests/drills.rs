@@ -573,3 +573,109 @@ async fn injected_failures_fail_or_pass_for_the_right_reason() {
     assert_eq!(left, 0, "no grant role left on the target");
     f.engine.settle().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_run_due_drills_and_attestation_requests_once_across_restarts() {
+    let Some(f) = fixture(
+        "server::drills::schedules_run_due_drills_and_attestation_requests_once_across_restarts",
+    )
+    .await
+    else {
+        return;
+    };
+    let auto = procedure(&f, "auto", &["alice", "bob"], 2, "alert_channels: [hook]\n").replace(
+        "drill:\n  every: 30d\n",
+        "drill:\n  every: 30d\n  automated: true\n",
+    );
+    install(&f, "auto", &auto).await;
+    // Scheduled but without a drill credential: skipped, not failed.
+    let manual = procedure(
+        &f,
+        "manual",
+        &["carol", "dan"],
+        2,
+        "alert_channels: [hook]\n",
+    );
+    f.engine
+        .apply(&admin(), &[("manual.yaml".into(), manual)])
+        .await
+        .unwrap();
+
+    let started = f.engine.run_due_drills().await.unwrap();
+    assert_eq!(started.len(), 1, "{started:?}");
+    // Running: not started again.
+    assert!(f.engine.run_due_drills().await.unwrap().is_empty());
+    let mut done = None;
+    for _ in 0..300 {
+        let d = f.engine.drill(&admin(), &started[0]).await.unwrap();
+        if d.outcome != "running" {
+            done = Some(d);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = done.expect("the scheduled drill finished");
+    assert_eq!(d.outcome, "passed", "{:#}", d.report);
+    assert_eq!(d.requested_by, "scheduler");
+    assert!(
+        f.engine.run_due_drills().await.unwrap().is_empty(),
+        "not due for 30 days"
+    );
+
+    // Attestation requests: every custodian of every procedure, once per interval.
+    let asked = f.engine.request_due_attestations().await.unwrap();
+    assert_eq!(asked, vec!["alice", "bob", "carol", "dan"]);
+    assert!(
+        f.engine
+            .request_due_attestations()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Deliver them: the webhook receives one request per custodian, naming the command.
+    f.engine.deliver_alerts().await.unwrap();
+    let got = f.receiver.got.lock().unwrap().clone();
+    let requests: Vec<&Value> = got
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["event"] == "attestation.requested")
+        .collect();
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    assert!(
+        requests[0]
+            .to_string()
+            .contains("breakglass custodian attest")
+    );
+
+    // A restart (a new server on the same data dir) neither repeats nor skips.
+    let mut config = ServerConfig::new(f.dir.path().join("data"));
+    config.targets_file = Some(f.dir.path().join("targets.yaml"));
+    config.channels_file = Some(f.dir.path().join("channels.yaml"));
+    config.engine.attestation_interval = Duration::from_secs(2);
+    let restarted = build(config).await.unwrap().state.engine.clone();
+    assert!(restarted.run_due_drills().await.unwrap().is_empty());
+    assert!(
+        restarted
+            .request_due_attestations()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Once the (shortened) interval passed, they are due again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(restarted.request_due_attestations().await.unwrap().len(), 4);
+    let audit = restarted.audit_entries(&admin(), 1, 100_000).await.unwrap();
+    assert_eq!(
+        audit.iter().filter(|e| e.kind == "schedule.ran").count(),
+        1,
+        "one scheduled drill, audited"
+    );
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.kind == "attestation.requested")
+            .count(),
+        8
+    );
+    f.engine.settle().await;
+}

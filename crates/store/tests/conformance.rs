@@ -473,6 +473,83 @@ async fn grant_records(store: SqlStore) {
     );
 }
 
+/// Drill history, drill seals and schedule runs: stored and read back alike on both backends.
+async fn drill_records(store: SqlStore) {
+    use breakglass_engine::ports::DrillRecord;
+    let draft = Draft {
+        time_ms: T0,
+        actor: "t".into(),
+        kind: "drill.test".into(),
+        procedure: None,
+        break_id: None,
+        payload: json!({}),
+    };
+    let drill = |id: &str, procedure: &str, at: i64, outcome: &str| DrillRecord {
+        id: id.into(),
+        procedure: procedure.into(),
+        mode: "automated".into(),
+        injections: vec!["channel-down:ops".into(), "custodian-lost:alice".into()],
+        requested_by: "admin".into(),
+        started_at: Timestamp(at),
+        finished_at: (outcome != "running").then_some(Timestamp(at + 900)),
+        outcome: outcome.into(),
+        break_id: Some(format!("brk_{id}")),
+        content_hash: "ab12".into(),
+        time_to_access_ms: Some(412),
+        report: json!({"steps": [{"step": "requested", "offset_ms": 3}], "checks": [{"check": "granted", "ok": true, "reason": "r"}]}),
+    };
+    let a1 = drill("drl_a1", "a", T0, "failed");
+    let a2 = drill("drl_a2", "a", T0 + 10, "passed");
+    let a3 = drill("drl_a3", "a", T0 + 20, "running");
+    let b1 = drill("drl_b1", "b", T0 + 5, "passed");
+    let mut tx = store.begin().await.expect("begin");
+    for d in [&a1, &a2, &a3, &b1] {
+        tx.put_drill(d).await.expect("put drill");
+    }
+    tx.put_drill_seal("a", "seal_1", Timestamp(T0))
+        .await
+        .expect("drill seal");
+    tx.put_drill_seal("a", "seal_2", Timestamp(T0 + 1))
+        .await
+        .expect("replace");
+    tx.put_schedule_run("drill:a", Timestamp(T0))
+        .await
+        .expect("run");
+    tx.put_schedule_run("drill:a", Timestamp(T0 + 7))
+        .await
+        .expect("again");
+    tx.commit(vec![draft], vec![]).await.expect("commit");
+
+    let mut r = store.read().await.expect("read");
+    assert_eq!(r.drill("drl_a1").await.expect("get"), Some(a1.clone()));
+    assert_eq!(r.drill("drl_none").await.expect("get"), None);
+    let ids = |v: Vec<DrillRecord>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(r.drills(Some("a"), 10).await.expect("list")),
+        vec!["drl_a3", "drl_a2", "drl_a1"],
+        "newest first"
+    );
+    assert_eq!(
+        ids(r.drills(None, 2).await.expect("list")),
+        vec!["drl_a3", "drl_a2"]
+    );
+    assert_eq!(
+        ids(r.latest_drills().await.expect("latest")),
+        vec!["drl_a2", "drl_b1"],
+        "the latest finished drill per procedure; a running one does not count"
+    );
+    assert_eq!(
+        r.drill_seal("a").await.expect("seal").as_deref(),
+        Some("seal_2")
+    );
+    assert_eq!(r.drill_seal("b").await.expect("seal"), None);
+    assert_eq!(
+        r.schedule_run("drill:a").await.expect("run"),
+        Some(Timestamp(T0 + 7))
+    );
+    assert_eq!(r.schedule_run("attest:x").await.expect("run"), None);
+}
+
 /// Applies the fixture's procedure, enrols dave as requester, seals; returns dave.
 async fn sealed_with_requester(engine: &Engine, f: &Fixture) -> Actor {
     engine
@@ -654,6 +731,40 @@ mod sqlite {
         super::grant_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
     }
 
+    #[tokio::test]
+    async fn drill_records() {
+        let (_d, p) = path();
+        super::drill_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
+    /// A data dir made before `breaks.drill_id` existed: opening it adds the column and keeps
+    /// every row.
+    #[tokio::test]
+    async fn upgrades_an_earlier_breaks_table() {
+        let (_d, p) = path();
+        {
+            let url = format!("sqlite://{}?mode=rwc", p.display());
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+                .await
+                .expect("raw sqlite");
+            sqlx::raw_sql(
+                "CREATE TABLE breaks (id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, seal_id TEXT NOT NULL, requester TEXT NOT NULL, reason TEXT NOT NULL, ticket TEXT NOT NULL, duration_ms BIGINT NOT NULL, quorum BIGINT NOT NULL, requested_at BIGINT NOT NULL, approval_deadline BIGINT NOT NULL, approvals TEXT NOT NULL, state TEXT NOT NULL, granted_at BIGINT, deadline BIGINT, revealed_at BIGINT, ended_at BIGINT, closed_by TEXT, due_at BIGINT);
+                 INSERT INTO breaks VALUES ('brk_old', 'p', 'seal_x', 'dave', 'r', 't', 60000, 2, 1, 2, '[]', 'requested', NULL, NULL, NULL, NULL, NULL, 2);",
+            )
+            .execute(&mut c)
+            .await
+            .expect("old schema");
+        }
+        let store = SqlStore::open_sqlite(&p).await.expect("open upgrades");
+        let mut r = store.read().await.expect("read");
+        let b = r.break_("brk_old").await.expect("read").expect("kept");
+        assert_eq!(b.info().drill, None);
+        drop(r);
+        // Opening again is a no-op.
+        drop(store);
+        SqlStore::open_sqlite(&p).await.expect("reopen");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writers() {
         let (_d, p) = path();
@@ -712,6 +823,9 @@ mod postgres {
     });
     pg_test!(grant_records, |url: String| async move {
         super::grant_records(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(drill_records, |url: String| async move {
+        super::drill_records(SqlStore::connect(&url).await.expect("connect")).await
     });
     pg_test!(restart_across_deadline, |url: String| async move {
         super::restart_across_deadline(|| {
