@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::procedure::{Procedure, parse_duration};
+use crate::time::Timestamp;
 
 /// How a drill is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,5 +159,97 @@ mod tests {
         let e = Injection::parse("target-slow:soon").unwrap_err();
         assert!(e.contains("target-slow delay"), "{e}");
         assert!(DrillMode::parse("manual").is_err());
+    }
+}
+
+/// When automated drills run, as a cron expression (UTC): five fields, minute first
+/// (`0 3 * * MON`), or six or seven with seconds first.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    text: String,
+    schedule: cron::Schedule,
+}
+
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl CronSchedule {
+    /// Parses an expression; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<CronSchedule, String> {
+        use std::str::FromStr;
+        let text = text.trim();
+        let fields = text.split_whitespace().count();
+        let full = match fields {
+            5 => format!("0 {text}"),
+            6 | 7 => text.to_owned(),
+            n => {
+                return Err(format!(
+                    "`{text}` has {n} fields; a cron expression has 5 (minute hour day month weekday)"
+                ));
+            }
+        };
+        let schedule = cron::Schedule::from_str(&full)
+            .map_err(|e| format!("`{text}` is not a cron expression: {e}"))?;
+        if schedule.upcoming(chrono::Utc).next().is_none() {
+            return Err(format!("`{text}` never fires"));
+        }
+        Ok(CronSchedule {
+            text: text.to_owned(),
+            schedule,
+        })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The first time it fires strictly after `t`.
+    pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(t.0)?;
+        self.schedule
+            .after(&at)
+            .next()
+            .map(|n| Timestamp(n.timestamp_millis()))
+    }
+}
+
+#[cfg(test)]
+mod cron_tests {
+    use super::*;
+
+    #[test]
+    fn five_field_expressions_fire_at_the_next_match() {
+        let c = CronSchedule::parse("30 3 * * *").unwrap();
+        // 2026-11-29T00:00:00Z
+        let midnight = Timestamp(1_795_910_400_000);
+        assert_eq!(
+            c.next_after(midnight),
+            Some(Timestamp(midnight.0 + (3 * 3600 + 30 * 60) * 1000))
+        );
+        let next = c.next_after(Timestamp(midnight.0 + (3 * 3600 + 30 * 60) * 1000));
+        assert_eq!(
+            next,
+            Some(Timestamp(midnight.0 + (27 * 3600 + 30 * 60) * 1000)),
+            "strictly after"
+        );
+        assert_eq!(c.as_str(), "30 3 * * *");
+    }
+
+    #[test]
+    fn bad_expressions_say_why() {
+        assert!(
+            CronSchedule::parse("* * *")
+                .unwrap_err()
+                .contains("has 3 fields")
+        );
+        assert!(
+            CronSchedule::parse("61 * * * *")
+                .unwrap_err()
+                .contains("not a cron expression")
+        );
     }
 }

@@ -481,6 +481,7 @@ mod tests {
             drill_every: None,
             drill_automated: false,
             drill_max_time_to_access: None,
+            drill_cron: None,
             dependencies: vec![],
             protects_against: vec![],
         }

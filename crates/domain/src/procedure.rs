@@ -107,6 +107,11 @@ pub struct DrillSpec {
     /// (needs a drill credential: `breakglass seal PROCEDURE --drill`).
     #[serde(default)]
     pub automated: bool,
+    /// When the server runs automated drills, as a cron expression in UTC (e.g. `0 3 * * MON`),
+    /// instead of whenever the latest drill is older than `every`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cron: Option<Spanned<String>>,
     /// A drill whose time to access (request to first login) is longer fails, e.g. `2m`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
@@ -186,6 +191,8 @@ pub struct Procedure {
     pub drill_automated: bool,
     /// Time-to-access budget of a drill.
     pub drill_max_time_to_access: Option<Duration>,
+    /// When automated drills run, if by cron.
+    pub drill_cron: Option<crate::drill::CronSchedule>,
     /// Declared dependencies.
     pub dependencies: Vec<String>,
     /// The outages this procedure is for.
@@ -519,6 +526,15 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
                 .ok()
         });
     let drill_automated = spec.drill.as_ref().is_some_and(|d| d.automated);
+    let drill_cron = spec
+        .drill
+        .as_ref()
+        .and_then(|d| d.cron.as_ref())
+        .and_then(|c| {
+            crate::drill::CronSchedule::parse(&c.value)
+                .map_err(|e| problem(Some(c.referenced), "drill.cron".into(), e))
+                .ok()
+        });
     for (i, name) in spec.alert_channels.iter().enumerate() {
         if name.trim().is_empty() {
             problem(
@@ -602,6 +618,7 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
         drill_every,
         drill_automated,
         drill_max_time_to_access,
+        drill_cron,
         dependencies: spec.dependencies.clone(),
         protects_against: spec.protects_against.clone(),
     })

@@ -27,7 +27,8 @@ fn due(last: Option<Timestamp>, every: Duration, now: Timestamp) -> bool {
 impl Engine {
     /// Starts an automated drill for every procedure that asks for them (`drill.automated`),
     /// has a drill credential, no drill running, and whose latest drill started longer ago
-    /// than `drill.every`. Returns the drills started.
+    /// than `drill.every` — or, with `drill.cron`, before the expression's latest firing.
+    /// Returns the drills started.
     pub async fn run_due_drills(&self) -> Result<Vec<String>, EngineError> {
         let now = self.now();
         let candidates = {
@@ -49,7 +50,15 @@ impl Engine {
                     .schedule_run(&format!("drill:{}", p.procedure.id))
                     .await?;
                 let last = last_drill.max(last_run);
-                if due(last, every, now) {
+                let is_due = match &p.procedure.drill_cron {
+                    // By cron: due once the first firing after the latest run has passed.
+                    Some(cron) => match last {
+                        None => true,
+                        Some(t) => cron.next_after(t).is_some_and(|next| next <= now),
+                    },
+                    None => due(last, every, now),
+                };
+                if is_due {
                     out.push(p.procedure.id.clone());
                 }
             }

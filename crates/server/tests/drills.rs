@@ -585,7 +585,7 @@ async fn schedules_run_due_drills_and_attestation_requests_once_across_restarts(
     };
     let auto = procedure(&f, "auto", &["alice", "bob"], 2, "alert_channels: [hook]\n").replace(
         "drill:\n  every: 30d\n",
-        "drill:\n  every: 30d\n  automated: true\n",
+        "drill:\n  every: 30d\n  automated: true\n  cron: \"0 0 1 1 *\"\n",
     );
     install(&f, "auto", &auto).await;
     // Scheduled but without a drill credential: skipped, not failed.
@@ -619,7 +619,7 @@ async fn schedules_run_due_drills_and_attestation_requests_once_across_restarts(
     assert_eq!(d.requested_by, "scheduler");
     assert!(
         f.engine.run_due_drills().await.unwrap().is_empty(),
-        "not due for 30 days"
+        "never drilled: due at once; then not before its cron fires (next 1 January)"
     );
 
     // Attestation requests: every custodian of every procedure, once per interval.
