@@ -126,6 +126,7 @@ impl Fx {
             drill_every: None,
             drill_automated: false,
             drill_max_time_to_access: None,
+            drill_cron: None,
             dependencies: Vec::new(),
             protects_against: Vec::new(),
         }

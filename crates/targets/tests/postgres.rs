@@ -158,6 +158,7 @@ impl Fx {
             drill_every: None,
             drill_automated: false,
             drill_max_time_to_access: None,
+            drill_cron: None,
             dependencies: vec![],
             protects_against: Vec::new(),
         }
