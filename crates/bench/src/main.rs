@@ -7,6 +7,7 @@
 mod access;
 mod alerts;
 mod append;
+mod check;
 mod report;
 mod targets;
 mod verify;
@@ -35,6 +36,9 @@ struct Args {
     target_breaks: usize,
     skip_postgres: bool,
     skip_targets: bool,
+    check_procedures: usize,
+    skip_check: bool,
+    only_check: bool,
 }
 
 impl Default for Args {
@@ -53,13 +57,21 @@ impl Default for Args {
             target_breaks: 200,
             skip_postgres: false,
             skip_targets: false,
+            check_procedures: 10_000,
+            skip_check: false,
+            only_check: false,
         }
     }
 }
 
 const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
 [--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] \
-[--alert-events N] [--target-breaks N] [--no-postgres] [--no-targets]";
+[--alert-events N] [--target-breaks N] [--no-postgres] [--no-targets] [--check-procedures N] [--no-check] \
+[--only-check]
+
+--only-check runs section 6 (`breakglass check` over generated files) alone and prints it; it
+needs the release `breakglass` binary next to the bench (`cargo build --release -p breakglass-cli`)
+for its binary rows, and writes no --out file.";
 
 impl Args {
     fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -96,6 +108,12 @@ impl Args {
                 "--target-breaks" => {
                     args.target_breaks = number("--target-breaks", &value("--target-breaks")?)?
                 }
+                "--check-procedures" => {
+                    args.check_procedures =
+                        number("--check-procedures", &value("--check-procedures")?)?
+                }
+                "--no-check" => args.skip_check = true,
+                "--only-check" => args.only_check = true,
                 "--no-postgres" => args.skip_postgres = true,
                 "--no-targets" => args.skip_targets = true,
                 "-h" | "--help" => {
@@ -104,6 +122,11 @@ impl Args {
                 }
                 other => bail!("unknown argument `{other}`\n{USAGE}"),
             }
+        }
+        if args.only_check && (args.skip_check || args.out.is_some()) {
+            bail!(
+                "--only-check prints section 6 alone: it takes neither --no-check nor --out\n{USAGE}"
+            );
         }
         Ok(args)
     }
@@ -130,6 +153,11 @@ impl Args {
             ("--verify-entries", self.verify_entries, d.verify_entries),
             ("--alert-events", self.alert_events, d.alert_events),
             ("--target-breaks", self.target_breaks, d.target_breaks),
+            (
+                "--check-procedures",
+                self.check_procedures,
+                d.check_procedures,
+            ),
         ] {
             if value != default {
                 s.push_str(&format!(" {flag} {value}"));
@@ -140,6 +168,12 @@ impl Args {
         }
         if self.skip_targets {
             s.push_str(" --no-targets");
+        }
+        if self.skip_check {
+            s.push_str(" --no-check");
+        }
+        if self.only_check {
+            s.push_str(" --only-check");
         }
         s
     }
@@ -160,6 +194,12 @@ async fn main() -> Result<()> {
     let args = Args::parse(std::env::args().skip(1))?;
     let started = Instant::now();
     let mut report = Report::new(&args.command_line());
+    if args.only_check {
+        report.postgres(&Err("--only-check given".to_owned()));
+        check_section(&mut report, &args)?;
+        println!("{}", report.finish(started.elapsed()));
+        return Ok(());
+    }
 
     let dir = tempfile::tempdir().context("temp dir for the SQLite databases")?;
     let postgres = if args.skip_postgres {
@@ -171,7 +211,7 @@ async fn main() -> Result<()> {
     report.sqlite_dir(dir.path());
 
     // 1. Time-to-access.
-    eprintln!("[1/5] time-to-access: {} breaks on SQLite", args.breaks);
+    eprintln!("[1/6] time-to-access: {} breaks on SQLite", args.breaks);
     let sqlite = SqlStore::open_sqlite(&dir.path().join("access.db"))
         .await
         .context("open SQLite")?;
@@ -185,7 +225,7 @@ async fn main() -> Result<()> {
         "PostgreSQL",
         match &postgres {
             Ok(_) => {
-                eprintln!("[1/5] time-to-access: {} breaks on PostgreSQL", args.breaks);
+                eprintln!("[1/6] time-to-access: {} breaks on PostgreSQL", args.breaks);
                 Ok(on_postgres("bench::access", |store| {
                     access::run(store, args.breaks, args.warmup)
                 })
@@ -198,7 +238,7 @@ async fn main() -> Result<()> {
     report.access(&access, &args);
 
     // 2. Audit append with durability.
-    eprintln!("[2/5] audit append on SQLite");
+    eprintln!("[2/6] audit append on SQLite");
     let plan = append::Plan {
         commits: args.append_commits,
         batches: args.append_batches,
@@ -219,7 +259,7 @@ async fn main() -> Result<()> {
         "PostgreSQL",
         match &postgres {
             Ok(_) => {
-                eprintln!("[2/5] audit append on PostgreSQL");
+                eprintln!("[2/6] audit append on PostgreSQL");
                 Ok(
                     on_postgres("bench::append", |store| append::run(store, plan))
                         .await
@@ -232,13 +272,13 @@ async fn main() -> Result<()> {
     report.append(&appends, plan);
 
     // 3. Audit verify, in memory.
-    eprintln!("[3/5] audit verify over {} entries", args.verify_entries);
+    eprintln!("[3/6] audit verify over {} entries", args.verify_entries);
     let figures = verify::run(args.verify_entries)?;
     report.verify(&figures);
 
     // 4. Alert latency, through the real server to a local webhook receiver.
     eprintln!(
-        "[4/5] alert latency: {} breaks through the server to a webhook",
+        "[4/6] alert latency: {} breaks through the server to a webhook",
         args.alert_events
     );
     let plan = alerts::Plan {
@@ -260,7 +300,7 @@ async fn main() -> Result<()> {
             Err("--no-targets given".to_owned())
         } else {
             eprintln!(
-                "[5/5] time-to-access per target: {} breaks on {label}",
+                "[5/6] time-to-access per target: {} breaks on {label}",
                 plan.breaks
             );
             let store = SqlStore::open_sqlite(
@@ -276,11 +316,14 @@ async fn main() -> Result<()> {
             .with_context(|| format!("time-to-access on {label}"))?
         };
         if let Err(reason) = &run {
-            eprintln!("[5/5] {label} not measured: {reason}");
+            eprintln!("[5/6] {label} not measured: {reason}");
         }
         per_target.push((label, run));
     }
     report.targets(&per_target, plan);
+
+    // 6. `breakglass check` over generated procedure files.
+    check_section(&mut report, &args)?;
 
     let text = report.finish(started.elapsed());
     println!("{text}");
@@ -288,6 +331,24 @@ async fn main() -> Result<()> {
         std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
+    Ok(())
+}
+
+/// Section 6: `breakglass check` over `--check-procedures` generated files (or why not).
+fn check_section(report: &mut Report, args: &Args) -> Result<()> {
+    let plan = check::Plan {
+        procedures: args.check_procedures,
+    };
+    let run = if args.skip_check {
+        Err("--no-check given".to_owned())
+    } else {
+        eprintln!(
+            "[6/6] breakglass check over {} generated procedure files",
+            plan.procedures
+        );
+        Ok(check::run(plan).context("breakglass check")?)
+    };
+    report.check(&run, plan);
     Ok(())
 }
 

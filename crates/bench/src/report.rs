@@ -11,6 +11,7 @@ use crate::Args;
 use crate::access::AccessFigures;
 use crate::alerts::{self, AlertFigures};
 use crate::append::{AppendFigures, Plan, Workload};
+use crate::check::{self, CheckFigures};
 use crate::targets::{self, TargetFigures};
 use crate::verify::VerifyFigures;
 
@@ -25,6 +26,8 @@ const VERIFY_VS_SHA256: f64 = 0.5;
 const ALERT_P99_MS: f64 = 100.0;
 /// Time-to-access per target: p99 from the quorum-completing approval to a verified login.
 const TARGET_P99_MS: f64 = 50.0;
+/// `breakglass check` target: seconds for 10 000 procedures (scaled to the run's count).
+const CHECK_S_PER_10K: f64 = 1.0;
 
 /// The report being written.
 pub(crate) struct Report {
@@ -673,6 +676,109 @@ impl Report {
             let _ = writeln!(b, "\nSanity check (untimed): {}.", notes.join("; "));
         }
         let _ = writeln!(b);
+    }
+
+    /// The `breakglass check` section.
+    pub(crate) fn check(&mut self, run: &Result<CheckFigures, String>, plan: check::Plan) {
+        let b = &mut self.body;
+        let _ = writeln!(
+            b,
+            "## 6. `breakglass check` over {} procedure files (lint, no server)\n",
+            thousands(plan.procedures as f64)
+        );
+        let target_s = CHECK_S_PER_10K * plan.procedures as f64 / 10_000.0;
+        let f = match run {
+            Ok(f) => f,
+            Err(reason) => {
+                let _ = writeln!(b, "Skipped: {}.\n", cell(reason));
+                return;
+            }
+        };
+        let _ = writeln!(
+            b,
+            "{} generated procedure files, one procedure each ({:.1} MB; 2 to 6 custodians from {} age keys, secret, \
+             PostgreSQL and SSH targets, with and without alert channels, drills, rotation and a dependency on their own \
+             outage), written to a temp dir ({:.1} s, untimed). The lint judged {} ready, {} degraded and {} broken, \
+             with {} findings. In-process rows: `std::fs::read_to_string` of every file, then either \
+             `breakglass_domain::readiness::lint_file` — what `breakglass check FILES` runs for each file: YAML parse, \
+             validation (age keys included), lint, field positions — or, for the baseline, `serde_saphyr::from_multiple` \
+             into untyped `serde_json::Value`s (the YAML parse alone). Binary rows: the real `breakglass` binary, given \
+             every file as an argument, from process start to exit (its runtime start, reading, linting and printing \
+             included). Each pass runs {} times, interleaved, after the files were written (so they are in the page \
+             cache); the fastest run counts.\n",
+            thousands(f.files as f64),
+            f.bytes as f64 / 1e6,
+            check::KEYS,
+            f.generate.as_secs_f64(),
+            thousands(f.verdict(breakglass_domain::Verdict::Ready) as f64),
+            thousands(f.verdict(breakglass_domain::Verdict::Degraded) as f64),
+            thousands(f.verdict(breakglass_domain::Verdict::Broken) as f64),
+            thousands(f.findings as f64),
+            check::ROUNDS
+        );
+        let _ = writeln!(
+            b,
+            "| Pass | Time s | Procedures/s | µs per procedure | × baseline time | Target | Result |"
+        );
+        let _ = writeln!(b, "|---|---:|---:|---:|---:|---|---|");
+        let mut misses = Vec::new();
+        let mut row = |name: &str, d: std::time::Duration, judged: bool| {
+            let pass = d.as_secs_f64() < target_s;
+            if judged && !pass {
+                misses.push(format!(
+                    "`breakglass check`, {name}: {:.3} s ≥ {target_s} s for {} procedures",
+                    d.as_secs_f64(),
+                    f.files
+                ));
+            }
+            let _ = writeln!(
+                b,
+                "| {name} | {:.3} | {} | {:.1} | {:.2}× | {} | {} |",
+                d.as_secs_f64(),
+                thousands(f.per_s(d)),
+                d.as_secs_f64() * 1e6 / f.files as f64,
+                d.as_secs_f64() / f.baseline.as_secs_f64(),
+                if judged {
+                    format!("< {target_s} s")
+                } else {
+                    "—".to_owned()
+                },
+                if judged { verdict(pass) } else { "—" }
+            );
+        };
+        row(
+            "read + YAML parse to untyped values (baseline)",
+            f.baseline,
+            false,
+        );
+        row("**read + `lint_file`, in process**", f.lint, true);
+        match &f.binary {
+            Ok(bin) => {
+                row(
+                    "**`breakglass --output json check FILES…`**",
+                    bin.json,
+                    true,
+                );
+                row("`breakglass --output sarif check FILES…`", bin.sarif, false);
+            }
+            Err(reason) => {
+                let _ = writeln!(
+                    b,
+                    "| `breakglass check FILES…` | skipped ({}) | | | | < {target_s} s | SKIPPED |",
+                    cell(reason)
+                );
+            }
+        }
+        if let Ok(bin) = &f.binary {
+            let _ = writeln!(
+                b,
+                "\nBinary: `{}`. Sanity check (untimed): the binary's JSON judged every procedure, and its SARIF log \
+                 holds one result per finding of the in-process lint.",
+                bin.path.display()
+            );
+        }
+        let _ = writeln!(b);
+        self.misses.extend(misses);
     }
 
     /// The finished Markdown.
