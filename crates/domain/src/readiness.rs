@@ -186,6 +186,12 @@ pub const RULES: &[Rule] = &[
         help: "Run a drill now with `breakglass drill run`.",
     },
     Rule {
+        code: "drill.no_credential",
+        verdict: Verdict::Degraded,
+        summary: "automated drills are scheduled but no drill credential is sealed",
+        help: "Seal the drill credential with `breakglass seal PROCEDURE --drill` (see docs/drills.md).",
+    },
+    Rule {
         code: "drill.untested_change",
         verdict: Verdict::Degraded,
         summary: "the procedure changed since its latest drill",
@@ -479,6 +485,8 @@ pub struct Posture {
     pub discovery_unknown: Option<usize>,
     /// Audit sinks currently behind.
     pub sinks_lagging: Vec<String>,
+    /// A drill credential is sealed (automated drills can run).
+    pub drill_credential: bool,
 }
 
 /// A health check older than this is stale.
@@ -550,6 +558,16 @@ pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readines
             }
         }
         (None, None) => {}
+    }
+    if p.drill_automated && !posture.drill_credential {
+        out.push(finding(
+            Degraded,
+            "drill.no_credential",
+            format!(
+                "automated drills are scheduled but no drill credential is sealed: run `breakglass seal {} --drill`",
+                p.id
+            ),
+        ));
     }
     for (name, configured, tested) in &posture.channels {
         if !configured {
@@ -721,6 +739,7 @@ mod tests {
             target_check: None,
             discovery_unknown: None,
             sinks_lagging: vec![],
+            drill_credential: true,
         }
     }
 
@@ -822,6 +841,37 @@ mod tests {
         let r = assess(&p, &LintPolicy::default(), &posture);
         assert_eq!(r.verdict, Verdict::Degraded);
         assert_eq!(r.findings[0].code, "drill.untested_change");
+    }
+
+    #[test]
+    fn scheduled_automated_drills_need_a_drill_credential() {
+        let p = procedure(
+            3,
+            2,
+            "alert_channels: [ops]\ndrill: {every: 30d, automated: true}\nrotation: {max_credential_age: 90d}\n",
+        );
+        let mut posture = healthy(&p);
+        assert_eq!(
+            assess(&p, &LintPolicy::default(), &posture).verdict,
+            Verdict::Ready
+        );
+        posture.drill_credential = false;
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert_eq!(r.verdict, Verdict::Degraded);
+        assert_eq!(r.findings[0].code, "drill.no_credential");
+        assert!(
+            r.findings[0].message.contains("seal p --drill"),
+            "{}",
+            r.findings[0].message
+        );
+        // Without `automated`, no drill credential is needed.
+        let manual = procedure(3, 2, GOOD);
+        let mut posture = healthy(&manual);
+        posture.drill_credential = false;
+        assert_eq!(
+            assess(&manual, &LintPolicy::default(), &posture).verdict,
+            Verdict::Ready
+        );
     }
 
     #[test]

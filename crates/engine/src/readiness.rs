@@ -378,6 +378,7 @@ impl Engine {
                         .unwrap_or(0)
                 }),
                 sinks_lagging: lagging.clone(),
+                drill_credential: tx.drill_seal(&p.procedure.id).await?.is_some(),
             };
             out.push(readiness::assess(
                 &p.procedure,
