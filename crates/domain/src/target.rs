@@ -31,6 +31,9 @@ pub struct PostgresTarget {
     pub admin_user: String,
     /// The role the ephemeral login role becomes a member of.
     pub grant_role: String,
+    /// The role automated drills grant instead (same shape, no data privileges), so the
+    /// drill credential, which the server's drill identities open, cannot reach the data.
+    pub drill_grant_role: Option<String>,
     /// What happens to objects the ephemeral role owns at the end.
     pub on_end: OnEnd,
     /// Name of the server-side connection (targets file) holding the operator credential.
@@ -132,6 +135,14 @@ impl Target {
                     dbname: d.ident("dbname"),
                     admin_user: d.ident("admin_user"),
                     grant_role: d.ident("grant_role"),
+                    drill_grant_role: match d.optional("drill_grant_role") {
+                        Some(r) if ident_ok(r.trim()) => Some(r.trim().to_owned()),
+                        Some(_) => {
+                            d.problem("drill_grant_role", "must be a plain role name".into());
+                            None
+                        }
+                        None => None,
+                    },
                     on_end,
                     connection: d.required("connection"),
                     inventory: d.list("inventory"),

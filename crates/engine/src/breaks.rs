@@ -351,8 +351,14 @@ impl Engine {
             None
         } else {
             let target = self.target_for(kind, granted.info.drill.as_deref())?;
+            // An automated drill grants the procedure's `drill_grant_role` when it names one.
+            let drill_view = if drill_seal {
+                crate::drills::drill_grant_view(&stored.procedure)
+            } else {
+                None
+            };
             let request = GrantRequest {
-                procedure: &stored.procedure,
+                procedure: drill_view.as_ref().unwrap_or(&stored.procedure),
                 break_id: &break_id,
                 requester: &granted.info.requester,
                 requester_key: &requester,

@@ -1742,3 +1742,17 @@ fn rest_has_at(url: &str) -> bool {
         .map(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
         .unwrap_or(false)
 }
+
+/// The procedure as an automated drill's grant sees it: for PostgreSQL with a
+/// `drill_grant_role`, that role in place of `grant_role`. `None`: the procedure as it is.
+pub(crate) fn drill_grant_view(p: &Procedure) -> Option<Procedure> {
+    let role = p.target.details.get("drill_grant_role")?;
+    if p.target.kind != TargetKind::Postgres {
+        return None;
+    }
+    let mut view = p.clone();
+    view.target
+        .details
+        .insert("grant_role".into(), role.clone());
+    Some(view)
+}

@@ -95,6 +95,8 @@ async fn fixture(test: &str) -> Option<Fixture> {
              CREATE ROLE {app_role} NOLOGIN;
              GRANT {app_role} TO {admin_role} WITH ADMIN OPTION;
              GRANT {app_role} TO {drill_role} WITH ADMIN OPTION;
+             CREATE ROLE drillapp_{sfx} NOLOGIN;
+             GRANT drillapp_{sfx} TO {drill_role} WITH ADMIN OPTION;
              CREATE ROLE {op_role} LOGIN PASSWORD 'op-{sfx}' CREATEROLE;
              GRANT pg_signal_backend TO {op_role};"
         ),
@@ -249,7 +251,12 @@ async fn automated_drill_proves_the_whole_path_without_the_real_seal() {
     else {
         return;
     };
-    let yaml = procedure(&f, "pg", &["alice", "bob", "carol"], 2, ALERTS);
+    // The drill grants a role of its own (no data privileges) instead of the real grant role.
+    let sfx = &f.db["bg_test_".len()..];
+    let yaml = procedure(&f, "pg", &["alice", "bob", "carol"], 2, ALERTS).replace(
+        "    connection: pg-main\n",
+        &format!("    connection: pg-main\n    drill_grant_role: drillapp_{sfx}\n"),
+    );
     install_with(&f, "pg", &yaml, &f.drill_url).await;
     // The drill credential must be its own role: the real one is refused (a drill rotates it).
     let e = f
@@ -355,6 +362,15 @@ async fn automated_drill_proves_the_whole_path_without_the_real_seal() {
     assert_eq!(history[0].id, d.id);
     let audit = f.engine.audit_entries(&admin(), 1, 10_000).await.unwrap();
     assert!(audit.iter().any(|e| e.kind == "drill.started"));
+    let granted = audit
+        .iter()
+        .find(|e| e.kind == "break.granted" && e.payload["drill"] == d.id.as_str())
+        .expect("the drill's grant");
+    assert_eq!(
+        granted.payload["grant"]["member_of"],
+        format!("drillapp_{sfx}"),
+        "the drill granted its own role, not the data role"
+    );
     assert!(
         audit
             .iter()
