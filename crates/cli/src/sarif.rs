@@ -3,6 +3,8 @@
 //! finding, at its file, line and column when the verdicts came from files, and at its
 //! procedure (a logical location) always.
 
+use std::collections::HashMap;
+
 use breakglass_domain::readiness::{RULES, Verdict};
 use serde_json::{Value, json};
 
@@ -15,18 +17,22 @@ const SCHEMA: &str =
 /// `procedures` (`procedure`, `verdict`, `findings` with `code`, `verdict`, `message`, and
 /// `file` with each finding's `line` and `column` when they came from files).
 pub(crate) fn log(verdicts: &[Value]) -> Value {
-    let mut artifacts: Vec<String> = Vec::new();
+    // Each file once, in the order given; results refer to it by index (a map, as `check`
+    // may be given thousands of files).
+    let mut artifacts: Vec<&str> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     let mut results = Vec::new();
     for v in verdicts {
         let procedure = v["procedure"].as_str().unwrap_or_default();
-        let file = v["file"].as_str();
-        if let Some(f) = file
-            && !artifacts.iter().any(|a| a == f)
-        {
-            artifacts.push(f.to_owned());
-        }
+        let file = v["file"].as_str().map(|f| {
+            let i = *index.entry(f).or_insert_with(|| {
+                artifacts.push(f);
+                artifacts.len() - 1
+            });
+            (f, i)
+        });
         for finding in v["findings"].as_array().into_iter().flatten() {
-            results.push(result(procedure, file, &artifacts, finding));
+            results.push(result(procedure, file, finding));
         }
     }
     let rules: Vec<Value> = RULES
@@ -69,18 +75,15 @@ pub(crate) fn log(verdicts: &[Value]) -> Value {
     })
 }
 
-/// One result: the finding's rule, level and message, at its file position (when it has one)
-/// and its procedure.
-fn result(procedure: &str, file: Option<&str>, artifacts: &[String], finding: &Value) -> Value {
+/// One result: the finding's rule, level and message, at its file (name and artifact index)
+/// and position when it has them, and at its procedure.
+fn result(procedure: &str, file: Option<(&str, usize)>, finding: &Value) -> Value {
     let code = finding["code"].as_str().unwrap_or_default();
     let mut location = json!({
         "logicalLocations": [{"name": procedure, "kind": "resource"}],
     });
-    if let Some(f) = file {
-        let mut physical = json!({"artifactLocation": {"uri": uri(f)}});
-        if let Some(index) = artifacts.iter().position(|a| a == f) {
-            physical["artifactLocation"]["index"] = json!(index);
-        }
+    if let Some((f, index)) = file {
+        let mut physical = json!({"artifactLocation": {"uri": uri(f), "index": index}});
         let line = finding["line"].as_u64().unwrap_or(0);
         let column = finding["column"].as_u64().unwrap_or(0);
         if line > 0 {
