@@ -8,6 +8,7 @@ mod access;
 mod alerts;
 mod append;
 mod check;
+mod drill;
 mod report;
 mod targets;
 mod verify;
@@ -39,6 +40,9 @@ struct Args {
     check_procedures: usize,
     skip_check: bool,
     only_check: bool,
+    drills: usize,
+    skip_drill: bool,
+    only_drill: bool,
 }
 
 impl Default for Args {
@@ -60,6 +64,9 @@ impl Default for Args {
             check_procedures: 10_000,
             skip_check: false,
             only_check: false,
+            drills: 10,
+            skip_drill: false,
+            only_drill: false,
         }
     }
 }
@@ -67,11 +74,12 @@ impl Default for Args {
 const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
 [--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] \
 [--alert-events N] [--target-breaks N] [--no-postgres] [--no-targets] [--check-procedures N] [--no-check] \
-[--only-check]
+[--only-check] [--drills N] [--no-drill] [--only-drill]
 
 --only-check runs section 6 (`breakglass check` over generated files) alone and prints it; it
 needs the release `breakglass` binary next to the bench (`cargo build --release -p breakglass-cli`)
-for its binary rows, and writes no --out file.";
+for its binary rows, and writes no --out file. --only-drill runs section 7 (automated drills on a
+private PostgreSQL cluster) alone and prints it.";
 
 impl Args {
     fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -114,6 +122,9 @@ impl Args {
                 }
                 "--no-check" => args.skip_check = true,
                 "--only-check" => args.only_check = true,
+                "--drills" => args.drills = number("--drills", &value("--drills")?)?,
+                "--no-drill" => args.skip_drill = true,
+                "--only-drill" => args.only_drill = true,
                 "--no-postgres" => args.skip_postgres = true,
                 "--no-targets" => args.skip_targets = true,
                 "-h" | "--help" => {
@@ -158,6 +169,7 @@ impl Args {
                 self.check_procedures,
                 d.check_procedures,
             ),
+            ("--drills", self.drills, d.drills),
         ] {
             if value != default {
                 s.push_str(&format!(" {flag} {value}"));
@@ -174,6 +186,12 @@ impl Args {
         }
         if self.only_check {
             s.push_str(" --only-check");
+        }
+        if self.skip_drill {
+            s.push_str(" --no-drill");
+        }
+        if self.only_drill {
+            s.push_str(" --only-drill");
         }
         s
     }
@@ -200,6 +218,12 @@ async fn main() -> Result<()> {
         println!("{}", report.finish(started.elapsed()));
         return Ok(());
     }
+    if args.only_drill {
+        report.postgres(&Err("--only-drill given".to_owned()));
+        drill_section(&mut report, &args).await?;
+        println!("{}", report.finish(started.elapsed()));
+        return Ok(());
+    }
 
     let dir = tempfile::tempdir().context("temp dir for the SQLite databases")?;
     let postgres = if args.skip_postgres {
@@ -211,7 +235,7 @@ async fn main() -> Result<()> {
     report.sqlite_dir(dir.path());
 
     // 1. Time-to-access.
-    eprintln!("[1/6] time-to-access: {} breaks on SQLite", args.breaks);
+    eprintln!("[1/7] time-to-access: {} breaks on SQLite", args.breaks);
     let sqlite = SqlStore::open_sqlite(&dir.path().join("access.db"))
         .await
         .context("open SQLite")?;
@@ -225,7 +249,7 @@ async fn main() -> Result<()> {
         "PostgreSQL",
         match &postgres {
             Ok(_) => {
-                eprintln!("[1/6] time-to-access: {} breaks on PostgreSQL", args.breaks);
+                eprintln!("[1/7] time-to-access: {} breaks on PostgreSQL", args.breaks);
                 Ok(on_postgres("bench::access", |store| {
                     access::run(store, args.breaks, args.warmup)
                 })
@@ -238,7 +262,7 @@ async fn main() -> Result<()> {
     report.access(&access, &args);
 
     // 2. Audit append with durability.
-    eprintln!("[2/6] audit append on SQLite");
+    eprintln!("[2/7] audit append on SQLite");
     let plan = append::Plan {
         commits: args.append_commits,
         batches: args.append_batches,
@@ -259,7 +283,7 @@ async fn main() -> Result<()> {
         "PostgreSQL",
         match &postgres {
             Ok(_) => {
-                eprintln!("[2/6] audit append on PostgreSQL");
+                eprintln!("[2/7] audit append on PostgreSQL");
                 Ok(
                     on_postgres("bench::append", |store| append::run(store, plan))
                         .await
@@ -272,13 +296,13 @@ async fn main() -> Result<()> {
     report.append(&appends, plan);
 
     // 3. Audit verify, in memory.
-    eprintln!("[3/6] audit verify over {} entries", args.verify_entries);
+    eprintln!("[3/7] audit verify over {} entries", args.verify_entries);
     let figures = verify::run(args.verify_entries)?;
     report.verify(&figures);
 
     // 4. Alert latency, through the real server to a local webhook receiver.
     eprintln!(
-        "[4/6] alert latency: {} breaks through the server to a webhook",
+        "[4/7] alert latency: {} breaks through the server to a webhook",
         args.alert_events
     );
     let plan = alerts::Plan {
@@ -300,7 +324,7 @@ async fn main() -> Result<()> {
             Err("--no-targets given".to_owned())
         } else {
             eprintln!(
-                "[5/6] time-to-access per target: {} breaks on {label}",
+                "[5/7] time-to-access per target: {} breaks on {label}",
                 plan.breaks
             );
             let store = SqlStore::open_sqlite(
@@ -316,7 +340,7 @@ async fn main() -> Result<()> {
             .with_context(|| format!("time-to-access on {label}"))?
         };
         if let Err(reason) = &run {
-            eprintln!("[5/6] {label} not measured: {reason}");
+            eprintln!("[5/7] {label} not measured: {reason}");
         }
         per_target.push((label, run));
     }
@@ -325,12 +349,35 @@ async fn main() -> Result<()> {
     // 6. `breakglass check` over generated procedure files.
     check_section(&mut report, &args)?;
 
+    // 7. A full automated drill on PostgreSQL.
+    drill_section(&mut report, &args).await?;
+
     let text = report.finish(started.elapsed());
     println!("{text}");
     if let Some(out) = &args.out {
         std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
+    Ok(())
+}
+
+/// Section 7: full automated drills on PostgreSQL (or why not).
+async fn drill_section(report: &mut Report, args: &Args) -> Result<()> {
+    let run = if args.skip_drill {
+        Err("--no-drill given".to_owned())
+    } else {
+        eprintln!(
+            "[7/7] {} automated drills on PostgreSQL, end to end",
+            args.drills
+        );
+        drill::run(args.drills, args.warmup.min(3))
+            .await
+            .context("automated drills")?
+    };
+    if let Err(reason) = &run {
+        eprintln!("[7/7] drills not measured: {reason}");
+    }
+    report.drill(&run);
     Ok(())
 }
 
@@ -343,7 +390,7 @@ fn check_section(report: &mut Report, args: &Args) -> Result<()> {
         Err("--no-check given".to_owned())
     } else {
         eprintln!(
-            "[6/6] breakglass check over {} generated procedure files",
+            "[6/7] breakglass check over {} generated procedure files",
             plan.procedures
         );
         Ok(check::run(plan).context("breakglass check")?)
