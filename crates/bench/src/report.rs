@@ -701,9 +701,10 @@ impl Report {
              PostgreSQL and SSH targets, with and without alert channels, drills, rotation and a dependency on their own \
              outage), written to a temp dir ({:.1} s, untimed). The lint judged {} ready, {} degraded and {} broken, \
              with {} findings. In-process rows: `std::fs::read_to_string` of every file, then either \
-             `breakglass_domain::readiness::lint_file` — what `breakglass check FILES` runs for each file: YAML parse, \
-             validation (age keys included), lint, field positions — or, for the baseline, `serde_saphyr::from_multiple` \
-             into untyped `serde_json::Value`s (the YAML parse alone). Binary rows: the real `breakglass` binary, given \
+             `breakglass_domain::readiness::lint_files` — what `breakglass check FILES` runs: for each file YAML parse, \
+             validation (age keys included), lint, field positions, the files spread over the machine's cores — or, \
+             for the baseline, `serde_saphyr::from_multiple` into untyped `serde_json::Value`s, one file after the \
+             other (the YAML parse alone). Binary rows: the real `breakglass` binary, given \
              every file as an argument, from process start to exit (its runtime start, reading, linting and printing \
              included). Each pass runs {} times, interleaved, after the files were written (so they are in the page \
              cache); the fastest run counts.\n",
@@ -752,7 +753,11 @@ impl Report {
             f.baseline,
             false,
         );
-        row("**read + `lint_file`, in process**", f.lint, true);
+        row(
+            "**read + `lint_files` (every core), in process**",
+            f.lint,
+            true,
+        );
         match &f.binary {
             Ok(bin) => {
                 row(

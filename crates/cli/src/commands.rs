@@ -1591,8 +1591,10 @@ async fn check(cli: &Cli, a: &CheckArgs) -> Result<()> {
         };
         let mut errors = Vec::new();
         let mut out = Vec::new();
-        for (name, text) in read_files(&a.files)? {
-            match breakglass_domain::readiness::lint_file(&name, &text, &limits, &policy) {
+        let files = read_files(&a.files)?;
+        let results = breakglass_domain::readiness::lint_files(&files, &limits, &policy);
+        for ((name, _), result) in files.iter().zip(results) {
+            match result {
                 Ok(linted) => {
                     for l in linted {
                         let r = &l.readiness;
