@@ -486,14 +486,33 @@ pub(crate) async fn connect(cli: &Cli) -> Result<Client> {
 }
 
 fn read_files(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
-    files
-        .iter()
-        .map(|f| {
-            let text =
-                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            Ok((f.display().to_string(), text))
-        })
-        .collect()
+    let read = |f: &PathBuf| {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        Ok((f.display().to_string(), text))
+    };
+    let threads = std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1);
+    if threads <= 1 || files.len() < 64 {
+        return files.iter().map(read).collect();
+    }
+    // Many files (`check` over a whole repository): read them on every core, in order.
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(read).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(files.len());
+        for h in handles {
+            match h.join() {
+                Ok(results) => out.extend(results),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out.into_iter().collect()
+    })
 }
 
 async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {

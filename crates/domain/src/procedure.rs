@@ -231,12 +231,20 @@ impl Procedure {
 pub struct Parsed {
     /// The validated procedure.
     pub procedure: Procedure,
-    /// Its specification, as YAML, for storage and `show`.
-    pub spec_yaml: String,
+    /// Its specification as written (`spec_yaml` renders it for storage and `show`).
+    pub spec: ProcedureSpec,
     /// SHA-256 (hex) of the whole file it came from.
     pub content_hash: String,
     /// Where its fields are in that file.
     pub positions: Positions,
+}
+
+impl Parsed {
+    /// The specification as YAML, for storage and `show`. Rendered on demand: `check` over
+    /// many files never needs it.
+    pub fn spec_yaml(&self) -> String {
+        serde_saphyr::to_string(&self.spec).unwrap_or_default()
+    }
 }
 
 /// Where one procedure's fields are in its file, so a finding about a field can point at it.
@@ -376,12 +384,12 @@ pub fn parse_procedures(
         }
         match validate(&spec, limits) {
             Ok(procedure) => {
-                let spec_yaml = serde_saphyr::to_string(&spec).unwrap_or_default();
+                let positions = Positions::from_spec(&spec);
                 parsed.push(Parsed {
                     procedure,
-                    spec_yaml,
+                    spec,
                     content_hash: content_hash.clone(),
-                    positions: Positions::from_spec(&spec),
+                    positions,
                 });
             }
             Err(problems) => errors.extend(problems.into_iter().map(|(loc, field, message)| {
@@ -690,7 +698,7 @@ mod tests {
         assert_eq!(parsed[0].content_hash.len(), 64);
         // The stored YAML parses back to the same procedure.
         let again =
-            parse_procedures("stored", &parsed[0].spec_yaml, &Limits::default()).expect("reparse");
+            parse_procedures("stored", &parsed[0].spec_yaml(), &Limits::default()).expect("reparse");
         assert_eq!(&again[0].procedure, p);
     }
 

@@ -360,9 +360,10 @@ fn parse_all(
                             ),
                         });
                     }
+                    let spec_yaml = p.spec_yaml();
                     out.push(ParsedWithSource {
                         procedure: p.procedure,
-                        spec_yaml: p.spec_yaml,
+                        spec_yaml,
                         content_hash: p.content_hash,
                         source: name.clone(),
                     });
