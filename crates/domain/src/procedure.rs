@@ -697,8 +697,8 @@ mod tests {
         assert_eq!(p.max_grant, Duration::from_secs(900));
         assert_eq!(parsed[0].content_hash.len(), 64);
         // The stored YAML parses back to the same procedure.
-        let again =
-            parse_procedures("stored", &parsed[0].spec_yaml(), &Limits::default()).expect("reparse");
+        let again = parse_procedures("stored", &parsed[0].spec_yaml(), &Limits::default())
+            .expect("reparse");
         assert_eq!(&again[0].procedure, p);
     }
 
