@@ -419,33 +419,16 @@ impl Engine {
         let stored = self.read_procedure_status(procedure).await?;
         check_drill_credential(&stored.procedure, &secret)?;
         let recipients = self.drill_recipients(&stored.procedure)?;
-        let quorum = stored.procedure.quorum;
-        let copy = Secret::new(secret.expose_secret().to_vec());
-        drop(secret);
         let names: Vec<String> = recipients.iter().map(|(n, _)| n.clone()).collect();
-        let (sealed, salt, fingerprint) = tokio::task::spawn_blocking(move || {
-            let sealed = breakglass_custody::seal(&copy, quorum, &recipients)?;
-            let salt = breakglass_custody::random_salt();
-            let fingerprint =
-                breakglass_custody::fingerprint_secret(&copy, &salt).map_err(|e| {
-                    EngineError::Conflict(format!("cannot fingerprint the secret: {e}"))
-                })?;
-            Ok::<_, EngineError>((sealed, salt, fingerprint))
-        })
-        .await
-        .map_err(|e| EngineError::Conflict(format!("sealing task failed: {e}")))??;
         let now = self.now();
-        let seal = crate::ports::StoredSeal {
-            seal_id: sealed.seal_id.clone(),
-            procedure: procedure.to_owned(),
-            threshold: sealed.threshold,
-            ciphertext: sealed.ciphertext,
-            commitments: sealed.commitments,
-            shares: sealed.shares,
-            secret_fingerprint: fingerprint.to_vec(),
-            fingerprint_salt: salt.to_vec(),
-            created_at: now,
-        };
+        let seal = crate::grants::seal_off_thread(
+            secret,
+            stored.procedure.quorum,
+            recipients,
+            procedure,
+            now,
+        )
+        .await?;
         let mut tx = self.store().begin().await?;
         let replaces = tx.drill_seal(procedure).await?;
         tx.insert_seal(&seal).await?;

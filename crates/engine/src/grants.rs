@@ -239,30 +239,8 @@ impl Engine {
         // Sealing and the argon2id fingerprint are CPU work (tens of milliseconds): off the
         // async workers, so requests served meanwhile (the requester's reveal) do not wait.
         let copy = Secret::new(new_secret.expose_secret().to_vec());
-        let quorum = procedure.quorum;
-        let (sealed, salt, fingerprint) = tokio::task::spawn_blocking(move || {
-            let sealed = breakglass_custody::seal(&copy, quorum, &custodians)?;
-            let salt = breakglass_custody::random_salt();
-            let fingerprint =
-                breakglass_custody::fingerprint_secret(&copy, &salt).map_err(|e| {
-                    EngineError::Conflict(format!("cannot fingerprint the secret: {e}"))
-                })?;
-            Ok::<_, EngineError>((sealed, salt, fingerprint))
-        })
-        .await
-        .map_err(|e| EngineError::Conflict(format!("sealing task failed: {e}")))??;
         let now = self.now();
-        let seal = StoredSeal {
-            seal_id: sealed.seal_id.clone(),
-            procedure: procedure.id.clone(),
-            threshold: sealed.threshold,
-            ciphertext: sealed.ciphertext,
-            commitments: sealed.commitments,
-            shares: sealed.shares,
-            secret_fingerprint: fingerprint.to_vec(),
-            fingerprint_salt: salt.to_vec(),
-            created_at: now,
-        };
+        let seal = seal_off_thread(copy, procedure.quorum, custodians, &procedure.id, now).await?;
         let mut tx = self.store().begin().await?;
         tx.insert_seal(&seal).await?;
         let mut record = Record::default();
@@ -638,6 +616,38 @@ impl Engine {
         bg.retain(|h| !h.is_finished());
         bg.push(handle);
     }
+}
+
+/// Seals `secret` M-of-N to `recipients` with its argon2id fingerprint, as a seal of
+/// `procedure`. Sealing and the fingerprint are CPU work (tens of milliseconds): they run off
+/// the async workers, so requests served meanwhile do not wait.
+pub(crate) async fn seal_off_thread(
+    secret: Secret,
+    quorum: u8,
+    recipients: Vec<(String, breakglass_custody::CustodianKey)>,
+    procedure: &str,
+    now: breakglass_domain::Timestamp,
+) -> Result<StoredSeal, EngineError> {
+    let (sealed, salt, fingerprint) = tokio::task::spawn_blocking(move || {
+        let sealed = breakglass_custody::seal(&secret, quorum, &recipients)?;
+        let salt = breakglass_custody::random_salt();
+        let fingerprint = breakglass_custody::fingerprint_secret(&secret, &salt)
+            .map_err(|e| EngineError::Conflict(format!("cannot fingerprint the secret: {e}")))?;
+        Ok::<_, EngineError>((sealed, salt, fingerprint))
+    })
+    .await
+    .map_err(|e| EngineError::Conflict(format!("sealing task failed: {e}")))??;
+    Ok(StoredSeal {
+        seal_id: sealed.seal_id.clone(),
+        procedure: procedure.to_owned(),
+        threshold: sealed.threshold,
+        ciphertext: sealed.ciphertext,
+        commitments: sealed.commitments,
+        shares: sealed.shares,
+        secret_fingerprint: fingerprint.to_vec(),
+        fingerprint_salt: salt.to_vec(),
+        created_at: now,
+    })
 }
 
 /// Which seal a rotation replaces: the procedure's own, or its drill credential's.
