@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use breakglass_audit::{
-    AuditKey, AuditPublicKey, Divergence, Entry, Finding, KEY_CREATED, KEY_ROTATED, RecordsReport,
-    SinkRecord, compare_with_sink, verify_records,
+    AuditKey, AuditPublicKey, Divergence, Entry, Finding, Head, KEY_CREATED, KEY_ROTATED,
+    RecordsReport, SinkRecord, compare_with_sink, verify_records,
 };
 use breakglass_domain::{Action, Actor, Timestamp};
 use serde_json::json;
 
 use crate::events::Record;
-use crate::ports::{DeliveryAttempt, OutboxItem, SinkError, Tx};
+use crate::ports::{AuditAbout, DeliveryAttempt, OutboxItem, SinkError, Tx};
 use crate::{Engine, EngineError};
 
 /// Entries fetched per store round trip while verifying or exporting.
@@ -340,6 +340,34 @@ impl Engine {
             .await?
             .audit_entries(from, limit.clamp(1, PAGE))
             .await?)
+    }
+
+    /// Audit entries about a procedure, a break or everything, with `seq < before` (`None`:
+    /// from the head), newest first. A break's own entries are its story, which anyone who
+    /// may read the break may read; the rest of the log needs the audit role.
+    pub async fn audit_about(
+        &self,
+        by: &Actor,
+        about: AuditAbout<'_>,
+        before: Option<u64>,
+        limit: i64,
+    ) -> Result<Vec<Entry>, EngineError> {
+        match about {
+            AuditAbout::Break(_) => by.may(Action::Read)?,
+            _ => by.may(Action::ReadAudit)?,
+        }
+        Ok(self
+            .store()
+            .read()
+            .await?
+            .audit_entries_about(about, before.unwrap_or(u64::MAX), limit.clamp(1, PAGE))
+            .await?)
+    }
+
+    /// The newest entry's sequence number and hash.
+    pub async fn audit_head(&self, by: &Actor) -> Result<Option<Head>, EngineError> {
+        by.may(Action::ReadAudit)?;
+        Ok(self.store().read().await?.audit_head().await?)
     }
 
     /// Every entry then every checkpoint, as records (what `audit export` writes).

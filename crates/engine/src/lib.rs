@@ -36,7 +36,8 @@ pub use drills::{DRILL_RUNNER, DrillRequest};
 pub use error::EngineError;
 pub use grants::{Discovery, TargetCheck};
 pub use ports::{
-    Clock, ManualClock, Store, StoredActor, StoredProcedure, StoredSeal, SystemClock, Taint, Tx,
+    AuditAbout, Clock, ManualClock, Store, StoredActor, StoredProcedure, StoredSeal, SystemClock,
+    Taint, Tx,
 };
 pub use procedures::{ApplyChange, ApplyOutcome, ProcedureStatus, SealState};
 pub use readiness::AttestChallenge;

@@ -273,6 +273,17 @@ pub struct TargetReport {
     pub detail: serde_json::Value,
 }
 
+/// Which audit entries a query is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAbout<'a> {
+    /// Every entry.
+    All,
+    /// Entries naming this procedure.
+    Procedure(&'a str),
+    /// Entries naming this break.
+    Break(&'a str),
+}
+
 /// What is known of one custodian key: when its holder last proved they hold it, and whether
 /// it was declared lost.
 #[derive(Debug, Clone, PartialEq)]
@@ -370,6 +381,14 @@ pub trait Tx: Send {
     async fn audit_head(&mut self) -> StoreResult<Option<Head>>;
     /// Audit entries with `seq >= from`, ascending, at most `limit`.
     async fn audit_entries(&mut self, from: u64, limit: i64) -> StoreResult<Vec<Entry>>;
+    /// Audit entries about one procedure or one break (or every entry when both are `None`),
+    /// with `seq < before`, newest first, at most `limit` (the web UI's audit pages).
+    async fn audit_entries_about(
+        &mut self,
+        about: AuditAbout<'_>,
+        before: u64,
+        limit: i64,
+    ) -> StoreResult<Vec<Entry>>;
     /// Outbox rows not yet delivered, oldest first.
     async fn pending_outbox(&mut self, limit: i64) -> StoreResult<Vec<OutboxRow>>;
     /// Outbox rows of one destination not yet delivered and due at `now`, oldest first.

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
-    AckState, AttemptRecord, AttestationRecord, ChannelTest, DeliveryAttempt, DrillRecord,
-    GrantRecord, OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor,
+    AckState, AttemptRecord, AttestationRecord, AuditAbout, ChannelTest, DeliveryAttempt,
+    DrillRecord, GrantRecord, OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor,
     StoredProcedure, StoredSeal, TargetReport, Tx,
 };
 use sqlx::any::AnyPoolOptions;
@@ -561,6 +561,34 @@ impl Tx for SqlTx {
 
     async fn audit_entries(&mut self, from: u64, limit: i64) -> StoreResult<Vec<Entry>> {
         self.entries_from(from, limit).await
+    }
+
+    async fn audit_entries_about(
+        &mut self,
+        about: AuditAbout<'_>,
+        before: u64,
+        limit: i64,
+    ) -> StoreResult<Vec<Entry>> {
+        // One statement per filter (not `$1 IS NULL OR …`), so each uses its index.
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let query = match about {
+            AuditAbout::All => sqlx::query(
+                "SELECT seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash FROM audit_log WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
+            )
+            .bind(before),
+            AuditAbout::Procedure(id) => sqlx::query(
+                "SELECT seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash FROM audit_log WHERE procedure_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(id.to_owned())
+            .bind(before),
+            AuditAbout::Break(id) => sqlx::query(
+                "SELECT seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash FROM audit_log WHERE break_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(id.to_owned())
+            .bind(before),
+        };
+        let rows = query.bind(limit).fetch_all(self.c()?).await.map_err(db)?;
+        rows.iter().map(rows::entry).collect()
     }
 
     async fn pending_outbox(&mut self, limit: i64) -> StoreResult<Vec<OutboxRow>> {

@@ -375,6 +375,51 @@ async fn transactions(store: SqlStore) {
         .expect("entries");
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].actor, "t");
+
+    // Entries about a procedure or a break, newest first, paged by `before`.
+    use breakglass_engine::ports::AuditAbout;
+    let about = |procedure: Option<&str>, break_id: Option<&str>| Draft {
+        time_ms: T0,
+        actor: "t".into(),
+        kind: "x".into(),
+        procedure: procedure.map(str::to_owned),
+        break_id: break_id.map(str::to_owned),
+        payload: json!({}),
+    };
+    let tx = store.begin().await.expect("begin");
+    tx.commit(
+        vec![
+            about(Some("p1"), Some("brk_a")),
+            about(Some("p2"), None),
+            about(Some("p1"), None),
+            about(Some("p1"), Some("brk_b")),
+        ],
+        vec![],
+    )
+    .await
+    .expect("commit");
+    let mut r = store.read().await.expect("read");
+    let seqs = |v: Vec<breakglass_audit::Entry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let p1 = r
+        .audit_entries_about(AuditAbout::Procedure("p1"), u64::MAX, 10)
+        .await
+        .expect("p1");
+    assert_eq!(seqs(p1), vec![6, 5, 3]);
+    let page = r
+        .audit_entries_about(AuditAbout::Procedure("p1"), 5, 1)
+        .await
+        .expect("page");
+    assert_eq!(seqs(page), vec![3]);
+    let brk = r
+        .audit_entries_about(AuditAbout::Break("brk_b"), u64::MAX, 10)
+        .await
+        .expect("break");
+    assert_eq!(seqs(brk), vec![6]);
+    let all = r
+        .audit_entries_about(AuditAbout::All, 3, 10)
+        .await
+        .expect("all");
+    assert_eq!(seqs(all), vec![2, 1]);
 }
 
 async fn grant_records(store: SqlStore) {
