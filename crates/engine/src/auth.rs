@@ -225,15 +225,39 @@ impl Engine {
                 LoginMethod::Decryption
             }
         };
+        self.open_session(
+            &pending.actor,
+            match method {
+                LoginMethod::Signature => "ssh-signature",
+                LoginMethod::Decryption => "age-challenge",
+            },
+        )
+        .await
+    }
+
+    /// Exchanges an API token for a session token (the web UI's sign-in with a token), so the
+    /// browser holds a secret that expires with the session instead of the long-lived token.
+    pub async fn session_for_token(&self, api_token: &str) -> Result<Session, EngineError> {
+        if !api_token.starts_with(TOKEN_PREFIX) {
+            return Err(EngineError::Unauthenticated(
+                "not an API token (they start with bgt_)".into(),
+            ));
+        }
+        let actor = self.authenticate(api_token).await?;
+        self.open_session(&actor.name, "api-token").await
+    }
+
+    async fn open_session(&self, actor: &str, method: &str) -> Result<Session, EngineError> {
+        let now = self.now();
         let token = format!("{SESSION_PREFIX}{}", random_hex(32));
         let expires_at = now.plus(self.config().session_ttl);
         let tx = self.store().begin().await?;
         let mut record = Record::default();
         record.event(
             now,
-            &pending.actor,
+            actor,
             "session.opened",
-            json!({"method": match method { LoginMethod::Signature => "ssh-signature", LoginMethod::Decryption => "age-challenge" }, "expires_at": expires_at.to_string()}),
+            json!({"method": method, "expires_at": expires_at.to_string()}),
         );
         self.commit(tx, record).await?;
         self.inner
@@ -241,12 +265,34 @@ impl Engine {
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(token_hash(&token), (pending.actor.clone(), expires_at));
+            .insert(token_hash(&token), (actor.to_owned(), expires_at));
         Ok(Session {
             token: SecretString::from(token),
-            actor: pending.actor,
+            actor: actor.to_owned(),
             expires_at,
         })
+    }
+
+    /// Ends a session (sign-out); an unknown or expired session is already ended. API tokens
+    /// are not sessions and are left alone.
+    pub async fn end_session(&self, token: &str) -> Result<(), EngineError> {
+        if !token.starts_with(SESSION_PREFIX) {
+            return Ok(());
+        }
+        let removed = self
+            .inner
+            .auth
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token_hash(token));
+        if let Some((actor, _)) = removed {
+            let tx = self.store().begin().await?;
+            let mut record = Record::default();
+            record.event(self.now(), &actor, "session.closed", json!({}));
+            self.commit(tx, record).await?;
+        }
+        Ok(())
     }
 
     /// Resolves a bearer token (session or API token) to its actor.

@@ -786,7 +786,7 @@ async fn request_end(
     Ok(())
 }
 
-async fn load_break(tx: &mut dyn Tx, id: &str) -> Result<Break, EngineError> {
+pub(crate) async fn load_break(tx: &mut dyn Tx, id: &str) -> Result<Break, EngineError> {
     tx.break_(id)
         .await?
         .ok_or_else(|| EngineError::not_found("break", id))

@@ -29,8 +29,8 @@ use serde_json::{Value, json};
 use crate::breaks::DrillOpen;
 use crate::events::Record;
 use crate::ports::{
-    DrillKeys, DrillRecord, EndCause, GrantRequest, HealthCheck, Issued, PrivilegedAccount,
-    Session, StoredProcedure, Target, TargetError,
+    AuditAbout, DrillKeys, DrillRecord, EndCause, GrantRequest, HealthCheck, Issued,
+    PrivilegedAccount, Session, StoredProcedure, Target, TargetError,
 };
 use crate::seal::SealSummary;
 use crate::{Engine, EngineError, new_id};
@@ -266,8 +266,9 @@ impl Run {
     }
 }
 
-/// The timeline step an audit entry stands for, if it is one.
-fn step_of(e: &Entry) -> Option<(&'static str, String)> {
+/// The timeline step an audit entry stands for, if it is one: its name and details in words
+/// (no secrets: audit payloads hold none).
+pub fn step_of(e: &Entry) -> Option<(&'static str, String)> {
     let p = &e.payload;
     let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let n = |k: &str| p.get(k).and_then(Value::as_i64).unwrap_or(0);
@@ -340,7 +341,73 @@ fn step_of(e: &Entry) -> Option<(&'static str, String)> {
     })
 }
 
+/// One step of a break's timeline, read back from the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineStep {
+    /// The audit entry it comes from.
+    pub seq: u64,
+    /// When.
+    pub at: Timestamp,
+    /// The step's name (`requested`, `alert delivered`, `share accepted`…).
+    pub step: &'static str,
+    /// What happened, in words.
+    pub detail: String,
+}
+
+/// Audit entries read back per page while looking for the start of a break.
+const TIMELINE_PAGE: i64 = 500;
+/// Pages read at most: a break's timeline older than this many of its procedure's entries
+/// is shown from where the pages ended.
+const TIMELINE_PAGES: usize = 20;
+
 impl Engine {
+    /// A break and its timeline so far (the web UI's live view): the entries of the break and
+    /// the procedure entries that name it (rotation), oldest first.
+    pub async fn break_timeline(
+        &self,
+        by: &Actor,
+        id: &str,
+    ) -> Result<(Break, Vec<TimelineStep>), EngineError> {
+        by.may(Action::Read)?;
+        let mut tx = self.store().read().await?;
+        let b = crate::breaks::load_break(tx.as_mut(), id).await?;
+        let procedure = b.info().procedure.clone();
+        let mut steps = Vec::new();
+        let mut before = u64::MAX;
+        'pages: for _ in 0..TIMELINE_PAGES {
+            let page = tx
+                .audit_entries_about(AuditAbout::Procedure(&procedure), before, TIMELINE_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            before = last.seq;
+            let full = page.len() as i64 == TIMELINE_PAGE;
+            for e in page {
+                let ours = e.break_id.as_deref() == Some(id)
+                    || e.payload.get("break").and_then(Value::as_str) == Some(id);
+                if !ours {
+                    continue;
+                }
+                let start = e.kind == "break.requested";
+                if let Some((step, detail)) = step_of(&e) {
+                    steps.push(TimelineStep {
+                        seq: e.seq,
+                        at: Timestamp(e.time_ms),
+                        step,
+                        detail,
+                    });
+                }
+                if start {
+                    break 'pages;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        steps.reverse();
+        Ok((b, steps))
+    }
+
     /// The adapter for a break's grant: for a drill's break, with its injected failure.
     pub(crate) fn target_for(
         &self,

@@ -32,7 +32,7 @@ pub use alerting::{Acknowledged, ChannelInfo};
 pub use audit_log::{ChainVerdict, Lag};
 pub use auth::{Challenge, ChallengeKind, LOGIN_NAMESPACE, LoginMethod, Session, expose_token};
 pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
-pub use drills::{DRILL_RUNNER, DrillRequest};
+pub use drills::{DRILL_RUNNER, DrillRequest, TimelineStep, step_of};
 pub use error::EngineError;
 pub use grants::{Discovery, TargetCheck};
 pub use ports::{

@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/channels", get(list_channels))
         .route("/api/channels/{name}/test", post(test_channel))
         .route("/api/channels/{name}/attempts", get(channel_attempts))
+        .merge(crate::ui::routes())
         .with_state(state)
 }
 

@@ -12,6 +12,7 @@ pub mod drill_keys;
 pub mod drill_report;
 mod error;
 mod openapi;
+mod ui;
 mod views;
 
 use std::future::Future;
@@ -92,6 +93,8 @@ pub struct AppState {
     pub checkpoint_interval: Duration,
     /// Scheduler cadence.
     pub schedule_interval: Duration,
+    /// The web UI's CSRF key and latest audit verification.
+    pub(crate) ui: ui::Ui,
 }
 
 /// What `build` produced.
@@ -283,6 +286,7 @@ pub async fn build_with_clock(
         checkpoint_every_entries: config.checkpoint_every_entries.max(1),
         checkpoint_interval: config.checkpoint_interval,
         schedule_interval: config.schedule_interval,
+        ui: Default::default(),
     };
     Ok(Built {
         state,

@@ -5,6 +5,7 @@
 //! reports itself skipped (stderr, plus a file in `$BREAKGLASS_SKIP_DIR` that `cargo xtask test`
 //! counts in its summary). It never passes silently.
 
+pub mod browser;
 pub mod mariadb;
 pub mod pgcluster;
 pub mod sshd;
