@@ -428,6 +428,7 @@ async fn web_ui_in_a_real_browser() {
         Value::from("dashboard"),
         "the dashboard updated in place"
     );
+    b.screenshot("dashboard-live").await;
 
     // Its page: the timeline fills in as custodians approve, without a reload.
     b.client()

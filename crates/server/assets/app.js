@@ -17,7 +17,8 @@
       el.classList.toggle("urgent", left < 60000);
     });
     document.querySelectorAll("[data-since-ms]").forEach(function (el) {
-      el.textContent = "running: " + fmt(now - Number(el.getAttribute("data-since-ms")));
+      var label = el.getAttribute("data-label") || "running";
+      el.textContent = label + ": " + fmt(now - Number(el.getAttribute("data-since-ms")));
     });
   }
   setInterval(tick, 500);

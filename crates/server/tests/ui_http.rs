@@ -1,0 +1,412 @@
+//! The web UI over HTTP, without a browser (in-process, `tower::ServiceExt::oneshot`): the
+//! pages read without JavaScript, sign-in sets a session cookie that is not the API token,
+//! every form is protected (anti-forgery values, CSRF tokens bound to the session, cross-site
+//! requests refused), untrusted text is escaped, security headers are set, assets are served
+//! from the binary, sign-out ends the session, and the live view streams Server-Sent Events.
+
+#![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode, header};
+use breakglass_custody::{Secret, keygen};
+use breakglass_domain::{Actor, Role};
+use breakglass_server::{ServerConfig, build, router};
+use futures_util::StreamExt;
+use tower::ServiceExt;
+
+struct Ui {
+    router: Router,
+    admin_token: String,
+    requester_token: String,
+    engine: breakglass_engine::Engine,
+    _dir: tempfile::TempDir,
+}
+
+fn admin() -> Actor {
+    Actor {
+        name: "admin".into(),
+        roles: vec![Role::Admin],
+        key: None,
+    }
+}
+
+async fn ui() -> Ui {
+    let dir = tempfile::tempdir().unwrap();
+    let built = build(ServerConfig::new(dir.path())).await.unwrap();
+    let admin_token =
+        breakglass_engine::expose_token(built.bootstrap_token.as_ref().unwrap()).to_owned();
+    let engine = built.state.engine.clone();
+    let mut custodians = String::new();
+    for name in ["alice", "bob", "carol"] {
+        let key = keygen().1;
+        custodians.push_str(&format!("  - name: {name}\n    key: {}\n", key.canonical()));
+    }
+    engine
+        .apply(
+            &admin(),
+            &[(
+                "vault.yaml".into(),
+                format!(
+                    "id: vault-root\ndescription: \"<script>alert('x')</script> root token\"\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 15m\n"
+                ),
+            )],
+        )
+        .await
+        .unwrap();
+    engine
+        .seal(&admin(), "vault-root", Secret::new(b"pw".to_vec()))
+        .await
+        .unwrap();
+    // A requester with a key (a revealed secret is encrypted to it) and an API token.
+    let rita = engine
+        .enroll(
+            &admin(),
+            "rita",
+            &[Role::Requester],
+            Some(&keygen().1.canonical()),
+            "",
+            true,
+        )
+        .await
+        .unwrap();
+    let requester_token = breakglass_engine::expose_token(rita.as_ref().unwrap()).to_owned();
+    Ui {
+        router: router(built.state),
+        admin_token,
+        requester_token,
+        engine,
+        _dir: dir,
+    }
+}
+
+async fn send(router: &Router, req: Request<Body>) -> Response<Body> {
+    router.clone().oneshot(req).await.unwrap()
+}
+
+async fn body_text(r: Response<Body>) -> String {
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 22).await.unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn get(uri: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder().uri(uri).header(header::HOST, "bg.test");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+fn post(uri: &str, cookie: Option<&str>, form: &str, origin: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::HOST, "bg.test")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    if let Some(o) = origin {
+        b = b.header(header::ORIGIN, o);
+    }
+    b.body(Body::from(form.to_owned())).unwrap()
+}
+
+/// The `NAME=VALUE` of a Set-Cookie header for `name`, and the whole header.
+fn set_cookie(r: &Response<Body>, name: &str) -> Option<(String, String)> {
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| (v.split(';').next().unwrap().to_owned(), v.to_owned()))
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field"))
+        + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+/// Signs in with `token`; returns the session cookie (`bg_session=…`).
+async fn sign_in(u: &Ui, token: &str) -> String {
+    let page = send(&u.router, get("/signin", None)).await;
+    let (pre_cookie, _) = set_cookie(&page, "bg_pre").unwrap();
+    let pre = hidden(&body_text(page).await, "pre");
+    let r = send(
+        &u.router,
+        post(
+            "/signin",
+            Some(&pre_cookie),
+            &format!("pre={pre}&token={token}&next=%2F"),
+            Some("http://bg.test"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    set_cookie(&r, "bg_session").unwrap().0
+}
+
+#[tokio::test]
+async fn pages_forms_and_sessions() {
+    let u = ui().await;
+
+    // Anonymous: every page sends to the sign-in page, remembering where to come back.
+    let r = send(&u.router, get("/procedures/vault-root", None)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()[header::LOCATION],
+        "/signin?next=/procedures/vault-root"
+    );
+
+    // The sign-in page: security headers, an anti-forgery cookie matching its field.
+    let page = send(&u.router, get("/signin", None)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(page.headers()[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(page.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    let (pre_cookie, whole) = set_cookie(&page, "bg_pre").unwrap();
+    assert!(
+        whole.contains("HttpOnly") && whole.contains("SameSite=Strict"),
+        "{whole}"
+    );
+    let pre = hidden(&body_text(page).await, "pre");
+
+    // The sign-in form without its cookie, or from another site, is refused.
+    let form = format!("pre={pre}&token={}", u.admin_token);
+    let r = send(&u.router, post("/signin", None, &form, None)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = send(
+        &u.router,
+        post(
+            "/signin",
+            Some(&pre_cookie),
+            &form,
+            Some("https://evil.example"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A wrong token: the page says why, and no session is set.
+    let r = send(
+        &u.router,
+        post(
+            "/signin",
+            Some(&pre_cookie),
+            &format!("pre={pre}&token=bgt_nope"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&r, "bg_session").is_none());
+    assert!(body_text(r).await.contains("invalid or expired token"));
+    // `next` never leaves this site.
+    let r = send(
+        &u.router,
+        post(
+            "/signin",
+            Some(&pre_cookie),
+            &format!(
+                "pre={pre}&token={}&next=%2F%2Fevil.example%2F",
+                u.requester_token
+            ),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[header::LOCATION], "/");
+    let (session, whole) = set_cookie(&r, "bg_session").unwrap();
+    assert!(
+        whole.contains("HttpOnly") && whole.contains("SameSite=Strict"),
+        "{whole}"
+    );
+    assert!(
+        session.starts_with("bg_session=bgs_"),
+        "a session token, not the API token"
+    );
+    assert!(!whole.contains(&u.requester_token));
+
+    // Pages read without JavaScript; untrusted text is escaped.
+    let r = send(&u.router, get("/", Some(&session))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = body_text(r).await;
+    assert!(html.contains("id=\"proc-vault-root\""), "{html}");
+    assert!(html.contains("data-verdict=\"degraded\"") || html.contains("data-verdict=\"broken\""));
+    assert!(!html.contains("<script>alert"), "descriptions are escaped");
+    assert!(
+        html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"),
+        "{html}"
+    );
+    let r = send(&u.router, get("/procedures/vault-root", Some(&session))).await;
+    let html = body_text(r).await;
+    assert!(html.contains("<svg id=\"workflow\""));
+    assert!(!html.contains("<script>alert"));
+    let csrf = hidden(&html, "csrf");
+
+    // Forms that change state: the CSRF token must be this session's, and same-origin.
+    let open = |csrf: &str| format!("csrf={csrf}&reason=disk+full&ticket=INC-1&minutes=5");
+    let r = send(
+        &u.router,
+        post(
+            "/procedures/vault-root/breaks",
+            Some(&session),
+            &open("forged"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(body_text(r).await.contains("CSRF"));
+    let r = send(
+        &u.router,
+        post(
+            "/procedures/vault-root/breaks",
+            Some(&session),
+            &open(&csrf),
+            Some("https://evil.example"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = send(
+        &u.router,
+        post(
+            "/procedures/vault-root/breaks",
+            Some(&session),
+            &open(&csrf),
+            Some("http://bg.test"),
+        ),
+    )
+    .await;
+    if r.status() != StatusCode::SEE_OTHER {
+        panic!("{}: {}", r.status(), body_text(r).await);
+    }
+    let location = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/breaks/brk_"), "{location}");
+    // A bad number names the field.
+    let r = send(
+        &u.router,
+        post(
+            "/procedures/vault-root/breaks",
+            Some(&session),
+            &format!("csrf={csrf}&reason=r&ticket=T&minutes=ten"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body_text(r).await.contains("minutes"));
+
+    // The break page, and its live stream: the first events carry the status and timeline.
+    let r = send(&u.router, get(&location, Some(&session))).await;
+    let html = body_text(r).await;
+    assert!(html.contains("sse-connect=\"/breaks/"), "{html}");
+    assert!(html.contains("disk full"));
+    let r = send(
+        &u.router,
+        get(&format!("{location}/events"), Some(&session)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = r.into_body().into_data_stream();
+    let mut got = String::new();
+    while !(got.contains("event: status") && got.contains("event: timeline")) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("the stream stays open")
+            .unwrap();
+        got.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(got.contains("requested"), "{got}");
+
+    // Assets come from the binary, with their types.
+    let r = send(&u.router, get("/assets/htmx.min.js", None)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let r = send(&u.router, get("/assets/app.css", None)).await;
+    assert!(
+        r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    let r = send(&u.router, get("/assets/../Cargo.toml", None)).await;
+    assert_ne!(r.status(), StatusCode::OK);
+
+    // An unknown procedure is a page with the API's message, not a crash.
+    let r = send(&u.router, get("/procedures/nope", Some(&session))).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(body_text(r).await.contains("nope"));
+
+    // Sign-out ends the session on the server, not only in the browser.
+    let r = send(
+        &u.router,
+        post("/signout", Some(&session), &format!("csrf={csrf}"), None),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = send(&u.router, get("/", Some(&session))).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the old session is gone");
+
+    // The audit log records the sessions.
+    let entries = u.engine.audit_entries(&admin(), 1, 1000).await.unwrap();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.contains(&"session.opened") && kinds.contains(&"session.closed"));
+}
+
+#[tokio::test]
+async fn an_auditor_reads_everything_and_changes_nothing() {
+    let u = ui().await;
+    let auditor = u
+        .engine
+        .enroll(&admin(), "audra", &[Role::Auditor], None, "", true)
+        .await
+        .unwrap();
+    let token = breakglass_engine::expose_token(auditor.as_ref().unwrap()).to_owned();
+    let session = sign_in(&u, &token).await;
+    for path in ["/", "/procedures/vault-root", "/audit", "/inventory"] {
+        let r = send(&u.router, get(path, Some(&session))).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let html = body_text(r).await;
+        assert!(
+            !html.contains("data-changes-state"),
+            "no state-changing form on {path}"
+        );
+    }
+    let html = body_text(send(&u.router, get("/audit", Some(&session))).await).await;
+    assert!(html.contains("id=\"verify-result\""), "{html}");
+    let csrf = hidden(&html, "csrf");
+    let r = send(
+        &u.router,
+        post(
+            "/procedures/vault-root/breaks",
+            Some(&session),
+            &format!("csrf={csrf}&reason=r&ticket=T"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(body_text(r).await.contains("may not open breaks"));
+}
