@@ -144,7 +144,12 @@ pub(crate) async fn run(_cli: &Cli, a: &DemoArgs) -> Result<()> {
         return Ok(());
     }
     println!();
-    println!("The server keeps running at {base}. Try, in another terminal:");
+    println!("The server keeps running at {base}.");
+    println!(
+        "Open {base}/ in a browser and sign in with the admin token in {} (or your key);",
+        dir.join("admin.token").display()
+    );
+    println!("a break opened below appears there live. Or try, in another terminal:");
     println!(
         "  export BREAKGLASS_SERVER={base} BREAKGLASS_DATA_DIR={}",
         dir.display()
