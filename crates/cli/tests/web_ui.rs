@@ -36,50 +36,6 @@ async fn sql(pg: &breakglass_testkit::pgcluster::PgCluster, db: &str, text: Stri
     let _ = sqlx::Connection::close(c).await;
 }
 
-/// A webhook receiver on loopback answering 200 to everything.
-async fn receiver() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut got = Vec::new();
-                loop {
-                    let Ok(n) = s.read(&mut buf).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&got).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if got.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 async fn goto(b: &Browser, url: &str) {
     b.client()
         .goto(url)
@@ -207,7 +163,7 @@ async fn web_ui_in_a_real_browser() {
         ),
     )
     .expect("targets file");
-    let raddr = receiver().await;
+    let raddr = common::webhook_receiver().await;
     std::fs::write(
         dir.path().join("channels.yaml"),
         format!(

@@ -159,8 +159,6 @@ pub fn html(view: &Value) -> String {
     out
 }
 
-/// HTML-escapes text for element content and quoted attribute values: `&` `<` `>` `"` `'`.
-/// Control characters other than tab, newline and carriage return become spaces.
 /// The inline SVG timeline chart of a drill view alone (`<svg id="timeline">`), for pages
 /// that embed it (the web UI's drill page). Every text in it is escaped.
 pub fn chart(view: &Value) -> String {
@@ -169,7 +167,9 @@ pub fn chart(view: &Value) -> String {
     out
 }
 
-fn escape(s: &str) -> String {
+/// HTML-escapes text for element content and quoted attribute values: `&` `<` `>` `"` `'`.
+/// Control characters other than tab, newline and carriage return become spaces.
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 8);
     for c in s.chars() {
         match c {

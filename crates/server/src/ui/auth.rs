@@ -337,18 +337,27 @@ pub(crate) async fn signin_token(
     if let Err(e) = check_pre(&headers, &f.pre) {
         return e.into_response();
     }
-    match s
+    let result = s
         .engine
         .session_for_token(f.token.expose_secret().trim())
-        .await
-    {
+        .await;
+    finish_signin(&s, result, next)
+}
+
+/// A session cookie and the page asked for, or the sign-in page again with the reason.
+fn finish_signin(
+    s: &AppState,
+    result: Result<breakglass_engine::Session, breakglass_engine::EngineError>,
+    next: String,
+) -> Response {
+    match result {
         Ok(session) => {
             let ttl = session.expires_at.since(s.engine.now()) / 1000;
-            signed_in(&s, &session.token, ttl, &next)
+            signed_in(s, &session.token, ttl, &next)
         }
         Err(e) => {
             let UiError(status, message) = UiError::from(e);
-            signin_response(&s, status, next, Some(message), None)
+            signin_response(s, status, next, Some(message), None)
         }
     }
 }
@@ -420,20 +429,11 @@ pub(crate) async fn signin_answer(
     if let Err(e) = check_pre(&headers, &f.pre) {
         return e.into_response();
     }
-    match s
+    let result = s
         .engine
         .login(&f.challenge_id, f.response.expose_secret())
-        .await
-    {
-        Ok(session) => {
-            let ttl = session.expires_at.since(s.engine.now()) / 1000;
-            signed_in(&s, &session.token, ttl, &next)
-        }
-        Err(e) => {
-            let UiError(status, message) = UiError::from(e);
-            signin_response(&s, status, next, Some(message), None)
-        }
-    }
+        .await;
+    finish_signin(&s, result, next)
 }
 
 #[derive(Deserialize)]

@@ -14,18 +14,7 @@ use super::pages::CustodianCell;
 const W: i64 = 640;
 
 fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::drill_report::escape(s)
 }
 
 /// Cuts a label to `max` characters, with an ellipsis.
