@@ -429,15 +429,25 @@ async fn web_ui_in_a_real_browser() {
     assert!(count(&b, "#audit tbody tr").await >= 1);
     b.screenshot("procedure").await;
 
-    // The drill report renders its chart.
+    // A drill started from the procedure page runs live, then renders its report and chart
+    // in place.
     b.client()
-        .find(Locator::Css("#drills tbody tr a"))
+        .find(Locator::Css("#run-drill button"))
         .await
-        .expect("drill link")
+        .expect("the drill form")
         .click()
         .await
-        .expect("open the drill");
+        .expect("run a drill");
+    b.wait_for_text("#outcome", "running", WAIT).await;
+    js(&b, "window.__bgMarker = 'drill'; return true;").await;
     b.wait_for_text("#outcome", "passed", WAIT).await;
+    b.wait_for_text("#timeline", "rotated and re-sealed", WAIT)
+        .await;
+    assert_eq!(
+        js(&b, "return window.__bgMarker || null;").await,
+        Value::from("drill"),
+        "the drill page filled in without a reload"
+    );
     assert_eq!(
         count(&b, "svg#timeline").await,
         1,
@@ -450,6 +460,19 @@ async fn web_ui_in_a_real_browser() {
     assert!(count(&b, "#checks li.pass").await >= 5);
     assert_eq!(count(&b, "#checks li.fail").await, 0);
     b.screenshot("drill-report").await;
+    // The CLI's drill, opened from the history, renders its report too.
+    goto(&b, &format!("{base}/procedures/pg")).await;
+    assert_eq!(count(&b, "#drills tbody tr").await, 2);
+    assert_eq!(count(&b, "#trend circle.point.pass").await, 2);
+    b.client()
+        .find(Locator::Css("#drills tbody tr:last-child a"))
+        .await
+        .expect("the older drill")
+        .click()
+        .await
+        .expect("open it");
+    b.wait_for_text("#outcome", "passed", WAIT).await;
+    assert_eq!(count(&b, "svg#timeline").await, 1);
 
     // The audit page verifies the chain.
     goto(&b, &format!("{base}/audit")).await;
