@@ -58,6 +58,22 @@ impl Client {
         }
     }
 
+    /// Trusts the PEM certificate(s) in `path` for HTTPS, besides the system's roots.
+    pub(crate) fn trust(&mut self, path: &std::path::Path) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
+        let mut builder = reqwest::Client::builder();
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+        self.http = builder
+            .build()
+            .map_err(|e| anyhow::anyhow!("HTTPS client with {}: {e}", path.display()))?;
+        Ok(())
+    }
+
     /// Uses `token` from now on.
     pub(crate) fn set_token(&mut self, token: String) {
         self.token = Some(token);

@@ -62,6 +62,28 @@ pub(crate) struct ServeArgs {
     /// How often the scheduler looks for due automated drills and attestation requests.
     #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
     pub(crate) schedule_interval: std::time::Duration,
+    /// Serve HTTPS with this PEM certificate chain (with `--tls-key`).
+    #[arg(long, env = "BREAKGLASS_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "BREAKGLASS_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate made in DATA_DIR/tls/ (for localhost,
+    /// 127.0.0.1 and each `--tls-name`); clients trust it with `--ca-cert DATA_DIR/tls/cert.pem`.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub(crate) tls_self_signed: bool,
+    /// Another name for the self-signed certificate (repeatable).
+    #[arg(long = "tls-name")]
+    pub(crate) tls_names: Vec<String>,
+    /// Sign-in requests (challenges, answers, UI sign-in) per minute per client address; 0: no limit.
+    #[arg(long, default_value_t = breakglass_server::limits::RateLimits::default().sign_in_per_minute)]
+    pub(crate) sign_in_rate: u32,
+    /// Approvals per minute per client address; 0: no limit.
+    #[arg(long, default_value_t = breakglass_server::limits::RateLimits::default().approvals_per_minute)]
+    pub(crate) approval_rate: u32,
+    /// Acknowledgements per minute per client address; 0: no limit.
+    #[arg(long, default_value_t = breakglass_server::limits::RateLimits::default().acks_per_minute)]
+    pub(crate) ack_rate: u32,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -400,6 +422,24 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     config.engine.identity_providers = a.identity_providers.clone();
     config.engine.attestation_interval = a.attestation_interval;
     config.schedule_interval = a.schedule_interval;
+    config.rate_limits = breakglass_server::limits::RateLimits {
+        sign_in_per_minute: a.sign_in_rate,
+        approvals_per_minute: a.approval_rate,
+        acks_per_minute: a.ack_rate,
+    };
+    let tls = match (&a.tls_cert, &a.tls_key, a.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(breakglass_server::tls::load(cert, key)?),
+        (_, _, true) => {
+            let (cert, key) = breakglass_server::tls::self_signed(&cli.data_dir, &a.tls_names)?;
+            eprintln!(
+                "self-signed certificate: {} (clients: --ca-cert {})",
+                cert.display(),
+                cert.display()
+            );
+            Some(breakglass_server::tls::load(&cert, &key)?)
+        }
+        _ => None,
+    };
     let built = breakglass_server::build(config).await?;
     if built.bootstrap_token.is_some() {
         eprintln!(
@@ -411,11 +451,17 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", a.listen))?;
     eprintln!(
-        "breakglass serving on http://{} ({} store)",
+        "breakglass serving on {}://{} ({} store)",
+        if tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         built.state.engine.backend()
     );
-    breakglass_server::serve(listener, built.state, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => {
+            breakglass_server::serve_tls(listener, tls, built.state, shutdown_signal()).await?
+        }
+        None => breakglass_server::serve(listener, built.state, shutdown_signal()).await?,
+    }
     eprintln!("breakglass stopped");
     Ok(())
 }
@@ -470,6 +516,18 @@ pub(crate) fn read_identity(path: &Path) -> Result<Identity> {
 /// A client signed in as the CLI options say: token, else identity, else the data dir's admin token.
 pub(crate) async fn connect(cli: &Cli) -> Result<Client> {
     let mut client = Client::new(&cli.server, cli.token.clone());
+    // Trust the server's certificate: `--ca-cert`, or the self-signed one in the data dir.
+    let data_dir_cert = cli
+        .data_dir
+        .join(breakglass_server::tls::TLS_DIR)
+        .join(breakglass_server::tls::CERT_FILE);
+    match &cli.ca_cert {
+        Some(path) => client.trust(path)?,
+        None if cli.server.starts_with("https://") && data_dir_cert.exists() => {
+            client.trust(&data_dir_cert)?;
+        }
+        None => {}
+    }
     if client.has_token() {
         return Ok(client);
     }

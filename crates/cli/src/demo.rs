@@ -116,21 +116,26 @@ pub(crate) async fn run(_cli: &Cli, a: &DemoArgs) -> Result<()> {
         .with_context(|| {
             format!("binding {listen} (another server running? pass --listen 127.0.0.1:PORT)")
         })?;
-    let base = format!("http://{}", listener.local_addr()?);
+    // HTTPS with a self-signed certificate made in the data dir; the demo's clients trust it.
+    let (cert, key) = breakglass_server::tls::self_signed(&dir, &[])?;
+    let tls = breakglass_server::tls::load(&cert, &key)?;
+    let base = format!("https://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(breakglass_server::serve(
+    let server = tokio::spawn(breakglass_server::serve_tls(
         listener,
+        tls,
         built.state,
         async move {
             let _ = stop_rx.await;
         },
     ));
     println!(
-        "  server on {base} (SQLite at {})",
-        dir.join("breakglass.db").display()
+        "  server on {base} (SQLite at {}; self-signed certificate {})",
+        dir.join("breakglass.db").display(),
+        cert.display()
     );
 
-    let result = drive(&base, &token, &keys, &procedure, &a.grant).await;
+    let result = drive(&base, &cert, &token, &keys, &procedure, &a.grant).await;
     if let Err(e) = result {
         let _ = stop_tx.send(());
         let _ = server.await;
@@ -145,8 +150,12 @@ pub(crate) async fn run(_cli: &Cli, a: &DemoArgs) -> Result<()> {
     }
     println!();
     println!("The server keeps running at {base}.");
+    let cert = dir
+        .join(breakglass_server::tls::TLS_DIR)
+        .join(breakglass_server::tls::CERT_FILE);
     println!(
-        "Open {base}/ in a browser and sign in with the admin token in {} (or your key);",
+        "Open {base}/ in a browser (its certificate is the self-signed {}) and sign in with the admin token in {} (or your key);",
+        cert.display(),
         dir.join("admin.token").display()
     );
     println!("a break opened below appears there live. Or try, in another terminal:");
@@ -164,7 +173,7 @@ pub(crate) async fn run(_cli: &Cli, a: &DemoArgs) -> Result<()> {
         dir.join("alice.key").display()
     );
     println!("  breakglass audit verify");
-    println!("  curl {base}/api/openapi.json");
+    println!("  curl --cacert {} {base}/api/openapi.json", cert.display());
     println!("Ctrl-C stops it.");
     shutdown_signal().await;
     let _ = stop_tx.send(());
@@ -174,12 +183,18 @@ pub(crate) async fn run(_cli: &Cli, a: &DemoArgs) -> Result<()> {
 
 async fn drive(
     base: &str,
+    cert: &Path,
     admin_token: &str,
     keys: &[(&str, PathBuf, String)],
     procedure: &str,
     grant: &str,
 ) -> Result<()> {
-    let admin = Client::new(base, Some(admin_token.to_owned()));
+    let client = |token: Option<String>| -> Result<Client> {
+        let mut c = Client::new(base, token);
+        c.trust(cert)?;
+        Ok(c)
+    };
+    let admin = client(Some(admin_token.to_owned()))?;
     let identity = |name: &str| -> Result<Identity> {
         let (_, path, _) = keys
             .iter()
@@ -212,7 +227,7 @@ async fn drive(
 
     println!();
     println!("break timeline:");
-    let mut dave = Client::new(base, None);
+    let mut dave = client(None)?;
     dave.login(Some("dave"), &identity("dave")?).await?;
     let mut t = Timeline {
         start: Instant::now(),
@@ -227,7 +242,7 @@ async fn drive(
     ));
     for name in ["alice", "bob"] {
         let who = identity(name)?;
-        let mut c = Client::new(base, None);
+        let mut c = client(None)?;
         c.login(Some(name), &who).await?;
         let r = approve_with(&c, &who, &id).await?;
         let state = field(&r["break"]["state"]);

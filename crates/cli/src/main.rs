@@ -44,6 +44,9 @@ pub(crate) struct Cli {
     /// Actor name to sign in as (defaults to whoever enrolled the identity's public key).
     #[arg(long = "as", global = true, env = "BREAKGLASS_ACTOR")]
     pub(crate) actor: Option<String>,
+    /// Trust this PEM certificate (or CA) for the server's HTTPS, besides the system's roots.
+    #[arg(long, global = true, env = "BREAKGLASS_CA_CERT")]
+    pub(crate) ca_cert: Option<PathBuf>,
     /// Data directory (SQLite database and admin token).
     #[arg(
         long,

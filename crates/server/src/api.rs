@@ -33,8 +33,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/login", post(login))
         .route("/api/whoami", get(whoami))
         .route("/api/procedures", get(list_procedures))
-        .route("/api/procedures/validate", post(validate_procedures))
-        .route("/api/procedures/apply", post(apply_procedures))
+        .route(
+            "/api/procedures/validate",
+            post(validate_procedures).layer(axum::extract::DefaultBodyLimit::max(FILES_LIMIT)),
+        )
+        .route(
+            "/api/procedures/apply",
+            post(apply_procedures).layer(axum::extract::DefaultBodyLimit::max(FILES_LIMIT)),
+        )
         .route("/api/procedures/{id}", get(show_procedure))
         .route("/api/procedures/{id}/seal", post(seal))
         .route("/api/procedures/{id}/check", post(check_target))
@@ -76,7 +82,40 @@ pub fn router(state: AppState) -> Router {
         .route("/api/channels/{name}/test", post(test_channel))
         .route("/api/channels/{name}/attempts", get(channel_attempts))
         .merge(crate::ui::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.limiters.clone(),
+            crate::limits::enforce,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.tls,
+            security_headers,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Largest request body, except procedure files: no request of the API needs more.
+const BODY_LIMIT: usize = 1024 * 1024;
+/// Largest body of `procedures/validate` and `procedures/apply` (a whole repository of files).
+const FILES_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Over TLS, every response tells browsers to use nothing else for a year.
+async fn security_headers(
+    State(tls): State<bool>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut r = next.run(request).await;
+    if tls {
+        r.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    r.headers_mut()
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(header::HeaderValue::from_static("nosniff"));
+    r
 }
 
 /// The authenticated caller, from `Authorization: Bearer …`.
@@ -110,6 +149,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::too_large(
+                format!("the request body is over the limit of {BODY_LIMIT} bytes"),
+            )),
             Err(e) => Err(ApiError::bad_request(e.body_text())),
         }
     }

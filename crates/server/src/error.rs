@@ -26,6 +26,15 @@ impl ApiError {
         }
     }
 
+    pub(crate) fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: message.into(),
+            details: vec![],
+        }
+    }
+
     pub(crate) fn unauthenticated(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::UNAUTHORIZED,

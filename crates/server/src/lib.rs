@@ -11,7 +11,9 @@ pub mod audit_key;
 pub mod drill_keys;
 pub mod drill_report;
 mod error;
+pub mod limits;
 mod openapi;
+pub mod tls;
 mod ui;
 mod views;
 
@@ -52,6 +54,8 @@ pub struct ServerConfig {
     pub checkpoint_interval: Duration,
     /// How often the scheduler looks for due drills and attestation requests.
     pub schedule_interval: Duration,
+    /// Rate limits of sign-in, approvals and acknowledgements.
+    pub rate_limits: limits::RateLimits,
 }
 
 impl ServerConfig {
@@ -68,6 +72,7 @@ impl ServerConfig {
             checkpoint_every_entries: 1000,
             checkpoint_interval: Duration::from_secs(60),
             schedule_interval: Duration::from_secs(30),
+            rate_limits: limits::RateLimits::default(),
         }
     }
 
@@ -95,6 +100,10 @@ pub struct AppState {
     pub schedule_interval: Duration,
     /// The web UI's CSRF key and latest audit verification.
     pub(crate) ui: ui::Ui,
+    /// Rate limiters.
+    pub(crate) limiters: Arc<limits::Limiters>,
+    /// Whether the server answers over TLS (then every response carries HSTS).
+    pub(crate) tls: bool,
 }
 
 /// What `build` produced.
@@ -287,6 +296,8 @@ pub async fn build_with_clock(
         checkpoint_interval: config.checkpoint_interval,
         schedule_interval: config.schedule_interval,
         ui: Default::default(),
+        limiters: Arc::new(limits::Limiters::new(config.rate_limits)),
+        tls: false,
     };
     Ok(Built {
         state,
@@ -295,11 +306,59 @@ pub async fn build_with_clock(
     })
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, with the expiry worker beside it.
+/// Serves the API and the web UI over plain HTTP on `listener` until `shutdown` resolves,
+/// with the background workers beside it.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    with_workers(state, async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    })
+    .await
+}
+
+/// Serves over HTTPS with `tls` (see [`tls::load`] and [`tls::self_signed`]); every response
+/// carries `Strict-Transport-Security`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    mut state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    state.tls = true;
+    let app = router(state.clone());
+    let listener = listener.into_std()?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    with_workers(state, async move {
+        axum_server::from_tcp_rustls(
+            listener,
+            axum_server::tls_rustls::RustlsConfig::from_config(tls),
+        )?
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
+    })
+    .await
+}
+
+/// Runs `server` with the expiry, audit, alert and schedule workers beside it; when it ends,
+/// stops them, signs a final checkpoint and hands what it can to the sinks.
+async fn with_workers(
+    state: AppState,
+    server: impl Future<Output = std::io::Result<()>>,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = [
@@ -313,12 +372,7 @@ pub async fn serve(
         )),
     ];
     let engine = state.engine.clone();
-    let app = router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-        })
-        .await;
+    let result = server.await;
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;

@@ -147,7 +147,11 @@ impl Server {
                         let url = rest
                             .strip_suffix(" (sqlite store)")
                             .unwrap_or_else(|| panic!("unexpected serve line: {line}"));
-                        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+                        assert!(
+                            url.starts_with("http://127.0.0.1:")
+                                || url.starts_with("https://127.0.0.1:"),
+                            "{line}"
+                        );
                         server.url = url.to_owned();
                         return server;
                     }
