@@ -448,6 +448,23 @@ async fn openapi_documents_every_route() {
             "{method} {path} missing from the OpenAPI document"
         );
     }
+    // Every route the router declares has its row (in the matrix, or public above), so a
+    // route added without one fails here.
+    let declared = breakglass_testkit::declared_routes(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api.rs"),
+    );
+    assert!(declared.len() > 40, "parsed {} routes", declared.len());
+    for (method, path) in &declared {
+        assert!(
+            routes.iter().any(|(m, p)| m == method && p == path),
+            "{method} {path} is served but has no row in the authorization matrix"
+        );
+    }
+    assert_eq!(
+        declared.len(),
+        routes.len(),
+        "a row for a route the router does not serve"
+    );
     let documented: usize = paths
         .values()
         .map(|p| p.as_object().map_or(0, |o| o.len()))

@@ -410,3 +410,156 @@ async fn an_auditor_reads_everything_and_changes_nothing() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(body_text(r).await.contains("may not open breaks"));
 }
+
+/// Every UI route with the roles allowed it; a form's fields (a CSRF token is added).
+fn ui_matrix() -> Vec<(
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static [&'static str],
+)> {
+    const ALL: &[&str] = &["admin", "requester", "custodian", "auditor"];
+    vec![
+        ("GET", "/", None, ALL),
+        ("GET", "/events", None, ALL),
+        ("GET", "/procedures/vault-root", None, ALL),
+        (
+            "POST",
+            "/procedures/vault-root/breaks",
+            Some("reason=r&ticket=T&minutes=1"),
+            &["admin", "requester"],
+        ),
+        (
+            "POST",
+            "/procedures/vault-root/drills",
+            Some("mode=automated"),
+            &["admin", "requester"],
+        ),
+        (
+            "POST",
+            "/procedures/vault-root/discover",
+            Some(""),
+            &["admin"],
+        ),
+        ("GET", "/breaks/brk_nope", None, ALL),
+        ("GET", "/breaks/brk_nope/events", None, ALL),
+        (
+            "POST",
+            "/breaks/brk_nope/close",
+            Some(""),
+            &["admin", "requester"],
+        ),
+        ("GET", "/drills/drl_nope", None, ALL),
+        ("GET", "/drills/drl_nope/events", None, ALL),
+        ("GET", "/audit", None, &["admin", "auditor"]),
+        ("GET", "/inventory", None, ALL),
+    ]
+}
+
+#[tokio::test]
+async fn ui_authorization_matrix() {
+    let u = ui().await;
+    let mut sessions = vec![
+        ("admin", sign_in(&u, &u.admin_token).await),
+        ("requester", sign_in(&u, &u.requester_token).await),
+    ];
+    for (name, role) in [("cus", Role::Custodian), ("aud", Role::Auditor)] {
+        let token = u
+            .engine
+            .enroll(&admin(), name, &[role], None, "", true)
+            .await
+            .unwrap();
+        let token = breakglass_engine::expose_token(token.as_ref().unwrap()).to_owned();
+        sessions.push((role.as_str(), sign_in(&u, &token).await));
+    }
+    for (method, uri, form, allowed) in ui_matrix() {
+        // Anonymous: sent to the sign-in page, nothing done.
+        let req = match form {
+            Some(f) => post(uri, None, f, None),
+            None => get(uri, None),
+        };
+        let r = send(&u.router, req).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::SEE_OTHER,
+            "anonymous {method} {uri}"
+        );
+        assert!(
+            r.headers()[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .starts_with("/signin"),
+            "anonymous {method} {uri}"
+        );
+        for (role, session) in &sessions {
+            let req = match form {
+                Some(f) => {
+                    let page = body_text(send(&u.router, get("/", Some(session))).await).await;
+                    let csrf = hidden(&page, "csrf");
+                    let body = if f.is_empty() {
+                        format!("csrf={csrf}")
+                    } else {
+                        format!("csrf={csrf}&{f}")
+                    };
+                    post(uri, Some(session), &body, None)
+                }
+                None => get(uri, Some(session)),
+            };
+            let r = send(&u.router, req).await;
+            let status = r.status();
+            if allowed.contains(role) {
+                assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                    "{role} must be allowed {method} {uri}, got {status}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{role} must be refused {method} {uri}"
+                );
+                assert!(
+                    body_text(r).await.contains("may not"),
+                    "{role} {method} {uri}"
+                );
+            }
+        }
+    }
+    // Every route the UI declares has its row here, or is public (sign-in, assets).
+    let mut rows: Vec<(String, String)> = ui_matrix()
+        .into_iter()
+        .map(|(m, u, _, _)| {
+            (
+                m.to_lowercase(),
+                u.replace("/vault-root", "/{id}")
+                    .replace("/brk_nope", "/{id}")
+                    .replace("/drl_nope", "/{id}"),
+            )
+        })
+        .collect();
+    rows.extend(
+        [
+            ("get", "/signin"),
+            ("post", "/signin"),
+            ("post", "/signin/challenge"),
+            ("post", "/signin/answer"),
+            ("post", "/signout"),
+            ("get", "/assets/{name}"),
+        ]
+        .map(|(m, p)| (m.to_owned(), p.to_owned())),
+    );
+    let declared = breakglass_testkit::declared_routes(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui/mod.rs"),
+    );
+    for (method, path) in &declared {
+        assert!(
+            rows.iter().any(|(m, p)| m == method && p == path),
+            "{method} {path} is served but has no row in the UI matrix"
+        );
+    }
+    assert_eq!(
+        declared.len(),
+        rows.len(),
+        "a row for a route the UI does not serve"
+    );
+}

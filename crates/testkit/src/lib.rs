@@ -100,3 +100,40 @@ fn rand_suffix() -> u64 {
     h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     h.finish()
 }
+
+/// The `(method, path)` pairs an axum router declares in a source file: each `.route("PATH",
+/// get(…).post(…))` call, read as text, so a test can hold every declared route against its
+/// own table (a route added without a row fails the test). Methods are lower-case.
+pub fn declared_routes(source: &std::path::Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(source)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", source.display()));
+    let mut out = Vec::new();
+    for chunk in text.split(".route(").skip(1) {
+        // The call ends at the next route, merge, layer or state; enough for our style.
+        let end = [".route(", ".merge(", ".with_state(", "\n        .layer("]
+            .iter()
+            .filter_map(|m| chunk.find(m))
+            .min()
+            .unwrap_or(chunk.len());
+        let call = &chunk[..end];
+        let Some(start) = call.find('"') else {
+            continue;
+        };
+        let Some(len) = call[start + 1..].find('"') else {
+            continue;
+        };
+        let path = &call[start + 1..start + 1 + len];
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let needle = format!("{method}(");
+            let found = call.match_indices(&needle).any(|(i, _)| {
+                i == 0
+                    || !call.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        && call.as_bytes()[i - 1] != b'_'
+            });
+            if found {
+                out.push((method.to_owned(), path.to_owned()));
+            }
+        }
+    }
+    out
+}
