@@ -1,7 +1,9 @@
-//! No secret at rest and none in the logs: a whole break runs against a server logging at
-//! `trace`; afterwards neither its log nor any byte of its SQLite files (database and WAL)
-//! contains the sealed secret (plain or base64), a custodian's decrypted share, or an API
-//! token. The single reveal reaches the requester only, encrypted to their key.
+//! No secret at rest, in the logs or in any answer: a whole break runs against a server logging
+//! at `trace`; afterwards neither its log, nor any byte of its SQLite files (database and WAL),
+//! nor any answer of the API (listings, records, audit export, verification, readiness,
+//! /metrics) or the web UI (pages and their Server-Sent Event streams) contains the sealed
+//! secret (plain, hex, base64), a custodian's decrypted share, or an API token. The single
+//! reveal reaches the requester only, encrypted to their key.
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
@@ -25,6 +27,51 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A GET over plain HTTP/1.1 with `Connection: close`: status line, headers and body as they
+/// came off the wire. A stream (SSE) is read for `stream_for`, then cut.
+fn http_get(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    stream_for: Option<Duration>,
+) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(stream_for.unwrap_or(Duration::from_secs(10))))
+        .unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if stream_for.is_some()
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                break;
+            }
+            Err(e) => panic!("reading {path}: {e}"),
+        }
+    }
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "GET {path}: {}",
+        String::from_utf8_lossy(&out[..out.len().min(300)])
+    );
+    out
 }
 
 /// Every ASCII-armored age file in `bytes` (shares are stored that way).
@@ -163,6 +210,52 @@ fn secrets_never_reach_logs_or_disk() {
         .assert()
         .success();
     assert_eq!(stdout(&a), format!("{secret}\n"));
+
+    // Every other answer the server gives: the API's listings and records, the audit export,
+    // /metrics, the web UI's pages and their live streams.
+    let admin_token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let bearer = format!("Bearer {}", admin_token.trim());
+    let cookie = format!("bg_session={}", admin_token.trim());
+    let mut answers = Vec::new();
+    for path in [
+        "/api/procedures".to_owned(),
+        "/api/procedures/p".to_owned(),
+        "/api/breaks".to_owned(),
+        format!("/api/breaks/{id}"),
+        "/api/audit".to_owned(),
+        "/api/audit/export".to_owned(),
+        "/api/audit/verify".to_owned(),
+        "/api/readiness".to_owned(),
+        "/api/actors".to_owned(),
+        "/api/attestations".to_owned(),
+        "/api/drills".to_owned(),
+        "/metrics".to_owned(),
+    ] {
+        answers.extend(http_get(&url, &path, &[("Authorization", &bearer)], None));
+    }
+    for path in [
+        "/".to_owned(),
+        "/procedures/p".to_owned(),
+        format!("/breaks/{id}"),
+        "/audit".to_owned(),
+        "/inventory".to_owned(),
+    ] {
+        answers.extend(http_get(&url, &path, &[("Cookie", &cookie)], None));
+    }
+    for path in ["/events".to_owned(), format!("/breaks/{id}/events")] {
+        let got = http_get(
+            &url,
+            &path,
+            &[("Cookie", &cookie)],
+            Some(Duration::from_millis(800)),
+        );
+        assert!(contains(&got, b"event: "), "{path} streamed no event");
+        answers.extend(got);
+    }
+    assert!(
+        contains(&answers, b"break.granted"),
+        "the answers were read"
+    );
     drop(server);
 
     let log = std::fs::read(&log_path).unwrap();
@@ -198,6 +291,20 @@ fn secrets_never_reach_logs_or_disk() {
                 .encode(secret)
                 .into_bytes(),
         ),
+        (
+            "the secret in hex".into(),
+            secret
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes(),
+        ),
+        (
+            "the secret in URL-safe base64".into(),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(secret)
+                .into_bytes(),
+        ),
         ("dave's API token".into(), api_token.into_bytes()),
     ];
     for name in ["alice", "bob", "carol"] {
@@ -217,5 +324,6 @@ fn secrets_never_reach_logs_or_disk() {
     for (what, needle) in &needles {
         assert!(!contains(&log, needle), "{what} is in the server log");
         assert!(!contains(&disk, needle), "{what} is in the database files");
+        assert!(!contains(&answers, needle), "{what} is in an HTTP answer");
     }
 }
