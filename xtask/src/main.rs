@@ -1,6 +1,7 @@
 //! Project tasks. `cargo xtask test` runs the whole test suite and prints a summary that
 //! counts skipped tests; `cargo xtask ci` runs exactly what `.ci/run` runs; `cargo xtask bench`
-//! runs the benchmarks and writes BENCHMARKS.md.
+//! runs the benchmarks and writes BENCHMARKS.md; `cargo xtask fuzz [SECONDS] [--release]` builds
+//! the cargo-fuzz targets and runs each for a bounded time.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -54,7 +55,15 @@ fn main() -> Result<()> {
                 ],
             )
         }
-        _ => bail!("usage: cargo xtask test|ci|bench"),
+        "fuzz" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let seconds = args
+                .iter()
+                .find_map(|a| a.parse::<u64>().ok())
+                .unwrap_or(20);
+            fuzz(&root, seconds, args.iter().any(|a| a == "--release"))
+        }
+        _ => bail!("usage: cargo xtask test|ci|bench|fuzz [SECONDS] [--release]"),
     }
 }
 
@@ -132,4 +141,47 @@ fn count(summary: &str, word: &str) -> u64 {
         .and_then(|part| part.split_whitespace().rev().nth(1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// The cargo-fuzz targets (`fuzz/fuzz_targets/`).
+const FUZZ_TARGETS: &[&str] = &["procedure", "share", "audit_line", "api_body"];
+
+/// Builds every fuzz target (libFuzzer with coverage instrumentation; no sanitizer, so the
+/// stable toolchain builds it) and runs each for `seconds`, printing its executions. A crash
+/// fails the task and leaves its input in `fuzz/artifacts/TARGET/`.
+fn fuzz(root: &Path, seconds: u64, release: bool) -> Result<()> {
+    let fuzz_dir = root.join("fuzz");
+    let mut build = vec!["fuzz", "build", "-s", "none"];
+    build.push(if release { "--release" } else { "--dev" });
+    run(&fuzz_dir, "cargo", &build)?;
+    let time = format!("-max_total_time={seconds}");
+    let mut summary = Vec::new();
+    for target in FUZZ_TARGETS {
+        let corpus = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        let mut args = vec!["fuzz", "run", "-s", "none"];
+        args.push(if release { "--release" } else { "--dev" });
+        args.extend([target, "--", &time]);
+        eprintln!("$ cargo {}", args.join(" "));
+        let out = Command::new("cargo")
+            .args(&args)
+            .current_dir(&fuzz_dir)
+            .output()
+            .with_context(|| format!("running fuzz target {target}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let done = log
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("Done "))
+            .unwrap_or("no summary line")
+            .to_owned();
+        if !out.status.success() {
+            eprintln!("{log}");
+            bail!("fuzz target {target} failed: see fuzz/artifacts/{target}/");
+        }
+        println!("fuzz {target}: {done}");
+        summary.push(format!("{target}: {done}"));
+    }
+    println!("fuzz summary: no crash; {}", summary.join("; "));
+    Ok(())
 }

@@ -1177,3 +1177,23 @@ async fn channel_attempts(
         "error": a.error,
     })).collect::<Vec<_>>()})))
 }
+
+/// Decodes `bytes` as each JSON request body the API accepts, as the handlers' extractor does;
+/// returns how many decoded. For the fuzzer (`fuzz/fuzz_targets/api_body.rs`): none may panic.
+#[doc(hidden)]
+pub fn decode_request_bodies(bytes: &[u8]) -> usize {
+    fn ok<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> usize {
+        usize::from(serde_json::from_slice::<T>(bytes).is_ok())
+    }
+    ok::<ChallengeRequest>(bytes)
+        + ok::<LoginRequest>(bytes)
+        + ok::<FilesRequest>(bytes)
+        + ok::<SealRequest>(bytes)
+        + ok::<AttestRequest>(bytes)
+        + ok::<LostRequest>(bytes)
+        + ok::<EnrollRequest>(bytes)
+        + ok::<OpenRequest>(bytes)
+        + ok::<DrillStart>(bytes)
+        + ok::<ApproveRequest>(bytes)
+        + ok::<AckRequest>(bytes)
+}

@@ -28,7 +28,7 @@ use breakglass_store::SqlStore;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
-pub use api::router;
+pub use api::{decode_request_bodies, router};
 pub use openapi::document as openapi_document;
 
 /// Settings of a server, validated by the binary.
