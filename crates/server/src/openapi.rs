@@ -13,7 +13,9 @@ fn op(summary: &str, auth: bool, body: Option<Value>, ok: &str) -> Value {
             "403": {"$ref": "#/components/responses/Error"},
             "404": {"$ref": "#/components/responses/Error"},
             "409": {"$ref": "#/components/responses/Error"},
+            "413": {"$ref": "#/components/responses/Error"},
             "422": {"$ref": "#/components/responses/Error"},
+            "429": {"$ref": "#/components/responses/Error"},
             "503": {"$ref": "#/components/responses/Error"}
         }
     });
@@ -25,6 +27,33 @@ fn op(summary: &str, auth: bool, body: Option<Value>, ok: &str) -> Value {
     if let Some(schema) = body {
         o["requestBody"] =
             json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    }
+    o
+}
+
+/// `op` whose success answer is `media` (not JSON), described as `ok`.
+fn op_as(summary: &str, auth: bool, media: &str, ok: &str) -> Value {
+    let mut o = op(summary, auth, None, ok);
+    o["responses"]["200"] =
+        json!({"description": ok, "content": {media: {"schema": {"type": "string"}}}});
+    o
+}
+
+/// An HTML page's errors are pages too, except the rate limit's (JSON, from the middleware)
+/// and a body over the limit (plain text, from the form extractor).
+fn html_errors(mut o: Value) -> Value {
+    if let Some(responses) = o["responses"].as_object_mut() {
+        for (status, r) in responses.iter_mut() {
+            match status.as_str() {
+                "200" | "415" | "429" => {}
+                "413" => {
+                    *r = json!({"description": "The body is over the limit", "content": {"text/plain": {"schema": {"type": "string"}}}});
+                }
+                _ => {
+                    *r = json!({"description": "An error page", "content": {"text/html": {"schema": {"type": "string"}}}});
+                }
+            }
+        }
     }
     o
 }
@@ -408,11 +437,11 @@ pub fn document() -> Value {
     add(
         "/api/audit/export",
         "get",
-        op(
+        op_as(
             "The whole audit log as JSON Lines (docs/audit-log-format.md)",
             true,
-            None,
             "application/x-ndjson",
+            "One JSON object per line: every entry, then every checkpoint",
         ),
     );
     add(
@@ -463,11 +492,11 @@ pub fn document() -> Value {
     add(
         "/metrics",
         "get",
-        op(
-            "Prometheus metrics: outbox lag per destination",
+        op_as(
+            "Prometheus metrics: outbox lag per destination, readiness, drills",
             false,
-            None,
-            "text/plain exposition",
+            "text/plain",
+            "Prometheus text exposition format 0.0.4",
         ),
     );
     add(
@@ -486,23 +515,24 @@ pub fn document() -> Value {
     add(
         "/ack/{token}",
         "get",
-        op(
+        html_errors(op_as(
             "HTML page with the acknowledge button (alerts link here)",
             false,
-            None,
             "text/html",
-        ),
+            "The page",
+        )),
     );
-    add(
-        "/ack/{token}",
-        "post",
-        op(
+    add("/ack/{token}", "post", {
+        let mut o = op_as(
             "HTML form target that acknowledges",
             false,
-            None,
             "text/html",
-        ),
-    );
+            "The page saying the alert was acknowledged",
+        );
+        o["requestBody"] = json!({"required": true, "content": {"application/x-www-form-urlencoded": {"schema": obj(&[], json!({"by": {"type": "string"}}))}}});
+        o["responses"]["415"] = json!({"description": "The body is not a form", "content": {"text/plain": {"schema": {"type": "string"}}}});
+        html_errors(o)
+    });
     add(
         "/api/channels",
         "get",
