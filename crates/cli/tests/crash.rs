@@ -20,7 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use breakglass_engine::{Clock, SystemClock};
 
-use common::{Server, breakglass, show_break, stdout, stdout_json, world};
+use common::{Server, World, breakglass, keygen, show_break, stdout, stdout_json, world};
 use serde_json::Value;
 
 /// Default number of kill/restart rounds.
@@ -90,7 +90,16 @@ struct Target {
     data_dir: PathBuf,
     keys: PathBuf,
     procedure: String,
-    secret: String,
+    reveal: Reveal,
+}
+
+/// What a reveal must print.
+#[derive(Clone, Debug)]
+enum Reveal {
+    /// The sealed secret itself (a secret target).
+    Secret(String),
+    /// A login URL for the break's own ephemeral role (a PostgreSQL target).
+    PostgresLogin,
 }
 
 impl Target {
@@ -186,7 +195,39 @@ fn run_cycles(t: &Target, stop: &AtomicBool, pairs: &[[&'static str; 2]]) -> Cyc
         let Some(out) = run(format!("reveal {id}"), reveal, &mut report) else {
             break;
         };
-        assert_eq!(out, format!("{}\n", t.secret), "revealed secret of {id}");
+        match &t.reveal {
+            Reveal::Secret(secret) => {
+                assert_eq!(out, format!("{secret}\n"), "revealed secret of {id}");
+            }
+            Reveal::PostgresLogin => {
+                let role = breakglass_targets::grant_name(&id);
+                assert!(
+                    out.starts_with("postgres") && out.contains(&role),
+                    "a login of {role} for {id}, got {} bytes",
+                    out.len()
+                );
+                // The admin credential is rotated after each grant; the next break waits for
+                // it, as a person would (a break opened meanwhile is moved to the new seal and
+                // its custodians asked to approve again, which this loop does not do).
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while std::time::Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+                    let mut show = breakglass();
+                    show.args(["--server", &t.url, "--data-dir"])
+                        .arg(&t.data_dir)
+                        .args(["--output", "json", "procedure", "show", &t.procedure]);
+                    match show.output() {
+                        Ok(o) if o.status.success() => {
+                            let p: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+                            if p["taint"].is_null() {
+                                break;
+                            }
+                        }
+                        _ => break,
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
         report.acks.push(Ack {
             break_id: id,
             step: Step::Reveal,
@@ -441,8 +482,36 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 fn kill_9_during_break_cycles_loses_no_acknowledged_event() {
     let seed: u64 = env_or("CRASH_SEED", SEED);
     let rounds: usize = env_or("CRASH_ROUNDS", ROUNDS);
-    let mut rng = XorShift(seed | 1);
     let mut w = world("root-db", "15m");
+    let secret = w.secret.clone();
+    let totals = crash_rounds(&mut w, Reveal::Secret(secret), rounds, seed, &|_| false);
+    assert_eq!(
+        totals.remedied, 0,
+        "a secret target has no rotation to interrupt"
+    );
+}
+
+/// Totals of a crash run.
+struct CrashTotals {
+    acknowledged: usize,
+    breaks: Vec<Value>,
+    granted: usize,
+    /// Restarts after which the operator had to re-seal (a rotation cut by the kill).
+    remedied: usize,
+}
+
+/// Runs `rounds` kill/restart rounds of break cycles against `w`, checking after every
+/// restart and at the end; prints the counts. After each restart `remedy` plays the operator
+/// (re-sealing a procedure whose rotation the kill interrupted) and says whether it had to.
+fn crash_rounds(
+    w: &mut World,
+    reveal: Reveal,
+    rounds: usize,
+    seed: u64,
+    remedy: &dyn Fn(&Server) -> bool,
+) -> CrashTotals {
+    let mut remedied = 0;
+    let mut rng = XorShift(seed | 1);
     let data_dir = w.server.data_dir.clone();
     let mut acks: Vec<Ack> = Vec::new();
     let mut downtimes: Vec<Downtime> = Vec::new();
@@ -456,7 +525,7 @@ fn kill_9_during_break_cycles_loses_no_acknowledged_event() {
             data_dir: data_dir.clone(),
             keys: w.keys.clone(),
             procedure: w.procedure.clone(),
-            secret: w.secret.clone(),
+            reveal: reveal.clone(),
         };
         let first = rng.next() as usize % pairs.len();
         let order: Vec<[&'static str; 2]> = (0..pairs.len())
@@ -473,13 +542,12 @@ fn kill_9_during_break_cycles_loses_no_acknowledged_event() {
         // SIGKILL while the thread is mid-flight; it finishes its current command (which
         // fails: the server is gone) and stops.
         stop.store(true, Ordering::SeqCst);
-        let server = w.server;
         let killed_ms = now_ms();
-        server.kill();
+        w.server.kill_now();
         let report = cycles.join().expect("cycle thread");
 
         let spawned_ms = now_ms();
-        w.server = Server::start(&data_dir);
+        w.server = Server::start_with(&data_dir, &w.server_args());
         downtimes.push(Downtime {
             killed_ms,
             spawned_ms,
@@ -493,6 +561,10 @@ fn kill_9_during_break_cycles_loses_no_acknowledged_event() {
         acks.extend(report.acks.iter().cloned());
         let (entries, resets) =
             check_after_restart(&w.server, &acks, &report.acks, &downtimes, &label);
+        if remedy(&w.server) {
+            remedied += 1;
+            eprintln!("{label}: the kill cut a rotation; the server flagged it; re-sealed");
+        }
 
         let count = |f: fn(&Step) -> bool| report.acks.iter().filter(|a| f(&a.step)).count();
         let killed: Vec<String> = report
@@ -547,8 +619,173 @@ fn kill_9_during_break_cycles_loses_no_acknowledged_event() {
     assert_eq!(ended, granted, "every grant has ended");
     w.server.cli().args(["audit", "verify"]).assert().success();
     eprintln!(
-        "crash test: {} acknowledged steps over {rounds} kills, {} breaks, {granted} grants, all ended",
+        "crash test: {} acknowledged steps over {rounds} kills, {} breaks, {granted} grants, all ended, 0 acknowledged steps lost",
         acks.len(),
         breaks.len()
+    );
+    CrashTotals {
+        acknowledged: acks.len(),
+        breaks,
+        granted,
+        remedied,
+    }
+}
+
+/// Default kill/restart rounds of the PostgreSQL run (`CRASH_PG_ROUNDS` overrides).
+const PG_ROUNDS: usize = 8;
+
+/// The same, with a PostgreSQL target on a private cluster: every grant is a real ephemeral
+/// role; after the last round no role of any break remains on the server.
+#[test]
+fn kill_9_with_postgres_grants_leaves_no_role_behind() {
+    let test = "cli::crash::kill_9_with_postgres_grants_leaves_no_role_behind";
+    let Some(pg) = breakglass_testkit::pgcluster::cluster(test) else {
+        return;
+    };
+    let seed: u64 = env_or("CRASH_SEED", SEED);
+    let rounds: usize = env_or("CRASH_PG_ROUNDS", PG_ROUNDS);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(pg.fresh_db());
+    let sfx = db["bg_test_".len()..].to_owned();
+    let (adm, app, op) = (
+        format!("cadm_{sfx}"),
+        format!("capp_{sfx}"),
+        format!("cop_{sfx}"),
+    );
+    let admin_pw = format!("adm-{sfx}");
+    let sql = |text: String| {
+        rt.block_on(async {
+            let mut c = pg.connect(&db).await;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(text))
+                .execute(&mut c)
+                .await
+                .expect("SQL");
+            let _ = sqlx::Connection::close(c).await;
+        })
+    };
+    sql(format!(
+        "CREATE ROLE {adm} LOGIN PASSWORD '{admin_pw}' CREATEROLE;
+         CREATE ROLE {app} NOLOGIN;
+         GRANT {app} TO {adm} WITH ADMIN OPTION;
+         CREATE ROLE {op} LOGIN PASSWORD 'op-{sfx}' CREATEROLE;
+         GRANT pg_signal_backend TO {op};"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let targets = dir.path().join("targets.yaml");
+    std::fs::write(
+        &targets,
+        format!(
+            "connections:\n  - name: pg\n    kind: postgres\n    operator_url: {}\n",
+            pg.url(&op, &format!("op-{sfx}"), &db)
+        ),
+    )
+    .unwrap();
+    let serve_args = vec!["--targets".to_owned(), targets.to_str().unwrap().to_owned()];
+    let args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
+    let server = Server::start_with(&data, &args);
+    let mut custodians = String::new();
+    for name in ["alice", "bob", "carol"] {
+        let (_, key) = keygen(&keys, name);
+        custodians.push_str(&format!("  - name: {name}\n    key: {key}\n"));
+    }
+    let file = keys.join("pg.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "id: pg\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {db}\n    admin_user: {adm}\n    grant_role: {app}\n    connection: pg\n    sslmode: disable\n    inventory: postgres, {adm}, {op}\ncustodians:\n{custodians}quorum: 2\nmax_grant: 15m\n",
+            pg.host, pg.port
+        ),
+    )
+    .unwrap();
+    server
+        .cli()
+        .args(["procedure", "apply"])
+        .arg(&file)
+        .assert()
+        .success();
+    let (_, dave) = keygen(&keys, "dave");
+    std::fs::write(keys.join("dave.pub"), format!("{dave}\n")).unwrap();
+    server
+        .cli()
+        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
+        .arg(keys.join("dave.pub"))
+        .assert()
+        .success();
+    server
+        .cli()
+        .args(["seal", "pg"])
+        .write_stdin(format!("{admin_pw}\n"))
+        .assert()
+        .success();
+    let mut w = World {
+        server,
+        keys,
+        procedure: "pg".into(),
+        secret: String::new(),
+        serve_args,
+        _dir: dir,
+    };
+    // The operator's remedy for a rotation cut by a kill, which the server flags at start-up
+    // (it cannot know which credential the target kept): a new password on the target, sealed.
+    let generation = std::cell::Cell::new(0u32);
+    let remedy = |server: &Server| -> bool {
+        let a = server
+            .cli()
+            .args(["--output", "json", "procedure", "show", "pg"])
+            .assert()
+            .success();
+        let p = stdout_json(&a);
+        let reason = p["taint"]["reason"].as_str().unwrap_or_default().to_owned();
+        if !reason.contains("interrupted by a restart") {
+            return false;
+        }
+        generation.set(generation.get() + 1);
+        let pw = format!("reset-{}-{sfx}", generation.get());
+        sql(format!("ALTER ROLE {adm} PASSWORD '{pw}'"));
+        server
+            .cli()
+            .args(["seal", "pg"])
+            .write_stdin(format!("{pw}\n"))
+            .assert()
+            .success();
+        true
+    };
+    let totals = crash_rounds(&mut w, Reveal::PostgresLogin, rounds, seed, &remedy);
+    assert!(totals.granted > 0, "some breaks reached a grant");
+
+    // No role of any break remains: each was dropped at expiry, or at start-up when its
+    // deadline passed while the server was down.
+    let names: Vec<String> = totals
+        .breaks
+        .iter()
+        .map(|b| breakglass_targets::grant_name(b["id"].as_str().unwrap()))
+        .collect();
+    let left: Vec<String> = rt.block_on(async {
+        let mut c = pg.connect(&db).await;
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)")
+                .bind(&names)
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        rows.into_iter().map(|r| r.0).collect()
+    });
+    assert!(
+        left.is_empty(),
+        "ephemeral roles left on PostgreSQL: {left:?}"
+    );
+    eprintln!(
+        "crash test (PostgreSQL): {} acknowledged steps, {} breaks, {} grants over {rounds} kills; 0 lost, {} ephemeral roles left; {} rotations cut by a kill, each flagged at start-up and re-sealed",
+        totals.acknowledged,
+        totals.breaks.len(),
+        totals.granted,
+        left.len(),
+        totals.remedied
     );
 }

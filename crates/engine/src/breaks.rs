@@ -91,6 +91,10 @@ impl Engine {
         drill: Option<DrillOpen>,
     ) -> Result<Requested, EngineError> {
         by.may(Action::OpenBreak)?;
+        // A break opened while the credential is being rotated would be on the seal about to
+        // be replaced: wait for the rotation (it takes well under a second).
+        let lock = self.rotation_lock(procedure);
+        let _rotation = lock.lock().await;
         let mut tx = self.store().begin().await?;
         let stored = load_procedure(tx.as_mut(), procedure).await?;
         let seal_id = match drill.as_ref().and_then(|d| d.seal_id.clone()) {
@@ -216,6 +220,19 @@ impl Engine {
         encoded_share: &str,
     ) -> Result<ApproveOutcome, EngineError> {
         by.may(Action::Approve)?;
+        // Wait out a rotation of the procedure's credential in flight: it may re-target this
+        // break to the new seal, and a quorum must not combine a credential the target is
+        // about to drop. Taken before the writer, as the rotation takes it.
+        let procedure_id = {
+            let mut r = self.store().read().await?;
+            load_break(r.as_mut(), break_id)
+                .await?
+                .info()
+                .procedure
+                .clone()
+        };
+        let lock = self.rotation_lock(&procedure_id);
+        let _rotation = lock.lock().await;
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let requested = match load_break(tx.as_mut(), break_id).await? {
@@ -720,7 +737,7 @@ impl Engine {
         load_break(tx.as_mut(), id).await
     }
 
-    fn take_pending(&self, break_id: &str) -> Vec<breakglass_custody::VerifiedShare> {
+    pub(crate) fn take_pending(&self, break_id: &str) -> Vec<breakglass_custody::VerifiedShare> {
         self.inner
             .pending
             .lock()

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use crate::events::Record;
 use crate::ports::{
-    EndCause, GrantRecord, HealthCheck, PrivilegedAccount, StoredSeal, Target, TargetError,
-    TargetReport,
+    AuditAbout, EndCause, GrantRecord, HealthCheck, PrivilegedAccount, StoredSeal, Taint, Target,
+    TargetError, TargetReport,
 };
 use crate::{Engine, EngineError};
 
@@ -205,19 +205,30 @@ impl Engine {
         current: Secret,
         slot: SealSlot,
     ) -> Result<(), EngineError> {
-        let (stored, drill_seal) = {
+        // From here to the promotion, no break of this procedure opens or reaches its quorum.
+        let lock = self.rotation_lock(procedure_id);
+        let _rotation = lock.lock().await;
+        let (stored, drill_seal, break_seal) = {
             let mut tx = self.store().read().await?;
             let stored = tx
                 .procedure(procedure_id)
                 .await?
                 .ok_or_else(|| EngineError::not_found("procedure", procedure_id))?;
-            (stored, tx.drill_seal(procedure_id).await?)
+            let break_seal = tx.break_(break_id).await?.map(|b| b.info().seal_id.clone());
+            (stored, tx.drill_seal(procedure_id).await?, break_seal)
         };
         let procedure = stored.procedure.clone();
         let old_seal = match slot {
             SealSlot::Procedure => stored.seal_id.clone(),
             SealSlot::Drill => drill_seal,
         };
+        // Another break's rotation already replaced the seal this break combined: the
+        // credential it opened is no longer the target's, so there is nothing to rotate.
+        if break_seal.is_some() && break_seal != old_seal {
+            return self
+                .rotation_superseded(&procedure, break_id, break_seal, old_seal, slot)
+                .await;
+        }
         let target = self.target(procedure.target.kind)?;
         let next = match target.next_credential(&procedure, &current) {
             Ok(n) => n,
@@ -303,6 +314,146 @@ impl Engine {
         Ok(())
     }
 
+    /// At start-up: a rotation that committed its pending seal but neither its promotion nor
+    /// its failure was cut by a crash. Which credential the target holds now (the current
+    /// seal's, if the crash came before the target changed; the pending seal's, if after) the
+    /// server cannot tell: it holds neither. The procedure is tainted with both seals named and
+    /// the remedy, and its channels are alerted. Returns the procedures flagged.
+    pub async fn flag_interrupted_rotations(&self) -> Result<Vec<String>, EngineError> {
+        const KINDS: [&str; 4] = [
+            "credential.rotation_started",
+            "credential.rotated",
+            "credential.rotation_failed",
+            "credential.rotation_interrupted",
+        ];
+        let procedures = self.store().read().await?.procedures().await?;
+        let mut flagged = Vec::new();
+        for stored in procedures {
+            let id = stored.procedure.id.clone();
+            // The newest rotation event of the procedure, read newest first.
+            let mut latest = None;
+            let mut before = u64::MAX;
+            {
+                let mut tx = self.store().read().await?;
+                for _ in 0..20 {
+                    let page = tx
+                        .audit_entries_about(AuditAbout::Procedure(&id), before, 500)
+                        .await?;
+                    let Some(last) = page.last() else { break };
+                    before = last.seq;
+                    let full = page.len() == 500;
+                    if let Some(e) = page.into_iter().find(|e| KINDS.contains(&e.kind.as_str())) {
+                        latest = Some(e);
+                        break;
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+            }
+            let Some(started) = latest.filter(|e| e.kind == "credential.rotation_started") else {
+                continue;
+            };
+            let field = |k: &str| {
+                started
+                    .payload
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
+            let (break_id, pending, current) =
+                (field("break"), field("pending_seal"), field("current_seal"));
+            let changes_target = started
+                .payload
+                .get("changes_target")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            let reason = if changes_target {
+                format!(
+                    "rotation after break {} was interrupted by a restart: the target holds the credential of the current seal {} or of the pending seal {}; set a new credential on the target and re-seal it (`breakglass seal {id}`)",
+                    break_id.as_deref().unwrap_or("?"),
+                    current.as_deref().unwrap_or("(none)"),
+                    pending.as_deref().unwrap_or("?"),
+                )
+            } else {
+                format!(
+                    "re-seal after break {} was interrupted by a restart: the data key was combined; re-seal (`breakglass seal {id}`)",
+                    break_id.as_deref().unwrap_or("?"),
+                )
+            };
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            let Some(mut fresh) = tx.procedure(&id).await? else {
+                continue;
+            };
+            fresh.taint = Some(Taint {
+                reason: reason.clone(),
+                break_id: break_id.clone(),
+                secret_revealed: false,
+            });
+            tx.put_procedure(&fresh).await?;
+            let mut record = Record::default();
+            record.procedure_alert(
+                now,
+                "breakglass",
+                "credential.rotation_interrupted",
+                &fresh.procedure,
+                json!({
+                    "break": break_id,
+                    "pending_seal": pending,
+                    "current_seal": current,
+                    "changes_target": changes_target,
+                    "reason": reason,
+                }),
+            );
+            self.commit(tx, record).await?;
+            tracing::error!(procedure = %id, "{reason}");
+            flagged.push(id);
+        }
+        Ok(flagged)
+    }
+
+    /// Records that a break's rotation had nothing to do (see `rotate_after_break`) and
+    /// clears the taint this break set.
+    async fn rotation_superseded(
+        &self,
+        procedure: &breakglass_domain::Procedure,
+        break_id: &str,
+        break_seal: Option<String>,
+        current: Option<String>,
+        slot: SealSlot,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let mut record = Record::default();
+        record.procedure_event(
+            now,
+            "breakglass",
+            slot.event("credential.rotation_skipped"),
+            &procedure.id,
+            json!({"break": break_id, "break_seal": break_seal, "current_seal": current, "why": "a later rotation already replaced the credential this break opened"}),
+        );
+        if slot == SealSlot::Procedure
+            && let Some(mut stored) = tx.procedure(&procedure.id).await?
+            && stored
+                .taint
+                .as_ref()
+                .is_some_and(|t| t.break_id.as_deref() == Some(break_id) && !t.secret_revealed)
+        {
+            let cleared = stored.taint.take().map(|t| t.reason);
+            tx.put_procedure(&stored).await?;
+            record.procedure_event(
+                now,
+                "breakglass",
+                "procedure.untainted",
+                &procedure.id,
+                json!({"cleared": cleared, "seal_id": current}),
+            );
+        }
+        self.commit(tx, record).await?;
+        Ok(())
+    }
+
     async fn promote_seal(
         &self,
         procedure_id: &str,
@@ -326,6 +477,36 @@ impl Engine {
         };
         tx.put_procedure(&stored).await?;
         let mut record = Record::default();
+        // Breaks still waiting for their quorum were opened on the old seal: move them to
+        // the new one. Shares already accepted were of the old seal and are dropped; their
+        // custodians approve again (and are told).
+        if let Some(old) = replaced.as_deref() {
+            for b in tx.breaks(Some(procedure_id), 200).await? {
+                let Break::Requested(mut r) = b else { continue };
+                if r.info.seal_id != old || r.info.drill.is_some() {
+                    continue;
+                }
+                let custodians: Vec<String> = r
+                    .info
+                    .approvals
+                    .iter()
+                    .map(|a| a.custodian.clone())
+                    .collect();
+                r.info.seal_id = seal.seal_id.clone();
+                r.info.approvals.clear();
+                drop(self.take_pending(&r.info.id.0));
+                let moved = Break::Requested(r);
+                tx.put_break(&moved).await?;
+                record.break_event(
+                    now,
+                    "breakglass",
+                    "break.approvals_reset",
+                    &stored.procedure,
+                    &moved,
+                    json!({"custodians": custodians, "seal_id": seal.seal_id, "why": format!("the credential was rotated after break {break_id}; approve again (the new seal's share)")}),
+                );
+            }
+        }
         record.procedure_alert(
             now,
             "breakglass",
@@ -663,6 +844,7 @@ impl SealSlot {
     fn event(self, kind: &'static str) -> &'static str {
         match (self, kind) {
             (SealSlot::Drill, "credential.rotation_started") => "drill_credential.rotation_started",
+            (SealSlot::Drill, "credential.rotation_skipped") => "drill_credential.rotation_skipped",
             _ => kind,
         }
     }

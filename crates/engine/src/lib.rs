@@ -141,9 +141,24 @@ struct Inner {
     faults: Mutex<HashMap<String, drills::Faults>>,
     /// One alert delivery pass at a time (the worker and a drill runner may both drive it).
     delivering: tokio::sync::Mutex<()>,
+    /// Per procedure: held by a credential rotation from its start to its promotion, and by
+    /// opening a break and approving one, so no break combines a credential the target no
+    /// longer holds.
+    rotation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Engine {
+    /// The rotation lock of a procedure (see `Inner::rotation_locks`).
+    pub(crate) fn rotation_lock(&self, procedure: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .rotation_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(procedure.to_owned())
+            .or_default()
+            .clone()
+    }
+
     /// Builds an engine over a store and a clock.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> Engine {
         Engine::with_sinks(store, clock, config, Vec::new())
@@ -201,6 +216,7 @@ impl Engine {
                 drill_keys,
                 faults: Mutex::new(HashMap::new()),
                 delivering: tokio::sync::Mutex::new(()),
+                rotation_locks: Mutex::new(HashMap::new()),
             }),
         }
     }

@@ -268,6 +268,16 @@ pub async fn build_with_clock(
             "approvals reset: their shares were held in memory before the restart"
         );
     }
+    let cut = engine
+        .flag_interrupted_rotations()
+        .await
+        .context("start-up rotation check")?;
+    if !cut.is_empty() {
+        tracing::error!(
+            procedures = ?cut,
+            "rotations interrupted by the restart: procedures tainted until re-sealed"
+        );
+    }
     let interrupted = engine
         .fail_interrupted_drills()
         .await

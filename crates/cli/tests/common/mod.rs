@@ -180,6 +180,11 @@ impl Server {
         self.stop();
     }
 
+    /// `kill`, keeping the (dead) value so its owner can replace it.
+    pub(crate) fn kill_now(&mut self) {
+        self.stop();
+    }
+
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -203,11 +208,18 @@ pub(crate) struct World {
     pub(crate) procedure: String,
     /// The sealed secret.
     pub(crate) secret: String,
+    /// Extra `serve` arguments a restart must pass again (a targets file…).
+    pub(crate) serve_args: Vec<String>,
     /// Holds the data dir and the keys; removed on drop.
-    _dir: tempfile::TempDir,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 impl World {
+    /// The extra `serve` arguments, as `Server::start_with` takes them.
+    pub(crate) fn server_args(&self) -> Vec<&str> {
+        self.serve_args.iter().map(String::as_str).collect()
+    }
+
     /// The identity file of `name` (alice, bob, carol or dave).
     pub(crate) fn key(&self, name: &str) -> PathBuf {
         self.keys.join(format!("{name}.key"))
@@ -218,7 +230,7 @@ impl World {
     pub(crate) fn restart_after(&mut self, down: Duration) {
         self.server.stop();
         std::thread::sleep(down);
-        self.server = Server::start(&self.server.data_dir.clone());
+        self.server = Server::start_with(&self.server.data_dir.clone(), &self.server_args());
     }
 
     /// A CLI command signed in with `name`'s identity.
@@ -289,6 +301,7 @@ pub(crate) fn world(procedure: &str, max_grant: &str) -> World {
         keys,
         procedure: procedure.to_owned(),
         secret,
+        serve_args: Vec::new(),
         _dir: dir,
     }
 }
