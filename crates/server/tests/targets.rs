@@ -442,3 +442,95 @@ async fn postgres_leftovers_of_uncommitted_grants_are_ended() {
     assert_eq!(g.end_cause.as_deref(), Some("abandoned"));
     assert!(g.ended_at.is_some());
 }
+
+/// Two breaks opened on the same seal: the first one's grant rotates the admin credential, so
+/// the second, still waiting for its quorum, is moved to the new seal (the share accepted
+/// from the old one is dropped and its custodian told to approve again); approved with the
+/// new seal's shares, it is granted with the credential the target holds now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_break_waiting_during_a_rotation_moves_to_the_new_seal() {
+    let Some(f) = fixture(
+        "server::targets::postgres_a_break_waiting_during_a_rotation_moves_to_the_new_seal",
+    )
+    .await
+    else {
+        return;
+    };
+    let engine = start(&f).await;
+    setup(&f, &engine).await;
+    let custodian = |name: &str| Actor {
+        name: name.into(),
+        roles: vec![Role::Custodian],
+        key: None,
+    };
+    let approve = |id: String, i: usize, name: &'static str| {
+        let engine = engine.clone();
+        let who = custodian(name);
+        let identity = &f.ids[i];
+        async move {
+            let share = engine.share_for(&who, &id).await.unwrap();
+            let plain = decrypt_share(&share.age_file, identity).unwrap();
+            engine.approve(&who, &id, &plain.encode()).await
+        }
+    };
+    let open = || {
+        engine.open_break(
+            &f.dave,
+            "pg",
+            "db down",
+            "INC-2",
+            Some(Duration::from_secs(60)),
+        )
+    };
+    let first = open().await.unwrap().info.id.0;
+    let second = open().await.unwrap().info.id.0;
+    let old_seal = match engine.break_(&admin(), &second).await.unwrap() {
+        Break::Requested(r) => r.info.seal_id,
+        other => panic!("{other:?}"),
+    };
+    // alice approves the second on the old seal; the first is granted and rotates.
+    approve(second.clone(), 0, "alice").await.unwrap();
+    approve(first.clone(), 0, "alice").await.unwrap();
+    approve(first.clone(), 1, "bob").await.unwrap();
+    engine.settle().await;
+    let rotated = events(&engine, "credential.rotated").await;
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    let new_seal = rotated[0]["seal_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_seal, old_seal);
+
+    // The second break now waits on the new seal, with no approval.
+    match engine.break_(&admin(), &second).await.unwrap() {
+        Break::Requested(r) => {
+            assert_eq!(r.info.seal_id, new_seal);
+            assert!(r.info.approvals.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    let resets = events(&engine, "break.approvals_reset").await;
+    assert!(
+        resets
+            .iter()
+            .any(|p| p["custodians"] == serde_json::json!(["alice"])
+                && p["why"].as_str().unwrap().contains("approve again")),
+        "{resets:?}"
+    );
+
+    // Approved again with the new seal's shares, it is granted: the combined credential is
+    // the one the target holds now.
+    approve(second.clone(), 0, "alice").await.unwrap();
+    approve(second.clone(), 1, "bob").await.unwrap();
+    assert!(matches!(
+        engine.break_(&admin(), &second).await.unwrap(),
+        Break::Granted(_)
+    ));
+    let revealed = engine.reveal(&f.dave, &second).await.unwrap();
+    let access = decrypt_with(&f.dave_id, &revealed.age_file).unwrap();
+    let url = String::from_utf8(access.to_vec()).unwrap();
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    engine.settle().await;
+}

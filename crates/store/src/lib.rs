@@ -445,7 +445,7 @@ impl Tx for SqlTx {
         sqlx::query(
             "INSERT INTO breaks (id, procedure_id, seal_id, requester, reason, ticket, duration_ms, quorum, requested_at, approval_deadline, approvals, state, granted_at, deadline, revealed_at, ended_at, closed_by, due_at, drill_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) ON CONFLICT (id) DO UPDATE SET \
-             approvals = excluded.approvals, state = excluded.state, granted_at = excluded.granted_at, deadline = excluded.deadline, \
+             seal_id = excluded.seal_id, approvals = excluded.approvals, state = excluded.state, granted_at = excluded.granted_at, deadline = excluded.deadline, \
              revealed_at = excluded.revealed_at, ended_at = excluded.ended_at, closed_by = excluded.closed_by, due_at = excluded.due_at",
         )
         .bind(r.id)
