@@ -408,6 +408,38 @@ async fn automated_drill_proves_the_whole_path_without_the_real_seal() {
     assert!(html.contains("first login"));
     let md = breakglass_server::drill_report::markdown(&view);
     assert!(md.contains("PASSED"), "{md}");
+
+    // No credential of the drill reached the audit log, the alerts or the report: neither the
+    // drill credential nor the real admin password, plain, hex or base64.
+    let mut seen = String::new();
+    for e in f.engine.audit_entries(&admin(), 1, 10_000).await.unwrap() {
+        seen.push_str(&e.payload.to_string());
+    }
+    for (_, v) in f.receiver.got.lock().unwrap().iter() {
+        seen.push_str(&v.to_string());
+    }
+    seen.push_str(&d.report.to_string());
+    seen.push_str(&html);
+    seen.push_str(&md);
+    assert!(seen.len() > 10_000, "scanned {} bytes", seen.len());
+    for secret in [
+        f.admin_password.clone(),
+        format!("drl-{sfx}"),
+        f.drill_url.clone(),
+    ] {
+        use base64::Engine as _;
+        let forms = [
+            secret.clone(),
+            hex::encode(&secret),
+            base64::engine::general_purpose::STANDARD.encode(&secret),
+        ];
+        for form in forms {
+            assert!(
+                !seen.contains(&form),
+                "a drill credential leaked into an answer"
+            );
+        }
+    }
     drop(f.dir);
 }
 
