@@ -648,44 +648,21 @@ fn kill_9_with_postgres_grants_leaves_no_role_behind() {
         .enable_all()
         .build()
         .unwrap();
-    let db = rt.block_on(pg.fresh_db());
-    let sfx = db["bg_test_".len()..].to_owned();
-    let (adm, app, op) = (
-        format!("cadm_{sfx}"),
-        format!("capp_{sfx}"),
-        format!("cop_{sfx}"),
-    );
-    let admin_pw = format!("adm-{sfx}");
-    let sql = |text: String| {
-        rt.block_on(async {
-            let mut c = pg.connect(&db).await;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(text))
-                .execute(&mut c)
-                .await
-                .expect("SQL");
-            let _ = sqlx::Connection::close(c).await;
-        })
-    };
-    sql(format!(
-        "CREATE ROLE {adm} LOGIN PASSWORD '{admin_pw}' CREATEROLE;
-         CREATE ROLE {app} NOLOGIN;
-         GRANT {app} TO {adm} WITH ADMIN OPTION;
-         CREATE ROLE {op} LOGIN PASSWORD 'op-{sfx}' CREATEROLE;
-         GRANT pg_signal_backend TO {op};"
-    ));
-    let dir = tempfile::tempdir().unwrap();
+    let t = rt.block_on(common::pg_target(pg, "c"));
+    let targets = t.targets_file();
+    let common::PgTarget {
+        db,
+        sfx,
+        adm,
+        app,
+        op,
+        admin_pw,
+        dir,
+        keys,
+        ..
+    } = t;
     let data = dir.path().join("data");
-    let keys = dir.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    let targets = dir.path().join("targets.yaml");
-    std::fs::write(
-        &targets,
-        format!(
-            "connections:\n  - name: pg\n    kind: postgres\n    operator_url: {}\n",
-            pg.url(&op, &format!("op-{sfx}"), &db)
-        ),
-    )
-    .unwrap();
+    let sql = |text: String| rt.block_on(common::sql(pg, &db, text));
     let serve_args = vec!["--targets".to_owned(), targets.to_str().unwrap().to_owned()];
     let args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
     let server = Server::start_with(&data, &args);

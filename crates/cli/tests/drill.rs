@@ -8,71 +8,35 @@ mod common;
 
 use common::{Server, keygen, stderr, stdout, stdout_json};
 
-async fn sql(pg: &breakglass_testkit::pgcluster::PgCluster, db: &str, text: String) {
-    let mut c = pg.connect(db).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(text))
-        .execute(&mut c)
-        .await
-        .expect("setup SQL");
-    let _ = sqlx::Connection::close(c).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drills_through_the_cli() {
     let Some(pg) = breakglass_testkit::pgcluster::cluster("cli::drill::drills_through_the_cli")
     else {
         return;
     };
-    let db = pg.fresh_db().await;
-    let sfx = db["bg_test_".len()..].to_owned();
-    let (adm, drl, app, op) = (
-        format!("dadm_{sfx}"),
-        format!("ddrl_{sfx}"),
-        format!("dapp_{sfx}"),
-        format!("dop_{sfx}"),
-    );
-    let admin_pw = format!("adm-{sfx}");
-    sql(
-        pg,
-        &db,
-        format!(
-            "CREATE ROLE {adm} LOGIN PASSWORD '{admin_pw}' CREATEROLE;
-             CREATE ROLE {drl} LOGIN PASSWORD 'drl-{sfx}' CREATEROLE;
-             CREATE ROLE {app} NOLOGIN;
-             GRANT {app} TO {adm} WITH ADMIN OPTION;
-             GRANT {app} TO {drl} WITH ADMIN OPTION;
-             CREATE ROLE {op} LOGIN PASSWORD 'op-{sfx}' CREATEROLE;
-             GRANT pg_signal_backend TO {op};"
-        ),
-    )
-    .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let keys = dir.path().join("keys");
-    std::fs::create_dir(&keys).expect("keys");
-    std::fs::write(
-        dir.path().join("targets.yaml"),
-        format!(
-            "connections:\n  - name: pg\n    kind: postgres\n    operator_url: {}\n",
-            pg.url(&op, &format!("op-{sfx}"), &db)
-        ),
-    )
-    .expect("targets file");
-    // An alert receiver on loopback: a webhook channel answering 200 to everything.
-    let raddr = common::webhook_receiver().await;
-    std::fs::write(
-        dir.path().join("channels.yaml"),
-        format!(
-            "channels:\n  - name: ops\n    kind: webhook\n    url: http://{raddr}/hook\n    secret: s3cret-for-tests\n"
-        ),
-    )
-    .expect("channels file");
+    let t = common::pg_target(pg, "d").await;
+    let channels = t.webhook_channel().await;
+    let targets = t.targets_file();
+    let drill_url = t.drill_url.clone();
+    let common::PgTarget {
+        db,
+        sfx,
+        adm,
+        drl,
+        app,
+        op,
+        admin_pw,
+        dir,
+        keys,
+        ..
+    } = t;
     let server = Server::start_with(
         &dir.path().join("data"),
         &[
             "--targets",
-            dir.path().join("targets.yaml").to_str().expect("utf-8"),
+            targets.to_str().expect("utf-8"),
             "--channels",
-            dir.path().join("channels.yaml").to_str().expect("utf-8"),
+            channels.to_str().expect("utf-8"),
         ],
     );
 
@@ -106,7 +70,6 @@ async fn drills_through_the_cli() {
     // Without a drill credential the drill is refused with the command that fixes it.
     let a = server.cli().args(["drill", "run", "pg"]).assert().code(3);
     assert!(stderr(&a).contains("seal pg --drill"), "{}", stderr(&a));
-    let drill_url = pg.url(&drl, &format!("drl-{sfx}"), &db);
     let a = server
         .cli()
         .args(["seal", "pg", "--drill"])

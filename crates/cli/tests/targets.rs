@@ -5,17 +5,8 @@
 
 mod common;
 
-use common::{Server, keygen, stdout, stdout_json};
+use common::{Server, keygen, sql, stdout, stdout_json};
 use sqlx::Connection;
-
-async fn sql(pg: &breakglass_testkit::pgcluster::PgCluster, db: &str, text: String) {
-    let mut c = pg.connect(db).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(text))
-        .execute(&mut c)
-        .await
-        .expect("setup SQL");
-    let _ = c.close().await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_commands_and_a_postgres_break_through_the_cli() {

@@ -27,15 +27,6 @@ use serde_json::Value;
 const TEST: &str = "cli::web_ui::web_ui_in_a_real_browser";
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn sql(pg: &breakglass_testkit::pgcluster::PgCluster, db: &str, text: String) {
-    let mut c = pg.connect(db).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(text))
-        .execute(&mut c)
-        .await
-        .expect("setup SQL");
-    let _ = sqlx::Connection::close(c).await;
-}
-
 async fn goto(b: &Browser, url: &str) {
     b.client()
         .goto(url)
@@ -129,55 +120,28 @@ async fn web_ui_in_a_real_browser() {
     let Some(b) = breakglass_testkit::browser::browser(TEST).await else {
         return;
     };
-    let db = pg.fresh_db().await;
-    let sfx = db["bg_test_".len()..].to_owned();
-    let (adm, drl, app, op) = (
-        format!("uadm_{sfx}"),
-        format!("udrl_{sfx}"),
-        format!("uapp_{sfx}"),
-        format!("uop_{sfx}"),
-    );
-    let admin_pw = format!("adm-{sfx}");
-    sql(
-        pg,
-        &db,
-        format!(
-            "CREATE ROLE {adm} LOGIN PASSWORD '{admin_pw}' CREATEROLE;
-             CREATE ROLE {drl} LOGIN PASSWORD 'drl-{sfx}' CREATEROLE;
-             CREATE ROLE {app} NOLOGIN;
-             GRANT {app} TO {adm} WITH ADMIN OPTION;
-             GRANT {app} TO {drl} WITH ADMIN OPTION;
-             CREATE ROLE {op} LOGIN PASSWORD 'op-{sfx}' CREATEROLE;
-             GRANT pg_signal_backend TO {op};"
-        ),
-    )
-    .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let keys = dir.path().join("keys");
-    std::fs::create_dir(&keys).expect("keys");
-    std::fs::write(
-        dir.path().join("targets.yaml"),
-        format!(
-            "connections:\n  - name: pg\n    kind: postgres\n    operator_url: {}\n",
-            pg.url(&op, &format!("op-{sfx}"), &db)
-        ),
-    )
-    .expect("targets file");
-    let raddr = common::webhook_receiver().await;
-    std::fs::write(
-        dir.path().join("channels.yaml"),
-        format!(
-            "channels:\n  - name: ops\n    kind: webhook\n    url: http://{raddr}/hook\n    secret: s3cret-for-tests\n"
-        ),
-    )
-    .expect("channels file");
+    let t = common::pg_target(pg, "u").await;
+    let channels = t.webhook_channel().await;
+    let targets = t.targets_file();
+    let drill_url = t.drill_url.clone();
+    let common::PgTarget {
+        db,
+        adm,
+        drl,
+        app,
+        op,
+        admin_pw,
+        dir,
+        keys,
+        ..
+    } = t;
     let server = Server::start_with(
         &dir.path().join("data"),
         &[
             "--targets",
-            dir.path().join("targets.yaml").to_str().expect("utf-8"),
+            targets.to_str().expect("utf-8"),
             "--channels",
-            dir.path().join("channels.yaml").to_str().expect("utf-8"),
+            channels.to_str().expect("utf-8"),
         ],
     );
     let base = server.url.clone();
@@ -263,7 +227,7 @@ async fn web_ui_in_a_real_browser() {
     server
         .cli()
         .args(["seal", "pg", "--drill"])
-        .write_stdin(format!("{}\n", pg.url(&drl, &format!("drl-{sfx}"), &db)))
+        .write_stdin(format!("{drill_url}\n"))
         .assert()
         .success();
     for id in ["vault-root", "okta-admin"] {

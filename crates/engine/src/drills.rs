@@ -975,20 +975,10 @@ impl Engine {
                 }),
             )
             .await;
-        let requested = match opened {
-            Ok(r) => r,
-            Err(e) => {
-                run.check("break opened", false, e.to_string());
-                return Ok(());
-            }
+        let Some(requested) = self.watch_opened(run, record, opened).await? else {
+            return Ok(());
         };
         let break_id = requested.info.id.0.clone();
-        self.note_drill_break(record, &break_id).await?;
-        run.watch = Some(Watch {
-            next: run.from_seq,
-            break_id: break_id.clone(),
-            seen: Vec::new(),
-        });
 
         // Alerts: every channel that is up must return a receipt; then acknowledge, unless a
         // channel is down, in which case nobody acknowledges and the alert must escalate.
@@ -1309,20 +1299,9 @@ impl Engine {
                 }),
             )
             .await;
-        let requested = match opened {
-            Ok(r) => r,
-            Err(e) => {
-                run.check("break opened", false, e.to_string());
-                return Ok(());
-            }
+        let Some(requested) = self.watch_opened(run, record, opened).await? else {
+            return Ok(());
         };
-        let break_id = requested.info.id.0.clone();
-        self.note_drill_break(record, &break_id).await?;
-        run.watch = Some(Watch {
-            next: run.from_seq,
-            break_id: break_id.clone(),
-            seen: Vec::new(),
-        });
         self.alerts_arrived(run, p, faults, step).await?;
         // Humans: wait until the break ends (the approval window, then the grant).
         let longest = self.config().approval_window + requested.info.duration + step;
@@ -1650,6 +1629,31 @@ impl Engine {
         );
         self.commit(tx, record).await?;
         Ok(actor)
+    }
+
+    /// The drill's break once opened: recorded on the drill and watched in the audit log
+    /// from then on; `None` (with the failed check) when it could not be opened.
+    async fn watch_opened(
+        &self,
+        run: &mut Run,
+        record: &DrillRecord,
+        opened: Result<breakglass_domain::Requested, EngineError>,
+    ) -> Result<Option<breakglass_domain::Requested>, EngineError> {
+        let requested = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                run.check("break opened", false, e.to_string());
+                return Ok(None);
+            }
+        };
+        let break_id = requested.info.id.0.clone();
+        self.note_drill_break(record, &break_id).await?;
+        run.watch = Some(Watch {
+            next: run.from_seq,
+            break_id,
+            seen: Vec::new(),
+        });
+        Ok(Some(requested))
     }
 
     /// Records which break a drill opened (so `drill show` names it while it runs).

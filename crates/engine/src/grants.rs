@@ -329,6 +329,11 @@ impl Engine {
         let procedures = self.store().read().await?.procedures().await?;
         let mut flagged = Vec::new();
         for stored in procedures {
+            // A grant taints its procedure before the rotation starts and the promotion
+            // clears it: only a tainted procedure can have a rotation cut short.
+            if stored.taint.is_none() {
+                continue;
+            }
             let id = stored.procedure.id.clone();
             // The newest rotation event of the procedure, read newest first.
             let mut latest = None;

@@ -384,3 +384,112 @@ pub(crate) async fn webhook_receiver() -> std::net::SocketAddr {
     });
     addr
 }
+
+/// Runs SQL on a database of the private test cluster.
+pub(crate) async fn sql(pg: &breakglass_testkit::pgcluster::PgCluster, db: &str, text: String) {
+    let mut c = pg.connect(db).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(text))
+        .execute(&mut c)
+        .await
+        .expect("setup SQL");
+    let _ = sqlx::Connection::close(c).await;
+}
+
+/// A PostgreSQL target on the private test cluster, for `serve --targets`: a fresh database;
+/// an admin role (`PREFIXadm_…`, CREATEROLE, admin of the grant role), a drill role
+/// (`PREFIXdrl_…`, the same rights, for `seal --drill`), the grant role (`PREFIXapp_…`) and an
+/// operator role (`PREFIXop_…`, the targets file's connection `pg`); and a temp dir holding
+/// `keys/` and `targets.yaml`.
+pub(crate) struct PgTarget {
+    /// The database.
+    pub(crate) db: String,
+    /// The database's random suffix, shared by the role names.
+    pub(crate) sfx: String,
+    /// Admin role, its password.
+    pub(crate) adm: String,
+    pub(crate) admin_pw: String,
+    /// Drill role.
+    pub(crate) drl: String,
+    /// Grant role.
+    pub(crate) app: String,
+    /// Operator role.
+    pub(crate) op: String,
+    /// URL of the drill role (what `seal --drill` takes).
+    pub(crate) drill_url: String,
+    /// Where `keys/` and `targets.yaml` are.
+    pub(crate) dir: tempfile::TempDir,
+    /// `dir/keys`.
+    pub(crate) keys: PathBuf,
+}
+
+/// Sets up a [`PgTarget`] whose role names start with `prefix`.
+pub(crate) async fn pg_target(
+    pg: &breakglass_testkit::pgcluster::PgCluster,
+    prefix: &str,
+) -> PgTarget {
+    let db = pg.fresh_db().await;
+    let sfx = db["bg_test_".len()..].to_owned();
+    let role = |r: &str| format!("{prefix}{r}_{sfx}");
+    let (adm, drl, app, op) = (role("adm"), role("drl"), role("app"), role("op"));
+    let admin_pw = format!("adm-{sfx}");
+    sql(
+        pg,
+        &db,
+        format!(
+            "CREATE ROLE {adm} LOGIN PASSWORD '{admin_pw}' CREATEROLE;
+             CREATE ROLE {drl} LOGIN PASSWORD 'drl-{sfx}' CREATEROLE;
+             CREATE ROLE {app} NOLOGIN;
+             GRANT {app} TO {adm} WITH ADMIN OPTION;
+             GRANT {app} TO {drl} WITH ADMIN OPTION;
+             CREATE ROLE {op} LOGIN PASSWORD 'op-{sfx}' CREATEROLE;
+             GRANT pg_signal_backend TO {op};"
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("keys dir");
+    std::fs::write(
+        dir.path().join("targets.yaml"),
+        format!(
+            "connections:\n  - name: pg\n    kind: postgres\n    operator_url: {}\n",
+            pg.url(&op, &format!("op-{sfx}"), &db)
+        ),
+    )
+    .expect("targets file");
+    let drill_url = pg.url(&drl, &format!("drl-{sfx}"), &db);
+    PgTarget {
+        db,
+        sfx,
+        adm,
+        admin_pw,
+        drl,
+        app,
+        op,
+        drill_url,
+        dir,
+        keys,
+    }
+}
+
+impl PgTarget {
+    /// The targets file.
+    pub(crate) fn targets_file(&self) -> PathBuf {
+        self.dir.path().join("targets.yaml")
+    }
+
+    /// Writes `channels.yaml` with one webhook channel `ops` to a receiver on loopback that
+    /// answers 200 to everything; returns its path.
+    pub(crate) async fn webhook_channel(&self) -> PathBuf {
+        let raddr = webhook_receiver().await;
+        let path = self.dir.path().join("channels.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "channels:\n  - name: ops\n    kind: webhook\n    url: http://{raddr}/hook\n    secret: s3cret-for-tests\n"
+            ),
+        )
+        .expect("channels file");
+        path
+    }
+}

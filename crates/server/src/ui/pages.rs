@@ -9,7 +9,6 @@ use askama::Template;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use breakglass_domain::readiness::Verdict;
 use breakglass_domain::{Action, Break, DrillMode, Injection, Procedure, Timestamp};
 use breakglass_engine::ports::{AttestationRecord, DrillRecord};
 use breakglass_engine::{AuditAbout, ChainVerdict, DrillRequest, ProcedureStatus, SealState};
@@ -99,10 +98,6 @@ pub(crate) struct DashboardQuery {
     q: Option<String>,
 }
 
-fn verdict_str(v: Verdict) -> &'static str {
-    v.as_str()
-}
-
 fn custodian_cells(
     p: &Procedure,
     attestations: &[AttestationRecord],
@@ -186,13 +181,13 @@ fn procedure_row(
     ProcedureRow {
         id: p.id.clone(),
         description: p.description.clone(),
-        verdict: readiness.map_or("unknown", |r| verdict_str(r.verdict)),
+        verdict: readiness.map_or("unknown", |r| r.verdict.as_str()),
         findings: readiness
             .map(|r| {
                 r.findings
                     .iter()
                     .map(|f| FindingRow {
-                        verdict: verdict_str(f.verdict),
+                        verdict: f.verdict.as_str(),
                         code: f.code,
                         message: f.message.clone(),
                     })
