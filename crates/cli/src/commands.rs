@@ -84,6 +84,18 @@ pub(crate) struct ServeArgs {
     /// Acknowledgements per minute per client address; 0: no limit.
     #[arg(long, default_value_t = breakglass_server::limits::RateLimits::default().acks_per_minute)]
     pub(crate) ack_rate: u32,
+    /// Run the PostgreSQL gateway for `access: proxy` procedures on this address (e.g.
+    /// 0.0.0.0:6432). It speaks TLS with the server's certificate when HTTPS is configured.
+    #[arg(long, env = "BREAKGLASS_GATEWAY")]
+    pub(crate) gateway: Option<SocketAddr>,
+    /// The host name requesters use to reach the gateway (in the connection string they
+    /// receive); default: the listen address, or localhost when it is unspecified.
+    #[arg(long, requires = "gateway")]
+    pub(crate) gateway_host: Option<String>,
+    /// Let gateway clients connect without TLS even when TLS is configured (a loopback or
+    /// otherwise private network only).
+    #[arg(long, requires = "gateway")]
+    pub(crate) gateway_plaintext: bool,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -260,6 +272,22 @@ pub(crate) enum BreakCmd {
         /// Break id.
         id: String,
     },
+    /// A fresh gateway token for a granted `access: proxy` break (earlier tokens stop
+    /// working); prints the connection string, decrypted locally with --identity.
+    Token {
+        /// Break id.
+        id: String,
+    },
+}
+
+/// `session` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum SessionCmd {
+    /// Every gateway session of a break and every statement it ran (admin, auditor).
+    Show {
+        /// Break id.
+        break_id: String,
+    },
 }
 
 /// `approve` arguments.
@@ -403,6 +431,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Channel(c) => channel(&cli, c).await,
         Command::Target(t) => target(&cli, t).await,
         Command::Drill(d) => crate::drill::run(&cli, d).await,
+        Command::Session(s) => session_cmd(&cli, s).await,
         Command::Ack(a) => ack(&cli, a).await,
     }
 }
@@ -440,7 +469,52 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         }
         _ => None,
     };
+    // The gateway's listener is bound first: its port goes into the connection strings.
+    let gateway = match a.gateway {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the gateway on {addr}"))?;
+            let local = listener.local_addr()?;
+            let host = a.gateway_host.clone().unwrap_or_else(|| {
+                if local.ip().is_unspecified() {
+                    "localhost".into()
+                } else {
+                    local.ip().to_string()
+                }
+            });
+            config.engine.gateway = Some(breakglass_engine::GatewayEndpoint {
+                host,
+                port: local.port(),
+                tls: tls.is_some() && !a.gateway_plaintext,
+            });
+            Some(listener)
+        }
+        None => None,
+    };
     let built = breakglass_server::build(config).await?;
+    if let Some(listener) = gateway {
+        let settings = breakglass_gateway::Settings {
+            tls: tls.as_ref().map(|t| {
+                let mut c = (**t).clone();
+                c.alpn_protocols = vec![b"postgresql".to_vec()];
+                std::sync::Arc::new(c)
+            }),
+            allow_plaintext: tls.is_none() || a.gateway_plaintext,
+            ..breakglass_gateway::Settings::default()
+        };
+        eprintln!(
+            "breakglass gateway (PostgreSQL) on {}{}",
+            listener.local_addr()?,
+            if settings.tls.is_some() {
+                " (TLS)"
+            } else {
+                " (no TLS)"
+            }
+        );
+        let gw = breakglass_gateway::Gateway::new(built.state.engine.clone(), settings);
+        tokio::spawn(gw.serve(listener, std::future::pending()));
+    }
     if built.bootstrap_token.is_some() {
         eprintln!(
             "first start: admin API token written to {} (mode 0600)",
@@ -515,19 +589,7 @@ pub(crate) fn read_identity(path: &Path) -> Result<Identity> {
 
 /// A client signed in as the CLI options say: token, else identity, else the data dir's admin token.
 pub(crate) async fn connect(cli: &Cli) -> Result<Client> {
-    let mut client = Client::new(&cli.server, cli.token.clone());
-    // Trust the server's certificate: `--ca-cert`, or the self-signed one in the data dir.
-    let data_dir_cert = cli
-        .data_dir
-        .join(breakglass_server::tls::TLS_DIR)
-        .join(breakglass_server::tls::CERT_FILE);
-    match &cli.ca_cert {
-        Some(path) => client.trust(path)?,
-        None if cli.server.starts_with("https://") && data_dir_cert.exists() => {
-            client.trust(&data_dir_cert)?;
-        }
-        None => {}
-    }
+    let mut client = unsigned_client(cli, cli.token.clone())?;
     if client.has_token() {
         return Ok(client);
     }
@@ -539,6 +601,25 @@ pub(crate) async fn connect(cli: &Cli) -> Result<Client> {
     let admin = cli.data_dir.join(breakglass_server::ADMIN_TOKEN_FILE);
     if let Ok(token) = std::fs::read_to_string(&admin) {
         client.set_token(token.trim().to_owned());
+    }
+    Ok(client)
+}
+
+/// A client for `--server` that trusts its certificate (`--ca-cert`, or the self-signed one
+/// in the data dir), with `token` or none.
+pub(crate) fn unsigned_client(cli: &Cli, token: Option<String>) -> Result<Client> {
+    let mut client = Client::new(&cli.server, token);
+    // Trust the server's certificate: `--ca-cert`, or the self-signed one in the data dir.
+    let data_dir_cert = cli
+        .data_dir
+        .join(breakglass_server::tls::TLS_DIR)
+        .join(breakglass_server::tls::CERT_FILE);
+    match &cli.ca_cert {
+        Some(path) => client.trust(path)?,
+        None if cli.server.starts_with("https://") && data_dir_cert.exists() => {
+            client.trust(&data_dir_cert)?;
+        }
+        None => {}
     }
     Ok(client)
 }
@@ -1001,6 +1082,30 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
             }
             Ok(())
         }
+        BreakCmd::Token { id } => {
+            let identity_path = cli.identity.as_ref().ok_or_else(|| {
+                anyhow!(Exit {
+                    code: exit::INVALID,
+                    message: "token needs --identity: it is encrypted to the requester's key"
+                        .into()
+                })
+            })?;
+            let identity = read_identity(identity_path)?;
+            let r = connect(cli)
+                .await?
+                .post(&format!("/api/breaks/{}/token", seg(id)), &json!({}))
+                .await?;
+            let url = breakglass_custody::decrypt_with(
+                &identity,
+                r["age_file"].as_str().unwrap_or_default().as_bytes(),
+            )?;
+            use std::io::Write;
+            let mut stdout = std::io::stdout();
+            stdout.write_all(&url)?;
+            stdout.write_all(b"\n")?;
+            eprintln!("grant ends {}", field(&r["deadline"]));
+            Ok(())
+        }
         BreakCmd::Close { id } => {
             let b = connect(cli)
                 .await?
@@ -1016,6 +1121,84 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
     }
 }
 
+/// `session` commands.
+pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
+    match cmd {
+        SessionCmd::Show { break_id } => {
+            let r = connect(cli)
+                .await?
+                .get(&format!("/api/breaks/{}/sessions", seg(break_id)))
+                .await?;
+            if cli.output.is_json() {
+                output::json(&r);
+                return Ok(());
+            }
+            let sessions = r["sessions"].as_array().cloned().unwrap_or_default();
+            if sessions.is_empty() {
+                println!("break {break_id}: no gateway sessions");
+                return Ok(());
+            }
+            let mut tampered = false;
+            for s in &sessions {
+                let intact = match s["recording_intact"].as_bool() {
+                    Some(true) => "recording matches audit entry",
+                    Some(false) => {
+                        tampered = true;
+                        "RECORDING DOES NOT MATCH its audit entry"
+                    }
+                    None => "still open",
+                };
+                println!(
+                    "session {} from {}: {} → {} ({}; {} statements; {})",
+                    field(&s["session"]),
+                    field(&s["peer"]),
+                    field(&s["started_at"]),
+                    field(&s["ended_at"]),
+                    field(&s["end"]),
+                    field(&s["statements"]),
+                    intact
+                );
+                let rows: Vec<Vec<String>> = r["statements"]
+                    .as_array()
+                    .map(|a| a.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|x| x["session"] == s["session"])
+                    .map(|x| {
+                        let outcome = if x["refused"].as_bool() == Some(true) {
+                            format!("REFUSED ({})", field(&x["error"]))
+                        } else if !x["error"].is_null() {
+                            format!("ERROR {}", field(&x["error"]))
+                        } else {
+                            field(&x["command"])
+                        };
+                        vec![
+                            field(&x["seq"]),
+                            field(&x["at"]),
+                            format!(
+                                "{:.3} ms",
+                                x["duration_us"].as_f64().unwrap_or(0.0) / 1000.0
+                            ),
+                            field(&x["statement"]),
+                            outcome,
+                            field(&x["rows"]),
+                        ]
+                    })
+                    .collect();
+                output::table(&["#", "at", "took", "statement", "outcome", "rows"], rows);
+            }
+            if tampered {
+                return Err(anyhow!(Exit {
+                    code: exit::AUDIT_BROKEN,
+                    message: "a stored recording does not match the digest in its audit entry"
+                        .into()
+                }));
+            }
+            Ok(())
+        }
+    }
+}
+
 async fn approve(cli: &Cli, a: &ApproveArgs) -> Result<()> {
     let identity_path = cli.identity.as_ref().ok_or_else(|| {
         anyhow!(Exit {
@@ -1025,7 +1208,7 @@ async fn approve(cli: &Cli, a: &ApproveArgs) -> Result<()> {
         })
     })?;
     let identity = read_identity(identity_path)?;
-    let mut client = Client::new(&cli.server, None);
+    let mut client = unsigned_client(cli, None)?;
     client.login(cli.actor.as_deref(), &identity).await?;
     let r = approve_with(&client, &identity, &a.break_id).await?;
     if cli.output.is_json() {
@@ -1183,9 +1366,7 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
             }
         }
         AuditCmd::Pubkey => {
-            let r = Client::new(&cli.server, None)
-                .get("/api/audit/pubkey")
-                .await?;
+            let r = unsigned_client(cli, None)?.get("/api/audit/pubkey").await?;
             if cli.output.is_json() {
                 output::json(&r);
             } else {
@@ -1305,7 +1486,7 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
 async fn ack(cli: &Cli, a: &AckArgs) -> Result<()> {
     // The token may be pasted as the whole link.
     let token = a.token.rsplit('/').next().unwrap_or(&a.token);
-    let r = Client::new(&cli.server, None)
+    let r = unsigned_client(cli, None)?
         .post("/api/ack", &json!({"token": token, "by": a.by}))
         .await?;
     if cli.output.is_json() {

@@ -107,6 +107,9 @@ pub(crate) enum Command {
     /// Drills: run one (automated or live, with injected failures), list them, show a report.
     #[command(subcommand)]
     Drill(drill::DrillCmd),
+    /// Gateway sessions: every statement a break's responder ran through the gateway.
+    #[command(subcommand)]
+    Session(commands::SessionCmd),
 }
 
 /// Exit codes (documented in the module header and the README).

@@ -22,6 +22,6 @@ pub use procedure::{
 };
 pub use readiness::{Finding, KeyState, LintPolicy, Posture, Readiness, Verdict, WhatIf};
 pub use target::{
-    HttpTarget, MariadbTarget, OnEnd, PostgresTarget, SshTarget, TargetConfig, ident_ok,
+    Access, HttpTarget, MariadbTarget, OnEnd, PostgresTarget, SshTarget, TargetConfig, ident_ok,
 };
 pub use time::Timestamp;

@@ -42,6 +42,24 @@ pub struct PostgresTarget {
     pub inventory: Vec<String>,
     /// `sslmode` for connections (`disable`, `prefer`, `require`…; default `prefer`).
     pub sslmode: String,
+    /// How the requester reaches the database: with the grant's own login (`direct`,
+    /// default), or only through the server's credential-injection gateway (`proxy`).
+    pub access: Access,
+    /// Connections one gateway token may open (`proxy` only; default 1).
+    pub gateway_connections: u32,
+    /// Statements the gateway refuses (`proxy` only), e.g. `DROP DATABASE; ALTER SYSTEM`:
+    /// upper-case keyword sequences matched as whole words anywhere in a statement.
+    pub refuse: Vec<String>,
+}
+
+/// How a requester reaches a database target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The requester receives the grant's own login (an ephemeral role and its password).
+    Direct,
+    /// The requester receives a gateway token; the gateway logs in upstream with the grant's
+    /// login, which the requester never sees, and records every statement.
+    Proxy,
 }
 
 /// A MariaDB target.
@@ -147,6 +165,28 @@ impl Target {
                     connection: d.required("connection"),
                     inventory: d.list("inventory"),
                     sslmode: d.sslmode(),
+                    access: match d.optional("access").as_deref() {
+                        None | Some("direct") => Access::Direct,
+                        Some("proxy") => Access::Proxy,
+                        Some(other) => {
+                            d.problem("access", format!("`{other}` must be `direct` or `proxy`"));
+                            Access::Direct
+                        }
+                    },
+                    gateway_connections: match d.optional("gateway_connections") {
+                        None => 1,
+                        Some(n) => match n.parse::<u32>() {
+                            Ok(n @ 1..=1000) => n,
+                            _ => {
+                                d.problem(
+                                    "gateway_connections",
+                                    format!("`{n}` must be a number from 1 to 1000"),
+                                );
+                                1
+                            }
+                        },
+                    },
+                    refuse: d.refuse(),
                 })
             }
             TargetKind::Mariadb => {
@@ -267,6 +307,9 @@ pub fn known_details(kind: TargetKind) -> &'static [&'static str] {
             "connection",
             "inventory",
             "sslmode",
+            "access",
+            "gateway_connections",
+            "refuse",
         ],
         TargetKind::Mariadb => &[
             "host",
@@ -347,6 +390,37 @@ impl Details<'_> {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// `;`-separated statement patterns: words of letters and `_`, kept upper-case with single
+    /// spaces, so matching is a whole-word comparison.
+    fn refuse(&mut self) -> Vec<String> {
+        let Some(v) = self.optional("refuse") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for pattern in v.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            if !pattern
+                .chars()
+                .all(|c| c.is_ascii_alphabetic() || c == '_' || c.is_ascii_whitespace())
+            {
+                self.problem(
+                    "refuse",
+                    format!(
+                        "`{pattern}` must be SQL keywords (letters, `_` and spaces), e.g. `DROP DATABASE`"
+                    ),
+                );
+                continue;
+            }
+            out.push(
+                pattern
+                    .split_ascii_whitespace()
+                    .map(str::to_ascii_uppercase)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+        out
     }
 
     fn sslmode(&mut self) -> String {

@@ -436,9 +436,32 @@ impl Engine {
                 }
             }
         };
-        let plaintext = match &issued {
-            None => secret.expose_secret(),
-            Some((_, i)) => i.access.expose_secret(),
+        // A proxy grant's own login stays with the server (for the gateway); the requester
+        // receives a gateway connection string with a token instead. Automated drills log in
+        // directly with the drill credential's grant.
+        let proxy = issued.is_some() && !drill_seal && Engine::is_proxy(&stored.procedure);
+        let gateway_access = match &issued {
+            Some((_, i)) if proxy => {
+                let access = breakglass_custody::Secret::new(i.access.expose_secret().to_vec());
+                Some(self.hold_proxy_grant(&stored.procedure, &break_id, access, granted.deadline))
+            }
+            _ => None,
+        };
+        let gateway_access = match gateway_access.transpose() {
+            Ok(g) => g,
+            Err(e) => {
+                if let Some((target, i)) = &issued {
+                    let _ = target
+                        .end(&stored.procedure, &break_id, &i.handle, EndCause::Abandoned)
+                        .await;
+                }
+                return Err(e);
+            }
+        };
+        let plaintext = match (&issued, &gateway_access) {
+            (_, Some(g)) => g.expose_secret(),
+            (None, None) => secret.expose_secret(),
+            (Some((_, i)), None) => i.access.expose_secret(),
         };
         let payload = breakglass_custody::encrypt_to(&requester, plaintext).map_err(|e| {
             EngineError::Conflict(format!("cannot encrypt the grant to the requester: {e}"))
@@ -446,6 +469,7 @@ impl Engine {
         let payload = match payload {
             Ok(p) => p,
             Err(e) => {
+                self.release_proxy_grant(&break_id);
                 if let Some((target, i)) = &issued {
                     let _ = target
                         .end(&stored.procedure, &break_id, &i.handle, EndCause::Abandoned)
@@ -493,6 +517,7 @@ impl Engine {
                 "approvers": granted.info.approvals.iter().map(|a| a.custodian.clone()).collect::<Vec<_>>(),
                 "kind": kind.as_str(),
                 "grant": issued.as_ref().map(|(_, i)| i.handle.clone()),
+                "access": if proxy { "proxy" } else { "direct" },
             }),
         );
         if !drill_seal {
@@ -505,6 +530,7 @@ impl Engine {
             );
         }
         if let Err(e) = self.commit(tx, record).await {
+            self.release_proxy_grant(&break_id);
             // The grant exists on the target but not in the store: end it there.
             if let Some((target, i)) = &issued
                 && let Err(end) = target

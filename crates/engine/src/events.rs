@@ -79,6 +79,27 @@ impl Record {
         self
     }
 
+    /// Adds an event about a break, without an alert.
+    pub(crate) fn break_note(
+        &mut self,
+        now: Timestamp,
+        actor: &str,
+        kind: &str,
+        b: &Break,
+        payload: Value,
+    ) -> &mut Self {
+        let info = b.info();
+        self.drafts.push(Draft {
+            time_ms: now.0,
+            actor: actor.to_owned(),
+            kind: kind.to_owned(),
+            procedure: Some(info.procedure.clone()),
+            break_id: Some(info.id.0.clone()),
+            payload,
+        });
+        self
+    }
+
     /// Adds an event about a break and queues an alert to each of the procedure's channels.
     pub(crate) fn break_event(
         &mut self,

@@ -100,6 +100,8 @@ impl Engine {
         };
         let mut ended = 0;
         for (g, procedure) in due {
+            // A proxy grant's gateway connections close with it.
+            self.release_proxy_grant(&g.break_id);
             let cause = EndCause::parse(g.end_cause.as_deref());
             let result = match kind_of(&g.kind) {
                 Some(kind) => match self.target(kind) {

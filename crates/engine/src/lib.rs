@@ -13,6 +13,7 @@ mod breaks;
 mod drills;
 mod error;
 mod events;
+mod gateway;
 mod grants;
 mod procedures;
 mod readiness;
@@ -34,6 +35,10 @@ pub use auth::{Challenge, ChallengeKind, LOGIN_NAMESPACE, LoginMethod, Session, 
 pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
 pub use drills::{DRILL_RUNNER, DrillRequest, TimelineStep, step_of};
 pub use error::EngineError;
+pub use gateway::{
+    Admission, GatewayEndpoint, RecordedSession, Refusal, SessionEnd, SessionSummary,
+    recording_digest,
+};
 pub use grants::{Discovery, TargetCheck};
 pub use ports::{
     AuditAbout, Clock, ManualClock, Store, StoredActor, StoredProcedure, StoredSeal, SystemClock,
@@ -69,6 +74,8 @@ pub struct Config {
     pub identity_providers: Vec<String>,
     /// How often custodians are asked to attest their key through the alert channels.
     pub attestation_interval: Duration,
+    /// Where requesters reach the PostgreSQL gateway, when the server runs one.
+    pub gateway: Option<GatewayEndpoint>,
 }
 
 impl Default for Config {
@@ -84,6 +91,7 @@ impl Default for Config {
             attestation_max_age: Duration::from_secs(30 * 86_400),
             identity_providers: Vec::new(),
             attestation_interval: Duration::from_secs(30 * 86_400),
+            gateway: None,
         }
     }
 }
@@ -145,6 +153,8 @@ struct Inner {
     /// opening a break and approving one, so no break combines a credential the target no
     /// longer holds.
     rotation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Logins of proxy grants, held for the gateway (memory only).
+    gateway: gateway::GatewayState,
 }
 
 impl Engine {
@@ -217,6 +227,7 @@ impl Engine {
                 faults: Mutex::new(HashMap::new()),
                 delivering: tokio::sync::Mutex::new(()),
                 rotation_locks: Mutex::new(HashMap::new()),
+                gateway: gateway::GatewayState::default(),
             }),
         }
     }

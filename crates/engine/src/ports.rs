@@ -258,6 +258,33 @@ pub struct GrantRecord {
     pub last_error: Option<String>,
 }
 
+/// One statement a gateway session ran (or refused), as recorded by the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatementRecord {
+    /// Break the session belongs to.
+    pub break_id: String,
+    /// Gateway session id (one client connection).
+    pub session_id: String,
+    /// Position in the session, from 1.
+    pub seq: u64,
+    /// When the client sent it (milliseconds since the epoch).
+    pub started_at: Timestamp,
+    /// From the client's message to the server's answer, in microseconds.
+    pub duration_us: u64,
+    /// `simple` (Query message) or `extended` (Parse/Bind/Execute).
+    pub protocol: String,
+    /// The statement text as the client sent it (parameters are not recorded).
+    pub statement: String,
+    /// The server's command tag (`SELECT 1`, `UPDATE 3`…), when it completed.
+    pub command: Option<String>,
+    /// Rows returned or affected, when the command tag says.
+    pub rows: Option<u64>,
+    /// The server's error (SQLSTATE and message), or why the gateway refused it.
+    pub error: Option<String>,
+    /// The gateway refused it (a procedure's `refuse` pattern); it never reached the target.
+    pub refused: bool,
+}
+
 /// The latest health check or discovery of a procedure's target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetReport {
@@ -469,6 +496,11 @@ pub trait Tx: Send {
     async fn schedule_run(&mut self, name: &str) -> StoreResult<Option<Timestamp>>;
     /// Records that a named schedule ran.
     async fn put_schedule_run(&mut self, name: &str, at: Timestamp) -> StoreResult<()>;
+    /// Appends statements recorded by the gateway (committed with `commit_bookkeeping`; the
+    /// session's audit entries carry their count and digest).
+    async fn put_statements(&mut self, statements: &[StatementRecord]) -> StoreResult<()>;
+    /// A break's recorded statements, by session and position.
+    async fn statements(&mut self, break_id: &str) -> StoreResult<Vec<StatementRecord>>;
     /// Commits outbox bookkeeping (`mark_outbox`), the one commit without an audit entry.
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()>;
     /// Stores a signed checkpoint with one outbox row per destination, and commits.

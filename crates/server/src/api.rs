@@ -66,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/breaks/{id}/share", get(share))
         .route("/api/breaks/{id}/approvals", post(approve))
         .route("/api/breaks/{id}/reveal", post(reveal))
+        .route("/api/breaks/{id}/token", post(gateway_token))
+        .route("/api/breaks/{id}/sessions", get(sessions))
         .route("/api/breaks/{id}/close", post(close))
         .route("/api/audit", get(audit_entries))
         .route("/api/audit/verify", get(audit_verify))
@@ -809,6 +811,50 @@ async fn reveal(
     Ok(Json(
         json!({"break": g.break_id, "deadline": g.deadline.to_string(), "age_file": String::from_utf8_lossy(&g.age_file)}),
     ))
+}
+
+async fn gateway_token(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let g = s.engine.gateway_token(&me, &id).await?;
+    Ok(Json(
+        json!({"break": g.break_id, "deadline": g.deadline.to_string(), "age_file": String::from_utf8_lossy(&g.age_file)}),
+    ))
+}
+
+async fn sessions(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let (statements, sessions) = s.engine.recording(&me, &id).await?;
+    Ok(Json(json!({
+        "break": id,
+        "sessions": sessions.iter().map(|x| json!({
+            "session": x.session_id,
+            "peer": x.peer,
+            "started_at": x.started_at.to_string(),
+            "ended_at": x.ended.as_ref().map(|e| e.at.to_string()),
+            "end": x.ended.as_ref().map(|e| e.end.clone()),
+            "statements": x.ended.as_ref().map(|e| e.statements),
+            "recording_intact": x.ended.as_ref().map(|e| e.intact),
+            "audit_seq": x.ended.as_ref().map(|e| e.audit_seq),
+        })).collect::<Vec<_>>(),
+        "statements": statements.iter().map(|x| json!({
+            "session": x.session_id,
+            "seq": x.seq,
+            "at": x.started_at.to_string(),
+            "duration_us": x.duration_us,
+            "protocol": x.protocol,
+            "statement": x.statement,
+            "command": x.command,
+            "rows": x.rows,
+            "error": x.error,
+            "refused": x.refused,
+        })).collect::<Vec<_>>(),
+    })))
 }
 
 async fn close(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {

@@ -405,6 +405,26 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/breaks/{id}/token",
+        "post",
+        op(
+            "A fresh gateway token for a granted proxy break (the requester; earlier tokens stop working), as an age file holding the gateway connection string",
+            true,
+            None,
+            "The encrypted connection string",
+        ),
+    );
+    add(
+        "/api/breaks/{id}/sessions",
+        "get",
+        op(
+            "The break's gateway sessions and every statement they ran, with whether each recording matches its audit entry (admin, auditor)",
+            true,
+            None,
+            "Sessions and statements",
+        ),
+    );
+    add(
         "/api/breaks/{id}/close",
         "post",
         op(

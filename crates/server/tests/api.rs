@@ -234,6 +234,18 @@ fn endpoints() -> Vec<(
             None,
             &["admin", "requester"],
         ),
+        (
+            "POST",
+            "/api/breaks/brk_nope/token",
+            None,
+            &["admin", "requester"],
+        ),
+        (
+            "GET",
+            "/api/breaks/brk_nope/sessions",
+            None,
+            &["admin", "auditor"],
+        ),
         ("GET", "/api/audit", None, &["admin", "auditor"]),
         ("GET", "/api/audit/verify", None, &["admin", "auditor"]),
         ("GET", "/api/audit/export", None, &["admin", "auditor"]),

@@ -18,8 +18,8 @@ use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
     AckState, AttemptRecord, AttestationRecord, AuditAbout, ChannelTest, DeliveryAttempt,
-    DrillRecord, GrantRecord, OutboxItem, OutboxRow, Store, StoreError, StoreResult, StoredActor,
-    StoredProcedure, StoredSeal, TargetReport, Tx,
+    DrillRecord, GrantRecord, OutboxItem, OutboxRow, StatementRecord, Store, StoreError,
+    StoreResult, StoredActor, StoredProcedure, StoredSeal, TargetReport, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -1030,6 +1030,82 @@ impl Tx for SqlTx {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn put_statements(&mut self, statements: &[StatementRecord]) -> StoreResult<()> {
+        // Many rows per statement: a busy session records thousands of statements a second.
+        for chunk in statements.chunks(100) {
+            let mut sql = String::from(
+                "INSERT INTO session_statements (session_id, seq, break_id, started_at, \
+                 duration_us, protocol, statement, command, row_count, error, refused) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 11;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for k in 1..=11 {
+                    if k > 1 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('$');
+                    sql.push_str(&(b + k).to_string());
+                }
+                sql.push(')');
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for s in chunk {
+                q = q
+                    .bind(s.session_id.clone())
+                    .bind(i64::try_from(s.seq).unwrap_or(i64::MAX))
+                    .bind(s.break_id.clone())
+                    .bind(s.started_at.0)
+                    .bind(i64::try_from(s.duration_us).unwrap_or(i64::MAX))
+                    .bind(s.protocol.clone())
+                    .bind(s.statement.clone())
+                    .bind(s.command.clone())
+                    .bind(s.rows.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
+                    .bind(s.error.clone())
+                    .bind(i64::from(s.refused));
+            }
+            q.execute(self.c()?).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
+    async fn statements(&mut self, break_id: &str) -> StoreResult<Vec<StatementRecord>> {
+        let rows = sqlx::query(
+            "SELECT session_id, seq, started_at, duration_us, protocol, statement, command, \
+             row_count, error, refused FROM session_statements WHERE break_id = $1 \
+             ORDER BY started_at, session_id, seq",
+        )
+        .bind(break_id.to_owned())
+        .fetch_all(self.c()?)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StatementRecord {
+                    break_id: break_id.to_owned(),
+                    session_id: r.try_get("session_id").map_err(db)?,
+                    seq: u64::try_from(r.try_get::<i64, _>("seq").map_err(db)?).unwrap_or(0),
+                    started_at: Timestamp(r.try_get("started_at").map_err(db)?),
+                    duration_us: u64::try_from(r.try_get::<i64, _>("duration_us").map_err(db)?)
+                        .unwrap_or(0),
+                    protocol: r.try_get("protocol").map_err(db)?,
+                    statement: r.try_get("statement").map_err(db)?,
+                    command: r.try_get("command").map_err(db)?,
+                    rows: r
+                        .try_get::<Option<i64>, _>("row_count")
+                        .map_err(db)?
+                        .and_then(|n| u64::try_from(n).ok()),
+                    error: r.try_get("error").map_err(db)?,
+                    refused: r.try_get::<i64, _>("refused").map_err(db)? != 0,
+                })
+            })
+            .collect()
     }
 
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {

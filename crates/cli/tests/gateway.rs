@@ -1,0 +1,484 @@
+//! The PostgreSQL credential-injection gateway end to end: `breakglass serve --gateway` with
+//! TLS, procedures with `access: proxy` on a private PostgreSQL cluster (SCRAM, TLS
+//! upstream), and real clients — psql (simple protocol), pgbench (many connections), an
+//! sqlx application (extended protocol). The responder receives a gateway connection string,
+//! never the grant's login; every statement is recorded and `session show` prints it; refused
+//! statements never reach the database; wrong, reused and late tokens are refused with a
+//! PostgreSQL error that says why; the session is closed at the deadline.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{PgTarget, Server, keygen, pg_target, sql, stdout, stdout_json};
+use sqlx::Connection;
+
+fn gateway_addr(server: &Server) -> String {
+    server
+        .log_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("breakglass gateway (PostgreSQL) on "))
+        .and_then(|rest| rest.split(' ').next())
+        .map(str::to_owned)
+        .expect("the server reports the gateway's address")
+}
+
+/// A proxy procedure on `t`, applied and sealed.
+fn proxy_procedure(
+    server: &Server,
+    keys: &std::path::Path,
+    id: &str,
+    t: &PgTarget,
+    pg: &breakglass_testkit::pgcluster::PgCluster,
+    connection: &str,
+    connections: u32,
+) {
+    let mut custodians = String::new();
+    for name in ["alice", "bob", "carol"] {
+        let key = std::fs::read_to_string(keys.join(format!("{name}.pub"))).expect("pub");
+        custodians.push_str(&format!("  - name: {name}\n    key: {}\n", key.trim()));
+    }
+    let file = keys.join(format!("{id}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "id: {id}\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: {connection}\n    sslmode: require\n    access: proxy\n    gateway_connections: \"{connections}\"\n    refuse: DROP DATABASE; ALTER SYSTEM\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\n",
+            pg.host, pg.port, t.db, t.adm, t.app
+        ),
+    )
+    .expect("procedure");
+    server
+        .cli()
+        .args(["procedure", "apply"])
+        .arg(&file)
+        .assert()
+        .success();
+    server
+        .cli()
+        .args(["seal", id])
+        .write_stdin(format!("{}\n", t.admin_pw))
+        .assert()
+        .success();
+}
+
+/// Opens a break as dave, approves it as alice and bob, reveals it: the gateway URL.
+fn granted_break(
+    server: &Server,
+    keys: &std::path::Path,
+    procedure: &str,
+    duration: &str,
+) -> (String, String) {
+    let as_actor = |name: &str| {
+        let mut c = server.cli();
+        c.arg("--identity").arg(keys.join(format!("{name}.key")));
+        c
+    };
+    let a = as_actor("dave")
+        .args([
+            "--output",
+            "json",
+            "break",
+            "open",
+            procedure,
+            "--reason",
+            "db on fire",
+            "--ticket",
+            "INC-7",
+            "--duration",
+            duration,
+        ])
+        .assert()
+        .success();
+    let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+    for name in ["alice", "bob"] {
+        as_actor(name).args(["approve", &id]).assert().success();
+    }
+    let a = as_actor("dave")
+        .args(["break", "reveal", &id])
+        .assert()
+        .success();
+    (id, stdout(&a).trim().to_owned())
+}
+
+/// The wall clock, to compare with the server's deadline (the server runs on this machine).
+#[allow(clippy::disallowed_methods)]
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn psql(url: &str, commands: &[&str]) -> std::process::Output {
+    let mut c = Command::new("psql");
+    c.arg(url).args(["-X", "-A", "-t"]);
+    for command in commands {
+        c.args(["-c", command]);
+    }
+    c.env_remove("PGPASSWORD").output().expect("running psql")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_deadline() {
+    let Some(pg) = breakglass_testkit::pgcluster::cluster(
+        "cli::gateway::gateway_serves_real_clients_records_every_statement_and_ends_at_the_deadline",
+    ) else {
+        return;
+    };
+    for tool in ["psql", "pgbench"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "`{tool}` is required under CI (Debian package postgresql-client)"
+            );
+            eprintln!("SKIPPED: `{tool}` is not installed");
+            return;
+        }
+    }
+    let t = pg_target(pg, "gw").await;
+    let t2 = pg_target(pg, "gx").await;
+    let app = &t.app;
+    sql(
+        pg,
+        &t.db,
+        format!(
+            "CREATE TABLE items (id int PRIMARY KEY, v text);
+             INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 10) g;
+             GRANT SELECT, INSERT, UPDATE ON items TO {app};"
+        ),
+    )
+    .await;
+    let init = Command::new("pgbench")
+        .args(["-i", "-s", "1", "-q"])
+        .arg(pg.url(
+            breakglass_testkit::pgcluster::SUPERUSER,
+            pg.superuser_password(),
+            &t.db,
+        ))
+        .output()
+        .expect("pgbench -i");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    sql(
+        pg,
+        &t.db,
+        format!("GRANT SELECT, UPDATE, INSERT ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO {app};"),
+    )
+    .await;
+
+    // One targets file with both clusters' operator connections.
+    let targets = t.dir.path().join("both.yaml");
+    let op_url = |x: &PgTarget| pg.url(&x.op, &format!("op-{}", x.sfx), &x.db);
+    std::fs::write(
+        &targets,
+        format!(
+            "connections:\n  - name: pg\n    kind: postgres\n    operator_url: {}\n  - name: pg2\n    kind: postgres\n    operator_url: {}\n",
+            op_url(&t),
+            op_url(&t2)
+        ),
+    )
+    .expect("targets");
+    let data = t.dir.path().join("data");
+    let server = Server::start_with(
+        &data,
+        &[
+            "--targets",
+            targets.to_str().expect("utf-8"),
+            "--tls-self-signed",
+            "--gateway",
+            "127.0.0.1:0",
+        ],
+    );
+    let gw = gateway_addr(&server);
+    let keys = &t.keys;
+    for name in ["alice", "bob", "carol", "dave"] {
+        let (_, key) = keygen(keys, name);
+        std::fs::write(keys.join(format!("{name}.pub")), format!("{key}\n")).expect("pub");
+    }
+    server
+        .cli()
+        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
+        .arg(keys.join("dave.pub"))
+        .assert()
+        .success();
+    proxy_procedure(&server, keys, "pgw", &t, pg, "pg", 8);
+    proxy_procedure(&server, keys, "pgw1", &t2, pg, "pg2", 1);
+
+    // The requester receives a gateway connection string: no role, no password of the grant.
+    let (id, url) = granted_break(&server, keys, "pgw", "10m");
+    assert!(
+        url.starts_with(&format!("postgresql://{id}:")) && url.contains(&format!("@{gw}/")),
+        "{url}"
+    );
+    assert!(url.ends_with("sslmode=require"), "{url}");
+    assert!(
+        !url.contains(&t.admin_pw) && !url.contains("bg_brk"),
+        "{url}"
+    );
+    let token = url
+        .split_once(':')
+        .and_then(|(_, r)| r.split_once(':'))
+        .and_then(|(_, r)| r.split_once('@'))
+        .map(|(t, _)| t.to_owned())
+        .expect("token in the URL");
+
+    // psql, simple protocol: a read, a write, a refused statement, an error.
+    let out = psql(
+        &url,
+        &[
+            "SELECT count(*) FROM items",
+            "UPDATE items SET v = 'fixed' WHERE id <= 3",
+            "drop   database postgres",
+            "SELECT current_user LIKE 'bg_%'",
+            "SELECT * FROM no_such_table",
+        ],
+    );
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(o.lines().any(|l| l == "10"), "stdout: {o}\nstderr: {e}");
+    assert!(o.contains("UPDATE 3"), "{o}\n{e}");
+    assert!(
+        o.lines().any(|l| l == "t"),
+        "the session runs as the grant's role: {o}"
+    );
+    assert!(
+        e.contains("statement refused by procedure `pgw`: it matches `DROP DATABASE`"),
+        "{e}"
+    );
+    assert!(e.contains("no_such_table"), "{e}");
+    assert!(
+        e.contains("is recorded; it ends at"),
+        "the gateway's notice: {e}"
+    );
+
+    // pgbench: four clients (five connections with its first), select-only.
+    let bench = Command::new("pgbench")
+        .args(["-n", "-S", "-c", "4", "-j", "2", "-t", "50"])
+        .arg(&url)
+        .output()
+        .expect("pgbench");
+    let bout = String::from_utf8_lossy(&bench.stdout).to_string();
+    assert!(
+        bench.status.success(),
+        "{bout}\n{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    assert!(
+        bout.contains("number of transactions actually processed: 200/200"),
+        "{bout}"
+    );
+
+    // An sqlx application: the extended protocol, prepared statements, parameters.
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("sqlx through the gateway");
+    let v: String = sqlx::query_scalar("SELECT v FROM items WHERE id = $1")
+        .bind(2i32)
+        .fetch_one(&mut conn)
+        .await
+        .expect("select");
+    assert_eq!(v, "fixed");
+    let done = sqlx::query("UPDATE items SET v = $1 WHERE id > $2")
+        .bind("bulk")
+        .bind(7i32)
+        .execute(&mut conn)
+        .await
+        .expect("update");
+    assert_eq!(done.rows_affected(), 3);
+    let refused = sqlx::query("ALTER SYSTEM SET work_mem = '1GB'")
+        .execute(&mut conn)
+        .await
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains("it matches `ALTER SYSTEM`"),
+        "{refused}"
+    );
+    // The session goes on after a refusal.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE v = $1")
+        .bind("bulk")
+        .fetch_one(&mut conn)
+        .await
+        .expect("after the refusal");
+    assert_eq!(n, 3);
+    conn.close().await.expect("close");
+
+    // The token has opened 7 of its 8 connections: one more, then "already used".
+    let last = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("8th connection");
+    let used = sqlx::PgConnection::connect(&url)
+        .await
+        .expect_err("9th connection");
+    assert!(used.to_string().contains("was already used"), "{used}");
+    drop(last);
+    let wrong = sqlx::PgConnection::connect(&url.replace(&token, "not-the-token"))
+        .await
+        .expect_err("wrong token");
+    assert!(wrong.to_string().contains("wrong gateway token"), "{wrong}");
+    // A fresh token replaces the old one.
+    let a = server
+        .cli()
+        .arg("--identity")
+        .arg(keys.join("dave.key"))
+        .args(["break", "token", &id])
+        .assert()
+        .success();
+    let fresh = stdout(&a).trim().to_owned();
+    assert_ne!(fresh, url);
+    let old = sqlx::PgConnection::connect(&url)
+        .await
+        .expect_err("revoked token");
+    assert!(old.to_string().contains("wrong gateway token"), "{old}");
+    let mut c = sqlx::PgConnection::connect(&fresh)
+        .await
+        .expect("fresh token");
+    sqlx::query("SELECT 1")
+        .execute(&mut c)
+        .await
+        .expect("select");
+    c.close().await.expect("close");
+
+    // The recording: every statement, with outcome and rows; each session's recording
+    // matches the digest in its audit entry.
+    // (Sessions end asynchronously after the client leaves.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = server
+        .cli()
+        .args(["--output", "json", "session", "show", &id])
+        .assert()
+        .success();
+    let rec = stdout_json(&a);
+    let statements = rec["statements"].as_array().expect("statements");
+    let find = |needle: &str| {
+        statements
+            .iter()
+            .find(|s| s["statement"].as_str().unwrap_or_default().contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` not recorded: {rec}"))
+    };
+    assert_eq!(find("SELECT count(*) FROM items")["rows"], 1);
+    assert_eq!(find("UPDATE items SET v = 'fixed'")["command"], "UPDATE 3");
+    assert_eq!(find("UPDATE items SET v = 'fixed'")["rows"], 3);
+    let drop_db = find("drop   database postgres");
+    assert_eq!(drop_db["refused"], true, "{drop_db}");
+    assert!(
+        find("no_such_table")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("42P01")
+    );
+    let extended = find("UPDATE items SET v = $1 WHERE id > $2");
+    assert_eq!(
+        (extended["protocol"].as_str(), extended["rows"].as_u64()),
+        (Some("extended"), Some(3))
+    );
+    assert_eq!(find("ALTER SYSTEM SET work_mem")["refused"], true);
+    let selects = statements
+        .iter()
+        .filter(|s| {
+            s["statement"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("FROM pgbench_accounts WHERE aid")
+        })
+        .count();
+    assert_eq!(selects, 200, "every pgbench transaction is recorded");
+    let sessions = rec["sessions"].as_array().expect("sessions");
+    assert!(sessions.len() >= 9, "{}", sessions.len());
+    for s in sessions {
+        assert_eq!(s["recording_intact"], true, "{s}");
+    }
+    // The requester never saw the grant's login, and it is not in the recording either.
+    let text = rec.to_string();
+    assert!(
+        !text.contains("bg_") || !text.contains("PASSWORD"),
+        "{text}"
+    );
+    let a = server
+        .cli()
+        .args(["session", "show", &id])
+        .assert()
+        .success();
+    let human = stdout(&a);
+    assert!(human.contains("recording matches audit entry"), "{human}");
+    assert!(human.contains("REFUSED"), "{human}");
+
+    // Short break on the second procedure: one connection per token, closed at the deadline.
+    let (id2, url2) = granted_break(&server, keys, "pgw1", "6s");
+    let mut held = sqlx::PgConnection::connect(&url2).await.expect("connect");
+    let again = sqlx::PgConnection::connect(&url2)
+        .await
+        .expect_err("single use");
+    assert!(again.to_string().contains("was already used"), "{again}");
+    let b = stdout_json(
+        &server
+            .cli()
+            .args(["--output", "json", "break", "show", &id2])
+            .assert()
+            .success(),
+    );
+    let deadline_ms = b["granted_at_ms"]
+        .as_i64()
+        .zip(b["duration_s"].as_i64())
+        .map(|(g, d)| g + d * 1000);
+    let long = sqlx::query("SELECT pg_sleep(30)").execute(&mut held);
+    let started = Instant::now();
+    let cut = tokio::time::timeout(Duration::from_secs(20), long)
+        .await
+        .expect("the deadline ends the session")
+        .expect_err("the query is cut off");
+    let waited = started.elapsed();
+    assert!(
+        cut.to_string().contains("ended at") || cut.to_string().contains("closed"),
+        "{cut}"
+    );
+    assert!(waited < Duration::from_secs(8), "cut after {waited:?}");
+    if let Some(d) = deadline_ms {
+        let now_ms = wall_clock_ms();
+        assert!(
+            now_ms - d < 1000,
+            "closed {} ms after the deadline",
+            now_ms - d
+        );
+    }
+    let late = sqlx::PgConnection::connect(&url2).await.expect_err("late");
+    let late = late.to_string();
+    assert!(late.contains("ended"), "{late}");
+
+    // Tampering with a stored recording is detected against the audit chain.
+    drop(server);
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.join("breakglass.db").display()
+    ))
+    .await
+    .expect("sqlite");
+    sqlx::query(
+        "UPDATE session_statements SET statement = 'SELECT 1' WHERE statement LIKE 'drop%'",
+    )
+    .execute(&db)
+    .await
+    .expect("tamper");
+    db.close().await;
+    let server = Server::start_with(
+        &data,
+        &[
+            "--targets",
+            targets.to_str().expect("utf-8"),
+            "--tls-self-signed",
+            "--gateway",
+            "127.0.0.1:0",
+        ],
+    );
+    let a = server.cli().args(["session", "show", &id]).assert().code(8);
+    assert!(
+        stdout(&a).contains("RECORDING DOES NOT MATCH"),
+        "{}",
+        stdout(&a)
+    );
+    server.cli().args(["audit", "verify"]).assert().success();
+}

@@ -1,0 +1,666 @@
+//! The engine's side of the PostgreSQL credential-injection gateway (`access: proxy`).
+//!
+//! At the quorum a proxy procedure's grant is created as usual (an ephemeral role the target
+//! itself expires), but its login never leaves the server: it is held here, in memory, and the
+//! requester receives a *gateway token* instead (in the age file the reveal returns, as a
+//! connection string to the gateway). The gateway admits a client whose user is the break id
+//! and whose password is a token with connections left; it then logs in upstream with the
+//! held login and records every statement. Tokens are random 32-byte values; only their
+//! SHA-256 is kept and compared in constant time.
+//!
+//! The held logins live in memory only, like shares before the quorum: a restart loses them,
+//! the grants still end on the target at their deadline, and the requester opens a new break.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use breakglass_custody::Secret;
+use breakglass_domain::{Access, Action, Actor, Break, TargetConfig, Timestamp};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::breaks::{RevealedGrant, load_break};
+use crate::ports::StatementRecord;
+use crate::{Engine, EngineError};
+
+/// Where requesters reach the gateway (written into the connection string they receive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayEndpoint {
+    /// Host name or address clients connect to.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Whether the gateway requires TLS (`sslmode=require` in the connection string).
+    pub tls: bool,
+}
+
+/// A proxy grant's login, held for the gateway until the grant ends.
+pub(crate) struct ProxyGrant {
+    procedure: String,
+    access: Secret,
+    deadline: Timestamp,
+    dbname: String,
+    refuse: Vec<String>,
+    tokens: Vec<TokenSlot>,
+    ended: tokio::sync::watch::Sender<bool>,
+    sessions: u64,
+}
+
+struct TokenSlot {
+    hash: [u8; 32],
+    left: u32,
+}
+
+/// Held proxy grants by break id.
+#[derive(Default)]
+pub(crate) struct GatewayState {
+    grants: std::sync::Mutex<HashMap<String, ProxyGrant>>,
+}
+
+/// What the gateway needs to serve an admitted client.
+pub struct Admission {
+    /// The gateway session id (recorded with every statement).
+    pub session_id: String,
+    /// Break.
+    pub break_id: String,
+    /// Procedure.
+    pub procedure: String,
+    /// The grant's own login (`postgresql://role:password@host:port/db?sslmode=…`).
+    pub upstream: Secret,
+    /// Database to connect to when the client names none.
+    pub dbname: String,
+    /// When the grant ends: the gateway closes the connection then.
+    pub deadline: Timestamp,
+    /// Becomes `true` when the grant ends early (close).
+    pub ended: tokio::sync::watch::Receiver<bool>,
+    /// Statement patterns to refuse.
+    pub refuse: Vec<String>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("session_id", &self.session_id)
+            .field("break_id", &self.break_id)
+            .field("procedure", &self.procedure)
+            .field("upstream", &"[redacted]")
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+/// Why the gateway refuses a client: each says why in words a responder can act on.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    /// No break has that id.
+    #[error("no break `{0}` (connect with the break id as the user name)")]
+    UnknownBreak(String),
+    /// The break is not a proxy break.
+    #[error("break `{0}` is not served by the gateway (its procedure's access is not `proxy`)")]
+    NotProxy(String),
+    /// Not granted yet.
+    #[error("break `{0}` is not granted yet: it is waiting for approvals")]
+    NotGranted(String),
+    /// The break ended.
+    #[error("break `{break_id}` has ended ({reason}); open a new break")]
+    Ended {
+        /// Break.
+        break_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Past the deadline.
+    #[error("the grant of break `{break_id}` ended at {deadline}")]
+    Expired {
+        /// Break.
+        break_id: String,
+        /// Deadline.
+        deadline: Timestamp,
+    },
+    /// The server no longer holds the login (it restarted during the grant).
+    #[error(
+        "the gateway no longer holds the login of break `{0}` (the server restarted); close it and open a new break"
+    )]
+    Lost(String),
+    /// No token, or not one of this break's.
+    #[error("wrong gateway token for break `{0}`")]
+    WrongToken(String),
+    /// The token has opened all the connections it may.
+    #[error(
+        "this gateway token for break `{0}` was already used; ask for a new one with `breakglass break token`"
+    )]
+    TokenUsed(String),
+    /// The store failed.
+    #[error("the server could not record the session: {0}")]
+    Unavailable(String),
+}
+
+impl Refusal {
+    /// The PostgreSQL SQLSTATE for this refusal.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Refusal::WrongToken(_) | Refusal::TokenUsed(_) => "28P01",
+            Refusal::Unavailable(_) => "58000",
+            _ => "28000",
+        }
+    }
+}
+
+/// The end of a gateway session, as the gateway counted it.
+#[derive(Debug, Clone, Default)]
+pub struct SessionSummary {
+    /// Session id.
+    pub session_id: String,
+    /// Break.
+    pub break_id: String,
+    /// Client address.
+    pub peer: String,
+    /// Statements recorded.
+    pub statements: u64,
+    /// Statements that failed on the server.
+    pub errors: u64,
+    /// Statements the gateway refused.
+    pub refused: u64,
+    /// Rows returned or affected.
+    pub rows: u64,
+    /// Bytes from the client / to the client.
+    pub bytes_in: u64,
+    /// Bytes to the client.
+    pub bytes_out: u64,
+    /// How long the session lasted.
+    pub duration_ms: u64,
+    /// Why it ended: `client` (Terminate or disconnect), `deadline`, `closed`, `server`
+    /// (the target closed it), `error: …`.
+    pub end: String,
+}
+
+/// The canonical digest of a session's recording: SHA-256 over one line per statement,
+/// in order. The session's `gateway.session_ended` audit entry carries it, so an edit to the
+/// stored recording is detected against the chain.
+pub fn recording_digest(statements: &[StatementRecord]) -> String {
+    let mut h = Sha256::new();
+    for s in statements {
+        let line = json!([
+            s.session_id,
+            s.seq,
+            s.started_at.0,
+            s.duration_us,
+            s.protocol,
+            s.statement,
+            s.command,
+            s.rows,
+            s.error,
+            s.refused
+        ]);
+        h.update(line.to_string().as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+fn token_hash(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes[..]);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
+    token
+}
+
+impl Engine {
+    /// Whether `procedure` is served through the gateway.
+    pub(crate) fn is_proxy(procedure: &breakglass_domain::Procedure) -> bool {
+        matches!(procedure.target.config(), Ok(TargetConfig::Postgres(p)) if p.access == Access::Proxy)
+    }
+
+    /// The connection string a requester receives for a proxy grant, with a fresh token
+    /// (its hash kept with `slots`).
+    fn gateway_url(
+        &self,
+        break_id: &str,
+        dbname: &str,
+        token: &str,
+    ) -> Result<String, EngineError> {
+        let ep = self.inner.config.gateway.as_ref().ok_or_else(|| {
+            EngineError::Invalid(
+                "this procedure's access is `proxy` but the server runs no gateway (serve --gateway)"
+                    .into(),
+            )
+        })?;
+        let host = if ep.host.contains(':') {
+            format!("[{}]", ep.host)
+        } else {
+            ep.host.clone()
+        };
+        Ok(format!(
+            "postgresql://{break_id}:{token}@{host}:{}/{dbname}?sslmode={}",
+            ep.port,
+            if ep.tls { "require" } else { "disable" }
+        ))
+    }
+
+    /// Called by `issue_grant` for a proxy procedure: holds the grant's login and returns
+    /// what the requester receives instead (a gateway connection string with a token).
+    pub(crate) fn hold_proxy_grant(
+        &self,
+        procedure: &breakglass_domain::Procedure,
+        break_id: &str,
+        access: Secret,
+        deadline: Timestamp,
+    ) -> Result<Secret, EngineError> {
+        let Ok(TargetConfig::Postgres(cfg)) = procedure.target.config() else {
+            return Err(EngineError::Invalid(
+                "proxy access needs a postgres target".into(),
+            ));
+        };
+        let token = zeroize::Zeroizing::new(new_token());
+        let url = self.gateway_url(break_id, &cfg.dbname, &token)?;
+        let (ended, _) = tokio::sync::watch::channel(false);
+        self.inner
+            .gateway
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                break_id.to_owned(),
+                ProxyGrant {
+                    procedure: procedure.id.clone(),
+                    access,
+                    deadline,
+                    dbname: cfg.dbname.clone(),
+                    refuse: cfg.refuse.clone(),
+                    tokens: vec![TokenSlot {
+                        hash: token_hash(token.as_bytes()),
+                        left: cfg.gateway_connections,
+                    }],
+                    ended,
+                    sessions: 0,
+                },
+            );
+        Ok(Secret::new(url.into_bytes()))
+    }
+
+    /// Drops a held proxy login (the grant ended or was never committed) and closes its
+    /// open gateway connections.
+    pub(crate) fn release_proxy_grant(&self, break_id: &str) {
+        let held = self
+            .inner
+            .gateway
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(break_id);
+        if let Some(g) = held {
+            let _ = g.ended.send(true);
+        }
+    }
+
+    /// Admits a gateway client: `break_id` is its user name, `token` its password. Audited
+    /// (`gateway.session_started`, or `gateway.refused` for an existing break).
+    pub async fn gateway_admit(
+        &self,
+        break_id: &str,
+        token: &[u8],
+        peer: &str,
+    ) -> Result<Admission, Refusal> {
+        let now = self.now();
+        let unavailable = |e: EngineError| Refusal::Unavailable(e.to_string());
+        let mut tx = self
+            .store()
+            .begin()
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        let b = match load_break(tx.as_mut(), break_id).await {
+            Ok(b) => b,
+            Err(EngineError::NotFound { .. }) => {
+                return Err(Refusal::UnknownBreak(break_id.chars().take(64).collect()));
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let stored = tx
+            .procedure(&b.info().procedure)
+            .await
+            .map_err(|e| unavailable(e.into()))?
+            .ok_or_else(|| Refusal::UnknownBreak(break_id.to_owned()))?;
+        let verdict = self.check_admission(&b, &stored.procedure, token, now);
+        let mut record = crate::events::Record::default();
+        let admitted = match verdict {
+            Ok(a) => {
+                record.break_note(
+                    now,
+                    &b.info().requester,
+                    "gateway.session_started",
+                    &b,
+                    json!({"session": a.session_id, "peer": peer, "deadline": a.deadline.to_string()}),
+                );
+                Ok(a)
+            }
+            Err(r) => {
+                record.break_note(
+                    now,
+                    "gateway",
+                    "gateway.refused",
+                    &b,
+                    json!({"peer": peer, "why": r.to_string()}),
+                );
+                Err(r)
+            }
+        };
+        if let Err(e) = self.commit(tx, record).await {
+            if admitted.is_ok() {
+                self.give_back_token(break_id);
+            }
+            return Err(unavailable(e));
+        }
+        admitted
+    }
+
+    fn check_admission(
+        &self,
+        b: &Break,
+        procedure: &breakglass_domain::Procedure,
+        token: &[u8],
+        now: Timestamp,
+    ) -> Result<Admission, Refusal> {
+        let id = b.info().id.0.clone();
+        if !Engine::is_proxy(procedure) {
+            return Err(Refusal::NotProxy(id));
+        }
+        let granted = match b {
+            Break::Requested(_) => return Err(Refusal::NotGranted(id)),
+            Break::Ended(e) => {
+                return Err(Refusal::Ended {
+                    break_id: id,
+                    reason: e.reason.as_str().to_owned(),
+                });
+            }
+            Break::Granted(g) => g,
+        };
+        if now >= granted.deadline {
+            return Err(Refusal::Expired {
+                break_id: id,
+                deadline: granted.deadline,
+            });
+        }
+        let mut grants = self
+            .inner
+            .gateway
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(g) = grants.get_mut(&id) else {
+            return Err(Refusal::Lost(id));
+        };
+        let hash = token_hash(token);
+        let slot = g
+            .tokens
+            .iter_mut()
+            .find(|t| bool::from(t.hash.ct_eq(&hash)));
+        let Some(slot) = slot else {
+            return Err(Refusal::WrongToken(id));
+        };
+        if slot.left == 0 {
+            return Err(Refusal::TokenUsed(id));
+        }
+        slot.left -= 1;
+        g.sessions += 1;
+        Ok(Admission {
+            session_id: format!("{id}-s{}", g.sessions),
+            break_id: id,
+            procedure: g.procedure.clone(),
+            upstream: Secret::new(g.access.expose_secret().to_vec()),
+            dbname: g.dbname.clone(),
+            deadline: g.deadline,
+            ended: g.ended.subscribe(),
+            refuse: g.refuse.clone(),
+        })
+    }
+
+    /// An admission whose audit entry could not be committed gives its connection back.
+    fn give_back_token(&self, break_id: &str) {
+        let mut grants = self
+            .inner
+            .gateway
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = grants.get_mut(break_id).and_then(|g| g.tokens.last_mut()) {
+            slot.left += 1;
+        }
+    }
+
+    /// Stores statements the gateway recorded (a batch; no audit entry of its own — the
+    /// session's end entry carries their count and digest).
+    pub async fn gateway_record(&self, batch: &[StatementRecord]) -> Result<(), EngineError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store().begin().await?;
+        tx.put_statements(batch).await?;
+        tx.commit_bookkeeping().await?;
+        Ok(())
+    }
+
+    /// Records the end of a gateway session (`gateway.session_ended`, alerted), with the
+    /// digest of its stored recording.
+    pub async fn gateway_session_ended(&self, summary: &SessionSummary) -> Result<(), EngineError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let b = load_break(tx.as_mut(), &summary.break_id).await?;
+        let procedure = tx
+            .procedure(&b.info().procedure)
+            .await?
+            .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
+        let recorded: Vec<StatementRecord> = tx
+            .statements(&summary.break_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.session_id == summary.session_id)
+            .collect();
+        let mut record = crate::events::Record::default();
+        record.break_event(
+            now,
+            &b.info().requester,
+            "gateway.session_ended",
+            &procedure.procedure,
+            &b,
+            json!({
+                "session": summary.session_id,
+                "peer": summary.peer,
+                "statements": summary.statements,
+                "recorded": recorded.len(),
+                "errors": summary.errors,
+                "refused": summary.refused,
+                "rows": summary.rows,
+                "bytes_in": summary.bytes_in,
+                "bytes_out": summary.bytes_out,
+                "duration_ms": summary.duration_ms,
+                "end": summary.end,
+                "recording_sha256": recording_digest(&recorded),
+            }),
+        );
+        self.commit(tx, record).await?;
+        Ok(())
+    }
+
+    /// A fresh gateway token for the requester of a granted proxy break (the earlier tokens
+    /// stop working), encrypted to their key like a reveal. Audited `gateway.token_issued`.
+    pub async fn gateway_token(
+        &self,
+        by: &Actor,
+        break_id: &str,
+    ) -> Result<RevealedGrant, EngineError> {
+        by.may(Action::Reveal)?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let b = load_break(tx.as_mut(), break_id).await?;
+        if b.info().requester != by.name {
+            return Err(EngineError::Conflict(format!(
+                "only the requester `{}` receives gateway tokens for break {break_id}",
+                b.info().requester
+            )));
+        }
+        let Break::Granted(granted) = &b else {
+            return Err(EngineError::Conflict(format!(
+                "break {break_id} is not granted"
+            )));
+        };
+        if now >= granted.deadline {
+            return Err(EngineError::Conflict(format!(
+                "the grant of break {break_id} ended at {}",
+                granted.deadline
+            )));
+        }
+        let procedure = tx
+            .procedure(&granted.info.procedure)
+            .await?
+            .ok_or_else(|| EngineError::not_found("procedure", &granted.info.procedure))?;
+        if !Engine::is_proxy(&procedure.procedure) {
+            return Err(EngineError::Invalid(format!(
+                "break {break_id} is not served by the gateway"
+            )));
+        }
+        let key = tx
+            .actor(&by.name)
+            .await?
+            .and_then(|a| a.actor.key)
+            .ok_or_else(|| EngineError::Conflict(format!("`{}` has no enrolled key", by.name)))?;
+        let token = zeroize::Zeroizing::new(new_token());
+        let (url, connections) = {
+            let mut grants = self
+                .inner
+                .gateway
+                .grants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let g = grants.get_mut(break_id).ok_or_else(|| {
+                EngineError::Conflict(Refusal::Lost(break_id.to_owned()).to_string())
+            })?;
+            let connections = match procedure.procedure.target.config() {
+                Ok(TargetConfig::Postgres(c)) => c.gateway_connections,
+                _ => 1,
+            };
+            let url = self.gateway_url(break_id, &g.dbname, &token)?;
+            g.tokens = vec![TokenSlot {
+                hash: token_hash(token.as_bytes()),
+                left: connections,
+            }];
+            (zeroize::Zeroizing::new(url), connections)
+        };
+        let age_file = breakglass_custody::encrypt_to(&key, url.as_bytes())
+            .map_err(|e| EngineError::Conflict(format!("cannot encrypt the token: {e}")))?;
+        let mut record = crate::events::Record::default();
+        record.break_note(
+            now,
+            &by.name,
+            "gateway.token_issued",
+            &b,
+            json!({"connections": connections, "earlier_tokens": "revoked"}),
+        );
+        self.commit(tx, record).await?;
+        Ok(RevealedGrant {
+            break_id: break_id.to_owned(),
+            age_file,
+            deadline: granted.deadline,
+        })
+    }
+
+    /// A break's gateway sessions: their statements and whether each stored recording still
+    /// matches the digest its `gateway.session_ended` entry carries.
+    pub async fn recording(
+        &self,
+        by: &Actor,
+        break_id: &str,
+    ) -> Result<(Vec<StatementRecord>, Vec<RecordedSession>), EngineError> {
+        by.may(Action::ReadAudit)?;
+        let mut tx = self.store().read().await?;
+        load_break(tx.as_mut(), break_id).await?;
+        let statements = tx.statements(break_id).await?;
+        let mut entries = tx
+            .audit_entries_about(crate::ports::AuditAbout::Break(break_id), u64::MAX, 100_000)
+            .await?;
+        entries.sort_by_key(|e| e.seq);
+        let mut sessions = Vec::new();
+        for e in entries {
+            let p = &e.payload;
+            let session = p
+                .get("session")
+                .and_then(|s| s.as_str())
+                .unwrap_or_default();
+            match e.kind.as_str() {
+                "gateway.session_started" => sessions.push(RecordedSession {
+                    session_id: session.to_owned(),
+                    peer: p
+                        .get("peer")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    started_at: Timestamp(e.time_ms),
+                    ended: None,
+                }),
+                "gateway.session_ended" => {
+                    let mine: Vec<StatementRecord> = statements
+                        .iter()
+                        .filter(|s| s.session_id == session)
+                        .cloned()
+                        .collect();
+                    let digest = recording_digest(&mine);
+                    let claimed = p
+                        .get("recording_sha256")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default();
+                    if let Some(s) = sessions.iter_mut().find(|s| s.session_id == session) {
+                        s.ended = Some(SessionEnd {
+                            at: Timestamp(e.time_ms),
+                            end: p
+                                .get("end")
+                                .and_then(|s| s.as_str())
+                                .unwrap_or_default()
+                                .to_owned(),
+                            statements: p
+                                .get("statements")
+                                .and_then(serde_json::Value::as_u64)
+                                .unwrap_or(0),
+                            intact: bool::from(digest.as_bytes().ct_eq(claimed.as_bytes())),
+                            audit_seq: e.seq,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((statements, sessions))
+    }
+}
+
+/// One gateway session of a break, from its audit entries.
+#[derive(Debug, Clone)]
+pub struct RecordedSession {
+    /// Session id.
+    pub session_id: String,
+    /// Client address.
+    pub peer: String,
+    /// When the gateway admitted it.
+    pub started_at: Timestamp,
+    /// Its end, once recorded.
+    pub ended: Option<SessionEnd>,
+}
+
+/// The recorded end of a gateway session.
+#[derive(Debug, Clone)]
+pub struct SessionEnd {
+    /// When.
+    pub at: Timestamp,
+    /// Why (`client`, `deadline`, `closed`, `server`, `error: …`).
+    pub end: String,
+    /// Statements the gateway counted.
+    pub statements: u64,
+    /// Whether the stored statements match the digest in the audit entry.
+    pub intact: bool,
+    /// The audit entry's sequence number.
+    pub audit_seq: u64,
+}

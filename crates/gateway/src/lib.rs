@@ -1,0 +1,1044 @@
+//! The PostgreSQL credential-injection gateway: a break on an `access: proxy` procedure gives
+//! the responder access, not a credential.
+//!
+//! A client connects with any PostgreSQL client: user = the break id, password = a gateway
+//! token. The gateway asks the engine to admit it (token, break granted, before the
+//! deadline), logs in upstream with the grant's own login (SCRAM-SHA-256; the client never
+//! sees it), then relays the session, recording every statement of the simple and extended
+//! protocols with its timing, command tag, rows and error. Statements matching the
+//! procedure's `refuse` list never reach the target: the client gets a clear PostgreSQL error.
+//! At the deadline, or when the break is closed, the connection is ended with a FATAL error.
+//!
+//! Each connection is one task: two loops (client → target and target → client) joined in it,
+//! each reading into a buffer, forwarding whole reads with one write, and looking only at the
+//! headers and first fields of the messages it follows. A malformed or oversized message
+//! ends that connection only.
+
+pub mod upstream;
+pub mod wire;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use breakglass_engine::ports::StatementRecord;
+use breakglass_engine::{Engine, SessionSummary};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use wire::{ClientMessage, ServerMessage, Startup, WireError};
+
+/// A byte stream the gateway relays (TCP or TLS).
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// Gateway settings.
+#[derive(Clone)]
+pub struct Settings {
+    /// TLS for clients (the server's certificate). Without it, clients connect in plaintext.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Accept clients that do not ask for TLS even when TLS is configured.
+    pub allow_plaintext: bool,
+    /// How long a client has to finish the start-up and login.
+    pub login_timeout: Duration,
+    /// How long the upstream login may take.
+    pub upstream_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            tls: None,
+            allow_plaintext: true,
+            login_timeout: Duration::from_secs(15),
+            upstream_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Sessions admitted.
+    pub admitted: AtomicU64,
+    /// Clients refused (bad token, ended break…).
+    pub refused: AtomicU64,
+    /// Statements recorded.
+    pub statements: AtomicU64,
+    /// Connections closed for a malformed message.
+    pub protocol_errors: AtomicU64,
+}
+
+/// The gateway: shared by every connection.
+#[derive(Clone)]
+pub struct Gateway {
+    engine: Engine,
+    settings: Settings,
+    recorder: mpsc::UnboundedSender<Recorded>,
+    cancels: Arc<Mutex<CancelMap>>,
+    /// Counters.
+    pub counters: Arc<Counters>,
+}
+
+/// Cancellation keys the gateway gave its clients → the backends' own.
+type CancelMap = HashMap<(i32, [u8; 4]), CancelTarget>;
+
+#[derive(Clone)]
+struct CancelTarget {
+    addr: String,
+    tls: bool,
+    pid: i32,
+    key: Vec<u8>,
+}
+
+enum Recorded {
+    Statement(StatementRecord),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+impl Gateway {
+    /// A gateway over `engine`; starts its recorder task (needs a Tokio runtime).
+    pub fn new(engine: Engine, settings: Settings) -> Gateway {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(record(engine.clone(), rx));
+        Gateway {
+            engine,
+            settings,
+            recorder: tx,
+            cancels: Arc::default(),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Accepts clients until `shutdown` resolves; each connection runs in its own task.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gateway accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            self.counters.connections.fetch_add(1, Ordering::Relaxed);
+            let gw = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = gw.connection(Box::new(stream), peer).await {
+                    tracing::info!(%peer, error = %e, "gateway connection ended");
+                }
+            });
+        }
+    }
+
+    async fn connection(&self, stream: Box<dyn Io>, peer: SocketAddr) -> Result<(), String> {
+        let login = tokio::time::timeout(self.settings.login_timeout, self.login(stream, peer));
+        let (client, admission, params, database) = match login.await {
+            Err(_) => return Err("the client did not log in in time".into()),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(x))) => x,
+        };
+        self.session(client, admission, params, database, peer)
+            .await
+    }
+
+    /// Start-up and the client's login. `None`: a cancel request, handled.
+    async fn login(
+        &self,
+        mut stream: Box<dyn Io>,
+        peer: SocketAddr,
+    ) -> Result<
+        Option<(
+            Box<dyn Io>,
+            breakglass_engine::Admission,
+            Vec<(String, String)>,
+            String,
+        )>,
+        String,
+    > {
+        let mut tls = false;
+        let params = loop {
+            let packet = read_startup(&mut stream).await?;
+            match wire::decode_startup(&packet).map_err(|e| e.to_string())? {
+                Startup::Ssl => match &self.settings.tls {
+                    Some(config) if !tls => {
+                        stream.write_all(b"S").await.map_err(|e| e.to_string())?;
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                        let s = acceptor
+                            .accept(stream)
+                            .await
+                            .map_err(|e| format!("TLS handshake: {e}"))?;
+                        stream = Box::new(s);
+                        tls = true;
+                    }
+                    _ => stream.write_all(b"N").await.map_err(|e| e.to_string())?,
+                },
+                Startup::GssEnc => stream.write_all(b"N").await.map_err(|e| e.to_string())?,
+                Startup::Cancel { pid, key } => {
+                    self.cancel(pid, &key).await;
+                    return Ok(None);
+                }
+                Startup::Params(p) => break p,
+            }
+        };
+        if self.settings.tls.is_some() && !tls && !self.settings.allow_plaintext {
+            fatal(
+                &mut stream,
+                "28000",
+                "the breakglass gateway requires TLS: connect with sslmode=require",
+                None,
+            )
+            .await;
+            return Err("plaintext client refused".into());
+        }
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let user = get("user");
+        if user.is_empty() {
+            fatal(
+                &mut stream,
+                "28000",
+                "no user name: connect with the break id as the user",
+                None,
+            )
+            .await;
+            return Err("no user".into());
+        }
+        if params.iter().any(|(k, _)| k == "replication") {
+            fatal(
+                &mut stream,
+                "28000",
+                "the breakglass gateway does not serve replication connections",
+                None,
+            )
+            .await;
+            return Err("replication refused".into());
+        }
+        // AuthenticationCleartextPassword: the token comes over the (TLS) connection.
+        let mut ask = Vec::new();
+        wire::message(&mut ask, b'R', &3i32.to_be_bytes());
+        stream.write_all(&ask).await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let (tag, body) = read_message(&mut stream, &mut buf, 4096).await?;
+        let token = match wire::decode_client(tag, &body).map_err(|e| e.to_string())? {
+            ClientMessage::Password(p) => {
+                zeroize::Zeroizing::new(p.strip_suffix(&[0]).unwrap_or(p).to_vec())
+            }
+            _ => {
+                fatal(&mut stream, "08P01", "expected a password message", None).await;
+                return Err("no password message".into());
+            }
+        };
+        let peer_text = peer.to_string();
+        match self.engine.gateway_admit(&user, &token, &peer_text).await {
+            Ok(admission) => {
+                self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+                let database = match get("database") {
+                    d if d.is_empty() || d == user => admission.dbname.clone(),
+                    d => d,
+                };
+                Ok(Some((stream, admission, params, database)))
+            }
+            Err(refusal) => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(peer = %peer_text, why = %refusal, "gateway refused a client");
+                fatal(
+                    &mut stream,
+                    refusal.sqlstate(),
+                    &format!("breakglass gateway: {refusal}"),
+                    None,
+                )
+                .await;
+                Err(refusal.to_string())
+            }
+        }
+    }
+
+    async fn cancel(&self, pid: i32, key: &[u8]) {
+        let Ok(key4) = <[u8; 4]>::try_from(key) else {
+            return;
+        };
+        let target = self
+            .cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(pid, key4))
+            .cloned();
+        if let Some(t) = target
+            && let Err(e) = upstream::cancel(&t.addr, t.tls, t.pid, &t.key).await
+        {
+            tracing::info!(error = %e, "forwarding a cancel request failed");
+        }
+    }
+
+    async fn session(
+        &self,
+        mut client: Box<dyn Io>,
+        admission: breakglass_engine::Admission,
+        params: Vec<(String, String)>,
+        database: String,
+        peer: SocketAddr,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let mut summary = SessionSummary {
+            session_id: admission.session_id.clone(),
+            break_id: admission.break_id.clone(),
+            peer: peer.to_string(),
+            ..SessionSummary::default()
+        };
+        let up = match upstream::connect(
+            &admission.upstream,
+            &database,
+            &params,
+            self.settings.upstream_timeout,
+        )
+        .await
+        {
+            Ok(u) => u,
+            Err(e) => {
+                fatal(
+                    &mut client,
+                    "08006",
+                    &format!("breakglass gateway: {e}"),
+                    None,
+                )
+                .await;
+                summary.end = format!("error: {e}");
+                self.finish(&summary).await;
+                return Err(e.to_string());
+            }
+        };
+        // Our own cancellation key, mapped to the backend's.
+        let our_pid = i32::try_from(rand::random::<u32>() >> 1).unwrap_or(1);
+        let our_key: [u8; 4] = rand::random();
+        if let Some((pid, key)) = &up.backend_key {
+            self.cancels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    (our_pid, our_key),
+                    CancelTarget {
+                        addr: up.addr.clone(),
+                        tls: up.tls,
+                        pid: *pid,
+                        key: key.clone(),
+                    },
+                );
+        }
+        let mut hello = Vec::new();
+        wire::message(&mut hello, b'R', &0i32.to_be_bytes());
+        let z_at = up.greeting.len().saturating_sub(6);
+        hello.extend_from_slice(&up.greeting[..z_at]);
+        let mut key_body = our_pid.to_be_bytes().to_vec();
+        key_body.extend_from_slice(&our_key);
+        wire::message(&mut hello, b'K', &key_body);
+        notice(
+            &mut hello,
+            &format!(
+                "breakglass: session {} of break {} is recorded; it ends at {}",
+                admission.session_id, admission.break_id, admission.deadline
+            ),
+        );
+        hello.extend_from_slice(&up.greeting[z_at..]);
+        if let Err(e) = client.write_all(&hello).await {
+            summary.end = format!("error: {e}");
+            self.forget_cancel(our_pid, our_key);
+            self.finish(&summary).await;
+            return Err(e.to_string());
+        }
+
+        let tracker = Mutex::new(Tracker::default());
+        let seq = AtomicU64::new(0);
+        let ctx = Ctx {
+            admission: &admission,
+            tracker: &tracker,
+            seq: &seq,
+            gateway: self,
+        };
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let (mut ur, mut uw) = tokio::io::split(up.stream);
+        let bytes_in = AtomicU64::new(0);
+        let bytes_out = AtomicU64::new(0);
+        let now_ms = self.engine.now().0;
+        let left = Duration::from_millis(u64::try_from(admission.deadline.0 - now_ms).unwrap_or(0));
+        let mut ended = admission.ended.clone();
+        let end = {
+            let c2s = client_to_server(&mut cr, &mut uw, &ctx, &bytes_in);
+            let s2c = server_to_client(&mut ur, &mut cw, &ctx, &bytes_out, up.leftover);
+            tokio::select! {
+                r = c2s => r,
+                r = s2c => r,
+                _ = tokio::time::sleep(left) => End::Deadline,
+                _ = async { while ended.changed().await.is_ok() && !*ended.borrow() {} } => End::Closed,
+            }
+        };
+        match &end {
+            End::Deadline => {
+                let mut out = Vec::new();
+                wire::error_response(
+                    &mut out,
+                    "FATAL",
+                    "57P01",
+                    &format!(
+                        "breakglass gateway: the grant of break {} ended at {}; the session is closed",
+                        admission.break_id, admission.deadline
+                    ),
+                    None,
+                );
+                let _ = cw.write_all(&out).await;
+            }
+            End::Closed => {
+                let mut out = Vec::new();
+                wire::error_response(
+                    &mut out,
+                    "FATAL",
+                    "57P01",
+                    &format!(
+                        "breakglass gateway: break {} was closed; the session is closed",
+                        admission.break_id
+                    ),
+                    None,
+                );
+                let _ = cw.write_all(&out).await;
+            }
+            End::Protocol(e) => {
+                self.counters
+                    .protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                let mut out = Vec::new();
+                wire::error_response(
+                    &mut out,
+                    "FATAL",
+                    "08P01",
+                    &format!("breakglass gateway: {e}"),
+                    None,
+                );
+                let _ = cw.write_all(&out).await;
+            }
+            _ => {}
+        }
+        let _ = cw.shutdown().await;
+        let _ = uw.shutdown().await;
+        self.forget_cancel(our_pid, our_key);
+        // Statements still waiting for an answer are recorded as cut off.
+        let cut: Vec<Pending> = tracker.lock().unwrap_or_else(|p| p.into_inner()).take_all();
+        for p in cut {
+            if let Some(mut s) = p.into_statement() {
+                s.error.get_or_insert_with(|| {
+                    format!("no answer: the session ended ({})", end.word())
+                });
+                ctx.emit(s);
+            }
+        }
+        let t = tracker.lock().unwrap_or_else(|p| p.into_inner()).stats;
+        summary.statements = seq.load(Ordering::Relaxed);
+        summary.errors = t.errors;
+        summary.refused = t.refused;
+        summary.rows = t.rows;
+        summary.bytes_in = bytes_in.load(Ordering::Relaxed);
+        summary.bytes_out = bytes_out.load(Ordering::Relaxed);
+        summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        summary.end = end.word();
+        self.finish(&summary).await;
+        Ok(())
+    }
+
+    fn forget_cancel(&self, pid: i32, key: [u8; 4]) {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(pid, key));
+    }
+
+    /// Flushes the session's recording, then records its end.
+    async fn finish(&self, summary: &SessionSummary) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.recorder.send(Recorded::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        if let Err(e) = self.engine.gateway_session_ended(summary).await {
+            tracing::error!(session = %summary.session_id, error = %e, "recording a gateway session's end failed");
+        }
+    }
+}
+
+/// Writes statements in batches; a flush request is answered once everything before it is
+/// stored.
+async fn record(engine: Engine, mut rx: mpsc::UnboundedReceiver<Recorded>) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Recorded::Statement(s) => batch.push(s),
+                Recorded::Flush(f) => flushes.push(f),
+            }
+            next = if batch.len() >= 1000 {
+                None
+            } else {
+                rx.try_recv().ok()
+            };
+        }
+        let mut attempt = 0;
+        while !batch.is_empty() {
+            match engine.gateway_record(&batch).await {
+                Ok(()) => batch.clear(),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::error!(error = %e, attempt, "storing gateway statements failed; retrying");
+                    if attempt >= 5 {
+                        tracing::error!(
+                            lost = batch.len(),
+                            "gateway statements dropped after 5 attempts"
+                        );
+                        batch.clear();
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+}
+
+async fn read_startup(stream: &mut Box<dyn Io>) -> Result<Vec<u8>, String> {
+    let mut len = [0u8; 4];
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(|e| e.to_string())?;
+    let n = wire::startup_len(&len)
+        .map_err(|e| e.to_string())?
+        .ok_or("short start-up packet")?;
+    let mut packet = vec![0u8; n];
+    packet[..4].copy_from_slice(&len);
+    stream
+        .read_exact(&mut packet[4..])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(packet)
+}
+
+async fn read_message(
+    stream: &mut Box<dyn Io>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<(u8, Vec<u8>), String> {
+    loop {
+        if let Some((tag, len)) = wire::header(buf, max).map_err(|e| e.to_string())?
+            && buf.len() >= len
+        {
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            return Ok((tag, frame[5..].to_vec()));
+        }
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the client closed the connection".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn fatal(stream: &mut Box<dyn Io>, code: &str, message: &str, hint: Option<&str>) {
+    let mut out = Vec::new();
+    wire::error_response(&mut out, "FATAL", code, message, hint);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+}
+
+fn notice(out: &mut Vec<u8>, message: &str) {
+    let start = out.len();
+    wire::error_response(out, "NOTICE", "00000", message, None);
+    out[start] = b'N';
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    Client,
+    Server,
+    Deadline,
+    Closed,
+    Io(String),
+    Protocol(WireError),
+}
+
+impl End {
+    fn word(&self) -> String {
+        match self {
+            End::Client => "client".into(),
+            End::Server => "server".into(),
+            End::Deadline => "deadline".into(),
+            End::Closed => "closed".into(),
+            End::Io(e) => format!("error: {e}"),
+            End::Protocol(e) => format!("protocol error: {e}"),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    admission: &'a breakglass_engine::Admission,
+    tracker: &'a Mutex<Tracker>,
+    seq: &'a AtomicU64,
+    gateway: &'a Gateway,
+}
+
+impl Ctx<'_> {
+    fn emit(&self, mut s: StatementRecord) {
+        s.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.gateway
+            .counters
+            .statements
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = self.gateway.recorder.send(Recorded::Statement(s));
+    }
+
+    fn statement(&self, protocol: &str, text: &str, at: Instant) -> Flight {
+        Flight {
+            record: StatementRecord {
+                break_id: self.admission.break_id.clone(),
+                session_id: self.admission.session_id.clone(),
+                seq: 0,
+                started_at: self.gateway.engine.now(),
+                duration_us: 0,
+                protocol: protocol.to_owned(),
+                statement: text.to_owned(),
+                command: None,
+                rows: None,
+                error: None,
+                refused: false,
+            },
+            at,
+            refused: None,
+            recorded: true,
+        }
+    }
+}
+
+/// A statement on its way.
+struct Flight {
+    record: StatementRecord,
+    at: Instant,
+    /// The `refuse` pattern it matched: its error is replaced by the gateway's.
+    refused: Option<String>,
+    /// Whether it becomes a recorded statement (an Execute of a statement whose Parse was
+    /// refused is not recorded twice).
+    recorded: bool,
+}
+
+enum Pending {
+    /// A simple query (may hold several statements; ends at ReadyForQuery).
+    Query(Flight),
+    /// A refused Parse (answered by an error).
+    Parse(Flight),
+    /// An Execute.
+    Exec(Flight),
+    /// A Sync.
+    Sync,
+}
+
+impl Pending {
+    fn into_statement(self) -> Option<StatementRecord> {
+        match self {
+            Pending::Query(f) | Pending::Parse(f) | Pending::Exec(f) if f.recorded => {
+                Some(f.finish())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Flight {
+    fn finish(mut self) -> StatementRecord {
+        self.record.duration_us = u64::try_from(self.at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.record.refused = self.refused.is_some();
+        self.record
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Stats {
+    errors: u64,
+    refused: u64,
+    rows: u64,
+}
+
+#[derive(Default)]
+struct Tracker {
+    pending: VecDeque<Pending>,
+    current: Option<Pending>,
+    stats: Stats,
+}
+
+impl Tracker {
+    fn take_all(&mut self) -> Vec<Pending> {
+        let mut all: Vec<Pending> = self.current.take().into_iter().collect();
+        all.extend(self.pending.drain(..));
+        all
+    }
+
+    /// The statement a result belongs to: the one in flight, or the next one waiting (a
+    /// Sync is never taken: results before it belong to nothing recordable).
+    fn take_current(&mut self) -> Option<&mut Pending> {
+        if self.current.is_none() && !matches!(self.pending.front(), Some(Pending::Sync) | None) {
+            self.current = self.pending.pop_front();
+        }
+        self.current.as_mut()
+    }
+}
+
+fn flight_of(p: &mut Pending) -> Option<&mut Flight> {
+    match p {
+        Pending::Query(f) | Pending::Parse(f) | Pending::Exec(f) => Some(f),
+        Pending::Sync => None,
+    }
+}
+
+const SUBSTITUTE: &str = "BREAKGLASS GATEWAY REFUSED THIS STATEMENT";
+
+/// Client → target: forwards every byte, looks into the messages that carry statements,
+/// replaces refused ones with a statement that fails (so the target keeps the protocol in
+/// step) and notes what waits for an answer.
+async fn client_to_server(
+    cr: &mut tokio::io::ReadHalf<Box<dyn Io>>,
+    uw: &mut tokio::io::WriteHalf<Box<dyn Io>>,
+    ctx: &Ctx<'_>,
+    bytes_in: &AtomicU64,
+) -> End {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut skip = 0usize;
+    // Prepared statements and portals by name: their text and, when refused, the pattern.
+    let mut statements: HashMap<String, (String, Option<String>)> = HashMap::new();
+    let mut portals: HashMap<String, (String, Option<String>)> = HashMap::new();
+    let patterns = &ctx.admission.refuse;
+    loop {
+        match cr.read_buf(&mut buf).await {
+            Ok(0) => return End::Client,
+            Ok(n) => {
+                bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => return End::Io(e.to_string()),
+        }
+        let now = Instant::now();
+        let mut terminate = false;
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            if skip > 0 {
+                let n = skip.min(buf.len() - pos);
+                out.extend_from_slice(&buf[pos..pos + n]);
+                pos += n;
+                skip -= n;
+                continue;
+            }
+            let (tag, len) = match wire::header(&buf[pos..], 1 << 30) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return End::Protocol(e),
+            };
+            if !matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C' | b'S' | b'X') {
+                skip = len;
+                continue;
+            }
+            if len > wire::MAX_CLIENT_MESSAGE {
+                return End::Protocol(WireError::Length {
+                    tag: (tag as char).to_string(),
+                    len: len as i64,
+                    max: wire::MAX_CLIENT_MESSAGE,
+                });
+            }
+            if buf.len() - pos < len {
+                break;
+            }
+            let frame = &buf[pos..pos + len];
+            let msg = match wire::decode_client(tag, &frame[5..]) {
+                Ok(m) => m,
+                Err(e) => return End::Protocol(e),
+            };
+            let mut forward = true;
+            match msg {
+                ClientMessage::Query(text) => {
+                    let mut f = ctx.statement("simple", text, now);
+                    if let Some(p) = wire::refused(text, patterns) {
+                        f.refused = Some(p.to_owned());
+                        let mut body = SUBSTITUTE.as_bytes().to_vec();
+                        body.push(0);
+                        wire::message(&mut out, b'Q', &body);
+                        forward = false;
+                    }
+                    lock(ctx.tracker).pending.push_back(Pending::Query(f));
+                }
+                ClientMessage::Parse { name, query } => {
+                    let refused = wire::refused(query, patterns).map(str::to_owned);
+                    if statements.len() >= 10_000 && !statements.contains_key(name) {
+                        statements.clear();
+                    }
+                    statements.insert(name.to_owned(), (query.to_owned(), refused.clone()));
+                    if let Some(p) = refused {
+                        let mut f = ctx.statement("extended", query, now);
+                        f.refused = Some(p);
+                        let mut body = name.as_bytes().to_vec();
+                        body.push(0);
+                        body.extend_from_slice(SUBSTITUTE.as_bytes());
+                        body.extend_from_slice(&[0, 0, 0]);
+                        wire::message(&mut out, b'P', &body);
+                        forward = false;
+                        lock(ctx.tracker).pending.push_back(Pending::Parse(f));
+                    }
+                }
+                ClientMessage::Bind { portal, statement } => {
+                    let s = statements
+                        .get(statement)
+                        .cloned()
+                        .unwrap_or_else(|| (format!("(prepared statement `{statement}`)"), None));
+                    if portals.len() >= 10_000 && !portals.contains_key(portal) {
+                        portals.clear();
+                    }
+                    portals.insert(portal.to_owned(), s);
+                }
+                ClientMessage::Execute { portal } => {
+                    let (text, refused) = portals
+                        .get(portal)
+                        .cloned()
+                        .unwrap_or_else(|| (format!("(portal `{portal}`)"), None));
+                    let mut f = ctx.statement("extended", &text, now);
+                    if refused.is_some() {
+                        f.recorded = false;
+                        f.refused = refused;
+                    }
+                    lock(ctx.tracker).pending.push_back(Pending::Exec(f));
+                }
+                ClientMessage::Close { kind, name } => {
+                    if kind == b'S' {
+                        statements.remove(name);
+                    } else {
+                        portals.remove(name);
+                    }
+                }
+                ClientMessage::Sync => lock(ctx.tracker).pending.push_back(Pending::Sync),
+                ClientMessage::Terminate => terminate = true,
+                ClientMessage::Password(_) | ClientMessage::Other(_) => {}
+            }
+            if forward {
+                out.extend_from_slice(frame);
+            }
+            pos += len;
+        }
+        let _ = buf.split_to(pos);
+        if !out.is_empty() {
+            if let Err(e) = uw.write_all(&out).await {
+                return End::Io(e.to_string());
+            }
+            out.clear();
+        }
+        if terminate {
+            return End::Client;
+        }
+    }
+}
+
+fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Target → client: forwards every byte, follows results to finish recorded statements, and
+/// replaces the error of a refused statement with the gateway's own.
+async fn server_to_client(
+    ur: &mut tokio::io::ReadHalf<Box<dyn Io>>,
+    cw: &mut tokio::io::WriteHalf<Box<dyn Io>>,
+    ctx: &Ctx<'_>,
+    bytes_out: &AtomicU64,
+    leftover: Vec<u8>,
+) -> End {
+    let mut buf = BytesMut::with_capacity(32 * 1024);
+    buf.extend_from_slice(&leftover);
+    let mut out: Vec<u8> = Vec::with_capacity(32 * 1024);
+    let mut skip = 0usize;
+    let mut first = !buf.is_empty();
+    loop {
+        if !first {
+            match ur.read_buf(&mut buf).await {
+                Ok(0) => return End::Server,
+                Ok(_) => {}
+                Err(e) => return End::Io(e.to_string()),
+            }
+        }
+        first = false;
+        let mut pos = 0usize;
+        let mut done: Vec<StatementRecord> = Vec::new();
+        while pos < buf.len() {
+            if skip > 0 {
+                let n = skip.min(buf.len() - pos);
+                out.extend_from_slice(&buf[pos..pos + n]);
+                pos += n;
+                skip -= n;
+                continue;
+            }
+            let (tag, len) = match wire::header(&buf[pos..], 1 << 30) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return End::Protocol(e),
+            };
+            if !wire::server_inspects(tag) {
+                skip = len;
+                continue;
+            }
+            if len > wire::MAX_INSPECTED {
+                return End::Protocol(WireError::Length {
+                    tag: (tag as char).to_string(),
+                    len: len as i64,
+                    max: wire::MAX_INSPECTED,
+                });
+            }
+            if buf.len() - pos < len {
+                break;
+            }
+            let frame = &buf[pos..pos + len];
+            let msg = match wire::decode_server(tag, &frame[5..]) {
+                Ok(m) => m,
+                Err(e) => return End::Protocol(e),
+            };
+            let mut replaced = false;
+            {
+                let mut t = lock(ctx.tracker);
+                match msg {
+                    ServerMessage::CommandComplete(command) => {
+                        let rows = wire::rows_of(command);
+                        if let Some(f) = t.take_current().and_then(flight_of) {
+                            f.record.command = Some(command.to_owned());
+                            if let Some(r) = rows {
+                                *f.record.rows.get_or_insert(0) += r;
+                            }
+                        }
+                        t.stats.rows += rows.unwrap_or(0);
+                        finish_exec(&mut t, &mut done);
+                    }
+                    ServerMessage::EmptyQuery | ServerMessage::PortalSuspended => {
+                        if let Some(f) = t.take_current().and_then(flight_of)
+                            && matches!(msg, ServerMessage::PortalSuspended)
+                        {
+                            f.record.command = Some("(suspended at the row limit)".into());
+                        }
+                        finish_exec(&mut t, &mut done);
+                    }
+                    ServerMessage::Error {
+                        code,
+                        message,
+                        severity,
+                    } => {
+                        let mut refused_by = None;
+                        if let Some(f) = t.take_current().and_then(flight_of) {
+                            if let Some(p) = &f.refused {
+                                refused_by = Some(p.clone());
+                                f.record.error =
+                                    Some(format!("refused by the gateway: matches `{p}`"));
+                            } else {
+                                f.record.error = Some(format!("{code}: {message}"));
+                            }
+                        }
+                        if let Some(p) = refused_by {
+                            t.stats.refused += 1;
+                            wire::error_response(
+                                &mut out,
+                                "ERROR",
+                                "42501",
+                                &format!(
+                                    "breakglass gateway: statement refused by procedure `{}`: it matches `{p}`",
+                                    ctx.admission.procedure
+                                ),
+                                Some(
+                                    "The procedure's `refuse` list blocks it; it did not reach the database.",
+                                ),
+                            );
+                            replaced = true;
+                        } else if severity != "NOTICE" {
+                            t.stats.errors += 1;
+                        }
+                        // An error ends an Execute or a refused Parse; a simple query ends
+                        // at ReadyForQuery.
+                        if matches!(t.current, Some(Pending::Exec(_) | Pending::Parse(_))) {
+                            finish_exec(&mut t, &mut done);
+                        }
+                    }
+                    ServerMessage::Ready(_) => {
+                        if let Some(p) = t.current.take()
+                            && let Some(s) = p.into_statement()
+                        {
+                            done.push(s);
+                        }
+                        // Executes of the batch that never ran (an earlier message failed).
+                        while let Some(front) = t.pending.pop_front() {
+                            match front {
+                                Pending::Sync => break,
+                                Pending::Query(f) => {
+                                    t.pending.push_front(Pending::Query(f));
+                                    break;
+                                }
+                                other => {
+                                    if let Some(mut s) = other.into_statement() {
+                                        s.error.get_or_insert_with(|| {
+                                            "not executed: an earlier message of its batch failed".into()
+                                        });
+                                        done.push(s);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    ServerMessage::BackendKey { .. } | ServerMessage::Other(_) => {}
+                }
+            }
+            if !replaced {
+                out.extend_from_slice(frame);
+            }
+            pos += len;
+        }
+        let _ = buf.split_to(pos);
+        if !out.is_empty() {
+            if let Err(e) = cw.write_all(&out).await {
+                return End::Io(e.to_string());
+            }
+            bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+            out.clear();
+        }
+        for s in done {
+            ctx.emit(s);
+        }
+    }
+}
+
+/// Ends the statement in flight if it is an Execute or a refused Parse (a simple query waits
+/// for ReadyForQuery).
+fn finish_exec(t: &mut Tracker, done: &mut Vec<StatementRecord>) {
+    if matches!(t.current, Some(Pending::Exec(_) | Pending::Parse(_)))
+        && let Some(p) = t.current.take()
+        && let Some(s) = p.into_statement()
+    {
+        done.push(s);
+    }
+}
