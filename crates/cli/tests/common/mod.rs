@@ -8,7 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -99,6 +100,15 @@ pub(crate) struct Server {
     pub(crate) url: String,
     /// The data dir the server was started with.
     pub(crate) data_dir: PathBuf,
+    /// Every line the server wrote to stderr (its log), as the reader thread got them.
+    log: Arc<Mutex<Captured>>,
+}
+
+/// A server's stderr as read so far, and how reading it ended (`None` while it runs).
+#[derive(Default)]
+struct Captured {
+    lines: Vec<String>,
+    ended: Option<Result<(), String>>,
 }
 
 impl Server {
@@ -110,10 +120,16 @@ impl Server {
 
     /// `start` with extra `serve` arguments.
     pub(crate) fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, extra, &[])
+    }
+
+    /// `start_with` with environment variables for the server (e.g. `BREAKGLASS_LOG=trace`).
+    pub(crate) fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = std::process::Command::new(bin_path());
         for var in CLI_ENV {
             cmd.env_remove(var);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -126,18 +142,35 @@ impl Server {
         let stderr = child.stderr.take().expect("piped stderr");
         // A thread reads stderr for the whole life of the server (so the pipe never fills) and
         // hands the lines over until the address is found.
+        // It also keeps every line, for tests that read the whole log (`log_lines`).
         let (tx, rx) = mpsc::channel::<String>();
+        let log = Arc::new(Mutex::new(Captured::default()));
+        let captured = Arc::clone(&log);
         std::thread::spawn(move || {
+            let mut ended = Ok(());
             for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
+                let line = match line {
+                    Ok(line) => line,
+                    Err(e) => {
+                        ended = Err(e.to_string());
+                        break;
+                    }
+                };
+                captured
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .lines
+                    .push(line.clone());
                 let _ = tx.send(line);
             }
+            captured.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(ended);
         });
         // Guard first, so a failure below still kills the child.
         let mut server = Server {
             child,
             url: String::new(),
             data_dir: data_dir.to_path_buf(),
+            log,
         };
         let mut seen = Vec::new();
         loop {
@@ -173,6 +206,41 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.data_dir);
         cmd
+    }
+
+    /// The lines the server wrote to stderr so far (its log; all of it with `BREAKGLASS_LOG`).
+    pub(crate) fn log_lines(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lines
+            .clone()
+    }
+
+    /// Kills the server, waits until its stderr has been read to the end, and returns every
+    /// line of it. Panics when the log could not be read whole (e.g. a line that is not UTF-8),
+    /// so a scan of the log never passes on a part of it.
+    pub(crate) fn stop_and_take_log(&mut self) -> Vec<String> {
+        self.stop();
+        let start = Instant::now();
+        loop {
+            {
+                let captured = self.log.lock().unwrap_or_else(|p| p.into_inner());
+                match &captured.ended {
+                    Some(Ok(())) => return captured.lines.clone(),
+                    Some(Err(e)) => panic!(
+                        "the server's stderr was not read to the end ({e}) after {} lines",
+                        captured.lines.len()
+                    ),
+                    None => {}
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the server's stderr did not end after it was killed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills the server with SIGKILL and waits for it: no graceful shutdown.
