@@ -298,6 +298,22 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         refused.to_string().contains("it matches `ALTER SYSTEM`"),
         "{refused}"
     );
+    // Malformed start-up packets end their own connection; the open session is unaffected.
+    for bad in [
+        vec![0u8, 0, 0, 3],
+        vec![0x7f, 0xff, 0xff, 0xff],
+        vec![0, 0, 0, 8, 0x12, 0x34, 0x56, 0x78],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut raw = tokio::net::TcpStream::connect(&gw)
+            .await
+            .expect("raw connect");
+        raw.write_all(&bad).await.expect("write");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the gateway closes a malformed connection");
+    }
     // The session goes on after a refusal.
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE v = $1")
         .bind("bulk")

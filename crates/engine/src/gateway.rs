@@ -613,6 +613,19 @@ impl Engine {
                         .get("recording_sha256")
                         .and_then(|s| s.as_str())
                         .unwrap_or_default();
+                    if !sessions.iter().any(|s| s.session_id == session) {
+                        // Its start is older than what was read (or was never committed).
+                        sessions.push(RecordedSession {
+                            session_id: session.to_owned(),
+                            peer: p
+                                .get("peer")
+                                .and_then(|s| s.as_str())
+                                .unwrap_or_default()
+                                .to_owned(),
+                            started_at: Timestamp(e.time_ms),
+                            ended: None,
+                        });
+                    }
                     if let Some(s) = sessions.iter_mut().find(|s| s.session_id == session) {
                         s.ended = Some(SessionEnd {
                             at: Timestamp(e.time_ms),

@@ -14,10 +14,11 @@
 //! headers and first fields of the messages it follows. A malformed or oversized message
 //! ends that connection only.
 
+pub mod relay;
 pub mod upstream;
 pub mod wire;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use wire::{ClientMessage, ServerMessage, Startup, WireError};
+use wire::{ClientMessage, Startup, WireError};
 
 /// A byte stream the gateway relays (TCP or TLS).
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -368,11 +369,16 @@ impl Gateway {
             return Err(e.to_string());
         }
 
-        let tracker = Mutex::new(Tracker::default());
+        let tracker = Mutex::new(relay::Tracker::default());
         let seq = AtomicU64::new(0);
         let ctx = Ctx {
-            admission: &admission,
             tracker: &tracker,
+            info: relay::SessionInfo {
+                break_id: admission.break_id.clone(),
+                session_id: admission.session_id.clone(),
+                procedure: admission.procedure.clone(),
+                refuse: admission.refuse.clone(),
+            },
             seq: &seq,
             gateway: self,
         };
@@ -442,7 +448,7 @@ impl Gateway {
         let _ = uw.shutdown().await;
         self.forget_cancel(our_pid, our_key);
         // Statements still waiting for an answer are recorded as cut off.
-        let cut: Vec<Pending> = tracker.lock().unwrap_or_else(|p| p.into_inner()).take_all();
+        let cut = tracker.lock().unwrap_or_else(|p| p.into_inner()).take_all();
         for p in cut {
             if let Some(mut s) = p.into_statement() {
                 s.error.get_or_insert_with(|| {
@@ -451,7 +457,7 @@ impl Gateway {
                 ctx.emit(s);
             }
         }
-        let t = tracker.lock().unwrap_or_else(|p| p.into_inner()).stats;
+        let t = relay::lock(&tracker).stats();
         summary.statements = seq.load(Ordering::Relaxed);
         summary.errors = t.errors;
         summary.refused = t.refused;
@@ -602,8 +608,8 @@ impl End {
 }
 
 struct Ctx<'a> {
-    admission: &'a breakglass_engine::Admission,
-    tracker: &'a Mutex<Tracker>,
+    tracker: &'a Mutex<relay::Tracker>,
+    info: relay::SessionInfo,
     seq: &'a AtomicU64,
     gateway: &'a Gateway,
 }
@@ -617,113 +623,9 @@ impl Ctx<'_> {
             .fetch_add(1, Ordering::Relaxed);
         let _ = self.gateway.recorder.send(Recorded::Statement(s));
     }
-
-    fn statement(&self, protocol: &str, text: &str, at: Instant) -> Flight {
-        Flight {
-            record: StatementRecord {
-                break_id: self.admission.break_id.clone(),
-                session_id: self.admission.session_id.clone(),
-                seq: 0,
-                started_at: self.gateway.engine.now(),
-                duration_us: 0,
-                protocol: protocol.to_owned(),
-                statement: text.to_owned(),
-                command: None,
-                rows: None,
-                error: None,
-                refused: false,
-            },
-            at,
-            refused: None,
-            recorded: true,
-        }
-    }
 }
 
-/// A statement on its way.
-struct Flight {
-    record: StatementRecord,
-    at: Instant,
-    /// The `refuse` pattern it matched: its error is replaced by the gateway's.
-    refused: Option<String>,
-    /// Whether it becomes a recorded statement (an Execute of a statement whose Parse was
-    /// refused is not recorded twice).
-    recorded: bool,
-}
-
-enum Pending {
-    /// A simple query (may hold several statements; ends at ReadyForQuery).
-    Query(Flight),
-    /// A refused Parse (answered by an error).
-    Parse(Flight),
-    /// An Execute.
-    Exec(Flight),
-    /// A Sync.
-    Sync,
-}
-
-impl Pending {
-    fn into_statement(self) -> Option<StatementRecord> {
-        match self {
-            Pending::Query(f) | Pending::Parse(f) | Pending::Exec(f) if f.recorded => {
-                Some(f.finish())
-            }
-            _ => None,
-        }
-    }
-}
-
-impl Flight {
-    fn finish(mut self) -> StatementRecord {
-        self.record.duration_us = u64::try_from(self.at.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.record.refused = self.refused.is_some();
-        self.record
-    }
-}
-
-#[derive(Default, Clone, Copy)]
-struct Stats {
-    errors: u64,
-    refused: u64,
-    rows: u64,
-}
-
-#[derive(Default)]
-struct Tracker {
-    pending: VecDeque<Pending>,
-    current: Option<Pending>,
-    stats: Stats,
-}
-
-impl Tracker {
-    fn take_all(&mut self) -> Vec<Pending> {
-        let mut all: Vec<Pending> = self.current.take().into_iter().collect();
-        all.extend(self.pending.drain(..));
-        all
-    }
-
-    /// The statement a result belongs to: the one in flight, or the next one waiting (a
-    /// Sync is never taken: results before it belong to nothing recordable).
-    fn take_current(&mut self) -> Option<&mut Pending> {
-        if self.current.is_none() && !matches!(self.pending.front(), Some(Pending::Sync) | None) {
-            self.current = self.pending.pop_front();
-        }
-        self.current.as_mut()
-    }
-}
-
-fn flight_of(p: &mut Pending) -> Option<&mut Flight> {
-    match p {
-        Pending::Query(f) | Pending::Parse(f) | Pending::Exec(f) => Some(f),
-        Pending::Sync => None,
-    }
-}
-
-const SUBSTITUTE: &str = "BREAKGLASS GATEWAY REFUSED THIS STATEMENT";
-
-/// Client → target: forwards every byte, looks into the messages that carry statements,
-/// replaces refused ones with a statement that fails (so the target keeps the protocol in
-/// step) and notes what waits for an answer.
+/// Client → target (see [`relay::ClientSide`]).
 async fn client_to_server(
     cr: &mut tokio::io::ReadHalf<Box<dyn Io>>,
     uw: &mut tokio::io::WriteHalf<Box<dyn Io>>,
@@ -732,11 +634,7 @@ async fn client_to_server(
 ) -> End {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut skip = 0usize;
-    // Prepared statements and portals by name: their text and, when refused, the pattern.
-    let mut statements: HashMap<String, (String, Option<String>)> = HashMap::new();
-    let mut portals: HashMap<String, (String, Option<String>)> = HashMap::new();
-    let patterns = &ctx.admission.refuse;
+    let mut side = relay::ClientSide::default();
     loop {
         match cr.read_buf(&mut buf).await {
             Ok(0) => return End::Client,
@@ -745,111 +643,13 @@ async fn client_to_server(
             }
             Err(e) => return End::Io(e.to_string()),
         }
-        let now = Instant::now();
-        let mut terminate = false;
-        let mut pos = 0usize;
-        while pos < buf.len() {
-            if skip > 0 {
-                let n = skip.min(buf.len() - pos);
-                out.extend_from_slice(&buf[pos..pos + n]);
-                pos += n;
-                skip -= n;
-                continue;
-            }
-            let (tag, len) = match wire::header(&buf[pos..], 1 << 30) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
+        let now = ctx.gateway.engine.now();
+        let (used, terminate) =
+            match side.process(&ctx.info, &buf, &mut out, ctx.tracker, now, Instant::now()) {
+                Ok(r) => r,
                 Err(e) => return End::Protocol(e),
             };
-            if !matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C' | b'S' | b'X') {
-                skip = len;
-                continue;
-            }
-            if len > wire::MAX_CLIENT_MESSAGE {
-                return End::Protocol(WireError::Length {
-                    tag: (tag as char).to_string(),
-                    len: len as i64,
-                    max: wire::MAX_CLIENT_MESSAGE,
-                });
-            }
-            if buf.len() - pos < len {
-                break;
-            }
-            let frame = &buf[pos..pos + len];
-            let msg = match wire::decode_client(tag, &frame[5..]) {
-                Ok(m) => m,
-                Err(e) => return End::Protocol(e),
-            };
-            let mut forward = true;
-            match msg {
-                ClientMessage::Query(text) => {
-                    let mut f = ctx.statement("simple", text, now);
-                    if let Some(p) = wire::refused(text, patterns) {
-                        f.refused = Some(p.to_owned());
-                        let mut body = SUBSTITUTE.as_bytes().to_vec();
-                        body.push(0);
-                        wire::message(&mut out, b'Q', &body);
-                        forward = false;
-                    }
-                    lock(ctx.tracker).pending.push_back(Pending::Query(f));
-                }
-                ClientMessage::Parse { name, query } => {
-                    let refused = wire::refused(query, patterns).map(str::to_owned);
-                    if statements.len() >= 10_000 && !statements.contains_key(name) {
-                        statements.clear();
-                    }
-                    statements.insert(name.to_owned(), (query.to_owned(), refused.clone()));
-                    if let Some(p) = refused {
-                        let mut f = ctx.statement("extended", query, now);
-                        f.refused = Some(p);
-                        let mut body = name.as_bytes().to_vec();
-                        body.push(0);
-                        body.extend_from_slice(SUBSTITUTE.as_bytes());
-                        body.extend_from_slice(&[0, 0, 0]);
-                        wire::message(&mut out, b'P', &body);
-                        forward = false;
-                        lock(ctx.tracker).pending.push_back(Pending::Parse(f));
-                    }
-                }
-                ClientMessage::Bind { portal, statement } => {
-                    let s = statements
-                        .get(statement)
-                        .cloned()
-                        .unwrap_or_else(|| (format!("(prepared statement `{statement}`)"), None));
-                    if portals.len() >= 10_000 && !portals.contains_key(portal) {
-                        portals.clear();
-                    }
-                    portals.insert(portal.to_owned(), s);
-                }
-                ClientMessage::Execute { portal } => {
-                    let (text, refused) = portals
-                        .get(portal)
-                        .cloned()
-                        .unwrap_or_else(|| (format!("(portal `{portal}`)"), None));
-                    let mut f = ctx.statement("extended", &text, now);
-                    if refused.is_some() {
-                        f.recorded = false;
-                        f.refused = refused;
-                    }
-                    lock(ctx.tracker).pending.push_back(Pending::Exec(f));
-                }
-                ClientMessage::Close { kind, name } => {
-                    if kind == b'S' {
-                        statements.remove(name);
-                    } else {
-                        portals.remove(name);
-                    }
-                }
-                ClientMessage::Sync => lock(ctx.tracker).pending.push_back(Pending::Sync),
-                ClientMessage::Terminate => terminate = true,
-                ClientMessage::Password(_) | ClientMessage::Other(_) => {}
-            }
-            if forward {
-                out.extend_from_slice(frame);
-            }
-            pos += len;
-        }
-        let _ = buf.split_to(pos);
+        let _ = buf.split_to(used);
         if !out.is_empty() {
             if let Err(e) = uw.write_all(&out).await {
                 return End::Io(e.to_string());
@@ -862,12 +662,7 @@ async fn client_to_server(
     }
 }
 
-fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
-    t.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Target → client: forwards every byte, follows results to finish recorded statements, and
-/// replaces the error of a refused statement with the gateway's own.
+/// Target → client (see [`relay::ServerSide`]).
 async fn server_to_client(
     ur: &mut tokio::io::ReadHalf<Box<dyn Io>>,
     cw: &mut tokio::io::WriteHalf<Box<dyn Io>>,
@@ -878,7 +673,8 @@ async fn server_to_client(
     let mut buf = BytesMut::with_capacity(32 * 1024);
     buf.extend_from_slice(&leftover);
     let mut out: Vec<u8> = Vec::with_capacity(32 * 1024);
-    let mut skip = 0usize;
+    let mut side = relay::ServerSide::default();
+    let mut done = Vec::new();
     let mut first = !buf.is_empty();
     loop {
         if !first {
@@ -889,136 +685,11 @@ async fn server_to_client(
             }
         }
         first = false;
-        let mut pos = 0usize;
-        let mut done: Vec<StatementRecord> = Vec::new();
-        while pos < buf.len() {
-            if skip > 0 {
-                let n = skip.min(buf.len() - pos);
-                out.extend_from_slice(&buf[pos..pos + n]);
-                pos += n;
-                skip -= n;
-                continue;
-            }
-            let (tag, len) = match wire::header(&buf[pos..], 1 << 30) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(e) => return End::Protocol(e),
-            };
-            if !wire::server_inspects(tag) {
-                skip = len;
-                continue;
-            }
-            if len > wire::MAX_INSPECTED {
-                return End::Protocol(WireError::Length {
-                    tag: (tag as char).to_string(),
-                    len: len as i64,
-                    max: wire::MAX_INSPECTED,
-                });
-            }
-            if buf.len() - pos < len {
-                break;
-            }
-            let frame = &buf[pos..pos + len];
-            let msg = match wire::decode_server(tag, &frame[5..]) {
-                Ok(m) => m,
-                Err(e) => return End::Protocol(e),
-            };
-            let mut replaced = false;
-            {
-                let mut t = lock(ctx.tracker);
-                match msg {
-                    ServerMessage::CommandComplete(command) => {
-                        let rows = wire::rows_of(command);
-                        if let Some(f) = t.take_current().and_then(flight_of) {
-                            f.record.command = Some(command.to_owned());
-                            if let Some(r) = rows {
-                                *f.record.rows.get_or_insert(0) += r;
-                            }
-                        }
-                        t.stats.rows += rows.unwrap_or(0);
-                        finish_exec(&mut t, &mut done);
-                    }
-                    ServerMessage::EmptyQuery | ServerMessage::PortalSuspended => {
-                        if let Some(f) = t.take_current().and_then(flight_of)
-                            && matches!(msg, ServerMessage::PortalSuspended)
-                        {
-                            f.record.command = Some("(suspended at the row limit)".into());
-                        }
-                        finish_exec(&mut t, &mut done);
-                    }
-                    ServerMessage::Error {
-                        code,
-                        message,
-                        severity,
-                    } => {
-                        let mut refused_by = None;
-                        if let Some(f) = t.take_current().and_then(flight_of) {
-                            if let Some(p) = &f.refused {
-                                refused_by = Some(p.clone());
-                                f.record.error =
-                                    Some(format!("refused by the gateway: matches `{p}`"));
-                            } else {
-                                f.record.error = Some(format!("{code}: {message}"));
-                            }
-                        }
-                        if let Some(p) = refused_by {
-                            t.stats.refused += 1;
-                            wire::error_response(
-                                &mut out,
-                                "ERROR",
-                                "42501",
-                                &format!(
-                                    "breakglass gateway: statement refused by procedure `{}`: it matches `{p}`",
-                                    ctx.admission.procedure
-                                ),
-                                Some(
-                                    "The procedure's `refuse` list blocks it; it did not reach the database.",
-                                ),
-                            );
-                            replaced = true;
-                        } else if severity != "NOTICE" {
-                            t.stats.errors += 1;
-                        }
-                        // An error ends an Execute or a refused Parse; a simple query ends
-                        // at ReadyForQuery.
-                        if matches!(t.current, Some(Pending::Exec(_) | Pending::Parse(_))) {
-                            finish_exec(&mut t, &mut done);
-                        }
-                    }
-                    ServerMessage::Ready(_) => {
-                        if let Some(p) = t.current.take()
-                            && let Some(s) = p.into_statement()
-                        {
-                            done.push(s);
-                        }
-                        // Executes of the batch that never ran (an earlier message failed).
-                        while let Some(front) = t.pending.pop_front() {
-                            match front {
-                                Pending::Sync => break,
-                                Pending::Query(f) => {
-                                    t.pending.push_front(Pending::Query(f));
-                                    break;
-                                }
-                                other => {
-                                    if let Some(mut s) = other.into_statement() {
-                                        s.error.get_or_insert_with(|| {
-                                            "not executed: an earlier message of its batch failed".into()
-                                        });
-                                        done.push(s);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    ServerMessage::BackendKey { .. } | ServerMessage::Other(_) => {}
-                }
-            }
-            if !replaced {
-                out.extend_from_slice(frame);
-            }
-            pos += len;
-        }
-        let _ = buf.split_to(pos);
+        let used = match side.process(&ctx.info, &buf, &mut out, ctx.tracker, &mut done) {
+            Ok(n) => n,
+            Err(e) => return End::Protocol(e),
+        };
+        let _ = buf.split_to(used);
         if !out.is_empty() {
             if let Err(e) = cw.write_all(&out).await {
                 return End::Io(e.to_string());
@@ -1026,19 +697,8 @@ async fn server_to_client(
             bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
             out.clear();
         }
-        for s in done {
+        for s in done.drain(..) {
             ctx.emit(s);
         }
-    }
-}
-
-/// Ends the statement in flight if it is an Execute or a refused Parse (a simple query waits
-/// for ReadyForQuery).
-fn finish_exec(t: &mut Tracker, done: &mut Vec<StatementRecord>) {
-    if matches!(t.current, Some(Pending::Exec(_) | Pending::Parse(_)))
-        && let Some(p) = t.current.take()
-        && let Some(s) = p.into_statement()
-    {
-        done.push(s);
     }
 }

@@ -563,3 +563,79 @@ async fn ui_authorization_matrix() {
         "a row for a route the UI does not serve"
     );
 }
+
+#[tokio::test]
+async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
+    let u = ui().await;
+    let opened = send(
+        &u.router,
+        Request::builder()
+            .method("POST")
+            .uri("/api/breaks")
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", u.requester_token),
+            )
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                r#"{"procedure":"vault-root","reason":"db down","ticket":"INC-1"}"#,
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(opened.status(), StatusCode::OK);
+    let b: serde_json::Value = serde_json::from_str(&body_text(opened).await).unwrap();
+    let id = b["id"].as_str().unwrap().to_owned();
+    // What the gateway stores and audits for a session (crates/gateway calls these).
+    let statement = |seq: u64, text: &str, error: Option<&str>, refused: bool| {
+        breakglass_engine::ports::StatementRecord {
+            break_id: id.clone(),
+            session_id: format!("{id}-s1"),
+            seq,
+            started_at: u.engine.now(),
+            duration_us: 1500,
+            protocol: "simple".into(),
+            statement: text.into(),
+            command: error.is_none().then(|| "SELECT 1".to_owned()),
+            rows: error.is_none().then_some(1),
+            error: error.map(str::to_owned),
+            refused,
+        }
+    };
+    u.engine
+        .gateway_record(&[
+            statement(1, "SELECT '<script>alert(1)</script>'", None, false),
+            statement(2, "DROP DATABASE app", Some("refused by the gateway"), true),
+        ])
+        .await
+        .unwrap();
+    u.engine
+        .gateway_session_ended(&breakglass_engine::SessionSummary {
+            session_id: format!("{id}-s1"),
+            break_id: id.clone(),
+            peer: "127.0.0.1:5555".into(),
+            statements: 2,
+            refused: 1,
+            end: "client".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let cookie = sign_in(&u, &u.admin_token).await;
+    let page = body_text(send(&u.router, get(&format!("/breaks/{id}"), Some(&cookie))).await).await;
+    assert!(page.contains("Gateway sessions"), "{page}");
+    assert!(page.contains("recording matches its audit entry"), "{page}");
+    assert!(page.contains("refused: refused by the gateway"), "{page}");
+    assert!(
+        page.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            && !page.contains("<script>alert(1)"),
+        "statements are escaped: {page}"
+    );
+    // A requester sees the break but not the recording.
+    let cookie = sign_in(&u, &u.requester_token).await;
+    let page = body_text(send(&u.router, get(&format!("/breaks/{id}"), Some(&cookie))).await).await;
+    assert!(
+        page.contains(&id) && !page.contains("Gateway sessions"),
+        "{page}"
+    );
+}

@@ -791,6 +791,86 @@ pub(crate) struct BreakPage {
     pub(crate) timeline: Vec<TimelineRow>,
     pub(crate) may_close: bool,
     pub(crate) is_custodian: bool,
+    /// Gateway sessions with their statements (admins and auditors; empty otherwise).
+    pub(crate) sessions: Vec<SessionView>,
+}
+
+/// A gateway session on the break page.
+pub(crate) struct SessionView {
+    pub(crate) id: String,
+    pub(crate) peer: String,
+    pub(crate) started: String,
+    pub(crate) end: String,
+    /// `intact`, `edited` or `open`.
+    pub(crate) recording: &'static str,
+    pub(crate) statements: Vec<StatementView>,
+    /// Statements beyond the first `SHOWN` (the CLI and the API have them all).
+    pub(crate) more: usize,
+}
+
+/// Statements shown per session on the page.
+const SHOWN: usize = 500;
+
+/// One recorded statement.
+pub(crate) struct StatementView {
+    pub(crate) seq: u64,
+    pub(crate) at: String,
+    pub(crate) took: String,
+    pub(crate) text: String,
+    pub(crate) outcome: String,
+    pub(crate) failed: bool,
+    pub(crate) rows: String,
+}
+
+/// The break's gateway sessions, for those who may read the audit log.
+async fn sessions_of(s: &AppState, viewer: &Viewer, id: &str) -> Vec<SessionView> {
+    if !viewer.may(Action::ReadAudit) {
+        return Vec::new();
+    }
+    let Ok((statements, sessions)) = s.engine.recording(&viewer.actor, id).await else {
+        return Vec::new();
+    };
+    sessions
+        .into_iter()
+        .map(|x| SessionView {
+            more: statements
+                .iter()
+                .filter(|st| st.session_id == x.session_id)
+                .count()
+                .saturating_sub(SHOWN),
+            statements: statements
+                .iter()
+                .filter(|st| st.session_id == x.session_id)
+                .take(SHOWN)
+                .map(|st| StatementView {
+                    seq: st.seq,
+                    at: when(st.started_at),
+                    took: format!("{:.3} ms", st.duration_us as f64 / 1000.0),
+                    text: st.statement.clone(),
+                    outcome: match (&st.error, st.refused) {
+                        (Some(e), true) => format!("refused: {e}"),
+                        (Some(e), false) => format!("error {e}"),
+                        (None, _) => st.command.clone().unwrap_or_default(),
+                    },
+                    failed: st.error.is_some(),
+                    rows: st.rows.map(|r| r.to_string()).unwrap_or_default(),
+                })
+                .collect(),
+            recording: match &x.ended {
+                Some(e) if e.intact => "intact",
+                Some(_) => "edited",
+                None => "open",
+            },
+            end: x
+                .ended
+                .as_ref()
+                .map(|e| format!("{} at {}", e.end, when(e.at)))
+                .unwrap_or_else(|| "open".into()),
+            id: x.session_id,
+            peer: x.peer,
+            started: when(x.started_at),
+        })
+        .collect()
 }
 
 pub(crate) async fn break_page(
@@ -809,6 +889,7 @@ pub(crate) async fn break_page(
             .map(|p| p.stored.procedure.custodian(&viewer.actor.name).is_some())
             .unwrap_or(false),
         timeline: live::rows(&steps, status.requested_ms),
+        sessions: sessions_of(&s, &viewer, &id).await,
         status,
         viewer,
     };

@@ -1,0 +1,533 @@
+//! The two directions of a gateway session as pure functions over the bytes read so far, so
+//! the recording and the refusals can be fuzzed without sockets (`fuzz/fuzz_targets/pg_wire.rs`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use breakglass_domain::Timestamp;
+use breakglass_engine::ports::StatementRecord;
+
+use crate::wire::{self, ClientMessage, ServerMessage, WireError};
+
+/// Who a session's statements belong to and what it refuses.
+#[derive(Debug, Clone, Default)]
+pub struct SessionInfo {
+    /// Break.
+    pub break_id: String,
+    /// Gateway session id.
+    pub session_id: String,
+    /// Procedure (named in refusals).
+    pub procedure: String,
+    /// Statement patterns to refuse (normalized).
+    pub refuse: Vec<String>,
+}
+
+/// A statement on its way.
+pub(crate) struct Flight {
+    record: StatementRecord,
+    at: Instant,
+    /// The `refuse` pattern it matched: its error is replaced by the gateway's.
+    refused: Option<String>,
+    /// Whether it becomes a recorded statement (an Execute of a statement whose Parse was
+    /// refused is not recorded twice).
+    recorded: bool,
+}
+
+pub(crate) enum Pending {
+    /// A simple query (may hold several statements; ends at ReadyForQuery).
+    Query(Flight),
+    /// A refused Parse (answered by an error).
+    Parse(Flight),
+    /// An Execute.
+    Exec(Flight),
+    /// A Sync.
+    Sync,
+}
+
+impl Pending {
+    pub(crate) fn into_statement(self) -> Option<StatementRecord> {
+        match self {
+            Pending::Query(f) | Pending::Parse(f) | Pending::Exec(f) if f.recorded => {
+                Some(f.finish())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Flight {
+    fn new(s: &SessionInfo, protocol: &str, text: &str, now: Timestamp, at: Instant) -> Flight {
+        Flight {
+            record: StatementRecord {
+                break_id: s.break_id.clone(),
+                session_id: s.session_id.clone(),
+                seq: 0,
+                started_at: now,
+                duration_us: 0,
+                protocol: protocol.to_owned(),
+                statement: text.to_owned(),
+                command: None,
+                rows: None,
+                error: None,
+                refused: false,
+            },
+            at,
+            refused: None,
+            recorded: true,
+        }
+    }
+
+    fn finish(mut self) -> StatementRecord {
+        self.record.duration_us = u64::try_from(self.at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.record.refused = self.refused.is_some();
+        self.record
+    }
+}
+
+/// What a session's statements came to.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Stats {
+    /// Statements that failed on the server.
+    pub errors: u64,
+    /// Statements refused by the gateway.
+    pub refused: u64,
+    /// Rows returned or affected.
+    pub rows: u64,
+}
+
+/// The statements of one session waiting for their answers, shared by its two directions.
+#[derive(Default)]
+pub struct Tracker {
+    pending: VecDeque<Pending>,
+    current: Option<Pending>,
+    stats: Stats,
+}
+
+impl Tracker {
+    /// Counts so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub(crate) fn take_all(&mut self) -> Vec<Pending> {
+        let mut all: Vec<Pending> = self.current.take().into_iter().collect();
+        all.extend(self.pending.drain(..));
+        all
+    }
+
+    /// The statement a result belongs to: the one in flight, or the next one waiting (a
+    /// Sync is never taken: results before it belong to nothing recordable).
+    fn take_current(&mut self) -> Option<&mut Pending> {
+        if self.current.is_none() && !matches!(self.pending.front(), Some(Pending::Sync) | None) {
+            self.current = self.pending.pop_front();
+        }
+        self.current.as_mut()
+    }
+}
+
+fn flight_of(p: &mut Pending) -> Option<&mut Flight> {
+    match p {
+        Pending::Query(f) | Pending::Parse(f) | Pending::Exec(f) => Some(f),
+        Pending::Sync => None,
+    }
+}
+
+const SUBSTITUTE: &str = "BREAKGLASS GATEWAY REFUSED THIS STATEMENT";
+
+/// Client → target: forwards every byte, looks into the messages that carry statements,
+/// replaces refused ones with a statement that fails (so the target keeps the protocol in
+/// step) and notes what waits for an answer.
+#[derive(Default)]
+pub struct ClientSide {
+    skip: usize,
+    /// Prepared statements and portals by name: their text and, when refused, the pattern.
+    statements: HashMap<String, (String, Option<String>)>,
+    portals: HashMap<String, (String, Option<String>)>,
+}
+
+impl ClientSide {
+    /// Processes the bytes read so far: appends to `out` what goes to the target and queues
+    /// statements in `tracker`. Returns how many bytes of `buf` were used (the rest is an
+    /// incomplete message) and whether the client sent Terminate.
+    pub fn process(
+        &mut self,
+        s: &SessionInfo,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+        tracker: &Mutex<Tracker>,
+        now: Timestamp,
+        at: Instant,
+    ) -> Result<(usize, bool), WireError> {
+        let patterns = &s.refuse;
+        let mut terminate = false;
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            if self.skip > 0 {
+                let n = self.skip.min(buf.len() - pos);
+                out.extend_from_slice(&buf[pos..pos + n]);
+                pos += n;
+                self.skip -= n;
+                continue;
+            }
+            let Some((tag, len)) = wire::header(&buf[pos..], 1 << 30)? else {
+                break;
+            };
+            if !matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C' | b'S' | b'X') {
+                self.skip = len;
+                continue;
+            }
+            if len > wire::MAX_CLIENT_MESSAGE {
+                return Err(WireError::Length {
+                    tag: (tag as char).to_string(),
+                    len: i64::try_from(len).unwrap_or(i64::MAX),
+                    max: wire::MAX_CLIENT_MESSAGE,
+                });
+            }
+            if buf.len() - pos < len {
+                break;
+            }
+            let frame = &buf[pos..pos + len];
+            let msg = wire::decode_client(tag, &frame[5..])?;
+            let mut forward = true;
+            match msg {
+                ClientMessage::Query(text) => {
+                    let mut f = Flight::new(s, "simple", text, now, at);
+                    if let Some(p) = wire::refused(text, patterns) {
+                        f.refused = Some(p.to_owned());
+                        let mut body = SUBSTITUTE.as_bytes().to_vec();
+                        body.push(0);
+                        wire::message(out, b'Q', &body);
+                        forward = false;
+                    }
+                    lock(tracker).pending.push_back(Pending::Query(f));
+                }
+                ClientMessage::Parse { name, query } => {
+                    let refused = wire::refused(query, patterns).map(str::to_owned);
+                    if self.statements.len() >= 10_000 && !self.statements.contains_key(name) {
+                        self.statements.clear();
+                    }
+                    self.statements
+                        .insert(name.to_owned(), (query.to_owned(), refused.clone()));
+                    if let Some(p) = refused {
+                        let mut f = Flight::new(s, "extended", query, now, at);
+                        f.refused = Some(p);
+                        let mut body = name.as_bytes().to_vec();
+                        body.push(0);
+                        body.extend_from_slice(SUBSTITUTE.as_bytes());
+                        body.extend_from_slice(&[0, 0, 0]);
+                        wire::message(out, b'P', &body);
+                        forward = false;
+                        lock(tracker).pending.push_back(Pending::Parse(f));
+                    }
+                }
+                ClientMessage::Bind { portal, statement } => {
+                    let st =
+                        self.statements.get(statement).cloned().unwrap_or_else(|| {
+                            (format!("(prepared statement `{statement}`)"), None)
+                        });
+                    if self.portals.len() >= 10_000 && !self.portals.contains_key(portal) {
+                        self.portals.clear();
+                    }
+                    self.portals.insert(portal.to_owned(), st);
+                }
+                ClientMessage::Execute { portal } => {
+                    let (text, refused) = self
+                        .portals
+                        .get(portal)
+                        .cloned()
+                        .unwrap_or_else(|| (format!("(portal `{portal}`)"), None));
+                    let mut f = Flight::new(s, "extended", &text, now, at);
+                    if refused.is_some() {
+                        f.recorded = false;
+                        f.refused = refused;
+                    }
+                    lock(tracker).pending.push_back(Pending::Exec(f));
+                }
+                ClientMessage::Close { kind, name } => {
+                    if kind == b'S' {
+                        self.statements.remove(name);
+                    } else {
+                        self.portals.remove(name);
+                    }
+                }
+                ClientMessage::Sync => lock(tracker).pending.push_back(Pending::Sync),
+                ClientMessage::Terminate => terminate = true,
+                ClientMessage::Password(_) | ClientMessage::Other(_) => {}
+            }
+            if forward {
+                out.extend_from_slice(frame);
+            }
+            pos += len;
+        }
+        Ok((pos, terminate))
+    }
+}
+
+pub(crate) fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Target → client: forwards every byte, follows results to finish recorded statements, and
+/// replaces the error of a refused statement with the gateway's own.
+#[derive(Default)]
+pub struct ServerSide {
+    skip: usize,
+}
+
+impl ServerSide {
+    /// Processes the bytes read so far: appends to `out` what goes to the client and pushes
+    /// finished statements to `done`. Returns how many bytes of `buf` were used.
+    pub fn process(
+        &mut self,
+        s: &SessionInfo,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+        tracker: &Mutex<Tracker>,
+        done: &mut Vec<StatementRecord>,
+    ) -> Result<usize, WireError> {
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            if self.skip > 0 {
+                let n = self.skip.min(buf.len() - pos);
+                out.extend_from_slice(&buf[pos..pos + n]);
+                pos += n;
+                self.skip -= n;
+                continue;
+            }
+            let Some((tag, len)) = wire::header(&buf[pos..], 1 << 30)? else {
+                break;
+            };
+            if !wire::server_inspects(tag) {
+                self.skip = len;
+                continue;
+            }
+            if len > wire::MAX_INSPECTED {
+                return Err(WireError::Length {
+                    tag: (tag as char).to_string(),
+                    len: i64::try_from(len).unwrap_or(i64::MAX),
+                    max: wire::MAX_INSPECTED,
+                });
+            }
+            if buf.len() - pos < len {
+                break;
+            }
+            let frame = &buf[pos..pos + len];
+            let msg = wire::decode_server(tag, &frame[5..])?;
+            let mut replaced = false;
+            {
+                let mut t = lock(tracker);
+                match msg {
+                    ServerMessage::CommandComplete(command) => {
+                        let rows = wire::rows_of(command);
+                        if let Some(f) = t.take_current().and_then(flight_of) {
+                            f.record.command = Some(command.to_owned());
+                            if let Some(r) = rows {
+                                *f.record.rows.get_or_insert(0) += r;
+                            }
+                        }
+                        t.stats.rows += rows.unwrap_or(0);
+                        finish_exec(&mut t, done);
+                    }
+                    ServerMessage::EmptyQuery | ServerMessage::PortalSuspended => {
+                        if let Some(f) = t.take_current().and_then(flight_of)
+                            && matches!(msg, ServerMessage::PortalSuspended)
+                        {
+                            f.record.command = Some("(suspended at the row limit)".into());
+                        }
+                        finish_exec(&mut t, done);
+                    }
+                    ServerMessage::Error {
+                        code,
+                        message,
+                        severity,
+                    } => {
+                        let mut refused_by = None;
+                        if let Some(f) = t.take_current().and_then(flight_of) {
+                            if let Some(p) = &f.refused {
+                                refused_by = Some(p.clone());
+                                f.record.error =
+                                    Some(format!("refused by the gateway: matches `{p}`"));
+                            } else {
+                                f.record.error = Some(format!("{code}: {message}"));
+                            }
+                        }
+                        if let Some(p) = refused_by {
+                            t.stats.refused += 1;
+                            wire::error_response(
+                                out,
+                                "ERROR",
+                                "42501",
+                                &format!(
+                                    "breakglass gateway: statement refused by procedure `{}`: it matches `{p}`",
+                                    s.procedure
+                                ),
+                                Some(
+                                    "The procedure's `refuse` list blocks it; it did not reach the database.",
+                                ),
+                            );
+                            replaced = true;
+                        } else if severity != "NOTICE" {
+                            t.stats.errors += 1;
+                        }
+                        // An error ends an Execute or a refused Parse; a simple query ends
+                        // at ReadyForQuery.
+                        if matches!(t.current, Some(Pending::Exec(_) | Pending::Parse(_))) {
+                            finish_exec(&mut t, done);
+                        }
+                    }
+                    ServerMessage::Ready(_) => {
+                        if let Some(p) = t.current.take()
+                            && let Some(s) = p.into_statement()
+                        {
+                            done.push(s);
+                        }
+                        // Executes of the batch that never ran (an earlier message failed).
+                        while let Some(front) = t.pending.pop_front() {
+                            match front {
+                                Pending::Sync => break,
+                                Pending::Query(f) => {
+                                    t.pending.push_front(Pending::Query(f));
+                                    break;
+                                }
+                                other => {
+                                    if let Some(mut s) = other.into_statement() {
+                                        s.error.get_or_insert_with(|| {
+                                            "not executed: an earlier message of its batch failed".into()
+                                        });
+                                        done.push(s);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    ServerMessage::BackendKey { .. } | ServerMessage::Other(_) => {}
+                }
+            }
+            if !replaced {
+                out.extend_from_slice(frame);
+            }
+            pos += len;
+        }
+        Ok(pos)
+    }
+}
+
+/// Ends the statement in flight if it is an Execute or a refused Parse (a simple query waits
+/// for ReadyForQuery).
+fn finish_exec(t: &mut Tracker, done: &mut Vec<StatementRecord>) {
+    if matches!(t.current, Some(Pending::Exec(_) | Pending::Parse(_)))
+        && let Some(p) = t.current.take()
+        && let Some(s) = p.into_statement()
+    {
+        done.push(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> SessionInfo {
+        SessionInfo {
+            break_id: "brk_1".into(),
+            session_id: "brk_1-s1".into(),
+            procedure: "p".into(),
+            refuse: vec!["DROP DATABASE".into()],
+        }
+    }
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::message(&mut out, tag, body);
+        out
+    }
+
+    #[test]
+    fn a_simple_query_is_recorded_with_its_tag_and_rows() {
+        let (s, t) = (info(), Mutex::new(Tracker::default()));
+        let mut c = ClientSide::default();
+        let mut out = Vec::new();
+        let q = msg(b'Q', b"UPDATE t SET x = 1\0");
+        // Cut in two reads: nothing is used until the message is whole.
+        assert_eq!(
+            c.process(&s, &q[..3], &mut out, &t, Timestamp(1), Instant::now())
+                .unwrap(),
+            (0, false)
+        );
+        assert_eq!(
+            c.process(&s, &q, &mut out, &t, Timestamp(1), Instant::now())
+                .unwrap(),
+            (q.len(), false)
+        );
+        assert_eq!(out, q, "forwarded unchanged");
+        let mut answer = msg(b'C', b"UPDATE 4\0");
+        answer.extend(msg(b'Z', b"I"));
+        let (mut srv, mut done, mut back) = (ServerSide::default(), Vec::new(), Vec::new());
+        assert_eq!(
+            srv.process(&s, &answer, &mut back, &t, &mut done).unwrap(),
+            answer.len()
+        );
+        assert_eq!(back, answer);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].statement, "UPDATE t SET x = 1");
+        assert_eq!(
+            (done[0].command.as_deref(), done[0].rows),
+            (Some("UPDATE 4"), Some(4))
+        );
+    }
+
+    #[test]
+    fn a_refused_statement_never_reaches_the_server_and_its_error_is_the_gateways() {
+        let (s, t) = (info(), Mutex::new(Tracker::default()));
+        let mut out = Vec::new();
+        let q = msg(b'Q', b"drop database app\0");
+        ClientSide::default()
+            .process(&s, &q, &mut out, &t, Timestamp(1), Instant::now())
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out)
+                .to_lowercase()
+                .contains("drop")
+        );
+        let mut server_error = Vec::new();
+        wire::error_response(&mut server_error, "ERROR", "42601", "syntax error", None);
+        server_error.extend(msg(b'Z', b"I"));
+        let (mut back, mut done) = (Vec::new(), Vec::new());
+        ServerSide::default()
+            .process(&s, &server_error, &mut back, &t, &mut done)
+            .unwrap();
+        let text = String::from_utf8_lossy(&back);
+        assert!(
+            text.contains("42501") && text.contains("it matches `DROP DATABASE`"),
+            "{text}"
+        );
+        assert!(!text.contains("syntax error"));
+        assert!(done[0].refused);
+        assert_eq!(lock(&t).stats().refused, 1);
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        let (s, t) = (info(), Mutex::new(Tracker::default()));
+        let mut out = Vec::new();
+        for bad in [
+            vec![b'Q', 0, 0, 0, 2],
+            vec![b'Q', 0, 0, 0, 6, b'x', b'y'],
+            vec![b'P', 0x7f, 0xff, 0xff, 0xff],
+        ] {
+            assert!(
+                ClientSide::default()
+                    .process(&s, &bad, &mut out, &t, Timestamp(1), Instant::now())
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+        let mut done = Vec::new();
+        assert!(
+            ServerSide::default()
+                .process(&s, &[b'E', 0x10, 0, 0, 0], &mut out, &t, &mut done)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! The gateway's PostgreSQL wire handling: start-up packets, and both directions of a session
+//! (client messages with refusals and recording, server answers) over arbitrary bytes, cut at
+//! arbitrary points. A malformed message must give an error, never a panic.
+#![no_main]
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use breakglass_gateway::relay::{ClientSide, ServerSide, SessionInfo, Tracker};
+use breakglass_gateway::wire;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(Some(n)) = wire::startup_len(data) {
+        let _ = wire::decode_startup(&data[..n.min(data.len())]);
+    }
+    let _ = wire::normalize(&String::from_utf8_lossy(data));
+    // First byte: where the input splits into client and server bytes; second: read size.
+    let (Some(&split), Some(&step)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let rest = &data[2..];
+    let cut = (usize::from(split) * rest.len()) / 256;
+    let (client, server) = rest.split_at(cut);
+    let step = usize::from(step).max(1);
+    let info = SessionInfo {
+        break_id: "brk_f".into(),
+        session_id: "brk_f-s1".into(),
+        procedure: "p".into(),
+        refuse: vec!["DROP DATABASE".into(), "ALTER SYSTEM".into()],
+    };
+    let tracker = Mutex::new(Tracker::default());
+    let (mut c, mut s) = (ClientSide::default(), ServerSide::default());
+    let (mut cbuf, mut sbuf) = (Vec::new(), Vec::new());
+    let (mut out, mut done) = (Vec::new(), Vec::new());
+    let (mut ci, mut si) = (0, 0);
+    while ci < client.len() || si < server.len() {
+        if ci < client.len() {
+            let end = (ci + step).min(client.len());
+            cbuf.extend_from_slice(&client[ci..end]);
+            ci = end;
+            match c.process(
+                &info,
+                &cbuf,
+                &mut out,
+                &tracker,
+                breakglass_domain::Timestamp(0),
+                Instant::now(),
+            ) {
+                Ok((used, _)) => {
+                    cbuf.drain(..used);
+                }
+                Err(_) => return,
+            }
+        }
+        if si < server.len() {
+            let end = (si + step).min(server.len());
+            sbuf.extend_from_slice(&server[si..end]);
+            si = end;
+            match s.process(&info, &sbuf, &mut out, &tracker, &mut done) {
+                Ok(used) => {
+                    sbuf.drain(..used);
+                }
+                Err(_) => return,
+            }
+        }
+        out.clear();
+    }
+});
