@@ -524,6 +524,7 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
+    eprintln!("breakglass instance {}", built.state.engine.instance());
     eprintln!(
         "breakglass serving on {}://{} ({} store)",
         if tls.is_some() { "https" } else { "http" },

@@ -76,6 +76,9 @@ pub struct Config {
     pub attestation_interval: Duration,
     /// Where requesters reach the PostgreSQL gateway, when the server runs one.
     pub gateway: Option<GatewayEndpoint>,
+    /// How long a background job's lease lasts without renewal (several servers on one
+    /// PostgreSQL: a dead server's jobs are taken over after this).
+    pub lease_ttl: Duration,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             identity_providers: Vec::new(),
             attestation_interval: Duration::from_secs(30 * 86_400),
             gateway: None,
+            lease_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -155,6 +159,8 @@ struct Inner {
     rotation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Logins of proxy grants, held for the gateway (memory only).
     gateway: gateway::GatewayState,
+    /// This server's name among several on one database (`srv-` and random hex).
+    instance: String,
 }
 
 impl Engine {
@@ -228,7 +234,41 @@ impl Engine {
                 delivering: tokio::sync::Mutex::new(()),
                 rotation_locks: Mutex::new(HashMap::new()),
                 gateway: gateway::GatewayState::default(),
+                instance: format!("srv-{:016x}", rand::random::<u64>()),
             }),
+        }
+    }
+
+    /// This server's name in leases (random per start).
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Takes or renews the lease of background job `job` (see `Store::try_lease`); `false`
+    /// when another server holds it, or when the store cannot say (the job waits).
+    pub async fn lease(&self, job: &str) -> bool {
+        match self
+            .inner
+            .store
+            .try_lease(job, &self.inner.instance, self.inner.config.lease_ttl)
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(job, error = %e, "lease check failed; skipping this round");
+                false
+            }
+        }
+    }
+
+    /// Gives up this server's leases (clean shutdown).
+    pub async fn release_leases(&self, jobs: &[&str]) {
+        for job in jobs {
+            let _ = self
+                .inner
+                .store
+                .release_lease(job, &self.inner.instance)
+                .await;
         }
     }
 

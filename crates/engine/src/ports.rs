@@ -366,6 +366,19 @@ pub trait Store: Send + Sync {
     async fn read(&self) -> StoreResult<Box<dyn Tx>>;
     /// Which backend this is (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
+    /// Takes or renews the lease `name` for `holder` for `ttl`: `true` when `holder` holds it
+    /// now (it was free, expired, or already its own). Background jobs run only under their
+    /// lease, so several servers on one database run each job once; a lease whose holder
+    /// died is taken over once it expires. (A store only one server can open holds every
+    /// lease.)
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<bool>;
+    /// Gives a lease up (clean shutdown), so another server takes it over at once.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
 }
 
 /// One transaction. Dropping it without `commit` rolls it back. `commit` is the only way to

@@ -387,6 +387,9 @@ async fn with_workers(
     for w in workers {
         let _ = w.await;
     }
+    engine
+        .release_leases(&[LEASE_ALERTS, LEASE_EXPIRY, LEASE_SCHEDULE])
+        .await;
     // Clean shutdown: sign a checkpoint of the final head and try to hand it (and anything
     // still waiting) to the sinks; what cannot be delivered now waits in the outbox.
     if let Err(e) = engine.checkpoint_now().await {
@@ -416,6 +419,9 @@ async fn schedule_worker(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        if !engine.lease(LEASE_SCHEDULE).await {
+            continue;
+        }
         match engine.run_due_drills().await {
             Ok(started) if !started.is_empty() => {
                 tracing::info!(drills = ?started, "scheduled drills started");
@@ -433,6 +439,16 @@ async fn schedule_worker(
     }
 }
 
+/// Leases of the background jobs: with several servers on one PostgreSQL, each job runs on
+/// the one server holding its lease (renewed every round; taken over when it expires).
+pub const LEASE_ALERTS: &str = "job:alerts";
+/// Checkpoints and delivery to the audit sinks.
+pub const LEASE_AUDIT: &str = "job:audit";
+/// The expiry sweep (breaks past their deadline, grants to end).
+pub const LEASE_EXPIRY: &str = "job:expiry";
+/// Scheduled drills and attestation requests.
+pub const LEASE_SCHEDULE: &str = "job:schedule";
+
 /// Escalates late acknowledgements and delivers alerts: at once when a commit queued one,
 /// otherwise every 250 ms (retries are due by then).
 async fn alert_worker(engine: Engine, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -443,6 +459,9 @@ async fn alert_worker(engine: Engine, mut stop: tokio::sync::watch::Receiver<boo
             _ = tick.tick() => {}
             _ = engine.alerts_queued() => {}
             _ = stop.changed() => return,
+        }
+        if !engine.lease(LEASE_ALERTS).await {
+            continue;
         }
         if let Err(e) = engine.escalate_due().await {
             tracing::error!(error = %e, "escalation check failed; retrying");
@@ -461,6 +480,9 @@ async fn audit_worker(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
+        }
+        if !state.engine.lease(LEASE_AUDIT).await {
+            continue;
         }
         if let Err(e) = state
             .engine
@@ -488,6 +510,9 @@ async fn expiry_worker(engine: Engine, mut stop: tokio::sync::watch::Receiver<bo
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
+        }
+        if !engine.lease(LEASE_EXPIRY).await {
+            continue;
         }
         match engine.expire_due().await {
             Ok(ids) => {

@@ -198,6 +198,48 @@ impl Store for SqlStore {
             Backend::Postgres => "postgres",
         }
     }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> StoreResult<bool> {
+        if self.backend == Backend::Sqlite {
+            // One server per SQLite file: it holds every lease.
+            return Ok(true);
+        }
+        // The database's clock decides expiry, so servers with skewed clocks agree.
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, expires_at) \
+             VALUES ($1, $2, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder \
+                OR leases.expires_at < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT \
+             RETURNING holder",
+        )
+        .bind(name.to_owned())
+        .bind(holder.to_owned())
+        .bind(ttl_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(held.as_deref() == Some(holder))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        if self.backend == Backend::Sqlite {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name.to_owned())
+            .bind(holder.to_owned())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
 }
 
 struct SqlTx {

@@ -79,6 +79,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schedule_runs (name TEXT PRIMARY KEY, last_run_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS session_statements (session_id TEXT NOT NULL, seq BIGINT NOT NULL, break_id TEXT NOT NULL, started_at BIGINT NOT NULL, duration_us BIGINT NOT NULL, protocol TEXT NOT NULL, statement TEXT NOT NULL, command TEXT, row_count BIGINT, error TEXT, refused BIGINT NOT NULL, PRIMARY KEY (session_id, seq))",
     "CREATE INDEX IF NOT EXISTS session_statements_break ON session_statements (break_id, started_at)",
+    "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
 ];
 
 /// Columns added after their table was first released: `(table, column, ALTER statement)`.

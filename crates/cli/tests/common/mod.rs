@@ -113,7 +113,7 @@ struct Captured {
 
 impl Server {
     /// Starts `breakglass serve --listen 127.0.0.1:0 --data-dir DATA_DIR` and waits for the
-    /// `breakglass serving on http://ADDR (sqlite store)` line on stderr.
+    /// `breakglass serving on http://ADDR (sqlite store)` line on stderr (or `postgres store`).
     pub(crate) fn start(data_dir: &Path) -> Server {
         Server::start_with(data_dir, &[])
     }
@@ -179,6 +179,7 @@ impl Server {
                     if let Some(rest) = line.strip_prefix("breakglass serving on ") {
                         let url = rest
                             .strip_suffix(" (sqlite store)")
+                            .or_else(|| rest.strip_suffix(" (postgres store)"))
                             .unwrap_or_else(|| panic!("unexpected serve line: {line}"));
                         assert!(
                             url.starts_with("http://127.0.0.1:")
