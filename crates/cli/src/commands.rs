@@ -96,6 +96,11 @@ pub(crate) struct ServeArgs {
     /// otherwise private network only).
     #[arg(long, requires = "gateway")]
     pub(crate) gateway_plaintext: bool,
+    /// This server's URL as the other servers of a deployment reach it (several servers on one
+    /// PostgreSQL): a break's shares are then sent to the one server holding the others.
+    /// `auto`: the listen address.
+    #[arg(long, env = "BREAKGLASS_ADVERTISE_URL")]
+    pub(crate) advertise_url: Option<String>,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -492,6 +497,18 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
+    // `--advertise-url auto`: this server's own listen address (tests, one host).
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("binding {}", a.listen))?;
+    config.engine.advertise_url = match a.advertise_url.as_deref() {
+        Some("auto") => Some(format!(
+            "{}://{}",
+            if tls.is_some() { "https" } else { "http" },
+            listener.local_addr()?
+        )),
+        other => other.map(str::to_owned),
+    };
     let built = breakglass_server::build(config).await?;
     if let Some(listener) = gateway {
         let settings = breakglass_gateway::Settings {
@@ -521,9 +538,6 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             built.admin_token_file.display()
         );
     }
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("binding {}", a.listen))?;
     eprintln!("breakglass instance {}", built.state.engine.instance());
     eprintln!(
         "breakglass serving on {}://{} ({} store)",

@@ -1,11 +1,13 @@
 //! Two `breakglass serve` processes on one PostgreSQL store (the machine's PostgreSQL): breaks
 //! opened on one are approved on the other, every alert reaches the webhook exactly once
-//! (background jobs run under leases), the audit chain is one chain without fork or gap, and a
+//! (background jobs run under leases), a sign-in challenge issued by one server is answered on
+//! the other and the session works on both, the audit chain is one chain without fork or gap, and a
 //! server killed with SIGKILL while it holds the expiry lease has its grant ended by the other
 //! within the lease time plus 1 s.
 //!
-//! Known limit (issue 10, open): the shares of one break must be submitted to one server,
-//! which holds them in memory until the quorum.
+//! A break's shares are held in the memory of the server that accepted the first one; an
+//! approval reaching the other server is forwarded there; when that server dies, the next
+//! approval resets the approvals (audited) and the survivor takes over.
 
 mod common;
 
@@ -14,6 +16,41 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Server, keygen, stdout_json};
+
+/// One HTTP/1.1 request to `base` (`http://ADDR`); returns the status and the JSON body.
+async fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
 
 /// Receives webhooks; counts deliveries per idempotency key.
 async fn counting_receiver() -> (std::net::SocketAddr, Arc<Mutex<HashMap<String, usize>>>) {
@@ -101,13 +138,15 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
         url.as_str(),
         "--channels",
         channels.to_str().expect("utf-8"),
+        "--advertise-url",
+        "auto",
     ];
     let (d1, d2) = (dir.path().join("one"), dir.path().join("two"));
     let one = Server::start_with(&d1, &args);
     // The second server shares the first one's audit and acknowledgement keys (and the admin
     // token, for the CLI): docs/deployment.md.
     std::fs::create_dir_all(&d2).expect("data dir two");
-    for file in ["audit.key", "ack.key", "admin.token"] {
+    for file in ["audit.key", "ack.key", "ui.key", "admin.token"] {
         std::fs::copy(d1.join(file), d2.join(file)).expect("copy key");
     }
     let mut two = Some(Server::start_with(&d2, &args));
@@ -146,6 +185,61 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
         .assert()
         .success();
 
+    // Sign-in across servers: the challenge from one, the answer to the other, the session
+    // honoured by the first.
+    {
+        let s2 = two.as_ref().expect("two");
+        let (status, c) = call(
+            &one.url,
+            "POST",
+            "/api/auth/challenge",
+            None,
+            Some(serde_json::json!({"actor": "dave"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{c}");
+        let identity = breakglass_custody::Identity::parse(
+            &std::fs::read_to_string(keys.join("dave.key")).expect("dave.key"),
+        )
+        .expect("identity");
+        let plain = breakglass_custody::decrypt_with(
+            &identity,
+            c["challenge"]["age_file"]
+                .as_str()
+                .expect("an age challenge")
+                .as_bytes(),
+        )
+        .expect("decrypt");
+        let (status, session) = call(
+            &s2.url,
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(serde_json::json!({
+                "challenge_id": c["challenge_id"],
+                "response": String::from_utf8_lossy(&plain),
+            })),
+        )
+        .await;
+        assert_eq!(status, 200, "{session}");
+        let token = session["token"].as_str().expect("session token");
+        let (status, me) = call(&one.url, "GET", "/api/whoami", Some(token), None).await;
+        assert_eq!((status, me["name"].as_str()), (200, Some("dave")), "{me}");
+        // Single use across servers too.
+        let (status, _) = call(
+            &one.url,
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(serde_json::json!({
+                "challenge_id": c["challenge_id"],
+                "response": String::from_utf8_lossy(&plain),
+            })),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+
     let as_actor = |server: &Server, name: &str| {
         let mut c = server.cli();
         c.arg("--identity").arg(keys.join(format!("{name}.key")));
@@ -173,12 +267,16 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
             .assert()
             .success();
         let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
-        for name in ["alice", "bob"] {
-            as_actor(approver, name)
-                .args(["approve", &id])
-                .assert()
-                .success();
-        }
+        // Alice's share reaches one server, Bob's the other: it is forwarded to the first.
+        as_actor(opener, "alice")
+            .args(["approve", &id])
+            .assert()
+            .success();
+        let a = as_actor(approver, "bob")
+            .args(["--output", "json", "approve", &id])
+            .assert()
+            .success();
+        assert_eq!(stdout_json(&a)["break"]["state"], "granted");
         as_actor(opener, "dave")
             .args(["break", "close", &id])
             .assert()
@@ -224,14 +322,25 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
             .expect("instance line")
     };
     let two = two.take().expect("two");
-    let survivor = if instance(&one) == holder {
-        one.kill();
-        two
+    let (doomed, survivor) = if instance(&one) == holder {
+        (one, two)
     } else {
         assert_eq!(instance(&two), holder);
-        two.kill();
-        one
+        (two, one)
     };
+    // A break whose first share is held by the server about to die.
+    let a = as_actor(&survivor, "dave")
+        .args([
+            "--output", "json", "break", "open", "p", "--reason", "held", "--ticket", "T-3",
+        ])
+        .assert()
+        .success();
+    let held = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+    as_actor(&doomed, "alice")
+        .args(["approve", &held])
+        .assert()
+        .success();
+    doomed.kill();
     let b = stdout_json(
         &survivor
             .cli()
@@ -267,6 +376,33 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
         "ended {} ms after the deadline (lease 5 s + 1 s allowed)",
         ended_at - deadline
     );
+
+    // The dead server's shares are gone: Bob's approval on the survivor resets the approvals
+    // (audited) and counts as the first; Alice approves again.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let a = as_actor(&survivor, "bob")
+        .args(["--output", "json", "approve", &held])
+        .assert()
+        .success();
+    let r = stdout_json(&a);
+    assert_eq!(
+        (r["approvals"].as_u64(), r["break"]["state"].as_str()),
+        (Some(1), Some("requested")),
+        "{r}"
+    );
+    let a = as_actor(&survivor, "alice")
+        .args(["--output", "json", "approve", &held])
+        .assert()
+        .success();
+    assert_eq!(stdout_json(&a)["break"]["state"], "granted");
+    let resets: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE kind = 'break.approvals_reset' AND break_id = $1",
+    )
+    .bind(&held)
+    .fetch_one(&mut conn)
+    .await
+    .expect("count");
+    assert_eq!(resets, 1);
 
     // Every alert delivered exactly once, and all of them delivered.
     let started = Instant::now();

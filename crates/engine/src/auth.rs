@@ -2,9 +2,6 @@
 //! decrypting a challenge for age keys, which cannot sign), API tokens for machines, and the
 //! enrolment of actors. No identity provider is on this path.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use breakglass_custody::{CustodianKey, KeyKind};
 use breakglass_domain::{Action, Actor, Role, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
@@ -74,22 +71,11 @@ pub struct Session {
     pub expires_at: Timestamp,
 }
 
-struct Pending {
-    actor: String,
-    expected: Expected,
-    expires_at: Timestamp,
-}
-
+/// What answers a challenge: the message the key must sign, or the SHA-256 of the plaintext
+/// the key must decrypt (challenges are stored, so any server can take the answer).
 enum Expected {
-    Signature { message: String, key: CustodianKey },
-    Plaintext(zeroize::Zeroizing<String>),
-}
-
-/// Challenges and sessions live in memory: a restart signs everyone out, which is safe.
-#[derive(Default)]
-pub(crate) struct AuthState {
-    challenges: Mutex<HashMap<String, Pending>>,
-    sessions: Mutex<HashMap<String, (String, Timestamp)>>,
+    Signature(String),
+    Plaintext(String),
 }
 
 fn token_hash(token: &str) -> String {
@@ -127,7 +113,7 @@ impl Engine {
                         message: message.clone(),
                         namespace: LOGIN_NAMESPACE,
                     },
-                    Expected::Signature { message, key },
+                    Expected::Signature(message),
                 )
             }
             KeyKind::AgeX25519 => {
@@ -139,26 +125,19 @@ impl Engine {
                     })?;
                 (
                     ChallengeKind::Decrypt { age_file },
-                    Expected::Plaintext(zeroize::Zeroizing::new(nonce)),
+                    Expected::Plaintext(token_hash(&nonce)),
                 )
             }
         };
-        let mut challenges = self
-            .inner
-            .auth
-            .challenges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let (kind_name, expected) = match expected {
+            Expected::Signature(m) => ("signature", m),
+            Expected::Plaintext(h) => ("decrypt", h),
+        };
         let now = self.now();
-        challenges.retain(|_, p| p.expires_at > now);
-        challenges.insert(
-            id.clone(),
-            Pending {
-                actor: actor.to_owned(),
-                expected,
-                expires_at,
-            },
-        );
+        let mut tx = self.store().begin().await?;
+        tx.put_challenge(&id, actor, kind_name, &expected, expires_at, now)
+            .await?;
+        tx.commit_bookkeeping().await?;
         Ok(Challenge {
             id,
             actor: actor.to_owned(),
@@ -189,35 +168,43 @@ impl Engine {
 
     /// Answers a challenge; on success opens a session and audits the sign-in.
     pub async fn login(&self, challenge_id: &str, response: &str) -> Result<Session, EngineError> {
-        let pending = self
-            .inner
-            .auth
-            .challenges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(challenge_id)
-            .ok_or_else(|| {
-                EngineError::Unauthenticated("unknown or already used challenge".into())
-            })?;
+        // Taken before the answer is checked: a challenge is used once, right or wrong.
+        let mut tx = self.store().begin().await?;
+        let taken = tx.take_challenge(challenge_id).await?;
+        tx.commit_bookkeeping().await?;
+        let (actor, kind, expected, expires_at) = taken.ok_or_else(|| {
+            EngineError::Unauthenticated("unknown or already used challenge".into())
+        })?;
         let now = self.now();
-        if now >= pending.expires_at {
+        if now >= expires_at {
             return Err(EngineError::Unauthenticated(
                 "challenge expired; ask for a new one".into(),
             ));
         }
-        let method = match &pending.expected {
-            Expected::Signature { message, key } => {
+        let method = match kind.as_str() {
+            "signature" => {
+                let key = self
+                    .store()
+                    .read()
+                    .await?
+                    .actor(&actor)
+                    .await?
+                    .and_then(|a| a.actor.key)
+                    .ok_or_else(|| {
+                        EngineError::Unauthenticated(format!("`{actor}` no longer has a key"))
+                    })?;
                 breakglass_custody::verify_signature(
-                    key,
+                    &key,
                     LOGIN_NAMESPACE,
-                    message.as_bytes(),
+                    expected.as_bytes(),
                     response,
                 )
                 .map_err(|e| EngineError::Unauthenticated(format!("signature refused: {e}")))?;
                 LoginMethod::Signature
             }
-            Expected::Plaintext(nonce) => {
-                if !breakglass_custody::ct_eq(nonce.as_bytes(), response.trim().as_bytes()) {
+            _ => {
+                let answer = token_hash(response.trim());
+                if !breakglass_custody::ct_eq(expected.as_bytes(), answer.as_bytes()) {
                     return Err(EngineError::Unauthenticated(
                         "challenge answer is wrong".into(),
                     ));
@@ -225,8 +212,9 @@ impl Engine {
                 LoginMethod::Decryption
             }
         };
+        let pending_actor = actor;
         self.open_session(
-            &pending.actor,
+            &pending_actor,
             match method {
                 LoginMethod::Signature => "ssh-signature",
                 LoginMethod::Decryption => "age-challenge",
@@ -251,7 +239,9 @@ impl Engine {
         let now = self.now();
         let token = format!("{SESSION_PREFIX}{}", random_hex(32));
         let expires_at = now.plus(self.config().session_ttl);
-        let tx = self.store().begin().await?;
+        let mut tx = self.store().begin().await?;
+        tx.put_session(&token_hash(&token), actor, expires_at, now)
+            .await?;
         let mut record = Record::default();
         record.event(
             now,
@@ -260,12 +250,6 @@ impl Engine {
             json!({"method": method, "expires_at": expires_at.to_string()}),
         );
         self.commit(tx, record).await?;
-        self.inner
-            .auth
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(token_hash(&token), (actor.to_owned(), expires_at));
         Ok(Session {
             token: SecretString::from(token),
             actor: actor.to_owned(),
@@ -279,15 +263,8 @@ impl Engine {
         if !token.starts_with(SESSION_PREFIX) {
             return Ok(());
         }
-        let removed = self
-            .inner
-            .auth
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&token_hash(token));
-        if let Some((actor, _)) = removed {
-            let tx = self.store().begin().await?;
+        let mut tx = self.store().begin().await?;
+        if let Some(actor) = tx.take_session(&token_hash(token)).await? {
             let mut record = Record::default();
             record.event(self.now(), &actor, "session.closed", json!({}));
             self.commit(tx, record).await?;
@@ -300,17 +277,7 @@ impl Engine {
         let hash = token_hash(bearer);
         let mut tx = self.store().read().await?;
         let stored = if bearer.starts_with(SESSION_PREFIX) {
-            let name = {
-                let mut sessions = self
-                    .inner
-                    .auth
-                    .sessions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let now = self.now();
-                sessions.retain(|_, (_, exp)| *exp > now);
-                sessions.get(&hash).map(|(name, _)| name.clone())
-            };
+            let name = tx.session_actor(&hash, self.now()).await?;
             match name {
                 Some(name) => tx.actor(&name).await?,
                 None => None,

@@ -220,6 +220,7 @@ impl Engine {
         encoded_share: &str,
     ) -> Result<ApproveOutcome, EngineError> {
         by.may(Action::Approve)?;
+        self.check_share_holder(break_id).await?;
         // Wait out a rotation of the procedure's credential in flight: it may re-target this
         // break to the new seal, and a quorum must not combine a credential the target is
         // about to drop. Taken before the writer, as the rotation takes it.
@@ -292,7 +293,15 @@ impl Engine {
                 let b = Break::Requested(still_requested);
                 tx.put_break(&b).await?;
                 match self.commit(tx, record).await {
-                    Ok(_) => self.put_pending(break_id, held),
+                    Ok(_) => {
+                        self.put_pending(break_id, held);
+                        if let Some(url) = &self.inner.config.advertise_url {
+                            // From now on the others send this break's shares here.
+                            self.store()
+                                .put_share_holder(break_id, Some((self.instance(), url)))
+                                .await?;
+                        }
+                    }
                     Err(e) => {
                         held.pop();
                         self.put_pending(break_id, held);
@@ -708,6 +717,62 @@ impl Engine {
         Ok(ended_ids)
     }
 
+    /// Several servers on one database: a break's accepted shares are held by the server that
+    /// took the first one (`share_holders`). An approval reaching another server is sent there
+    /// (`EngineError::Elsewhere`, which the HTTP layer forwards). When that server is gone (its
+    /// liveness lease expired) its shares went with it: the approvals are reset, audited, and
+    /// this server takes over.
+    async fn check_share_holder(&self, break_id: &str) -> Result<(), EngineError> {
+        if self.inner.config.advertise_url.is_none() {
+            return Ok(());
+        }
+        let Some((instance, url)) = self.store().share_holder(break_id).await? else {
+            return Ok(());
+        };
+        if instance == self.instance() {
+            return Ok(());
+        }
+        if self
+            .store()
+            .lease_alive(&format!("instance:{instance}"))
+            .await?
+        {
+            return Err(EngineError::Elsewhere {
+                break_id: break_id.to_owned(),
+                url,
+            });
+        }
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        if let Break::Requested(r) = load_break(tx.as_mut(), break_id).await?
+            && !r.info.approvals.is_empty()
+        {
+            let custodians: Vec<String> = r
+                .info
+                .approvals
+                .iter()
+                .map(|a| a.custodian.clone())
+                .collect();
+            let mut r = r;
+            r.info.approvals.clear();
+            let b = Break::Requested(r);
+            tx.put_break(&b).await?;
+            let stored = load_procedure(tx.as_mut(), &b.info().procedure).await?;
+            let mut record = Record::default();
+            record.break_event(
+                now,
+                "breakglass",
+                "break.approvals_reset",
+                &stored.procedure,
+                &b,
+                json!({"custodians": custodians, "why": format!("the server holding the accepted shares ({instance}) stopped; approve again")}),
+            );
+            self.commit(tx, record).await?;
+        }
+        self.store().put_share_holder(break_id, None).await?;
+        Ok(())
+    }
+
     /// At start-up: shares accepted before a restart were held only in memory and are gone,
     /// so approvals recorded for breaks still collecting are reset (and audited) and their
     /// custodians must approve again.
@@ -718,6 +783,16 @@ impl Engine {
         let mut record = Record::default();
         for b in &breaks {
             let Break::Requested(r) = b else { continue };
+            // Shares held by another server that is still running are not lost.
+            if let Some((instance, _)) = self.store().share_holder(&r.info.id.0).await?
+                && instance != self.instance()
+                && self
+                    .store()
+                    .lease_alive(&format!("instance:{instance}"))
+                    .await?
+            {
+                continue;
+            }
             let custodians: Vec<String> = r
                 .info
                 .approvals

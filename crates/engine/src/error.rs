@@ -55,6 +55,14 @@ pub enum EngineError {
     /// A target refused or failed (unreachable, credential refused, missing privilege…).
     #[error("target: {0}")]
     Target(#[from] crate::ports::TargetError),
+    /// Another server holds the break's accepted shares: the request belongs there.
+    #[error("break `{break_id}`'s accepted shares are held by the server at {url}")]
+    Elsewhere {
+        /// Break.
+        break_id: String,
+        /// That server's advertised URL.
+        url: String,
+    },
     /// The store failed; nothing was committed.
     #[error(transparent)]
     Store(#[from] StoreError),

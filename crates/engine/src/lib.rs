@@ -76,6 +76,10 @@ pub struct Config {
     pub attestation_interval: Duration,
     /// Where requesters reach the PostgreSQL gateway, when the server runs one.
     pub gateway: Option<GatewayEndpoint>,
+    /// This server's own URL as the other servers of a deployment reach it (`serve
+    /// --advertise-url`): with it, a break's shares go to the one server holding the others,
+    /// whichever server the custodian's request reached.
+    pub advertise_url: Option<String>,
     /// How long a background job's lease lasts without renewal (several servers on one
     /// PostgreSQL: a dead server's jobs are taken over after this).
     pub lease_ttl: Duration,
@@ -96,6 +100,7 @@ impl Default for Config {
             attestation_interval: Duration::from_secs(30 * 86_400),
             gateway: None,
             lease_ttl: Duration::from_secs(5),
+            advertise_url: None,
         }
     }
 }
@@ -128,7 +133,6 @@ struct Inner {
     /// Shares accepted for breaks still collecting. Held only in memory, never stored: a
     /// restart drops them and the start-up sweep asks custodians to approve again.
     pending: Mutex<HashMap<String, Vec<VerifiedShare>>>,
-    auth: auth::AuthState,
     /// Audit sinks fed through the outbox.
     sinks: Vec<Arc<dyn ports::Sink>>,
     /// Alert channels fed through the outbox.
@@ -219,7 +223,6 @@ impl Engine {
                 clock,
                 config,
                 pending: Mutex::new(HashMap::new()),
-                auth: auth::AuthState::default(),
                 sinks,
                 channels,
                 ack_key,
@@ -258,6 +261,16 @@ impl Engine {
                 tracing::warn!(job, error = %e, "lease check failed; skipping this round");
                 false
             }
+        }
+    }
+
+    /// Renews this server's liveness lease (`instance:ID`), which tells the others it still
+    /// holds the shares it accepted.
+    pub async fn heartbeat(&self) {
+        if self.inner.config.advertise_url.is_some() {
+            let _ = self
+                .lease(&format!("instance:{}", self.inner.instance))
+                .await;
         }
     }
 

@@ -379,6 +379,16 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<bool>;
     /// Gives a lease up (clean shutdown), so another server takes it over at once.
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+    /// Whether lease `name` is held (by anyone) and not expired.
+    async fn lease_alive(&self, name: &str) -> StoreResult<bool>;
+    /// The server holding a break's accepted shares until the quorum: `(instance, url)`.
+    async fn share_holder(&self, break_id: &str) -> StoreResult<Option<(String, String)>>;
+    /// Records (or replaces) the server holding a break's accepted shares; `None` clears it.
+    async fn put_share_holder(
+        &self,
+        break_id: &str,
+        holder: Option<(&str, &str)>,
+    ) -> StoreResult<()>;
 }
 
 /// One transaction. Dropping it without `commit` rolls it back. `commit` is the only way to
@@ -509,6 +519,38 @@ pub trait Tx: Send {
     async fn schedule_run(&mut self, name: &str) -> StoreResult<Option<Timestamp>>;
     /// Records that a named schedule ran.
     async fn put_schedule_run(&mut self, name: &str, at: Timestamp) -> StoreResult<()>;
+    /// Stores a session (the SHA-256 of its token), dropping expired ones.
+    async fn put_session(
+        &mut self,
+        token_hash: &str,
+        actor: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// The actor of a session not expired at `now`.
+    async fn session_actor(
+        &mut self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<String>>;
+    /// Removes a session; returns its actor when it existed.
+    async fn take_session(&mut self, token_hash: &str) -> StoreResult<Option<String>>;
+    /// Stores a sign-in challenge: `kind` `signature` (`expected`: the message to sign) or
+    /// `decrypt` (`expected`: SHA-256 of the plaintext). Drops expired ones.
+    async fn put_challenge(
+        &mut self,
+        id: &str,
+        actor: &str,
+        kind: &str,
+        expected: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Removes a challenge (single use): `(actor, kind, expected, expires_at)`.
+    async fn take_challenge(
+        &mut self,
+        id: &str,
+    ) -> StoreResult<Option<(String, String, String, Timestamp)>>;
     /// Appends statements recorded by the gateway (committed with `commit_bookkeeping`; the
     /// session's audit entries carry their count and digest).
     async fn put_statements(&mut self, statements: &[StatementRecord]) -> StoreResult<()>;

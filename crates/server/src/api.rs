@@ -789,17 +789,68 @@ struct ApproveRequest {
     share: String,
 }
 
+/// Marks an approval forwarded by another server (it is never forwarded twice).
+const FORWARDED: &str = "x-breakglass-forwarded";
+
 async fn approve(
     State(s): State<AppState>,
     Caller(me): Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     Body(req): Body<ApproveRequest>,
-) -> ApiResult {
+) -> Result<axum::response::Response, ApiError> {
     let share = zeroize::Zeroizing::new(req.share);
-    let outcome = s.engine.approve(&me, &id, &share).await?;
+    let outcome = match s.engine.approve(&me, &id, &share).await {
+        Ok(o) => o,
+        Err(breakglass_engine::EngineError::Elsewhere { url, .. })
+            if !headers.contains_key(FORWARDED) =>
+        {
+            return forward_approval(&s, &url, &id, &headers, &share).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Json(
         json!({"approvals": outcome.approvals, "quorum": outcome.quorum, "break": break_view(&outcome.state)}),
-    ))
+    )
+    .into_response())
+}
+
+/// Sends an approval to the server holding the break's other shares (several servers on one
+/// database), with the caller's own credentials, and returns its answer as is.
+async fn forward_approval(
+    s: &AppState,
+    url: &str,
+    id: &str,
+    headers: &axum::http::HeaderMap,
+    share: &str,
+) -> Result<axum::response::Response, ApiError> {
+    let unavailable = |why: String| {
+        ApiError::from(breakglass_engine::EngineError::Conflict(format!(
+            "break {id}'s shares are held by the server at {url}, which did not answer: {why}"
+        )))
+    };
+    let mut request = s
+        .peers
+        // `id` names a break with a share holder row, so it is a real break id (`brk_` + hex).
+        .post(format!(
+            "{}/api/breaks/{id}/approvals",
+            url.trim_end_matches('/')
+        ))
+        .header(FORWARDED, s.engine.instance())
+        .json(&json!({ "share": share }));
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        request = request.header(header::AUTHORIZATION, auth.clone());
+    }
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| unavailable(e.without_url().to_string()))?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body: Value = answer
+        .json()
+        .await
+        .map_err(|e| unavailable(e.without_url().to_string()))?;
+    Ok((status, Json(body)).into_response())
 }
 
 async fn reveal(

@@ -63,6 +63,7 @@ impl From<EngineError> for ApiError {
             EngineError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             EngineError::Unseal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "unseal_failed"),
             EngineError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            EngineError::Elsewhere { .. } => (StatusCode::SERVICE_UNAVAILABLE, "held_elsewhere"),
             EngineError::Target(t) => (
                 StatusCode::BAD_GATEWAY,
                 match t.code() {

@@ -104,6 +104,8 @@ pub struct AppState {
     pub(crate) limiters: Arc<limits::Limiters>,
     /// Whether the server answers over TLS (then every response carries HSTS).
     pub(crate) tls: bool,
+    /// HTTP client to the other servers of a deployment (forwarded approvals).
+    pub(crate) peers: reqwest::Client,
 }
 
 /// What `build` produced.
@@ -115,6 +117,9 @@ pub struct Built {
     /// Where the admin token file is.
     pub admin_token_file: PathBuf,
 }
+
+/// Name of the web UI's CSRF key file in the data dir (the same on every server).
+pub const UI_KEY_FILE: &str = "ui.key";
 
 /// Name of the acknowledgement-token key file in the data dir.
 pub const ACK_KEY_FILE: &str = "ack.key";
@@ -305,15 +310,39 @@ pub async fn build_with_clock(
         checkpoint_every_entries: config.checkpoint_every_entries.max(1),
         checkpoint_interval: config.checkpoint_interval,
         schedule_interval: config.schedule_interval,
-        ui: Default::default(),
+        ui: Arc::new(ui::UiState {
+            keys: ui::UiKeys::from_key(secret_file(&config.data_dir.join(UI_KEY_FILE))?),
+            last_verify: Default::default(),
+        }),
         limiters: Arc::new(limits::Limiters::new(config.rate_limits)),
         tls: false,
+        peers: peer_client(&config.data_dir)?,
     };
     Ok(Built {
         state,
         bootstrap_token,
         admin_token_file,
     })
+}
+
+/// The client forwarded approvals use: the system's roots plus the self-signed certificate of
+/// the data dir when there is one (servers of one deployment share it).
+fn peer_client(data_dir: &Path) -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none());
+    let cert = data_dir.join(tls::TLS_DIR).join(tls::CERT_FILE);
+    if let Ok(pem) = std::fs::read(&cert) {
+        for c in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?
+        {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| anyhow::anyhow!("HTTP client for peer servers: {e}"))
 }
 
 /// Serves the API and the web UI over plain HTTP on `listener` until `shutdown` resolves,
@@ -378,8 +407,9 @@ async fn with_workers(
         tokio::spawn(schedule_worker(
             state.engine.clone(),
             state.schedule_interval,
-            stop_rx,
+            stop_rx.clone(),
         )),
+        tokio::spawn(heartbeat_worker(state.engine.clone(), stop_rx)),
     ];
     let engine = state.engine.clone();
     let result = server.await;
@@ -403,6 +433,18 @@ async fn with_workers(
         Ok(Ok(_)) => {}
     }
     result
+}
+
+/// Renews this server's liveness lease every second (several servers: the others forward a
+/// break's shares here while it holds them).
+async fn heartbeat_worker(engine: Engine, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => engine.heartbeat().await,
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Runs what is due on a schedule (automated drills, attestation requests) every

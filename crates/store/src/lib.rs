@@ -228,6 +228,64 @@ impl Store for SqlStore {
         Ok(held.as_deref() == Some(holder))
     }
 
+    async fn lease_alive(&self, name: &str) -> StoreResult<bool> {
+        if self.backend == Backend::Sqlite {
+            return Ok(true);
+        }
+        let alive: Option<i64> = sqlx::query_scalar(
+            "SELECT 1::BIGINT FROM leases WHERE name = $1 \
+             AND expires_at >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+        )
+        .bind(name.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(alive.is_some())
+    }
+
+    async fn share_holder(&self, break_id: &str) -> StoreResult<Option<(String, String)>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT instance, url FROM share_holders WHERE break_id = $1")
+            .bind(break_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            Ok((
+                r.try_get("instance").map_err(db)?,
+                r.try_get("url").map_err(db)?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn put_share_holder(
+        &self,
+        break_id: &str,
+        holder: Option<(&str, &str)>,
+    ) -> StoreResult<()> {
+        if self.backend == Backend::Sqlite {
+            return Ok(());
+        }
+        match holder {
+            Some((instance, url)) => sqlx::query(
+                "INSERT INTO share_holders (break_id, instance, url) VALUES ($1, $2, $3) \
+                 ON CONFLICT (break_id) DO UPDATE SET instance = excluded.instance, url = excluded.url",
+            )
+            .bind(break_id.to_owned())
+            .bind(instance.to_owned())
+            .bind(url.to_owned()),
+            None => sqlx::query("DELETE FROM share_holders WHERE break_id = $1")
+                .bind(break_id.to_owned()),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
         if self.backend == Backend::Sqlite {
             return Ok(());
@@ -1072,6 +1130,99 @@ impl Tx for SqlTx {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn put_session(
+        &mut self,
+        token_hash: &str,
+        actor: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(self.c()?)
+            .await
+            .map_err(db)?;
+        sqlx::query("INSERT INTO sessions (token_hash, actor, expires_at) VALUES ($1, $2, $3)")
+            .bind(token_hash.to_owned())
+            .bind(actor.to_owned())
+            .bind(expires_at.0)
+            .execute(self.c()?)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn session_actor(
+        &mut self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT actor FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+            .bind(token_hash.to_owned())
+            .bind(now.0)
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)
+    }
+
+    async fn take_session(&mut self, token_hash: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("DELETE FROM sessions WHERE token_hash = $1 RETURNING actor")
+            .bind(token_hash.to_owned())
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)
+    }
+
+    async fn put_challenge(
+        &mut self,
+        id: &str,
+        actor: &str,
+        kind: &str,
+        expected: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(self.c()?)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO challenges (id, actor, kind, expected, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id.to_owned())
+        .bind(actor.to_owned())
+        .bind(kind.to_owned())
+        .bind(expected.to_owned())
+        .bind(expires_at.0)
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn take_challenge(
+        &mut self,
+        id: &str,
+    ) -> StoreResult<Option<(String, String, String, Timestamp)>> {
+        let row = sqlx::query(
+            "DELETE FROM challenges WHERE id = $1 RETURNING actor, kind, expected, expires_at",
+        )
+        .bind(id.to_owned())
+        .fetch_optional(self.c()?)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok((
+                r.try_get("actor").map_err(db)?,
+                r.try_get("kind").map_err(db)?,
+                r.try_get("expected").map_err(db)?,
+                Timestamp(r.try_get("expires_at").map_err(db)?),
+            ))
+        })
+        .transpose()
     }
 
     async fn put_statements(&mut self, statements: &[StatementRecord]) -> StoreResult<()> {

@@ -39,6 +39,8 @@ pub(crate) const SQLITE: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schedule_runs (name TEXT PRIMARY KEY, last_run_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS session_statements (session_id TEXT NOT NULL, seq BIGINT NOT NULL, break_id TEXT NOT NULL, started_at BIGINT NOT NULL, duration_us BIGINT NOT NULL, protocol TEXT NOT NULL, statement TEXT NOT NULL, command TEXT, row_count BIGINT, error TEXT, refused BIGINT NOT NULL, PRIMARY KEY (session_id, seq))",
     "CREATE INDEX IF NOT EXISTS session_statements_break ON session_statements (break_id, started_at)",
+    "CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, actor TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS challenges (id TEXT PRIMARY KEY, actor TEXT NOT NULL, kind TEXT NOT NULL, expected TEXT NOT NULL, expires_at BIGINT NOT NULL)",
 ];
 
 /// PostgreSQL schema.
@@ -79,7 +81,10 @@ pub(crate) const POSTGRES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schedule_runs (name TEXT PRIMARY KEY, last_run_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS session_statements (session_id TEXT NOT NULL, seq BIGINT NOT NULL, break_id TEXT NOT NULL, started_at BIGINT NOT NULL, duration_us BIGINT NOT NULL, protocol TEXT NOT NULL, statement TEXT NOT NULL, command TEXT, row_count BIGINT, error TEXT, refused BIGINT NOT NULL, PRIMARY KEY (session_id, seq))",
     "CREATE INDEX IF NOT EXISTS session_statements_break ON session_statements (break_id, started_at)",
+    "CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, actor TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS challenges (id TEXT PRIMARY KEY, actor TEXT NOT NULL, kind TEXT NOT NULL, expected TEXT NOT NULL, expires_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS share_holders (break_id TEXT PRIMARY KEY, instance TEXT NOT NULL, url TEXT NOT NULL)",
 ];
 
 /// Columns added after their table was first released: `(table, column, ALTER statement)`.

@@ -29,10 +29,18 @@ pub(crate) const SESSION_COOKIE: &str = "bg_session";
 /// Cookie holding the sign-in form's anti-forgery value.
 const PRE_COOKIE: &str = "bg_pre";
 
-/// The per-process key CSRF tokens are made with. A restart signs everyone out anyway
-/// (sessions live in memory), so the key need not outlive the process.
+/// The key CSRF tokens are made with: `DATA_DIR/ui.key`, the same file on every server of a
+/// deployment (sessions are stored, so a form rendered by one server may be posted to another);
+/// a random one when none is given (tests).
 pub(crate) struct UiKeys {
     csrf: Zeroizing<[u8; 32]>,
+}
+
+impl UiKeys {
+    /// Keys from 32 secret bytes.
+    pub(crate) fn from_key(key: Zeroizing<[u8; 32]>) -> UiKeys {
+        UiKeys { csrf: key }
+    }
 }
 
 impl Default for UiKeys {
