@@ -452,3 +452,206 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
         assert_eq!(b["state"], "closed", "{b}");
     }
 }
+
+/// Starts `n` servers on `url`, sharing the first one's keys; applies procedure `p` (secret,
+/// quorum 2 of alice, bob, carol; alerts to `ops`), enrols dave, seals.
+fn cluster(
+    n: usize,
+    dir: &std::path::Path,
+    url: &str,
+    channels: &std::path::Path,
+) -> (Vec<Server>, std::path::PathBuf) {
+    let args = [
+        "--database-url",
+        url,
+        "--channels",
+        channels.to_str().expect("utf-8"),
+        "--advertise-url",
+        "auto",
+    ];
+    let first = dir.join("s0");
+    let mut servers = vec![Server::start_with(&first, &args)];
+    for i in 1..n {
+        let d = dir.join(format!("s{i}"));
+        std::fs::create_dir_all(&d).expect("data dir");
+        for file in ["audit.key", "ack.key", "ui.key", "admin.token"] {
+            std::fs::copy(first.join(file), d.join(file)).expect("copy key");
+        }
+        servers.push(Server::start_with(&d, &args));
+    }
+    let keys = dir.join("keys");
+    std::fs::create_dir(&keys).expect("keys");
+    let mut custodians = String::new();
+    for name in ["alice", "bob", "carol"] {
+        let (_, key) = keygen(&keys, name);
+        custodians.push_str(&format!("  - name: {name}\n    key: {key}\n"));
+    }
+    let file = keys.join("p.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "id: p\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\nalert_channels: [ops]\n"
+        ),
+    )
+    .expect("procedure");
+    servers[0]
+        .cli()
+        .args(["procedure", "apply"])
+        .arg(&file)
+        .assert()
+        .success();
+    let (_, dave) = keygen(&keys, "dave");
+    std::fs::write(keys.join("dave.pub"), format!("{dave}\n")).expect("dave.pub");
+    servers[n - 1]
+        .cli()
+        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
+        .arg(keys.join("dave.pub"))
+        .assert()
+        .success();
+    servers[0]
+        .cli()
+        .args(["seal", "p"])
+        .write_stdin("the-secret\n")
+        .assert()
+        .success();
+    (servers, keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_take_concurrent_breaks_through_all_of_them() {
+    let Some(db) = breakglass_testkit::fresh_postgres(
+        "cli::scale_out::three_servers_take_concurrent_breaks_through_all_of_them",
+    )
+    .await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hook, seen) = counting_receiver().await;
+    let channels = dir.path().join("channels.yaml");
+    std::fs::write(
+        &channels,
+        format!(
+            "channels:\n  - name: ops\n    kind: webhook\n    url: http://{hook}/hook\n    secret: s3cret-for-tests\n"
+        ),
+    )
+    .expect("channels");
+    let (servers, keys) = cluster(3, dir.path(), &db.url, &channels);
+    let servers = Arc::new(servers);
+    let keys = Arc::new(keys);
+
+    // A live view on the third server, open before anything happens.
+    let live = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let admin = std::fs::read_to_string(dir.path().join("s0").join("admin.token"))
+            .expect("admin token");
+        let addr = servers[2].url.trim_start_matches("http://").to_owned();
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        s.write_all(
+            format!(
+                "GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: bg_session={}\r\nAccept: text/event-stream\r\n\r\n",
+                admin.trim()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                    Err(_) => {}
+                }
+                if String::from_utf8_lossy(&got).contains("LIVE-MARKER") {
+                    break;
+                }
+            }
+            String::from_utf8_lossy(&got).to_string()
+        })
+    };
+
+    // Six breaks at once, each opened, approved and closed on three different servers.
+    let mut handles = Vec::new();
+    for i in 0..6usize {
+        let servers = servers.clone();
+        let keys = keys.clone();
+        handles.push(std::thread::spawn(move || {
+            let on = |k: usize, name: &str| {
+                let mut c = servers[(i + k) % 3].cli();
+                c.arg("--identity").arg(keys.join(format!("{name}.key")));
+                c
+            };
+            let reason = if i == 0 { "LIVE-MARKER" } else { "concurrent" };
+            let a = on(0, "dave")
+                .args([
+                    "--output", "json", "break", "open", "p", "--reason", reason, "--ticket", "T-9",
+                ])
+                .assert()
+                .success();
+            let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+            on(1, "alice").args(["approve", &id]).assert().success();
+            let a = on(2, "bob")
+                .args(["--output", "json", "approve", &id])
+                .assert()
+                .success();
+            assert_eq!(stdout_json(&a)["break"]["state"], "granted");
+            on(0, "dave")
+                .args(["break", "close", &id])
+                .assert()
+                .success();
+            id
+        }));
+    }
+    let ids: Vec<String> = handles
+        .into_iter()
+        .map(|h| h.join().expect("a break cycle"))
+        .collect();
+
+    // The third server's live view showed the break opened on another server.
+    let streamed = live.await.expect("live view");
+    assert!(
+        streamed.contains("LIVE-MARKER") || streamed.contains(&ids[0]),
+        "the live view on server 3 did not show the break: {streamed}"
+    );
+
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    use sqlx::Connection;
+    let started = Instant::now();
+    loop {
+        let (expected, undelivered): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE delivered_at IS NULL) FROM outbox WHERE destination = 'channel:ops'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("count");
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if undelivered == 0 && seen.len() as i64 == expected {
+            assert!(expected >= 6 * 4, "{expected} alerts");
+            assert!(
+                seen.values().all(|n| *n == 1),
+                "an alert delivered twice: {seen:?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "alerts not all delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (n, max, distinct): (i64, i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), MAX(seq), COUNT(DISTINCT seq) FROM audit_log")
+            .fetch_one(&mut conn)
+            .await
+            .expect("chain");
+    assert_eq!((n, distinct), (max, max), "gap or duplicate in the chain");
+    for s in servers.iter() {
+        s.cli().args(["audit", "verify"]).assert().success();
+    }
+}
