@@ -399,6 +399,11 @@ impl Gateway {
                 _ = async { while ended.changed().await.is_ok() && !*ended.borrow() {} } => End::Closed,
             }
         };
+        // The sweep may release the grant a moment before this connection's own timer fires.
+        let end = match end {
+            End::Closed if self.engine.now() >= admission.deadline => End::Deadline,
+            other => other,
+        };
         match &end {
             End::Deadline => {
                 let mut out = Vec::new();
