@@ -70,7 +70,7 @@ pub enum CheckpointError {
 
 /// The server's private audit signing key. Redacted `Debug`; zeroized on drop.
 pub struct AuditKey {
-    signing: SigningKey,
+    pub(crate) signing: SigningKey,
 }
 
 impl fmt::Debug for AuditKey {
@@ -157,7 +157,7 @@ impl AuditKey {
 
 /// A public audit key: `ed25519:<base64 of 32 bytes>`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct AuditPublicKey(VerifyingKey);
+pub struct AuditPublicKey(pub(crate) VerifyingKey);
 
 impl fmt::Debug for AuditPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

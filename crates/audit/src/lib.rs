@@ -8,6 +8,7 @@
 mod canonical;
 mod checkpoint;
 mod entry;
+pub mod evidence;
 mod hash;
 mod line;
 mod records;

@@ -10,6 +10,7 @@ mod append;
 mod check;
 mod drill;
 mod report;
+mod scale;
 mod targets;
 mod verify;
 
@@ -43,6 +44,8 @@ struct Args {
     drills: usize,
     skip_drill: bool,
     only_drill: bool,
+    scale_cycles: usize,
+    only_scale: bool,
 }
 
 impl Default for Args {
@@ -67,6 +70,8 @@ impl Default for Args {
             drills: 10,
             skip_drill: false,
             only_drill: false,
+            scale_cycles: 300,
+            only_scale: false,
         }
     }
 }
@@ -74,12 +79,14 @@ impl Default for Args {
 const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
 [--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] \
 [--alert-events N] [--target-breaks N] [--no-postgres] [--no-targets] [--check-procedures N] [--no-check] \
-[--only-check] [--drills N] [--no-drill] [--only-drill]
+[--only-check] [--drills N] [--no-drill] [--only-drill] [--scale-cycles N] [--only-scale]
 
 --only-check runs section 6 (`breakglass check` over generated files) alone and prints it; it
 needs the release `breakglass` binary next to the bench (`cargo build --release -p breakglass-cli`)
 for its binary rows, and writes no --out file. --only-drill runs section 7 (automated drills on a
-private PostgreSQL cluster) alone and prints it.";
+private PostgreSQL cluster) alone and prints it. --only-scale runs section 8 (break cycles through 1,
+2 and 3 `breakglass serve` processes on one PostgreSQL, --scale-cycles each) alone and prints it;
+it needs the release `breakglass` binary next to the bench.";
 
 impl Args {
     fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -125,6 +132,10 @@ impl Args {
                 "--drills" => args.drills = number("--drills", &value("--drills")?)?,
                 "--no-drill" => args.skip_drill = true,
                 "--only-drill" => args.only_drill = true,
+                "--scale-cycles" => {
+                    args.scale_cycles = number("--scale-cycles", &value("--scale-cycles")?)?
+                }
+                "--only-scale" => args.only_scale = true,
                 "--no-postgres" => args.skip_postgres = true,
                 "--no-targets" => args.skip_targets = true,
                 "-h" | "--help" => {
@@ -170,6 +181,7 @@ impl Args {
                 d.check_procedures,
             ),
             ("--drills", self.drills, d.drills),
+            ("--scale-cycles", self.scale_cycles, d.scale_cycles),
         ] {
             if value != default {
                 s.push_str(&format!(" {flag} {value}"));
@@ -192,6 +204,9 @@ impl Args {
         }
         if self.only_drill {
             s.push_str(" --only-drill");
+        }
+        if self.only_scale {
+            s.push_str(" --only-scale");
         }
         s
     }
@@ -221,6 +236,13 @@ async fn main() -> Result<()> {
     if args.only_drill {
         report.postgres(&Err("--only-drill given".to_owned()));
         drill_section(&mut report, &args).await?;
+        println!("{}", report.finish(started.elapsed()));
+        return Ok(());
+    }
+    if args.only_scale {
+        let postgres = report::postgres_reachable().await;
+        report.postgres(&postgres);
+        scale_section(&mut report, &args, &postgres).await?;
         println!("{}", report.finish(started.elapsed()));
         return Ok(());
     }
@@ -352,6 +374,9 @@ async fn main() -> Result<()> {
     // 7. A full automated drill on PostgreSQL.
     drill_section(&mut report, &args).await?;
 
+    // 8. Scale-out: 1, 2 and 3 servers on one PostgreSQL.
+    scale_section(&mut report, &args, &postgres).await?;
+
     let text = report.finish(started.elapsed());
     println!("{text}");
     if let Some(out) = &args.out {
@@ -378,6 +403,28 @@ async fn drill_section(report: &mut Report, args: &Args) -> Result<()> {
         eprintln!("[7/7] drills not measured: {reason}");
     }
     report.drill(&run);
+    Ok(())
+}
+
+/// Section 8: break cycles through 1, 2 and 3 servers on one PostgreSQL (or why not).
+async fn scale_section(
+    report: &mut Report,
+    args: &Args,
+    postgres: &Result<String, String>,
+) -> Result<()> {
+    let plan = scale::Plan {
+        cycles: args.scale_cycles,
+        concurrency: 16,
+        warmup: args.warmup,
+    };
+    let run = match postgres {
+        Ok(_) => scale::run(plan).await.context("scale-out")?,
+        Err(reason) => Err(reason.clone()),
+    };
+    if let Err(reason) = &run {
+        eprintln!("[8] scale-out not measured: {reason}");
+    }
+    report.scale(&run, plan);
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use crate::alerts::{self, AlertFigures};
 use crate::append::{AppendFigures, Plan, Workload};
 use crate::check::{self, CheckFigures};
 use crate::drill::{self, DrillFigures};
+use crate::scale::{self, ScaleFigures};
 use crate::targets::{self, TargetFigures};
 use crate::verify::VerifyFigures;
 
@@ -872,6 +873,293 @@ impl Report {
                 p99.as_secs_f64() * 1e3
             ));
         }
+    }
+
+    /// Section 8: break cycles through 1, 2 and 3 servers on one PostgreSQL.
+    pub(crate) fn scale(&mut self, run: &Result<ScaleFigures, String>, plan: scale::Plan) {
+        let b = &mut self.body;
+        let _ = writeln!(
+            b,
+            "## 8. Scale-out: breaks per second with 1, 2, 3 servers on one PostgreSQL\n"
+        );
+        let f = match run {
+            Ok(f) => f,
+            Err(reason) => {
+                let _ = writeln!(b, "Skipped: {}.\n", cell(reason));
+                return;
+            }
+        };
+        let _ = writeln!(
+            b,
+            "For each server count N, a fresh database on the machine's PostgreSQL and N real `breakglass serve` \
+             processes (`{}`) on loopback, each with its own data dir holding the first server's `audit.key`, \
+             `ack.key`, `ui.key` and `admin.token` (copied before it starts, as docs/deployment.md says), \
+             `--advertise-url auto`, a webhook channel to a receiver in the bench that answers 200, and the \
+             per-address rate limits off (`--approval-rate 0 --sign-in-rate 0`: every request, and every forwarded \
+             approval, comes from 127.0.0.1). One `kind: secret` procedure (three custodians with age keys, quorum 2, \
+             the webhook as its alert channel), a requester enrolled with an age key, the secret sealed; the \
+             requester and two custodians sign in by key challenge. Then {} complete break cycles (after {} untimed \
+             warm-up cycles) with {} in flight, through the HTTP API: open → the first custodian fetches their \
+             share, decrypts it in the bench (as on their own machine) and submits it → the second custodian does \
+             the same and completes the quorum → the requester takes the single reveal and decrypts it (checked \
+             against the sealed secret) → the requester closes the break. Every request goes to the next server in \
+             turn (round robin over all requests, like a load balancer), so a quorum approval reaching a server \
+             other than the one holding the first share is forwarded there. **Breaks/s** = completed cycles ÷ wall \
+             time from the first timed cycle's start to the last one's end. The single-server run is the baseline.\n",
+            f.binary.display(),
+            plan.cycles,
+            plan.warmup,
+            plan.concurrency
+        );
+        let _ = writeln!(
+            b,
+            "**Lock waits**: while the timed cycles run, a separate connection reads `pg_stat_activity` every {} ms \
+             (the client backends of that database, its own left out). Each backend with `state = 'active'` in a \
+             sample is one active backend-sample; those of them with `wait_event_type = 'Lock'` (a heavyweight lock: \
+             here the audit head row every write transaction takes with `SELECT … FOR UPDATE`) are lock-waiting \
+             backend-samples. The share is lock-waiting ÷ active backend-samples: of the time the database spent \
+             executing the servers' statements, the part spent queued behind another transaction's lock. Backends \
+             `idle in transaction` (inside a transaction between two statements: the server working, or fetching \
+             the next statement, while it may hold the head row) are not active and are shown apart.\n",
+            scale::SAMPLE_EVERY.as_millis()
+        );
+        let base = f.runs.first().map_or(f64::NAN, |r| r.breaks_per_s());
+        let _ = writeln!(
+            b,
+            "| Servers | Breaks/s | × 1 server | Cycles ok / failed | Wall s | Cycle p50 ms | Cycle p99 ms | Quorum approvals forwarded | Lock waits ÷ active | Mean active backends | Mean idle in transaction | Samples with a lock waiter | CPU busy (servers, bench) |"
+        );
+        let _ = writeln!(
+            b,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for r in &f.runs {
+            let cycle = Percentiles::of(&r.cycle);
+            let l = &r.locks;
+            let per_sample = |x: u64| x as f64 / l.samples.max(1) as f64;
+            let ratio = r.breaks_per_s() / base;
+            let _ = writeln!(
+                b,
+                "| {} | **{:.1}** | {} | {} / {} | {:.2} | {:.1} | {:.1} | {} of {} | **{:.1} %** | {:.2} | {:.2} | {:.1} % of {} | {} |",
+                r.servers,
+                r.breaks_per_s(),
+                if r.servers == 1 {
+                    "1.00× (baseline)".to_owned()
+                } else {
+                    format!("**{ratio:.2}×**")
+                },
+                r.completed,
+                r.failed,
+                r.wall.as_secs_f64(),
+                cycle.p50,
+                cycle.p99,
+                r.forwarded,
+                r.completed,
+                l.lock_share() * 100.0,
+                per_sample(l.active),
+                per_sample(l.idle_in_transaction),
+                per_sample(l.samples_with_waiter) * 100.0,
+                l.samples,
+                r.cpu.map_or_else(
+                    || "n/a".to_owned(),
+                    |c| format!(
+                        "{:.0} % ({:.0} %, {:.0} %)",
+                        c.busy * 100.0,
+                        c.servers * 100.0,
+                        c.bench * 100.0
+                    )
+                ),
+            );
+        }
+        let _ = writeln!(
+            b,
+            "\nCPU: shares of all the machine's cores over the timed cycles (`/proc/stat`; the servers' and the \
+             bench's own from `/proc/PID/stat`); the rest of the busy time is PostgreSQL and whatever else ran.\n"
+        );
+
+        let _ = writeln!(
+            b,
+            "Latency of each request of the timed cycles that completed, p50 / p99 ms (a forwarded quorum approval \
+             includes the hop to the holder):\n"
+        );
+        let _ = writeln!(
+            b,
+            "| Servers | open | 1st approval | quorum approval at the holder | quorum approval forwarded | reveal | close |"
+        );
+        let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---:|");
+        let pair = |v: &[Duration]| {
+            if v.is_empty() {
+                "—".to_owned()
+            } else {
+                let p = Percentiles::of(v);
+                format!("{:.1} / {:.1}", p.p50, p.p99)
+            }
+        };
+        for r in &f.runs {
+            let s = &r.steps;
+            let _ = writeln!(
+                b,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.servers,
+                pair(&s.open),
+                pair(&s.first),
+                pair(&s.quorum_local),
+                pair(&s.quorum_forwarded),
+                pair(&s.reveal),
+                pair(&s.close)
+            );
+        }
+
+        // What the active backends were doing, by wait event, as shares of active samples.
+        let mut waits: Vec<&String> = Vec::new();
+        for r in &f.runs {
+            for k in r.locks.by_wait.keys() {
+                if !waits.contains(&k) {
+                    waits.push(k);
+                }
+            }
+        }
+        let total = |k: &String| -> u64 {
+            f.runs
+                .iter()
+                .map(|r| r.locks.by_wait.get(k).copied().unwrap_or(0))
+                .sum()
+        };
+        waits.sort_by_key(|k| std::cmp::Reverse(total(k)));
+        let _ = writeln!(
+            b,
+            "\nWhat the active backends were doing (`wait_event_type/wait_event`), as a share of active backend-samples:\n"
+        );
+        let mut header = String::from("| Wait |");
+        let mut rule = String::from("|---|");
+        for r in &f.runs {
+            let _ = write!(
+                header,
+                " {} server{} |",
+                r.servers,
+                if r.servers == 1 { "" } else { "s" }
+            );
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(b, "{header}\n{rule}");
+        for k in waits {
+            let _ = write!(b, "| `{}` |", cell(k));
+            for r in &f.runs {
+                let n = r.locks.by_wait.get(k).copied().unwrap_or(0);
+                let _ = write!(
+                    b,
+                    " {:.1} % |",
+                    n as f64 * 100.0 / r.locks.active.max(1) as f64
+                );
+            }
+            let _ = writeln!(b);
+        }
+
+        let _ = writeln!(b, "\nChecks after each run (untimed):\n");
+        let mut misses = Vec::new();
+        for r in &f.runs {
+            let chain = match &r.chain {
+                Ok(()) => format!(
+                    "one chain of {} entries, no gap or duplicate sequence number, `audit verify` intact on every server",
+                    thousands(r.audit_entries as f64)
+                ),
+                Err(e) => {
+                    misses.push(format!(
+                        "scale-out, {} servers: audit chain: {e}",
+                        r.servers
+                    ));
+                    format!("**chain problem: {}**", cell(e))
+                }
+            };
+            let alerts = match r.alerts_drained_after {
+                Some(after) => format!(
+                    "{} alerts queued, all delivered {:.1} s after the last cycle, {} distinct received, {} more than once",
+                    r.alerts_queued,
+                    after.as_secs_f64(),
+                    r.alerts_received,
+                    r.alerts_duplicated
+                ),
+                None => {
+                    misses.push(format!(
+                        "scale-out, {} servers: alerts still undelivered {} s after the run",
+                        r.servers,
+                        scale::DRAIN_TIMEOUT.as_secs()
+                    ));
+                    format!(
+                        "**{} alerts queued, not all delivered within {} s**, {} distinct received",
+                        r.alerts_queued,
+                        scale::DRAIN_TIMEOUT.as_secs(),
+                        r.alerts_received
+                    )
+                }
+            };
+            if r.alerts_duplicated > 0 {
+                misses.push(format!(
+                    "scale-out, {} servers: {} alerts delivered more than once",
+                    r.servers, r.alerts_duplicated
+                ));
+            }
+            let odd = if r.odd_events.is_empty() {
+                "no `*reset*`, `*rejected*` or `*failed*` audit events".to_owned()
+            } else {
+                r.odd_events
+                    .iter()
+                    .map(|(k, n)| format!("{n} × `{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let requests = r
+                .requests_per_server
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" / ");
+            let _ = writeln!(
+                b,
+                "- {} server{}: {chain}; {alerts}; {odd}; requests per server (timed) {requests}; {}.",
+                r.servers,
+                if r.servers == 1 { "" } else { "s" },
+                r.shutdown.join(", ")
+            );
+            if r.failed > 0 {
+                misses.push(format!(
+                    "scale-out, {} servers: {} of {} cycles failed",
+                    r.servers,
+                    r.failed,
+                    r.failed + r.completed
+                ));
+            }
+            for (e, n) in &r.errors {
+                let _ = writeln!(b, "  - failed request ({n}×): {}", cell(e));
+            }
+            let logged: usize = r.server_log.values().sum();
+            if logged > 0 {
+                let _ = writeln!(b, "  - the servers logged {logged} warning or error lines:");
+                let mut lines: Vec<_> = r.server_log.iter().collect();
+                lines.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+                for (line, n) in lines.into_iter().take(8) {
+                    let short: String = line.chars().take(300).collect();
+                    let _ = writeln!(b, "    - {n}× `{}`", cell(&short).replace('`', "'"));
+                }
+            }
+        }
+        let ratios = f
+            .runs
+            .iter()
+            .skip(1)
+            .map(|r| format!("{}/1 = {:.2}×", r.servers, r.breaks_per_s() / base))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            b,
+            "\nReading: throughput ratios {ratios}. Every write transaction of every server takes the one audit head \
+             row, so writes are serialized across servers whatever N is; more servers add request handling, \
+             crypto and connection pools (8 connections each), not write capacity. On this machine the servers, \
+             PostgreSQL and the bench (which also plays the custodians and the requester, decrypting every share \
+             and reveal) share {} cores, so the figures show what contention and forwarding cost, not what separate \
+             hosts would add.\n",
+            nproc()
+        );
+        self.misses.extend(misses);
     }
 
     /// The finished Markdown.

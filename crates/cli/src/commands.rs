@@ -285,6 +285,108 @@ pub(crate) enum BreakCmd {
     },
 }
 
+/// `evidence` arguments: a break's signed evidence pack, or `verify FILE`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct EvidenceArgs {
+    /// Check a pack offline.
+    #[command(subcommand)]
+    pub(crate) verify: Option<EvidenceCmd>,
+    /// The break whose pack to write (admin or auditor).
+    pub(crate) break_id: Option<String>,
+    /// Where to write it (default: `evidence-BREAK_ID.html`).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
+/// `evidence verify`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum EvidenceCmd {
+    /// Verify a pack offline with the audit public key alone (exit 8 when it does not verify).
+    Verify {
+        /// The pack (HTML).
+        file: PathBuf,
+        /// The audit public key (`ed25519:…`, from `audit pubkey`, kept apart from the pack);
+        /// without it the pack's own key is used, which shows integrity but not who made it.
+        #[arg(long)]
+        pubkey: Option<String>,
+    },
+}
+
+/// `evidence`.
+pub(crate) async fn evidence_cmd(cli: &Cli, a: &EvidenceArgs) -> Result<()> {
+    if let Some(EvidenceCmd::Verify { file, pubkey }) = &a.verify {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let page = String::from_utf8(bytes).map_err(|e| {
+            anyhow!(Exit {
+                code: exit::AUDIT_BROKEN,
+                message: format!(
+                    "{}: not UTF-8 at byte {}: the pack was edited",
+                    file.display(),
+                    e.utf8_error().valid_up_to()
+                )
+            })
+        })?;
+        let pinned = match pubkey {
+            Some(k) => Some(k.parse::<breakglass_audit::AuditPublicKey>().map_err(|e| {
+                anyhow!(Exit {
+                    code: exit::INVALID,
+                    message: format!("--pubkey: {e}")
+                })
+            })?),
+            None => None,
+        };
+        return match breakglass_audit::evidence::verify(&page, pinned.as_ref()) {
+            Ok(r) => {
+                if cli.output.is_json() {
+                    output::json(&json!({
+                        "ok": true, "break": r.break_id, "entries": r.entries,
+                        "break_entries": r.break_entries, "checkpoint_seq": r.checkpoint_seq,
+                        "key_id": r.key_id, "pinned": r.pinned,
+                    }));
+                } else {
+                    println!(
+                        "evidence of break {} verifies: signature by key {}{}, {} audit entries ({} about the break) up to checkpoint {}",
+                        r.break_id,
+                        r.key_id,
+                        if r.pinned {
+                            " (pinned)"
+                        } else {
+                            " (the pack's own key: pin it with --pubkey)"
+                        },
+                        r.entries,
+                        r.break_entries,
+                        r.checkpoint_seq
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(anyhow!(Exit {
+                code: exit::AUDIT_BROKEN,
+                message: format!("{}: {e}", file.display())
+            })),
+        };
+    }
+    let Some(id) = &a.break_id else {
+        return Err(anyhow!(Exit {
+            code: exit::USAGE,
+            message: "give a break id, or `evidence verify FILE`".into()
+        }));
+    };
+    let r = connect(cli)
+        .await?
+        .get(&format!("/api/breaks/{}/evidence", seg(id)))
+        .await?;
+    let path = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("evidence-{id}.html")));
+    std::fs::write(&path, r["page"].as_str().unwrap_or_default())
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("evidence of break {id} written to {}", path.display());
+    Ok(())
+}
+
 /// `session` subcommands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum SessionCmd {
@@ -437,6 +539,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Target(t) => target(&cli, t).await,
         Command::Drill(d) => crate::drill::run(&cli, d).await,
         Command::Session(s) => session_cmd(&cli, s).await,
+        Command::Evidence(e) => evidence_cmd(&cli, e).await,
         Command::Ack(a) => ack(&cli, a).await,
     }
 }

@@ -110,6 +110,8 @@ pub(crate) enum Command {
     /// Gateway sessions: every statement a break's responder ran through the gateway.
     #[command(subcommand)]
     Session(commands::SessionCmd),
+    /// A break's signed evidence pack (one HTML page), or `evidence verify FILE` offline.
+    Evidence(commands::EvidenceArgs),
 }
 
 /// Exit codes (documented in the module header and the README).

@@ -423,6 +423,26 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert!(human.contains("recording matches audit entry"), "{human}");
     assert!(human.contains("REFUSED"), "{human}");
 
+    // The break's evidence pack carries the recording and verifies offline.
+    let pack = t.dir.path().join("evidence.html");
+    server
+        .cli()
+        .args(["evidence", &id, "--out"])
+        .arg(&pack)
+        .assert()
+        .success();
+    let page = std::fs::read_to_string(&pack).expect("pack");
+    assert!(
+        page.contains("UPDATE items SET v = $1 WHERE id &gt; $2"),
+        "the recording is in the pack"
+    );
+    assert!(page.contains("gateway.session_ended"));
+    common::breakglass()
+        .args(["evidence", "verify"])
+        .arg(&pack)
+        .assert()
+        .success();
+
     // Short break on the second procedure: one connection per token, closed at the deadline.
     let (id2, url2) = granted_break(&server, keys, "pgw1", "6s");
     let mut held = sqlx::PgConnection::connect(&url2).await.expect("connect");

@@ -13,6 +13,7 @@ mod breaks;
 mod drills;
 mod error;
 mod events;
+mod evidence;
 mod gateway;
 mod grants;
 mod procedures;

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/breaks/{id}/reveal", post(reveal))
         .route("/api/breaks/{id}/token", post(gateway_token))
         .route("/api/breaks/{id}/sessions", get(sessions))
+        .route("/api/breaks/{id}/evidence", get(evidence))
         .route("/api/breaks/{id}/close", post(close))
         .route("/api/audit", get(audit_entries))
         .route("/api/audit/verify", get(audit_verify))
@@ -873,6 +874,15 @@ async fn gateway_token(
     Ok(Json(
         json!({"break": g.break_id, "deadline": g.deadline.to_string(), "age_file": String::from_utf8_lossy(&g.age_file)}),
     ))
+}
+
+async fn evidence(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let page = s.engine.evidence(&me, &id).await?;
+    Ok(Json(json!({"break": id, "page": page})))
 }
 
 async fn sessions(

@@ -415,6 +415,16 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/breaks/{id}/evidence",
+        "get",
+        op(
+            "The break's signed evidence pack: one HTML page embedding a bundle signed with the audit key (admin, auditor); `breakglass evidence verify` checks it offline",
+            true,
+            None,
+            "The page",
+        ),
+    );
+    add(
         "/api/breaks/{id}/sessions",
         "get",
         op(

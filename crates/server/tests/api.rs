@@ -246,6 +246,12 @@ fn endpoints() -> Vec<(
             None,
             &["admin", "auditor"],
         ),
+        (
+            "GET",
+            "/api/breaks/brk_nope/evidence",
+            None,
+            &["admin", "auditor"],
+        ),
         ("GET", "/api/audit", None, &["admin", "auditor"]),
         ("GET", "/api/audit/verify", None, &["admin", "auditor"]),
         ("GET", "/api/audit/export", None, &["admin", "auditor"]),
