@@ -455,12 +455,7 @@ impl Engine {
             .procedure(&b.info().procedure)
             .await?
             .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
-        let recorded: Vec<StatementRecord> = tx
-            .statements(&summary.break_id)
-            .await?
-            .into_iter()
-            .filter(|s| s.session_id == summary.session_id)
-            .collect();
+        let recorded = tx.session_statements(&summary.session_id).await?;
         let mut record = crate::events::Record::default();
         record.break_event(
             now,

@@ -554,8 +554,10 @@ pub trait Tx: Send {
     /// Appends statements recorded by the gateway (committed with `commit_bookkeeping`; the
     /// session's audit entries carry their count and digest).
     async fn put_statements(&mut self, statements: &[StatementRecord]) -> StoreResult<()>;
-    /// A break's recorded statements, by session and position.
+    /// A break's recorded statements, by time, session and position.
     async fn statements(&mut self, break_id: &str) -> StoreResult<Vec<StatementRecord>>;
+    /// One session's recorded statements, in order.
+    async fn session_statements(&mut self, session_id: &str) -> StoreResult<Vec<StatementRecord>>;
     /// Commits outbox bookkeeping (`mark_outbox`), the one commit without an audit entry.
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()>;
     /// Stores a signed checkpoint with one outbox row per destination, and commits.

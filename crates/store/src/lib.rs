@@ -1226,79 +1226,63 @@ impl Tx for SqlTx {
     }
 
     async fn put_statements(&mut self, statements: &[StatementRecord]) -> StoreResult<()> {
-        // Many rows per statement: a busy session records thousands of statements a second.
-        for chunk in statements.chunks(100) {
-            let mut sql = String::from(
-                "INSERT INTO session_statements (session_id, seq, break_id, started_at, \
-                 duration_us, protocol, statement, command, row_count, error, refused) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 11;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for k in 1..=11 {
-                    if k > 1 {
-                        sql.push_str(", ");
-                    }
-                    sql.push('$');
-                    sql.push_str(&(b + k).to_string());
-                }
-                sql.push(')');
+        // One row per session per batch (a chunk of JSON lines), not one per statement: a
+        // busy gateway session records thousands of statements a second.
+        let mut i = 0;
+        while i < statements.len() {
+            let first = &statements[i];
+            let mut body = String::new();
+            let mut n = 0i64;
+            while i < statements.len() && statements[i].session_id == first.session_id {
+                body.push_str(&rows::statement_line(&statements[i]));
+                body.push('\n');
+                n += 1;
+                i += 1;
             }
-            sql.push_str(" ON CONFLICT DO NOTHING");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for s in chunk {
-                q = q
-                    .bind(s.session_id.clone())
-                    .bind(i64::try_from(s.seq).unwrap_or(i64::MAX))
-                    .bind(s.break_id.clone())
-                    .bind(s.started_at.0)
-                    .bind(i64::try_from(s.duration_us).unwrap_or(i64::MAX))
-                    .bind(s.protocol.clone())
-                    .bind(s.statement.clone())
-                    .bind(s.command.clone())
-                    .bind(s.rows.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
-                    .bind(s.error.clone())
-                    .bind(i64::from(s.refused));
-            }
-            q.execute(self.c()?).await.map_err(db)?;
+            sqlx::query(
+                "INSERT INTO session_chunks (session_id, first_seq, break_id, statements, body) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(first.session_id.clone())
+            .bind(i64::try_from(first.seq).unwrap_or(i64::MAX))
+            .bind(first.break_id.clone())
+            .bind(n)
+            .bind(body)
+            .execute(self.c()?)
+            .await
+            .map_err(db)?;
         }
         Ok(())
     }
 
     async fn statements(&mut self, break_id: &str) -> StoreResult<Vec<StatementRecord>> {
         let rows = sqlx::query(
-            "SELECT session_id, seq, started_at, duration_us, protocol, statement, command, \
-             row_count, error, refused FROM session_statements WHERE break_id = $1 \
-             ORDER BY started_at, session_id, seq",
+            "SELECT body FROM session_chunks WHERE break_id = $1 ORDER BY session_id, first_seq",
         )
         .bind(break_id.to_owned())
         .fetch_all(self.c()?)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StatementRecord {
-                    break_id: break_id.to_owned(),
-                    session_id: r.try_get("session_id").map_err(db)?,
-                    seq: u64::try_from(r.try_get::<i64, _>("seq").map_err(db)?).unwrap_or(0),
-                    started_at: Timestamp(r.try_get("started_at").map_err(db)?),
-                    duration_us: u64::try_from(r.try_get::<i64, _>("duration_us").map_err(db)?)
-                        .unwrap_or(0),
-                    protocol: r.try_get("protocol").map_err(db)?,
-                    statement: r.try_get("statement").map_err(db)?,
-                    command: r.try_get("command").map_err(db)?,
-                    rows: r
-                        .try_get::<Option<i64>, _>("row_count")
-                        .map_err(db)?
-                        .and_then(|n| u64::try_from(n).ok()),
-                    error: r.try_get("error").map_err(db)?,
-                    refused: r.try_get::<i64, _>("refused").map_err(db)? != 0,
-                })
-            })
-            .collect()
+        let mut out = rows::statements(break_id, &rows)?;
+        out.sort_by(|a, b| {
+            (a.started_at.0, &a.session_id, a.seq).cmp(&(b.started_at.0, &b.session_id, b.seq))
+        });
+        Ok(out)
+    }
+
+    async fn session_statements(&mut self, session_id: &str) -> StoreResult<Vec<StatementRecord>> {
+        let rows = sqlx::query(
+            "SELECT break_id, body FROM session_chunks WHERE session_id = $1 ORDER BY first_seq",
+        )
+        .bind(session_id.to_owned())
+        .fetch_all(self.c()?)
+        .await
+        .map_err(db)?;
+        let break_id: String = match rows.first() {
+            Some(r) => r.try_get("break_id").map_err(db)?,
+            None => return Ok(Vec::new()),
+        };
+        rows::statements(&break_id, &rows)
     }
 
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {
