@@ -501,16 +501,28 @@ async fn record(engine: Engine, mut rx: mpsc::UnboundedReceiver<Recorded>) {
     while let Some(first) = rx.recv().await {
         let mut flushes = Vec::new();
         let mut next = Some(first);
-        while let Some(item) = next {
-            match item {
-                Recorded::Statement(s) => batch.push(s),
-                Recorded::Flush(f) => flushes.push(f),
+        let mut waited = false;
+        loop {
+            while let Some(item) = next {
+                match item {
+                    Recorded::Statement(s) => batch.push(s),
+                    Recorded::Flush(f) => flushes.push(f),
+                }
+                next = if batch.len() >= 5000 {
+                    None
+                } else {
+                    rx.try_recv().ok()
+                };
             }
-            next = if batch.len() >= 1000 {
-                None
-            } else {
-                rx.try_recv().ok()
-            };
+            // A busy session sends thousands of statements a second: gather them for a moment
+            // (one wake-up and one write instead of one per statement), unless a session
+            // waits for its recording to be stored.
+            if waited || !flushes.is_empty() || batch.len() >= 5000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited = true;
+            next = rx.try_recv().ok();
         }
         let mut attempt = 0;
         while !batch.is_empty() {

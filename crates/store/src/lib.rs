@@ -1228,16 +1228,21 @@ impl Tx for SqlTx {
     async fn put_statements(&mut self, statements: &[StatementRecord]) -> StoreResult<()> {
         // One row per session per batch (a chunk of JSON lines), not one per statement: a
         // busy gateway session records thousands of statements a second.
-        let mut i = 0;
-        while i < statements.len() {
-            let first = &statements[i];
+        let mut sessions: Vec<(&str, Vec<&StatementRecord>)> = Vec::new();
+        for s in statements {
+            match sessions.iter_mut().find(|(id, _)| *id == s.session_id) {
+                Some((_, list)) => list.push(s),
+                None => sessions.push((&s.session_id, vec![s])),
+            }
+        }
+        for (_, list) in sessions {
+            let first = list[0];
             let mut body = String::new();
             let mut n = 0i64;
-            while i < statements.len() && statements[i].session_id == first.session_id {
-                body.push_str(&rows::statement_line(&statements[i]));
+            for s in list {
+                body.push_str(&rows::statement_line(s));
                 body.push('\n');
                 n += 1;
-                i += 1;
             }
             sqlx::query(
                 "INSERT INTO session_chunks (session_id, first_seq, break_id, statements, body) \
