@@ -894,10 +894,9 @@ impl Report {
             "For each server count N, a fresh database on the machine's PostgreSQL and N real `breakglass serve` \
              processes (`{}`) on loopback, each with its own data dir holding the first server's `audit.key`, \
              `ack.key`, `ui.key` and `admin.token` (copied before it starts, as docs/deployment.md says), \
-             `--advertise-url auto`, a webhook channel to a receiver in the bench that answers 200, and the \
-             per-address rate limits off (`--approval-rate 0 --sign-in-rate 0`: every request, and every forwarded \
-             approval, comes from 127.0.0.1). One `kind: secret` procedure (three custodians with age keys, quorum 2, \
-             the webhook as its alert channel), a requester enrolled with an age key, the secret sealed; the \
+             `--advertise-url auto`, and the per-address rate limits off (`--approval-rate 0 --sign-in-rate 0`: \
+             every request, and every forwarded approval, comes from 127.0.0.1). One `kind: secret` procedure \
+             (three custodians with age keys, quorum 2), a requester enrolled with an age key, the secret sealed; the \
              requester and two custodians sign in by key challenge. Then {} complete break cycles (after {} untimed \
              warm-up cycles) with {} in flight, through the HTTP API: open → the first custodian fetches their \
              share, decrypts it in the bench (as on their own machine) and submits it → the second custodian does \
@@ -905,7 +904,12 @@ impl Report {
              against the sealed secret) → the requester closes the break. Every request goes to the next server in \
              turn (round robin over all requests, like a load balancer), so a quorum approval reaching a server \
              other than the one holding the first share is forwarded there. **Breaks/s** = completed cycles ÷ wall \
-             time from the first timed cycle's start to the last one's end. The single-server run is the baseline.\n",
+             time from the first timed cycle's start to the last one's end. Two set-ups: the procedure without alert \
+             channels, then with one (`+ webhook`: a webhook channel, in the servers' `--channels` file, to a \
+             receiver in the bench that answers 200 and counts deliveries per idempotency key). In each set-up the \
+             runs go 1, 2, 3, 3, 2 and 1 servers, each on a fresh database, so a load drifting over the section weighs on every count alike; the faster \
+             run of each count is the one reported (on a shared machine the fastest is the least disturbed by other \
+             work), and both runs' breaks/s are listed. The single-server figure of each set-up is its baseline.\n",
             f.binary.display(),
             plan.cycles,
             plan.warmup,
@@ -923,42 +927,52 @@ impl Report {
              the next statement, while it may hold the head row) are not active and are shown apart.\n",
             scale::SAMPLE_EVERY.as_millis()
         );
-        let base = f.runs.first().map_or(f64::NAN, |r| r.breaks_per_s());
+        let kept = f.kept();
+        let ratio = |r: &scale::ServerRun| {
+            f.baseline(r)
+                .map_or(f64::NAN, |base| r.breaks_per_s() / base.breaks_per_s())
+        };
         let _ = writeln!(
             b,
-            "| Servers | Breaks/s | × 1 server | Cycles ok / failed | Wall s | Cycle p50 ms | Cycle p99 ms | Quorum approvals forwarded | Lock waits ÷ active | Mean active backends | Mean idle in transaction | Samples with a lock waiter | CPU busy (servers, bench) |"
+            "| Set-up | Breaks/s | × 1 server | Breaks/s, each run | Cycles ok / failed | Cycle p50 / p99 ms | Quorum approvals forwarded | Audit entries per cycle | Audit entries/s (µs each) | Lock waits ÷ active | Samples with a lock waiter | Mean backends active / idle in transaction | CPU busy (servers, bench) |"
         );
         let _ = writeln!(
             b,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
-        for r in &f.runs {
+        for r in &kept {
             let cycle = Percentiles::of(&r.cycle);
             let l = &r.locks;
             let per_sample = |x: u64| x as f64 / l.samples.max(1) as f64;
-            let ratio = r.breaks_per_s() / base;
             let _ = writeln!(
                 b,
-                "| {} | **{:.1}** | {} | {} / {} | {:.2} | {:.1} | {:.1} | {} of {} | **{:.1} %** | {:.2} | {:.2} | {:.1} % of {} | {} |",
-                r.servers,
+                "| {} | **{:.1}** | {} | {} | {} / {} | {:.0} / {:.0} | {} of {} | {:.1} | {} ({:.0}) | **{:.1} %** | {:.1} % of {} | {:.2} / {:.2} | {} |",
+                r.label(),
                 r.breaks_per_s(),
                 if r.servers == 1 {
                     "1.00× (baseline)".to_owned()
                 } else {
-                    format!("**{ratio:.2}×**")
+                    format!("**{:.2}×**", ratio(r))
                 },
+                f.rounds(r)
+                    .iter()
+                    .map(|x| format!("{x:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 r.completed,
                 r.failed,
-                r.wall.as_secs_f64(),
                 cycle.p50,
                 cycle.p99,
                 r.forwarded,
                 r.completed,
+                r.entries_timed as f64 / (r.completed + r.failed).max(1) as f64,
+                thousands(r.entries_timed as f64 / r.wall.as_secs_f64()),
+                r.wall.as_secs_f64() * 1e6 / r.entries_timed.max(1) as f64,
                 l.lock_share() * 100.0,
-                per_sample(l.active),
-                per_sample(l.idle_in_transaction),
                 per_sample(l.samples_with_waiter) * 100.0,
                 l.samples,
+                per_sample(l.active),
+                per_sample(l.idle_in_transaction),
                 r.cpu.map_or_else(
                     || "n/a".to_owned(),
                     |c| format!(
@@ -972,8 +986,11 @@ impl Report {
         }
         let _ = writeln!(
             b,
-            "\nCPU: shares of all the machine's cores over the timed cycles (`/proc/stat`; the servers' and the \
-             bench's own from `/proc/PID/stat`); the rest of the busy time is PostgreSQL and whatever else ran.\n"
+            "\nAudit entries: appended during the timed cycles (the head's sequence number before and after), per \
+             cycle and per second of wall time; each append happens under the head row's lock, so µs each is the \
+             serialized budget per entry (their kinds are listed under the checks). CPU: shares of all the \
+             machine's cores over the timed cycles (`/proc/stat`; the servers' and the bench's own from \
+             `/proc/PID/stat`); the rest of the busy time is PostgreSQL and whatever else ran.\n"
         );
 
         let _ = writeln!(
@@ -983,9 +1000,9 @@ impl Report {
         );
         let _ = writeln!(
             b,
-            "| Servers | open | 1st approval | quorum approval at the holder | quorum approval forwarded | reveal | close |"
+            "| Set-up | open | 1st approval | quorum approval at the holder | quorum approval forwarded | reveal | close |"
         );
-        let _ = writeln!(b, "|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(b, "|---|---:|---:|---:|---:|---:|---:|");
         let pair = |v: &[Duration]| {
             if v.is_empty() {
                 "—".to_owned()
@@ -994,12 +1011,12 @@ impl Report {
                 format!("{:.1} / {:.1}", p.p50, p.p99)
             }
         };
-        for r in &f.runs {
+        for r in &kept {
             let s = &r.steps;
             let _ = writeln!(
                 b,
                 "| {} | {} | {} | {} | {} | {} | {} |",
-                r.servers,
+                r.label(),
                 pair(&s.open),
                 pair(&s.first),
                 pair(&s.quorum_local),
@@ -1011,7 +1028,7 @@ impl Report {
 
         // What the active backends were doing, by wait event, as shares of active samples.
         let mut waits: Vec<&String> = Vec::new();
-        for r in &f.runs {
+        for r in &kept {
             for k in r.locks.by_wait.keys() {
                 if !waits.contains(&k) {
                     waits.push(k);
@@ -1019,8 +1036,7 @@ impl Report {
             }
         }
         let total = |k: &String| -> u64 {
-            f.runs
-                .iter()
+            kept.iter()
                 .map(|r| r.locks.by_wait.get(k).copied().unwrap_or(0))
                 .sum()
         };
@@ -1031,19 +1047,14 @@ impl Report {
         );
         let mut header = String::from("| Wait |");
         let mut rule = String::from("|---|");
-        for r in &f.runs {
-            let _ = write!(
-                header,
-                " {} server{} |",
-                r.servers,
-                if r.servers == 1 { "" } else { "s" }
-            );
+        for r in &kept {
+            let _ = write!(header, " {} |", r.label());
             rule.push_str("---:|");
         }
         let _ = writeln!(b, "{header}\n{rule}");
         for k in waits {
             let _ = write!(b, "| `{}` |", cell(k));
-            for r in &f.runs {
+            for r in &kept {
                 let n = r.locks.by_wait.get(k).copied().unwrap_or(0);
                 let _ = write!(
                     b,
@@ -1054,34 +1065,89 @@ impl Report {
             let _ = writeln!(b);
         }
 
+        // The head row's holder.
+        let mut states: Vec<&String> = Vec::new();
+        for r in &kept {
+            for k in r.locks.holder.keys() {
+                if !states.contains(&k) {
+                    states.push(k);
+                }
+            }
+        }
+        let total = |k: &String| -> u64 {
+            kept.iter()
+                .map(|r| r.locks.holder.get(k).copied().unwrap_or(0))
+                .sum()
+        };
+        states.sort_by_key(|k| std::cmp::Reverse(total(k)));
+        let _ = writeln!(
+            b,
+            "\nWhat the head row's holder was doing, as a share of samples: a backend with a transaction id \
+             (`backend_xid`, which a transaction gets when it first locks or writes a row; every write \
+             transaction's first statement locks the head row) that is not itself waiting on a lock is, in \
+             practice, the transaction holding the head row; `none`: no such backend in the sample (the head \
+             free, or held too briefly to be seen). A sample with two such backends counts twice.\n"
+        );
+        let mut header = String::from("| Holder |");
+        let mut rule = String::from("|---|");
+        for r in &kept {
+            let _ = write!(header, " {} |", r.label());
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(b, "{header}\n{rule}");
+        for k in states {
+            let _ = write!(b, "| `{}` |", cell(k));
+            for r in &kept {
+                let n = r.locks.holder.get(k).copied().unwrap_or(0);
+                let _ = write!(
+                    b,
+                    " {:.1} % |",
+                    n as f64 * 100.0 / r.locks.samples.max(1) as f64
+                );
+            }
+            let _ = writeln!(b);
+        }
+
         let _ = writeln!(b, "\nChecks after each run (untimed):\n");
         let mut misses = Vec::new();
         for r in &f.runs {
+            let who = format!("{}, run {}", r.label(), r.round);
             let chain = match &r.chain {
                 Ok(()) => format!(
                     "one chain of {} entries, no gap or duplicate sequence number, `audit verify` intact on every server",
                     thousands(r.audit_entries as f64)
                 ),
                 Err(e) => {
-                    misses.push(format!(
-                        "scale-out, {} servers: audit chain: {e}",
-                        r.servers
-                    ));
+                    misses.push(format!("scale-out, {who}: audit chain: {e}"));
                     format!("**chain problem: {}**", cell(e))
                 }
             };
+            let receipts = r.kinds.get("alert.delivered").copied().unwrap_or(0);
             let alerts = match r.alerts_drained_after {
+                _ if !r.webhook => "no alert channel".to_owned(),
                 Some(after) => format!(
-                    "{} alerts queued, all delivered {:.1} s after the last cycle, {} distinct received, {} more than once",
+                    "{} alerts queued, all delivered {:.1} s after the last cycle, {} distinct received, {} more than \
+                     once, {receipts} `alert.delivered` receipts in the chain; the alert job's lease changed hands {} \
+                     times during the timed cycles ({} holder{})",
                     r.alerts_queued,
                     after.as_secs_f64(),
                     r.alerts_received,
-                    r.alerts_duplicated
+                    if r.alerts_duplicated > 0 {
+                        format!("**{}**", r.alerts_duplicated)
+                    } else {
+                        "0".to_owned()
+                    },
+                    r.locks.alert_lease_changes,
+                    r.locks.alert_lease_holders,
+                    if r.locks.alert_lease_holders == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
                 ),
                 None => {
                     misses.push(format!(
-                        "scale-out, {} servers: alerts still undelivered {} s after the run",
-                        r.servers,
+                        "scale-out, {who}: alerts still undelivered {} s after the run",
                         scale::DRAIN_TIMEOUT.as_secs()
                     ));
                     format!(
@@ -1094,8 +1160,8 @@ impl Report {
             };
             if r.alerts_duplicated > 0 {
                 misses.push(format!(
-                    "scale-out, {} servers: {} alerts delivered more than once",
-                    r.servers, r.alerts_duplicated
+                    "scale-out, {who}: {} alerts delivered more than once",
+                    r.alerts_duplicated
                 ));
             }
             let odd = if r.odd_events.is_empty() {
@@ -1113,17 +1179,45 @@ impl Report {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(" / ");
+            let shutdown = if r
+                .shutdown
+                .iter()
+                .all(|s| s.ends_with("stopped cleanly on SIGTERM"))
+            {
+                "every server stopped cleanly on SIGTERM".to_owned()
+            } else {
+                r.shutdown.join(", ")
+            };
+            let reported = if kept.iter().any(|k| std::ptr::eq(*k, r)) {
+                " (reported above)"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 b,
-                "- {} server{}: {chain}; {alerts}; {odd}; requests per server (timed) {requests}; {}.",
-                r.servers,
-                if r.servers == 1 { "" } else { "s" },
-                r.shutdown.join(", ")
+                "- {who}{reported}: {:.1} breaks/s (by thirds of the run: {:.1}, {:.1}, {:.1}); {chain}; {alerts}; \
+                 {odd}; requests per server (timed) {requests}; {shutdown}.",
+                r.breaks_per_s(),
+                r.thirds[0],
+                r.thirds[1],
+                r.thirds[2]
             );
+            if !reported.is_empty() {
+                let mut kinds: Vec<_> = r.kinds.iter().collect();
+                kinds.sort_by_key(|(k, n)| (std::cmp::Reverse(**n), (*k).clone()));
+                let _ = writeln!(
+                    b,
+                    "  - audit entries by kind (set-up and warm-up included): {}",
+                    kinds
+                        .iter()
+                        .map(|(k, n)| format!("`{k}` {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             if r.failed > 0 {
                 misses.push(format!(
-                    "scale-out, {} servers: {} of {} cycles failed",
-                    r.servers,
+                    "scale-out, {who}: {} of {} cycles failed",
                     r.failed,
                     r.failed + r.completed
                 ));
@@ -1142,23 +1236,106 @@ impl Report {
                 }
             }
         }
-        let ratios = f
-            .runs
-            .iter()
-            .skip(1)
-            .map(|r| format!("{}/1 = {:.2}×", r.servers, r.breaks_per_s() / base))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let per_setup = |webhook: bool, what: &dyn Fn(&scale::ServerRun) -> String| {
+            kept.iter()
+                .filter(|r| r.webhook == webhook)
+                .map(|r| what(r))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let ratios = |webhook: bool| {
+            kept.iter()
+                .filter(|r| r.webhook == webhook && r.servers > 1)
+                .map(|r| format!("{}/1 = {:.2}×", r.servers, ratio(r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let share = |r: &scale::ServerRun, k: &str| {
+            r.locks.holder.get(k).copied().unwrap_or(0) as f64 * 100.0
+                / r.locks.samples.max(1) as f64
+        };
+        let lock_shares = |webhook: bool| {
+            per_setup(webhook, &|r| {
+                format!("{:.1} %", r.locks.lock_share() * 100.0)
+            })
+        };
+        let between = per_setup(false, &|r| {
+            format!(
+                "{:.0} %",
+                share(r, "idle in transaction (between statements)")
+            )
+        });
+        let flushing = per_setup(false, &|r| {
+            format!("{:.0} %", share(r, "active: IO/WALSync"))
+        });
         let _ = writeln!(
             b,
-            "\nReading: throughput ratios {ratios}. Every write transaction of every server takes the one audit head \
-             row, so writes are serialized across servers whatever N is; more servers add request handling, \
-             crypto and connection pools (8 connections each), not write capacity. On this machine the servers, \
-             PostgreSQL and the bench (which also plays the custodians and the requester, decrypting every share \
-             and reveal) share {} cores, so the figures show what contention and forwarding cost, not what separate \
-             hosts would add.\n",
+            "\nReading: without alert channels, throughput ratios {}, lock waits {} of active backend time (1, 2, 3 \
+             servers); with the webhook, {} and {}. Every write transaction of every server locks the one audit \
+             head row with its first statement (`Store::begin`) and holds it to its commit, so writes are \
+             serialized across servers whatever N is: more servers add request handling, crypto and connection \
+             pools (8 connections each), not write capacity, and most of the database's active time is writers \
+             queued for the head row — already with one server, whose 8 pooled connections queue the same way. \
+             Without alerts the holder was between two statements (the server working or in a round trip, the head \
+             row still locked) in {between} of the samples and flushing its commit (`IO/WALSync`) in {flushing}: \
+             the serialized section is mostly the server's own work and round trips inside its write transaction, \
+             then the commit's flush. Within one server the engine's per-procedure rotation lock (an in-process \
+             mutex, taken before the transaction) also serializes the opens and approvals of one procedure; it is \
+             not shared between servers, so with more servers more of them reach the database at once and wait \
+             there instead. With the webhook every alert adds a receipt (`alert.delivered`) written by the server \
+             holding the alert job's lease, so the same lock carries more writes per break, and the receipts lag \
+             (see how long after the last cycle the outbox was empty, under the checks). On \
+             this machine the servers, PostgreSQL and the bench (which also plays the custodians and the requester, \
+             decrypting every share and reveal) share {} cores, so the figures show what contention and forwarding \
+             cost, not what separate hosts would add.\n",
+            ratios(false),
+            lock_shares(false),
+            ratios(true),
+            lock_shares(true),
             nproc()
         );
+        let duplicated: Vec<&scale::ServerRun> =
+            f.runs.iter().filter(|r| r.alerts_duplicated > 0).collect();
+        if !duplicated.is_empty() {
+            let single = f
+                .runs
+                .iter()
+                .filter(|r| r.webhook && r.servers == 1)
+                .all(|r| r.alerts_duplicated == 0);
+            let _ = writeln!(
+                b,
+                "**Duplicated alerts.** In {} of the {} runs with the webhook, alerts reached the receiver more than \
+                 once ({}), each time with another `alert.delivered` receipt in the chain; the alert job's lease \
+                 (`job:alerts`) changed hands during those runs' timed cycles ({} times in all){}. This is \
+                 consistent with the delivery pass (`Engine::deliver_alerts`, run by the alert worker after it takes \
+                 the lease) delivering until the outbox is empty without renewing the lease: under a steady inflow \
+                 the pass outlives the lease (5 s), another server takes the job over, and both deliver the same \
+                 rows (marking a row delivered does not check that it was still undelivered). The `+ webhook` rows \
+                 with more than one server carry that extra load.\n",
+                duplicated.len(),
+                f.runs.iter().filter(|r| r.webhook).count(),
+                duplicated
+                    .iter()
+                    .map(|r| format!(
+                        "{} run {}: {} of {}",
+                        r.label(),
+                        r.round,
+                        r.alerts_duplicated,
+                        r.alerts_received
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                duplicated
+                    .iter()
+                    .map(|r| r.locks.alert_lease_changes)
+                    .sum::<u64>(),
+                if single {
+                    "; no single-server run duplicated an alert"
+                } else {
+                    ""
+                }
+            );
+        }
         self.misses.extend(misses);
     }
 

@@ -5,7 +5,9 @@
 //! N real servers (the release binary next to the bench) the way docs/deployment.md says — the
 //! first one's `audit.key`, `ack.key`, `ui.key` and `admin.token` copied into the others' data
 //! dirs before they start, `--advertise-url auto` so approvals are forwarded to the server
-//! holding a break's earlier shares — with one webhook channel to a receiver in this process.
+//! holding a break's earlier shares — without alert channels, and again with one webhook
+//! channel to a receiver in this process (every alert then commits a receipt, which the server
+//! holding the alert job's lease writes: more writes under the same lock).
 //! It applies a `kind: secret` procedure (three custodians with age keys, quorum 2), enrols a
 //! requester, seals, signs everyone in by key challenge, and then drives complete break cycles
 //! through the HTTP API with a fixed number in flight, every request sent to the next server in
@@ -34,8 +36,16 @@ use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The server counts measured, in order; the first is the baseline.
+/// The server counts measured; the first is the baseline.
 pub(crate) const SERVERS: [usize; 3] = [1, 2, 3];
+
+/// The order of the runs: every count twice, mirrored (1, 2, 3, 3, 2, 1), so a load that drifts
+/// over the section weighs on every count alike; the faster run of each count is reported (on a
+/// shared machine the fastest is the one least disturbed by other work), both are listed.
+pub(crate) const ORDER: [usize; 6] = [1, 2, 3, 3, 2, 1];
+
+/// The two set-ups, each run in `ORDER`: no alert channel, then one webhook channel.
+pub(crate) const WEBHOOK: [bool; 2] = [false, true];
 
 /// How often `pg_stat_activity` is sampled during the timed cycles.
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(10);
@@ -72,8 +82,45 @@ pub(crate) struct Plan {
 pub(crate) struct ScaleFigures {
     /// The `breakglass` binary that served.
     pub(crate) binary: PathBuf,
-    /// One run per entry of `SERVERS`, in that order.
+    /// One run per entry of `ORDER`, in that order.
     pub(crate) runs: Vec<ServerRun>,
+}
+
+impl ScaleFigures {
+    /// The faster run of each server count, set-up by set-up (`WEBHOOK`), in the order of
+    /// `SERVERS`.
+    pub(crate) fn kept(&self) -> Vec<&ServerRun> {
+        let mut kept = Vec::new();
+        for webhook in WEBHOOK {
+            for n in SERVERS {
+                if let Some(r) = self
+                    .runs
+                    .iter()
+                    .filter(|r| r.servers == n && r.webhook == webhook)
+                    .max_by(|a, b| a.breaks_per_s().total_cmp(&b.breaks_per_s()))
+                {
+                    kept.push(r);
+                }
+            }
+        }
+        kept
+    }
+
+    /// The kept single-server run of `r`'s set-up: its baseline.
+    pub(crate) fn baseline(&self, r: &ServerRun) -> Option<&ServerRun> {
+        self.kept()
+            .into_iter()
+            .find(|k| k.servers == 1 && k.webhook == r.webhook)
+    }
+
+    /// Breaks per second of every run like `r` (same count and set-up), in run order.
+    pub(crate) fn rounds(&self, r: &ServerRun) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter(|x| x.servers == r.servers && x.webhook == r.webhook)
+            .map(ServerRun::breaks_per_s)
+            .collect()
+    }
 }
 
 /// Latencies of each HTTP step of the timed cycles that completed.
@@ -110,6 +157,16 @@ pub(crate) struct LockSamples {
     /// Active backend-samples by what they waited on (`Lock/transactionid`, `IO/WalSync`, …;
     /// `running` when not waiting).
     pub(crate) by_wait: BTreeMap<String, u64>,
+    /// What the writer was doing in each sample: a backend with a transaction id
+    /// (`backend_xid`, assigned when a transaction first locks or writes a row — every write
+    /// transaction's first statement locks the head row) that is not itself waiting on a lock
+    /// is, in practice, the transaction holding the head row. By its state (`idle in
+    /// transaction`, or active and what it waits on); `none` when no such backend was seen.
+    pub(crate) holder: BTreeMap<String, u64>,
+    /// Times the alert job's lease (`job:alerts`) was seen held by another server than in the
+    /// sample before, and how many servers held it during the run.
+    pub(crate) alert_lease_changes: u64,
+    pub(crate) alert_lease_holders: usize,
 }
 
 impl LockSamples {
@@ -134,6 +191,12 @@ pub(crate) struct CpuShares {
 #[derive(Debug, Clone)]
 pub(crate) struct ServerRun {
     pub(crate) servers: usize,
+    /// With the webhook channel (else no alert channel).
+    pub(crate) webhook: bool,
+    /// 1 for the first run of this count, 2 for the second.
+    pub(crate) round: usize,
+    /// Breaks per second in each third of the timed cycles (by completion time): drift shows.
+    pub(crate) thirds: [f64; 3],
     /// Timed cycles that completed (reveal decrypted to the sealed secret, break closed).
     pub(crate) completed: usize,
     /// Timed cycles that failed (an HTTP error or an unexpected answer; see `errors`).
@@ -154,10 +217,15 @@ pub(crate) struct ServerRun {
     /// Audit entries at the end, and whether every server verified the chain and the
     /// sequence numbers have neither gap nor duplicate.
     pub(crate) audit_entries: u64,
+    /// Audit entries written from the first timed cycle's start to the last one's end (break
+    /// events, alert receipts, sign-ins…): each is one append under the head row's lock.
+    pub(crate) entries_timed: u64,
     pub(crate) chain: Result<(), String>,
     /// Audit events that should not happen in this run (`break.approvals_reset`,
     /// `share.rejected`, `grant.failed`, …), by kind.
     pub(crate) odd_events: BTreeMap<String, i64>,
+    /// Every audit entry of the run (set-up and warm-up included), by kind.
+    pub(crate) kinds: BTreeMap<String, i64>,
     /// Alerts queued for the webhook, how many distinct ones the receiver got, how many it got
     /// more than once, and how long after the last cycle the outbox was empty (`None`: not
     /// within `DRAIN_TIMEOUT`).
@@ -173,6 +241,16 @@ pub(crate) struct ServerRun {
 }
 
 impl ServerRun {
+    /// `2 servers` or `2 servers + webhook`.
+    pub(crate) fn label(&self) -> String {
+        format!(
+            "{} server{}{}",
+            self.servers,
+            if self.servers == 1 { "" } else { "s" },
+            if self.webhook { " + webhook" } else { "" }
+        )
+    }
+
     /// Completed cycles per second of wall time.
     pub(crate) fn breaks_per_s(&self) -> f64 {
         self.completed as f64 / self.wall.as_secs_f64()
@@ -193,28 +271,47 @@ pub(crate) async fn run(plan: Plan) -> Result<Result<ScaleFigures, String>> {
     // reqwest is built without a default TLS provider here (see alerts.rs); only plain HTTP
     // is used, but the client needs a provider installed to be built.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut runs = Vec::new();
-    for n in SERVERS {
+    let mut runs: Vec<ServerRun> = Vec::new();
+    let plan_all = WEBHOOK
+        .iter()
+        .flat_map(|&w| ORDER.iter().map(move |&n| (w, n)));
+    for (i, (webhook, n)) in plan_all.enumerate() {
+        let round = runs
+            .iter()
+            .filter(|r| r.servers == n && r.webhook == webhook)
+            .count()
+            + 1;
         eprintln!(
-            "[8] scale-out: {} servers, {} cycles ({} in flight) after {} warm-up cycles",
-            n, plan.cycles, plan.concurrency, plan.warmup
+            "[8] scale-out ({}/{}): {} servers{}, round {round}, {} cycles ({} in flight) after {} warm-up cycles",
+            i + 1,
+            ORDER.len() * WEBHOOK.len(),
+            n,
+            if webhook { " + webhook" } else { "" },
+            plan.cycles,
+            plan.concurrency,
+            plan.warmup
         );
         let Some(db) = breakglass_testkit::fresh_postgres("bench::scale").await else {
             return Ok(Err(
                 "PostgreSQL not reachable (see the SKIP line on stderr)".to_owned(),
             ));
         };
-        let result = run_servers(&binary, &db.url, n, plan).await;
+        let result = run_servers(&binary, &db.url, n, webhook, plan).await;
         db.drop_db().await;
-        let r = result.with_context(|| format!("scale-out with {n} servers"))?;
+        let mut r = result.with_context(|| format!("scale-out with {n} servers"))?;
+        r.round = round;
         eprintln!(
-            "[8]   {} servers: {} cycles in {:.2} s = {:.1} breaks/s, lock waits {:.1} % of active, {} failed",
-            n,
+            "[8]   {}: {} cycles in {:.2} s = {:.1} breaks/s (thirds {:.1} / {:.1} / {:.1}), lock waits {:.1} % of active, {} failed, {} alerts delivered twice or more",
+            r.label(),
             r.completed,
             r.wall.as_secs_f64(),
             r.breaks_per_s(),
+            r.thirds[0],
+            r.thirds[1],
+            r.thirds[2],
             r.locks.lock_share() * 100.0,
-            r.failed
+            r.failed,
+            r.alerts_duplicated
         );
         runs.push(r);
     }
@@ -230,7 +327,13 @@ struct ServerProcess {
 
 /// Starts the servers, runs the cycles, checks the result, and stops the servers whatever
 /// happened.
-async fn run_servers(binary: &Path, db_url: &str, n: usize, plan: Plan) -> Result<ServerRun> {
+async fn run_servers(
+    binary: &Path,
+    db_url: &str,
+    n: usize,
+    webhook: bool,
+    plan: Plan,
+) -> Result<ServerRun> {
     let dir = tempfile::tempdir().context("temp dir for the data dirs")?;
     let (hook_url, received, receiver) = receiver().await?;
     let channels = dir.path().join("channels.yaml");
@@ -255,7 +358,8 @@ async fn run_servers(binary: &Path, db_url: &str, n: usize, plan: Plan) -> Resul
                         .with_context(|| format!("copying {file} to server {}", i + 1))?;
                 }
             }
-            servers.push(start(binary, &data, db_url, &channels).await?);
+            servers
+                .push(start(binary, &data, db_url, webhook.then_some(channels.as_path())).await?);
         }
         let admin = std::fs::read_to_string(dir.path().join("server-1").join("admin.token"))
             .context("reading the admin token")?
@@ -263,7 +367,7 @@ async fn run_servers(binary: &Path, db_url: &str, n: usize, plan: Plan) -> Resul
             .to_owned();
         let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
         let pids: Vec<u32> = servers.iter().filter_map(|s| s.child.id()).collect();
-        measure(urls, admin, db_url, &received, &pids, plan).await
+        measure(urls, admin, db_url, &received, &pids, webhook, plan).await
     }
     .await;
     // Stop the servers (SIGTERM, then SIGKILL after 10 s) and collect their logs.
@@ -289,13 +393,19 @@ async fn run_servers(binary: &Path, db_url: &str, n: usize, plan: Plan) -> Resul
     receiver.abort();
     let mut r = result?;
     r.servers = n;
+    r.webhook = webhook;
     r.server_log = server_log;
     r.shutdown = shutdown;
     Ok(r)
 }
 
 /// Starts one server and waits for its `breakglass serving on http://ADDR (postgres store)`.
-async fn start(binary: &Path, data: &Path, db_url: &str, channels: &Path) -> Result<ServerProcess> {
+async fn start(
+    binary: &Path,
+    data: &Path,
+    db_url: &str,
+    channels: Option<&Path>,
+) -> Result<ServerProcess> {
     let mut cmd = Command::new(binary);
     for var in [
         "BREAKGLASS_SERVER",
@@ -314,8 +424,7 @@ async fn start(binary: &Path, data: &Path, db_url: &str, channels: &Path) -> Res
     cmd.arg("--data-dir")
         .arg(data)
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url", db_url])
-        .args(["--advertise-url", "auto", "--channels"])
-        .arg(channels)
+        .args(["--advertise-url", "auto"])
         // Every request of the bench comes from 127.0.0.1, and so does every forwarded
         // approval: the per-address limits (120 approvals a minute) would measure themselves.
         .args(["--approval-rate", "0", "--sign-in-rate", "0"])
@@ -323,6 +432,9 @@ async fn start(binary: &Path, data: &Path, db_url: &str, channels: &Path) -> Res
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if let Some(channels) = channels {
+        cmd.arg("--channels").arg(channels);
+    }
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
@@ -527,6 +639,7 @@ impl Ctx {
 
 /// Latencies of one completed cycle.
 struct CycleTimes {
+    finished: Instant,
     total: Duration,
     open: Duration,
     first: Duration,
@@ -571,6 +684,7 @@ async fn cycle(ctx: &Ctx) -> Result<CycleTimes, Failure> {
     }
     let (first, quorum, forwarded, reveal, close) = result?;
     Ok(CycleTimes {
+        finished: Instant::now(),
         total: start.elapsed(),
         open,
         first,
@@ -733,6 +847,7 @@ async fn measure(
     db_url: &str,
     received: &Arc<Mutex<HashMap<String, usize>>>,
     pids: &[u32],
+    webhook: bool,
     plan: Plan,
 ) -> Result<ServerRun> {
     let n = urls.len();
@@ -777,8 +892,13 @@ async fn measure(
             "  - name: {name}\n    contact: {name}@example.com\n    key: {key}\n"
         ));
     }
+    let alerting = if webhook {
+        format!("alert_channels: [{CHANNEL}]\n")
+    } else {
+        String::new()
+    };
     let yaml = format!(
-        "id: {PROCEDURE}\ndescription: scale-out benchmark\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 15m\nalert_channels: [{CHANNEL}]\n"
+        "id: {PROCEDURE}\ndescription: scale-out benchmark\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 15m\n{alerting}"
     );
     let setup = |step: &'static str, path: &'static str, body: Value| {
         let ctx = &ctx;
@@ -836,10 +956,15 @@ async fn measure(
     let sampler = tokio::spawn(sample(db_url.to_owned(), stop_rx));
     // Let the sampler connect before the clock starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut conn = PgConnection::connect(db_url)
+        .await
+        .context("connecting to read the chain head")?;
+    let head_before = head(&mut conn).await?;
     let cpu_before = cpu_ticks(pids);
     let started = Instant::now();
     let outcomes = drive(&ctx, plan.cycles, plan.concurrency).await;
     let wall = started.elapsed();
+    let entries_timed = head(&mut conn).await?.saturating_sub(head_before);
     let cpu = match (cpu_before, cpu_ticks(pids)) {
         (Some(a), Some(b)) => Some(b.shares_since(&a)),
         _ => None,
@@ -853,9 +978,13 @@ async fn measure(
 
     let mut steps = Steps::default();
     let (mut cycle, mut forwarded, mut failed) = (Vec::new(), 0, 0);
+    let mut thirds = [0.0; 3];
+    let third = wall.as_secs_f64() / 3.0;
     for o in outcomes {
         match o {
             Ok(c) => {
+                let at = c.finished.saturating_duration_since(started).as_secs_f64();
+                thirds[((at / third) as usize).min(2)] += 1.0 / third;
                 cycle.push(c.total);
                 steps.open.push(c.open);
                 steps.first.push(c.first);
@@ -878,9 +1007,6 @@ async fn measure(
         .collect();
 
     // What the servers left: every alert delivered once, one chain.
-    let mut conn = PgConnection::connect(db_url)
-        .await
-        .context("connecting to check the run")?;
     let last = Instant::now();
     let (alerts_queued, alerts_drained_after) = loop {
         let (queued, undelivered): (i64, i64) = sqlx::query_as(
@@ -912,6 +1038,11 @@ async fn measure(
     .fetch_all(&mut conn)
     .await
     .context("counting odd audit events")?;
+    let kinds: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, COUNT(*) FROM audit_log GROUP BY kind")
+            .fetch_all(&mut conn)
+            .await
+            .context("counting audit events by kind")?;
     let (count, max, distinct): (i64, Option<i64>, i64) =
         sqlx::query_as("SELECT COUNT(*), MAX(seq), COUNT(DISTINCT seq) FROM audit_log")
             .fetch_one(&mut conn)
@@ -946,6 +1077,9 @@ async fn measure(
     }
     Ok(ServerRun {
         servers: n,
+        webhook,
+        round: 1,
+        thirds,
         completed: cycle.len(),
         failed,
         wall,
@@ -957,8 +1091,10 @@ async fn measure(
         cpu,
         errors,
         audit_entries: count.max(0) as u64,
+        entries_timed,
         chain,
         odd_events: odd.into_iter().collect(),
+        kinds: kinds.into_iter().collect(),
         alerts_queued,
         alerts_received,
         alerts_duplicated,
@@ -966,6 +1102,18 @@ async fn measure(
         server_log: BTreeMap::new(),
         shutdown: Vec::new(),
     })
+}
+
+/// One backend in a sample: `state`, `wait_event_type`, `wait_event`, has a transaction id.
+type Backend = (Option<String>, Option<String>, Option<String>, bool);
+
+/// The chain head's sequence number.
+async fn head(conn: &mut PgConnection) -> Result<u64> {
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM audit_head WHERE id = 1")
+        .fetch_one(conn)
+        .await
+        .context("reading the chain head")?;
+    Ok(seq.max(0) as u64)
 }
 
 /// Samples the database's backends every `SAMPLE_EVERY` until told to stop.
@@ -976,6 +1124,8 @@ async fn sample(url: String, mut stop: tokio::sync::watch::Receiver<bool>) -> Re
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut s = LockSamples::default();
+    let mut lease_holder: Option<String> = None;
+    let mut lease_holders = std::collections::BTreeSet::new();
     let mut first = None;
     let mut last = Instant::now();
     loop {
@@ -983,8 +1133,8 @@ async fn sample(url: String, mut stop: tokio::sync::watch::Receiver<bool>) -> Re
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT state, wait_event_type, wait_event FROM pg_stat_activity \
+        let rows: Vec<Backend> = sqlx::query_as(
+            "SELECT state, wait_event_type, wait_event, backend_xid IS NOT NULL FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid() \
              AND backend_type = 'client backend'",
         )
@@ -995,7 +1145,9 @@ async fn sample(url: String, mut stop: tokio::sync::watch::Receiver<bool>) -> Re
         first.get_or_insert(last);
         s.samples += 1;
         let mut waiter = false;
-        for (state, kind, event) in rows {
+        let mut holders = 0;
+        for (state, kind, event, has_xid) in rows {
+            let locked = kind.as_deref() == Some("Lock");
             match state.as_deref() {
                 Some("active") => {
                     s.active += 1;
@@ -1004,21 +1156,48 @@ async fn sample(url: String, mut stop: tokio::sync::watch::Receiver<bool>) -> Re
                         (Some(k), None) => k.to_owned(),
                         _ => "running (no wait event)".to_owned(),
                     };
-                    if kind.as_deref() == Some("Lock") {
+                    if locked {
                         s.lock_waiting += 1;
                         waiter = true;
+                    } else if has_xid {
+                        holders += 1;
+                        *s.holder.entry(format!("active: {label}")).or_insert(0) += 1;
                     }
                     *s.by_wait.entry(label).or_insert(0) += 1;
                 }
-                Some("idle in transaction") => s.idle_in_transaction += 1,
+                Some("idle in transaction") => {
+                    s.idle_in_transaction += 1;
+                    if has_xid {
+                        holders += 1;
+                        *s.holder
+                            .entry("idle in transaction (between statements)".to_owned())
+                            .or_insert(0) += 1;
+                    }
+                }
                 _ => {}
             }
+        }
+        if holders == 0 {
+            *s.holder.entry("none".to_owned()).or_insert(0) += 1;
+        }
+        let holder: Option<String> =
+            sqlx::query_scalar("SELECT holder FROM leases WHERE name = 'job:alerts'")
+                .fetch_optional(&mut conn)
+                .await
+                .context("reading the alert job's lease")?;
+        if let Some(h) = holder {
+            if lease_holder.as_ref().is_some_and(|prev| *prev != h) {
+                s.alert_lease_changes += 1;
+            }
+            lease_holders.insert(h.clone());
+            lease_holder = Some(h);
         }
         if waiter {
             s.samples_with_waiter += 1;
         }
     }
     s.span = first.map_or(Duration::ZERO, |f| last.duration_since(f));
+    s.alert_lease_holders = lease_holders.len();
     let _ = conn.close().await;
     Ok(s)
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use breakglass_domain::{Action, Actor, Break, Timestamp};
 use serde_json::{Value, json};
 
+use crate::LEASE_ALERTS;
 use crate::events::Record;
 use crate::ports::{
     AckState, Alert, AttemptRecord, ChannelError, ChannelTest, DeliveryAttempt, OutboxRow, Severity,
@@ -160,6 +161,11 @@ impl Engine {
                 }
                 let mut stop = false;
                 for row in rows {
+                    // Several servers: deliver only while this one holds the job's lease
+                    // (renewed before each alert, as a channel may be slow).
+                    if !self.lease(LEASE_ALERTS).await {
+                        return Ok(delivered);
+                    }
                     let alert = self.alert_for(&row).await?;
                     let started = Instant::now();
                     let injected = row
@@ -177,8 +183,13 @@ impl Engine {
                     let mut tx = self.store().begin().await?;
                     match result {
                         Ok(receipt) => {
-                            tx.mark_outbox(row.id, &DeliveryAttempt::Delivered { at: now })
-                                .await?;
+                            if !tx
+                                .mark_outbox(row.id, &DeliveryAttempt::Delivered { at: now })
+                                .await?
+                            {
+                                // Another server delivered it first: its receipt stands.
+                                continue;
+                            }
                             tx.record_attempt(&AttemptRecord {
                                 outbox_id: row.id,
                                 destination: destination.clone(),

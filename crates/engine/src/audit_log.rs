@@ -248,6 +248,10 @@ impl Engine {
                 if rows.is_empty() {
                     break;
                 }
+                // Several servers: deliver only while this one holds the job's lease.
+                if !self.lease(crate::LEASE_AUDIT).await {
+                    return Ok(delivered);
+                }
                 let mut stop = false;
                 for row in rows {
                     let record = self.sink_record(&row.payload, row.seq).await?;

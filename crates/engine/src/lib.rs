@@ -50,6 +50,16 @@ pub use readiness::AttestChallenge;
 pub use schedules::SCHEDULER;
 pub use seal::SealSummary;
 
+/// Leases of the background jobs: with several servers on one PostgreSQL, each job runs on
+/// the one server holding its lease (renewed every round; taken over when it expires).
+pub const LEASE_ALERTS: &str = "job:alerts";
+/// Checkpoints and delivery to the audit sinks.
+pub const LEASE_AUDIT: &str = "job:audit";
+/// The expiry sweep (breaks past their deadline, grants to end).
+pub const LEASE_EXPIRY: &str = "job:expiry";
+/// Scheduled drills and attestation requests.
+pub const LEASE_SCHEDULE: &str = "job:schedule";
+
 /// Settings the engine needs, validated by the binary.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -461,7 +461,7 @@ pub trait Tx: Send {
     -> StoreResult<Option<SignedCheckpoint>>;
     /// Records a delivery attempt of an outbox row. Outbox bookkeeping is the one write that
     /// carries no audit entry of its own: it records the delivery of one.
-    async fn mark_outbox(&mut self, id: i64, attempt: &DeliveryAttempt) -> StoreResult<()>;
+    async fn mark_outbox(&mut self, id: i64, attempt: &DeliveryAttempt) -> StoreResult<bool>;
     /// The acknowledgement state of a break's alerts.
     async fn ack(&mut self, break_id: &str) -> StoreResult<Option<AckState>>;
     /// Inserts or replaces an acknowledgement state.

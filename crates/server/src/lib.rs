@@ -481,15 +481,7 @@ async fn schedule_worker(
     }
 }
 
-/// Leases of the background jobs: with several servers on one PostgreSQL, each job runs on
-/// the one server holding its lease (renewed every round; taken over when it expires).
-pub const LEASE_ALERTS: &str = "job:alerts";
-/// Checkpoints and delivery to the audit sinks.
-pub const LEASE_AUDIT: &str = "job:audit";
-/// The expiry sweep (breaks past their deadline, grants to end).
-pub const LEASE_EXPIRY: &str = "job:expiry";
-/// Scheduled drills and attestation requests.
-pub const LEASE_SCHEDULE: &str = "job:schedule";
+pub use breakglass_engine::{LEASE_ALERTS, LEASE_AUDIT, LEASE_EXPIRY, LEASE_SCHEDULE};
 
 /// Escalates late acknowledgements and delivers alerts: at once when a commit queued one,
 /// otherwise every 250 ms (retries are due by then).

@@ -786,15 +786,17 @@ impl Tx for SqlTx {
         row.as_ref().map(rows::checkpoint).transpose()
     }
 
-    async fn mark_outbox(&mut self, id: i64, attempt: &DeliveryAttempt) -> StoreResult<()> {
+    async fn mark_outbox(&mut self, id: i64, attempt: &DeliveryAttempt) -> StoreResult<bool> {
         match attempt {
             DeliveryAttempt::Delivered { at } => {
-                sqlx::query("UPDATE outbox SET attempts = attempts + 1, delivered_at = $1, last_error = NULL WHERE id = $2")
+                // Only the first delivery counts (another server may have delivered it too).
+                let done = sqlx::query("UPDATE outbox SET attempts = attempts + 1, delivered_at = $1, last_error = NULL WHERE id = $2 AND delivered_at IS NULL")
                     .bind(at.0)
                     .bind(id)
                     .execute(self.c()?)
                     .await
                     .map_err(db)?;
+                return Ok(done.rows_affected() == 1);
             }
             DeliveryAttempt::Failed {
                 retry_at, error, ..
@@ -808,7 +810,7 @@ impl Tx for SqlTx {
                     .map_err(db)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn ack(&mut self, break_id: &str) -> StoreResult<Option<AckState>> {

@@ -1,0 +1,539 @@
+#!/usr/bin/env bash
+# PostgreSQL gateway vs direct vs PgBouncer: pgbench select-only through three paths.
+#
+#   bash scripts/bench-gateway.sh
+#
+# In one go, on this machine:
+#   1. builds target/release/breakglass (`cargo build --release -p breakglass-cli`); starts a
+#      private PostgreSQL cluster in a temp dir (initdb, scram-sha-256 for TCP on 127.0.0.1,
+#      fsync off, max_connections 300, a free port, its unix socket in the temp dir); creates
+#      the roles of the CLI tests' `pg_target` (an admin role with CREATEROLE whose password
+#      is sealed, the app role grants join, an operator role with CREATEROLE +
+#      pg_signal_backend), a benchmark login role that is a member of the app role, and a
+#      database; `pgbench -i -s 10` as superuser; SELECT on the pgbench tables to the app role;
+#   2. starts PgBouncer (session pooling, SCRAM for clients, plain TCP to PostgreSQL);
+#   3. starts `breakglass serve --gateway` (plaintext), enrols custodians and a requester,
+#      applies an `access: proxy` procedure, seals the admin password, opens a break, approves
+#      it as two custodians and reveals it: a gateway connection string;
+#   4. runs `pgbench -n -S -M simple -T 15 -c C -j 2 -l` for C = 8 and 64 (each after a short
+#      warm-up) against PostgreSQL directly, through PgBouncer and through the gateway — all
+#      three over TCP on 127.0.0.1 without TLS, each logging in with SCRAM as a login role
+#      that is a member of the app role — and takes the median latency from pgbench's
+#      per-transaction logs and the TPS from its summary. Before each run it waits until
+#      `breakglass serve` is idle (it ends the previous gateway run's sessions in the
+#      background), and it accounts the CPU the machine spent on anything else meanwhile;
+#      then it reads the gateway's recording (`breakglass session show BREAK --output json`)
+#      and checks it holds a statement for every transaction pgbench reported;
+#   5. writes the section "## PostgreSQL gateway vs direct vs PgBouncer" of BENCHMARKS.md
+#      (replacing it if present; the rest of the file is left alone) and prints it;
+#   6. stops everything it started and removes its temp dir (trap on EXIT).
+#
+# Environment (all optional):
+#   BREAKGLASS_BIN   use this breakglass binary instead of building target/release/breakglass
+#   BENCH_DURATION   seconds per measured run (default 15)
+#   BENCH_WARMUP     seconds of warm-up before each measured run (default 3)
+#   BENCH_CLIENTS    client counts (default "8 64")
+#   BENCH_OUT        the Markdown file to update (default BENCHMARKS.md at the workspace root)
+#   BENCH_KEEP=1     keep the temp dir (logs, pgbench logs) instead of removing it
+#   BENCH_SETTLE_MAX longest wait, in seconds, for breakglass serve to go idle before a run (240)
+#   BENCH_SESSION_WAIT  at the end, also wait up to this many seconds for every gateway
+#                    session to be ended and digested (default 0: report what is open)
+#   PG_BIN           PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
+#
+# Exit status: 0 when every run completed (targets met or not: the section says which);
+# 1 on a setup error; 3 when a pgbench run failed or reported failed transactions (the
+# section is still written and names the run).
+
+set -euo pipefail
+
+SCRIPT_START=$(date +%s)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPORT_PY="$ROOT/scripts/bench_gateway_report.py"
+DURATION=${BENCH_DURATION:-15}
+WARMUP=${BENCH_WARMUP:-3}
+CLIENTS=${BENCH_CLIENTS:-"8 64"}
+OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+SCALE=10
+THREADS=2
+GATEWAY_CONNECTIONS=200
+
+say() { printf 'bench-gateway: %s\n' "$*" >&2; }
+die() {
+    printf 'bench-gateway: error: %s\n' "$*" >&2
+    exit 1
+}
+
+BIN_OVERRIDE=${BREAKGLASS_BIN:-}
+# No other BREAKGLASS_* variable of the caller's shell may change what runs here.
+while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^BREAKGLASS_' || true)
+# Nor libpq's: every connection below names its host, port, user and password.
+while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^PG' | grep -v '^PG_BIN$' || true)
+export PGCONNECT_TIMEOUT=10
+
+# --- tools -------------------------------------------------------------------------------
+for tool in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/postgres"; do
+    [[ -x $tool ]] || die "$tool not found (Debian package postgresql-15, or set PG_BIN)"
+done
+for tool in psql pgbench python3; do
+    command -v "$tool" >/dev/null || die "\`$tool\` is not installed (psql/pgbench: Debian package postgresql-client)"
+done
+PGBOUNCER=$(command -v pgbouncer || true)
+[[ -n $PGBOUNCER ]] || PGBOUNCER=/usr/sbin/pgbouncer
+[[ -x $PGBOUNCER ]] || die "pgbouncer not found (apt-get install -y pgbouncer)"
+[[ -f $REPORT_PY ]] || die "$REPORT_PY is missing"
+
+AS_ROOT=0
+if [[ $(id -u) -eq 0 ]]; then
+    AS_ROOT=1
+    id postgres >/dev/null 2>&1 || die "running as root but there is no \`postgres\` user to run PostgreSQL"
+    command -v runuser >/dev/null || die "running as root needs \`runuser\` (util-linux) to run PostgreSQL as postgres"
+fi
+# PostgreSQL refuses to run as root: as root, its commands run as the postgres user.
+as_pg() {
+    if ((AS_ROOT)); then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# --- the breakglass binary -----------------------------------------------------------------
+BIN=$BIN_OVERRIDE
+if [[ -z $BIN ]]; then
+    command -v cargo >/dev/null || die "cargo not found (or set BREAKGLASS_BIN to a built binary)"
+    say "building: cargo build --release -p breakglass-cli"
+    (cd "$ROOT" && cargo build --release -p breakglass-cli) || die "cargo build --release -p breakglass-cli failed"
+    BIN=$ROOT/target/release/breakglass
+fi
+[[ -x $BIN ]] || die "breakglass binary $BIN not found or not executable"
+BIN_BUILT=$(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ)
+
+# --- temp dir and cleanup ------------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-gateway.XXXXXX")
+chmod 755 "$WORK" # the postgres user (as root) must reach its directories below
+PGDIR=$WORK/pg
+PGDATA=$PGDIR/data
+PGB_DIR=$WORK/pgbouncer
+BG_DIR=$WORK/breakglass
+KEYS=$BG_DIR/keys
+RES=$WORK/results
+mkdir -p "$PGDIR" "$PGB_DIR" "$KEYS" "$RES"
+: >"$WORK/pgpass" # no ~/.pgpass: every password below is in its connection string
+chmod 600 "$WORK/pgpass"
+export PGPASSFILE=$WORK/pgpass
+# A copy of the binary, so a concurrent rebuild of target/release cannot swap it mid-run.
+mkdir "$WORK/bin"
+cp "$BIN" "$WORK/bin/breakglass" || die "copying $BIN"
+BIN=$WORK/bin/breakglass
+BG_PID=
+PG_STARTED=0
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    if ((rc != 0)); then
+        say "failed (exit $rc); the last lines of the logs:"
+        for f in "$BG_DIR/serve.log" "$PGB_DIR/pgbouncer.log" "$PGDIR/server.log"; do
+            [[ -s $f ]] && { printf -- '--- %s\n' "$f" >&2; tail -n 15 "$f" >&2; }
+        done
+    fi
+    if [[ -n $BG_PID ]] && kill -0 "$BG_PID" 2>/dev/null; then
+        kill -TERM "$BG_PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$BG_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$BG_PID" 2>/dev/null
+        wait "$BG_PID" 2>/dev/null
+    fi
+    if [[ -s $PGB_DIR/pgbouncer.pid ]]; then
+        local pid
+        pid=$(cat "$PGB_DIR/pgbouncer.pid")
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null
+        fi
+    fi
+    if ((PG_STARTED)); then
+        as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+            as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1
+    fi
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        say "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until something accepts TCP connections on 127.0.0.1:PORT.
+wait_port() {
+    local port=$1 what=$2 tries=${3:-100}
+    for _ in $(seq "$tries"); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "$what does not accept connections on 127.0.0.1:$port"
+}
+
+random_hex() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- 1. PostgreSQL -------------------------------------------------------------------------
+say "starting a private PostgreSQL cluster in $PGDIR"
+SU_PW=$(random_hex)
+ADM_PW=$(random_hex)
+OP_PW=$(random_hex)
+USER_PW=$(random_hex)
+printf '%s\n' "$SU_PW" >"$PGDIR/pwfile"
+chmod 700 "$PGDIR"
+chmod 600 "$PGDIR/pwfile"
+((AS_ROOT)) && chown -R postgres: "$PGDIR"
+as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres -E UTF8 --locale=C --no-sync \
+    --pwfile="$PGDIR/pwfile" --auth-local=trust --auth-host=scram-sha-256 \
+    >"$PGDIR/initdb.log" 2>&1 || { cat "$PGDIR/initdb.log" >&2; die "initdb failed"; }
+rm -f "$PGDIR/pwfile"
+# The socket directory is private (0700): trusting the socket lets only its owner (and root)
+# in; every TCP login presents a SCRAM password.
+printf 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' >"$PGDATA/pg_hba.conf"
+cat >>"$PGDATA/postgresql.conf" <<EOF
+
+# bench-gateway.sh
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$PGDIR'
+password_encryption = 'scram-sha-256'
+max_connections = 300
+shared_buffers = '256MB'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+ssl = off
+EOF
+# A free port can be taken between probing and binding: try a few.
+PGPORT=
+for _ in 1 2 3 4 5; do
+    port=$(free_port)
+    if as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDIR/server.log" -o "-p $port" -w -t 60 start >/dev/null 2>&1; then
+        PGPORT=$port
+        PG_STARTED=1
+        break
+    fi
+done
+[[ -n $PGPORT ]] || { tail -n 20 "$PGDIR/server.log" >&2; die "PostgreSQL did not start"; }
+wait_port "$PGPORT" PostgreSQL
+POSTMASTER_PID=$(head -n 1 "$PGDATA/postmaster.pid")
+say "PostgreSQL on 127.0.0.1:$PGPORT"
+
+su_psql() { psql -X -q -v ON_ERROR_STOP=1 -h "$PGDIR" -p "$PGPORT" -U postgres "$@"; }
+
+# The roles of the CLI tests' `pg_target`, plus the benchmark's own login role: a member of
+# the app role, like the gateway's ephemeral role, with a SCRAM password.
+su_psql -d postgres <<EOF || die "creating the roles and the database failed"
+CREATE ROLE bench_adm LOGIN PASSWORD '$ADM_PW' CREATEROLE;
+CREATE ROLE bench_app NOLOGIN;
+GRANT bench_app TO bench_adm WITH ADMIN OPTION;
+CREATE ROLE bench_op LOGIN PASSWORD '$OP_PW' CREATEROLE;
+GRANT pg_signal_backend TO bench_op;
+CREATE ROLE bench_user LOGIN PASSWORD '$USER_PW' IN ROLE bench_app;
+CREATE DATABASE bench;
+EOF
+say "pgbench -i -s $SCALE (as superuser)"
+pgbench -i -s "$SCALE" -q -h "$PGDIR" -p "$PGPORT" -U postgres bench >"$PGDIR/pgbench-init.log" 2>&1 ||
+    { cat "$PGDIR/pgbench-init.log" >&2; die "pgbench -i failed"; }
+# pgbench -S -n reads pgbench_branches (the scale) and pgbench_accounts.
+su_psql -d bench -c "GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO bench_app; CHECKPOINT;" ||
+    die "granting SELECT on the pgbench tables failed"
+
+PG_VERSION=$(su_psql -d bench -At -c "SHOW server_version")
+DIRECT_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$PGPORT/bench?sslmode=disable"
+psql -X -At "$DIRECT_URL" -c "SELECT count(*) FROM pgbench_branches" >/dev/null ||
+    die "bench_user cannot log in over TCP and read pgbench_branches"
+
+# --- 2. PgBouncer --------------------------------------------------------------------------
+PGB_PORT=$(free_port)
+printf '"bench_user" "%s"\n' "$USER_PW" >"$PGB_DIR/userlist.txt"
+cat >"$PGB_DIR/pgbouncer.ini" <<EOF
+[databases]
+bench = host=127.0.0.1 port=$PGPORT dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $PGB_DIR/userlist.txt
+pool_mode = session
+max_client_conn = 300
+default_pool_size = 80
+reserve_pool_size = 0
+max_db_connections = 0
+client_tls_sslmode = disable
+server_tls_sslmode = disable
+logfile = $PGB_DIR/pgbouncer.log
+pidfile = $PGB_DIR/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+chmod 600 "$PGB_DIR/userlist.txt"
+((AS_ROOT)) && chown -R postgres: "$PGB_DIR"
+say "starting PgBouncer (session pooling) on 127.0.0.1:$PGB_PORT"
+if ((AS_ROOT)); then
+    "$PGBOUNCER" -d -u postgres "$PGB_DIR/pgbouncer.ini" >"$PGB_DIR/start.log" 2>&1
+else
+    "$PGBOUNCER" -d "$PGB_DIR/pgbouncer.ini" >"$PGB_DIR/start.log" 2>&1
+fi || { cat "$PGB_DIR/start.log" "$PGB_DIR/pgbouncer.log" >&2 2>/dev/null; die "pgbouncer did not start"; }
+wait_port "$PGB_PORT" PgBouncer
+for _ in $(seq 50); do [[ -s $PGB_DIR/pgbouncer.pid ]] && break; sleep 0.1; done
+PGB_PID=$(cat "$PGB_DIR/pgbouncer.pid" 2>/dev/null) || die "pgbouncer wrote no pid file"
+PGB_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$PGB_PORT/bench?sslmode=disable"
+psql -X -At "$PGB_URL" -c "SELECT 1" >/dev/null || die "cannot log in through PgBouncer"
+PGB_VERSION=$("$PGBOUNCER" --version | head -n 1)
+
+# --- 3. breakglass serve --gateway and a granted proxy break --------------------------------
+cat >"$BG_DIR/targets.yaml" <<EOF
+connections:
+  - name: pg
+    kind: postgres
+    operator_url: postgres://bench_op:$OP_PW@127.0.0.1:$PGPORT/bench?sslmode=disable
+EOF
+say "starting breakglass serve --gateway"
+"$BIN" serve --listen 127.0.0.1:0 --data-dir "$BG_DIR/data" --targets "$BG_DIR/targets.yaml" \
+    --gateway 127.0.0.1:0 </dev/null >"$BG_DIR/serve.out" 2>"$BG_DIR/serve.log" &
+BG_PID=$!
+BG_URL=
+GW_ADDR=
+for _ in $(seq 300); do
+    kill -0 "$BG_PID" 2>/dev/null || die "breakglass serve exited: $(tail -n 20 "$BG_DIR/serve.log")"
+    BG_URL=$(sed -n 's/^breakglass serving on \(http[^ ]*\) (sqlite store)$/\1/p' "$BG_DIR/serve.log" | head -n 1)
+    GW_ADDR=$(sed -n 's/^breakglass gateway (PostgreSQL) on \([^ ]*\) (no TLS).*$/\1/p' "$BG_DIR/serve.log" | head -n 1)
+    [[ -n $BG_URL && -n $GW_ADDR ]] && break
+    sleep 0.1
+done
+[[ -n $BG_URL ]] || die "breakglass serve did not report its address within 30 s"
+[[ -n $GW_ADDR ]] || die "breakglass serve did not report a plaintext gateway (\"breakglass gateway (PostgreSQL) on ADDR (no TLS)\")"
+GW_PORT=${GW_ADDR##*:}
+wait_port "$GW_PORT" "the breakglass gateway"
+say "breakglass on $BG_URL, gateway on $GW_ADDR"
+
+bgcli() { "$BIN" --server "$BG_URL" --data-dir "$BG_DIR/data" "$@"; }
+as_actor() {
+    local who=$1
+    shift
+    bgcli --identity "$KEYS/$who.key" "$@"
+}
+
+for name in alice bob carol dave; do
+    "$BIN" custodian keygen --out "$KEYS/$name.key" >"$KEYS/$name.pub" 2>"$KEYS/keygen.err" ||
+        die "breakglass custodian keygen for $name failed: $(cat "$KEYS/keygen.err")"
+    grep -q '^age1' "$KEYS/$name.pub" || die "custodian keygen printed no age public key for $name"
+done
+bgcli actor add dave --role requester --key-file "$KEYS/dave.pub" >/dev/null || die "enrolling the requester failed"
+{
+    cat <<EOF
+id: pgbench
+description: bench-gateway.sh
+target:
+  kind: postgres
+  details:
+    host: 127.0.0.1
+    port: "$PGPORT"
+    dbname: bench
+    admin_user: bench_adm
+    grant_role: bench_app
+    connection: pg
+    sslmode: disable
+    access: proxy
+    gateway_connections: "$GATEWAY_CONNECTIONS"
+    refuse: DROP DATABASE; ALTER SYSTEM
+custodians:
+EOF
+    for name in alice bob carol; do
+        printf '  - name: %s\n    key: %s\n' "$name" "$(cat "$KEYS/$name.pub")"
+    done
+    printf 'quorum: 2\nmax_grant: 2h\n'
+} >"$BG_DIR/pgbench.yaml"
+bgcli procedure apply "$BG_DIR/pgbench.yaml" >/dev/null || die "procedure apply failed"
+printf '%s\n' "$ADM_PW" | bgcli seal pgbench >/dev/null || die "sealing the admin password failed"
+as_actor dave --output json break open pgbench --reason "gateway benchmark" --ticket BENCH-1 \
+    --duration 1h >"$BG_DIR/break.json" || die "break open failed"
+BREAK_ID=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$BG_DIR/break.json")
+for name in alice bob; do
+    as_actor "$name" approve "$BREAK_ID" >/dev/null || die "approval by $name failed"
+done
+GW_URL=$(as_actor dave break reveal "$BREAK_ID" 2>"$BG_DIR/reveal.err") ||
+    die "break reveal failed: $(cat "$BG_DIR/reveal.err")"
+case $GW_URL in
+postgresql://"$BREAK_ID":*@"$GW_ADDR"/*sslmode=disable) ;;
+*) die "the reveal is not a plaintext gateway connection string: ${GW_URL%%:*}:…" ;;
+esac
+psql -X -At "$GW_URL" -c "SELECT count(*) FROM pgbench_branches" >/dev/null 2>"$RES/gateway-check.err" ||
+    die "cannot query through the gateway: $(cat "$RES/gateway-check.err")"
+say "break $BREAK_ID granted; the gateway admits its token"
+
+# A fresh token (its own budget of $GATEWAY_CONNECTIONS connections) for each pgbench run.
+gateway_url() {
+    as_actor dave break token "$BREAK_ID" 2>"$BG_DIR/token.err" ||
+        die "breakglass break token $BREAK_ID failed: $(cat "$BG_DIR/token.err")"
+}
+
+# --- 4. pgbench ----------------------------------------------------------------------------
+FAILED_RUNS=()
+# run_pgbench PATH CLIENTS SECONDS TAG [extra pgbench args…]
+run_pgbench() {
+    local path=$1 c=$2 secs=$3 tag=$4
+    shift 4
+    local url
+    case $path in
+    direct) url=$DIRECT_URL ;;
+    pgbouncer) url=$PGB_URL ;;
+    gateway)
+        local t0 t1
+        t0=$(date +%s.%N)
+        url=$(gateway_url) || exit 1
+        t1=$(date +%s.%N)
+        python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.2f}")' "$t0" "$t1" >"$RES/$path-c$c-$tag.token_s"
+        ;;
+    esac
+    [[ -n $url ]] || die "no connection string for $path"
+    local out="$RES/$path-c$c-$tag.out" rc=0 before after w0 w1
+    # CPU accounting of the run: the machine's busy ticks against those of the processes
+    # measured (PostgreSQL with its backends, PgBouncer, breakglass, pgbench), to show how
+    # much CPU anything else on the machine took meanwhile.
+    before=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" $$)
+    w0=$(date +%s.%N)
+    (cd "$RES" && pgbench -n -S -M simple -T "$secs" -c "$c" -j "$THREADS" "$@" "$url") >"$out" 2>&1 || rc=$?
+    w1=$(date +%s.%N)
+    after=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" $$)
+    echo "$before $after $w0 $w1" >"$RES/$path-c$c-$tag.cpu"
+    echo "$rc" >"$RES/$path-c$c-$tag.rc"
+    if ((rc != 0)) || grep -Eq 'aborted|number of failed transactions: [1-9]' "$out"; then
+        FAILED_RUNS+=("$path c=$c $tag")
+        say "WARNING: pgbench $path -c $c ($tag) exited $rc:"
+        grep -Ev '^(pgbench|transaction type|scaling|query mode|number of (clients|threads)|maximum|duration)' "$out" | head -n 12 >&2
+    fi
+}
+
+# The gateway's server keeps working after a gateway run (it ends each session: see the
+# report), and it shares the CPUs with everything measured here. Before each pgbench run the
+# script waits until `breakglass serve` is idle (at most 3 % of a CPU over a second), so no path
+# is measured while the server finishes the previous gateway run. Prints the seconds waited.
+SETTLE_MAX=${BENCH_SETTLE_MAX:-240}
+TICKS=$(getconf CLK_TCK)
+server_ticks() {
+    local stat
+    stat=$(cat "/proc/$BG_PID/stat" 2>/dev/null) ||
+        die "breakglass serve is no longer running: $(tail -n 20 "$BG_DIR/serve.log")"
+    awk '{ print $14 + $15 }' <<<"$stat"
+}
+settle() {
+    local t0 prev cur i
+    t0=$(date +%s)
+    prev=$(server_ticks)
+    for ((i = 0; i < SETTLE_MAX; i++)); do
+        sleep 1
+        cur=$(server_ticks)
+        ((cur - prev <= TICKS * 3 / 100)) && break
+        prev=$cur
+    done
+    echo $(($(date +%s) - t0))
+}
+
+for c in $CLIENTS; do
+    for path in direct pgbouncer gateway; do
+        say "$path, $c clients: ${WARMUP} s warm-up, then ${DURATION} s measured"
+        for tag in warmup run; do
+            waited=$(settle)
+            echo "$waited" >"$RES/$path-c$c-$tag.settle_s"
+            ((waited > 2)) && say "  waited $waited s for breakglass serve to go idle"
+            if [[ $tag == warmup ]]; then
+                run_pgbench "$path" "$c" "$WARMUP" warmup
+            else
+                run_pgbench "$path" "$c" "$DURATION" run -l --log-prefix="$RES/$path-c$c-log"
+            fi
+        done
+        tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$RES/$path-c$c-run.out")
+        say "  tps = ${tps:-?}"
+    done
+done
+
+# --- 5. the recording, the logs, the report ------------------------------------------------
+# Statements are stored in batches as they run; sessions are ended (and their recordings
+# digested into the audit log) asynchronously after the client left. Read the recording until
+# it holds a statement for every transaction pgbench reported through the gateway (at most 3
+# reads); with BENCH_SESSION_WAIT=SECONDS, also until no session is open (or SECONDS passed).
+RUNS_END=$(date +%s.%N)
+SESSION_WAIT=${BENCH_SESSION_WAIT:-0}
+say "reading the gateway's recording (breakglass session show $BREAK_ID --output json)"
+OPEN_SESSIONS=unknown
+SHOWS=0
+SESSION_START=$RUNS_END
+SESSION_END=$RUNS_END
+while :; do
+    sleep 3
+    SESSION_START=$(date +%s.%N)
+    SHOWS=$((SHOWS + 1))
+    if ! bgcli --output json session show "$BREAK_ID" >"$RES/session.json" 2>"$RES/session.err"; then
+        say "WARNING: session show failed: $(head -c 2000 "$RES/session.err")"
+        : >"$RES/session.json"
+        break
+    fi
+    SESSION_END=$(date +%s.%N)
+    read -r OPEN_SESSIONS recorded expected < <(python3 "$REPORT_PY" --recording-check "$RES")
+    waited=$(python3 -c 'import sys; print(int(float(sys.argv[2]) - float(sys.argv[1])))' "$RUNS_END" "$SESSION_END")
+    say "  ${waited} s after the last run: $recorded pgbench statements recorded of $expected transactions; $OPEN_SESSIONS session(s) not ended yet"
+    if ((recorded >= expected)); then
+        ((OPEN_SESSIONS == 0 || waited >= SESSION_WAIT)) && break
+    elif ((SHOWS >= 3 && waited >= SESSION_WAIT)); then
+        break
+    fi
+done
+SESSION_WAITED=$(python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.1f}")' "$RUNS_END" "$SESSION_END")
+grep -E ' (WARN|ERROR)|panick' "$BG_DIR/serve.log" >"$RES/serve-problems.log" || true
+grep -E 'FATAL|ERROR|PANIC' "$PGDIR/server.log" >"$RES/pg-problems.log" || true
+grep -Ei 'WARNING|ERROR|FATAL' "$PGB_DIR/pgbouncer.log" >"$RES/pgbouncer-problems.log" || true
+kill -0 "$BG_PID" 2>/dev/null || echo "breakglass serve is no longer running" >>"$RES/serve-problems.log"
+
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+GIT_REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+GIT_DIRTY=$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null | grep -c . || true)
+{
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "nproc=$(nproc)"
+    echo "clk_tck=$TICKS"
+    echo "cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+    echo "mem_gib=$(awk '/^MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)"
+    echo "load_start=$LOAD_START"
+    echo "load_end=$LOAD_END"
+    echo "pg_version=$PG_VERSION"
+    echo "pgbench_version=$(pgbench --version)"
+    echo "pgbouncer_version=$PGB_VERSION"
+    echo "git_rev=$GIT_REV"
+    echo "git_dirty=$GIT_DIRTY"
+    echo "bin_built=$BIN_BUILT"
+    echo "bin_given=${BIN_OVERRIDE:+1}"
+    echo "break_id=$BREAK_ID"
+    echo "scale=$SCALE"
+    echo "duration=$DURATION"
+    echo "warmup=$WARMUP"
+    echo "threads=$THREADS"
+    echo "clients=$CLIENTS"
+    echo "gateway_connections=$GATEWAY_CONNECTIONS"
+    echo "open_sessions=$OPEN_SESSIONS"
+    echo "session_waited_s=$SESSION_WAITED"
+    echo "session_shows=$SHOWS"
+    echo "session_wait_limit=$SESSION_WAIT"
+    echo "session_show_s=$(python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.1f}")' "$SESSION_START" "$SESSION_END")"
+    echo "elapsed_s=$(($(date +%s) - SCRIPT_START))"
+} >"$RES/meta.env"
+
+python3 "$REPORT_PY" --results "$RES" --out "$OUT" || die "writing the report failed"
+say "wrote the section \"## PostgreSQL gateway vs direct vs PgBouncer\" of $OUT ($(($(date +%s) - SCRIPT_START)) s so far)"
+
+if ((${#FAILED_RUNS[@]})); then
+    say "pgbench runs with errors: ${FAILED_RUNS[*]}"
+    exit 3
+fi

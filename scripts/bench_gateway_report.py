@@ -1,0 +1,550 @@
+#!/usr/bin/env python3
+"""The report of scripts/bench-gateway.sh: reads its results directory (pgbench outputs and
+per-transaction logs, the gateway's recording as `session show --output json`, the problem
+lines of the servers' logs, meta.env), prints the section "## PostgreSQL gateway vs direct vs
+PgBouncer" and writes it into BENCHMARKS.md, replacing that section if present and leaving
+the rest of the file as it was.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+
+HEADING = "## PostgreSQL gateway vs direct vs PgBouncer"
+PATHS = ["direct", "pgbouncer", "gateway"]
+LABELS = {
+    "direct": "PostgreSQL directly",
+    "pgbouncer": "PgBouncer (session pooling)",
+    "gateway": "**breakglass gateway**",
+}
+TARGET_DIRECT = 0.95
+TARGET_PGBOUNCER = 1.0
+TARGET_ADDED_US = 100.0
+
+
+def read_meta(results):
+    meta = {}
+    with open(os.path.join(results, "meta.env"), encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "=" in line:
+                k, v = line.split("=", 1)
+                meta[k] = v
+    return meta
+
+
+def grab(pattern, text, cast=float):
+    m = re.search(pattern, text, re.M)
+    return cast(m.group(1)) if m else None
+
+
+def pgbench_summary(path):
+    """The figures of one pgbench output file (None when the file is missing)."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    rc_file = path[: -len(".out")] + ".rc"
+    rc = int(open(rc_file).read().strip()) if os.path.exists(rc_file) else None
+    return {
+        "text": text,
+        "rc": rc,
+        "tps": grab(r"^tps = ([0-9.]+) \(without initial connection time\)", text),
+        "processed": grab(r"^number of transactions actually processed: (\d+)", text, int),
+        "failed": grab(r"^number of failed transactions: (\d+)", text, int),
+        "latency_avg_ms": grab(r"^latency average = ([0-9.]+) ms", text),
+        "connect_ms": grab(r"^initial connection time = ([0-9.]+) ms", text),
+        "aborted": "aborted" in text,
+    }
+
+
+def latencies(results, path, clients):
+    """Per-transaction latencies (µs) from pgbench's `-l` logs, and the count of failed ones."""
+    lat, failed, files = [], 0, 0
+    for name in glob.glob(os.path.join(results, f"{path}-c{clients}-log.*")):
+        files += 1
+        with open(name, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                try:
+                    lat.append(int(fields[2]))
+                except ValueError:  # "failed" or "skipped"
+                    failed += 1
+    lat.sort()
+    return lat, failed, files
+
+
+def pct(sorted_values, q):
+    if not sorted_values:
+        return None
+    if q == 50:
+        n = len(sorted_values)
+        mid = n // 2
+        return float(sorted_values[mid]) if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
+    i = min(len(sorted_values) - 1, max(0, int(round(q / 100 * len(sorted_values))) - 1))
+    return float(sorted_values[i])
+
+
+def fmt(v, spec="{:,.0f}", none="—"):
+    return none if v is None else spec.format(v)
+
+
+def verdict(ok):
+    return "met" if ok else "**not met**"
+
+
+def recording(results):
+    """What the gateway recorded, from `session show --output json`."""
+    path = os.path.join(results, "session.json")
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    with open(path, encoding="utf-8") as f:
+        rec = json.load(f)
+    sessions = rec.get("sessions") or []
+    statements = rec.get("statements") or []
+    per_session = sum(int(s.get("statements") or 0) for s in sessions)
+    selects = sum(1 for s in statements if "FROM pgbench_accounts WHERE aid" in (s.get("statement") or ""))
+    errors = [s for s in statements if s.get("error") and not s.get("refused")]
+    return {
+        "sessions": len(sessions),
+        "statements": len(statements),
+        "per_session": per_session,
+        "selects": selects,
+        "errors": errors,
+        "intact": sum(1 for s in sessions if s.get("recording_intact") is True),
+        "not_intact": sum(1 for s in sessions if s.get("recording_intact") is False),
+        "open": sum(1 for s in sessions if s.get("recording_intact") is None),
+        "ends": sorted({str(s.get("end")) for s in sessions}),
+    }
+
+
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def cpu_snapshot(pids):
+    """Busy and steal ticks of the whole machine, and the ticks of `pids` (utime + stime + cutime +
+    cstime: their own and their reaped children's). A pid written `+PID` also counts its live
+    children (PostgreSQL's backends, which PgBouncer keeps open after a run)."""
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    busy = cpu[0] + cpu[1] + cpu[2]
+    steal = cpu[7] if len(cpu) > 7 else 0
+    each = {}
+    for pid in pids:
+        fields = proc_stat(pid.lstrip("+"))
+        # state is fields[0]: utime, stime, cutime, cstime are fields[11:15]
+        each[pid.lstrip("+")] = sum(int(x) for x in fields[11:15]) if fields else 0
+    parents = {p.lstrip("+") for p in pids if p.startswith("+")}
+    if parents:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                fields = proc_stat(entry)
+                if fields and fields[1] in parents:
+                    each[fields[1]] += int(fields[11]) + int(fields[12])
+    per = [each[p.lstrip("+")] for p in pids]
+    return [busy, steal, sum(per)] + per
+
+
+CPU_PROCS = ["postgres", "pgbouncer", "breakglass", "pgbench"]  # the order bench-gateway.sh passes them
+
+
+def foreign_cpu(results, path, clients, tag, nproc, hz):
+    """(share of the machine's CPU that other processes used during a run, steal share, CPU seconds per
+    measured process) or None. The .cpu file: before snapshot, after snapshot, start, end."""
+    f = os.path.join(results, f"{path}-c{clients}-{tag}.cpu")
+    if not os.path.exists(f):
+        return None
+    v = open(f).read().split()
+    n = 3 + len(CPU_PROCS)
+    if len(v) != 2 * n + 2:
+        return None
+    a = [int(x) for x in v[:n]]
+    b = [int(x) for x in v[n : 2 * n]]
+    wall = float(v[2 * n + 1]) - float(v[2 * n])
+    capacity = nproc * wall * hz
+    if capacity <= 0:
+        return None
+    other = max(0, (b[0] - a[0]) - (b[2] - a[2]))
+    per = {name: (b[3 + i] - a[3 + i]) / hz for i, name in enumerate(CPU_PROCS)}
+    return other / capacity, (b[1] - a[1]) / capacity, per
+
+
+def gateway_transactions(results):
+    """Transactions pgbench reported through the gateway, warm-ups included."""
+    total = 0
+    for name in glob.glob(os.path.join(results, "gateway-c*-*.out")):
+        s = pgbench_summary(name)
+        total += (s or {}).get("processed") or 0
+    return total
+
+
+def lines_of(results, name):
+    path = os.path.join(results, name)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [l.rstrip("\n") for l in f if l.strip()]
+
+
+def build_section(results):
+    meta = read_meta(results)
+    clients = [int(c) for c in meta["clients"].split()]
+    runs, warmups = {}, {}
+    for c in clients:
+        for p in PATHS:
+            s = pgbench_summary(os.path.join(results, f"{p}-c{c}-run.out"))
+            w = pgbench_summary(os.path.join(results, f"{p}-c{c}-warmup.out"))
+            lat, failed_log, files = latencies(results, p, c)
+            if s is not None:
+                s.update(
+                    median_us=pct(lat, 50),
+                    p99_us=pct(lat, 99),
+                    logged=len(lat),
+                    failed_log=failed_log,
+                    log_files=files,
+                )
+            if s is not None:
+                s["foreign"] = foreign_cpu(results, p, c, "run", int(meta["nproc"]), int(meta.get("clk_tck", 100)))
+            runs[(p, c)] = s
+            warmups[(p, c)] = w
+
+    out = []
+    w = out.append
+    w(HEADING)
+    w("")
+    dirty = meta.get("git_dirty", "0")
+    rev = meta.get("git_rev", "unknown")
+    rev_note = f"`{rev}`" + (f" plus uncommitted changes to {dirty} tracked file(s)" if dirty not in ("", "0") else "")
+    w(f"- Date: {meta['date']} (system clock, UTC)")
+    w(
+        f"- Machine: {meta['nproc']} CPUs (`nproc`), {meta.get('cpu', '?')}, {meta.get('mem_gib', '?')} GiB RAM; "
+        f"load average (1/5/15 min) {meta.get('load_start', '?')} at start, {meta.get('load_end', '?')} at end"
+    )
+    w(
+        f"- Reproduce: `bash scripts/bench-gateway.sh` (builds `target/release/breakglass` with "
+        f"`cargo build --release -p breakglass-cli`, starts and stops everything itself; whole run {meta['elapsed_s']} s)"
+    )
+    w(
+        f"- PostgreSQL {meta['pg_version']}: a private cluster the script starts with `initdb` in a temp dir, "
+        f"`scram-sha-256` for TCP logins on 127.0.0.1, `fsync = off`, `synchronous_commit = off`, "
+        f"`max_connections = 300`, `shared_buffers = 256MB`, no TLS; data: `pgbench -i -s {meta['scale']}` as superuser "
+        f"({int(meta['scale']) * 100_000:,} accounts)"
+    )
+    w(
+        f"- {meta['pgbouncer_version']}: `pool_mode = session`, `auth_type = scram-sha-256` (userlist), "
+        f"`max_client_conn = 300`, `default_pool_size = 80`, plain TCP to PostgreSQL; "
+        f"{meta['pgbench_version']}"
+    )
+    w(
+        f"- breakglass: `target/release/breakglass` built {meta.get('bin_built', '?')}"
+        + (" (given as `BREAKGLASS_BIN`, not rebuilt by this run)" if meta.get("bin_given") else "")
+        + f", workspace at {rev_note}; `serve --gateway 127.0.0.1:0` without TLS, SQLite store; "
+        f"an `access: proxy` procedure on that database (`sslmode: disable`, `gateway_connections: \"{meta['gateway_connections']}\"`, "
+        f"`refuse: DROP DATABASE; ALTER SYSTEM`), one break opened for 1 h, approved by 2 of 3 custodians and revealed; "
+        f"each gateway run uses a fresh token from `breakglass break token`"
+    )
+    w("")
+    w(
+        f"Workload: `pgbench -n -S -M simple -T {meta['duration']} -c C -j {meta['threads']} -l` "
+        f"(select-only, simple protocol: one `SELECT abalance FROM pgbench_accounts WHERE aid = …` per transaction), "
+        f"each run after a {meta['warmup']} s warm-up with the same options on the same path. "
+        "Paths, all over TCP on 127.0.0.1 without TLS, each logging in with SCRAM-SHA-256 as a login role that is a "
+        "member of the procedure's grant role `bench_app`: **direct** — `bench_user` to PostgreSQL; **PgBouncer** — "
+        "`bench_user` to PgBouncer, which holds server connections as `bench_user`; **gateway** — the break id and a "
+        "gateway token to breakglass, which logs in upstream as the grant's ephemeral role `bg_…` and records every "
+        "statement. TPS is pgbench's \"tps = … (without initial connection time)\"; latencies are from pgbench's "
+        "per-transaction logs (`-l`, every transaction of the run, measured by the client from sending the query to "
+        "the last result). Paths run one after the other in the order direct, PgBouncer, gateway for each client "
+        "count. pgbench, PostgreSQL, PgBouncer and breakglass share the machine's CPUs, so a proxy's own CPU time is "
+        "taken from the client and the server. \"CPU used by other processes\": the machine's busy CPU time during the "
+        "run (user + nice + system in `/proc/stat`) less that of the processes measured (PostgreSQL with its backends, "
+        "PgBouncer, `breakglass serve`, pgbench), as a share of all its CPUs; more than a few per cent means something "
+        "else on the machine (a build…) competed with that run."
+    )
+    w("")
+    disturbed = [
+        f"{p} with {c} clients ({s['foreign'][0] * 100:.0f} %)"
+        for (p, c), s in runs.items()
+        if s and s.get("foreign") and s["foreign"][0] > 0.05
+    ]
+    if disturbed:
+        w(
+            "**Caution: other processes took more than 5 % of the machine's CPU during "
+            + ", ".join(disturbed)
+            + "; those figures are depressed by it. Rerun on a quiet machine.**"
+        )
+        w("")
+
+    for c in clients:
+        w(f"### {c} clients")
+        w("")
+        w("| Path | TPS | × direct | median latency µs | p99 latency µs | avg latency ms (pgbench) | transactions | failed | initial connection ms | CPU used by other processes |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        d = runs.get(("direct", c))
+        for p in PATHS:
+            s = runs.get((p, c))
+            if s is None:
+                w(f"| {LABELS[p]} | not run | | | | | | | | |")
+                continue
+            ratio = s["tps"] / d["tps"] if (s.get("tps") and d and d.get("tps")) else None
+            failed = s["failed"] if s["failed"] is not None else s["failed_log"]
+            w(
+                f"| {LABELS[p]} | {fmt(s['tps'])} | {fmt(ratio, '{:.3f}×')} | {fmt(s['median_us'])} | {fmt(s['p99_us'])} | "
+                f"{fmt(s['latency_avg_ms'], '{:.3f}')} | {fmt(s['processed'])} | {fmt(failed)} | {fmt(s['connect_ms'], '{:.1f}')} | "
+                f"{fmt(s['foreign'][0] * 100 if s.get('foreign') else None, '{:.1f} %')} |"
+            )
+        w("")
+
+    have_cpu = [(p, c) for (p, c), r in runs.items() if r and r.get("foreign")]
+    if have_cpu:
+        w("### CPU time per transaction")
+        w("")
+        w(
+            "CPU time of each process during the measured run (utime + stime from `/proc`, with PostgreSQL's backends "
+            "and pgbench's threads), divided by the transactions pgbench completed: where each path spends the "
+            f"machine's {meta['nproc']} CPUs."
+        )
+        w("")
+        w("| Clients | Path | PostgreSQL µs | PgBouncer µs | breakglass µs | pgbench µs | total µs |")
+        w("|---:|---|---:|---:|---:|---:|---:|")
+        for c in clients:
+            for p in PATHS:
+                r = runs.get((p, c))
+                if not r or not r.get("foreign") or not r.get("processed"):
+                    continue
+                per = r["foreign"][2]
+                us = {k: v * 1e6 / r["processed"] for k, v in per.items()}
+                w(
+                    f"| {c} | {LABELS[p]} | {us['postgres']:.1f} | {us['pgbouncer']:.1f} | {us['breakglass']:.1f} | "
+                    f"{us['pgbench']:.1f} | {sum(us.values()):.1f} |"
+                )
+        w("")
+        bounds = []
+        for c in clients:
+            t = {}
+            for p in PATHS:
+                r = runs.get((p, c))
+                if r and r.get("foreign") and r.get("processed"):
+                    t[p] = sum(r["foreign"][2].values()) * 1e6 / r["processed"]
+            if "direct" in t and "gateway" in t and t["gateway"] > 0:
+                measured = runs[("gateway", c)]["tps"] / runs[("direct", c)]["tps"]
+                bounds.append(
+                    f"with {c} clients a transaction costs {t['direct']:.0f} µs of CPU direct and {t['gateway']:.0f} µs "
+                    f"through the gateway, so with the CPUs saturated the gateway can reach about "
+                    f"{t['direct'] / t['gateway']:.2f}× direct TPS (measured: {measured:.2f}×)"
+                )
+        if bounds:
+            w(
+                "Every CPU microsecond a proxy spends here is taken from pgbench and PostgreSQL on the same CPUs: "
+                + "; ".join(bounds)
+                + ". (Per-process and machine-wide CPU accounting differ by a few per cent, so the \"other processes\" "
+                "column is only accurate to about that.)"
+            )
+            w("")
+
+    w("### Targets")
+    w("")
+    w("| Clients | Measure | Value | Target | Result |")
+    w("|---:|---|---:|---|---|")
+    missed = []
+    for c in clients:
+        d, b, g = (runs.get((p, c)) for p in PATHS)
+        have = all(x is not None and x.get("tps") for x in (d, b, g))
+        if not have:
+            w(f"| {c} | a run failed: no figures | — | — | **not met** |")
+            missed.append(f"{c} clients: a run failed")
+            continue
+        r1 = g["tps"] / d["tps"]
+        r2 = g["tps"] / b["tps"]
+        added = (g["median_us"] - d["median_us"]) if (g["median_us"] is not None and d["median_us"] is not None) else None
+        ok1, ok2 = r1 >= TARGET_DIRECT, r2 >= TARGET_PGBOUNCER
+        ok3 = added is not None and added < TARGET_ADDED_US
+        w(f"| {c} | gateway TPS ÷ direct TPS | {r1:.3f} | ≥ {TARGET_DIRECT:.2f} | {verdict(ok1)} |")
+        w(f"| {c} | gateway TPS ÷ PgBouncer TPS | {r2:.3f} | ≥ {TARGET_PGBOUNCER:.2f} | {verdict(ok2)} |")
+        w(f"| {c} | added median latency, gateway − direct | {fmt(added, '{:,.0f} µs')} | < {TARGET_ADDED_US:.0f} µs | {verdict(ok3)} |")
+        if not ok1:
+            missed.append(f"{c} clients: gateway TPS {r1:.3f}× direct < {TARGET_DIRECT:.2f}×")
+        if not ok2:
+            missed.append(f"{c} clients: gateway TPS {r2:.3f}× PgBouncer < {TARGET_PGBOUNCER:.2f}×")
+        if not ok3:
+            missed.append(f"{c} clients: gateway adds {fmt(added, '{:,.0f}')} µs to the median ≥ {TARGET_ADDED_US:.0f} µs")
+    w("")
+    if missed:
+        w("Not met: " + "; ".join(missed) + ".")
+    else:
+        w("Every target met.")
+    w("")
+
+    # The recording: evidence that the gateway recorded while it was measured.
+    w("### The gateway's recording")
+    w("")
+    gw_tx = gateway_transactions(results)
+    rec = recording(results)
+    if rec is None:
+        err = " ".join(lines_of(results, "session.err"))[:500]
+        w(f"`breakglass session show {meta['break_id']} --output json` returned nothing{': ' + err if err else ''}.")
+    else:
+        missing = gw_tx - rec["selects"]
+        w(
+            f"`breakglass session show {meta['break_id']} --output json`, read {meta.get('session_waited_s', '?')} s after the "
+            f"last run (the last of {meta.get('session_shows', '?')} read(s) took {meta.get('session_show_s', '?')} s): "
+            f"{rec['sessions']:,} gateway sessions and {rec['statements']:,} recorded statements, {rec['selects']:,} of them "
+            f"pgbench's `SELECT abalance FROM pgbench_accounts WHERE aid = …`, for {gw_tx:,} transactions pgbench reported "
+            f"through the gateway (warm-ups included) — "
+            + ("every one recorded" if missing == 0 else
+               (f"{missing:,} not (yet) recorded" if missing > 0 else
+                f"{-missing:,} more than pgbench counted (transactions in flight when a timed run stopped)"))
+            + f". Sessions ended with a recording that matches their audit entry: {rec['intact']:,} of {rec['sessions']:,}"
+            + (f"; {rec['not_intact']:,} do NOT match" if rec["not_intact"] else "")
+            + (f"; **{rec['open']:,} not ended yet** (no end, no digest)" if rec["open"] else "")
+            + f"; ends: {', '.join(e for e in rec['ends'] if e != 'None') or '—'}."
+        )
+        if rec["errors"]:
+            sample = "; ".join(sorted({str(s.get("error")) for s in rec["errors"]})[:5])
+            w("")
+            w(f"{len(rec['errors']):,} recorded statements ended in an error: {sample}")
+
+    serve = lines_of(results, "serve-problems.log")
+    slow = [l for l in serve if "slow statement" in l and "FROM session_statements WHERE break_id" in l]
+    rows = [int(m.group(1)) for m in (re.search(r"rows_returned=(\d+)", l) for l in slow) if m]
+    secs = [float(m.group(1)) for m in (re.search(r"elapsed_secs=([0-9.]+)", l) for l in slow) if m]
+    settles = []
+    for c in clients:
+        for p in PATHS:
+            for tag in ("warmup", "run"):
+                f = os.path.join(results, f"{p}-c{c}-{tag}.settle_s")
+                if os.path.exists(f):
+                    v = int(open(f).read().strip() or 0)
+                    if v > 2:
+                        settles.append(f"{v} s before the {p} {c}-client {'warm-up' if tag == 'warmup' else 'run'}")
+    tokens = []
+    for c in clients:
+        for tag in ("warmup", "run"):
+            f = os.path.join(results, f"gateway-c{c}-{tag}.token_s")
+            if os.path.exists(f):
+                tokens.append(f"{open(f).read().strip()} s ({c} clients, {'warm-up' if tag == 'warmup' else 'run'})")
+    w("")
+    text = (
+        "After a gateway run the server keeps working: each session's end is a write transaction that reads back "
+        "the recording, and the script waits, before every pgbench run, until `breakglass serve` is idle (≤ 3 % of a "
+        "CPU over a second), so no path is measured while the server finishes the previous gateway run. "
+    )
+    text += ("It waited " + "; ".join(settles) + ". ") if settles else "No wait was longer than 2 s. "
+    if slow:
+        text += (
+            f"breakglass serve logged {len(slow):,} slow-statement warnings for "
+            f"`SELECT … FROM session_statements WHERE break_id = $1 ORDER BY started_at, session_id, seq` "
+            f"(up to {max(rows):,} rows, {max(secs):.1f} s each at most, {sum(secs):.0f} s in all; only runs over 1 s are "
+            f"logged): the query each session's end (and each `session show`) runs, which reads the statements of the "
+            f"whole break, not of the one session. "
+        )
+    if tokens:
+        text += "`breakglass break token` (a fresh token before each gateway run) took " + ", ".join(tokens) + "."
+    w(text.strip())
+    w("")
+
+    problems = []
+    other = [l for l in serve if l not in slow]
+    if other:
+        problems.append(("breakglass serve", other))
+    for name, what in (("pg-problems.log", "PostgreSQL"), ("pgbouncer-problems.log", "PgBouncer")):
+        lines = lines_of(results, name)
+        if lines:
+            problems.append((what, lines))
+    failed_runs = []
+    for (p, c), s in list(runs.items()) + [((p, c), s) for (p, c), s in warmups.items()]:
+        if s is None:
+            continue
+        failed = s["failed"] or 0
+        if s["rc"] not in (0, None) or s["aborted"] or failed:
+            failed_runs.append((p, c, s))
+    w("### Errors")
+    w("")
+    if not problems and not failed_runs:
+        w(
+            "No pgbench run failed or aborted, no transaction failed, and the logs of breakglass serve"
+            + (" (besides the slow-statement warnings above)" if slow else "")
+            + ", PostgreSQL and PgBouncer hold no warning or error."
+        )
+    for p, c, s in failed_runs:
+        detail = [l for l in s["text"].splitlines() if re.search(r"abort|error|FATAL|failed", l, re.I)][:5]
+        w(f"- pgbench {p}, {c} clients: exit {s['rc']}" + (": `" + "` / `".join(d.strip() for d in detail) + "`" if detail else ""))
+    for what, lines in problems:
+        distinct = []
+        for l in lines:
+            key = re.sub(r"^\S*\d{2}:\d{2}:\d{2}\S*\s+", "", l)[:200]
+            if key not in distinct:
+                distinct.append(key)
+        w(f"- {what} logged {len(lines):,} warning/error line(s), e.g. " + "; ".join(f"`{d}`" for d in distinct[:3]))
+    w("")
+    return "\n".join(out)
+
+
+def replace_section(path, section):
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
+    lines = text.split("\n")
+    start = next((i for i, l in enumerate(lines) if l.strip() == HEADING), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        before = "\n".join(lines[:start])
+        after = "\n".join(lines[end:])
+        new = before + ("\n" if before else "") + section.rstrip("\n") + "\n"
+        if after.strip():
+            new += "\n" + after.lstrip("\n")
+        if not new.endswith("\n"):
+            new += "\n"
+    tmp = path + ".bench-gateway.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(new)
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--results", help="results directory of bench-gateway.sh")
+    ap.add_argument(
+        "--recording-check",
+        metavar="RESULTS",
+        help="print how many sessions of RESULTS/session.json are not ended, how many pgbench statements it holds, "
+        "and how many transactions pgbench reported through the gateway; then exit",
+    )
+    ap.add_argument("--out", help="Markdown file whose section to replace (default: print only)")
+    ap.add_argument(
+        "--cpu-snapshot",
+        nargs="+",
+        metavar="PID",
+        help="print the machine's busy CPU ticks (user + nice + system), its steal ticks, and the ticks used by "
+        "these processes and their waited-for children; then exit",
+    )
+    a = ap.parse_args()
+    if a.cpu_snapshot:
+        print(*cpu_snapshot(a.cpu_snapshot))
+        return 0
+    if a.recording_check:
+        rec = recording(a.recording_check)
+        print(rec["open"] if rec else 0, rec["selects"] if rec else 0, gateway_transactions(a.recording_check))
+        return 0
+    if not a.results:
+        ap.error("--results is required")
+    section = build_section(a.results)
+    print(section)
+    if a.out:
+        replace_section(a.out, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
