@@ -122,68 +122,10 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
     };
     let url = db.url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys = dir.path().join("keys");
-    std::fs::create_dir(&keys).expect("keys");
-    let (hook, seen) = counting_receiver().await;
-    let channels = dir.path().join("channels.yaml");
-    std::fs::write(
-        &channels,
-        format!(
-            "channels:\n  - name: ops\n    kind: webhook\n    url: http://{hook}/hook\n    secret: s3cret-for-tests\n"
-        ),
-    )
-    .expect("channels");
-    let args = [
-        "--database-url",
-        url.as_str(),
-        "--channels",
-        channels.to_str().expect("utf-8"),
-        "--advertise-url",
-        "auto",
-    ];
-    let (d1, d2) = (dir.path().join("one"), dir.path().join("two"));
-    let one = Server::start_with(&d1, &args);
-    // The second server shares the first one's audit and acknowledgement keys (and the admin
-    // token, for the CLI): docs/deployment.md.
-    std::fs::create_dir_all(&d2).expect("data dir two");
-    for file in ["audit.key", "ack.key", "ui.key", "admin.token"] {
-        std::fs::copy(d1.join(file), d2.join(file)).expect("copy key");
-    }
-    let mut two = Some(Server::start_with(&d2, &args));
-    let one = one;
-
-    let mut custodians = String::new();
-    for name in ["alice", "bob", "carol"] {
-        let (_, key) = keygen(&keys, name);
-        custodians.push_str(&format!("  - name: {name}\n    key: {key}\n"));
-    }
-    let file = keys.join("p.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "id: p\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\nalert_channels: [ops]\n"
-        ),
-    )
-    .expect("procedure");
-    one.cli()
-        .args(["procedure", "apply"])
-        .arg(&file)
-        .assert()
-        .success();
-    let (_, dave) = keygen(&keys, "dave");
-    std::fs::write(keys.join("dave.pub"), format!("{dave}\n")).expect("dave.pub");
-    two.as_ref()
-        .expect("two")
-        .cli()
-        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
-        .arg(keys.join("dave.pub"))
-        .assert()
-        .success();
-    one.cli()
-        .args(["seal", "p"])
-        .write_stdin("the-secret\n")
-        .assert()
-        .success();
+    let (seen, channels) = webhook_channel(dir.path()).await;
+    let (mut servers, keys) = cluster(2, dir.path(), &url, &channels);
+    let mut two = servers.pop();
+    let one = servers.pop().expect("server one");
 
     // Sign-in across servers: the challenge from one, the answer to the other, the session
     // honoured by the first.
@@ -453,7 +395,24 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
     }
 }
 
-/// Starts `n` servers on `url`, sharing the first one's keys; applies procedure `p` (secret,
+/// A channels file in `dir` with webhook channel `ops` to a counting receiver.
+async fn webhook_channel(
+    dir: &std::path::Path,
+) -> (Arc<Mutex<HashMap<String, usize>>>, std::path::PathBuf) {
+    let (hook, seen) = counting_receiver().await;
+    let channels = dir.join("channels.yaml");
+    std::fs::write(
+        &channels,
+        format!(
+            "channels:\n  - name: ops\n    kind: webhook\n    url: http://{hook}/hook\n    secret: s3cret-for-tests\n"
+        ),
+    )
+    .expect("channels");
+    (seen, channels)
+}
+
+/// Starts `n` servers on `url`, sharing the first one's keys (audit, acknowledgement and UI
+/// keys, and the admin token for the CLI: docs/deployment.md); applies procedure `p` (secret,
 /// quorum 2 of alice, bob, carol; alerts to `ops`), enrols dave, seals.
 fn cluster(
     n: usize,
@@ -527,15 +486,7 @@ async fn three_servers_take_concurrent_breaks_through_all_of_them() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (hook, seen) = counting_receiver().await;
-    let channels = dir.path().join("channels.yaml");
-    std::fs::write(
-        &channels,
-        format!(
-            "channels:\n  - name: ops\n    kind: webhook\n    url: http://{hook}/hook\n    secret: s3cret-for-tests\n"
-        ),
-    )
-    .expect("channels");
+    let (seen, channels) = webhook_channel(dir.path()).await;
     let (servers, keys) = cluster(3, dir.path(), &db.url, &channels);
     let servers = Arc::new(servers);
     let keys = Arc::new(keys);

@@ -135,12 +135,62 @@ fn flight_of(p: &mut Pending) -> Option<&mut Flight> {
 
 const SUBSTITUTE: &str = "BREAKGLASS GATEWAY REFUSED THIS STATEMENT";
 
+/// Message framing shared by both directions: messages nobody looks into are copied to the
+/// output as their bytes arrive (however long they are); the others are handed over whole.
+#[derive(Default)]
+struct Frames {
+    /// Bytes of a passed-through message still to copy.
+    skip: usize,
+}
+
+impl Frames {
+    /// The next whole message at `*pos` that `inspects` wants, as `(tag, length)`, after
+    /// copying to `out` every passed-through byte before it; `None` when more bytes are needed.
+    fn next(
+        &mut self,
+        buf: &[u8],
+        pos: &mut usize,
+        out: &mut Vec<u8>,
+        inspects: impl Fn(u8) -> bool,
+        max: usize,
+    ) -> Result<Option<(u8, usize)>, WireError> {
+        while *pos < buf.len() {
+            if self.skip > 0 {
+                let n = self.skip.min(buf.len() - *pos);
+                out.extend_from_slice(&buf[*pos..*pos + n]);
+                *pos += n;
+                self.skip -= n;
+                continue;
+            }
+            let Some((tag, len)) = wire::header(&buf[*pos..], 1 << 30)? else {
+                return Ok(None);
+            };
+            if !inspects(tag) {
+                self.skip = len;
+                continue;
+            }
+            if len > max {
+                return Err(WireError::Length {
+                    tag: (tag as char).to_string(),
+                    len: i64::try_from(len).unwrap_or(i64::MAX),
+                    max,
+                });
+            }
+            if buf.len() - *pos < len {
+                return Ok(None);
+            }
+            return Ok(Some((tag, len)));
+        }
+        Ok(None)
+    }
+}
+
 /// Client → target: forwards every byte, looks into the messages that carry statements,
 /// replaces refused ones with a statement that fails (so the target keeps the protocol in
 /// step) and notes what waits for an answer.
 #[derive(Default)]
 pub struct ClientSide {
-    skip: usize,
+    frames: Frames,
     /// Prepared statements and portals by name: their text and, when refused, the pattern.
     statements: HashMap<String, (String, Option<String>)>,
     portals: HashMap<String, (String, Option<String>)>,
@@ -162,31 +212,13 @@ impl ClientSide {
         let patterns = &s.refuse;
         let mut terminate = false;
         let mut pos = 0usize;
-        while pos < buf.len() {
-            if self.skip > 0 {
-                let n = self.skip.min(buf.len() - pos);
-                out.extend_from_slice(&buf[pos..pos + n]);
-                pos += n;
-                self.skip -= n;
-                continue;
-            }
-            let Some((tag, len)) = wire::header(&buf[pos..], 1 << 30)? else {
-                break;
-            };
-            if !matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C' | b'S' | b'X') {
-                self.skip = len;
-                continue;
-            }
-            if len > wire::MAX_CLIENT_MESSAGE {
-                return Err(WireError::Length {
-                    tag: (tag as char).to_string(),
-                    len: i64::try_from(len).unwrap_or(i64::MAX),
-                    max: wire::MAX_CLIENT_MESSAGE,
-                });
-            }
-            if buf.len() - pos < len {
-                break;
-            }
+        while let Some((tag, len)) = self.frames.next(
+            buf,
+            &mut pos,
+            out,
+            |t| matches!(t, b'Q' | b'P' | b'B' | b'E' | b'C' | b'S' | b'X'),
+            wire::MAX_CLIENT_MESSAGE,
+        )? {
             let frame = &buf[pos..pos + len];
             let msg = wire::decode_client(tag, &frame[5..])?;
             let mut forward = true;
@@ -272,7 +304,7 @@ pub(crate) fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
 /// replaces the error of a refused statement with the gateway's own.
 #[derive(Default)]
 pub struct ServerSide {
-    skip: usize,
+    frames: Frames,
 }
 
 impl ServerSide {
@@ -287,31 +319,13 @@ impl ServerSide {
         done: &mut Vec<StatementRecord>,
     ) -> Result<usize, WireError> {
         let mut pos = 0usize;
-        while pos < buf.len() {
-            if self.skip > 0 {
-                let n = self.skip.min(buf.len() - pos);
-                out.extend_from_slice(&buf[pos..pos + n]);
-                pos += n;
-                self.skip -= n;
-                continue;
-            }
-            let Some((tag, len)) = wire::header(&buf[pos..], 1 << 30)? else {
-                break;
-            };
-            if !wire::server_inspects(tag) {
-                self.skip = len;
-                continue;
-            }
-            if len > wire::MAX_INSPECTED {
-                return Err(WireError::Length {
-                    tag: (tag as char).to_string(),
-                    len: i64::try_from(len).unwrap_or(i64::MAX),
-                    max: wire::MAX_INSPECTED,
-                });
-            }
-            if buf.len() - pos < len {
-                break;
-            }
+        while let Some((tag, len)) = self.frames.next(
+            buf,
+            &mut pos,
+            out,
+            wire::server_inspects,
+            wire::MAX_INSPECTED,
+        )? {
             let frame = &buf[pos..pos + len];
             let msg = wire::decode_server(tag, &frame[5..])?;
             let mut replaced = false;
