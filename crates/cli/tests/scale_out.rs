@@ -420,7 +420,29 @@ fn cluster(
     url: &str,
     channels: &std::path::Path,
 ) -> (Vec<Server>, std::path::PathBuf) {
-    let args = [
+    cluster_of(
+        n,
+        dir,
+        url,
+        channels,
+        &[],
+        "target:\n  kind: secret\n",
+        "the-secret",
+    )
+}
+
+/// `cluster` with extra `serve` arguments, procedure `p`'s `target` section and the
+/// credential sealed.
+fn cluster_of(
+    n: usize,
+    dir: &std::path::Path,
+    url: &str,
+    channels: &std::path::Path,
+    extra: &[&str],
+    target: &str,
+    secret: &str,
+) -> (Vec<Server>, std::path::PathBuf) {
+    let mut args = vec![
         "--database-url",
         url,
         "--channels",
@@ -428,6 +450,7 @@ fn cluster(
         "--advertise-url",
         "auto",
     ];
+    args.extend_from_slice(extra);
     let first = dir.join("s0");
     let mut servers = vec![Server::start_with(&first, &args)];
     for i in 1..n {
@@ -449,7 +472,7 @@ fn cluster(
     std::fs::write(
         &file,
         format!(
-            "id: p\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\nalert_channels: [ops]\n"
+            "id: p\n{target}custodians:\n{custodians}quorum: 2\nmax_grant: 1h\nalert_channels: [ops]\n"
         ),
     )
     .expect("procedure");
@@ -470,7 +493,7 @@ fn cluster(
     servers[0]
         .cli()
         .args(["seal", "p"])
-        .write_stdin("the-secret\n")
+        .write_stdin(format!("{secret}\n"))
         .assert()
         .success();
     (servers, keys)
@@ -605,4 +628,264 @@ async fn three_servers_take_concurrent_breaks_through_all_of_them() {
     for s in servers.iter() {
         s.cli().args(["audit", "verify"]).assert().success();
     }
+}
+
+/// Runs a CLI command on a thread of its own; the handle answers its output and when it ended.
+fn in_background(
+    mut cmd: assert_cmd::Command,
+) -> std::thread::JoinHandle<(std::process::Output, Instant)> {
+    std::thread::spawn(move || {
+        let out = cmd.output().expect("run the CLI");
+        (out, Instant::now())
+    })
+}
+
+/// How many audit entries of `kind` the break (or, with `None`, the log) has.
+async fn entries(conn: &mut sqlx::PgConnection, kind: &str, break_id: Option<&str>) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE kind = $1 AND ($2::TEXT IS NULL OR break_id = $2)",
+    )
+    .bind(kind)
+    .bind(break_id)
+    .fetch_one(conn)
+    .await
+    .expect("count entries")
+}
+
+/// Issue 10: the rotation lock is one lock for all servers, held in PostgreSQL (a session
+/// advisory lock on `breakglass_store::procedure_lock_key`). The test holds it, as a rotation
+/// on a third server would: opening a break and approving one wait on both servers, and go on
+/// as soon as it is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_and_approving_wait_for_the_procedure_lock_held_in_postgres() {
+    let Some(db) = breakglass_testkit::fresh_postgres(
+        "cli::scale_out::opening_and_approving_wait_for_the_procedure_lock_held_in_postgres",
+    )
+    .await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_seen, channels) = webhook_channel(dir.path()).await;
+    let (servers, keys) = cluster(2, dir.path(), &db.url, &channels);
+    let as_actor = |server: &Server, name: &str| {
+        let mut c = server.cli();
+        c.arg("--identity").arg(keys.join(format!("{name}.key")));
+        c
+    };
+    let open = |server: &Server| {
+        let mut c = as_actor(server, "dave");
+        c.args([
+            "--output", "json", "break", "open", "p", "--reason", "lock", "--ticket", "T-L",
+        ]);
+        c
+    };
+    let a = open(&servers[0]).assert().success();
+    let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let key = breakglass_store::procedure_lock_key("p");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut holder)
+        .await
+        .expect("take the procedure lock");
+    let mut approve = as_actor(&servers[1], "alice");
+    approve.args(["--output", "json", "approve", &id]);
+    let approving = in_background(approve);
+    let opening = in_background(open(&servers[0]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !approving.is_finished() && !opening.is_finished(),
+        "an approval or an opening went ahead while the procedure lock was held elsewhere"
+    );
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    assert_eq!(entries(&mut conn, "share.accepted", Some(&id)).await, 0);
+    assert_eq!(entries(&mut conn, "break.requested", None).await, 1);
+
+    let released = Instant::now();
+    let unlocked: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .fetch_one(&mut holder)
+        .await
+        .expect("release the procedure lock");
+    assert!(unlocked);
+    for (what, handle) in [("approval", approving), ("opening", opening)] {
+        let (out, at) = handle.join().expect("CLI thread");
+        assert!(
+            out.status.success(),
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let after = at.duration_since(released);
+        eprintln!(
+            "{what} completed {} ms after the release",
+            after.as_millis()
+        );
+        assert!(
+            after < Duration::from_secs(5),
+            "{what} took {after:?} after the release"
+        );
+    }
+    assert_eq!(entries(&mut conn, "share.accepted", Some(&id)).await, 1);
+    assert_eq!(entries(&mut conn, "break.requested", None).await, 2);
+    // The quorum on the other server (forwarded to the holder of Alice's share).
+    let a = as_actor(&servers[0], "bob")
+        .args(["--output", "json", "approve", &id])
+        .assert()
+        .success();
+    assert_eq!(stdout_json(&a)["break"]["state"], "granted");
+    db.drop_db().await;
+}
+
+/// Issue 10, two real servers: the credential rotation after a grant on server one holds the
+/// procedure lock from its start to its promotion; an approval on server two waits for it,
+/// then finds its break moved to the new seal (the old seal's share is refused), and the
+/// custodians' new shares open the rotated credential. The test stalls the rotation on the
+/// target: an uncommitted `ALTER ROLE` of the admin role holds the row the rotation's own
+/// `ALTER ROLE … PASSWORD` must wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_on_one_server_waits_for_the_rotation_on_another() {
+    let test = "cli::scale_out::an_approval_on_one_server_waits_for_the_rotation_on_another";
+    let Some(pg) = breakglass_testkit::pgcluster::cluster(test) else {
+        return;
+    };
+    let Some(db) = breakglass_testkit::fresh_postgres(test).await else {
+        return;
+    };
+    let t = common::pg_target(pg, "so").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_seen, channels) = webhook_channel(dir.path()).await;
+    let target = format!(
+        "target:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: pg\n    sslmode: disable\n    inventory: postgres, {}, {}, {}\n",
+        pg.host, pg.port, t.db, t.adm, t.app, t.adm, t.op, t.drl
+    );
+    let targets = t.targets_file();
+    let (servers, keys) = cluster_of(
+        2,
+        dir.path(),
+        &db.url,
+        &channels,
+        &["--targets", targets.to_str().expect("utf-8")],
+        &target,
+        &t.admin_pw,
+    );
+    let (one, two) = (&servers[0], &servers[1]);
+    let as_actor = |server: &Server, name: &str| {
+        let mut c = server.cli();
+        c.arg("--identity").arg(keys.join(format!("{name}.key")));
+        c
+    };
+    let open = |server: &Server| {
+        let a = as_actor(server, "dave")
+            .args([
+                "--output", "json", "break", "open", "p", "--reason", "rotate", "--ticket", "T-R",
+            ])
+            .assert()
+            .success();
+        stdout_json(&a)["id"].as_str().expect("id").to_owned()
+    };
+    let first = open(one);
+    let second = open(one);
+
+    use sqlx::Connection;
+    let mut blocker = pg.connect(&t.db).await;
+    let mut stall = blocker.begin().await.expect("begin");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE {} PASSWORD 'held-by-the-test'",
+        t.adm
+    )))
+    .execute(&mut *stall)
+    .await
+    .expect("hold the admin role's row");
+    for name in ["alice", "bob"] {
+        as_actor(one, name)
+            .args(["approve", &first])
+            .assert()
+            .success();
+    }
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let started = Instant::now();
+    while entries(&mut conn, "credential.rotation_started", None).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no rotation started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut approve = as_actor(two, "alice");
+    approve.args(["approve", &second]);
+    let approving = in_background(approve);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !approving.is_finished(),
+        "an approval on server two went ahead during the rotation on server one"
+    );
+    assert_eq!(entries(&mut conn, "credential.rotated", None).await, 0);
+
+    let released = Instant::now();
+    stall.rollback().await.expect("let the rotation go on");
+    let (out, at) = approving.join().expect("CLI thread");
+    eprintln!(
+        "approval on server two completed {} ms after the rotation was let go",
+        at.duration_since(released).as_millis()
+    );
+    assert!(at.duration_since(released) < Duration::from_secs(8));
+    // The rotation was promoted before the approval went on: the second break is on the new
+    // seal, and Alice's share of the old one is refused.
+    let seq = |kind: &'static str, break_id: Option<String>| {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MIN(seq) FROM audit_log WHERE kind = $1 AND ($2::TEXT IS NULL OR break_id = $2)",
+        )
+        .bind(kind)
+        .bind(break_id)
+    };
+    let rotated = seq("credential.rotated", None)
+        .fetch_one(&mut conn)
+        .await
+        .expect("seq")
+        .expect("the credential was rotated");
+    let rejected = seq("share.rejected", Some(second.clone()))
+        .fetch_one(&mut conn)
+        .await
+        .expect("seq")
+        .unwrap_or_else(|| {
+            panic!(
+                "the old seal's share was not refused: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(!out.status.success());
+    assert!(
+        rotated < rejected,
+        "rotated at {rotated}, refused at {rejected}"
+    );
+    let (break_seal, current_seal): (String, String) = sqlx::query_as(
+        "SELECT b.seal_id, p.seal_id FROM breaks b JOIN procedures p ON p.id = b.procedure_id WHERE b.id = $1",
+    )
+    .bind(&second)
+    .fetch_one(&mut conn)
+    .await
+    .expect("seals");
+    assert_eq!(break_seal, current_seal, "the waiting break was not moved");
+
+    // New shares, on server two: the grant opens the rotated credential.
+    for name in ["alice", "bob"] {
+        as_actor(two, name)
+            .args(["approve", &second])
+            .assert()
+            .success();
+    }
+    let a = as_actor(two, "dave")
+        .args(["break", "reveal", &second])
+        .assert()
+        .success();
+    let access = common::stdout(&a).trim().to_owned();
+    let c = sqlx::PgConnection::connect(&access)
+        .await
+        .expect("login with the grant made with the rotated credential");
+    let _ = c.close().await;
+    db.drop_db().await;
 }

@@ -93,8 +93,9 @@ impl Engine {
         by.may(Action::OpenBreak)?;
         // A break opened while the credential is being rotated would be on the seal about to
         // be replaced: wait for the rotation (it takes well under a second).
-        let lock = self.rotation_lock(procedure);
-        let _rotation = lock.lock().await;
+        let _rotation = self
+            .rotation_lock(procedure, crate::REQUEST_LOCK_WAIT)
+            .await?;
         let mut tx = self.store().begin().await?;
         let stored = load_procedure(tx.as_mut(), procedure).await?;
         let seal_id = match drill.as_ref().and_then(|d| d.seal_id.clone()) {
@@ -232,8 +233,9 @@ impl Engine {
                 .procedure
                 .clone()
         };
-        let lock = self.rotation_lock(&procedure_id);
-        let _rotation = lock.lock().await;
+        let _rotation = self
+            .rotation_lock(&procedure_id, crate::REQUEST_LOCK_WAIT)
+            .await?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let requested = match load_break(tx.as_mut(), break_id).await? {
@@ -279,6 +281,9 @@ impl Engine {
         let quorum = requested.info.quorum;
         let mut record = Record::default();
         let mut held = self.take_pending(break_id);
+        // A rotation promoted on another server moved this break to the new seal and reset
+        // its approvals there; shares of the old seal still held here must not be combined.
+        held.retain(|s| s.seal_id() == seal.seal_id);
         held.push(verified);
         record.break_event(
             now,

@@ -208,8 +208,9 @@ impl Engine {
         slot: SealSlot,
     ) -> Result<(), EngineError> {
         // From here to the promotion, no break of this procedure opens or reaches its quorum.
-        let lock = self.rotation_lock(procedure_id);
-        let _rotation = lock.lock().await;
+        let _rotation = self
+            .rotation_lock(procedure_id, crate::ROTATION_LOCK_WAIT)
+            .await?;
         let (stored, drill_seal, break_seal) = {
             let mut tx = self.store().read().await?;
             let stored = tx

@@ -50,6 +50,13 @@ pub use readiness::AttestChallenge;
 pub use schedules::SCHEDULER;
 pub use seal::SealSummary;
 
+/// How long opening or approving a break waits for a rotation of the procedure's credential
+/// in flight (on any server) before answering "try again".
+pub(crate) const REQUEST_LOCK_WAIT: Duration = Duration::from_secs(30);
+/// How long a rotation waits for the procedure's lock (breaks being opened or approved, an
+/// earlier rotation) before it gives up and leaves the old seal current.
+pub(crate) const ROTATION_LOCK_WAIT: Duration = Duration::from_secs(120);
+
 /// Leases of the background jobs: with several servers on one PostgreSQL, each job runs on
 /// the one server holding its lease (renewed every round; taken over when it expires).
 pub const LEASE_ALERTS: &str = "job:alerts";
@@ -168,10 +175,6 @@ struct Inner {
     faults: Mutex<HashMap<String, drills::Faults>>,
     /// One alert delivery pass at a time (the worker and a drill runner may both drive it).
     delivering: tokio::sync::Mutex<()>,
-    /// Per procedure: held by a credential rotation from its start to its promotion, and by
-    /// opening a break and approving one, so no break combines a credential the target no
-    /// longer holds.
-    rotation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Logins of proxy grants, held for the gateway (memory only).
     gateway: gateway::GatewayState,
     /// This server's name among several on one database (`srv-` and random hex).
@@ -179,15 +182,24 @@ struct Inner {
 }
 
 impl Engine {
-    /// The rotation lock of a procedure (see `Inner::rotation_locks`).
-    pub(crate) fn rotation_lock(&self, procedure: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.inner
-            .rotation_locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(procedure.to_owned())
-            .or_default()
-            .clone()
+    /// Takes the rotation lock of a procedure, held by a credential rotation from its start
+    /// to its promotion and by opening a break and approving one, so no break combines a
+    /// credential the target no longer holds. It is the store's `lock_procedure`: one lock
+    /// for every server on the database. Waits at most `wait`, then answers a conflict.
+    pub(crate) async fn rotation_lock(
+        &self,
+        procedure: &str,
+        wait: Duration,
+    ) -> Result<ports::ProcedureLock, EngineError> {
+        self.store()
+            .lock_procedure(procedure, wait)
+            .await?
+            .ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "procedure `{procedure}` is being rotated on this or another server (waited {} s for its lock); try again",
+                    wait.as_secs()
+                ))
+            })
     }
 
     /// Builds an engine over a store and a clock.
@@ -246,7 +258,6 @@ impl Engine {
                 drill_keys,
                 faults: Mutex::new(HashMap::new()),
                 delivering: tokio::sync::Mutex::new(()),
-                rotation_locks: Mutex::new(HashMap::new()),
                 gateway: gateway::GatewayState::default(),
                 instance: format!("srv-{:016x}", rand::random::<u64>()),
             }),

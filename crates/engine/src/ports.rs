@@ -389,6 +389,38 @@ pub trait Store: Send + Sync {
         break_id: &str,
         holder: Option<(&str, &str)>,
     ) -> StoreResult<()>;
+    /// Takes procedure `id`'s lock, which a credential rotation holds from its start to its
+    /// promotion and opening or approving a break holds briefly, on every server sharing this
+    /// store (PostgreSQL: a session advisory lock on a connection held with the lock, so a
+    /// server that dies releases it with its connection). Waits at most `wait`; `None` when
+    /// the lock is still held by then. Dropping the returned lock releases it.
+    async fn lock_procedure(
+        &self,
+        id: &str,
+        wait: std::time::Duration,
+    ) -> StoreResult<Option<ProcedureLock>>;
+}
+
+/// A procedure's lock (see [`Store::lock_procedure`]); dropping it releases the lock.
+#[must_use = "the lock is released as soon as it is dropped"]
+pub struct ProcedureLock {
+    /// Whatever the store holds while the lock is held (it releases on drop).
+    _held: Box<dyn Send>,
+}
+
+impl ProcedureLock {
+    /// A lock that lasts as long as `held` does: the store releases it in `held`'s `Drop`.
+    pub fn new(held: impl Send + 'static) -> ProcedureLock {
+        ProcedureLock {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProcedureLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProcedureLock")
+    }
 }
 
 /// One transaction. Dropping it without `commit` rolls it back. `commit` is the only way to

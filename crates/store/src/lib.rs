@@ -7,6 +7,7 @@
 //! key, a plaintext share or a secret.
 
 mod group;
+mod lock;
 mod rows;
 mod schema;
 
@@ -18,11 +19,13 @@ use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
     AckState, AttemptRecord, AttestationRecord, AuditAbout, ChannelTest, DeliveryAttempt,
-    DrillRecord, GrantRecord, OutboxItem, OutboxRow, StatementRecord, Store, StoreError,
-    StoreResult, StoredActor, StoredProcedure, StoredSeal, TargetReport, Tx,
+    DrillRecord, GrantRecord, OutboxItem, OutboxRow, ProcedureLock, StatementRecord, Store,
+    StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, TargetReport, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
+
+pub use lock::procedure_lock_key;
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,8 @@ pub struct SqlStore {
     backend: Backend,
     /// SQLite writers share commits (see `group`); `None` on PostgreSQL.
     group: Option<std::sync::Arc<group::Group>>,
+    /// This process's side of the procedure locks (see `lock`).
+    locks: lock::LocalLocks,
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -96,6 +101,7 @@ impl SqlStore {
             pool,
             backend,
             group,
+            locks: lock::LocalLocks::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -284,6 +290,24 @@ impl Store for SqlStore {
         .await
         .map_err(db)?;
         Ok(())
+    }
+
+    async fn lock_procedure(
+        &self,
+        id: &str,
+        wait: std::time::Duration,
+    ) -> StoreResult<Option<ProcedureLock>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        // Tasks of this process queue here first, so each holds a pool connection only once
+        // it is next in line.
+        let Some(local) = self.locks.lock(id, deadline).await else {
+            return Ok(None);
+        };
+        if self.backend == Backend::Sqlite {
+            // One server per SQLite file: the process's lock is the whole lock.
+            return Ok(Some(ProcedureLock::new(local)));
+        }
+        lock::advisory(&self.pool, procedure_lock_key(id), deadline, local).await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
