@@ -33,6 +33,8 @@
 #   BENCH_DURATION   seconds per measured run (default 15)
 #   BENCH_WARMUP     seconds of warm-up before each measured run (default 3)
 #   BENCH_CLIENTS    client counts (default "8 64")
+#   BENCH_GATEWAY_THREADS  the gateway's relay threads (`serve --gateway-threads`; default 0:
+#                    half the cores, at least one)
 #   BENCH_OUT        the Markdown file to update (default BENCHMARKS.md at the workspace root)
 #   BENCH_KEEP=1     keep the temp dir (logs, pgbench logs) instead of removing it
 #   BENCH_SETTLE_MAX longest wait, in seconds, for breakglass serve to go idle before a run (240)
@@ -57,6 +59,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 SCALE=10
 THREADS=2
 GATEWAY_CONNECTIONS=200
+GATEWAY_THREADS=${BENCH_GATEWAY_THREADS:-0}
 
 say() { printf 'bench-gateway: %s\n' "$*" >&2; }
 die() {
@@ -302,7 +305,7 @@ connections:
 EOF
 say "starting breakglass serve --gateway"
 "$BIN" serve --listen 127.0.0.1:0 --data-dir "$BG_DIR/data" --targets "$BG_DIR/targets.yaml" \
-    --gateway 127.0.0.1:0 </dev/null >"$BG_DIR/serve.out" 2>"$BG_DIR/serve.log" &
+    --gateway 127.0.0.1:0 --gateway-threads "$GATEWAY_THREADS" </dev/null >"$BG_DIR/serve.out" 2>"$BG_DIR/serve.log" &
 BG_PID=$!
 BG_URL=
 GW_ADDR=

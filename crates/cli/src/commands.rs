@@ -96,6 +96,10 @@ pub(crate) struct ServeArgs {
     /// otherwise private network only).
     #[arg(long, requires = "gateway")]
     pub(crate) gateway_plaintext: bool,
+    /// Gateway relay threads, each running its share of the connections on its own
+    /// single-threaded runtime; 0: half the available cores, at least one.
+    #[arg(long, default_value_t = 0, requires = "gateway")]
+    pub(crate) gateway_threads: usize,
     /// This server's URL as the other servers of a deployment reach it (several servers on one
     /// PostgreSQL): a break's shares are then sent to the one server holding the others.
     /// `auto`: the listen address.
@@ -621,6 +625,7 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
                 std::sync::Arc::new(c)
             }),
             allow_plaintext: tls.is_none() || a.gateway_plaintext,
+            threads: a.gateway_threads,
             ..breakglass_gateway::Settings::default()
         };
         eprintln!(

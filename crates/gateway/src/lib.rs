@@ -9,6 +9,12 @@
 //! procedure's `refuse` list never reach the target: the client gets a clear PostgreSQL error.
 //! At the deadline, or when the break is closed, the connection is ended with a FATAL error.
 //!
+//! Connections run on the gateway's own threads, one single-threaded Tokio runtime each
+//! (connections are dealt out in turn), not on the server's work-stealing runtime: a relayed
+//! message then never wakes another thread, which is most of what a proxy's time per
+//! transaction is made of (see BENCHMARKS.md). Store work (admission, recording, a session's
+//! end) still runs on the server's runtime, which owns the database pools.
+//!
 //! Each connection is one task: two loops (client → target and target → client) joined in it,
 //! each reading into a buffer, forwarding whole reads with one write, and looking only at the
 //! headers and first fields of the messages it follows. A malformed or oversized message
@@ -48,6 +54,10 @@ pub struct Settings {
     pub login_timeout: Duration,
     /// How long the upstream login may take.
     pub upstream_timeout: Duration,
+    /// Relay threads (0: half the available cores, at least one — the gateway shares its
+    /// machine with the server, and on the benchmark's 2 cores one relay thread costs less CPU
+    /// per transaction than two: see BENCHMARKS.md).
+    pub threads: usize,
 }
 
 impl Default for Settings {
@@ -57,6 +67,7 @@ impl Default for Settings {
             allow_plaintext: true,
             login_timeout: Duration::from_secs(15),
             upstream_timeout: Duration::from_secs(10),
+            threads: 0,
         }
     }
 }
@@ -80,6 +91,8 @@ pub struct Counters {
 #[derive(Clone)]
 pub struct Gateway {
     engine: Engine,
+    /// The server's runtime, where store work runs.
+    main: tokio::runtime::Handle,
     settings: Settings,
     recorder: mpsc::UnboundedSender<Recorded>,
     cancels: Arc<Mutex<CancelMap>>,
@@ -89,6 +102,9 @@ pub struct Gateway {
 
 /// Cancellation keys the gateway gave its clients → the backends' own.
 type CancelMap = HashMap<(i32, [u8; 4]), CancelTarget>;
+
+/// An accepted client on its way to a relay thread.
+type Handed = (std::net::TcpStream, SocketAddr);
 
 #[derive(Clone)]
 struct CancelTarget {
@@ -110,6 +126,7 @@ impl Gateway {
         tokio::spawn(record(engine.clone(), rx));
         Gateway {
             engine,
+            main: tokio::runtime::Handle::current(),
             settings,
             recorder: tx,
             cancels: Arc::default(),
@@ -117,12 +134,25 @@ impl Gateway {
         }
     }
 
-    /// Accepts clients until `shutdown` resolves; each connection runs in its own task.
+    /// Accepts clients until `shutdown` resolves; each connection runs in its own task on one
+    /// of the relay threads. Connections still open when it returns go on until they end.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) {
+        let threads = match self.settings.threads {
+            0 => (std::thread::available_parallelism().map_or(1, usize::from) / 2).max(1),
+            n => n,
+        };
+        let mut relays = Vec::with_capacity(threads);
+        for i in 0..threads {
+            match self.relay_thread(i) {
+                Ok(tx) => relays.push(tx),
+                Err(e) => tracing::error!(error = %e, "starting a gateway relay thread failed"),
+            }
+        }
+        let mut turn = 0usize;
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -138,13 +168,72 @@ impl Gateway {
             };
             let _ = stream.set_nodelay(true);
             self.counters.connections.fetch_add(1, Ordering::Relaxed);
-            let gw = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = gw.connection(Box::new(stream), peer).await {
-                    tracing::info!(%peer, error = %e, "gateway connection ended");
-                }
+            // Handed to a relay thread as a std socket, registered again in its runtime.
+            let handed = stream.into_std().ok().and_then(|s| {
+                turn = turn.wrapping_add(1);
+                let n = relays.len();
+                (n > 0).then(|| relays[turn % n].send((s, peer)))
             });
+            if !matches!(handed, Some(Ok(()))) {
+                tracing::error!(%peer, "no gateway relay thread took the connection; closed");
+            }
         }
+    }
+
+    /// Starts relay thread `i`: a single-threaded runtime running the connections sent to it.
+    /// When the accept loop is gone, the thread ends after its last connection.
+    fn relay_thread(&self, i: usize) -> std::io::Result<mpsc::UnboundedSender<Handed>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Handed>();
+        let gw = self.clone();
+        std::thread::Builder::new()
+            .name(format!("gateway-relay-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut open = tokio::task::JoinSet::new();
+                    loop {
+                        let (std_stream, peer) = tokio::select! {
+                            handed = rx.recv() => match handed {
+                                Some(h) => h,
+                                None => break,
+                            },
+                            Some(_) = open.join_next() => continue,
+                        };
+                        let stream = match std_stream
+                            .set_nonblocking(true)
+                            .and_then(|()| tokio::net::TcpStream::from_std(std_stream))
+                        {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::warn!(%peer, error = %e, "gateway socket not registered");
+                                continue;
+                            }
+                        };
+                        let gw = gw.clone();
+                        open.spawn(async move {
+                            if let Err(e) = gw.connection(Box::new(stream), peer).await {
+                                tracing::info!(%peer, error = %e, "gateway connection ended");
+                            }
+                        });
+                    }
+                    while open.join_next().await.is_some() {}
+                });
+            })?;
+        Ok(tx)
+    }
+
+    /// Runs store work on the server's runtime (which owns the database pools) and waits for
+    /// it from a relay thread.
+    async fn on_main<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, String> {
+        self.main
+            .spawn(work)
+            .await
+            .map_err(|e| format!("gateway store task failed: {e}"))
     }
 
     async fn connection(&self, stream: Box<dyn Io>, peer: SocketAddr) -> Result<(), String> {
@@ -252,7 +341,17 @@ impl Gateway {
             }
         };
         let peer_text = peer.to_string();
-        match self.engine.gateway_admit(&user, &token, &peer_text).await {
+        let admitted = {
+            let (engine, user, token, peer) = (
+                self.engine.clone(),
+                user.clone(),
+                token.clone(),
+                peer_text.clone(),
+            );
+            self.on_main(async move { engine.gateway_admit(&user, &token, &peer).await })
+                .await?
+        };
+        match admitted {
             Ok(admission) => {
                 self.counters.admitted.fetch_add(1, Ordering::Relaxed);
                 let database = match get("database") {
@@ -488,7 +587,12 @@ impl Gateway {
         if self.recorder.send(Recorded::Flush(tx)).is_ok() {
             let _ = rx.await;
         }
-        if let Err(e) = self.engine.gateway_session_ended(summary).await {
+        let engine = self.engine.clone();
+        let owned = summary.clone();
+        let ended = self
+            .on_main(async move { engine.gateway_session_ended(&owned).await })
+            .await;
+        if let Err(e) = ended.and_then(|r| r.map_err(|e| e.to_string())) {
             tracing::error!(session = %summary.session_id, error = %e, "recording a gateway session's end failed");
         }
     }
