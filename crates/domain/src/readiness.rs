@@ -527,6 +527,20 @@ pub struct Posture {
     pub sinks_lagging: Vec<String>,
     /// A drill credential is sealed (automated drills can run).
     pub drill_credential: bool,
+    /// The automatic recovery kit, when the server exports them (`serve --recovery-kit-dir`):
+    /// `None` when it does not.
+    pub recovery_kit: Option<KitState>,
+}
+
+/// The automatic recovery kit of a sealed procedure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KitState {
+    /// Exported for the current seal, this long ago.
+    Current(Duration),
+    /// The latest kit holds an older seal (exported this long ago).
+    Stale(Duration),
+    /// Never exported.
+    Missing,
 }
 
 /// A health check older than this is stale.
@@ -598,6 +612,24 @@ pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readines
             }
         }
         (None, None) => {}
+    }
+    if posture.sealed {
+        match &posture.recovery_kit {
+            Some(KitState::Missing) => out.push(finding(
+                Degraded,
+                "recovery_kit.missing",
+                "no recovery kit was exported for the current seal: offline recovery is not possible yet".into(),
+            )),
+            Some(KitState::Stale(ago)) => out.push(finding(
+                Degraded,
+                "recovery_kit.stale",
+                format!(
+                    "the recovery kit (exported {} ago) holds an older seal than the current one",
+                    crate::time::format_duration(*ago)
+                ),
+            )),
+            Some(KitState::Current(_)) | None => {}
+        }
     }
     if p.drill_automated && !posture.drill_credential {
         out.push(finding(
@@ -780,6 +812,7 @@ mod tests {
             discovery_unknown: None,
             sinks_lagging: vec![],
             drill_credential: true,
+            recovery_kit: None,
         }
     }
 
@@ -1116,5 +1149,31 @@ mod what_if_tests {
 
         let w = what_if(&p, &down("db-01"), &[]);
         assert!(!w.can_open && w.blockers[0].contains("db-01"));
+    }
+
+    #[test]
+    fn a_missing_or_stale_recovery_kit_degrades() {
+        let p = procedure(3, 2, GOOD);
+        let mut posture = healthy(&p);
+        posture.recovery_kit = Some(KitState::Missing);
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert!(
+            r.findings.iter().any(|f| f.code == "recovery_kit.missing"),
+            "{r:?}"
+        );
+        posture.recovery_kit = Some(KitState::Stale(Duration::from_secs(60)));
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert!(
+            r.findings.iter().any(|f| f.code == "recovery_kit.stale"),
+            "{r:?}"
+        );
+        posture.recovery_kit = Some(KitState::Current(Duration::from_secs(60)));
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert!(
+            !r.findings
+                .iter()
+                .any(|f| f.code.starts_with("recovery_kit")),
+            "{r:?}"
+        );
     }
 }
