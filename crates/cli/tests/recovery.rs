@@ -62,6 +62,21 @@ fn audit_kinds(server: &Server) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// The readiness finding codes of one procedure, from the server.
+fn finding_codes(server: &Server, procedure: &str) -> Vec<String> {
+    let a = server.cli().args(["--output", "json", "check"]).assert();
+    let v: serde_json::Value =
+        serde_json::from_slice(&a.get_output().stdout).expect("check --output json");
+    v["procedures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["procedure"] == procedure)
+        .flat_map(|p| p["findings"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_offline_recovery_is_imported_tainted_and_alerted() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -391,5 +406,159 @@ async fn a_full_offline_recovery_is_imported_tainted_and_alerted() {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .is_some_and(|d| d["kit_id"] != kit_id.as_str())
     });
+    let codes = finding_codes(&server, "vault");
+    assert!(
+        !codes.iter().any(|c| c.starts_with("recovery_kit")),
+        "the kit is current: {codes:?}"
+    );
     server.kill_now();
+}
+
+/// An SSH CA procedure: offline, the recoverer gets a short user certificate signed by the
+/// sealed CA key (the target's own certificate code), never the CA key itself.
+#[test]
+fn an_ssh_ca_procedure_issues_a_short_certificate_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("keys");
+    // The kit directory cannot be created (its parent is a file): readiness says so.
+    let not_a_dir = dir.path().join("not-a-dir");
+    std::fs::write(&not_a_dir, "").expect("file");
+    let kit_dir = not_a_dir.join("kits").display().to_string();
+    let mut server =
+        Server::start_with(&dir.path().join("data"), &["--recovery-kit-dir", &kit_dir]);
+    let mut custodians = String::new();
+    for name in ["alice", "bob", "carol"] {
+        let (_, key) = keygen(&keys, name);
+        custodians.push_str(&format!("  - name: {name}\n    key: {key}\n"));
+    }
+    let (ca_key, ca_pub) = ssh_keypair(&keys, "ca");
+    let (rita_key, rita_pub) = ssh_keypair(&keys, "rita");
+    let rita_pub_file = keys.join("rita.pub");
+    std::fs::write(&rita_pub_file, format!("{rita_pub}\n")).expect("rita.pub");
+    let file = keys.join("hosts.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "id: hosts\ntarget:\n  kind: ssh\n  details:\n    principals: bg-root\n    hosts: 127.0.0.1:22\n    ca_public_key: {ca_pub}\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\n"
+        ),
+    )
+    .expect("procedure");
+    server
+        .cli()
+        .args(["procedure", "apply"])
+        .arg(&file)
+        .assert()
+        .success();
+    server
+        .cli()
+        .args(["seal", "hosts", "--keep-newline"])
+        .write_stdin(std::fs::read_to_string(&ca_key).expect("ca key"))
+        .assert()
+        .success();
+    std::thread::sleep(Duration::from_millis(1500));
+    let codes = finding_codes(&server, "hosts");
+    assert!(
+        codes.iter().any(|c| c == "recovery_kit.missing"),
+        "{codes:?}"
+    );
+    let kit = keys.join("hosts.kit");
+    server
+        .cli()
+        .args(["recovery-kit", "export", "hosts", "--out"])
+        .arg(&kit)
+        .assert()
+        .success();
+    server.kill_now();
+
+    let mut shares = Vec::new();
+    for name in ["alice", "carol"] {
+        let out = keys.join(format!("{name}.share"));
+        offline()
+            .args(["recover", "share", "--kit"])
+            .arg(&kit)
+            .arg("--identity")
+            .arg(keys.join(format!("{name}.key")))
+            .arg("--to")
+            .arg(&rita_pub_file)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        shares.push(out);
+    }
+    let open = |extra: &[&str], out: &Path, spool: &Path| {
+        let mut c = offline();
+        c.args(["recover", "open", "--kit"])
+            .arg(&kit)
+            .arg("--identity")
+            .arg(&rita_key)
+            .args(&shares)
+            .args(["--reason", "bastion down", "--ticket", "INC-9"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .arg("--spool")
+            .arg(spool);
+        c.assert()
+    };
+    let cert_for = rita_pub_file.display().to_string();
+    // Without a key to certify, and longer than max_grant: refused before anything opens.
+    open(&[], &keys.join("no"), &keys.join("no.spool")).code(3);
+    open(
+        &["--cert-for", &cert_for, "--duration", "2h"],
+        &keys.join("no"),
+        &keys.join("no.spool"),
+    )
+    .code(3);
+    assert!(!keys.join("no.spool").exists());
+
+    let cert_file = keys.join("rita-cert.pub");
+    let spool = keys.join("hosts.spool");
+    let e = open(
+        &["--cert-for", &cert_for, "--duration", "10m"],
+        &cert_file,
+        &spool,
+    )
+    .success();
+    assert!(
+        stderr(&e).contains("certificate issued for hosts"),
+        "{}",
+        stderr(&e)
+    );
+    let text = std::fs::read_to_string(&cert_file).expect("certificate");
+    assert!(!text.contains("PRIVATE KEY"), "the CA key was written");
+    let cert = ssh_key::Certificate::from_openssh(text.trim()).expect("an OpenSSH certificate");
+    assert_eq!(cert.valid_principals(), ["bg-root".to_owned()]);
+    assert!(
+        cert.valid_before() - cert.valid_after() <= 11 * 60,
+        "not short"
+    );
+    assert!(
+        cert.key_id().starts_with("breakglass:offline-"),
+        "{}",
+        cert.key_id()
+    );
+    let ca = ssh_key::PublicKey::from_openssh(&ca_pub).expect("ca");
+    assert_eq!(
+        cert.signature_key(),
+        ca.key_data(),
+        "not signed by the sealed CA"
+    );
+    let rita = ssh_key::PublicKey::from_openssh(&rita_pub).expect("rita");
+    assert_eq!(cert.public_key(), rita.key_data());
+    let v = breakglass_recovery::verify_spool(&std::fs::read_to_string(&spool).expect("spool"))
+        .expect("the spool verifies");
+    let kinds: Vec<&str> = v.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "spool.opened",
+            "share.accepted",
+            "share.accepted",
+            "break.granted",
+            "spool.closed"
+        ]
+    );
+    assert_eq!(v.entries[3].payload["grant"]["serial"], cert.serial());
 }

@@ -162,6 +162,18 @@ pub const RULES: &[Rule] = &[
         help: "Rotate the credential if it was revealed, then re-seal it with `breakglass seal PROCEDURE`.",
     },
     Rule {
+        code: "recovery_kit.missing",
+        verdict: Verdict::Degraded,
+        summary: "no recovery kit was exported for the current seal",
+        help: "Check that the server can write to `--recovery-kit-dir`; `breakglass recovery-kit export PROCEDURE` writes one by hand.",
+    },
+    Rule {
+        code: "recovery_kit.stale",
+        verdict: Verdict::Degraded,
+        summary: "the recovery kit holds an older seal than the current one",
+        help: "Check that the server can write to `--recovery-kit-dir`; the kit is rewritten after every seal.",
+    },
+    Rule {
         code: "credential.old",
         verdict: Verdict::Degraded,
         summary: "the sealed credential is older than the rotation policy allows",
@@ -1008,6 +1020,32 @@ mod tests {
         }
         assert!(codes.iter().all(|c| rule(c).is_some()));
     }
+
+    #[test]
+    fn a_missing_or_stale_recovery_kit_degrades() {
+        let p = procedure(3, 2, GOOD);
+        let mut posture = healthy(&p);
+        posture.recovery_kit = Some(KitState::Missing);
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert!(
+            r.findings.iter().any(|f| f.code == "recovery_kit.missing"),
+            "{r:?}"
+        );
+        posture.recovery_kit = Some(KitState::Stale(Duration::from_secs(60)));
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert!(
+            r.findings.iter().any(|f| f.code == "recovery_kit.stale"),
+            "{r:?}"
+        );
+        posture.recovery_kit = Some(KitState::Current(Duration::from_secs(60)));
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert!(
+            !r.findings
+                .iter()
+                .any(|f| f.code.starts_with("recovery_kit")),
+            "{r:?}"
+        );
+    }
 }
 
 /// What happens to one procedure when some systems, channels and people are down.
@@ -1149,31 +1187,5 @@ mod what_if_tests {
 
         let w = what_if(&p, &down("db-01"), &[]);
         assert!(!w.can_open && w.blockers[0].contains("db-01"));
-    }
-
-    #[test]
-    fn a_missing_or_stale_recovery_kit_degrades() {
-        let p = procedure(3, 2, GOOD);
-        let mut posture = healthy(&p);
-        posture.recovery_kit = Some(KitState::Missing);
-        let r = assess(&p, &LintPolicy::default(), &posture);
-        assert!(
-            r.findings.iter().any(|f| f.code == "recovery_kit.missing"),
-            "{r:?}"
-        );
-        posture.recovery_kit = Some(KitState::Stale(Duration::from_secs(60)));
-        let r = assess(&p, &LintPolicy::default(), &posture);
-        assert!(
-            r.findings.iter().any(|f| f.code == "recovery_kit.stale"),
-            "{r:?}"
-        );
-        posture.recovery_kit = Some(KitState::Current(Duration::from_secs(60)));
-        let r = assess(&p, &LintPolicy::default(), &posture);
-        assert!(
-            !r.findings
-                .iter()
-                .any(|f| f.code.starts_with("recovery_kit")),
-            "{r:?}"
-        );
     }
 }

@@ -264,6 +264,19 @@ pub fn verify_spool(text: &str) -> Result<VerifiedSpool, SpoolError> {
                     "the first line must be `{OPENED}` of format {SPOOL_FORMAT}"
                 )));
             }
+            let kit_id = payload["kit_id"].as_str().unwrap_or_default();
+            if kit_id.len() != 64
+                || !kit_id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(bad("payload.kit_id is not 64 lowercase hex digits".into()));
+            }
+            for field in ["procedure", "seal_id", "recoverer", "reason", "ticket"] {
+                if payload[field].as_str().is_none_or(str::is_empty) {
+                    return Err(bad(format!("payload.{field} is missing or empty")));
+                }
+            }
             let key = CustodianKey::parse(payload["signer_key"].as_str().unwrap_or_default())
                 .map_err(|e| bad(format!("payload.signer_key: {e}")))?;
             if key.kind() != KeyKind::SshEd25519 {
