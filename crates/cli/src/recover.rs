@@ -151,8 +151,7 @@ pub(crate) async fn recovery_kit(cli: &Cli, cmd: &RecoveryKitCmd) -> Result<()> 
     let path = out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{procedure}.kit")));
-    std::fs::write(&path, r["kit"].as_str().unwrap_or_default())
-        .with_context(|| format!("writing {}", path.display()))?;
+    breakglass_server::write_private_file(&path, r["kit"].as_str().unwrap_or_default().as_bytes())?;
     if cli.output.is_json() {
         output::json(&json!({
             "procedure": r["procedure"], "seal_id": r["seal_id"], "kit_id": r["kit_id"],

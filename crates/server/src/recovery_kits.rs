@@ -75,7 +75,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("kit.tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Owner-only, like the other files the server writes: a kit is the credential's
+        // ciphertext, useless without a quorum of custodian keys but not for everyone's eyes.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
