@@ -35,6 +35,7 @@ pub async fn worker(
 /// Exports every kit that is missing, stale or not on disk as recorded; returns how many.
 pub async fn export_due(engine: &Engine, dir: &Path) -> Result<usize, String> {
     let mut written = 0;
+    let mut first_error = None;
     for (procedure, seal, last) in engine
         .recovery_kit_exports()
         .await
@@ -47,19 +48,31 @@ pub async fn export_due(engine: &Engine, dir: &Path) -> Result<usize, String> {
         if current {
             continue;
         }
-        let kit = engine
-            .build_kit_for_export(&procedure)
-            .await
-            .map_err(|e| format!("{procedure}: {e}"))?;
-        write_atomically(&path, kit.text.as_bytes())
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
-        engine
-            .record_kit_export(&kit, &path.display().to_string())
-            .await
-            .map_err(|e| format!("{procedure}: {e}"))?;
-        written += 1;
+        // One procedure's failure (e.g. its custodians changed since the seal) does not keep
+        // the others from being exported; the first error is reported after the round.
+        let result = async {
+            let kit = engine
+                .build_kit_for_export(&procedure)
+                .await
+                .map_err(|e| format!("{procedure}: {e}"))?;
+            write_atomically(&path, kit.text.as_bytes())
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            engine
+                .record_kit_export(&kit, &path.display().to_string())
+                .await
+                .map_err(|e| format!("{procedure}: {e}"))
+        }
+        .await;
+        match result {
+            Ok(()) => written += 1,
+            Err(e) if first_error.is_none() => first_error = Some(e),
+            Err(_) => {}
+        }
     }
-    Ok(written)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(written),
+    }
 }
 
 fn kit_id_on_disk(path: &Path) -> Option<String> {
