@@ -62,6 +62,13 @@ fn audit_kinds(server: &Server) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// The seal a spool opened.
+fn verified_seal(spool: &Path) -> String {
+    breakglass_recovery::verify_spool(&std::fs::read_to_string(spool).expect("spool"))
+        .expect("spool verifies")
+        .seal_id
+}
+
 /// The readiness finding codes of one procedure, from the server.
 fn finding_codes(server: &Server, procedure: &str) -> Vec<String> {
     let a = server.cli().args(["--output", "json", "check"]).assert();
@@ -327,6 +334,46 @@ async fn a_full_offline_recovery_is_imported_tainted_and_alerted() {
         "{}",
         stderr(&again)
     );
+    // A well-signed spool that names a kit this server never made: refused, nothing added.
+    let rita =
+        breakglass_custody::Identity::parse(&std::fs::read_to_string(&rita_key).expect("key"))
+            .expect("identity");
+    let forged = |procedure: &str| {
+        let mut w = breakglass_recovery::SpoolWriter::open(
+            &rita,
+            &"ab".repeat(32),
+            procedure,
+            &verified_seal(&spool),
+            "rita",
+            &rita.public(),
+            "r",
+            "T",
+            1,
+        )
+        .expect("spool");
+        w.push(
+            "share.accepted",
+            serde_json::json!({"custodian": "alice"}),
+            2,
+        )
+        .expect("line");
+        w.close("opened", 3).expect("close")
+    };
+    std::fs::write(&bad, forged("vault")).expect("forged");
+    let e = server
+        .cli()
+        .args(["audit", "import"])
+        .arg(&bad)
+        .assert()
+        .code(6);
+    assert!(stderr(&e).contains("not the kit of seal"), "{}", stderr(&e));
+    std::fs::write(&bad, forged("nope")).expect("forged");
+    server
+        .cli()
+        .args(["audit", "import"])
+        .arg(&bad)
+        .assert()
+        .code(5);
     server.cli().args(["audit", "verify"]).assert().success();
     let a = server
         .cli()
