@@ -84,21 +84,6 @@ impl Engine {
         Ok(kit)
     }
 
-    /// Procedures whose automatic kit is missing or holds an older seal than the current one
-    /// (the kit worker exports these).
-    pub async fn recovery_kits_due(&self) -> Result<Vec<(String, Option<KitExport>)>, EngineError> {
-        let mut tx = self.store().read().await?;
-        let mut out = Vec::new();
-        for p in tx.procedures().await? {
-            let Some(seal) = &p.seal_id else { continue };
-            let last = tx.recovery_kit(&p.procedure.id).await?;
-            if last.as_ref().is_none_or(|k| &k.seal_id != seal) {
-                out.push((p.procedure.id.clone(), last));
-            }
-        }
-        Ok(out)
-    }
-
     /// The latest automatic export of each sealed procedure: `(procedure, current seal, export)`.
     pub async fn recovery_kit_exports(
         &self,
