@@ -144,7 +144,14 @@ fn count(summary: &str, word: &str) -> u64 {
 }
 
 /// The cargo-fuzz targets (`fuzz/fuzz_targets/`).
-const FUZZ_TARGETS: &[&str] = &["procedure", "share", "audit_line", "api_body", "pg_wire"];
+const FUZZ_TARGETS: &[&str] = &[
+    "procedure",
+    "share",
+    "audit_line",
+    "api_body",
+    "pg_wire",
+    "recovery",
+];
 
 /// Builds every fuzz target (libFuzzer with coverage instrumentation; no sanitizer, so the
 /// stable toolchain builds it) and runs each for `seconds`, printing its executions. A crash

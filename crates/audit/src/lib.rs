@@ -7,6 +7,7 @@
 
 mod canonical;
 mod checkpoint;
+mod document;
 mod entry;
 pub mod evidence;
 mod hash;
@@ -20,6 +21,7 @@ pub use checkpoint::{
     AuditKey, AuditPublicKey, CHECKPOINT_DOMAIN, Checkpoint, CheckpointError, ROTATION_DOMAIN,
     SignedCheckpoint, SinkRecord,
 };
+pub use document::{document_signing_bytes, sha256};
 pub use entry::{AppendError, Draft, Entry, HASH_DOMAIN, Head, append};
 pub use hash::{Hash, HashParseError};
 pub use line::ParseError;

@@ -105,6 +105,10 @@ pub(crate) struct ServeArgs {
     /// `auto`: the listen address.
     #[arg(long, env = "BREAKGLASS_ADVERTISE_URL")]
     pub(crate) advertise_url: Option<String>,
+    /// Write each procedure's recovery kit to DIR/PROCEDURE.kit after every seal (atomically);
+    /// readiness then reports a kit missing or older than the seal.
+    #[arg(long, env = "BREAKGLASS_RECOVERY_KIT_DIR")]
+    pub(crate) recovery_kit_dir: Option<PathBuf>,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -501,6 +505,12 @@ pub(crate) enum AuditCmd {
         #[arg(long, default_value = "breakglass_sink")]
         role: String,
     },
+    /// Import the spool an offline recovery wrote (admin): verified locally first (exit 8),
+    /// then appended to the chain marked offline; the procedure is tainted and alerted.
+    Import {
+        /// The spool file from `recover open`.
+        spool: PathBuf,
+    },
     /// Export the log as JSON Lines.
     Export {
         /// Write here instead of standard output.
@@ -544,6 +554,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Drill(d) => crate::drill::run(&cli, d).await,
         Command::Session(s) => session_cmd(&cli, s).await,
         Command::Evidence(e) => evidence_cmd(&cli, e).await,
+        Command::RecoveryKit(k) => crate::recover::recovery_kit(&cli, k).await,
+        Command::Recover(r) => crate::recover::recover(&cli, r).await,
         Command::Ack(a) => ack(&cli, a).await,
     }
 }
@@ -563,6 +575,7 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     config.engine.identity_providers = a.identity_providers.clone();
     config.engine.attestation_interval = a.attestation_interval;
     config.schedule_interval = a.schedule_interval;
+    config.recovery_kit_dir = a.recovery_kit_dir.clone();
     config.rate_limits = breakglass_server::limits::RateLimits {
         sign_in_per_minute: a.sign_in_rate,
         approvals_per_minute: a.approval_rate,
@@ -1368,6 +1381,7 @@ pub(crate) async fn approve_with(
 
 async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
     match cmd {
+        AuditCmd::Import { spool } => crate::recover::import(cli, spool).await,
         AuditCmd::Verify {
             file: Some(f),
             pubkey,

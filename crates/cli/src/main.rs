@@ -7,13 +7,16 @@
 //! lifecycle (wrong state, window closed, already approved…); 7 server unreachable or store
 //! unavailable; 8 audit verification failed; 9 a target refused or failed, or its health check
 //! found a problem; 10 `check` found a broken procedure (or a degraded one, with --strict), or
-//! `whatif` found one that could not be opened; 11 a drill failed.
+//! `whatif` found one that could not be opened; 11 a drill failed. Offline recovery: 8 also when a recovery
+//! kit, a recovered share file or a spool does not verify (edited, another kit, broken chain);
+//! 6 when fewer shares than the quorum were given.
 
 mod client;
 mod commands;
 mod demo;
 mod drill;
 mod output;
+mod recover;
 mod sarif;
 
 use std::path::PathBuf;
@@ -112,6 +115,14 @@ pub(crate) enum Command {
     Session(commands::SessionCmd),
     /// A break's signed evidence pack (one HTML page), or `evidence verify FILE` offline.
     Evidence(commands::EvidenceArgs),
+    /// Recovery kits: `recovery-kit export PROCEDURE` writes the signed kit an offline
+    /// recovery needs.
+    #[command(subcommand, name = "recovery-kit")]
+    RecoveryKit(recover::RecoveryKitCmd),
+    /// Offline recovery with a kit, without a server: `recover share` (each custodian),
+    /// `recover open` (the recoverer; writes a signed audit spool for `audit import`).
+    #[command(subcommand)]
+    Recover(recover::RecoverCmd),
 }
 
 /// Exit codes (documented in the module header and the README).

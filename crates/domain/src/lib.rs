@@ -20,7 +20,7 @@ pub use procedure::{
     Custodian, Limits, Parsed, Procedure, ProcedureError, ProcedureSpec, Target, TargetKind,
     parse_duration, parse_procedures,
 };
-pub use readiness::{Finding, KeyState, LintPolicy, Posture, Readiness, Verdict, WhatIf};
+pub use readiness::{Finding, KeyState, KitState, LintPolicy, Posture, Readiness, Verdict, WhatIf};
 pub use target::{
     Access, HttpTarget, MariadbTarget, OnEnd, PostgresTarget, SshTarget, TargetConfig, ident_ok,
 };

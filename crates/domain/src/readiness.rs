@@ -162,6 +162,18 @@ pub const RULES: &[Rule] = &[
         help: "Rotate the credential if it was revealed, then re-seal it with `breakglass seal PROCEDURE`.",
     },
     Rule {
+        code: "recovery_kit.missing",
+        verdict: Verdict::Degraded,
+        summary: "no recovery kit was exported for the current seal",
+        help: "Check that the server can write to `--recovery-kit-dir`; `breakglass recovery-kit export PROCEDURE` writes one by hand.",
+    },
+    Rule {
+        code: "recovery_kit.stale",
+        verdict: Verdict::Degraded,
+        summary: "the recovery kit holds an older seal than the current one",
+        help: "Check that the server can write to `--recovery-kit-dir`; the kit is rewritten after every seal.",
+    },
+    Rule {
         code: "credential.old",
         verdict: Verdict::Degraded,
         summary: "the sealed credential is older than the rotation policy allows",
@@ -527,6 +539,20 @@ pub struct Posture {
     pub sinks_lagging: Vec<String>,
     /// A drill credential is sealed (automated drills can run).
     pub drill_credential: bool,
+    /// The automatic recovery kit, when the server exports them (`serve --recovery-kit-dir`):
+    /// `None` when it does not.
+    pub recovery_kit: Option<KitState>,
+}
+
+/// The automatic recovery kit of a sealed procedure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KitState {
+    /// Exported for the current seal, this long ago.
+    Current(Duration),
+    /// The latest kit holds an older seal (exported this long ago).
+    Stale(Duration),
+    /// Never exported.
+    Missing,
 }
 
 /// A health check older than this is stale.
@@ -598,6 +624,24 @@ pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readines
             }
         }
         (None, None) => {}
+    }
+    if posture.sealed {
+        match &posture.recovery_kit {
+            Some(KitState::Missing) => out.push(finding(
+                Degraded,
+                "recovery_kit.missing",
+                "no recovery kit was exported for the current seal: offline recovery is not possible yet".into(),
+            )),
+            Some(KitState::Stale(ago)) => out.push(finding(
+                Degraded,
+                "recovery_kit.stale",
+                format!(
+                    "the recovery kit (exported {} ago) holds an older seal than the current one",
+                    crate::time::format_duration(*ago)
+                ),
+            )),
+            Some(KitState::Current(_)) | None => {}
+        }
     }
     if p.drill_automated && !posture.drill_credential {
         out.push(finding(
@@ -780,6 +824,7 @@ mod tests {
             discovery_unknown: None,
             sinks_lagging: vec![],
             drill_credential: true,
+            recovery_kit: None,
         }
     }
 
@@ -974,6 +1019,32 @@ mod tests {
             assert_eq!(rule(r.code), Some(r), "{} is listed twice", r.code);
         }
         assert!(codes.iter().all(|c| rule(c).is_some()));
+    }
+
+    #[test]
+    fn a_missing_or_stale_recovery_kit_degrades() {
+        let p = procedure(3, 2, GOOD);
+        let mut posture = healthy(&p);
+        posture.recovery_kit = Some(KitState::Missing);
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert!(
+            r.findings.iter().any(|f| f.code == "recovery_kit.missing"),
+            "{r:?}"
+        );
+        posture.recovery_kit = Some(KitState::Stale(Duration::from_secs(60)));
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert!(
+            r.findings.iter().any(|f| f.code == "recovery_kit.stale"),
+            "{r:?}"
+        );
+        posture.recovery_kit = Some(KitState::Current(Duration::from_secs(60)));
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert!(
+            !r.findings
+                .iter()
+                .any(|f| f.code.starts_with("recovery_kit")),
+            "{r:?}"
+        );
     }
 }
 

@@ -309,6 +309,8 @@ impl Engine {
         };
         let title = if drill {
             format!("[DRILL] {headline}")
+        } else if p.get("offline").and_then(Value::as_bool) == Some(true) {
+            format!("[OFFLINE RECOVERY] {headline}")
         } else {
             headline
         };

@@ -146,4 +146,45 @@ impl Record {
         }
         self
     }
+
+    /// Adds no entry; queues, for the entry just added, the alert a server-side break raises
+    /// for `event`, marked offline (an imported recovery spool).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn offline_alert(
+        &mut self,
+        now: Timestamp,
+        event: &str,
+        procedure: &Procedure,
+        recovery: &str,
+        requester: &str,
+        reason: &str,
+        ticket: &str,
+        detail: Value,
+    ) -> &mut Self {
+        let Some(draft) = self.drafts.len().checked_sub(1) else {
+            return self;
+        };
+        for channel in &procedure.alert_channels {
+            self.outbox.push(OutboxItem {
+                draft,
+                destination: format!("channel:{channel}"),
+                payload: json!({
+                    "event": event,
+                    "offline": true,
+                    "procedure": procedure.id,
+                    "break": recovery,
+                    "requester": requester,
+                    "reason": reason,
+                    "ticket": ticket,
+                    "state": "offline",
+                    "at": now.to_string(),
+                    "at_ms": now.0,
+                    "drill": false,
+                    "drill_id": null,
+                    "detail": detail,
+                }),
+            });
+        }
+        self
+    }
 }

@@ -18,6 +18,7 @@ mod gateway;
 mod grants;
 mod procedures;
 mod readiness;
+mod recovery;
 mod schedules;
 mod seal;
 
@@ -47,6 +48,7 @@ pub use ports::{
 };
 pub use procedures::{ApplyChange, ApplyOutcome, ProcedureStatus, SealState};
 pub use readiness::AttestChallenge;
+pub use recovery::{ExportedKit, ImportSummary, KIT_EXPORTER};
 pub use schedules::SCHEDULER;
 pub use seal::SealSummary;
 
@@ -101,6 +103,9 @@ pub struct Config {
     /// How long a background job's lease lasts without renewal (several servers on one
     /// PostgreSQL: a dead server's jobs are taken over after this).
     pub lease_ttl: Duration,
+    /// The server exports each procedure's recovery kit after every seal (`serve
+    /// --recovery-kit-dir`): readiness then reports a kit missing or older than the seal.
+    pub recovery_kits: bool,
 }
 
 impl Default for Config {
@@ -119,6 +124,7 @@ impl Default for Config {
             gateway: None,
             lease_ttl: Duration::from_secs(5),
             advertise_url: None,
+            recovery_kits: false,
         }
     }
 }

@@ -356,6 +356,38 @@ pub struct DrillRecord {
     pub report: serde_json::Value,
 }
 
+/// An automatic export of a procedure's recovery kit (`serve --recovery-kit-dir`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KitExport {
+    /// Procedure.
+    pub procedure: String,
+    /// The seal the kit holds.
+    pub seal_id: String,
+    /// The kit's id.
+    pub kit_id: String,
+    /// Where it was written.
+    pub location: String,
+    /// When.
+    pub exported_at: Timestamp,
+}
+
+/// An imported recovery spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolImport {
+    /// The spool's head hash (its last line's hash).
+    pub spool_head: String,
+    /// Procedure.
+    pub procedure: String,
+    /// The kit the recovery used.
+    pub kit_id: String,
+    /// How many spool lines it held.
+    pub lines: u64,
+    /// Who imported it.
+    pub imported_by: String,
+    /// When.
+    pub imported_at: Timestamp,
+}
+
 /// The store: transactions over procedures, seals, breaks, actors and the audit log.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -590,6 +622,14 @@ pub trait Tx: Send {
     async fn statements(&mut self, break_id: &str) -> StoreResult<Vec<StatementRecord>>;
     /// One session's recorded statements, in order.
     async fn session_statements(&mut self, session_id: &str) -> StoreResult<Vec<StatementRecord>>;
+    /// The latest automatic export of a procedure's recovery kit.
+    async fn recovery_kit(&mut self, procedure: &str) -> StoreResult<Option<KitExport>>;
+    /// Records an automatic export of a recovery kit (replacing the procedure's previous one).
+    async fn put_recovery_kit(&mut self, export: &KitExport) -> StoreResult<()>;
+    /// The import of a recovery spool, by the spool's head hash.
+    async fn recovery_import(&mut self, spool_head: &str) -> StoreResult<Option<SpoolImport>>;
+    /// Records the import of a recovery spool; a second one with the same head is refused.
+    async fn put_recovery_import(&mut self, import: &SpoolImport) -> StoreResult<()>;
     /// Commits outbox bookkeeping (`mark_outbox`), the one commit without an audit entry.
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()>;
     /// Stores a signed checkpoint with one outbox row per destination, and commits.

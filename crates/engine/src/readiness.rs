@@ -379,6 +379,19 @@ impl Engine {
                 }),
                 sinks_lagging: lagging.clone(),
                 drill_credential: tx.drill_seal(&p.procedure.id).await?.is_some(),
+                recovery_kit: if self.config().recovery_kits {
+                    Some(
+                        match (tx.recovery_kit(&p.procedure.id).await?, &p.seal_id) {
+                            (Some(k), Some(seal)) if &k.seal_id == seal => {
+                                breakglass_domain::KitState::Current(age(k.exported_at))
+                            }
+                            (Some(k), _) => breakglass_domain::KitState::Stale(age(k.exported_at)),
+                            (None, _) => breakglass_domain::KitState::Missing,
+                        },
+                    )
+                } else {
+                    None
+                },
             };
             out.push(readiness::assess(
                 &p.procedure,

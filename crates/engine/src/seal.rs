@@ -57,9 +57,13 @@ impl Engine {
                         EngineError::Conflict(format!("cannot fingerprint the secret: {e}"))
                     })?;
                 if breakglass_custody::ct_eq(&again, &old.secret_fingerprint) {
+                    // A taint without a break comes from an imported offline recovery.
+                    let by = match &taint.break_id {
+                        Some(b) => format!("break {b}"),
+                        None => "an offline recovery".to_owned(),
+                    };
                     return Err(EngineError::Invalid(format!(
-                        "this is the secret that break {} revealed; rotate it on the target and seal the new one",
-                        taint.break_id.as_deref().unwrap_or("(unknown)")
+                        "this is the secret that {by} revealed; rotate it on the target and seal the new one"
                     )));
                 }
             }

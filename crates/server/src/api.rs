@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/procedures/{id}/discover", post(discover))
         .route("/api/procedures/{id}/target", get(target_reports))
         .route("/api/procedures/{id}/drills", post(start_drill))
+        .route("/api/procedures/{id}/recovery-kit", get(recovery_kit))
         .route("/api/drills", get(list_drills))
         .route("/api/drills/{id}", get(show_drill))
         .route("/api/drills/{id}/report", get(drill_report))
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit/rotate-key", post(audit_rotate_key))
         .route("/api/audit/checkpoint", post(audit_checkpoint))
         .route("/api/audit/sinks", get(audit_sinks))
+        .route("/api/audit/import", post(audit_import))
         .route("/metrics", get(metrics))
         .route("/api/ack", post(ack))
         .route("/ack/{token}", get(ack_page).post(ack_form))
@@ -885,6 +887,47 @@ async fn evidence(
     Ok(Json(json!({"break": id, "page": page})))
 }
 
+async fn recovery_kit(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let kit = s.engine.recovery_kit(&me, &id).await?;
+    Ok(Json(json!({
+        "procedure": kit.procedure,
+        "seal_id": kit.seal_id,
+        "kit_id": kit.kit_id,
+        "kit": kit.text,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    /// The recovery spool (JSON Lines) exactly as `recover open` wrote it.
+    spool: String,
+}
+
+async fn audit_import(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Body(req): Body<ImportRequest>,
+) -> ApiResult {
+    let r = s.engine.import_spool(&me, &req.spool).await?;
+    Ok(Json(json!({
+        "procedure": r.procedure,
+        "kit_id": r.kit_id,
+        "seal_id": r.seal_id,
+        "spool": r.spool_head,
+        "lines": r.lines,
+        "recoverer": r.recoverer,
+        "signer_actor": r.signer_actor,
+        "signer_key": r.signer_fingerprint,
+        "custodians": r.custodians,
+        "tainted": true,
+    })))
+}
+
 async fn sessions(
     State(s): State<AppState>,
     Caller(me): Caller,
@@ -1303,4 +1346,5 @@ pub fn decode_request_bodies(bytes: &[u8]) -> usize {
         + ok::<DrillStart>(bytes)
         + ok::<ApproveRequest>(bytes)
         + ok::<AckRequest>(bytes)
+        + ok::<ImportRequest>(bytes)
 }

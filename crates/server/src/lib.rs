@@ -13,6 +13,7 @@ pub mod drill_report;
 mod error;
 pub mod limits;
 mod openapi;
+pub mod recovery_kits;
 pub mod tls;
 mod ui;
 mod views;
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     pub schedule_interval: Duration,
     /// Rate limits of sign-in, approvals and acknowledgements.
     pub rate_limits: limits::RateLimits,
+    /// Write each procedure's recovery kit here (`PROCEDURE.kit`) after every seal.
+    pub recovery_kit_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -73,6 +76,7 @@ impl ServerConfig {
             checkpoint_interval: Duration::from_secs(60),
             schedule_interval: Duration::from_secs(30),
             rate_limits: limits::RateLimits::default(),
+            recovery_kit_dir: None,
         }
     }
 
@@ -98,6 +102,8 @@ pub struct AppState {
     pub checkpoint_interval: Duration,
     /// Scheduler cadence.
     pub schedule_interval: Duration,
+    /// Where recovery kits are exported after every seal.
+    pub recovery_kit_dir: Option<PathBuf>,
     /// The web UI's CSRF key and latest audit verification.
     pub(crate) ui: ui::Ui,
     /// Rate limiters.
@@ -183,6 +189,7 @@ pub async fn build_with_clock(
         );
     }
     let mut engine_config = config.engine.clone();
+    engine_config.recovery_kits |= config.recovery_kit_dir.is_some();
     let channels = match &config.channels_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -310,6 +317,7 @@ pub async fn build_with_clock(
         checkpoint_every_entries: config.checkpoint_every_entries.max(1),
         checkpoint_interval: config.checkpoint_interval,
         schedule_interval: config.schedule_interval,
+        recovery_kit_dir: config.recovery_kit_dir.clone(),
         ui: Arc::new(ui::UiState {
             keys: ui::UiKeys::from_key(secret_file(&config.data_dir.join(UI_KEY_FILE))?),
             last_verify: Default::default(),
@@ -407,6 +415,11 @@ async fn with_workers(
         tokio::spawn(schedule_worker(
             state.engine.clone(),
             state.schedule_interval,
+            stop_rx.clone(),
+        )),
+        tokio::spawn(recovery_kits::worker(
+            state.engine.clone(),
+            state.recovery_kit_dir.clone(),
             stop_rx.clone(),
         )),
         tokio::spawn(heartbeat_worker(state.engine.clone(), stop_rx)),

@@ -178,6 +178,26 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/procedures/{id}/recovery-kit",
+        "get",
+        op(
+            "The procedure's recovery kit for its current seal, signed with the audit key (admin): everything an offline recovery needs but the custodians' private keys",
+            true,
+            None,
+            "The kit file and its id",
+        ),
+    );
+    add(
+        "/api/audit/import",
+        "post",
+        op(
+            "Import a recovery spool written by an offline recovery (admin): verified, appended to the chain marked offline, the procedure tainted, the break alerts raised; a spool already imported is refused",
+            true,
+            Some(obj(&["spool"], json!({"spool": {"type": "string"}}))),
+            "What was imported",
+        ),
+    );
+    add(
         "/api/procedures/{id}/check",
         "post",
         op(

@@ -112,6 +112,13 @@ fn endpoints() -> Vec<(
             &["admin"],
         ),
         ("POST", "/api/procedures/nope/check", None, &["admin"]),
+        ("GET", "/api/procedures/nope/recovery-kit", None, &["admin"]),
+        (
+            "POST",
+            "/api/audit/import",
+            Some(json!({"spool": "not a spool"})),
+            &["admin"],
+        ),
         ("POST", "/api/procedures/nope/discover", None, &["admin"]),
         (
             "GET",

@@ -19,8 +19,9 @@ use breakglass_audit::{Draft, Entry, Head, SignedCheckpoint};
 use breakglass_domain::{Break, Timestamp};
 use breakglass_engine::ports::{
     AckState, AttemptRecord, AttestationRecord, AuditAbout, ChannelTest, DeliveryAttempt,
-    DrillRecord, GrantRecord, OutboxItem, OutboxRow, ProcedureLock, StatementRecord, Store,
-    StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal, TargetReport, Tx,
+    DrillRecord, GrantRecord, KitExport, OutboxItem, OutboxRow, ProcedureLock, SpoolImport,
+    StatementRecord, Store, StoreError, StoreResult, StoredActor, StoredProcedure, StoredSeal,
+    TargetReport, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -1314,6 +1315,82 @@ impl Tx for SqlTx {
             None => return Ok(Vec::new()),
         };
         rows::statements(&break_id, &rows)
+    }
+
+    async fn recovery_kit(&mut self, procedure: &str) -> StoreResult<Option<KitExport>> {
+        let row = sqlx::query(
+            "SELECT procedure_id, seal_id, kit_id, location, exported_at FROM recovery_kits WHERE procedure_id = $1",
+        )
+        .bind(procedure.to_owned())
+        .fetch_optional(self.c()?)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok(KitExport {
+                procedure: r.try_get("procedure_id").map_err(db)?,
+                seal_id: r.try_get("seal_id").map_err(db)?,
+                kit_id: r.try_get("kit_id").map_err(db)?,
+                location: r.try_get("location").map_err(db)?,
+                exported_at: Timestamp(r.try_get("exported_at").map_err(db)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_recovery_kit(&mut self, k: &KitExport) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO recovery_kits (procedure_id, seal_id, kit_id, location, exported_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (procedure_id) DO UPDATE SET seal_id = excluded.seal_id, kit_id = excluded.kit_id, \
+             location = excluded.location, exported_at = excluded.exported_at",
+        )
+        .bind(k.procedure.clone())
+        .bind(k.seal_id.clone())
+        .bind(k.kit_id.clone())
+        .bind(k.location.clone())
+        .bind(k.exported_at.0)
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn recovery_import(&mut self, spool_head: &str) -> StoreResult<Option<SpoolImport>> {
+        let row = sqlx::query(
+            "SELECT spool_head, procedure_id, kit_id, lines, imported_by, imported_at FROM recovery_imports WHERE spool_head = $1",
+        )
+        .bind(spool_head.to_owned())
+        .fetch_optional(self.c()?)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            let lines: i64 = r.try_get("lines").map_err(db)?;
+            Ok(SpoolImport {
+                spool_head: r.try_get("spool_head").map_err(db)?,
+                procedure: r.try_get("procedure_id").map_err(db)?,
+                kit_id: r.try_get("kit_id").map_err(db)?,
+                lines: u64::try_from(lines).unwrap_or(0),
+                imported_by: r.try_get("imported_by").map_err(db)?,
+                imported_at: Timestamp(r.try_get("imported_at").map_err(db)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_recovery_import(&mut self, i: &SpoolImport) -> StoreResult<()> {
+        // No ON CONFLICT: a second import of the same spool fails (the engine checks first).
+        sqlx::query(
+            "INSERT INTO recovery_imports (spool_head, procedure_id, kit_id, lines, imported_by, imported_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(i.spool_head.clone())
+        .bind(i.procedure.clone())
+        .bind(i.kit_id.clone())
+        .bind(i64::try_from(i.lines).unwrap_or(i64::MAX))
+        .bind(i.imported_by.clone())
+        .bind(i.imported_at.0)
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
     }
 
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {

@@ -64,7 +64,7 @@ fn every_file_opens_with_a_module_doc() {
 
 #[test]
 fn pure_crates_do_no_io_and_are_not_async() {
-    for krate in ["domain", "custody", "audit"] {
+    for krate in ["domain", "custody", "audit", "recovery"] {
         for (path, text) in files_of(krate) {
             for banned in [
                 "async fn", "std::fs", "std::net", "tokio", "sqlx", "reqwest", "println!",
@@ -81,7 +81,9 @@ fn pure_crates_do_no_io_and_are_not_async() {
 
 #[test]
 fn only_the_store_knows_sql_and_only_the_server_knows_http() {
-    for krate in ["domain", "custody", "audit", "engine", "server", "cli"] {
+    for krate in [
+        "domain", "custody", "audit", "recovery", "engine", "server", "cli",
+    ] {
         for (path, text) in files_of(krate) {
             assert!(
                 !text.contains("sqlx::"),
