@@ -310,8 +310,22 @@ async fn a_full_offline_recovery_is_imported_tainted_and_alerted() {
     let e = import(&bad).code(8);
     assert!(stderr(&e).contains("spool line 1"), "{}", stderr(&e));
 
-    // The server is back: import, verify, tainted, alerted.
+    // The server is back: import, verify, tainted, alerted. The procedure file changed
+    // meanwhile (a shorter grant): the kit is still recognised, by its recorded export.
     let mut server = Server::start_with(&data, &args_ref);
+    {
+        let list: Vec<(&str, &str)> = custodians.iter().map(|(n, k)| (*n, k.as_str())).collect();
+        let mut yaml = common::procedure_yaml("vault", &list, 2, "10m");
+        yaml.push_str("alert_channels: [ops]\n");
+        let file = keys.join("vault.yaml");
+        std::fs::write(&file, yaml).expect("procedure");
+        server
+            .cli()
+            .args(["procedure", "apply"])
+            .arg(&file)
+            .assert()
+            .success();
+    }
     let a = server
         .cli()
         .args(["audit", "import"])
@@ -366,7 +380,7 @@ async fn a_full_offline_recovery_is_imported_tainted_and_alerted() {
         .arg(&bad)
         .assert()
         .code(6);
-    assert!(stderr(&e).contains("not the kit of seal"), "{}", stderr(&e));
+    assert!(stderr(&e).contains("never exported"), "{}", stderr(&e));
     std::fs::write(&bad, forged("nope")).expect("forged");
     server
         .cli()

@@ -8,7 +8,7 @@ use breakglass_recovery::{Kit, KitCustodian, verify_spool};
 use serde_json::{Value, json};
 
 use crate::events::Record;
-use crate::ports::{KitExport, SpoolImport, StoredProcedure, StoredSeal, Taint};
+use crate::ports::{AuditAbout, KitExport, SpoolImport, StoredProcedure, StoredSeal, Taint};
 use crate::{Engine, EngineError};
 
 /// The actor name of automatic kit exports.
@@ -190,6 +190,30 @@ impl Engine {
                 })
                 .collect()
         };
+        // Every kit this server exported for the procedure, as its audit log records them: a
+        // kit made before the procedure file last changed is still this server's kit.
+        let exported: Vec<(String, String)> = {
+            let mut r = self.store().read().await?;
+            let mut out = Vec::new();
+            let mut before = u64::MAX;
+            loop {
+                let page = r
+                    .audit_entries_about(AuditAbout::Procedure(&spool.procedure), before, 1000)
+                    .await?;
+                for e in page.iter().filter(|e| e.kind == "recovery_kit.exported") {
+                    if let (Some(seal), Some(kit)) =
+                        (e.payload["seal_id"].as_str(), e.payload["kit_id"].as_str())
+                    {
+                        out.push((seal.to_owned(), kit.to_owned()));
+                    }
+                }
+                match page.last() {
+                    Some(last) if page.len() == 1000 => before = last.seq,
+                    _ => break,
+                }
+            }
+            out
+        };
         let mut tx = self.store().begin().await?;
         let mut stored = tx
             .procedure(&spool.procedure)
@@ -218,10 +242,12 @@ impl Engine {
                 k,
             )
             .is_ok_and(|id| id == spool.kit_id)
-        });
+        }) || exported
+            .iter()
+            .any(|(seal_id, kit_id)| *seal_id == spool.seal_id && *kit_id == spool.kit_id);
         if !matches {
             return Err(EngineError::Conflict(format!(
-                "the spool used kit {}, which is not the kit of seal {} of procedure {} (the procedure file changed since, or the kit is not from this server)",
+                "the spool used kit {}, which this server never exported for seal {} of procedure {}",
                 spool.kit_id, spool.seal_id, spool.procedure
             )));
         }

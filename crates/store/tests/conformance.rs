@@ -519,6 +519,56 @@ async fn grant_records(store: SqlStore) {
 }
 
 /// Drill history, drill seals and schedule runs: stored and read back alike on both backends.
+/// Recovery kit exports (one row per procedure, replaced on re-export) and spool imports (one
+/// per spool head; a second insert of the same head fails).
+async fn recovery_records(store: SqlStore) {
+    use breakglass_engine::ports::{KitExport, SpoolImport};
+    let first = KitExport {
+        procedure: "p".into(),
+        seal_id: "seal_1".into(),
+        kit_id: "kit_a".into(),
+        location: "/kits/p.kit".into(),
+        exported_at: Timestamp(T0),
+    };
+    let again = KitExport {
+        seal_id: "seal_2".into(),
+        kit_id: "kit_b".into(),
+        exported_at: Timestamp(T0 + 10),
+        ..first.clone()
+    };
+    for k in [&first, &again] {
+        let mut tx = store.begin().await.expect("begin");
+        tx.put_recovery_kit(k).await.expect("put kit");
+        tx.commit_bookkeeping().await.expect("commit");
+    }
+    let import = SpoolImport {
+        spool_head: "head_1".into(),
+        procedure: "p".into(),
+        kit_id: "kit_b".into(),
+        lines: 7,
+        imported_by: "admin".into(),
+        imported_at: Timestamp(T0 + 20),
+    };
+    let mut tx = store.begin().await.expect("begin");
+    assert_eq!(
+        tx.recovery_kit("p").await.expect("kit"),
+        Some(again.clone())
+    );
+    assert_eq!(tx.recovery_kit("q").await.expect("no kit"), None);
+    assert_eq!(tx.recovery_import("head_1").await.expect("none yet"), None);
+    tx.put_recovery_import(&import).await.expect("import");
+    tx.commit_bookkeeping().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    assert_eq!(
+        tx.recovery_import("head_1").await.expect("import"),
+        Some(import.clone())
+    );
+    assert!(
+        tx.put_recovery_import(&import).await.is_err(),
+        "the same spool is not recorded twice"
+    );
+}
+
 async fn drill_records(store: SqlStore) {
     use breakglass_engine::ports::DrillRecord;
     let draft = Draft {
@@ -777,6 +827,12 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn recovery_records() {
+        let (_d, p) = path();
+        super::recovery_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
+    #[tokio::test]
     async fn drill_records() {
         let (_d, p) = path();
         super::drill_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
@@ -868,6 +924,9 @@ mod postgres {
     });
     pg_test!(grant_records, |url: String| async move {
         super::grant_records(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(recovery_records, |url: String| async move {
+        super::recovery_records(SqlStore::connect(&url).await.expect("connect")).await
     });
     pg_test!(drill_records, |url: String| async move {
         super::drill_records(SqlStore::connect(&url).await.expect("connect")).await
