@@ -286,6 +286,19 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .await
         .expect("select");
     assert_eq!(v, "fixed");
+    // Session state, to show that a kept server connection is reset for the next session.
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .expect("backend pid");
+    let work_mem: String = sqlx::query_scalar("SHOW work_mem")
+        .fetch_one(&mut conn)
+        .await
+        .expect("work_mem");
+    sqlx::query("SET work_mem = '7MB'")
+        .execute(&mut conn)
+        .await
+        .expect("set");
     let done = sqlx::query("UPDATE items SET v = $1 WHERE id > $2")
         .bind("bulk")
         .bind(7i32)
@@ -326,10 +339,26 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert_eq!(n, 3);
     conn.close().await.expect("close");
 
-    // The token has opened 7 of its 8 connections: one more, then "already used".
-    let last = sqlx::PgConnection::connect(&url)
+    // The token has opened 7 of its 8 connections: one more, then "already used". The
+    // session above ended cleanly with its server idle, so the gateway reset its server
+    // connection (`DISCARD ALL`, just after the session's end) and hands it to this one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut last = sqlx::PgConnection::connect(&url)
         .await
         .expect("8th connection");
+    let again: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut last)
+        .await
+        .expect("backend pid");
+    assert_eq!(
+        again, backend,
+        "the kept server connection serves the next session"
+    );
+    let reset: String = sqlx::query_scalar("SHOW work_mem")
+        .fetch_one(&mut last)
+        .await
+        .expect("work_mem");
+    assert_eq!(reset, work_mem, "the kept connection was reset");
     let used = sqlx::PgConnection::connect(&url)
         .await
         .expect_err("9th connection");

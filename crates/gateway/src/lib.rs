@@ -20,6 +20,7 @@
 //! headers and first fields of the messages it follows. A malformed or oversized message
 //! ends that connection only.
 
+mod pool;
 pub mod relay;
 pub mod upstream;
 pub mod wire;
@@ -193,6 +194,7 @@ impl Gateway {
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut open = tokio::task::JoinSet::new();
+                    let mut sweep = tokio::time::interval(Duration::from_secs(5));
                     loop {
                         let (std_stream, peer) = tokio::select! {
                             handed = rx.recv() => match handed {
@@ -200,6 +202,10 @@ impl Gateway {
                                 None => break,
                             },
                             Some(_) = open.join_next() => continue,
+                            _ = sweep.tick() => {
+                                pool::sweep(gw.engine.now());
+                                continue;
+                            }
                         };
                         let stream = match std_stream
                             .set_nonblocking(true)
@@ -407,14 +413,23 @@ impl Gateway {
             peer: peer.to_string(),
             ..SessionSummary::default()
         };
-        let up = match upstream::connect(
-            &admission.upstream,
-            &database,
-            &params,
-            self.settings.upstream_timeout,
-        )
-        .await
-        {
+        // A server connection kept from an earlier session of this break, or a new login.
+        let pool_key = pool::key(&admission.break_id, &database, &params);
+        let kept = pool::take(&pool_key, self.engine.now());
+        let reused = kept.is_some();
+        let connected = match kept {
+            Some(u) => Ok(u),
+            None => {
+                upstream::connect(
+                    &admission.upstream,
+                    &database,
+                    &params,
+                    self.settings.upstream_timeout,
+                )
+                .await
+            }
+        };
+        let up = match connected {
             Ok(u) => u,
             Err(e) => {
                 fatal(
@@ -549,7 +564,31 @@ impl Gateway {
             _ => {}
         }
         let _ = cw.shutdown().await;
-        let _ = uw.shutdown().await;
+        // The server connection: kept for the break's next session when the client ended
+        // cleanly with the server idle, otherwise ended.
+        let stream = ur.unsplit(uw);
+        let reusable = matches!(end, End::Terminated)
+            && relay::lock(&tracker).idle()
+            && !*admission.ended.borrow();
+        if reusable {
+            let kept = upstream::Upstream {
+                stream,
+                greeting: up.greeting,
+                leftover: Vec::new(),
+                backend_key: up.backend_key,
+                addr: up.addr,
+                tls: up.tls,
+            };
+            tokio::spawn(pool::keep(
+                pool_key,
+                kept,
+                admission.deadline,
+                admission.ended.clone(),
+            ));
+        } else {
+            pool::terminate(stream).await;
+        }
+        tracing::debug!(session = %admission.session_id, reused, reusable, "gateway session ended");
         self.forget_cancel(our_pid, our_key);
         // Statements still waiting for an answer are recorded as cut off.
         let cut = tracker.lock().unwrap_or_else(|p| p.into_inner()).take_all();
@@ -707,6 +746,9 @@ fn notice(out: &mut Vec<u8>, message: &str) {
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
+    /// The client sent Terminate.
+    Terminated,
+    /// The client closed the connection.
     Client,
     Server,
     Deadline,
@@ -718,7 +760,7 @@ enum End {
 impl End {
     fn word(&self) -> String {
         match self {
-            End::Client => "client".into(),
+            End::Terminated | End::Client => "client".into(),
             End::Server => "server".into(),
             End::Deadline => "deadline".into(),
             End::Closed => "closed".into(),
@@ -778,7 +820,7 @@ async fn client_to_server(
             out.clear();
         }
         if terminate {
-            return End::Client;
+            return End::Terminated;
         }
     }
 }

@@ -102,12 +102,21 @@ pub struct Tracker {
     pending: VecDeque<Pending>,
     current: Option<Pending>,
     stats: Stats,
+    /// The status of the last ReadyForQuery (`I` idle, `T` in a transaction, `E` failed
+    /// transaction); none before the first.
+    ready: Option<u8>,
 }
 
 impl Tracker {
     /// Counts so far.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Whether the server is idle outside a transaction with nothing asked and unanswered:
+    /// its connection could serve another session after a reset.
+    pub fn idle(&self) -> bool {
+        self.current.is_none() && self.pending.is_empty() && self.ready == Some(b'I')
     }
 
     pub(crate) fn take_all(&mut self) -> Vec<Pending> {
@@ -199,7 +208,8 @@ pub struct ClientSide {
 impl ClientSide {
     /// Processes the bytes read so far: appends to `out` what goes to the target and queues
     /// statements in `tracker`. Returns how many bytes of `buf` were used (the rest is an
-    /// incomplete message) and whether the client sent Terminate.
+    /// incomplete message) and whether the client sent Terminate (which is not forwarded: the
+    /// gateway ends or keeps the server connection itself).
     pub fn process(
         &mut self,
         s: &SessionInfo,
@@ -284,7 +294,11 @@ impl ClientSide {
                     }
                 }
                 ClientMessage::Sync => lock(tracker).pending.push_back(Pending::Sync),
-                ClientMessage::Terminate => terminate = true,
+                ClientMessage::Terminate => {
+                    terminate = true;
+                    pos += len;
+                    break;
+                }
                 ClientMessage::Password(_) | ClientMessage::Other(_) => {}
             }
             if forward {
@@ -390,7 +404,8 @@ impl ServerSide {
                             finish_exec(&mut t, done);
                         }
                     }
-                    ServerMessage::Ready(_) => {
+                    ServerMessage::Ready(status) => {
+                        t.ready = Some(status);
                         if let Some(p) = t.current.take()
                             && let Some(s) = p.into_statement()
                         {

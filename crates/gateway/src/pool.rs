@@ -1,0 +1,203 @@
+//! Server connections kept for the next session of the same break (session pooling, as
+//! PgBouncer's `pool_mode = session` with `server_reset_query = DISCARD ALL`).
+//!
+//! When a client ends its session cleanly (Terminate) while the server is idle outside a
+//! transaction, the gateway resets the server connection with `DISCARD ALL` and keeps it, on
+//! the relay thread that owns it, for the next client of the same break, database and start-up
+//! parameters. Every session is still admitted with its own token and recorded on its own; a
+//! kept connection is the grant's own login, used only for that break, and it is never handed
+//! out after the grant's deadline, after the break was closed, or after 30 s unused. Ending a
+//! grant terminates its role's backends on the target, kept ones included.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use breakglass_domain::Timestamp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::Io;
+use crate::upstream::Upstream;
+use crate::wire;
+
+/// How long an unused server connection is kept.
+pub(crate) const IDLE: Duration = Duration::from_secs(30);
+/// Kept connections per break, database and parameters.
+const PER_KEY: usize = 256;
+
+/// A reset server connection waiting for its break's next session.
+pub(crate) struct Kept {
+    upstream: Upstream,
+    deadline: Timestamp,
+    ended: tokio::sync::watch::Receiver<bool>,
+    since: Instant,
+}
+
+impl Kept {
+    fn usable(&self, now: Timestamp) -> bool {
+        // A second of margin: a session given a connection must have time to use it.
+        self.since.elapsed() < IDLE && now.0 + 1000 < self.deadline.0 && !*self.ended.borrow()
+    }
+}
+
+thread_local! {
+    /// Each relay thread keeps the connections its own runtime drives.
+    static KEPT: RefCell<HashMap<String, Vec<Kept>>> = RefCell::new(HashMap::new());
+}
+
+/// The pool key: break, database and the client's start-up parameters (a kept connection was
+/// logged in with them).
+pub(crate) fn key(break_id: &str, database: &str, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut k = format!("{break_id}\0{database}");
+    for (name, value) in sorted {
+        k.push('\0');
+        k.push_str(name);
+        k.push('=');
+        k.push_str(value);
+    }
+    k
+}
+
+/// A kept connection for `key`, if one is still usable (the others are closed).
+pub(crate) fn take(key: &str, now: Timestamp) -> Option<Upstream> {
+    let (found, stale) = KEPT.with(|k| {
+        let mut map = k.borrow_mut();
+        let list = map.get_mut(key)?;
+        let mut stale = Vec::new();
+        let mut found = None;
+        while let Some(c) = list.pop() {
+            if c.usable(now) {
+                found = Some(c.upstream);
+                break;
+            }
+            stale.push(c);
+        }
+        if list.is_empty() {
+            map.remove(key);
+        }
+        Some((found, stale))
+    })?;
+    close_all(stale);
+    found
+}
+
+/// Closes every kept connection that is no longer usable.
+pub(crate) fn sweep(now: Timestamp) {
+    let stale = KEPT.with(|k| {
+        let mut map = k.borrow_mut();
+        let mut stale = Vec::new();
+        for list in map.values_mut() {
+            let (keep, drop): (Vec<Kept>, Vec<Kept>) = std::mem::take(list)
+                .into_iter()
+                .partition(|c| c.usable(now));
+            *list = keep;
+            stale.extend(drop);
+        }
+        map.retain(|_, l| !l.is_empty());
+        stale
+    });
+    close_all(stale);
+}
+
+fn close_all(stale: Vec<Kept>) {
+    for c in stale {
+        tokio::spawn(terminate(c.upstream.stream));
+    }
+}
+
+/// Ends a server connection politely (Terminate, then close).
+pub(crate) async fn terminate(mut stream: Box<dyn Io>) {
+    let _ = stream.write_all(&[b'X', 0, 0, 0, 4]).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Resets `upstream` with `DISCARD ALL` and keeps it under `key`; closes it instead when the
+/// reset does not come back clean within a second.
+pub(crate) async fn keep(
+    key: String,
+    mut upstream: Upstream,
+    deadline: Timestamp,
+    ended: tokio::sync::watch::Receiver<bool>,
+) {
+    let reset = tokio::time::timeout(Duration::from_secs(1), reset(&mut upstream.stream)).await;
+    if !matches!(reset, Ok(Ok(()))) {
+        terminate(upstream.stream).await;
+        return;
+    }
+    upstream.leftover.clear();
+    let full = KEPT.with(|k| {
+        let mut map = k.borrow_mut();
+        let list = map.entry(key).or_default();
+        if list.len() >= PER_KEY {
+            return Some(upstream);
+        }
+        list.push(Kept {
+            upstream,
+            deadline,
+            ended,
+            since: Instant::now(),
+        });
+        None
+    });
+    if let Some(u) = full {
+        terminate(u.stream).await;
+    }
+}
+
+/// `DISCARD ALL` and its answer: CommandComplete and ReadyForQuery (idle); any error, or a
+/// transaction left open, fails the reset.
+async fn reset(stream: &mut Box<dyn Io>) -> Result<(), String> {
+    let mut q = Vec::new();
+    wire::message(&mut q, b'Q', b"DISCARD ALL\0");
+    stream.write_all(&q).await.map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    loop {
+        while let Some((tag, len)) = wire::header(&buf, 64 * 1024).map_err(|e| e.to_string())? {
+            if buf.len() < len {
+                break;
+            }
+            let status = buf.get(5).copied();
+            buf.drain(..len);
+            match tag {
+                b'E' => return Err("DISCARD ALL failed".into()),
+                b'Z' if status == Some(b'I') => {
+                    return if buf.is_empty() {
+                        Ok(())
+                    } else {
+                        Err("bytes after the reset".into())
+                    };
+                }
+                b'Z' => return Err("a transaction is still open".into()),
+                _ => {}
+            }
+        }
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the server closed the connection".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_ignore_parameter_order_but_not_values() {
+        let a = vec![
+            ("application_name".to_owned(), "psql".to_owned()),
+            ("client_encoding".to_owned(), "UTF8".to_owned()),
+        ];
+        let mut b = a.clone();
+        b.reverse();
+        assert_eq!(key("brk_1", "app", &a), key("brk_1", "app", &b));
+        b[0].1 = "SQL_ASCII".into();
+        assert_ne!(key("brk_1", "app", &a), key("brk_1", "app", &b));
+        assert_ne!(key("brk_1", "app", &a), key("brk_2", "app", &a));
+        assert_ne!(key("brk_1", "app", &a), key("brk_1", "other", &a));
+    }
+}
