@@ -214,6 +214,12 @@ impl Engine {
             }
             out
         };
+        // The procedure's lock (held in PostgreSQL with several servers): two imports of one
+        // spool run one after the other, so the second finds the first and says so, and an
+        // import never interleaves with a rotation of the credential it taints.
+        let _lock = self
+            .rotation_lock(&spool.procedure, crate::REQUEST_LOCK_WAIT)
+            .await?;
         let mut tx = self.store().begin().await?;
         let mut stored = tx
             .procedure(&spool.procedure)
