@@ -56,6 +56,25 @@ struct TokenSlot {
 #[derive(Default)]
 pub(crate) struct GatewayState {
     grants: std::sync::Mutex<HashMap<String, ProxyGrant>>,
+    counters: GatewayCounters,
+}
+
+/// The gateway's counters (`/metrics`), kept by the engine so the server can report them
+/// whether or not this server runs a gateway.
+#[derive(Default, Debug)]
+pub struct GatewayCounters {
+    /// Connections accepted.
+    pub connections: std::sync::atomic::AtomicU64,
+    /// Sessions admitted.
+    pub admitted: std::sync::atomic::AtomicU64,
+    /// Clients refused (bad token, ended break…).
+    pub refused: std::sync::atomic::AtomicU64,
+    /// Statements recorded.
+    pub statements: std::sync::atomic::AtomicU64,
+    /// Connections closed for a malformed message.
+    pub protocol_errors: std::sync::atomic::AtomicU64,
+    /// Sessions served by a kept server connection.
+    pub reused: std::sync::atomic::AtomicU64,
 }
 
 /// What the gateway needs to serve an admitted client.
@@ -431,6 +450,11 @@ impl Engine {
         if let Some(slot) = grants.get_mut(break_id).and_then(|g| g.tokens.last_mut()) {
             slot.left += 1;
         }
+    }
+
+    /// The gateway's counters.
+    pub fn gateway_counters(&self) -> &GatewayCounters {
+        &self.inner.gateway.counters
     }
 
     /// Stores statements the gateway recorded (a batch; no audit entry of its own — the

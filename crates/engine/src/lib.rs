@@ -38,8 +38,8 @@ pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
 pub use drills::{DRILL_RUNNER, DrillRequest, TimelineStep, step_of};
 pub use error::EngineError;
 pub use gateway::{
-    Admission, GatewayEndpoint, RecordedSession, Refusal, SessionEnd, SessionSummary,
-    recording_digest,
+    Admission, GatewayCounters, GatewayEndpoint, RecordedSession, Refusal, SessionEnd,
+    SessionSummary, recording_digest,
 };
 pub use grants::{Discovery, TargetCheck};
 pub use ports::{

@@ -73,21 +73,6 @@ impl Default for Settings {
     }
 }
 
-/// Counters for `/metrics`.
-#[derive(Default, Debug)]
-pub struct Counters {
-    /// Connections accepted.
-    pub connections: AtomicU64,
-    /// Sessions admitted.
-    pub admitted: AtomicU64,
-    /// Clients refused (bad token, ended break…).
-    pub refused: AtomicU64,
-    /// Statements recorded.
-    pub statements: AtomicU64,
-    /// Connections closed for a malformed message.
-    pub protocol_errors: AtomicU64,
-}
-
 /// The gateway: shared by every connection.
 #[derive(Clone)]
 pub struct Gateway {
@@ -97,8 +82,6 @@ pub struct Gateway {
     settings: Settings,
     recorder: mpsc::UnboundedSender<Recorded>,
     cancels: Arc<Mutex<CancelMap>>,
-    /// Counters.
-    pub counters: Arc<Counters>,
 }
 
 /// Cancellation keys the gateway gave its clients → the backends' own.
@@ -131,7 +114,6 @@ impl Gateway {
             settings,
             recorder: tx,
             cancels: Arc::default(),
-            counters: Arc::default(),
         }
     }
 
@@ -168,7 +150,10 @@ impl Gateway {
                 },
             };
             let _ = stream.set_nodelay(true);
-            self.counters.connections.fetch_add(1, Ordering::Relaxed);
+            self.engine
+                .gateway_counters()
+                .connections
+                .fetch_add(1, Ordering::Relaxed);
             // Handed to a relay thread as a std socket, registered again in its runtime.
             let handed = stream.into_std().ok().and_then(|s| {
                 turn = turn.wrapping_add(1);
@@ -359,7 +344,10 @@ impl Gateway {
         };
         match admitted {
             Ok(admission) => {
-                self.counters.admitted.fetch_add(1, Ordering::Relaxed);
+                self.engine
+                    .gateway_counters()
+                    .admitted
+                    .fetch_add(1, Ordering::Relaxed);
                 let database = match get("database") {
                     d if d.is_empty() || d == user => admission.dbname.clone(),
                     d => d,
@@ -367,7 +355,10 @@ impl Gateway {
                 Ok(Some((stream, admission, params, database)))
             }
             Err(refusal) => {
-                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                self.engine
+                    .gateway_counters()
+                    .refused
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(peer = %peer_text, why = %refusal, "gateway refused a client");
                 fatal(
                     &mut stream,
@@ -417,6 +408,12 @@ impl Gateway {
         let pool_key = pool::key(&admission.break_id, &database, &params);
         let kept = pool::take(&pool_key, self.engine.now());
         let reused = kept.is_some();
+        if reused {
+            self.engine
+                .gateway_counters()
+                .reused
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let connected = match kept {
             Some(u) => Ok(u),
             None => {
@@ -548,7 +545,8 @@ impl Gateway {
                 let _ = cw.write_all(&out).await;
             }
             End::Protocol(e) => {
-                self.counters
+                self.engine
+                    .gateway_counters()
                     .protocol_errors
                     .fetch_add(1, Ordering::Relaxed);
                 let mut out = Vec::new();
@@ -781,7 +779,8 @@ impl Ctx<'_> {
     fn emit(&self, mut s: StatementRecord) {
         s.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.gateway
-            .counters
+            .engine
+            .gateway_counters()
             .statements
             .fetch_add(1, Ordering::Relaxed);
         let _ = self.gateway.recorder.send(Recorded::Statement(s));

@@ -1184,6 +1184,44 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiErro
             ));
         }
     }
+    let g = s.engine.gateway_counters();
+    for (name, help, value) in [
+        (
+            "breakglass_gateway_connections_total",
+            "Connections the PostgreSQL gateway accepted.",
+            &g.connections,
+        ),
+        (
+            "breakglass_gateway_sessions_admitted_total",
+            "Gateway sessions admitted with a valid token.",
+            &g.admitted,
+        ),
+        (
+            "breakglass_gateway_clients_refused_total",
+            "Gateway clients refused (wrong or used-up token, break not granted…).",
+            &g.refused,
+        ),
+        (
+            "breakglass_gateway_statements_total",
+            "Statements the gateway recorded.",
+            &g.statements,
+        ),
+        (
+            "breakglass_gateway_protocol_errors_total",
+            "Gateway connections closed for a malformed message.",
+            &g.protocol_errors,
+        ),
+        (
+            "breakglass_gateway_server_connections_reused_total",
+            "Gateway sessions served by a kept server connection.",
+            &g.reused,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+            value.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 

@@ -198,6 +198,25 @@ async fn attestation_and_lost_keys_drive_readiness() {
         )),
         "{metrics}"
     );
+    // The gateway's counters are there too, as the engine counts them.
+    assert!(
+        metrics.contains("# TYPE breakglass_gateway_statements_total counter\nbreakglass_gateway_statements_total 0\n"),
+        "{metrics}"
+    );
+    engine
+        .gateway_counters()
+        .statements
+        .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("breakglass_gateway_statements_total 3\n"),
+        "{metrics}"
+    );
     let token = bootstrap.clone().unwrap();
     let w: serde_json::Value = reqwest::Client::new()
         .get(format!("http://{addr}/api/whatif?down=alice%2Cops"))
