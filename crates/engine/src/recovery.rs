@@ -4,7 +4,7 @@
 //! procedure is tainted as a revealed secret, and the alerts of a break are raised.
 
 use breakglass_domain::{Action, Actor};
-use breakglass_recovery::{Kit, KitCustodian, verify_spool};
+use breakglass_recovery::{Kit, KitCustodian, KitSeal, verify_spool};
 use serde_json::{Value, json};
 
 use crate::events::Record;
@@ -146,18 +146,10 @@ impl Engine {
         let (stored, seal) = load_sealed(tx.as_mut(), procedure).await?;
         drop(tx);
         let custodians = kit_custodians(&stored, &seal)?;
-        let (text, kit_id) = Kit::export(
-            &stored.procedure.id,
-            &stored.spec_yaml,
-            &seal.seal_id,
-            seal.threshold,
-            &seal.ciphertext,
-            seal.created_at.0,
-            &custodians,
-            &key,
-            self.now().0,
-        )
-        .map_err(|e| EngineError::Conflict(format!("cannot build the recovery kit: {e}")))?;
+        let (text, kit_id) =
+            Kit::export(&kit_seal(&stored, &seal, &custodians), &key, self.now().0).map_err(
+                |e| EngineError::Conflict(format!("cannot build the recovery kit: {e}")),
+            )?;
         Ok(ExportedKit {
             procedure: stored.procedure.id.clone(),
             seal_id: seal.seal_id.clone(),
@@ -236,21 +228,13 @@ impl Engine {
                 ))
             })?;
         let custodians = kit_custodians(&stored, &seal)?;
-        let matches = known_keys.iter().any(|k| {
-            Kit::id_for(
-                &stored.procedure.id,
-                &stored.spec_yaml,
-                &seal.seal_id,
-                seal.threshold,
-                &seal.ciphertext,
-                seal.created_at.0,
-                &custodians,
-                k,
-            )
-            .is_ok_and(|id| id == spool.kit_id)
-        }) || exported
+        let source = kit_seal(&stored, &seal, &custodians);
+        let matches = known_keys
             .iter()
-            .any(|(seal_id, kit_id)| *seal_id == spool.seal_id && *kit_id == spool.kit_id);
+            .any(|k| Kit::id_for(&source, k).is_ok_and(|id| id == spool.kit_id))
+            || exported
+                .iter()
+                .any(|(seal_id, kit_id)| *seal_id == spool.seal_id && *kit_id == spool.kit_id);
         if !matches {
             return Err(EngineError::Conflict(format!(
                 "the spool used kit {}, which this server never exported for seal {} of procedure {}",
@@ -390,6 +374,23 @@ async fn load_sealed(
         .await?
         .ok_or_else(|| EngineError::not_found("seal", seal_id))?;
     Ok((stored, seal))
+}
+
+/// The seal of `stored` a kit holds.
+fn kit_seal<'a>(
+    stored: &'a StoredProcedure,
+    seal: &'a StoredSeal,
+    custodians: &'a [KitCustodian],
+) -> KitSeal<'a> {
+    KitSeal {
+        procedure_id: &stored.procedure.id,
+        procedure_yaml: &stored.spec_yaml,
+        seal_id: &seal.seal_id,
+        threshold: seal.threshold,
+        ciphertext: &seal.ciphertext,
+        sealed_at_ms: seal.created_at.0,
+        custodians,
+    }
 }
 
 fn kit_custodians(

@@ -150,10 +150,7 @@ impl Gateway {
                 },
             };
             let _ = stream.set_nodelay(true);
-            self.engine
-                .gateway_counters()
-                .connections
-                .fetch_add(1, Ordering::Relaxed);
+            self.count(|c| &c.connections);
             // Handed to a relay thread as a std socket, registered again in its runtime.
             let handed = stream.into_std().ok().and_then(|s| {
                 turn = turn.wrapping_add(1);
@@ -213,6 +210,11 @@ impl Gateway {
                 });
             })?;
         Ok(tx)
+    }
+
+    /// Adds one to a counter of `/metrics`.
+    fn count(&self, which: impl FnOnce(&breakglass_engine::GatewayCounters) -> &AtomicU64) {
+        which(self.engine.gateway_counters()).fetch_add(1, Ordering::Relaxed);
     }
 
     /// Runs store work on the server's runtime (which owns the database pools) and waits for
@@ -344,10 +346,7 @@ impl Gateway {
         };
         match admitted {
             Ok(admission) => {
-                self.engine
-                    .gateway_counters()
-                    .admitted
-                    .fetch_add(1, Ordering::Relaxed);
+                self.count(|c| &c.admitted);
                 let database = match get("database") {
                     d if d.is_empty() || d == user => admission.dbname.clone(),
                     d => d,
@@ -355,10 +354,7 @@ impl Gateway {
                 Ok(Some((stream, admission, params, database)))
             }
             Err(refusal) => {
-                self.engine
-                    .gateway_counters()
-                    .refused
-                    .fetch_add(1, Ordering::Relaxed);
+                self.count(|c| &c.refused);
                 tracing::info!(peer = %peer_text, why = %refusal, "gateway refused a client");
                 fatal(
                     &mut stream,
@@ -409,10 +405,7 @@ impl Gateway {
         let kept = pool::take(&pool_key, self.engine.now());
         let reused = kept.is_some();
         if reused {
-            self.engine
-                .gateway_counters()
-                .reused
-                .fetch_add(1, Ordering::Relaxed);
+            self.count(|c| &c.reused);
         }
         let connected = match kept {
             Some(u) => Ok(u),
@@ -545,10 +538,7 @@ impl Gateway {
                 let _ = cw.write_all(&out).await;
             }
             End::Protocol(e) => {
-                self.engine
-                    .gateway_counters()
-                    .protocol_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                self.count(|c| &c.protocol_errors);
                 let mut out = Vec::new();
                 wire::error_response(
                     &mut out,
@@ -778,11 +768,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn emit(&self, mut s: StatementRecord) {
         s.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.gateway
-            .engine
-            .gateway_counters()
-            .statements
-            .fetch_add(1, Ordering::Relaxed);
+        self.gateway.count(|c| &c.statements);
         let _ = self.gateway.recorder.send(Recorded::Statement(s));
     }
 }

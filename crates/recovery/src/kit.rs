@@ -91,30 +91,33 @@ pub struct Kit {
     pub pinned: bool,
 }
 
+/// The seal a kit holds, as the server stores it: what a kit id is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct KitSeal<'a> {
+    /// Procedure id.
+    pub procedure_id: &'a str,
+    /// The procedure file as stored on the server.
+    pub procedure_yaml: &'a str,
+    /// The seal.
+    pub seal_id: &'a str,
+    /// Shares needed.
+    pub threshold: u8,
+    /// Sealed ciphertext.
+    pub ciphertext: &'a [u8],
+    /// When the seal was made (ms since the epoch).
+    pub sealed_at_ms: i64,
+    /// Custodians, in share order.
+    pub custodians: &'a [KitCustodian],
+}
+
 impl Kit {
     /// Builds the kit file for a seal and signs it; returns the file text and the kit id.
-    #[allow(clippy::too_many_arguments)]
     pub fn export(
-        procedure_id: &str,
-        procedure_yaml: &str,
-        seal_id: &str,
-        threshold: u8,
-        ciphertext: &[u8],
-        sealed_at_ms: i64,
-        custodians: &[KitCustodian],
+        seal: &KitSeal<'_>,
         key: &AuditKey,
         exported_at_ms: i64,
     ) -> Result<(String, String), KitError> {
-        let content = content(
-            procedure_id,
-            procedure_yaml,
-            seal_id,
-            threshold,
-            ciphertext,
-            sealed_at_ms,
-            custodians,
-            &key.public(),
-        );
+        let content = content(seal, &key.public());
         let kit_id = kit_id_of(&content)?;
         let mut doc = unsigned_kit(&kit_id, content, exported_at_ms);
         let signature = key
@@ -125,27 +128,8 @@ impl Kit {
     }
 
     /// The id a seal's kit has, without signing (what the server compares a spool's kit id with).
-    #[allow(clippy::too_many_arguments)]
-    pub fn id_for(
-        procedure_id: &str,
-        procedure_yaml: &str,
-        seal_id: &str,
-        threshold: u8,
-        ciphertext: &[u8],
-        sealed_at_ms: i64,
-        custodians: &[KitCustodian],
-        public: &AuditPublicKey,
-    ) -> Result<String, KitError> {
-        kit_id_of(&content(
-            procedure_id,
-            procedure_yaml,
-            seal_id,
-            threshold,
-            ciphertext,
-            sealed_at_ms,
-            custodians,
-            public,
-        ))
+    pub fn id_for(seal: &KitSeal<'_>, public: &AuditPublicKey) -> Result<String, KitError> {
+        kit_id_of(&content(seal, public))
     }
 
     /// Parses and verifies a kit file: the exact rendering, the format, the signature (by the
@@ -314,17 +298,16 @@ impl Kit {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn content(
-    procedure_id: &str,
-    procedure_yaml: &str,
-    seal_id: &str,
-    threshold: u8,
-    ciphertext: &[u8],
-    sealed_at_ms: i64,
-    custodians: &[KitCustodian],
-    public: &AuditPublicKey,
-) -> Value {
+fn content(seal: &KitSeal<'_>, public: &AuditPublicKey) -> Value {
+    let KitSeal {
+        procedure_id,
+        procedure_yaml,
+        seal_id,
+        threshold,
+        ciphertext,
+        sealed_at_ms,
+        custodians,
+    } = *seal;
     json!({
         "procedure": {
             "id": procedure_id,

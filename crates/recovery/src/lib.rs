@@ -56,7 +56,8 @@ mod share;
 mod spool;
 
 pub use kit::{
-    KIT_FORMAT, Kit, KitCustodian, KitError, MAX_KIT_LEN, kit_id_of, render_kit, unsigned_kit,
+    KIT_FORMAT, Kit, KitCustodian, KitError, KitSeal, MAX_KIT_LEN, kit_id_of, render_kit,
+    unsigned_kit,
 };
 pub use share::{
     Contribution, MAX_SHARE_FILE_LEN, RecoverError, SHARE_FORMAT, make_share_file, open_shares,

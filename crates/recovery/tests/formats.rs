@@ -7,7 +7,7 @@
 use breakglass_audit::AuditKey;
 use breakglass_custody::{CustodianKey, ExposeSecret, Identity, Secret, keygen, seal};
 use breakglass_recovery::{
-    Kit, KitCustodian, KitError, RecoverError, SpoolError, SpoolWriter, make_share_file,
+    Kit, KitCustodian, KitError, KitSeal, RecoverError, SpoolError, SpoolWriter, make_share_file,
     open_shares, verify_spool,
 };
 use serde_json::json;
@@ -52,32 +52,20 @@ fn fixture(id: &str, secret: &str) -> Fixture {
         })
         .collect();
     let audit = AuditKey::from_seed([9; 32]);
-    let (kit_text, kit_id) = Kit::export(
-        id,
-        &yaml,
-        &sealed.seal_id,
-        2,
-        &sealed.ciphertext,
-        1_700_000_000_000,
-        &kit_custodians,
-        &audit,
-        1_700_000_100_000,
-    )
-    .unwrap();
+    let seal = KitSeal {
+        procedure_id: id,
+        procedure_yaml: &yaml,
+        seal_id: &sealed.seal_id,
+        threshold: 2,
+        ciphertext: &sealed.ciphertext,
+        sealed_at_ms: 1_700_000_000_000,
+        custodians: &kit_custodians,
+    };
+    let (kit_text, kit_id) = Kit::export(&seal, &audit, 1_700_000_100_000).unwrap();
     let kit = Kit::parse(&kit_text, Some(&audit.public())).unwrap();
     assert_eq!(kit.kit_id, kit_id);
     // The id depends on the seal only: the server recomputes it without the export time.
-    let again = Kit::id_for(
-        id,
-        &yaml,
-        &sealed.seal_id,
-        2,
-        &sealed.ciphertext,
-        1_700_000_000_000,
-        &kit_custodians,
-        &audit.public(),
-    )
-    .unwrap();
+    let again = Kit::id_for(&seal, &audit.public()).unwrap();
     assert_eq!(again, kit_id);
     Fixture {
         kit_text,
