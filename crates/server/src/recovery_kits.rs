@@ -2,9 +2,10 @@
 //! kit file is missing or holds another kit) it writes `DIR/PROCEDURE.kit` atomically and
 //! records the export, which readiness reads.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use breakglass_engine::Engine;
 
@@ -15,6 +16,7 @@ pub async fn worker(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let Some(dir) = dir else { return };
+    let mut seen = KitFiles::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -22,7 +24,7 @@ pub async fn worker(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        match export_due(&engine, &dir).await {
+        match export_due(&engine, &dir, &mut seen).await {
             Ok(n) if n > 0 => {
                 tracing::info!(kits = n, dir = %dir.display(), "recovery kits exported")
             }
@@ -32,8 +34,28 @@ pub async fn worker(
     }
 }
 
+/// The kit ids of the kit files last read, by path, with the size and time of change they had
+/// then: a file that has not changed since is not read and parsed again every second.
+#[derive(Default)]
+pub struct KitFiles(HashMap<PathBuf, (u64, SystemTime, String)>);
+
+impl KitFiles {
+    fn kit_id(&mut self, path: &Path) -> Option<String> {
+        let meta = std::fs::metadata(path).ok()?;
+        let (len, modified) = (meta.len(), meta.modified().ok()?);
+        if let Some((l, m, id)) = self.0.get(path)
+            && (*l, *m) == (len, modified)
+        {
+            return Some(id.clone());
+        }
+        let id = kit_id_on_disk(path)?;
+        self.0.insert(path.to_owned(), (len, modified, id.clone()));
+        Some(id)
+    }
+}
+
 /// Exports every kit that is missing, stale or not on disk as recorded; returns how many.
-pub async fn export_due(engine: &Engine, dir: &Path) -> Result<usize, String> {
+pub async fn export_due(engine: &Engine, dir: &Path, seen: &mut KitFiles) -> Result<usize, String> {
     let mut written = 0;
     let mut first_error = None;
     for (procedure, seal, last) in engine
@@ -42,9 +64,9 @@ pub async fn export_due(engine: &Engine, dir: &Path) -> Result<usize, String> {
         .map_err(|e| e.to_string())?
     {
         let path = dir.join(format!("{procedure}.kit"));
-        let current = last.as_ref().is_some_and(|k| {
-            k.seal_id == seal && kit_id_on_disk(&path).as_deref() == Some(&k.kit_id)
-        });
+        let current = last
+            .as_ref()
+            .is_some_and(|k| k.seal_id == seal && seen.kit_id(&path).as_deref() == Some(&k.kit_id));
         if current {
             continue;
         }
