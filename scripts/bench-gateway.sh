@@ -15,23 +15,36 @@
 #   3. starts `breakglass serve --gateway` (plaintext), enrols custodians and a requester,
 #      applies an `access: proxy` procedure, seals the admin password, opens a break, approves
 #      it as two custodians and reveals it: a gateway connection string;
-#   4. runs `pgbench -n -S -M simple -T 15 -c C -j 2 -l` for C = 8 and 64 (each after a short
-#      warm-up) against PostgreSQL directly, through PgBouncer and through the gateway — all
-#      three over TCP on 127.0.0.1 without TLS, each logging in with SCRAM as a login role
-#      that is a member of the app role — and takes the median latency from pgbench's
-#      per-transaction logs and the TPS from its summary. Before each run it waits until
+#   4. runs `pgbench -n -S -M simple -T 10 -c C -j 2 -l` for C = 8 and 64 against PostgreSQL
+#      directly, through PgBouncer and through the gateway — all three over TCP on 127.0.0.1
+#      without TLS, each logging in with SCRAM as a login role that is a member of the app
+#      role — in interleaved rounds: for each C, first a short warm-up on each path (not
+#      measured), then BENCH_ROUNDS rounds of one measured run per path, the order alternating
+#      from round to round (direct, PgBouncer, gateway; then gateway, PgBouncer, direct; then
+#      forward again…). This machine's speed drifts by about ±10 % over a minute: with one run
+#      per path in a fixed order the ratios between paths were mostly that drift (the same
+#      set-up a minute apart gave gateway ÷ PgBouncer 0.76 or 0.99); interleaved in alternating
+#      order, the per-path medians over rounds hold still. Each run's median latency comes from
+#      pgbench's per-transaction logs and its TPS from its summary; the report gives, per path,
+#      the median over rounds, and every round's TPS and ratios. Before each run it waits until
 #      `breakglass serve` is idle (it ends the previous gateway run's sessions in the
 #      background), and it accounts the CPU the machine spent on anything else meanwhile;
 #      then it reads the gateway's recording (`breakglass session show BREAK --output json`)
-#      and checks it holds a statement for every transaction pgbench reported;
+#      and checks it holds a statement for every transaction pgbench reported (every round and
+#      warm-up);
 #   5. writes the section "## PostgreSQL gateway vs direct vs PgBouncer" of BENCHMARKS.md
 #      (replacing it if present; the rest of the file is left alone) and prints it;
 #   6. stops everything it started and removes its temp dir (trap on EXIT).
 #
 # Environment (all optional):
 #   BREAKGLASS_BIN   use this breakglass binary instead of building target/release/breakglass
-#   BENCH_DURATION   seconds per measured run (default 15)
-#   BENCH_WARMUP     seconds of warm-up before each measured run (default 3)
+#   BENCH_DURATION   seconds per measured run (default 10; with 3 rounds the whole script takes
+#                    about 5 minutes)
+#   BENCH_ROUNDS     measured rounds per client count, each one run per path, the order
+#                    alternating (default 3: direct, PgBouncer, gateway; gateway, PgBouncer,
+#                    direct; direct, PgBouncer, gateway)
+#   BENCH_WARMUP     seconds of the warm-up run on each path, per client count, before the
+#                    rounds (default 3)
 #   BENCH_CLIENTS    client counts (default "8 64")
 #   BENCH_GATEWAY_THREADS  the gateway's relay threads (`serve --gateway-threads`; default 0:
 #                    half the cores, at least one)
@@ -51,8 +64,9 @@ set -euo pipefail
 SCRIPT_START=$(date +%s)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPORT_PY="$ROOT/scripts/bench_gateway_report.py"
-DURATION=${BENCH_DURATION:-15}
+DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-3}
+ROUNDS=${BENCH_ROUNDS:-3}
 CLIENTS=${BENCH_CLIENTS:-"8 64"}
 OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -73,6 +87,10 @@ while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^BREAKGLASS_' |
 # Nor libpq's: every connection below names its host, port, user and password.
 while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^PG' | grep -v '^PG_BIN$' || true)
 export PGCONNECT_TIMEOUT=10
+
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be a whole number of seconds ≥ 1, not '$DURATION'"
+[[ $WARMUP =~ ^[1-9][0-9]*$ ]] || die "BENCH_WARMUP must be a whole number of seconds ≥ 1, not '$WARMUP'"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a whole number ≥ 1, not '$ROUNDS'"
 
 # --- tools -------------------------------------------------------------------------------
 for tool in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/postgres"; do
@@ -445,21 +463,35 @@ settle() {
     echo $(($(date +%s) - t0))
 }
 
+# settled_run PATH CLIENTS SECONDS TAG [extra pgbench args…]: waits for breakglass serve to go
+# idle, then runs pgbench.
+settled_run() {
+    local waited
+    waited=$(settle)
+    echo "$waited" >"$RES/$1-c$2-$4.settle_s"
+    ((waited > 2)) && say "  waited $waited s for breakglass serve to go idle"
+    run_pgbench "$@"
+}
+
+# Interleaved rounds: the machine's speed drifts over a minute, so every path runs once in each
+# round, and the order alternates (odd rounds direct, PgBouncer, gateway; even rounds the
+# reverse) so that no path always runs first, last or right after the gateway.
 for c in $CLIENTS; do
+    say "$c clients: ${WARMUP} s warm-up on each path, then $ROUNDS round(s) of ${DURATION} s per path"
     for path in direct pgbouncer gateway; do
-        say "$path, $c clients: ${WARMUP} s warm-up, then ${DURATION} s measured"
-        for tag in warmup run; do
-            waited=$(settle)
-            echo "$waited" >"$RES/$path-c$c-$tag.settle_s"
-            ((waited > 2)) && say "  waited $waited s for breakglass serve to go idle"
-            if [[ $tag == warmup ]]; then
-                run_pgbench "$path" "$c" "$WARMUP" warmup
-            else
-                run_pgbench "$path" "$c" "$DURATION" run -l --log-prefix="$RES/$path-c$c-log"
-            fi
+        say "  $path warm-up"
+        settled_run "$path" "$c" "$WARMUP" warmup
+    done
+    for ((r = 1; r <= ROUNDS; r++)); do
+        if ((r % 2)); then order=(direct pgbouncer gateway); else order=(gateway pgbouncer direct); fi
+        line=
+        for path in "${order[@]}"; do
+            settled_run "$path" "$c" "$DURATION" "run$r" -l --log-prefix="$RES/$path-c$c-run$r-log"
+            tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$RES/$path-c$c-run$r.out")
+            line+=" $path ${tps%.*}"
+            [[ -n $tps ]] || line+="?"
         done
-        tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$RES/$path-c$c-run.out")
-        say "  tps = ${tps:-?}"
+        say "  round $r/$ROUNDS, tps:$line"
     done
 done
 
@@ -522,6 +554,7 @@ GIT_DIRTY=$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/nul
     echo "scale=$SCALE"
     echo "duration=$DURATION"
     echo "warmup=$WARMUP"
+    echo "rounds=$ROUNDS"
     echo "threads=$THREADS"
     echo "clients=$CLIENTS"
     echo "gateway_connections=$GATEWAY_CONNECTIONS"

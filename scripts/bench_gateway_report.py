@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """The report of scripts/bench-gateway.sh: reads its results directory (pgbench outputs and
-per-transaction logs, the gateway's recording as `session show --output json`, the problem
-lines of the servers' logs, meta.env), prints the section "## PostgreSQL gateway vs direct vs
-PgBouncer" and writes it into BENCHMARKS.md, replacing that section if present and leaving
-the rest of the file as it was.
+per-transaction logs of every warm-up and measured round, the gateway's recording as `session
+show --output json`, the problem lines of the servers' logs, meta.env), prints the section
+"## PostgreSQL gateway vs direct vs PgBouncer" and writes it into BENCHMARKS.md, replacing that
+section if present and leaving the rest of the file as it was.
+
+Files per run, TAG being `warmup` or `run1`, `run2`, … (one per measured round):
+PATH-cCLIENTS-TAG.{out,rc,cpu,settle_s} (and .token_s for the gateway); measured runs also have
+pgbench's per-transaction logs PATH-cCLIENTS-TAG-log.*.
 """
 
 import argparse
@@ -11,6 +15,7 @@ import glob
 import json
 import os
 import re
+import statistics
 import sys
 
 HEADING = "## PostgreSQL gateway vs direct vs PgBouncer"
@@ -20,6 +25,7 @@ LABELS = {
     "pgbouncer": "PgBouncer (session pooling)",
     "gateway": "**breakglass gateway**",
 }
+NAMES = {"direct": "direct", "pgbouncer": "PgBouncer", "gateway": "gateway"}
 TARGET_DIRECT = 0.95
 TARGET_PGBOUNCER = 1.0
 TARGET_ADDED_US = 100.0
@@ -61,10 +67,10 @@ def pgbench_summary(path):
     }
 
 
-def latencies(results, path, clients):
-    """Per-transaction latencies (µs) from pgbench's `-l` logs, and the count of failed ones."""
+def latencies(results, path, clients, tag):
+    """Per-transaction latencies (µs) from pgbench's `-l` logs of one run, and the count of failed ones."""
     lat, failed, files = [], 0, 0
-    for name in glob.glob(os.path.join(results, f"{path}-c{clients}-log.*")):
+    for name in glob.glob(os.path.join(results, f"{path}-c{clients}-{tag}-log.*")):
         files += 1
         with open(name, encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -88,6 +94,12 @@ def pct(sorted_values, q):
         return float(sorted_values[mid]) if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
     i = min(len(sorted_values) - 1, max(0, int(round(q / 100 * len(sorted_values))) - 1))
     return float(sorted_values[i])
+
+
+def median(values):
+    """The median of the values that are not None, or None."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def fmt(v, spec="{:,.0f}", none="—"):
@@ -181,7 +193,7 @@ def foreign_cpu(results, path, clients, tag, nproc, hz):
 
 
 def gateway_transactions(results):
-    """Transactions pgbench reported through the gateway, warm-ups included."""
+    """Transactions pgbench reported through the gateway: every measured round and every warm-up."""
     total = 0
     for name in glob.glob(os.path.join(results, "gateway-c*-*.out")):
         s = pgbench_summary(name)
@@ -197,27 +209,76 @@ def lines_of(results, name):
         return [l.rstrip("\n") for l in f if l.strip()]
 
 
+def rounds_text(n):
+    return f"{n} round" + ("" if n == 1 else "s")
+
+
+def round_label(tag):
+    return "warm-up" if tag == "warmup" else f"round {tag[3:]}"
+
+
 def build_section(results):
     meta = read_meta(results)
     clients = [int(c) for c in meta["clients"].split()]
+    rounds = int(meta.get("rounds", "1"))
+    nproc, hz = int(meta["nproc"]), int(meta.get("clk_tck", 100))
+    # runs[(path, clients, round)]: one measured run (None when pgbench left no output).
     runs, warmups = {}, {}
     for c in clients:
         for p in PATHS:
-            s = pgbench_summary(os.path.join(results, f"{p}-c{c}-run.out"))
-            w = pgbench_summary(os.path.join(results, f"{p}-c{c}-warmup.out"))
-            lat, failed_log, files = latencies(results, p, c)
-            if s is not None:
-                s.update(
-                    median_us=pct(lat, 50),
-                    p99_us=pct(lat, 99),
-                    logged=len(lat),
-                    failed_log=failed_log,
-                    log_files=files,
-                )
-            if s is not None:
-                s["foreign"] = foreign_cpu(results, p, c, "run", int(meta["nproc"]), int(meta.get("clk_tck", 100)))
-            runs[(p, c)] = s
-            warmups[(p, c)] = w
+            warmups[(p, c)] = pgbench_summary(os.path.join(results, f"{p}-c{c}-warmup.out"))
+            for r in range(1, rounds + 1):
+                s = pgbench_summary(os.path.join(results, f"{p}-c{c}-run{r}.out"))
+                if s is not None:
+                    lat, failed_log, files = latencies(results, p, c, f"run{r}")
+                    s.update(
+                        median_us=pct(lat, 50),
+                        p99_us=pct(lat, 99),
+                        logged=len(lat),
+                        failed_log=failed_log,
+                        log_files=files,
+                        foreign=foreign_cpu(results, p, c, f"run{r}", nproc, hz),
+                    )
+                runs[(p, c, r)] = s
+
+    def failed_count(s):
+        return s["failed"] if s["failed"] is not None else s["failed_log"]
+
+    def run_failed(s):
+        return s["rc"] not in (0, None) or s["aborted"] or bool(s["failed"]) or s.get("tps") is None
+
+    def usable(s):
+        """A measured run whose figures count: pgbench completed it without an error or a failed transaction."""
+        return s is not None and not run_failed(s) and not failed_count(s)
+
+    # agg[(path, clients)]: the medians over rounds of the per-run figures, the sums of the counts,
+    # the worst round's share of CPU used by other processes, the CPU of each process summed over rounds.
+    agg = {}
+    for c in clients:
+        for p in PATHS:
+            rs = [(r, runs[(p, c, r)]) for r in range(1, rounds + 1)]
+            ok = [s for _, s in rs if usable(s)]
+            foreign = [(s["foreign"][0], r) for r, s in rs if s and s.get("foreign")]
+            cpu_runs = [s for _, s in rs if usable(s) and s.get("foreign") and s.get("processed")]
+            cpu = {k: sum(s["foreign"][2][k] for s in cpu_runs) for k in CPU_PROCS} if cpu_runs else None
+            agg[(p, c)] = {
+                "rounds": len(ok),
+                "missing": [(r, "not run" if s is None else "failed") for r, s in rs if not usable(s)],
+                "tps": median(s["tps"] for s in ok),
+                "median_us": median(s["median_us"] for s in ok),
+                "p99_us": median(s["p99_us"] for s in ok),
+                "latency_avg_ms": median(s["latency_avg_ms"] for s in ok),
+                "connect_ms": median(s["connect_ms"] for s in ok),
+                "processed": sum(s["processed"] or 0 for _, s in rs if s) if any(s for _, s in rs) else None,
+                "failed": sum(failed_count(s) or 0 for _, s in rs if s) if any(s for _, s in rs) else None,
+                "foreign_worst": max(foreign) if foreign else None,
+                "cpu": cpu,
+                "cpu_tx": sum(s["processed"] for s in cpu_runs),
+            }
+
+    def round_ratio(c, r, over):
+        g, o = runs.get(("gateway", c, r)), runs.get((over, c, r))
+        return g["tps"] / o["tps"] if (usable(g) and usable(o)) else None
 
     out = []
     w = out.append
@@ -252,30 +313,39 @@ def build_section(results):
         + f", workspace at {rev_note}; `serve --gateway 127.0.0.1:0` without TLS, SQLite store; "
         f"an `access: proxy` procedure on that database (`sslmode: disable`, `gateway_connections: \"{meta['gateway_connections']}\"`, "
         f"`refuse: DROP DATABASE; ALTER SYSTEM`), one break opened for 1 h, approved by 2 of 3 custodians and revealed; "
-        f"each gateway run uses a fresh token from `breakglass break token`"
+        f"each gateway run (warm-ups included) uses a fresh token from `breakglass break token`"
     )
     w("")
     w(
         f"Workload: `pgbench -n -S -M simple -T {meta['duration']} -c C -j {meta['threads']} -l` "
-        f"(select-only, simple protocol: one `SELECT abalance FROM pgbench_accounts WHERE aid = …` per transaction), "
-        f"each run after a {meta['warmup']} s warm-up with the same options on the same path. "
+        f"(select-only, simple protocol: one `SELECT abalance FROM pgbench_accounts WHERE aid = …` per transaction). "
         "Paths, all over TCP on 127.0.0.1 without TLS, each logging in with SCRAM-SHA-256 as a login role that is a "
         "member of the procedure's grant role `bench_app`: **direct** — `bench_user` to PostgreSQL; **PgBouncer** — "
         "`bench_user` to PgBouncer, which holds server connections as `bench_user`; **gateway** — the break id and a "
         "gateway token to breakglass, which logs in upstream as the grant's ephemeral role `bg_…` and records every "
         "statement. TPS is pgbench's \"tps = … (without initial connection time)\"; latencies are from pgbench's "
         "per-transaction logs (`-l`, every transaction of the run, measured by the client from sending the query to "
-        "the last result). Paths run one after the other in the order direct, PgBouncer, gateway for each client "
-        "count. pgbench, PostgreSQL, PgBouncer and breakglass share the machine's CPUs, so a proxy's own CPU time is "
-        "taken from the client and the server. \"CPU used by other processes\": the machine's busy CPU time during the "
-        "run (user + nice + system in `/proc/stat`) less that of the processes measured (PostgreSQL with its backends, "
-        "PgBouncer, `breakglass serve`, pgbench), as a share of all its CPUs; more than a few per cent means something "
-        "else on the machine (a build…) competed with that run."
+        "the last result). pgbench, PostgreSQL, PgBouncer and breakglass share the machine's CPUs, so a proxy's own "
+        "CPU time is taken from the client and the server."
+    )
+    w("")
+    w(
+        f"Order of the runs: interleaved rounds. For each client count, first a {meta['warmup']} s warm-up on each path "
+        f"(same options, not measured), then {rounds_text(rounds)} of one {meta['duration']} s run per path, the order "
+        "alternating from round to round: direct, PgBouncer, gateway in odd rounds, gateway, PgBouncer, direct in even "
+        "rounds. Why: this machine's speed drifts by about ±10 % over a minute, so with one run per path in a fixed "
+        "order the ratios between paths were mostly that drift (the same set-up a minute apart gave gateway ÷ PgBouncer "
+        "0.76 or 0.99). With every path in every round, and no path always first, last or right after the gateway, "
+        "the per-path medians over rounds hold still; the per-round tables show how far single rounds scatter. "
+        "\"CPU used by other processes\": the machine's busy CPU time during a run (user + nice + system in "
+        "`/proc/stat`) less that of the processes measured (PostgreSQL with its backends, PgBouncer, `breakglass "
+        "serve`, pgbench), as a share of all its CPUs; more than a few per cent means something else on the machine "
+        "(a build…) competed with that run."
     )
     w("")
     disturbed = [
-        f"{p} with {c} clients ({s['foreign'][0] * 100:.0f} %)"
-        for (p, c), s in runs.items()
+        f"{NAMES[p]} with {c} clients in round {r} ({s['foreign'][0] * 100:.0f} %)"
+        for (p, c, r), s in runs.items()
         if s and s.get("foreign") and s["foreign"][0] > 0.05
     ]
     if disturbed:
@@ -289,60 +359,87 @@ def build_section(results):
     for c in clients:
         w(f"### {c} clients")
         w("")
+        w(
+            f"TPS, latencies and initial connection time: the median over the {rounds_text(rounds)} of that path's runs "
+            "(the latency columns: the median over rounds of each run's median and p99); transactions and failed: "
+            "summed over the rounds; CPU used by other processes: the worst round."
+        )
+        w("")
         w("| Path | TPS | × direct | median latency µs | p99 latency µs | avg latency ms (pgbench) | transactions | failed | initial connection ms | CPU used by other processes |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        d = runs.get(("direct", c))
+        d = agg[("direct", c)]
         for p in PATHS:
-            s = runs.get((p, c))
-            if s is None:
+            a = agg[(p, c)]
+            if a["rounds"] == 0 and a["processed"] is None:
                 w(f"| {LABELS[p]} | not run | | | | | | | | |")
                 continue
-            ratio = s["tps"] / d["tps"] if (s.get("tps") and d and d.get("tps")) else None
-            failed = s["failed"] if s["failed"] is not None else s["failed_log"]
+            ratio = a["tps"] / d["tps"] if (a["tps"] and d["tps"]) else None
+            fw = a["foreign_worst"]
             w(
-                f"| {LABELS[p]} | {fmt(s['tps'])} | {fmt(ratio, '{:.3f}×')} | {fmt(s['median_us'])} | {fmt(s['p99_us'])} | "
-                f"{fmt(s['latency_avg_ms'], '{:.3f}')} | {fmt(s['processed'])} | {fmt(failed)} | {fmt(s['connect_ms'], '{:.1f}')} | "
-                f"{fmt(s['foreign'][0] * 100 if s.get('foreign') else None, '{:.1f} %')} |"
+                f"| {LABELS[p]} | {fmt(a['tps'])} | {fmt(ratio, '{:.3f}×')} | {fmt(a['median_us'])} | {fmt(a['p99_us'])} | "
+                f"{fmt(a['latency_avg_ms'], '{:.3f}')} | {fmt(a['processed'])} | {fmt(a['failed'])} | {fmt(a['connect_ms'], '{:.1f}')} | "
+                f"{fmt(fw[0] * 100 if fw else None, '{:.1f} %')}{f' (round {fw[1]})' if fw and rounds > 1 else ''} |"
+            )
+        short = [
+            f"{NAMES[p]} over {agg[(p, c)]['rounds']} of {rounds} ("
+            + ", ".join(f"round {r} {why}" for r, why in agg[(p, c)]["missing"])
+            + ")"
+            for p in PATHS
+            if agg[(p, c)]["missing"]
+        ]
+        if short:
+            w("")
+            w("**Medians over fewer rounds** (a failed run's figures are left out; see Errors): " + "; ".join(short) + ".")
+        w("")
+        w(f"Each round ({c} clients), TPS:")
+        w("")
+        w("| Round | Order | direct | PgBouncer | gateway | gateway ÷ direct | gateway ÷ PgBouncer |")
+        w("|---:|---|---:|---:|---:|---:|---:|")
+        for r in range(1, rounds + 1):
+            cell = {}
+            for p in PATHS:
+                s = runs.get((p, c, r))
+                cell[p] = fmt(s["tps"]) if usable(s) else ("not run" if s is None else "failed")
+            w(
+                f"| {r} | {'direct first' if r % 2 else 'gateway first'} | {cell['direct']} | {cell['pgbouncer']} | "
+                f"{cell['gateway']} | {fmt(round_ratio(c, r, 'direct'), '{:.3f}')} | {fmt(round_ratio(c, r, 'pgbouncer'), '{:.3f}')} |"
             )
         w("")
 
-    have_cpu = [(p, c) for (p, c), r in runs.items() if r and r.get("foreign")]
+    have_cpu = [(p, c) for (p, c), a in agg.items() if a["cpu"] and a["cpu_tx"]]
     if have_cpu:
         w("### CPU time per transaction")
         w("")
         w(
-            "CPU time of each process during the measured run (utime + stime from `/proc`, with PostgreSQL's backends "
-            "and pgbench's threads), divided by the transactions pgbench completed: where each path spends the "
-            f"machine's {meta['nproc']} CPUs."
+            "CPU time of each process during the measured runs (utime + stime from `/proc`, with PostgreSQL's backends "
+            "and pgbench's threads), summed over the rounds and divided by the transactions pgbench completed in them: "
+            f"where each path spends the machine's {meta['nproc']} CPUs."
         )
         w("")
         w("| Clients | Path | PostgreSQL µs | PgBouncer µs | breakglass µs | pgbench µs | total µs |")
         w("|---:|---|---:|---:|---:|---:|---:|")
+        per_tx = {}
         for c in clients:
             for p in PATHS:
-                r = runs.get((p, c))
-                if not r or not r.get("foreign") or not r.get("processed"):
+                a = agg[(p, c)]
+                if not a["cpu"] or not a["cpu_tx"]:
                     continue
-                per = r["foreign"][2]
-                us = {k: v * 1e6 / r["processed"] for k, v in per.items()}
+                us = {k: v * 1e6 / a["cpu_tx"] for k, v in a["cpu"].items()}
+                per_tx[(p, c)] = sum(us.values())
                 w(
                     f"| {c} | {LABELS[p]} | {us['postgres']:.1f} | {us['pgbouncer']:.1f} | {us['breakglass']:.1f} | "
-                    f"{us['pgbench']:.1f} | {sum(us.values()):.1f} |"
+                    f"{us['pgbench']:.1f} | {per_tx[(p, c)]:.1f} |"
                 )
         w("")
         bounds = []
         for c in clients:
-            t = {}
-            for p in PATHS:
-                r = runs.get((p, c))
-                if r and r.get("foreign") and r.get("processed"):
-                    t[p] = sum(r["foreign"][2].values()) * 1e6 / r["processed"]
-            if "direct" in t and "gateway" in t and t["gateway"] > 0:
-                measured = runs[("gateway", c)]["tps"] / runs[("direct", c)]["tps"]
+            td, tg = per_tx.get(("direct", c)), per_tx.get(("gateway", c))
+            gd, dd = agg[("gateway", c)]["tps"], agg[("direct", c)]["tps"]
+            if td and tg and gd and dd:
                 bounds.append(
-                    f"with {c} clients a transaction costs {t['direct']:.0f} µs of CPU direct and {t['gateway']:.0f} µs "
+                    f"with {c} clients a transaction costs {td:.0f} µs of CPU direct and {tg:.0f} µs "
                     f"through the gateway, so with the CPUs saturated the gateway can reach about "
-                    f"{t['direct'] / t['gateway']:.2f}× direct TPS (measured: {measured:.2f}×)"
+                    f"{td / tg:.2f}× direct TPS (measured, medians: {gd / dd:.2f}×)"
                 )
         if bounds:
             w(
@@ -355,15 +452,20 @@ def build_section(results):
 
     w("### Targets")
     w("")
+    w(
+        f"From the medians over the {rounds_text(rounds)}: gateway median TPS ÷ direct (or PgBouncer) median TPS, and "
+        "the median over rounds of the gateway's median latency less the same for direct."
+    )
+    w("")
     w("| Clients | Measure | Value | Target | Result |")
     w("|---:|---|---:|---|---|")
-    missed = []
+    missed, spreads = [], []
     for c in clients:
-        d, b, g = (runs.get((p, c)) for p in PATHS)
-        have = all(x is not None and x.get("tps") for x in (d, b, g))
-        if not have:
-            w(f"| {c} | a run failed: no figures | — | — | **not met** |")
-            missed.append(f"{c} clients: a run failed")
+        d, b, g = (agg[(p, c)] for p in PATHS)
+        absent = [f"{NAMES[p]} round {r} {why}" for p in PATHS for r, why in agg[(p, c)]["missing"]]
+        if absent:
+            w(f"| {c} | not every run gave figures: {', '.join(absent)} | — | — | **not met** |")
+            missed.append(f"{c} clients: {', '.join(absent)}")
             continue
         r1 = g["tps"] / d["tps"]
         r2 = g["tps"] / b["tps"]
@@ -379,7 +481,17 @@ def build_section(results):
             missed.append(f"{c} clients: gateway TPS {r2:.3f}× PgBouncer < {TARGET_PGBOUNCER:.2f}×")
         if not ok3:
             missed.append(f"{c} clients: gateway adds {fmt(added, '{:,.0f}')} µs to the median ≥ {TARGET_ADDED_US:.0f} µs")
+        per_b = [x for x in (round_ratio(c, r, "pgbouncer") for r in range(1, rounds + 1)) if x is not None]
+        per_d = [x for x in (round_ratio(c, r, "direct") for r in range(1, rounds + 1)) if x is not None]
+        if per_b:
+            spreads.append(
+                f"{c} clients: gateway ÷ PgBouncer {min(per_b):.3f}–{max(per_b):.3f}, "
+                f"gateway ÷ direct {min(per_d):.3f}–{max(per_d):.3f}"
+            )
     w("")
+    if spreads:
+        w(f"Range of the per-round TPS ratios (min–max over the {rounds_text(rounds)}): " + "; ".join(spreads) + ".")
+        w("")
     if missed:
         w("Not met: " + "; ".join(missed) + ".")
     else:
@@ -401,7 +513,7 @@ def build_section(results):
             f"last run (the last of {meta.get('session_shows', '?')} read(s) took {meta.get('session_show_s', '?')} s): "
             f"{rec['sessions']:,} gateway sessions and {rec['statements']:,} recorded statements, {rec['selects']:,} of them "
             f"pgbench's `SELECT abalance FROM pgbench_accounts WHERE aid = …`, for {gw_tx:,} transactions pgbench reported "
-            f"through the gateway (warm-ups included) — "
+            f"through the gateway ({'the measured round' if rounds == 1 else f'all {rounds} measured rounds'} and the warm-ups) — "
             + ("every one recorded" if missing == 0 else
                (f"{missing:,} not (yet) recorded" if missing > 0 else
                 f"{-missing:,} more than pgbench counted (transactions in flight when a timed run stopped)"))
@@ -419,21 +531,25 @@ def build_section(results):
     slow = [l for l in serve if "slow statement" in l and "FROM session_statements WHERE break_id" in l]
     rows = [int(m.group(1)) for m in (re.search(r"rows_returned=(\d+)", l) for l in slow) if m]
     secs = [float(m.group(1)) for m in (re.search(r"elapsed_secs=([0-9.]+)", l) for l in slow) if m]
+    tags = ["warmup"] + [f"run{r}" for r in range(1, rounds + 1)]
     settles = []
     for c in clients:
-        for p in PATHS:
-            for tag in ("warmup", "run"):
+        for tag in tags:
+            for p in PATHS:
                 f = os.path.join(results, f"{p}-c{c}-{tag}.settle_s")
                 if os.path.exists(f):
                     v = int(open(f).read().strip() or 0)
                     if v > 2:
-                        settles.append(f"{v} s before the {p} {c}-client {'warm-up' if tag == 'warmup' else 'run'}")
+                        settles.append(f"{v} s before the {NAMES[p]} {c}-client {'warm-up' if tag == 'warmup' else 'run of ' + round_label(tag)}")
     tokens = []
     for c in clients:
-        for tag in ("warmup", "run"):
+        for tag in tags:
             f = os.path.join(results, f"gateway-c{c}-{tag}.token_s")
             if os.path.exists(f):
-                tokens.append(f"{open(f).read().strip()} s ({c} clients, {'warm-up' if tag == 'warmup' else 'run'})")
+                try:
+                    tokens.append((float(open(f).read().strip()), f"{c} clients, {round_label(tag)}"))
+                except ValueError:
+                    pass
     w("")
     text = (
         "After a gateway run the server keeps working: each session's end is a write transaction that reads back "
@@ -445,12 +561,16 @@ def build_section(results):
         text += (
             f"breakglass serve logged {len(slow):,} slow-statement warnings for "
             f"`SELECT … FROM session_statements WHERE break_id = $1 ORDER BY started_at, session_id, seq` "
-            f"(up to {max(rows):,} rows, {max(secs):.1f} s each at most, {sum(secs):.0f} s in all; only runs over 1 s are "
+            f"(up to {max(rows, default=0):,} rows, {max(secs, default=0):.1f} s each at most, {sum(secs):.0f} s in all; only runs over 1 s are "
             f"logged): the query each session's end (and each `session show`) runs, which reads the statements of the "
             f"whole break, not of the one session. "
         )
     if tokens:
-        text += "`breakglass break token` (a fresh token before each gateway run) took " + ", ".join(tokens) + "."
+        lo, hi = min(tokens), max(tokens)
+        text += (
+            f"`breakglass break token` (a fresh token before each of the {len(tokens)} gateway runs) took "
+            + (f"{lo[0]:.2f} s each." if lo[0] == hi[0] else f"{lo[0]:.2f}–{hi[0]:.2f} s (the longest: {hi[1]}).")
+        )
     w(text.strip())
     w("")
 
@@ -463,12 +583,12 @@ def build_section(results):
         if lines:
             problems.append((what, lines))
     failed_runs = []
-    for (p, c), s in list(runs.items()) + [((p, c), s) for (p, c), s in warmups.items()]:
+    every = [((p, c, "warmup"), s) for (p, c), s in warmups.items()] + [((p, c, f"run{r}"), s) for (p, c, r), s in runs.items()]
+    for (p, c, tag), s in every:
         if s is None:
             continue
-        failed = s["failed"] or 0
-        if s["rc"] not in (0, None) or s["aborted"] or failed:
-            failed_runs.append((p, c, s))
+        if run_failed(s):
+            failed_runs.append((p, c, tag, s))
     w("### Errors")
     w("")
     if not problems and not failed_runs:
@@ -477,9 +597,12 @@ def build_section(results):
             + (" (besides the slow-statement warnings above)" if slow else "")
             + ", PostgreSQL and PgBouncer hold no warning or error."
         )
-    for p, c, s in failed_runs:
+    for p, c, tag, s in failed_runs:
         detail = [l for l in s["text"].splitlines() if re.search(r"abort|error|FATAL|failed", l, re.I)][:5]
-        w(f"- pgbench {p}, {c} clients: exit {s['rc']}" + (": `" + "` / `".join(d.strip() for d in detail) + "`" if detail else ""))
+        w(
+            f"- pgbench {NAMES[p]}, {c} clients, {round_label(tag)}: exit {s['rc']}"
+            + (": `" + "` / `".join(d.strip() for d in detail) + "`" if detail else "")
+        )
     for what, lines in problems:
         distinct = []
         for l in lines:
