@@ -337,6 +337,32 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .await
         .expect("after the refusal");
     assert_eq!(n, 3);
+    // Recorded while the session is still open: its relay thread hands its statements to the
+    // store every 100 ms, not only when the session ends.
+    let live_from = std::time::Instant::now();
+    loop {
+        let a = server
+            .cli()
+            .args(["--output", "json", "session", "show", &id])
+            .assert()
+            .success();
+        let rec = stdout_json(&a);
+        let seen = rec["statements"].as_array().is_some_and(|all| {
+            all.iter().any(|s| {
+                s["statement"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("SELECT count(*) FROM items WHERE v = $1"))
+            })
+        });
+        if seen {
+            break;
+        }
+        assert!(
+            live_from.elapsed() < Duration::from_secs(5),
+            "a statement of an open session is not recorded within 5 s: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     conn.close().await.expect("close");
 
     // The token has opened 7 of its 8 connections: one more, then "already used". The

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::breaks::{RevealedGrant, load_break};
-use crate::ports::StatementRecord;
+use crate::ports::{StatementChunk, StatementRecord};
 use crate::{Engine, EngineError};
 
 /// Where requesters reach the gateway (written into the connection string they receive).
@@ -457,14 +457,14 @@ impl Engine {
         &self.inner.gateway.counters
     }
 
-    /// Stores statements the gateway recorded (a batch; no audit entry of its own — the
+    /// Stores chunks of statements the gateway recorded (no audit entry of its own — the
     /// session's end entry carries their count and digest).
-    pub async fn gateway_record(&self, batch: &[StatementRecord]) -> Result<(), EngineError> {
-        if batch.is_empty() {
+    pub async fn gateway_record(&self, chunks: &[StatementChunk]) -> Result<(), EngineError> {
+        if chunks.is_empty() {
             return Ok(());
         }
         let mut tx = self.store().begin().await?;
-        tx.put_statements(batch).await?;
+        tx.put_statement_chunks(chunks).await?;
         tx.commit_bookkeeping().await?;
         Ok(())
     }

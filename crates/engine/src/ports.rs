@@ -285,6 +285,131 @@ pub struct StatementRecord {
     pub refused: bool,
 }
 
+impl StatementRecord {
+    /// Appends this statement as one JSON line (with its newline) of a session chunk:
+    /// `[session, seq, started_at_ms, duration_us, protocol, statement, command, rows, error,
+    /// refused]`.
+    pub fn write_line(&self, out: &mut String) {
+        // A tuple of references serializes to the same JSON array as building a `Value`
+        // would, without allocating one per field: a busy gateway records thousands a second.
+        let line = serde_json::to_string(&(
+            &self.session_id,
+            self.seq,
+            self.started_at.0,
+            self.duration_us,
+            &self.protocol,
+            &self.statement,
+            &self.command,
+            self.rows,
+            &self.error,
+            self.refused,
+        ))
+        .unwrap_or_default();
+        out.push_str(&line);
+        out.push('\n');
+    }
+
+    /// Reads one line written by [`StatementRecord::write_line`] (without its newline); the
+    /// error names the field that is missing or of the wrong type.
+    pub fn from_line(break_id: &str, line: &str) -> Result<StatementRecord, String> {
+        use serde_json::Value;
+        let v: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let text = |k: usize| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let int = |k: usize| v.get(k).and_then(Value::as_u64);
+        Ok(StatementRecord {
+            break_id: break_id.to_owned(),
+            session_id: text(0).ok_or("session")?,
+            seq: int(1).ok_or("seq")?,
+            started_at: Timestamp(v.get(2).and_then(Value::as_i64).ok_or("started_at")?),
+            duration_us: int(3).ok_or("duration_us")?,
+            protocol: text(4).ok_or("protocol")?,
+            statement: text(5).ok_or("statement")?,
+            command: text(6),
+            rows: int(7),
+            error: text(8),
+            refused: v.get(9).and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+}
+
+/// Consecutive statements of one gateway session, stored as one row: their lines (see
+/// [`StatementRecord::write_line`]) in order. The gateway fills one per session as statements
+/// finish and hands it over every 100 ms or so, so a statement costs no channel message, no
+/// cross-thread allocation and no row of its own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatementChunk {
+    /// Break the session belongs to.
+    pub break_id: String,
+    /// Gateway session id.
+    pub session_id: String,
+    /// `seq` of the first statement.
+    pub first_seq: u64,
+    /// Statements in `body`.
+    pub count: u64,
+    /// One line per statement.
+    pub body: String,
+}
+
+impl StatementChunk {
+    /// An empty chunk of a session.
+    pub fn new(break_id: &str, session_id: &str) -> StatementChunk {
+        StatementChunk {
+            break_id: break_id.to_owned(),
+            session_id: session_id.to_owned(),
+            ..StatementChunk::default()
+        }
+    }
+
+    /// Appends a statement of this chunk's session.
+    pub fn push(&mut self, s: &StatementRecord) {
+        if self.count == 0 {
+            self.first_seq = s.seq;
+        }
+        s.write_line(&mut self.body);
+        self.count += 1;
+    }
+
+    /// Whether it holds no statement.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The statements so far, leaving this chunk empty for the session's next ones; `None`
+    /// when there are none.
+    pub fn take(&mut self) -> Option<StatementChunk> {
+        if self.is_empty() {
+            return None;
+        }
+        let next = StatementChunk::new(&self.break_id, &self.session_id);
+        Some(std::mem::replace(self, next))
+    }
+
+    /// Statements grouped into one chunk per session (in their order).
+    pub fn group(statements: &[StatementRecord]) -> Vec<StatementChunk> {
+        let mut chunks: Vec<StatementChunk> = Vec::new();
+        let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for s in statements {
+            let i = *at.entry(&s.session_id).or_insert_with(|| {
+                chunks.push(StatementChunk::new(&s.break_id, &s.session_id));
+                chunks.len() - 1
+            });
+            chunks[i].push(s);
+        }
+        chunks
+    }
+
+    /// The statements of a stored chunk body; the error names the line.
+    pub fn statements(break_id: &str, body: &str) -> Result<Vec<StatementRecord>, String> {
+        body.lines()
+            .enumerate()
+            .map(|(i, line)| {
+                StatementRecord::from_line(break_id, line)
+                    .map_err(|e| format!("line {}: {e}", i + 1))
+            })
+            .collect()
+    }
+}
+
 /// The latest health check or discovery of a procedure's target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetReport {
@@ -615,9 +740,10 @@ pub trait Tx: Send {
         &mut self,
         id: &str,
     ) -> StoreResult<Option<(String, String, String, Timestamp)>>;
-    /// Appends statements recorded by the gateway (committed with `commit_bookkeeping`; the
-    /// session's audit entries carry their count and digest).
-    async fn put_statements(&mut self, statements: &[StatementRecord]) -> StoreResult<()>;
+    /// Appends chunks of statements recorded by the gateway (committed with
+    /// `commit_bookkeeping`; the session's audit entries carry their count and digest). A chunk
+    /// already stored (same session and first position) is left as it is.
+    async fn put_statement_chunks(&mut self, chunks: &[StatementChunk]) -> StoreResult<()>;
     /// A break's recorded statements, by time, session and position.
     async fn statements(&mut self, break_id: &str) -> StoreResult<Vec<StatementRecord>>;
     /// One session's recorded statements, in order.
@@ -1000,4 +1126,85 @@ pub trait Session: Send {
 pub trait DrillKeys: Send + Sync {
     /// The identity for `name`, created on first use.
     fn identity(&self, name: &str) -> Result<breakglass_custody::Identity, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(session: &str, seq: u64) -> StatementRecord {
+        StatementRecord {
+            break_id: "brk_1".into(),
+            session_id: session.into(),
+            seq,
+            started_at: Timestamp(1_700_000_000_000 + i64::try_from(seq).unwrap_or(0)),
+            duration_us: 7,
+            protocol: "simple".into(),
+            statement: "SELECT '\n\"x\"', 'é'".into(),
+            command: Some("SELECT 1".into()),
+            rows: Some(1),
+            error: None,
+            refused: false,
+        }
+    }
+
+    #[test]
+    fn chunk_lines_read_back_as_written() {
+        let mut c = StatementChunk::new("brk_1", "brk_1-s1");
+        assert!(c.take().is_none(), "nothing to hand over");
+        let mut refused = record("brk_1-s1", 3);
+        refused.command = None;
+        refused.rows = None;
+        refused.error = Some("refused by the gateway".into());
+        refused.refused = true;
+        let written = vec![record("brk_1-s1", 2), refused];
+        for s in &written {
+            c.push(s);
+        }
+        let full = c.take().expect("two statements");
+        assert_eq!((full.first_seq, full.count), (2, 2));
+        assert_eq!(
+            full.body.lines().count(),
+            2,
+            "one line each, newlines escaped"
+        );
+        assert!(c.is_empty() && c.session_id == "brk_1-s1");
+        assert_eq!(
+            StatementChunk::statements("brk_1", &full.body).unwrap(),
+            written
+        );
+    }
+
+    #[test]
+    fn statements_are_grouped_by_session_in_order() {
+        let all = [
+            record("a", 1),
+            record("b", 1),
+            record("a", 2),
+            record("b", 2),
+        ];
+        let chunks = StatementChunk::group(&all);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(
+            (
+                chunks[0].session_id.as_str(),
+                chunks[0].first_seq,
+                chunks[0].count
+            ),
+            ("a", 1, 2)
+        );
+        let b = StatementChunk::statements("brk_1", &chunks[1].body).unwrap();
+        assert_eq!(b, vec![all[1].clone(), all[3].clone()]);
+    }
+
+    #[test]
+    fn a_bad_line_is_named() {
+        let mut c = StatementChunk::new("brk_1", "s");
+        c.push(&record("s", 1));
+        let body = format!("{}[\"s\", \"two\"]\n", c.body);
+        let e = StatementChunk::statements("brk_1", &body).unwrap_err();
+        assert_eq!(e, "line 2: seq");
+        let e = StatementChunk::statements("brk_1", "not json").unwrap_err();
+        assert!(e.starts_with("line 1: "), "{e}");
+    }
 }

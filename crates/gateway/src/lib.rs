@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use breakglass_engine::ports::StatementRecord;
+use breakglass_engine::ports::{StatementChunk, StatementRecord};
 use breakglass_engine::{Engine, SessionSummary};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -99,8 +99,23 @@ struct CancelTarget {
 }
 
 enum Recorded {
-    Statement(StatementRecord),
+    /// Statements to store.
+    Chunks(Vec<StatementChunk>),
+    /// Answered once everything sent before it is stored.
     Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// How often a relay thread hands its sessions' new statements to the recorder.
+const HAND_OVER: Duration = Duration::from_millis(100);
+/// A session's unstored statements are handed over at once past this size.
+const CHUNK_MAX: usize = 1 << 20;
+
+thread_local! {
+    /// The statement chunks of the sessions running on this relay thread: each session appends
+    /// its finished statements to its own chunk (no channel message, no allocation freed on
+    /// another thread), and the thread hands every chunk over every [`HAND_OVER`].
+    static CHUNKS: std::cell::RefCell<Vec<std::sync::Weak<Mutex<StatementChunk>>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Gateway {
@@ -177,6 +192,8 @@ impl Gateway {
                 runtime.block_on(async move {
                     let mut open = tokio::task::JoinSet::new();
                     let mut sweep = tokio::time::interval(Duration::from_secs(5));
+                    let mut hand_over = tokio::time::interval(HAND_OVER);
+                    hand_over.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         let (std_stream, peer) = tokio::select! {
                             handed = rx.recv() => match handed {
@@ -186,6 +203,10 @@ impl Gateway {
                             Some(_) = open.join_next() => continue,
                             _ = sweep.tick() => {
                                 pool::sweep(gw.engine.now());
+                                continue;
+                            }
+                            _ = hand_over.tick() => {
+                                gw.hand_over();
                                 continue;
                             }
                         };
@@ -210,6 +231,21 @@ impl Gateway {
                 });
             })?;
         Ok(tx)
+    }
+
+    /// Sends the new statements of every session on this thread to the recorder.
+    fn hand_over(&self) {
+        let chunks: Vec<StatementChunk> = CHUNKS.with(|all| {
+            let mut all = all.borrow_mut();
+            all.retain(|w| w.strong_count() > 0);
+            all.iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .filter_map(|c| relay::lock(&c).take())
+                .collect()
+        });
+        if !chunks.is_empty() {
+            let _ = self.recorder.send(Recorded::Chunks(chunks));
+        }
     }
 
     /// Adds one to a counter of `/metrics`.
@@ -475,8 +511,14 @@ impl Gateway {
 
         let tracker = Mutex::new(relay::Tracker::default());
         let seq = AtomicU64::new(0);
+        let chunk = Arc::new(Mutex::new(StatementChunk::new(
+            &admission.break_id,
+            &admission.session_id,
+        )));
+        CHUNKS.with(|all| all.borrow_mut().push(Arc::downgrade(&chunk)));
         let ctx = Ctx {
             tracker: &tracker,
+            chunk: &chunk,
             info: relay::SessionInfo {
                 break_id: admission.break_id.clone(),
                 session_id: admission.session_id.clone(),
@@ -588,6 +630,9 @@ impl Gateway {
                 ctx.emit(s);
             }
         }
+        if let Some(last) = relay::lock(&chunk).take() {
+            let _ = self.recorder.send(Recorded::Chunks(vec![last]));
+        }
         let t = relay::lock(&tracker).stats();
         summary.statements = seq.load(Ordering::Relaxed);
         summary.errors = t.errors;
@@ -625,35 +670,24 @@ impl Gateway {
     }
 }
 
-/// Writes statements in batches; a flush request is answered once everything before it is
+/// Stores the chunks the relay threads hand over (each already a batch of 100 ms), everything
+/// waiting in one transaction; a flush request is answered once everything before it is
 /// stored.
 async fn record(engine: Engine, mut rx: mpsc::UnboundedReceiver<Recorded>) {
-    let mut batch = Vec::new();
+    let mut batch: Vec<StatementChunk> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut flushes = Vec::new();
         let mut next = Some(first);
-        let mut waited = false;
-        loop {
-            while let Some(item) = next {
-                match item {
-                    Recorded::Statement(s) => batch.push(s),
-                    Recorded::Flush(f) => flushes.push(f),
-                }
-                next = if batch.len() >= 5000 {
-                    None
-                } else {
-                    rx.try_recv().ok()
-                };
+        while let Some(item) = next {
+            match item {
+                Recorded::Chunks(c) => batch.extend(c),
+                Recorded::Flush(f) => flushes.push(f),
             }
-            // A busy session sends thousands of statements a second: gather them for a moment
-            // (one wake-up and one write instead of one per statement), unless a session
-            // waits for its recording to be stored.
-            if waited || !flushes.is_empty() || batch.len() >= 5000 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            waited = true;
-            next = rx.try_recv().ok();
+            next = if batch.len() >= 1000 {
+                None
+            } else {
+                rx.try_recv().ok()
+            };
         }
         let mut attempt = 0;
         while !batch.is_empty() {
@@ -664,7 +698,7 @@ async fn record(engine: Engine, mut rx: mpsc::UnboundedReceiver<Recorded>) {
                     tracing::error!(error = %e, attempt, "storing gateway statements failed; retrying");
                     if attempt >= 5 {
                         tracing::error!(
-                            lost = batch.len(),
+                            lost = batch.iter().map(|c| c.count).sum::<u64>(),
                             "gateway statements dropped after 5 attempts"
                         );
                         batch.clear();
@@ -760,6 +794,8 @@ impl End {
 
 struct Ctx<'a> {
     tracker: &'a Mutex<relay::Tracker>,
+    /// The session's statements not yet handed to the recorder.
+    chunk: &'a Mutex<StatementChunk>,
     info: relay::SessionInfo,
     seq: &'a AtomicU64,
     gateway: &'a Gateway,
@@ -769,7 +805,13 @@ impl Ctx<'_> {
     fn emit(&self, mut s: StatementRecord) {
         s.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.gateway.count(|c| &c.statements);
-        let _ = self.gateway.recorder.send(Recorded::Statement(s));
+        let mut chunk = relay::lock(self.chunk);
+        chunk.push(&s);
+        if chunk.body.len() >= CHUNK_MAX
+            && let Some(full) = chunk.take()
+        {
+            let _ = self.gateway.recorder.send(Recorded::Chunks(vec![full]));
+        }
     }
 }
 

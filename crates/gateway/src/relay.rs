@@ -310,7 +310,7 @@ impl ClientSide {
     }
 }
 
-pub(crate) fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
+pub(crate) fn lock<T>(t: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     t.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -603,10 +603,10 @@ async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
         }
     };
     u.engine
-        .gateway_record(&[
+        .gateway_record(&breakglass_engine::ports::StatementChunk::group(&[
             statement(1, "SELECT '<script>alert(1)</script>'", None, false),
             statement(2, "DROP DATABASE app", Some("refused by the gateway"), true),
-        ])
+        ]))
         .await
         .unwrap();
     u.engine

@@ -12,8 +12,8 @@ use breakglass_domain::{
     Timestamp,
 };
 use breakglass_engine::ports::{
-    DrillRecord, OutboxRow, StatementRecord, StoreError, StoreResult, StoredActor, StoredProcedure,
-    StoredSeal, Taint,
+    DrillRecord, OutboxRow, StatementChunk, StatementRecord, StoreError, StoreResult, StoredActor,
+    StoredProcedure, StoredSeal, Taint,
 };
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -482,59 +482,15 @@ pub(crate) fn drill(row: &AnyRow) -> StoreResult<DrillRecord> {
     })
 }
 
-/// One recorded statement as a JSON line of a session chunk: `[session, seq, started_at_ms,
-/// duration_us, protocol, statement, command, rows, error, refused]`.
-pub(crate) fn statement_line(s: &StatementRecord) -> String {
-    // A tuple of references serializes to the same JSON array as building a `Value` would,
-    // without allocating one per field: a busy gateway records thousands of lines a second.
-    serde_json::to_string(&(
-        &s.session_id,
-        s.seq,
-        s.started_at.0,
-        s.duration_us,
-        &s.protocol,
-        &s.statement,
-        &s.command,
-        s.rows,
-        &s.error,
-        s.refused,
-    ))
-    .unwrap_or_default()
-}
-
 /// The statements of session chunk rows (column `body`), in order.
 pub(crate) fn statements(break_id: &str, rows: &[AnyRow]) -> StoreResult<Vec<StatementRecord>> {
     let mut out = Vec::new();
     for row in rows {
         let body: String = col(row, "body")?;
-        for (i, line) in body.lines().enumerate() {
-            let bad = |what: &str| {
-                StoreError(format!(
-                    "session chunk of break {break_id}, line {}: {what}",
-                    i + 1
-                ))
-            };
-            let v: Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
-            let text = |k: usize| v.get(k).and_then(Value::as_str).map(str::to_owned);
-            let int = |k: usize| v.get(k).and_then(Value::as_u64);
-            out.push(StatementRecord {
-                break_id: break_id.to_owned(),
-                session_id: text(0).ok_or_else(|| bad("session"))?,
-                seq: int(1).ok_or_else(|| bad("seq"))?,
-                started_at: Timestamp(
-                    v.get(2)
-                        .and_then(Value::as_i64)
-                        .ok_or_else(|| bad("started_at"))?,
-                ),
-                duration_us: int(3).ok_or_else(|| bad("duration_us"))?,
-                protocol: text(4).ok_or_else(|| bad("protocol"))?,
-                statement: text(5).ok_or_else(|| bad("statement"))?,
-                command: text(6),
-                rows: int(7),
-                error: text(8),
-                refused: v.get(9).and_then(Value::as_bool).unwrap_or(false),
-            });
-        }
+        out.extend(
+            StatementChunk::statements(break_id, &body)
+                .map_err(|e| StoreError(format!("session chunk of break {break_id}, {e}")))?,
+        );
     }
     Ok(out)
 }

@@ -569,6 +569,70 @@ async fn recovery_records(store: SqlStore) {
     );
 }
 
+/// Gateway recordings: 250 sessions' chunks in one call (more rows than one INSERT takes),
+/// a chunk stored twice (a retried hand-over) kept once, and every statement read back alike
+/// on both backends, by break and by session, text with quotes, newlines and non-ASCII intact.
+async fn statement_chunks(store: SqlStore) {
+    use breakglass_engine::ports::{StatementChunk, StatementRecord};
+    let statement = |session: usize, seq: u64| StatementRecord {
+        break_id: "brk_1".into(),
+        session_id: format!("brk_1-s{session}"),
+        seq,
+        started_at: Timestamp(T0 + i64::try_from(seq).unwrap()),
+        duration_us: 120,
+        protocol: if seq.is_multiple_of(2) {
+            "extended"
+        } else {
+            "simple"
+        }
+        .into(),
+        statement: format!("SELECT 'it''s {seq}'\n  -- «ünïcode» \"q\""),
+        command: (seq != 3).then(|| "SELECT 1".to_owned()),
+        rows: (seq != 3).then_some(1),
+        error: (seq == 3).then(|| "42P01: relation \"x\" does not exist".to_owned()),
+        refused: seq == 4,
+    };
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for session in 0..250 {
+        let mut c = StatementChunk::new("brk_1", &format!("brk_1-s{session}"));
+        for seq in 1..=3 {
+            c.push(&statement(session, seq));
+        }
+        first.push(c.take().expect("three statements"));
+        assert!(c.is_empty() && c.take().is_none());
+        c.push(&statement(session, 4));
+        second.push(c.take().expect("one statement"));
+    }
+    let mut tx = store.begin().await.expect("begin");
+    tx.put_statement_chunks(&first).await.expect("first chunks");
+    tx.commit_bookkeeping().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    // The first chunk of session 7 again (a retry), with the second ones.
+    let mut again = vec![first[7].clone()];
+    again.extend(second.iter().cloned());
+    tx.put_statement_chunks(&again)
+        .await
+        .expect("second chunks");
+    tx.commit_bookkeeping().await.expect("commit");
+    let mut tx = store.begin().await.expect("begin");
+    let one = tx.session_statements("brk_1-s7").await.expect("session");
+    assert_eq!(
+        one,
+        (1..=4).map(|seq| statement(7, seq)).collect::<Vec<_>>(),
+        "in order, each once, every field as stored"
+    );
+    let all = tx.statements("brk_1").await.expect("break");
+    assert_eq!(all.len(), 250 * 4);
+    assert!(tx.statements("brk_2").await.expect("none").is_empty());
+    assert!(
+        tx.session_statements("nope")
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
 async fn drill_records(store: SqlStore) {
     use breakglass_engine::ports::DrillRecord;
     let draft = Draft {
@@ -833,6 +897,12 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn statement_chunks() {
+        let (_d, p) = path();
+        super::statement_chunks(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
+    #[tokio::test]
     async fn drill_records() {
         let (_d, p) = path();
         super::drill_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
@@ -927,6 +997,9 @@ mod postgres {
     });
     pg_test!(recovery_records, |url: String| async move {
         super::recovery_records(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(statement_chunks, |url: String| async move {
+        super::statement_chunks(SqlStore::connect(&url).await.expect("connect")).await
     });
     pg_test!(drill_records, |url: String| async move {
         super::drill_records(SqlStore::connect(&url).await.expect("connect")).await
