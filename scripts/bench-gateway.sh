@@ -47,7 +47,7 @@
 #                    rounds (default 3)
 #   BENCH_CLIENTS    client counts (default "8 64")
 #   BENCH_GATEWAY_THREADS  the gateway's relay threads (`serve --gateway-threads`; default 0:
-#                    half the cores, at least one)
+#                    one per core)
 #   BENCH_OUT        the Markdown file to update (default BENCHMARKS.md at the workspace root)
 #   BENCH_KEEP=1     keep the temp dir (logs, pgbench logs) instead of removing it
 #   BENCH_SETTLE_MAX longest wait, in seconds, for breakglass serve to go idle before a run (240)

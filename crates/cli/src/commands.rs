@@ -97,7 +97,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, requires = "gateway")]
     pub(crate) gateway_plaintext: bool,
     /// Gateway relay threads, each running its share of the connections on its own
-    /// single-threaded runtime; 0: half the available cores, at least one.
+    /// single-threaded runtime; 0: one per available core.
     #[arg(long, default_value_t = 0, requires = "gateway")]
     pub(crate) gateway_threads: usize,
     /// This server's URL as the other servers of a deployment reach it (several servers on one
