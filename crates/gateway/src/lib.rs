@@ -56,10 +56,10 @@ pub struct Settings {
     /// How long the upstream login may take.
     pub upstream_timeout: Duration,
     /// Relay threads (0: one per available core). An idle relay thread only wakes ten times a
-    /// second (to hand recordings over); on the
-    /// benchmark's 2 cores two threads spend about 2 µs more CPU per transaction than one but
-    /// give more transactions a second and a lower latency, at 8 and at 64 clients, because a
-    /// client's message no longer waits behind the other connections' work (BENCHMARKS.md).
+    /// second (to hand recordings over). On the benchmark's 2 cores two threads spend about
+    /// 2 µs more CPU per transaction than one but give more transactions a second and a lower
+    /// latency, at 8 and at 64 clients, because a client's message no longer waits behind the
+    /// other connections' work (BENCHMARKS.md).
     pub threads: usize,
 }
 
