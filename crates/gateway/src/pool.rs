@@ -2,15 +2,18 @@
 //! PgBouncer's `pool_mode = session` with `server_reset_query = DISCARD ALL`).
 //!
 //! When a client ends its session cleanly (Terminate) while the server is idle outside a
-//! transaction, the gateway resets the server connection with `DISCARD ALL` and keeps it, on
-//! the relay thread that owns it, for the next client of the same break, database and start-up
-//! parameters. Every session is still admitted with its own token and recorded on its own; a
+//! transaction, the gateway resets the server connection with `DISCARD ALL` and keeps it for
+//! the next client of the same break, database and start-up parameters. The pool is shared by
+//! the relay threads: a session takes a connection its own thread kept when there is one (its
+//! socket is driven by that thread's runtime), otherwise one another thread kept, which goes on
+//! being driven by that thread's runtime (every relay runtime runs as long as the gateway). Every session is still admitted with its own token and recorded on its own; a
 //! kept connection is the grant's own login, used only for that break, and it is never handed
 //! out after the grant's deadline, after the break was closed, or after 30 s unused. Ending a
 //! grant terminates its role's backends on the target, kept ones included.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use breakglass_domain::Timestamp;
@@ -31,6 +34,8 @@ pub(crate) struct Kept {
     deadline: Timestamp,
     ended: tokio::sync::watch::Receiver<bool>,
     since: Instant,
+    /// The relay thread whose runtime drives its socket.
+    thread: ThreadId,
 }
 
 impl Kept {
@@ -40,9 +45,11 @@ impl Kept {
     }
 }
 
-thread_local! {
-    /// Each relay thread keeps the connections its own runtime drives.
-    static KEPT: RefCell<HashMap<String, Vec<Kept>>> = RefCell::new(HashMap::new());
+/// Kept connections by pool key, of every relay thread.
+static KEPT: LazyLock<Mutex<HashMap<String, Vec<Kept>>>> = LazyLock::new(Mutex::default);
+
+fn kept() -> std::sync::MutexGuard<'static, HashMap<String, Vec<Kept>>> {
+    KEPT.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The pool key: break, database and the client's start-up parameters (a kept connection was
@@ -60,33 +67,35 @@ pub(crate) fn key(break_id: &str, database: &str, params: &[(String, String)]) -
     k
 }
 
-/// A kept connection for `key`, if one is still usable (the others are closed).
+/// A kept connection for `key`, if one is still usable: the newest one this thread kept, else
+/// the newest one another thread kept. The unusable ones are closed.
 pub(crate) fn take(key: &str, now: Timestamp) -> Option<Upstream> {
-    let (found, stale) = KEPT.with(|k| {
-        let mut map = k.borrow_mut();
+    let here = std::thread::current().id();
+    let (found, stale) = {
+        let mut map = kept();
         let list = map.get_mut(key)?;
-        let mut stale = Vec::new();
-        let mut found = None;
-        while let Some(c) = list.pop() {
-            if c.usable(now) {
-                found = Some(c.upstream);
-                break;
-            }
-            stale.push(c);
-        }
+        let (usable, stale): (Vec<Kept>, Vec<Kept>) = std::mem::take(list)
+            .into_iter()
+            .partition(|c| c.usable(now));
+        *list = usable;
+        let pick = list
+            .iter()
+            .rposition(|c| c.thread == here)
+            .or_else(|| list.len().checked_sub(1));
+        let found = pick.map(|i| list.remove(i).upstream);
         if list.is_empty() {
             map.remove(key);
         }
-        Some((found, stale))
-    })?;
+        (found, stale)
+    };
     close_all(stale);
     found
 }
 
 /// Closes every kept connection that is no longer usable.
 pub(crate) fn sweep(now: Timestamp) {
-    let stale = KEPT.with(|k| {
-        let mut map = k.borrow_mut();
+    let stale = {
+        let mut map = kept();
         let mut stale = Vec::new();
         for list in map.values_mut() {
             let (keep, drop): (Vec<Kept>, Vec<Kept>) = std::mem::take(list)
@@ -97,7 +106,7 @@ pub(crate) fn sweep(now: Timestamp) {
         }
         map.retain(|_, l| !l.is_empty());
         stale
-    });
+    };
     close_all(stale);
 }
 
@@ -127,20 +136,22 @@ pub(crate) async fn keep(
         return;
     }
     upstream.leftover.clear();
-    let full = KEPT.with(|k| {
-        let mut map = k.borrow_mut();
+    let full = {
+        let mut map = kept();
         let list = map.entry(key).or_default();
         if list.len() >= PER_KEY {
-            return Some(upstream);
+            Some(upstream)
+        } else {
+            list.push(Kept {
+                upstream,
+                deadline,
+                ended,
+                since: Instant::now(),
+                thread: std::thread::current().id(),
+            });
+            None
         }
-        list.push(Kept {
-            upstream,
-            deadline,
-            ended,
-            since: Instant::now(),
-        });
-        None
-    });
+    };
     if let Some(u) = full {
         terminate(u.stream).await;
     }
