@@ -103,6 +103,16 @@ fn granted_break(
 
 /// The wall clock, to compare with the server's deadline (the server runs on this machine).
 #[allow(clippy::disallowed_methods)]
+/// `session show BREAK --output json`: the break's recording.
+fn recording(server: &Server, break_id: &str) -> serde_json::Value {
+    let a = server
+        .cli()
+        .args(["--output", "json", "session", "show", break_id])
+        .assert()
+        .success();
+    stdout_json(&a)
+}
+
 fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -341,12 +351,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     // store every 100 ms, not only when the session ends.
     let live_from = std::time::Instant::now();
     loop {
-        let a = server
-            .cli()
-            .args(["--output", "json", "session", "show", &id])
-            .assert()
-            .success();
-        let rec = stdout_json(&a);
+        let rec = recording(&server, &id);
         let seen = rec["statements"].as_array().is_some_and(|all| {
             all.iter().any(|s| {
                 s["statement"]
@@ -421,12 +426,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     // matches the digest in its audit entry.
     // (Sessions end asynchronously after the client leaves.)
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let a = server
-        .cli()
-        .args(["--output", "json", "session", "show", &id])
-        .assert()
-        .success();
-    let rec = stdout_json(&a);
+    let rec = recording(&server, &id);
     let statements = rec["statements"].as_array().expect("statements");
     let find = |needle: &str| {
         statements
