@@ -101,8 +101,6 @@ fn granted_break(
     (id, stdout(&a).trim().to_owned())
 }
 
-/// The wall clock, to compare with the server's deadline (the server runs on this machine).
-#[allow(clippy::disallowed_methods)]
 /// `session show BREAK --output json`: the break's recording.
 fn recording(server: &Server, break_id: &str) -> serde_json::Value {
     let a = server
@@ -113,6 +111,8 @@ fn recording(server: &Server, break_id: &str) -> serde_json::Value {
     stdout_json(&a)
 }
 
+/// The wall clock, to compare with the server's deadline (the server runs on this machine).
+#[allow(clippy::disallowed_methods)]
 fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
