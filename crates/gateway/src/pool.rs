@@ -197,6 +197,56 @@ async fn reset(stream: &mut Box<dyn Io>) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// A kept connection named by its `addr`, on `thread`, ended or not.
+    fn kept_on(name: &str, thread: ThreadId, ended: bool) -> Kept {
+        let (stream, _peer) = tokio::io::duplex(64);
+        Kept {
+            upstream: Upstream {
+                stream: Box::new(stream),
+                greeting: Vec::new(),
+                leftover: Vec::new(),
+                backend_key: None,
+                addr: name.to_owned(),
+                tls: false,
+            },
+            deadline: Timestamp(i64::MAX),
+            ended: tokio::sync::watch::channel(ended).1,
+            since: Instant::now(),
+            thread,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_takes_its_own_threads_connection_first_then_another_threads() {
+        let here = std::thread::current().id();
+        let there = std::thread::spawn(|| std::thread::current().id())
+            .join()
+            .expect("thread");
+        let key = "brk_pool_test\0db";
+        kept().insert(
+            key.to_owned(),
+            vec![
+                kept_on("own-old", here, false),
+                kept_on("other", there, false),
+                kept_on("own-new", here, false),
+                kept_on("other-closed", there, true),
+            ],
+        );
+        let now = Timestamp(0);
+        let took = |n: &str| take(key, now).map(|u| u.addr) == Some(n.to_owned());
+        assert!(took("own-new"), "the newest of this thread's");
+        assert!(took("own-old"));
+        assert!(
+            took("other"),
+            "then another thread's, not the closed break's"
+        );
+        assert!(
+            take(key, now).is_none(),
+            "the closed break's one is not handed out"
+        );
+        assert!(!kept().contains_key(key), "and it is gone from the pool");
+    }
+
     #[test]
     fn keys_ignore_parameter_order_but_not_values() {
         let a = vec![
