@@ -92,15 +92,17 @@ pub(crate) fn take(key: &str, now: Timestamp) -> Option<Upstream> {
     found
 }
 
-/// Closes every kept connection that is no longer usable.
+/// Closes every kept connection of this relay thread that is no longer usable (each thread
+/// sweeps its own, on the runtime that drives them).
 pub(crate) fn sweep(now: Timestamp) {
+    let here = std::thread::current().id();
     let stale = {
         let mut map = kept();
         let mut stale = Vec::new();
         for list in map.values_mut() {
             let (keep, drop): (Vec<Kept>, Vec<Kept>) = std::mem::take(list)
                 .into_iter()
-                .partition(|c| c.usable(now));
+                .partition(|c| c.thread != here || c.usable(now));
             *list = keep;
             stale.extend(drop);
         }

@@ -26,6 +26,16 @@ fn codes(r: &Readiness) -> Vec<&'static str> {
     r.findings.iter().map(|f| f.code).collect()
 }
 
+/// The server's `/metrics` page.
+async fn metrics_of(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn attest(engine: &Engine, name: &str, id: &Identity) {
     let who = Actor {
         name: name.into(),
@@ -185,12 +195,7 @@ async fn attestation_and_lost_keys_drive_readiness() {
         },
     ));
     breakglass_testkit::install_tls();
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(addr).await;
     let expected = verdict(&all, "two-of-three").verdict.as_str();
     assert!(
         metrics.contains(&format!(
@@ -207,12 +212,7 @@ async fn attestation_and_lost_keys_drive_readiness() {
         .gateway_counters()
         .statements
         .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(addr).await;
     assert!(
         metrics.contains("breakglass_gateway_statements_total 3\n"),
         "{metrics}"
