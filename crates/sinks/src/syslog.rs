@@ -96,6 +96,17 @@ impl SyslogSink {
                     .map_err(|e| {
                         SinkError::Unavailable(format!("connecting to {}: {e}", self.addr))
                     })?;
+                // A TCP connect to a local port nothing listens on can succeed by connecting
+                // the socket to itself (the kernel picked that same port as its source port):
+                // records written there would be reported shipped and never arrive.
+                if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr())
+                    && local == peer
+                {
+                    return Err(SinkError::Unavailable(format!(
+                        "connecting to {}: nothing listens there (the connection reached itself)",
+                        self.addr
+                    )));
+                }
                 // Messages are small and each should leave at once.
                 let _ = stream.set_nodelay(true);
                 conn.insert(stream)

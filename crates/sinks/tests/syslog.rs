@@ -244,7 +244,12 @@ async fn unavailable_while_rsyslog_is_down_then_delivers() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // The port is held (bound, not listening) while the collector is down: a connection to it
+    // is refused, and the kernel gives it to no other test's listener meanwhile (a port only
+    // picked and released could be, and then the "down" collector would accept).
+    let hold = tokio::net::TcpSocket::new_v4().unwrap();
+    hold.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = hold.local_addr().unwrap().port();
     let sink = SyslogSink::open("siem", &format!("syslog+tcp://127.0.0.1:{port}")).unwrap();
     let recs = records(3);
     for r in &recs {
@@ -252,6 +257,7 @@ async fn unavailable_while_rsyslog_is_down_then_delivers() {
         assert!(matches!(got, Err(SinkError::Unavailable(_))), "{got:?}");
     }
 
+    drop(hold);
     let rsyslog = Rsyslog::start(dir.path(), port).await;
     for r in &recs {
         sink.deliver(r).await.unwrap();
