@@ -3,7 +3,6 @@
 //! arbitrary points. A malformed message must give an error, never a panic.
 #![no_main]
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use breakglass_gateway::relay::{ClientSide, ServerSide, SessionInfo, Tracker};
@@ -29,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         procedure: "p".into(),
         refuse: vec!["DROP DATABASE".into(), "ALTER SYSTEM".into()],
     };
-    let tracker = Mutex::new(Tracker::default());
+    let mut tracker = Tracker::default();
     let (mut c, mut s) = (ClientSide::default(), ServerSide::default());
     let (mut cbuf, mut sbuf) = (Vec::new(), Vec::new());
     let (mut out, mut done) = (Vec::new(), Vec::new());
@@ -43,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
                 &info,
                 &cbuf,
                 &mut out,
-                &tracker,
+                &mut tracker,
                 breakglass_domain::Timestamp(0),
                 Instant::now(),
             ) {
@@ -57,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
             let end = (si + step).min(server.len());
             sbuf.extend_from_slice(&server[si..end]);
             si = end;
-            match s.process(&info, &sbuf, &mut out, &tracker, &mut done) {
+            match s.process(&info, &sbuf, &mut out, &mut tracker, &mut done) {
                 Ok(used) => {
                     sbuf.drain(..used);
                 }

@@ -288,25 +288,25 @@ pub struct StatementRecord {
 impl StatementRecord {
     /// Appends this statement as one JSON line (with its newline) of a session chunk:
     /// `[session, seq, started_at_ms, duration_us, protocol, statement, command, rows, error,
-    /// refused]`.
+    /// refused]` (see [`StatementLine`]).
     pub fn write_line(&self, out: &mut String) {
-        // A tuple of references serializes to the same JSON array as building a `Value`
-        // would, without allocating one per field: a busy gateway records thousands a second.
-        let line = serde_json::to_string(&(
-            &self.session_id,
-            self.seq,
-            self.started_at.0,
-            self.duration_us,
-            &self.protocol,
-            &self.statement,
-            &self.command,
-            self.rows,
-            &self.error,
-            self.refused,
-        ))
-        .unwrap_or_default();
-        out.push_str(&line);
-        out.push('\n');
+        self.line().write(out);
+    }
+
+    /// This statement as a line to write.
+    pub fn line(&self) -> StatementLine<'_> {
+        StatementLine {
+            session_id: &self.session_id,
+            seq: self.seq,
+            started_at: self.started_at,
+            duration_us: self.duration_us,
+            protocol: &self.protocol,
+            statement: &self.statement,
+            command: self.command.as_deref(),
+            rows: self.rows,
+            error: self.error.as_deref(),
+            refused: self.refused,
+        }
     }
 
     /// Reads one line written by [`StatementRecord::write_line`] (without its newline); the
@@ -330,6 +330,77 @@ impl StatementRecord {
             refused: v.get(9).and_then(Value::as_bool).unwrap_or(false),
         })
     }
+}
+
+/// A statement's recording line, borrowed from wherever its fields are: the gateway writes
+/// its statements' lines straight from what it followed, without building a
+/// [`StatementRecord`] (an owned break and session id) per statement.
+#[derive(Debug, Clone, Copy)]
+pub struct StatementLine<'a> {
+    /// Gateway session id.
+    pub session_id: &'a str,
+    /// Position in the session, from 1.
+    pub seq: u64,
+    /// When the client sent it.
+    pub started_at: Timestamp,
+    /// From the client's message to the server's answer, in microseconds.
+    pub duration_us: u64,
+    /// `simple` or `extended`.
+    pub protocol: &'a str,
+    /// The statement text.
+    pub statement: &'a str,
+    /// The server's command tag.
+    pub command: Option<&'a str>,
+    /// Rows returned or affected.
+    pub rows: Option<u64>,
+    /// The server's error, or why the gateway refused it.
+    pub error: Option<&'a str>,
+    /// Refused by the gateway.
+    pub refused: bool,
+}
+
+impl StatementLine<'_> {
+    /// Appends the line, with its newline, to `out`: a JSON array
+    /// `[session, seq, started_at_ms, duration_us, protocol, statement, command, rows, error,
+    /// refused]`, read back by [`StatementRecord::from_line`].
+    pub fn write(&self, out: &mut String) {
+        let fields = (
+            self.session_id,
+            self.seq,
+            self.started_at.0,
+            self.duration_us,
+            self.protocol,
+            self.statement,
+            self.command,
+            self.rows,
+            self.error,
+            self.refused,
+        );
+        // Serialized into a buffer kept by the thread (no allocation per line: a busy gateway
+        // records thousands a second), checked as UTF-8 once and appended; serde_json writes
+        // valid UTF-8, so the check does not fail, and if it did the line would still be
+        // written (rendered whole).
+        LINE.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            match serde_json::to_writer(&mut *buf, &fields)
+                .ok()
+                .and_then(|()| std::str::from_utf8(&buf).ok())
+            {
+                Some(line) => out.push_str(line),
+                None => out.push_str(&serde_json::to_string(&fields).unwrap_or_default()),
+            }
+            if buf.capacity() > 64 * 1024 {
+                *buf = Vec::new();
+            }
+        });
+        out.push('\n');
+    }
+}
+
+thread_local! {
+    /// The buffer [`StatementLine::write`] renders a line into.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Consecutive statements of one gateway session, stored as one row: their lines (see
@@ -362,10 +433,15 @@ impl StatementChunk {
 
     /// Appends a statement of this chunk's session.
     pub fn push(&mut self, s: &StatementRecord) {
+        self.push_line(&s.line());
+    }
+
+    /// Appends a statement of this chunk's session, from its borrowed fields.
+    pub fn push_line(&mut self, line: &StatementLine<'_>) {
         if self.count == 0 {
-            self.first_seq = s.seq;
+            self.first_seq = line.seq;
         }
-        s.write_line(&mut self.body);
+        line.write(&mut self.body);
         self.count += 1;
     }
 
@@ -1145,6 +1221,43 @@ mod tests {
             rows: Some(1),
             error: None,
             refused: false,
+        }
+    }
+
+    /// The line written piece by piece onto the chunk is exactly serde_json's own rendering
+    /// (so the fallback, which renders it whole, never differs), whatever the text holds:
+    /// escapes, control characters, multi-byte and four-byte characters next to escapes.
+    #[test]
+    fn a_line_written_in_place_is_serde_jsons_rendering() {
+        let mut s = record("brk_1-s1", 9);
+        for text in [
+            "",
+            "plain",
+            "é\"\\\n\u{1}ü\t日本\u{7f}😀\"",
+            "\u{1F600}\n\u{1F600}",
+        ] {
+            s.statement = text.into();
+            s.error = Some(format!("{text}!"));
+            let mut body = String::from("before\n");
+            s.write_line(&mut body);
+            let expected = serde_json::to_string(&(
+                &s.session_id,
+                s.seq,
+                s.started_at.0,
+                s.duration_us,
+                &s.protocol,
+                &s.statement,
+                &s.command,
+                s.rows,
+                &s.error,
+                s.refused,
+            ))
+            .unwrap();
+            assert_eq!(body, format!("before\n{expected}\n"));
+            assert_eq!(
+                StatementRecord::from_line("brk_1", body.lines().nth(1).unwrap()).unwrap(),
+                s
+            );
         }
     }
 

@@ -15,12 +15,13 @@
 //! transaction is made of (see BENCHMARKS.md). Store work (admission, recording, a session's
 //! end) still runs on the server's runtime, which owns the database pools.
 //!
-//! Each connection is one task: two loops (client → target and target → client) joined in it,
-//! each reading into a buffer, forwarding whole reads with one write, and looking only at the
-//! headers and first fields of the messages it follows. A malformed or oversized message
-//! ends that connection only.
+//! Each connection is one task, whose relay (`pump.rs`) drives both directions (client →
+//! target and target → client) in one poll function: each reads into a buffer, forwards whole
+//! reads with one write, and looks only at the headers and first fields of the messages it
+//! follows. A malformed or oversized message ends that connection only.
 
 mod pool;
+mod pump;
 pub mod relay;
 pub mod upstream;
 pub mod wire;
@@ -29,11 +30,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use breakglass_engine::ports::{StatementChunk, StatementRecord};
+use breakglass_engine::ports::StatementChunk;
 use breakglass_engine::{Engine, SessionSummary};
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -100,7 +101,7 @@ struct CancelTarget {
     key: Vec<u8>,
 }
 
-enum Recorded {
+pub(crate) enum Recorded {
     /// Statements to store.
     Chunks(Vec<StatementChunk>),
     /// Answered once everything sent before it is stored.
@@ -110,7 +111,7 @@ enum Recorded {
 /// How often a relay thread hands its sessions' new statements to the recorder.
 const HAND_OVER: Duration = Duration::from_millis(100);
 /// A session's unstored statements are handed over at once past this size.
-const CHUNK_MAX: usize = 1 << 20;
+pub(crate) const CHUNK_MAX: usize = 1 << 20;
 
 thread_local! {
     /// The statement chunks of the sessions running on this relay thread: each session appends
@@ -511,41 +512,47 @@ impl Gateway {
             return Err(e.to_string());
         }
 
-        let tracker = Mutex::new(relay::Tracker::default());
-        let seq = AtomicU64::new(0);
         let chunk = Arc::new(Mutex::new(StatementChunk::new(
             &admission.break_id,
             &admission.session_id,
         )));
         CHUNKS.with(|all| all.borrow_mut().push(Arc::downgrade(&chunk)));
-        let ctx = Ctx {
-            tracker: &tracker,
-            chunk: &chunk,
-            info: relay::SessionInfo {
-                break_id: admission.break_id.clone(),
-                session_id: admission.session_id.clone(),
-                procedure: admission.procedure.clone(),
-                refuse: admission.refuse.clone(),
-            },
-            seq: &seq,
-            gateway: self,
+        let info = relay::SessionInfo {
+            break_id: admission.break_id.clone(),
+            session_id: admission.session_id.clone(),
+            procedure: admission.procedure.clone(),
+            refuse: admission.refuse.clone(),
         };
-        let (mut cr, mut cw) = tokio::io::split(client);
-        let (mut ur, mut uw) = tokio::io::split(up.stream);
-        let bytes_in = AtomicU64::new(0);
-        let bytes_out = AtomicU64::new(0);
+        let recording = pump::Recording {
+            session_id: admission.session_id.clone(),
+            chunk,
+            seq: 0,
+            recorder: self.recorder.clone(),
+        };
+        let mut relay = pump::Relay::new(client, up.stream, &up.leftover, recording);
         let now_ms = self.engine.now().0;
         let left = Duration::from_millis(u64::try_from(admission.deadline.0 - now_ms).unwrap_or(0));
         let mut ended = admission.ended.clone();
         let end = {
-            let c2s = client_to_server(&mut cr, &mut uw, &ctx, &bytes_in);
-            let s2c = server_to_client(&mut ur, &mut cw, &ctx, &bytes_out, up.leftover);
-            tokio::select! {
-                r = c2s => r,
-                r = s2c => r,
-                _ = tokio::time::sleep(left) => End::Deadline,
-                _ = async { while ended.changed().await.is_ok() && !*ended.borrow() {} } => End::Closed,
-            }
+            let engine = &self.engine;
+            let now = || engine.now();
+            let mut deadline = std::pin::pin!(tokio::time::sleep(left));
+            let mut closed = std::pin::pin!(async {
+                while ended.changed().await.is_ok() && !*ended.borrow() {}
+            });
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(end) = relay.poll_relay(cx, &info, &now) {
+                    return Poll::Ready(end);
+                }
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(End::Deadline);
+                }
+                if closed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(End::Closed);
+                }
+                Poll::Pending
+            })
+            .await
         };
         // The sweep may release the grant a moment before this connection's own timer fires.
         let end = match end {
@@ -565,7 +572,7 @@ impl Gateway {
                     ),
                     None,
                 );
-                let _ = cw.write_all(&out).await;
+                let _ = relay.client.write_all(&out).await;
             }
             End::Closed => {
                 let mut out = Vec::new();
@@ -579,7 +586,7 @@ impl Gateway {
                     ),
                     None,
                 );
-                let _ = cw.write_all(&out).await;
+                let _ = relay.client.write_all(&out).await;
             }
             End::Protocol(e) => {
                 self.count(|c| &c.protocol_errors);
@@ -591,17 +598,22 @@ impl Gateway {
                     &format!("breakglass gateway: {e}"),
                     None,
                 );
-                let _ = cw.write_all(&out).await;
+                let _ = relay.client.write_all(&out).await;
             }
             _ => {}
         }
-        let _ = cw.shutdown().await;
+        let _ = relay.client.shutdown().await;
+        let (bytes_in, bytes_out) = relay.bytes();
+        let pump::Relay {
+            server: stream,
+            mut tracker,
+            mut recording,
+            ..
+        } = relay;
         // The server connection: kept for the break's next session when the client ended
         // cleanly with the server idle, otherwise ended.
-        let stream = ur.unsplit(uw);
-        let reusable = matches!(end, End::Terminated)
-            && relay::lock(&tracker).idle()
-            && !*admission.ended.borrow();
+        let reusable =
+            matches!(end, End::Terminated) && tracker.idle() && !*admission.ended.borrow();
         if reusable {
             let kept = upstream::Upstream {
                 stream,
@@ -623,25 +635,26 @@ impl Gateway {
         tracing::debug!(session = %admission.session_id, reused, reusable, "gateway session ended");
         self.forget_cancel(our_pid, our_key);
         // Statements still waiting for an answer are recorded as cut off.
-        let cut = tracker.lock().unwrap_or_else(|p| p.into_inner()).take_all();
-        for p in cut {
-            if let Some(mut s) = p.into_statement() {
-                s.error.get_or_insert_with(|| {
-                    format!("no answer: the session ended ({})", end.word())
-                });
-                ctx.emit(s);
-            }
+        let mut cut: Vec<relay::Finished> = tracker
+            .take_all()
+            .into_iter()
+            .filter_map(relay::Pending::into_statement)
+            .collect();
+        for s in &mut cut {
+            s.error
+                .get_or_insert_with(|| format!("no answer: the session ended ({})", end.word()));
         }
-        if let Some(last) = relay::lock(&chunk).take() {
+        recording.emit(&mut cut);
+        if let Some(last) = relay::lock(&recording.chunk).take() {
             let _ = self.recorder.send(Recorded::Chunks(vec![last]));
         }
-        let t = relay::lock(&tracker).stats();
-        summary.statements = seq.load(Ordering::Relaxed);
+        let t = tracker.stats();
+        summary.statements = recording.seq;
         summary.errors = t.errors;
         summary.refused = t.refused;
         summary.rows = t.rows;
-        summary.bytes_in = bytes_in.load(Ordering::Relaxed);
-        summary.bytes_out = bytes_out.load(Ordering::Relaxed);
+        summary.bytes_in = bytes_in;
+        summary.bytes_out = bytes_out;
         summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         summary.end = end.word();
         self.finish(&summary).await;
@@ -694,7 +707,13 @@ async fn record(engine: Engine, mut rx: mpsc::UnboundedReceiver<Recorded>) {
         let mut attempt = 0;
         while !batch.is_empty() {
             match engine.gateway_record(&batch).await {
-                Ok(()) => batch.clear(),
+                Ok(()) => {
+                    engine
+                        .gateway_counters()
+                        .statements
+                        .fetch_add(batch.iter().map(|c| c.count).sum(), Ordering::Relaxed);
+                    batch.clear();
+                }
                 Err(e) => {
                     attempt += 1;
                     tracing::error!(error = %e, attempt, "storing gateway statements failed; retrying");
@@ -769,7 +788,7 @@ fn notice(out: &mut Vec<u8>, message: &str) {
 
 /// Why a session ended.
 #[derive(Debug)]
-enum End {
+pub(crate) enum End {
     /// The client sent Terminate.
     Terminated,
     /// The client closed the connection.
@@ -790,107 +809,6 @@ impl End {
             End::Closed => "closed".into(),
             End::Io(e) => format!("error: {e}"),
             End::Protocol(e) => format!("protocol error: {e}"),
-        }
-    }
-}
-
-struct Ctx<'a> {
-    tracker: &'a Mutex<relay::Tracker>,
-    /// The session's statements not yet handed to the recorder.
-    chunk: &'a Mutex<StatementChunk>,
-    info: relay::SessionInfo,
-    seq: &'a AtomicU64,
-    gateway: &'a Gateway,
-}
-
-impl Ctx<'_> {
-    fn emit(&self, mut s: StatementRecord) {
-        s.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.gateway.count(|c| &c.statements);
-        let mut chunk = relay::lock(self.chunk);
-        chunk.push(&s);
-        if chunk.body.len() >= CHUNK_MAX
-            && let Some(full) = chunk.take()
-        {
-            let _ = self.gateway.recorder.send(Recorded::Chunks(vec![full]));
-        }
-    }
-}
-
-/// Client → target (see [`relay::ClientSide`]).
-async fn client_to_server(
-    cr: &mut tokio::io::ReadHalf<Box<dyn Io>>,
-    uw: &mut tokio::io::WriteHalf<Box<dyn Io>>,
-    ctx: &Ctx<'_>,
-    bytes_in: &AtomicU64,
-) -> End {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut side = relay::ClientSide::default();
-    loop {
-        match cr.read_buf(&mut buf).await {
-            Ok(0) => return End::Client,
-            Ok(n) => {
-                bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e) => return End::Io(e.to_string()),
-        }
-        let now = ctx.gateway.engine.now();
-        let (used, terminate) =
-            match side.process(&ctx.info, &buf, &mut out, ctx.tracker, now, Instant::now()) {
-                Ok(r) => r,
-                Err(e) => return End::Protocol(e),
-            };
-        let _ = buf.split_to(used);
-        if !out.is_empty() {
-            if let Err(e) = uw.write_all(&out).await {
-                return End::Io(e.to_string());
-            }
-            out.clear();
-        }
-        if terminate {
-            return End::Terminated;
-        }
-    }
-}
-
-/// Target → client (see [`relay::ServerSide`]).
-async fn server_to_client(
-    ur: &mut tokio::io::ReadHalf<Box<dyn Io>>,
-    cw: &mut tokio::io::WriteHalf<Box<dyn Io>>,
-    ctx: &Ctx<'_>,
-    bytes_out: &AtomicU64,
-    leftover: Vec<u8>,
-) -> End {
-    let mut buf = BytesMut::with_capacity(32 * 1024);
-    buf.extend_from_slice(&leftover);
-    let mut out: Vec<u8> = Vec::with_capacity(32 * 1024);
-    let mut side = relay::ServerSide::default();
-    let mut done = Vec::new();
-    let mut first = !buf.is_empty();
-    loop {
-        if !first {
-            match ur.read_buf(&mut buf).await {
-                Ok(0) => return End::Server,
-                Ok(_) => {}
-                Err(e) => return End::Io(e.to_string()),
-            }
-        }
-        first = false;
-        let used = match side.process(&ctx.info, &buf, &mut out, ctx.tracker, &mut done) {
-            Ok(n) => n,
-            Err(e) => return End::Protocol(e),
-        };
-        let _ = buf.split_to(used);
-        if !out.is_empty() {
-            if let Err(e) = cw.write_all(&out).await {
-                return End::Io(e.to_string());
-            }
-            bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
-            out.clear();
-        }
-        for s in done.drain(..) {
-            ctx.emit(s);
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use breakglass_domain::Timestamp;
-use breakglass_engine::ports::StatementRecord;
+use breakglass_engine::ports::{StatementLine, StatementRecord};
 
 use crate::wire::{self, ClientMessage, ServerMessage, WireError};
 
@@ -23,9 +23,67 @@ pub struct SessionInfo {
     pub refuse: Vec<String>,
 }
 
+/// A statement the gateway followed to its end: its recording line but for the session and
+/// the position in it, which the session adds as it writes the line (nothing per statement
+/// is copied that every statement of a session shares).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// When the client sent it.
+    pub started_at: Timestamp,
+    /// From the client's message to the server's answer, in microseconds.
+    pub duration_us: u64,
+    /// `simple` or `extended`.
+    pub protocol: &'static str,
+    /// The statement text.
+    pub statement: String,
+    /// The server's command tag.
+    pub command: Option<String>,
+    /// Rows returned or affected.
+    pub rows: Option<u64>,
+    /// The server's error, or why the gateway refused it.
+    pub error: Option<String>,
+    /// Refused by the gateway.
+    pub refused: bool,
+}
+
+impl Finished {
+    /// Its recording line as statement `seq` of session `session_id`.
+    pub fn line<'a>(&'a self, session_id: &'a str, seq: u64) -> StatementLine<'a> {
+        StatementLine {
+            session_id,
+            seq,
+            started_at: self.started_at,
+            duration_us: self.duration_us,
+            protocol: self.protocol,
+            statement: &self.statement,
+            command: self.command.as_deref(),
+            rows: self.rows,
+            error: self.error.as_deref(),
+            refused: self.refused,
+        }
+    }
+
+    /// As an owned record of break `break_id`.
+    pub fn record(&self, break_id: &str, session_id: &str, seq: u64) -> StatementRecord {
+        StatementRecord {
+            break_id: break_id.to_owned(),
+            session_id: session_id.to_owned(),
+            seq,
+            started_at: self.started_at,
+            duration_us: self.duration_us,
+            protocol: self.protocol.to_owned(),
+            statement: self.statement.clone(),
+            command: self.command.clone(),
+            rows: self.rows,
+            error: self.error.clone(),
+            refused: self.refused,
+        }
+    }
+}
+
 /// A statement on its way.
 pub(crate) struct Flight {
-    record: StatementRecord,
+    record: Finished,
     at: Instant,
     /// The `refuse` pattern it matched: its error is replaced by the gateway's.
     refused: Option<String>,
@@ -46,7 +104,7 @@ pub(crate) enum Pending {
 }
 
 impl Pending {
-    pub(crate) fn into_statement(self) -> Option<StatementRecord> {
+    pub(crate) fn into_statement(self) -> Option<Finished> {
         match self {
             Pending::Query(f) | Pending::Parse(f) | Pending::Exec(f) if f.recorded => {
                 Some(f.finish())
@@ -57,15 +115,12 @@ impl Pending {
 }
 
 impl Flight {
-    fn new(s: &SessionInfo, protocol: &str, text: &str, now: Timestamp, at: Instant) -> Flight {
+    fn new(protocol: &'static str, text: &str, now: Timestamp, at: Instant) -> Flight {
         Flight {
-            record: StatementRecord {
-                break_id: s.break_id.clone(),
-                session_id: s.session_id.clone(),
-                seq: 0,
+            record: Finished {
                 started_at: now,
                 duration_us: 0,
-                protocol: protocol.to_owned(),
+                protocol,
                 statement: text.to_owned(),
                 command: None,
                 rows: None,
@@ -78,7 +133,7 @@ impl Flight {
         }
     }
 
-    fn finish(mut self) -> StatementRecord {
+    fn finish(mut self) -> Finished {
         self.record.duration_us = u64::try_from(self.at.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.record.refused = self.refused.is_some();
         self.record
@@ -180,7 +235,7 @@ impl Frames {
             }
             if len > max {
                 return Err(WireError::Length {
-                    tag: (tag as char).to_string(),
+                    tag: wire::Tag::Byte(tag),
                     len: i64::try_from(len).unwrap_or(i64::MAX),
                     max,
                 });
@@ -215,7 +270,7 @@ impl ClientSide {
         s: &SessionInfo,
         buf: &[u8],
         out: &mut Vec<u8>,
-        tracker: &Mutex<Tracker>,
+        tracker: &mut Tracker,
         now: Timestamp,
         at: Instant,
     ) -> Result<(usize, bool), WireError> {
@@ -234,7 +289,7 @@ impl ClientSide {
             let mut forward = true;
             match msg {
                 ClientMessage::Query(text) => {
-                    let mut f = Flight::new(s, "simple", text, now, at);
+                    let mut f = Flight::new("simple", text, now, at);
                     if let Some(p) = wire::refused(text, patterns) {
                         f.refused = Some(p.to_owned());
                         let mut body = SUBSTITUTE.as_bytes().to_vec();
@@ -242,7 +297,7 @@ impl ClientSide {
                         wire::message(out, b'Q', &body);
                         forward = false;
                     }
-                    lock(tracker).pending.push_back(Pending::Query(f));
+                    tracker.pending.push_back(Pending::Query(f));
                 }
                 ClientMessage::Parse { name, query } => {
                     let refused = wire::refused(query, patterns).map(str::to_owned);
@@ -252,7 +307,7 @@ impl ClientSide {
                     self.statements
                         .insert(name.to_owned(), (query.to_owned(), refused.clone()));
                     if let Some(p) = refused {
-                        let mut f = Flight::new(s, "extended", query, now, at);
+                        let mut f = Flight::new("extended", query, now, at);
                         f.refused = Some(p);
                         let mut body = name.as_bytes().to_vec();
                         body.push(0);
@@ -260,7 +315,7 @@ impl ClientSide {
                         body.extend_from_slice(&[0, 0, 0]);
                         wire::message(out, b'P', &body);
                         forward = false;
-                        lock(tracker).pending.push_back(Pending::Parse(f));
+                        tracker.pending.push_back(Pending::Parse(f));
                     }
                 }
                 ClientMessage::Bind { portal, statement } => {
@@ -279,12 +334,12 @@ impl ClientSide {
                         .get(portal)
                         .cloned()
                         .unwrap_or_else(|| (format!("(portal `{portal}`)"), None));
-                    let mut f = Flight::new(s, "extended", &text, now, at);
+                    let mut f = Flight::new("extended", &text, now, at);
                     if refused.is_some() {
                         f.recorded = false;
                         f.refused = refused;
                     }
-                    lock(tracker).pending.push_back(Pending::Exec(f));
+                    tracker.pending.push_back(Pending::Exec(f));
                 }
                 ClientMessage::Close { kind, name } => {
                     if kind == b'S' {
@@ -293,7 +348,7 @@ impl ClientSide {
                         self.portals.remove(name);
                     }
                 }
-                ClientMessage::Sync => lock(tracker).pending.push_back(Pending::Sync),
+                ClientMessage::Sync => tracker.pending.push_back(Pending::Sync),
                 ClientMessage::Terminate => {
                     terminate = true;
                     pos += len;
@@ -329,8 +384,8 @@ impl ServerSide {
         s: &SessionInfo,
         buf: &[u8],
         out: &mut Vec<u8>,
-        tracker: &Mutex<Tracker>,
-        done: &mut Vec<StatementRecord>,
+        tracker: &mut Tracker,
+        done: &mut Vec<Finished>,
     ) -> Result<usize, WireError> {
         let mut pos = 0usize;
         while let Some((tag, len)) = self.frames.next(
@@ -344,7 +399,7 @@ impl ServerSide {
             let msg = wire::decode_server(tag, &frame[5..])?;
             let mut replaced = false;
             {
-                let mut t = lock(tracker);
+                let t = &mut *tracker;
                 match msg {
                     ServerMessage::CommandComplete(command) => {
                         let rows = wire::rows_of(command);
@@ -355,7 +410,7 @@ impl ServerSide {
                             }
                         }
                         t.stats.rows += rows.unwrap_or(0);
-                        finish_exec(&mut t, done);
+                        finish_exec(t, done);
                     }
                     ServerMessage::EmptyQuery | ServerMessage::PortalSuspended => {
                         if let Some(f) = t.take_current().and_then(flight_of)
@@ -363,7 +418,7 @@ impl ServerSide {
                         {
                             f.record.command = Some("(suspended at the row limit)".into());
                         }
-                        finish_exec(&mut t, done);
+                        finish_exec(t, done);
                     }
                     ServerMessage::Error {
                         code,
@@ -401,7 +456,7 @@ impl ServerSide {
                         // An error ends an Execute or a refused Parse; a simple query ends
                         // at ReadyForQuery.
                         if matches!(t.current, Some(Pending::Exec(_) | Pending::Parse(_))) {
-                            finish_exec(&mut t, done);
+                            finish_exec(t, done);
                         }
                     }
                     ServerMessage::Ready(status) => {
@@ -444,7 +499,7 @@ impl ServerSide {
 
 /// Ends the statement in flight if it is an Execute or a refused Parse (a simple query waits
 /// for ReadyForQuery).
-fn finish_exec(t: &mut Tracker, done: &mut Vec<StatementRecord>) {
+fn finish_exec(t: &mut Tracker, done: &mut Vec<Finished>) {
     if matches!(t.current, Some(Pending::Exec(_) | Pending::Parse(_)))
         && let Some(p) = t.current.take()
         && let Some(s) = p.into_statement()
@@ -474,18 +529,18 @@ mod tests {
 
     #[test]
     fn a_simple_query_is_recorded_with_its_tag_and_rows() {
-        let (s, t) = (info(), Mutex::new(Tracker::default()));
+        let (s, mut t) = (info(), Tracker::default());
         let mut c = ClientSide::default();
         let mut out = Vec::new();
         let q = msg(b'Q', b"UPDATE t SET x = 1\0");
         // Cut in two reads: nothing is used until the message is whole.
         assert_eq!(
-            c.process(&s, &q[..3], &mut out, &t, Timestamp(1), Instant::now())
+            c.process(&s, &q[..3], &mut out, &mut t, Timestamp(1), Instant::now())
                 .unwrap(),
             (0, false)
         );
         assert_eq!(
-            c.process(&s, &q, &mut out, &t, Timestamp(1), Instant::now())
+            c.process(&s, &q, &mut out, &mut t, Timestamp(1), Instant::now())
                 .unwrap(),
             (q.len(), false)
         );
@@ -494,7 +549,8 @@ mod tests {
         answer.extend(msg(b'Z', b"I"));
         let (mut srv, mut done, mut back) = (ServerSide::default(), Vec::new(), Vec::new());
         assert_eq!(
-            srv.process(&s, &answer, &mut back, &t, &mut done).unwrap(),
+            srv.process(&s, &answer, &mut back, &mut t, &mut done)
+                .unwrap(),
             answer.len()
         );
         assert_eq!(back, answer);
@@ -508,11 +564,11 @@ mod tests {
 
     #[test]
     fn a_refused_statement_never_reaches_the_server_and_its_error_is_the_gateways() {
-        let (s, t) = (info(), Mutex::new(Tracker::default()));
+        let (s, mut t) = (info(), Tracker::default());
         let mut out = Vec::new();
         let q = msg(b'Q', b"drop database app\0");
         ClientSide::default()
-            .process(&s, &q, &mut out, &t, Timestamp(1), Instant::now())
+            .process(&s, &q, &mut out, &mut t, Timestamp(1), Instant::now())
             .unwrap();
         assert!(
             !String::from_utf8_lossy(&out)
@@ -524,7 +580,7 @@ mod tests {
         server_error.extend(msg(b'Z', b"I"));
         let (mut back, mut done) = (Vec::new(), Vec::new());
         ServerSide::default()
-            .process(&s, &server_error, &mut back, &t, &mut done)
+            .process(&s, &server_error, &mut back, &mut t, &mut done)
             .unwrap();
         let text = String::from_utf8_lossy(&back);
         assert!(
@@ -533,12 +589,12 @@ mod tests {
         );
         assert!(!text.contains("syntax error"));
         assert!(done[0].refused);
-        assert_eq!(lock(&t).stats().refused, 1);
+        assert_eq!(t.stats().refused, 1);
     }
 
     #[test]
     fn malformed_messages_are_errors() {
-        let (s, t) = (info(), Mutex::new(Tracker::default()));
+        let (s, mut t) = (info(), Tracker::default());
         let mut out = Vec::new();
         for bad in [
             vec![b'Q', 0, 0, 0, 2],
@@ -547,7 +603,7 @@ mod tests {
         ] {
             assert!(
                 ClientSide::default()
-                    .process(&s, &bad, &mut out, &t, Timestamp(1), Instant::now())
+                    .process(&s, &bad, &mut out, &mut t, Timestamp(1), Instant::now())
                     .is_err(),
                 "{bad:?}"
             );
@@ -555,7 +611,7 @@ mod tests {
         let mut done = Vec::new();
         assert!(
             ServerSide::default()
-                .process(&s, &[b'E', 0x10, 0, 0, 0], &mut out, &t, &mut done)
+                .process(&s, &[b'E', 0x10, 0, 0, 0], &mut out, &mut t, &mut done)
                 .is_err()
         );
     }

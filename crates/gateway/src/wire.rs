@@ -32,7 +32,7 @@ pub enum WireError {
     #[error("message `{tag}` declares a length of {len} bytes (allowed: 4 to {max})")]
     Length {
         /// The message tag, or `startup`.
-        tag: String,
+        tag: Tag,
         /// Declared length.
         len: i64,
         /// Limit.
@@ -42,7 +42,7 @@ pub enum WireError {
     #[error("message `{tag}` is truncated: {what}")]
     Truncated {
         /// The message tag.
-        tag: String,
+        tag: Tag,
         /// What was missing.
         what: &'static str,
     },
@@ -50,7 +50,7 @@ pub enum WireError {
     #[error("message `{tag}`: {what} is not UTF-8")]
     Utf8 {
         /// The message tag.
-        tag: String,
+        tag: Tag,
         /// Which field.
         what: &'static str,
     },
@@ -59,11 +59,23 @@ pub enum WireError {
     Startup(i32),
 }
 
-fn tag_name(tag: u8) -> String {
-    if tag.is_ascii_graphic() {
-        (tag as char).to_string()
-    } else {
-        format!("0x{tag:02x}")
+/// Which message an error is about: named only when an error is shown, so decoding a
+/// message allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// The untagged start-up packet.
+    Startup,
+    /// A tagged message.
+    Byte(u8),
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Tag::Startup => f.write_str("startup"),
+            Tag::Byte(b) if b.is_ascii_graphic() => write!(f, "{}", b as char),
+            Tag::Byte(b) => write!(f, "0x{b:02x}"),
+        }
     }
 }
 
@@ -94,7 +106,7 @@ pub fn startup_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
     match usize::try_from(len) {
         Ok(n) if (8..=MAX_STARTUP).contains(&n) => Ok(Some(n)),
         _ => Err(WireError::Length {
-            tag: "startup".into(),
+            tag: Tag::Startup,
             len: i64::from(len),
             max: MAX_STARTUP,
         }),
@@ -104,7 +116,7 @@ pub fn startup_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
 /// Decodes a whole start-up packet (length included).
 pub fn decode_startup(packet: &[u8]) -> Result<Startup, WireError> {
     let truncated = |what| WireError::Truncated {
-        tag: "startup".into(),
+        tag: Tag::Startup,
         what,
     };
     let code = packet
@@ -129,11 +141,11 @@ pub fn decode_startup(packet: &[u8]) -> Result<Startup, WireError> {
             let mut params = Vec::new();
             let mut rest = packet.get(8..).unwrap_or_default();
             loop {
-                let (name, after) = cstr(rest, "startup", "parameter name")?;
+                let (name, after) = cstr(rest, Tag::Startup, "parameter name")?;
                 if name.is_empty() {
                     break;
                 }
-                let (value, after) = cstr(after, "startup", "parameter value")?;
+                let (value, after) = cstr(after, Tag::Startup, "parameter value")?;
                 params.push((name.to_owned(), value.to_owned()));
                 rest = after;
             }
@@ -144,15 +156,12 @@ pub fn decode_startup(packet: &[u8]) -> Result<Startup, WireError> {
 }
 
 /// A NUL-terminated UTF-8 string at the front of `b`, and what follows it.
-fn cstr<'a>(b: &'a [u8], tag: &str, what: &'static str) -> Result<(&'a str, &'a [u8]), WireError> {
-    let end = b.iter().position(|&c| c == 0).ok_or(WireError::Truncated {
-        tag: tag.into(),
-        what,
-    })?;
-    let s = std::str::from_utf8(&b[..end]).map_err(|_| WireError::Utf8 {
-        tag: tag.into(),
-        what,
-    })?;
+fn cstr<'a>(b: &'a [u8], tag: Tag, what: &'static str) -> Result<(&'a str, &'a [u8]), WireError> {
+    let end = b
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or(WireError::Truncated { tag, what })?;
+    let s = std::str::from_utf8(&b[..end]).map_err(|_| WireError::Utf8 { tag, what })?;
     Ok((s, &b[end + 1..]))
 }
 
@@ -166,7 +175,7 @@ pub fn header(buf: &[u8], max: usize) -> Result<Option<(u8, usize)>, WireError> 
     match usize::try_from(len) {
         Ok(n) if n >= 4 && n <= max => Ok(Some((buf[0], n + 1))),
         _ => Err(WireError::Length {
-            tag: tag_name(buf[0]),
+            tag: Tag::Byte(buf[0]),
             len: i64::from(len),
             max,
         }),
@@ -216,30 +225,30 @@ pub enum ClientMessage<'a> {
 
 /// Decodes a client message's first fields.
 pub fn decode_client(tag: u8, body: &[u8]) -> Result<ClientMessage<'_>, WireError> {
-    let t = tag_name(tag);
+    let t = Tag::Byte(tag);
     Ok(match tag {
-        b'Q' => ClientMessage::Query(cstr(body, &t, "query")?.0),
+        b'Q' => ClientMessage::Query(cstr(body, t, "query")?.0),
         b'P' => {
-            let (name, rest) = cstr(body, &t, "statement name")?;
-            let (query, _) = cstr(rest, &t, "query")?;
+            let (name, rest) = cstr(body, t, "statement name")?;
+            let (query, _) = cstr(rest, t, "query")?;
             ClientMessage::Parse { name, query }
         }
         b'B' => {
-            let (portal, rest) = cstr(body, &t, "portal name")?;
-            let (statement, _) = cstr(rest, &t, "statement name")?;
+            let (portal, rest) = cstr(body, t, "portal name")?;
+            let (statement, _) = cstr(rest, t, "statement name")?;
             ClientMessage::Bind { portal, statement }
         }
         b'E' => ClientMessage::Execute {
-            portal: cstr(body, &t, "portal name")?.0,
+            portal: cstr(body, t, "portal name")?.0,
         },
         b'C' => {
             let kind = *body.first().ok_or(WireError::Truncated {
-                tag: t.clone(),
+                tag: t,
                 what: "close kind",
             })?;
             ClientMessage::Close {
                 kind,
-                name: cstr(&body[1..], &t, "name")?.0,
+                name: cstr(&body[1..], t, "name")?.0,
             }
         }
         b'S' => ClientMessage::Sync,
@@ -287,9 +296,9 @@ pub fn server_inspects(tag: u8) -> bool {
 
 /// Decodes a server message the gateway follows.
 pub fn decode_server(tag: u8, body: &[u8]) -> Result<ServerMessage<'_>, WireError> {
-    let t = tag_name(tag);
+    let t = Tag::Byte(tag);
     Ok(match tag {
-        b'C' => ServerMessage::CommandComplete(cstr(body, &t, "command tag")?.0),
+        b'C' => ServerMessage::CommandComplete(cstr(body, t, "command tag")?.0),
         b'I' => ServerMessage::EmptyQuery,
         b's' => ServerMessage::PortalSuspended,
         b'E' => {
@@ -299,7 +308,7 @@ pub fn decode_server(tag: u8, body: &[u8]) -> Result<ServerMessage<'_>, WireErro
                 if field == 0 {
                     break;
                 }
-                let (value, after) = cstr(after, &t, "error field")?;
+                let (value, after) = cstr(after, t, "error field")?;
                 match field {
                     b'C' => code = value,
                     b'M' => message = value,
@@ -442,12 +451,8 @@ pub fn refused<'p>(text: &str, patterns: &'p [String]) -> Option<&'p str> {
     // Fast path, taken by almost every statement: a pattern can match only when its first word
     // appears in the raw text (in any case), since normalizing only removes and separates.
     let maybe = patterns.iter().any(|p| {
-        let first = p.split(' ').next().unwrap_or_default().as_bytes();
-        !first.is_empty()
-            && text
-                .as_bytes()
-                .windows(first.len())
-                .any(|w| w.eq_ignore_ascii_case(first))
+        let first = &p[..p.find(' ').unwrap_or(p.len())];
+        contains_ignore_ascii_case(text.as_bytes(), first.as_bytes())
     });
     if !maybe {
         return None;
@@ -457,6 +462,18 @@ pub fn refused<'p>(text: &str, patterns: &'p [String]) -> Option<&'p str> {
         .iter()
         .find(|p| words.contains(&format!(" {p} ")))
         .map(String::as_str)
+}
+
+/// Whether `word` (non-empty) occurs in `text` in any ASCII case: `memchr` finds the
+/// candidates by the first byte, in either case, a block at a time.
+fn contains_ignore_ascii_case(text: &[u8], word: &[u8]) -> bool {
+    let Some(&first) = word.first() else {
+        return false;
+    };
+    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), text).any(|i| {
+        text.get(i..i + word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    })
 }
 
 #[cfg(test)]
@@ -535,6 +552,26 @@ mod tests {
         assert_eq!(rows_of("INSERT 0 3"), Some(3));
         assert_eq!(rows_of("CREATE TABLE"), None);
         assert_eq!(rows_of(""), None);
+    }
+
+    #[test]
+    fn the_first_word_search_finds_any_case_anywhere() {
+        for (text, word, found) in [
+            ("select 1; DrOp x", "DROP", true),
+            ("drop", "DROP", true),
+            ("xdro", "DROP", false),
+            ("dro", "DROP", false),
+            ("ddrop", "DROP", true),
+            ("", "DROP", false),
+            ("anything", "", false),
+            ("é drop", "DROP", true),
+        ] {
+            assert_eq!(
+                contains_ignore_ascii_case(text.as_bytes(), word.as_bytes()),
+                found,
+                "{text:?} {word:?}"
+            );
+        }
     }
 
     #[test]
