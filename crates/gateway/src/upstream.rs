@@ -1,13 +1,19 @@
 //! The gateway's own login to the target, with the grant's login the requester never sees:
 //! TLS by the procedure's `sslmode` (libpq's meaning: `require` encrypts without verifying,
 //! `verify-ca`/`verify-full` verify against the system's roots), then SCRAM-SHA-256 (or MD5,
-//! cleartext over TLS, or trust, whatever the server asks) with `postgres-protocol`.
+//! cleartext over TLS, or trust, whatever the server asks) with `postgres-protocol`. Over TLS,
+//! SCRAM is bound to the TLS session (SCRAM-SHA-256-PLUS, `tls-server-end-point`) whenever the
+//! server offers it, as libpq's default `channel_binding=prefer` does: with `sslmode=require`,
+//! which checks no certificate, a man in the middle who terminates TLS cannot relay the
+//! exchange, since the server's proof then covers the certificate it presented itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use breakglass_custody::Secret;
-use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::authentication::sasl::{
+    ChannelBinding, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramSha256,
+};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -129,6 +135,8 @@ async fn connect_inner(
     tcp.set_nodelay(true).map_err(connect_err)?;
     let mut stream: Box<dyn Io> = Box::new(tcp);
     let mut tls = false;
+    // The server certificate's `tls-server-end-point` hash, for SCRAM channel binding.
+    let mut end_point: Option<Vec<u8>> = None;
     if login.sslmode != "disable" {
         let mut req = Vec::with_capacity(8);
         req.extend_from_slice(&8i32.to_be_bytes());
@@ -138,12 +146,14 @@ async fn connect_inner(
         stream.read_exact(&mut answer).await.map_err(connect_err)?;
         match answer[0] {
             b'S' => {
-                stream = tls_connect(stream, &login.host, &login.sslmode)
+                let (s, hash) = tls_connect(stream, &login.host, &login.sslmode)
                     .await
                     .map_err(|message| UpstreamError::Connect {
                         addr: addr.clone(),
                         message,
                     })?;
+                stream = s;
+                end_point = hash;
                 tls = true;
             }
             b'N' if matches!(login.sslmode.as_str(), "allow" | "prefer") => {}
@@ -239,21 +249,19 @@ async fn connect_inner(
                             .map_err(|e| UpstreamError::Login(e.to_string()))?;
                     }
                     10 => {
-                        let offered = data
-                            .split(|&b| b == 0)
-                            .any(|m| m == SCRAM_SHA_256.as_bytes());
-                        if !offered {
-                            return Err(UpstreamError::Refused(
-                                "the server offers no SCRAM-SHA-256".into(),
-                            ));
-                        }
-                        // No channel binding (libpq's `channel_binding=disable`): the
-                        // gateway does not bind SCRAM to the upstream TLS session.
-                        let s = ScramSha256::new(
-                            login.password.expose_secret(),
-                            ChannelBinding::unsupported(),
-                        );
-                        frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut reply)
+                        let mechanisms: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+                        let offers = |m: &str| mechanisms.contains(&m.as_bytes());
+                        let (mechanism, binding) = scram_choice(
+                            tls,
+                            end_point.as_deref(),
+                            offers(SCRAM_SHA_256_PLUS),
+                            offers(SCRAM_SHA_256),
+                        )
+                        .ok_or_else(|| {
+                            UpstreamError::Refused("the server offers no SCRAM-SHA-256".into())
+                        })?;
+                        let s = ScramSha256::new(login.password.expose_secret(), binding);
+                        frontend::sasl_initial_response(mechanism, s.message(), &mut reply)
                             .map_err(|e| UpstreamError::Login(e.to_string()))?;
                         scram = Some(s);
                     }
@@ -335,7 +343,7 @@ pub async fn cancel(addr: &str, tls: bool, pid: i32, key: &[u8]) -> std::io::Res
         tcp.read_exact(&mut answer).await?;
         if answer[0] == b'S' {
             let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-            let mut s = tls_connect(Box::new(tcp), host, "require")
+            let (mut s, _) = tls_connect(Box::new(tcp), host, "require")
                 .await
                 .map_err(std::io::Error::other)?;
             s.write_all(&req).await?;
@@ -346,11 +354,74 @@ pub async fn cancel(addr: &str, tls: bool, pid: i32, key: &[u8]) -> std::io::Res
     tcp.shutdown().await
 }
 
+/// The SCRAM mechanism and channel binding to use: bound to the TLS session when the server
+/// offers SCRAM-SHA-256-PLUS and the certificate's hash is known; otherwise plain
+/// SCRAM-SHA-256, telling the server (`y`) that the client could bind when it is on TLS and
+/// the server offered no binding (so a server that does offer it detects one stripped on the
+/// way), or (`n`) that it does not. `None`: no SCRAM mechanism the gateway can use.
+fn scram_choice(
+    tls: bool,
+    end_point: Option<&[u8]>,
+    offers_plus: bool,
+    offers_plain: bool,
+) -> Option<(&'static str, ChannelBinding)> {
+    match end_point {
+        Some(hash) if tls && offers_plus => Some((
+            SCRAM_SHA_256_PLUS,
+            ChannelBinding::tls_server_end_point(hash.to_vec()),
+        )),
+        _ if !offers_plain => None,
+        _ if tls && !offers_plus => Some((SCRAM_SHA_256, ChannelBinding::unrequested())),
+        _ => Some((SCRAM_SHA_256, ChannelBinding::unsupported())),
+    }
+}
+
+/// The `tls-server-end-point` channel binding data of a server certificate (RFC 5929 §4.1):
+/// the certificate hashed with its signature's hash function, SHA-256 where that is MD5 or
+/// SHA-1. `None` for a signature without a hash function of its own (Ed25519), which
+/// PostgreSQL cannot bind either, or a certificate that does not parse.
+pub fn end_point_hash(cert_der: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    use x509_parser::prelude::FromDer;
+    use x509_parser::signature_algorithm::SignatureAlgorithm;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert_der).ok()?;
+    let algorithm = &cert.signature_algorithm;
+    let hash_oid = match SignatureAlgorithm::try_from(algorithm) {
+        Ok(SignatureAlgorithm::RSASSA_PSS(params)) => params.hash_algorithm_oid().to_id_string(),
+        Ok(SignatureAlgorithm::RSA | SignatureAlgorithm::ECDSA | SignatureAlgorithm::DSA) => {
+            match algorithm.algorithm.to_id_string().as_str() {
+                // sha384WithRSAEncryption, ecdsa-with-SHA384
+                "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => "2.16.840.1.101.3.4.2.2".into(),
+                // sha512WithRSAEncryption, ecdsa-with-SHA512
+                "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => "2.16.840.1.101.3.4.2.3".into(),
+                // sha256With…, and MD5 or SHA-1 signatures, which bind with SHA-256.
+                "1.2.840.113549.1.1.11"
+                | "1.2.840.10045.4.3.2"
+                | "2.16.840.1.101.3.4.3.2"
+                | "1.2.840.113549.1.1.4"
+                | "1.2.840.113549.1.1.5"
+                | "1.2.840.10045.4.1"
+                | "1.2.840.10040.4.3" => "2.16.840.1.101.3.4.2.1".into(),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    match hash_oid.as_str() {
+        // SHA-256, and SHA-1 (RSASSA-PSS's default), which binds with SHA-256.
+        "2.16.840.1.101.3.4.2.1" | "1.3.14.3.2.26" => Some(sha2::Sha256::digest(cert_der).to_vec()),
+        "2.16.840.1.101.3.4.2.2" => Some(sha2::Sha384::digest(cert_der).to_vec()),
+        "2.16.840.1.101.3.4.2.3" => Some(sha2::Sha512::digest(cert_der).to_vec()),
+        _ => None,
+    }
+}
+
+/// TLS to the target by `sslmode`; with the server certificate's channel binding hash.
 async fn tls_connect(
     stream: Box<dyn Io>,
     host: &str,
     sslmode: &str,
-) -> Result<Box<dyn Io>, String> {
+) -> Result<(Box<dyn Io>, Option<Vec<u8>>), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -375,7 +446,13 @@ async fn tls_connect(
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
-    Ok(Box::new(s))
+    let end_point = s
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|cert| end_point_hash(cert.as_ref()));
+    Ok((Box::new(s), end_point))
 }
 
 /// libpq's `sslmode=require`: the connection is encrypted, the certificate is not checked
@@ -425,5 +502,124 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    fn cert(alg: &'static rcgen::SignatureAlgorithm) -> (Vec<u8>, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        (params.self_signed(&key).unwrap().der().to_vec(), key)
+    }
+
+    #[test]
+    fn the_end_point_hash_follows_the_certificates_signature() {
+        let (p256, _) = cert(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(
+            end_point_hash(&p256),
+            Some(sha2::Sha256::digest(&p256).to_vec())
+        );
+        let (p384, _) = cert(&rcgen::PKCS_ECDSA_P384_SHA384);
+        assert_eq!(
+            end_point_hash(&p384),
+            Some(sha2::Sha384::digest(&p384).to_vec())
+        );
+        let (ed, _) = cert(&rcgen::PKCS_ED25519);
+        assert_eq!(
+            end_point_hash(&ed),
+            None,
+            "Ed25519 has no hash to bind with"
+        );
+        assert_eq!(end_point_hash(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn scram_binds_when_it_can_and_says_so_when_it_cannot() {
+        let gs2 = |c: Option<(&'static str, ChannelBinding)>| {
+            c.map(|(m, b)| {
+                let s = ScramSha256::new(b"pw", b);
+                let first = String::from_utf8_lossy(s.message()).into_owned();
+                (m, first.split(",n=").next().unwrap_or_default().to_owned())
+            })
+        };
+        let hash = [7u8; 32];
+        assert_eq!(
+            gs2(scram_choice(true, Some(&hash), true, true)),
+            Some((SCRAM_SHA_256_PLUS, "p=tls-server-end-point,".to_owned()))
+        );
+        // On TLS, the server offers no binding: the client says it could have bound.
+        assert_eq!(
+            gs2(scram_choice(true, Some(&hash), false, true)),
+            Some((SCRAM_SHA_256, "y,".to_owned()))
+        );
+        // The certificate's hash is unknown (Ed25519): no binding, and no claim it could.
+        assert_eq!(
+            gs2(scram_choice(true, None, true, true)),
+            Some((SCRAM_SHA_256, "n,".to_owned()))
+        );
+        assert_eq!(
+            gs2(scram_choice(false, None, false, true)),
+            Some((SCRAM_SHA_256, "n,".to_owned()))
+        );
+        assert!(scram_choice(true, None, true, false).is_none());
+        assert!(scram_choice(false, None, false, false).is_none());
+    }
+
+    /// Against a TLS server that offers SCRAM-SHA-256-PLUS, the gateway's login starts the
+    /// bound exchange: the mechanism and the GS2 header say `tls-server-end-point`.
+    #[tokio::test]
+    async fn the_upstream_login_binds_scram_to_the_tls_session() {
+        let (der, key) = cert(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(der)],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut ssl = [0u8; 8];
+            tcp.read_exact(&mut ssl).await.unwrap();
+            tcp.write_all(b"S").await.unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let mut len = [0u8; 4];
+            tls.read_exact(&mut len).await.unwrap();
+            let mut startup = vec![0u8; usize::try_from(i32::from_be_bytes(len)).unwrap() - 4];
+            tls.read_exact(&mut startup).await.unwrap();
+            let mut sasl = Vec::new();
+            let mut body = 10i32.to_be_bytes().to_vec();
+            body.extend_from_slice(b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0");
+            wire::message(&mut sasl, b'R', &body);
+            tls.write_all(&sasl).await.unwrap();
+            let mut head = [0u8; 5];
+            tls.read_exact(&mut head).await.unwrap();
+            let n =
+                usize::try_from(i32::from_be_bytes([head[1], head[2], head[3], head[4]])).unwrap();
+            let mut answer = vec![0u8; n - 4];
+            tls.read_exact(&mut answer).await.unwrap();
+            (head[0], answer)
+        });
+        let login = Secret::new(
+            format!("postgresql://bg_x:pw@127.0.0.1:{port}/db?sslmode=require").into_bytes(),
+        );
+        let result = connect(&login, "db", &[], Duration::from_secs(5)).await;
+        assert!(result.is_err(), "the fake server ends the login");
+        let (tag, answer) = server.await.unwrap();
+        assert_eq!(tag, b'p');
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("SCRAM-SHA-256-PLUS\0"), "{text:?}");
+        assert!(text.contains("p=tls-server-end-point,,n="), "{text:?}");
     }
 }
