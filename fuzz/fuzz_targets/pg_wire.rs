@@ -23,8 +23,6 @@ fuzz_target!(|data: &[u8]| {
     let (client, server) = rest.split_at(cut);
     let step = usize::from(step).max(1);
     let info = SessionInfo {
-        break_id: "brk_f".into(),
-        session_id: "brk_f-s1".into(),
         procedure: "p".into(),
         refuse: vec!["DROP DATABASE".into(), "ALTER SYSTEM".into()],
     };

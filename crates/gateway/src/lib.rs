@@ -518,8 +518,6 @@ impl Gateway {
         )));
         CHUNKS.with(|all| all.borrow_mut().push(Arc::downgrade(&chunk)));
         let info = relay::SessionInfo {
-            break_id: admission.break_id.clone(),
-            session_id: admission.session_id.clone(),
             procedure: admission.procedure.clone(),
             refuse: admission.refuse.clone(),
         };

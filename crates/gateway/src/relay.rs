@@ -6,17 +6,14 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use breakglass_domain::Timestamp;
-use breakglass_engine::ports::{StatementLine, StatementRecord};
+use breakglass_engine::ports::StatementLine;
 
 use crate::wire::{self, ClientMessage, ServerMessage, WireError};
 
-/// Who a session's statements belong to and what it refuses.
+/// What a session refuses (its statements' break and session are added as they are written:
+/// [`Finished::line`]).
 #[derive(Debug, Clone, Default)]
 pub struct SessionInfo {
-    /// Break.
-    pub break_id: String,
-    /// Gateway session id.
-    pub session_id: String,
     /// Procedure (named in refusals).
     pub procedure: String,
     /// Statement patterns to refuse (normalized).
@@ -59,23 +56,6 @@ impl Finished {
             command: self.command.as_deref(),
             rows: self.rows,
             error: self.error.as_deref(),
-            refused: self.refused,
-        }
-    }
-
-    /// As an owned record of break `break_id`.
-    pub fn record(&self, break_id: &str, session_id: &str, seq: u64) -> StatementRecord {
-        StatementRecord {
-            break_id: break_id.to_owned(),
-            session_id: session_id.to_owned(),
-            seq,
-            started_at: self.started_at,
-            duration_us: self.duration_us,
-            protocol: self.protocol.to_owned(),
-            statement: self.statement.clone(),
-            command: self.command.clone(),
-            rows: self.rows,
-            error: self.error.clone(),
             refused: self.refused,
         }
     }
@@ -514,8 +494,6 @@ mod tests {
 
     fn info() -> SessionInfo {
         SessionInfo {
-            break_id: "brk_1".into(),
-            session_id: "brk_1-s1".into(),
             procedure: "p".into(),
             refuse: vec!["DROP DATABASE".into()],
         }
