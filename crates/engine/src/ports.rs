@@ -1224,7 +1224,7 @@ mod tests {
         }
     }
 
-    /// The line written piece by piece onto the chunk is exactly serde_json's own rendering
+    /// The line rendered through the thread's buffer is exactly serde_json's own rendering
     /// (so the fallback, which renders it whole, never differs), whatever the text holds:
     /// escapes, control characters, multi-byte and four-byte characters next to escapes.
     #[test]
