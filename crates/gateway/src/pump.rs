@@ -371,6 +371,11 @@ mod tests {
         assert_eq!(r.up.buf.len(), CLIENT_BUFFER, "the read buffer shrank back");
     }
 
+    /// Relays until the session ends, refusing nothing.
+    async fn relay_to_end(r: &mut Relay) -> End {
+        std::future::poll_fn(|cx| r.poll_relay(cx, &SessionInfo::default(), &|| Timestamp(1))).await
+    }
+
     /// A malformed message from the server ends the session with a protocol error.
     #[tokio::test]
     async fn a_malformed_server_message_ends_the_relay() {
@@ -378,9 +383,7 @@ mod tests {
         let (server_gw, mut server_db) = tokio::io::duplex(1024);
         let (mut r, _) = relay(client_gw, server_gw);
         server_db.write_all(&[b'Z', 0, 0, 0, 1]).await.unwrap();
-        let end =
-            std::future::poll_fn(|cx| r.poll_relay(cx, &SessionInfo::default(), &|| Timestamp(1)))
-                .await;
+        let end = relay_to_end(&mut r).await;
         assert!(matches!(end, End::Protocol(_)), "{end:?}");
     }
 
@@ -392,18 +395,14 @@ mod tests {
         let (server_gw, server_db) = tokio::io::duplex(1024);
         let (mut r, _) = relay(client_gw, server_gw);
         drop(server_db);
-        let end =
-            std::future::poll_fn(|cx| r.poll_relay(cx, &SessionInfo::default(), &|| Timestamp(1)))
-                .await;
+        let end = relay_to_end(&mut r).await;
         assert!(matches!(end, End::Server), "{end:?}");
         drop(client_app);
         let (client_app, client_gw) = tokio::io::duplex(1024);
         let (server_gw, _server_db) = tokio::io::duplex(1024);
         let (mut r, _) = relay(client_gw, server_gw);
         drop(client_app);
-        let end =
-            std::future::poll_fn(|cx| r.poll_relay(cx, &SessionInfo::default(), &|| Timestamp(1)))
-                .await;
+        let end = relay_to_end(&mut r).await;
         assert!(matches!(end, End::Client), "{end:?}");
     }
 }
