@@ -43,7 +43,7 @@ fn proxy_procedure(
     std::fs::write(
         &file,
         format!(
-            "id: {id}\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: {connection}\n    sslmode: require\n    access: proxy\n    gateway_connections: \"{connections}\"\n    refuse: DROP DATABASE; ALTER SYSTEM\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\n",
+            "id: {id}\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: {connection}\n    sslmode: require\n    channel_binding: require\n    access: proxy\n    gateway_connections: \"{connections}\"\n    refuse: DROP DATABASE; ALTER SYSTEM\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\n",
             pg.host, pg.port, t.db, t.adm, t.app
         ),
     )

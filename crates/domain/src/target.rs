@@ -42,6 +42,12 @@ pub struct PostgresTarget {
     pub inventory: Vec<String>,
     /// `sslmode` for connections (`disable`, `prefer`, `require`…; default `prefer`).
     pub sslmode: String,
+    /// `channel_binding` for the grant's SCRAM logins (libpq's meaning: `disable`, `prefer`
+    /// (default), `require`): the gateway's login upstream, and the requester's connection
+    /// string. `require` refuses any login not bound to the TLS session
+    /// (SCRAM-SHA-256-PLUS), so a man in the middle cannot relay it even where `sslmode`
+    /// checks no certificate; it needs an `sslmode` that uses TLS.
+    pub channel_binding: String,
     /// How the requester reaches the database: with the grant's own login (`direct`,
     /// default), or only through the server's credential-injection gateway (`proxy`).
     pub access: Access,
@@ -165,6 +171,7 @@ impl Target {
                     connection: d.required("connection"),
                     inventory: d.list("inventory"),
                     sslmode: d.sslmode(),
+                    channel_binding: d.channel_binding(),
                     access: match d.optional("access").as_deref() {
                         None | Some("direct") => Access::Direct,
                         Some("proxy") => Access::Proxy,
@@ -307,6 +314,7 @@ pub fn known_details(kind: TargetKind) -> &'static [&'static str] {
             "connection",
             "inventory",
             "sslmode",
+            "channel_binding",
             "access",
             "gateway_connections",
             "refuse",
@@ -423,6 +431,32 @@ impl Details<'_> {
         out
     }
 
+    fn channel_binding(&mut self) -> String {
+        let v = self
+            .optional("channel_binding")
+            .unwrap_or_else(|| "prefer".into());
+        const MODES: [&str; 3] = ["disable", "prefer", "require"];
+        if !MODES.contains(&v.as_str()) {
+            self.problem(
+                "channel_binding",
+                format!("`{v}` is not one of {}", MODES.join(", ")),
+            );
+        } else if v == "require"
+            && matches!(
+                self.optional("sslmode").as_deref(),
+                None | Some("disable" | "allow" | "prefer")
+            )
+        {
+            // Binding needs TLS; with `allow`/`prefer` a downgrade to plaintext would make
+            // every login fail instead of being refused up front.
+            self.problem(
+                "channel_binding",
+                "`require` needs TLS: set sslmode to require, verify-ca or verify-full".into(),
+            );
+        }
+        v
+    }
+
     fn sslmode(&mut self) -> String {
         let v = self.optional("sslmode").unwrap_or_else(|| "prefer".into());
         const MODES: [&str; 6] = [
@@ -511,6 +545,41 @@ mod tests {
         assert!(fields.contains(&"target.details.port"), "{e:?}");
         assert!(fields.contains(&"target.details.dbname"), "{e:?}");
         assert!(fields.contains(&"target.details.connection"), "{e:?}");
+    }
+
+    #[test]
+    fn channel_binding_is_checked_against_sslmode() {
+        let base = [
+            ("host", "h"),
+            ("dbname", "app"),
+            ("admin_user", "a"),
+            ("grant_role", "r"),
+            ("connection", "c"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            target(TargetKind::Postgres, &pairs).config()
+        };
+        let Ok(TargetConfig::Postgres(pg)) = with(&[]) else {
+            panic!("valid")
+        };
+        assert_eq!(pg.channel_binding, "prefer", "libpq's default");
+        let Ok(TargetConfig::Postgres(pg)) =
+            with(&[("sslmode", "verify-full"), ("channel_binding", "require")])
+        else {
+            panic!("valid")
+        };
+        assert_eq!(pg.channel_binding, "require");
+        for sslmode in ["disable", "allow", "prefer"] {
+            let e = with(&[("sslmode", sslmode), ("channel_binding", "require")])
+                .expect_err("binding needs TLS");
+            assert_eq!(e[0].0, "target.details.channel_binding", "{e:?}");
+            assert!(e[0].1.contains("needs TLS"), "{e:?}");
+        }
+        let e = with(&[("channel_binding", "always")]).expect_err("unknown");
+        assert_eq!(e[0].0, "target.details.channel_binding");
+        assert!(e[0].1.contains("`always`"), "{e:?}");
     }
 
     #[test]

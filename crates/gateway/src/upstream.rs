@@ -66,6 +66,8 @@ struct Login {
     host: String,
     port: u16,
     sslmode: String,
+    /// libpq's `channel_binding`: `disable`, `prefer` (default) or `require`.
+    channel_binding: String,
 }
 
 fn parse_login(url: &Secret) -> Result<Login, UpstreamError> {
@@ -92,6 +94,16 @@ fn parse_login(url: &Secret) -> Result<Login, UpstreamError> {
         .find(|(k, _)| k == "sslmode")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| "prefer".into());
+    let channel_binding = u
+        .query_pairs()
+        .find(|(k, _)| k == "channel_binding")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| "prefer".into());
+    if !matches!(channel_binding.as_str(), "disable" | "prefer" | "require") {
+        return Err(UpstreamError::Login(format!(
+            "channel_binding `{channel_binding}` is not one of disable, prefer, require"
+        )));
+    }
     let password = zeroize::Zeroizing::new(decode(u.password().unwrap_or_default())?);
     Ok(Login {
         user: decode(u.username())?,
@@ -99,6 +111,7 @@ fn parse_login(url: &Secret) -> Result<Login, UpstreamError> {
         host,
         port: u.port().unwrap_or(5432),
         sslmode,
+        channel_binding,
     })
 }
 
@@ -196,6 +209,9 @@ async fn connect_inner(
 
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut scram: Option<ScramSha256> = None;
+    // Whether the SCRAM exchange under way is bound to the TLS session.
+    let mut bound = false;
+    let mode = login.channel_binding.as_str();
     let mut greeting = Vec::new();
     let mut backend_key = None;
     loop {
@@ -225,8 +241,9 @@ async fn connect_inner(
                 let data = &body[4..];
                 let mut reply = bytes::BytesMut::new();
                 match code {
-                    0 => {}
+                    0 => require_bound(mode, bound, "accepted the login")?,
                     3 => {
+                        require_bound(mode, false, "asks for a cleartext password")?;
                         if !tls {
                             return Err(UpstreamError::Refused(
                                 "the server asks for a cleartext password over an unencrypted connection; use sslmode=require".into(),
@@ -236,6 +253,7 @@ async fn connect_inner(
                             .map_err(|e| UpstreamError::Login(e.to_string()))?;
                     }
                     5 => {
+                        require_bound(mode, false, "asks for an MD5 password")?;
                         let salt: [u8; 4] = data
                             .get(..4)
                             .and_then(|s| s.try_into().ok())
@@ -252,14 +270,14 @@ async fn connect_inner(
                         let mechanisms: Vec<&[u8]> = data.split(|&b| b == 0).collect();
                         let offers = |m: &str| mechanisms.contains(&m.as_bytes());
                         let (mechanism, binding) = scram_choice(
+                            mode,
                             tls,
                             end_point.as_deref(),
                             offers(SCRAM_SHA_256_PLUS),
                             offers(SCRAM_SHA_256),
                         )
-                        .ok_or_else(|| {
-                            UpstreamError::Refused("the server offers no SCRAM-SHA-256".into())
-                        })?;
+                        .map_err(|why| UpstreamError::Refused(why.into()))?;
+                        bound = mechanism == SCRAM_SHA_256_PLUS;
                         let s = ScramSha256::new(login.password.expose_secret(), binding);
                         frontend::sasl_initial_response(mechanism, s.message(), &mut reply)
                             .map_err(|e| UpstreamError::Login(e.to_string()))?;
@@ -354,26 +372,51 @@ pub async fn cancel(addr: &str, tls: bool, pid: i32, key: &[u8]) -> std::io::Res
     tcp.shutdown().await
 }
 
-/// The SCRAM mechanism and channel binding to use: bound to the TLS session when the server
-/// offers SCRAM-SHA-256-PLUS and the certificate's hash is known; otherwise plain
-/// SCRAM-SHA-256, telling the server (`y`) that the client could bind when it is on TLS and
-/// the server offered no binding (so a server that does offer it detects one stripped on the
-/// way), or (`n`) that it does not. `None`: no SCRAM mechanism the gateway can use.
+/// The SCRAM mechanism and channel binding to use, by libpq's `channel_binding` `mode`:
+/// bound to the TLS session when the server offers SCRAM-SHA-256-PLUS and the certificate's
+/// hash is known (unless `disable`); otherwise plain SCRAM-SHA-256, telling the server (`y`)
+/// that the client could bind when it is on TLS and the server offered no binding (so a server
+/// that does offer it detects one stripped on the way), or (`n`) that it does not. With
+/// `require`, an exchange that cannot be bound is an error; the error says why.
 fn scram_choice(
+    mode: &str,
     tls: bool,
     end_point: Option<&[u8]>,
     offers_plus: bool,
     offers_plain: bool,
-) -> Option<(&'static str, ChannelBinding)> {
+) -> Result<(&'static str, ChannelBinding), &'static str> {
     match end_point {
-        Some(hash) if tls && offers_plus => Some((
+        Some(hash) if tls && offers_plus && mode != "disable" => Ok((
             SCRAM_SHA_256_PLUS,
             ChannelBinding::tls_server_end_point(hash.to_vec()),
         )),
-        _ if !offers_plain => None,
-        _ if tls && !offers_plus => Some((SCRAM_SHA_256, ChannelBinding::unrequested())),
-        _ => Some((SCRAM_SHA_256, ChannelBinding::unsupported())),
+        _ if mode == "require" && !tls => {
+            Err("channel_binding=require, but the connection is not encrypted")
+        }
+        _ if mode == "require" && !offers_plus => Err(
+            "channel_binding=require, but the server does not offer SCRAM-SHA-256-PLUS (channel binding)",
+        ),
+        _ if mode == "require" => Err(
+            "channel_binding=require, but the server's certificate has no hash to bind with (an Ed25519 certificate)",
+        ),
+        _ if !offers_plain => Err("the server offers no SCRAM-SHA-256"),
+        _ if tls && !offers_plus && mode != "disable" => {
+            Ok((SCRAM_SHA_256, ChannelBinding::unrequested()))
+        }
+        _ => Ok((SCRAM_SHA_256, ChannelBinding::unsupported())),
     }
+}
+
+/// With `channel_binding=require`, refuses a login the server would complete without a bound
+/// SCRAM exchange (trust, a password, MD5, or SCRAM it accepted unbound), as libpq does: a man
+/// in the middle could answer any of those itself.
+fn require_bound(mode: &str, bound: bool, what: &str) -> Result<(), UpstreamError> {
+    if mode == "require" && !bound {
+        return Err(UpstreamError::Refused(format!(
+            "channel_binding=require, but the server {what} without channel binding"
+        )));
+    }
+    Ok(())
 }
 
 /// The `tls-server-end-point` channel binding data of a server certificate (RFC 5929 §4.1):
@@ -539,7 +582,7 @@ mod tests {
 
     #[test]
     fn scram_binds_when_it_can_and_says_so_when_it_cannot() {
-        let gs2 = |c: Option<(&'static str, ChannelBinding)>| {
+        let gs2 = |c: Result<(&'static str, ChannelBinding), &'static str>| {
             c.map(|(m, b)| {
                 let s = ScramSha256::new(b"pw", b);
                 let first = String::from_utf8_lossy(s.message()).into_owned();
@@ -547,32 +590,54 @@ mod tests {
             })
         };
         let hash = [7u8; 32];
+        let bound = Ok((SCRAM_SHA_256_PLUS, "p=tls-server-end-point,".to_owned()));
+        let could = Ok((SCRAM_SHA_256, "y,".to_owned()));
+        let unbound = Ok((SCRAM_SHA_256, "n,".to_owned()));
+        for mode in ["prefer", "require"] {
+            assert_eq!(
+                gs2(scram_choice(mode, true, Some(&hash), true, true)),
+                bound
+            );
+        }
+        // disable: never bound, even when both sides could.
         assert_eq!(
-            gs2(scram_choice(true, Some(&hash), true, true)),
-            Some((SCRAM_SHA_256_PLUS, "p=tls-server-end-point,".to_owned()))
+            gs2(scram_choice("disable", true, Some(&hash), true, true)),
+            unbound
         );
         // On TLS, the server offers no binding: the client says it could have bound.
         assert_eq!(
-            gs2(scram_choice(true, Some(&hash), false, true)),
-            Some((SCRAM_SHA_256, "y,".to_owned()))
+            gs2(scram_choice("prefer", true, Some(&hash), false, true)),
+            could
         );
         // The certificate's hash is unknown (Ed25519): no binding, and no claim it could.
+        assert_eq!(gs2(scram_choice("prefer", true, None, true, true)), unbound);
         assert_eq!(
-            gs2(scram_choice(true, None, true, true)),
-            Some((SCRAM_SHA_256, "n,".to_owned()))
+            gs2(scram_choice("prefer", false, None, false, true)),
+            unbound
         );
-        assert_eq!(
-            gs2(scram_choice(false, None, false, true)),
-            Some((SCRAM_SHA_256, "n,".to_owned()))
-        );
-        assert!(scram_choice(true, None, true, false).is_none());
-        assert!(scram_choice(false, None, false, false).is_none());
+        // require: every way of ending up unbound is an error naming why.
+        let why = |tls, hash: Option<&[u8]>, plus| {
+            scram_choice("require", tls, hash, plus, true)
+                .map(|_| ())
+                .unwrap_err()
+        };
+        assert!(why(false, None, false).contains("not encrypted"));
+        assert!(why(true, Some(&hash), false).contains("does not offer SCRAM-SHA-256-PLUS"));
+        assert!(why(true, None, true).contains("Ed25519"));
+        assert!(scram_choice("prefer", true, None, true, false).is_err());
+        assert!(scram_choice("prefer", false, None, false, false).is_err());
+        // And a login completed without SCRAM, or with it unbound, is refused.
+        assert!(require_bound("require", false, "accepted the login").is_err());
+        assert!(require_bound("require", true, "accepted the login").is_ok());
+        assert!(require_bound("prefer", false, "accepted the login").is_ok());
     }
 
-    /// Against a TLS server that offers SCRAM-SHA-256-PLUS, the gateway's login starts the
-    /// bound exchange: the mechanism and the GS2 header say `tls-server-end-point`.
-    #[tokio::test]
-    async fn the_upstream_login_binds_scram_to_the_tls_session() {
+    /// A TLS server on a free port that answers the login's start-up with the authentication
+    /// request `auth` (code and data) and returns the client's next message (tag and body), or
+    /// `None` when the client closed instead.
+    async fn fake_tls_server(
+        auth: Vec<u8>,
+    ) -> (u16, tokio::task::JoinHandle<Option<(u8, Vec<u8>)>>) {
         let (der, key) = cert(&rcgen::PKCS_ECDSA_P256_SHA256);
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -598,28 +663,94 @@ mod tests {
             tls.read_exact(&mut len).await.unwrap();
             let mut startup = vec![0u8; usize::try_from(i32::from_be_bytes(len)).unwrap() - 4];
             tls.read_exact(&mut startup).await.unwrap();
-            let mut sasl = Vec::new();
-            let mut body = 10i32.to_be_bytes().to_vec();
-            body.extend_from_slice(b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0");
-            wire::message(&mut sasl, b'R', &body);
-            tls.write_all(&sasl).await.unwrap();
+            let mut request = Vec::new();
+            wire::message(&mut request, b'R', &auth);
+            tls.write_all(&request).await.unwrap();
             let mut head = [0u8; 5];
-            tls.read_exact(&mut head).await.unwrap();
+            tls.read_exact(&mut head).await.ok()?;
             let n =
                 usize::try_from(i32::from_be_bytes([head[1], head[2], head[3], head[4]])).unwrap();
             let mut answer = vec![0u8; n - 4];
-            tls.read_exact(&mut answer).await.unwrap();
-            (head[0], answer)
+            tls.read_exact(&mut answer).await.ok()?;
+            Some((head[0], answer))
         });
-        let login = Secret::new(
-            format!("postgresql://bg_x:pw@127.0.0.1:{port}/db?sslmode=require").into_bytes(),
-        );
-        let result = connect(&login, "db", &[], Duration::from_secs(5)).await;
+        (port, server)
+    }
+
+    fn sasl_offer(mechanisms: &[u8]) -> Vec<u8> {
+        let mut body = 10i32.to_be_bytes().to_vec();
+        body.extend_from_slice(mechanisms);
+        body
+    }
+
+    async fn login_to(port: u16, query: &str) -> Result<Upstream, UpstreamError> {
+        let login =
+            Secret::new(format!("postgresql://bg_x:pw@127.0.0.1:{port}/db?{query}").into_bytes());
+        connect(&login, "db", &[], Duration::from_secs(5)).await
+    }
+
+    /// Against a TLS server that offers SCRAM-SHA-256-PLUS, the gateway's login starts the
+    /// bound exchange: the mechanism and the GS2 header say `tls-server-end-point`.
+    #[tokio::test]
+    async fn the_upstream_login_binds_scram_to_the_tls_session() {
+        let (port, server) =
+            fake_tls_server(sasl_offer(b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0")).await;
+        let result = login_to(port, "sslmode=require").await;
         assert!(result.is_err(), "the fake server ends the login");
-        let (tag, answer) = server.await.unwrap();
+        let (tag, answer) = server.await.unwrap().expect("a SASL answer");
         assert_eq!(tag, b'p');
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with("SCRAM-SHA-256-PLUS\0"), "{text:?}");
         assert!(text.contains("p=tls-server-end-point,,n="), "{text:?}");
+    }
+
+    /// With `channel_binding=require`, a server (or a man in the middle) that offers no bound
+    /// mechanism, asks for a password, or lets the login in unauthenticated gets nothing: the
+    /// gateway hangs up before answering and says why. With `disable`, it logs in unbound.
+    #[tokio::test]
+    async fn channel_binding_require_refuses_every_unbound_login() {
+        let refusals: [(Vec<u8>, &str); 4] = [
+            (
+                sasl_offer(b"SCRAM-SHA-256\0\0"),
+                "does not offer SCRAM-SHA-256-PLUS",
+            ),
+            (3i32.to_be_bytes().to_vec(), "asks for a cleartext password"),
+            (
+                [0, 0, 0, 5, 1, 2, 3, 4].to_vec(),
+                "asks for an MD5 password",
+            ),
+            (
+                0i32.to_be_bytes().to_vec(),
+                "accepted the login without channel binding",
+            ),
+        ];
+        for (auth, why) in refusals {
+            let (port, server) = fake_tls_server(auth).await;
+            let e = match login_to(port, "sslmode=require&channel_binding=require").await {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("an unbound login was accepted ({why})"),
+            };
+            assert!(e.contains(why), "{e}");
+            assert!(!e.contains("pw"), "{e}");
+            assert_eq!(server.await.unwrap(), None, "nothing was sent ({why})");
+        }
+        let (port, server) =
+            fake_tls_server(sasl_offer(b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0")).await;
+        assert!(
+            login_to(port, "sslmode=require&channel_binding=disable")
+                .await
+                .is_err()
+        );
+        let (tag, answer) = server.await.unwrap().expect("a SASL answer");
+        assert_eq!(tag, b'p');
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("SCRAM-SHA-256\0"), "{text:?}");
+        assert!(text.contains("n,,n="), "{text:?}");
+        let e = login_to(1, "sslmode=require&channel_binding=maybe")
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("channel_binding `maybe`"), "{e}");
     }
 }

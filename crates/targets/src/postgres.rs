@@ -13,7 +13,10 @@
 //! - **Rotation**: `ALTER ROLE admin PASSWORD …`, proven by a fresh login; on failure the old
 //!   password is put back on the still-open first connection.
 //! - **TLS**: the procedure's `sslmode` applies to the admin and operator connections (unless
-//!   a credential URL names its own) and is written into the requester's connection string.
+//!   a credential URL names its own) and is written into the requester's connection string,
+//!   with its `channel_binding` when that is not libpq's default `prefer`. The admin and
+//!   operator connections (sqlx) log in with SCRAM unbound: sqlx has no channel binding, so
+//!   `sslmode=verify-full` is what protects them from a man in the middle.
 //!
 //! Passwords never reach a statement in clear: they are sent as SCRAM-SHA-256 verifiers
 //! computed here (as `psql`'s `\password` does), so the server's statement log and
@@ -159,7 +162,7 @@ impl Target for PostgresTarget {
         }
         tracing::info!(postgres = %s.label, %role, %valid_until, "postgres grant role created");
 
-        let access = format!(
+        let mut access = format!(
             "postgresql://{role}:{}@{}:{}/{}?sslmode={}",
             password.expose_secret(),
             url_host(&s.cfg.host),
@@ -167,6 +170,12 @@ impl Target for PostgresTarget {
             s.cfg.dbname,
             s.cfg.sslmode
         );
+        // libpq's default is `prefer`; any other choice is written for the requester's client
+        // (and the gateway's login) to follow.
+        if s.cfg.channel_binding != "prefer" {
+            access.push_str("&channel_binding=");
+            access.push_str(&s.cfg.channel_binding);
+        }
         Ok(Issued {
             access: Secret::new(access.into_bytes()),
             handle: serde_json::json!({

@@ -904,7 +904,7 @@ async fn sslmode_require_encrypts_every_connection_and_disable_does_not() {
     assert!(e.to_string().contains("no encryption"), "{e}");
     assert_clean(&e, &fx.secrets(&[]));
 
-    let procedure = fx.procedure(&[("sslmode", "require")]);
+    let procedure = fx.procedure(&[("sslmode", "require"), ("channel_binding", "require")]);
     // check: the operator connection.
     let lines = target.check(&procedure).await.expect("check over TLS");
     assert!(lines.iter().all(|l| l.ok), "{lines:#?}");
@@ -918,8 +918,11 @@ async fn sslmode_require_encrypts_every_connection_and_disable_does_not() {
         .expect("grant over TLS");
     let access = text(&issued.access);
     assert!(
-        access.ends_with(&format!("/{}?sslmode=require", fx.db)),
-        "access form"
+        access.ends_with(&format!(
+            "/{}?sslmode=require&channel_binding=require",
+            fx.db
+        )),
+        "access form: the requester's client is told to bind its login"
     );
     let mut session = login(&access).await.expect("the requester logs in");
     assert!(
@@ -931,7 +934,7 @@ async fn sslmode_require_encrypts_every_connection_and_disable_does_not() {
         .await
         .unwrap();
     assert_eq!(user, role);
-    let refused = login(&access.replace("sslmode=require", "sslmode=disable"))
+    let refused = login(&access.replace("sslmode=require&", "sslmode=disable&"))
         .await
         .expect_err("the grant's role may not log in without TLS");
     assert_eq!(sqlstate(&refused).as_deref(), Some("28000"), "{refused}");
