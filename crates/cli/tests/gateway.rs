@@ -548,6 +548,34 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     let late = late.to_string();
     assert!(late.contains("ended"), "{late}");
 
+    // Closing a break ends its open sessions at once, well before their deadline.
+    let (id3, url3) = granted_break(&server, keys, "pgw1", "1h");
+    let mut open = sqlx::PgConnection::connect(&url3).await.expect("connect");
+    let long = tokio::spawn(async move {
+        let r = sqlx::query("SELECT pg_sleep(30)").execute(&mut open).await;
+        r.map(|_| ()).map_err(|e| e.to_string())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let closing = Instant::now();
+    server
+        .cli()
+        .arg("--identity")
+        .arg(keys.join("dave.key"))
+        .args(["break", "close", &id3])
+        .assert()
+        .success();
+    let cut = tokio::time::timeout(Duration::from_secs(10), long)
+        .await
+        .expect("closing the break ends the session")
+        .expect("task")
+        .expect_err("the query is cut off");
+    assert!(cut.contains("was closed"), "{cut}");
+    assert!(
+        closing.elapsed() < Duration::from_secs(5),
+        "cut {:?} after the close",
+        closing.elapsed()
+    );
+
     // Tampering with a stored recording is detected against the audit chain.
     drop(server);
     let db = sqlx::SqlitePool::connect(&format!(

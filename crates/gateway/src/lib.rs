@@ -533,6 +533,9 @@ impl Gateway {
         let now_ms = self.engine.now().0;
         let left = Duration::from_millis(u64::try_from(admission.deadline.0 - now_ms).unwrap_or(0));
         let mut ended = admission.ended.clone();
+        // A second receiver, only to ask cheaply (one atomic load) whether the first may be
+        // ready: polling a watch's `changed()` takes the channel's lock to park its waker again.
+        let mut ended_check = admission.ended.clone();
         let end = {
             let engine = &self.engine;
             let now = || engine.now();
@@ -540,15 +543,27 @@ impl Gateway {
             let mut closed = std::pin::pin!(async {
                 while ended.changed().await.is_ok() && !*ended.borrow() {}
             });
+            // The waker the deadline and the close were last polled with. Polled once, each
+            // wakes that waker when it becomes ready, so while the task's waker stays the same
+            // they are polled again only when they may be ready (the timer fired, the watch
+            // changed) — not on every message relayed.
+            let mut registered: Option<std::task::Waker> = None;
             std::future::poll_fn(|cx| {
                 if let Poll::Ready(end) = relay.poll_relay(cx, &info, &now) {
                     return Poll::Ready(end);
                 }
-                if deadline.as_mut().poll(cx).is_ready() {
+                let fresh = !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+                if (fresh || deadline.is_elapsed()) && deadline.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(End::Deadline);
                 }
-                if closed.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(End::Closed);
+                if fresh || ended_check.has_changed().unwrap_or(true) {
+                    ended_check.mark_unchanged();
+                    if closed.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(End::Closed);
+                    }
+                }
+                if fresh {
+                    registered = Some(cx.waker().clone());
                 }
                 Poll::Pending
             })

@@ -2,7 +2,7 @@
 //! the recording and the refusals can be fuzzed without sockets (`fuzz/fuzz_targets/pg_wire.rs`).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use breakglass_domain::Timestamp;
@@ -31,8 +31,9 @@ pub struct Finished {
     pub duration_us: u64,
     /// `simple` or `extended`.
     pub protocol: &'static str,
-    /// The statement text.
-    pub statement: String,
+    /// The statement text (shared with the session's prepared statements and portals: an
+    /// Execute of a prepared statement copies no text).
+    pub statement: Arc<str>,
     /// The server's command tag.
     pub command: Option<String>,
     /// Rows returned or affected.
@@ -95,13 +96,13 @@ impl Pending {
 }
 
 impl Flight {
-    fn new(protocol: &'static str, text: &str, now: Timestamp, at: Instant) -> Flight {
+    fn new(protocol: &'static str, text: Arc<str>, now: Timestamp, at: Instant) -> Flight {
         Flight {
             record: Finished {
                 started_at: now,
                 duration_us: 0,
                 protocol,
-                statement: text.to_owned(),
+                statement: text,
                 command: None,
                 rows: None,
                 error: None,
@@ -236,8 +237,8 @@ impl Frames {
 pub struct ClientSide {
     frames: Frames,
     /// Prepared statements and portals by name: their text and, when refused, the pattern.
-    statements: HashMap<String, (String, Option<String>)>,
-    portals: HashMap<String, (String, Option<String>)>,
+    statements: HashMap<String, (Arc<str>, Option<String>)>,
+    portals: HashMap<String, (Arc<str>, Option<String>)>,
 }
 
 impl ClientSide {
@@ -269,7 +270,7 @@ impl ClientSide {
             let mut forward = true;
             match msg {
                 ClientMessage::Query(text) => {
-                    let mut f = Flight::new("simple", text, now, at);
+                    let mut f = Flight::new("simple", text.into(), now, at);
                     if let Some(p) = wire::refused(text, patterns) {
                         f.refused = Some(p.to_owned());
                         let mut body = SUBSTITUTE.as_bytes().to_vec();
@@ -284,8 +285,9 @@ impl ClientSide {
                     if self.statements.len() >= 10_000 && !self.statements.contains_key(name) {
                         self.statements.clear();
                     }
+                    let query: Arc<str> = query.into();
                     self.statements
-                        .insert(name.to_owned(), (query.to_owned(), refused.clone()));
+                        .insert(name.to_owned(), (query.clone(), refused.clone()));
                     if let Some(p) = refused {
                         let mut f = Flight::new("extended", query, now, at);
                         f.refused = Some(p);
@@ -299,10 +301,9 @@ impl ClientSide {
                     }
                 }
                 ClientMessage::Bind { portal, statement } => {
-                    let st =
-                        self.statements.get(statement).cloned().unwrap_or_else(|| {
-                            (format!("(prepared statement `{statement}`)"), None)
-                        });
+                    let st = self.statements.get(statement).cloned().unwrap_or_else(|| {
+                        (format!("(prepared statement `{statement}`)").into(), None)
+                    });
                     if self.portals.len() >= 10_000 && !self.portals.contains_key(portal) {
                         self.portals.clear();
                     }
@@ -313,8 +314,8 @@ impl ClientSide {
                         .portals
                         .get(portal)
                         .cloned()
-                        .unwrap_or_else(|| (format!("(portal `{portal}`)"), None));
-                    let mut f = Flight::new("extended", &text, now, at);
+                        .unwrap_or_else(|| (format!("(portal `{portal}`)").into(), None));
+                    let mut f = Flight::new("extended", text, now, at);
                     if refused.is_some() {
                         f.recorded = false;
                         f.refused = refused;
@@ -533,7 +534,7 @@ mod tests {
         );
         assert_eq!(back, answer);
         assert_eq!(done.len(), 1);
-        assert_eq!(done[0].statement, "UPDATE t SET x = 1");
+        assert_eq!(&*done[0].statement, "UPDATE t SET x = 1");
         assert_eq!(
             (done[0].command.as_deref(), done[0].rows),
             (Some("UPDATE 4"), Some(4))

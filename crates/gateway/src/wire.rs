@@ -451,8 +451,12 @@ pub fn refused<'p>(text: &str, patterns: &'p [String]) -> Option<&'p str> {
     // Fast path, taken by almost every statement: a pattern can match only when its first word
     // appears in the raw text (in any case), since normalizing only removes and separates.
     let maybe = patterns.iter().any(|p| {
-        let first = &p[..p.find(' ').unwrap_or(p.len())];
-        contains_ignore_ascii_case(text.as_bytes(), first.as_bytes())
+        let first = p
+            .as_bytes()
+            .split(|&b| b == b' ')
+            .next()
+            .unwrap_or_default();
+        contains_ignore_ascii_case(text.as_bytes(), first)
     });
     if !maybe {
         return None;
