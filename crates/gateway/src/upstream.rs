@@ -38,6 +38,10 @@ pub enum UpstreamError {
     /// The server refused the login or spoke out of turn.
     #[error("the target refused the gateway's login: {0}")]
     Refused(String),
+    /// The target's login would not be bound to the TLS session, and the procedure's
+    /// `channel_binding: require` demands it: the gateway itself hung up, sending nothing.
+    #[error("the gateway did not log in to the target: {0}")]
+    Unbound(String),
     /// A malformed message from the target.
     #[error("the target sent a malformed message: {0}")]
     Wire(#[from] wire::WireError),
@@ -276,7 +280,13 @@ async fn connect_inner(
                             offers(SCRAM_SHA_256_PLUS),
                             offers(SCRAM_SHA_256),
                         )
-                        .map_err(|why| UpstreamError::Refused(why.into()))?;
+                        .map_err(|why| {
+                            if mode == "require" {
+                                UpstreamError::Unbound(why.into())
+                            } else {
+                                UpstreamError::Refused(why.into())
+                            }
+                        })?;
                         bound = mechanism == SCRAM_SHA_256_PLUS;
                         let s = ScramSha256::new(login.password.expose_secret(), binding);
                         frontend::sasl_initial_response(mechanism, s.message(), &mut reply)
@@ -412,7 +422,7 @@ fn scram_choice(
 /// in the middle could answer any of those itself.
 fn require_bound(mode: &str, bound: bool, what: &str) -> Result<(), UpstreamError> {
     if mode == "require" && !bound {
-        return Err(UpstreamError::Refused(format!(
+        return Err(UpstreamError::Unbound(format!(
             "channel_binding=require, but the server {what} without channel binding"
         )));
     }
@@ -731,6 +741,7 @@ mod tests {
                 Ok(_) => panic!("an unbound login was accepted ({why})"),
             };
             assert!(e.contains(why), "{e}");
+            assert!(e.starts_with("the gateway did not log in"), "{e}");
             assert!(!e.contains("pw"), "{e}");
             assert_eq!(server.await.unwrap(), None, "nothing was sent ({why})");
         }
