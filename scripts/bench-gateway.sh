@@ -28,7 +28,9 @@
 #      pgbench's per-transaction logs and its TPS from its summary; the report gives, per path,
 #      the median over rounds, and every round's TPS and ratios. Before each run it waits until
 #      `breakglass serve` is idle (it ends the previous gateway run's sessions in the
-#      background), and it accounts the CPU the machine spent on anything else meanwhile;
+#      background), and it accounts the CPU the machine spent on anything else meanwhile,
+#      and each proxy's CPU and context switches per thread (PgBouncer's thread; the gateway's
+#      relay threads, SQLite workers and server runtime workers, from /proc/PID/task);
 #      then it reads the gateway's recording (`breakglass session show BREAK --output json`)
 #      and checks it holds a statement for every transaction pgbench reported (every round and
 #      warm-up);
@@ -424,11 +426,19 @@ run_pgbench() {
     # CPU accounting of the run: the machine's busy ticks against those of the processes
     # measured (PostgreSQL with its backends, PgBouncer, breakglass, pgbench), to show how
     # much CPU anything else on the machine took meanwhile.
+    # The proxy's threads, for the report's per-thread table (PgBouncer's one, the gateway's).
+    local proxy=
+    case $path in
+    pgbouncer) proxy=$PGB_PID ;;
+    gateway) proxy=$BG_PID ;;
+    esac
+    [[ -n $proxy ]] && python3 "$REPORT_PY" --thread-snapshot "$proxy" >"$RES/$path-c$c-$tag.threads-before"
     before=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" $$)
     w0=$(date +%s.%N)
     (cd "$RES" && pgbench -n -S -M simple -T "$secs" -c "$c" -j "$THREADS" "$@" "$url") >"$out" 2>&1 || rc=$?
     w1=$(date +%s.%N)
     after=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" $$)
+    [[ -n $proxy ]] && python3 "$REPORT_PY" --thread-snapshot "$proxy" >"$RES/$path-c$c-$tag.threads-after"
     echo "$before $after $w0 $w1" >"$RES/$path-c$c-$tag.cpu"
     echo "$rc" >"$RES/$path-c$c-$tag.rc"
     if ((rc != 0)) || grep -Eq 'aborted|number of failed transactions: [1-9]' "$out"; then

@@ -168,6 +168,68 @@ def cpu_snapshot(pids):
     return [busy, steal, sum(per)] + per
 
 
+def thread_snapshot(pid):
+    """One line per thread of `pid`: tid, command name, utime and stime ticks, voluntary and
+    involuntary context switches (from /proc/PID/task/TID/{stat,status})."""
+    lines = []
+    base = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(base)
+    except OSError:
+        return lines
+    for tid in tids:
+        fields = proc_stat(f"{pid}/task/{tid}")
+        try:
+            with open(f"{base}/{tid}/comm") as f:
+                comm = f.read().strip().replace(" ", "_") or "?"
+            with open(f"{base}/{tid}/status") as f:
+                status = dict(l.split(":", 1) for l in f if ":" in l)
+        except OSError:
+            continue
+        if not fields:
+            continue
+        vol = int(status.get("voluntary_ctxt_switches", "0").strip())
+        invol = int(status.get("nonvoluntary_ctxt_switches", "0").strip())
+        lines.append(f"{tid} {comm} {fields[11]} {fields[12]} {vol} {invol}")
+    return lines
+
+
+# Thread groups of the proxies, by command name prefix.
+THREAD_GROUPS = [
+    ("gateway-relay", "relay threads"),
+    ("sqlx-sqlite", "SQLite workers (storing the recording)"),
+    ("tokio-rt-worker", "server runtime workers"),
+    ("pgbouncer", "PgBouncer's thread"),
+]
+
+
+def thread_cpu(results, path, clients, tag, hz):
+    """Per thread group of the proxy: [user s, system s, voluntary, involuntary switches] during a
+    run, from the .threads-before/.threads-after files; None without them."""
+    snaps = []
+    for side in ("before", "after"):
+        f = os.path.join(results, f"{path}-c{clients}-{tag}.threads-{side}")
+        if not os.path.exists(f):
+            return None
+        d = {}
+        for line in open(f):
+            v = line.split()
+            if len(v) == 6:
+                d[v[0]] = (v[1], *(int(x) for x in v[2:]))
+        snaps.append(d)
+    before, after = snaps
+    groups = {}
+    for tid, (comm, u, st, vol, inv) in after.items():
+        u0, s0, v0, i0 = before.get(tid, (comm, 0, 0, 0, 0))[1:]
+        name = next((label for prefix, label in THREAD_GROUPS if comm.startswith(prefix)), "other threads")
+        g = groups.setdefault(name, [0.0, 0.0, 0, 0])
+        g[0] += (u - u0) / hz
+        g[1] += (st - s0) / hz
+        g[2] += vol - v0
+        g[3] += inv - i0
+    return groups
+
+
 CPU_PROCS = ["postgres", "pgbouncer", "breakglass", "pgbench"]  # the order bench-gateway.sh passes them
 
 
@@ -238,6 +300,7 @@ def build_section(results):
                         failed_log=failed_log,
                         log_files=files,
                         foreign=foreign_cpu(results, p, c, f"run{r}", nproc, hz),
+                        threads=thread_cpu(results, p, c, f"run{r}", hz),
                     )
                 runs[(p, c, r)] = s
 
@@ -250,6 +313,15 @@ def build_section(results):
     def usable(s):
         """A measured run whose figures count: pgbench completed it without an error or a failed transaction."""
         return s is not None and not run_failed(s) and not failed_count(s)
+
+    def sum_threads(rs):
+        total = {}
+        for s in rs:
+            for name, v in s["threads"].items():
+                t = total.setdefault(name, [0.0, 0.0, 0, 0])
+                for i in range(4):
+                    t[i] += v[i]
+        return total or None
 
     # agg[(path, clients)]: the medians over rounds of the per-run figures, the sums of the counts,
     # the worst round's share of CPU used by other processes, the CPU of each process summed over rounds.
@@ -274,6 +346,8 @@ def build_section(results):
                 "foreign_worst": max(foreign) if foreign else None,
                 "cpu": cpu,
                 "cpu_tx": sum(s["processed"] for s in cpu_runs),
+                "threads": sum_threads([s for s in cpu_runs if s.get("threads")]),
+                "threads_tx": sum(s["processed"] for s in cpu_runs if s.get("threads")),
             }
 
     def round_ratio(c, r, over):
@@ -448,6 +522,32 @@ def build_section(results):
                 + ". (Per-process and machine-wide CPU accounting differ by a few per cent, so the \"other processes\" "
                 "column is only accurate to about that.)"
             )
+    have_threads = [(p, c) for (p, c), a in agg.items() if a.get("threads") and a.get("threads_tx")]
+    if have_threads:
+        w("")
+        w("### The proxies' threads")
+        w("")
+        w(
+            "Per thread group of each proxy, summed over the measured rounds and divided by their transactions "
+            "(`/proc/PID/task/*/stat` and `status`): user and system CPU, and how often its threads went to sleep "
+            "(voluntary switches) or were preempted while they had work (involuntary switches)."
+        )
+        w("")
+        w("| Clients | Path | Threads | user µs | system µs | voluntary switches | involuntary switches |")
+        w("|---:|---|---|---:|---:|---:|---:|")
+        for c in clients:
+            for p in PATHS:
+                a = agg[(p, c)]
+                if not a.get("threads") or not a.get("threads_tx"):
+                    continue
+                tx = a["threads_tx"]
+                for name, (u, st, vol, inv) in sorted(a["threads"].items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
+                    if u + st == 0 and vol + inv == 0:
+                        continue
+                    w(
+                        f"| {c} | {LABELS[p]} | {name} | {u * 1e6 / tx:.2f} | {st * 1e6 / tx:.2f} | "
+                        f"{vol / tx:.3f} | {inv / tx:.3f} |"
+                    )
             w("")
 
     w("### Targets")
@@ -652,7 +752,16 @@ def main():
         help="print the machine's busy CPU ticks (user + nice + system), its steal ticks, and the ticks used by "
         "these processes and their waited-for children; then exit",
     )
+    ap.add_argument(
+        "--thread-snapshot",
+        metavar="PID",
+        help="print one line per thread of PID: tid, name, utime and stime ticks, voluntary and involuntary "
+        "context switches; then exit",
+    )
     a = ap.parse_args()
+    if a.thread_snapshot:
+        print("\n".join(thread_snapshot(a.thread_snapshot)))
+        return 0
     if a.cpu_snapshot:
         print(*cpu_snapshot(a.cpu_snapshot))
         return 0
