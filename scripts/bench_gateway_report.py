@@ -522,9 +522,9 @@ def build_section(results):
                 + ". (Per-process and machine-wide CPU accounting differ by a few per cent, so the \"other processes\" "
                 "column is only accurate to about that.)"
             )
+            w("")
     have_threads = [(p, c) for (p, c), a in agg.items() if a.get("threads") and a.get("threads_tx")]
     if have_threads:
-        w("")
         w("### The proxies' threads")
         w("")
         w(
@@ -548,7 +548,7 @@ def build_section(results):
                         f"| {c} | {LABELS[p]} | {name} | {u * 1e6 / tx:.2f} | {st * 1e6 / tx:.2f} | "
                         f"{vol / tx:.3f} | {inv / tx:.3f} |"
                     )
-            w("")
+        w("")
 
     w("### Targets")
     w("")
