@@ -62,6 +62,13 @@ fn proxy_procedure(
         .success();
 }
 
+/// A CLI command run as `name` (with that custodian's or requester's identity).
+fn as_actor(server: &Server, keys: &std::path::Path, name: &str) -> assert_cmd::Command {
+    let mut c = server.cli();
+    c.arg("--identity").arg(keys.join(format!("{name}.key")));
+    c
+}
+
 /// Opens a break as dave, approves it as alice and bob, reveals it: the gateway URL.
 fn granted_break(
     server: &Server,
@@ -69,11 +76,7 @@ fn granted_break(
     procedure: &str,
     duration: &str,
 ) -> (String, String) {
-    let as_actor = |name: &str| {
-        let mut c = server.cli();
-        c.arg("--identity").arg(keys.join(format!("{name}.key")));
-        c
-    };
+    let as_actor = |name: &str| as_actor(server, keys, name);
     let a = as_actor("dave")
         .args([
             "--output",
@@ -400,10 +403,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .expect_err("wrong token");
     assert!(wrong.to_string().contains("wrong gateway token"), "{wrong}");
     // A fresh token replaces the old one.
-    let a = server
-        .cli()
-        .arg("--identity")
-        .arg(keys.join("dave.key"))
+    let a = as_actor(&server, keys, "dave")
         .args(["break", "token", &id])
         .assert()
         .success();
@@ -557,10 +557,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let closing = Instant::now();
-    server
-        .cli()
-        .arg("--identity")
-        .arg(keys.join("dave.key"))
+    as_actor(&server, keys, "dave")
         .args(["break", "close", &id3])
         .assert()
         .success();
