@@ -605,4 +605,71 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         stdout(&a)
     );
     server.cli().args(["audit", "verify"]).assert().success();
+
+    // The restart lost the held login of break `id` (memory only): its connection string is
+    // refused with the reason and what to do. `break token` has the target give the grant role
+    // a new login with the operator connection (nothing sealed is opened) and issues a fresh
+    // token for it; the session numbers go on after the ones already recorded.
+    let gw2 = gateway_addr(&server);
+    let stale = fresh.replace(&gw, &gw2);
+    let lost = sqlx::PgConnection::connect(&stale)
+        .await
+        .expect_err("the held login is gone");
+    assert!(
+        lost.to_string().contains("the server restarted")
+            && lost
+                .to_string()
+                .contains(&format!("breakglass break token {id}")),
+        "{lost}"
+    );
+    let a = as_actor(&server, keys, "dave")
+        .args(["break", "token", &id])
+        .assert()
+        .success();
+    let renewed = stdout(&a).trim().to_owned();
+    assert!(renewed.contains(&format!("@{gw2}/")), "{renewed}");
+    let out = psql(
+        &renewed,
+        &["SELECT current_user", "SELECT count(*) FROM items"],
+    );
+    let o = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{o}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(o.lines().collect::<Vec<_>>(), [role.as_str(), "10"], "{o}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rec = recording(&server, &id);
+    let sessions: Vec<&str> = rec["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .map(|s| s["session"].as_str().unwrap_or_default())
+        .collect();
+    let mut unique = sessions.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), sessions.len(), "{sessions:?}");
+    let last = sessions.last().copied().unwrap_or_default();
+    assert_eq!(last, format!("{id}-s{}", sessions.len()), "{sessions:?}");
+    assert!(
+        rec["statements"].as_array().is_some_and(|all| all
+            .iter()
+            .any(|s| s["session"] == last && s["statement"] == "SELECT current_user")),
+        "{rec}"
+    );
+    let a = server
+        .cli()
+        .args(["--output", "json", "audit", "list", "--limit", "1000"])
+        .assert()
+        .success();
+    let entries = stdout_json(&a);
+    let renewal = entries["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["break"] == id.as_str() && e["kind"] == "gateway.login_renewed")
+        .unwrap_or_else(|| panic!("no gateway.login_renewed entry: {entries}"));
+    assert_eq!(renewal["payload"]["role"], role.as_str(), "{renewal}");
 }

@@ -9,7 +9,9 @@
 //! SHA-256 is kept and compared in constant time.
 //!
 //! The held logins live in memory only, like shares before the quorum: a restart loses them,
-//! the grants still end on the target at their deadline, and the requester opens a new break.
+//! and the requester's connection string stops working. `breakglass break token` then has the
+//! target give the grant role a new login with the operator credential (nothing sealed is
+//! opened; the role keeps its expiry) and issues a fresh token for it.
 
 use std::collections::HashMap;
 
@@ -56,6 +58,8 @@ struct TokenSlot {
 #[derive(Default)]
 pub(crate) struct GatewayState {
     grants: std::sync::Mutex<HashMap<String, ProxyGrant>>,
+    /// Held while a lost login is renewed (`Engine::gateway_token`).
+    renewing: tokio::sync::Mutex<()>,
     counters: GatewayCounters,
 }
 
@@ -139,7 +143,7 @@ pub enum Refusal {
     },
     /// The server no longer holds the login (it restarted during the grant).
     #[error(
-        "the gateway no longer holds the login of break `{0}` (the server restarted); close it and open a new break"
+        "the gateway no longer holds the login of break `{0}` (the server restarted); the requester gets a new connection string with `breakglass break token {0}`"
     )]
     Lost(String),
     /// No token, or not one of this break's.
@@ -548,6 +552,29 @@ impl Engine {
             .await?
             .and_then(|a| a.actor.key)
             .ok_or_else(|| EngineError::Conflict(format!("`{}` has no enrolled key", by.name)))?;
+        // One renewal at a time: two could otherwise store their logins in the other order
+        // from the one they reached the database in.
+        let _renewing = self.inner.gateway.renewing.lock().await;
+        let held = self
+            .inner
+            .gateway
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(break_id);
+        let renewed = if held {
+            None
+        } else {
+            Some(
+                self.renew_proxy_grant(
+                    tx.as_mut(),
+                    &procedure.procedure,
+                    break_id,
+                    granted.deadline,
+                )
+                .await?,
+            )
+        };
         let token = zeroize::Zeroizing::new(new_token());
         let (url, connections) = {
             let mut grants = self
@@ -573,6 +600,15 @@ impl Engine {
         let age_file = breakglass_custody::encrypt_to(&key, url.as_bytes())
             .map_err(|e| EngineError::Conflict(format!("cannot encrypt the token: {e}")))?;
         let mut record = crate::events::Record::default();
+        if let Some(role) = renewed {
+            record.break_note(
+                now,
+                "breakglass",
+                "gateway.login_renewed",
+                &b,
+                json!({"role": role, "why": "the server restarted during the grant; its held login was in memory only"}),
+            );
+        }
         record.break_note(
             now,
             &by.name,
@@ -586,6 +622,65 @@ impl Engine {
             age_file,
             deadline: granted.deadline,
         })
+    }
+
+    /// After a restart the held login of a granted proxy break is gone (it lived in memory
+    /// only). The target gives its grant role a new login with the operator credential —
+    /// nothing sealed is opened, the role keeps its expiry, the lost login stops working —
+    /// and the server holds that one. Session numbers go on from the sessions already
+    /// audited, so no session id is used twice. Returns the role's name (for the audit).
+    async fn renew_proxy_grant(
+        &self,
+        tx: &mut dyn crate::ports::Tx,
+        procedure: &breakglass_domain::Procedure,
+        break_id: &str,
+        deadline: Timestamp,
+    ) -> Result<String, EngineError> {
+        let Ok(TargetConfig::Postgres(cfg)) = procedure.target.config() else {
+            return Err(EngineError::Invalid(
+                "proxy access needs a postgres target".into(),
+            ));
+        };
+        let grant = tx.grant(break_id).await?.ok_or_else(|| {
+            EngineError::Conflict(format!(
+                "break {break_id} has no grant on its target to renew the login of"
+            ))
+        })?;
+        let target = self.target(procedure.target.kind)?;
+        let access = target
+            .renew_login(procedure, break_id, &grant.handle)
+            .await?;
+        let sessions = tx
+            .audit_entries_about(crate::ports::AuditAbout::Break(break_id), u64::MAX, 100_000)
+            .await?
+            .iter()
+            .filter(|e| e.kind == "gateway.session_started")
+            .count() as u64;
+        let (ended, _) = tokio::sync::watch::channel(false);
+        self.inner
+            .gateway
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                break_id.to_owned(),
+                ProxyGrant {
+                    procedure: procedure.id.clone(),
+                    access,
+                    deadline,
+                    dbname: cfg.dbname.clone(),
+                    refuse: cfg.refuse.clone(),
+                    tokens: Vec::new(),
+                    ended,
+                    sessions,
+                },
+            );
+        Ok(grant
+            .handle
+            .get("role")
+            .and_then(|r| r.as_str())
+            .unwrap_or_default()
+            .to_owned())
     }
 
     /// A break's gateway sessions: their statements and whether each stored recording still

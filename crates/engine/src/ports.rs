@@ -1171,6 +1171,26 @@ pub trait Target: Send + Sync {
     /// Lists privileged accounts with the operator credential.
     async fn discover(&self, procedure: &Procedure) -> Result<Vec<PrivilegedAccount>, TargetError>;
 
+    /// A new login for a live grant, replacing the one it was issued with, with the operator
+    /// credential: the gateway's held login after a server restart (it was kept in memory
+    /// only). The grant keeps its expiry on the target, and its earlier login stops working.
+    /// Kinds whose grants are not served by the gateway say so.
+    async fn renew_login(
+        &self,
+        procedure: &Procedure,
+        break_id: &str,
+        handle: &serde_json::Value,
+    ) -> Result<breakglass_custody::Secret, TargetError> {
+        let _ = (break_id, handle);
+        Err(TargetError::Config {
+            target: procedure.id.clone(),
+            message: format!(
+                "the login of a `{}` grant cannot be renewed",
+                self.kind().as_str()
+            ),
+        })
+    }
+
     /// Logs in with a grant's `access` as a real client would (drills): returns the open
     /// session, which stays open until dropped. Kinds a drill cannot log in to say so.
     async fn login(

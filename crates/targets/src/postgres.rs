@@ -162,22 +162,8 @@ impl Target for PostgresTarget {
         }
         tracing::info!(postgres = %s.label, %role, %valid_until, "postgres grant role created");
 
-        let mut access = format!(
-            "postgresql://{role}:{}@{}:{}/{}?sslmode={}",
-            password.expose_secret(),
-            url_host(&s.cfg.host),
-            s.cfg.port,
-            s.cfg.dbname,
-            s.cfg.sslmode
-        );
-        // libpq's default is `prefer`; any other choice is written for the requester's client
-        // (and the gateway's login) to follow.
-        if s.cfg.channel_binding != "prefer" {
-            access.push_str("&channel_binding=");
-            access.push_str(&s.cfg.channel_binding);
-        }
         Ok(Issued {
-            access: Secret::new(access.into_bytes()),
+            access: access_url(&s, &role, password.expose_secret()),
             handle: serde_json::json!({
                 "role": role,
                 "member_of": s.cfg.grant_role,
@@ -238,6 +224,59 @@ impl Target for PostgresTarget {
             done["sessions_still_running"] = remaining.into();
         }
         Ok(done)
+    }
+
+    async fn renew_login(
+        &self,
+        procedure: &Procedure,
+        break_id: &str,
+        handle: &serde_json::Value,
+    ) -> Result<Secret, TargetError> {
+        let s = Settings::of(procedure)?;
+        let operator = self.operator(&s)?;
+        let role = match handle.get("role").and_then(|r| r.as_str()) {
+            Some(r) if ident_ok(r) && r.starts_with("bg_") => r.to_owned(),
+            _ => grant_name(break_id),
+        };
+        let password = random_password();
+        let scrub = [password.expose_secret(), operator.password.expose_secret()];
+        let who = format!("operator `{}`", operator.user);
+        let context = format!("renewing the login of role `{role}` as {who}");
+        let mut conn = connect(&operator.options, &s, &who, &scrub).await?;
+        let result = async {
+            // Only a grant role that can still log in is renewed: an ended grant stays ended.
+            let can_login = sqlx::query_scalar::<_, bool>(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+            )
+            .bind(&role)
+            .fetch_optional(&mut conn)
+            .await?;
+            if can_login != Some(true) {
+                return Ok(false);
+            }
+            let alter = Zeroizing::new(format!(
+                "ALTER ROLE {} PASSWORD {}",
+                quote_ident(&role),
+                quote_literal(&password_for_statement(password.expose_secret())),
+            ));
+            execute(&mut conn, &alter).await.map(|()| true)
+        }
+        .await;
+        let _ = conn.close().await;
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(TargetError::Conflict {
+                    target: s.label.clone(),
+                    message: format!(
+                        "role `{role}` no longer exists or cannot log in: the grant has ended"
+                    ),
+                });
+            }
+            Err(e) => return Err(classify(e, &s, &context, &scrub)),
+        }
+        tracing::info!(postgres = %s.label, %role, "postgres grant login renewed");
+        Ok(access_url(&s, &role, password.expose_secret()))
     }
 
     async fn login(
@@ -562,6 +601,24 @@ impl Login {
             password: SecretString::from(password.as_str().to_owned()),
         })
     }
+}
+
+/// A grant's login as a connection string, the way the requester (or the gateway) uses it.
+fn access_url(s: &Settings, role: &str, password: &str) -> Secret {
+    let mut access = Zeroizing::new(format!(
+        "postgresql://{role}:{password}@{}:{}/{}?sslmode={}",
+        url_host(&s.cfg.host),
+        s.cfg.port,
+        s.cfg.dbname,
+        s.cfg.sslmode
+    ));
+    // libpq's default is `prefer`; any other choice is written for the requester's client
+    // (and the gateway's login) to follow.
+    if s.cfg.channel_binding != "prefer" {
+        access.push_str("&channel_binding=");
+        access.push_str(&s.cfg.channel_binding);
+    }
+    Secret::new(access.as_bytes().to_vec())
 }
 
 /// Options every connection of this adapter gets: no statement logging (statements may set

@@ -300,6 +300,52 @@ async fn grant_logs_in_as_member_and_end_terminates_the_session_and_drops_the_ro
         .await
         .expect("the grant role may create tables");
 
+    // Renewing the login (the gateway's, after a restart) with the operator connection: a new
+    // password for the same role, the old one refused, the open session untouched, the expiry
+    // kept, and the new password in no statement the server logged.
+    let valid_until: String = fx
+        .scalar(
+            "SELECT rolvaliduntil::text FROM pg_roles WHERE rolname = $1",
+            &role,
+        )
+        .await;
+    let renewed = target
+        .renew_login(&procedure, break_id, &issued.handle)
+        .await
+        .expect("renew");
+    let renewed = text(&renewed);
+    assert_ne!(renewed, access);
+    assert!(renewed.starts_with(&format!("postgresql://{role}:")));
+    assert!(renewed.ends_with(&format!("/{}?sslmode=disable", fx.db)));
+    let mut second = login(&renewed).await.expect("the renewed login works");
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut second)
+        .await
+        .unwrap();
+    assert_eq!(user, role);
+    second.close().await.unwrap();
+    let old = login(&access)
+        .await
+        .expect_err("the lost login stops working");
+    assert_eq!(sqlstate(&old).as_deref(), Some("28P01"), "{old}");
+    sqlx::query("SELECT 1")
+        .execute(&mut session)
+        .await
+        .expect("an open session goes on");
+    let kept: String = fx
+        .scalar(
+            "SELECT rolvaliduntil::text FROM pg_roles WHERE rolname = $1",
+            &role,
+        )
+        .await;
+    assert_eq!(kept, valid_until, "the role keeps its expiry");
+    let renewed_pw = renewed
+        .split_once(&format!("{role}:"))
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(pw, _)| pw.to_owned())
+        .unwrap();
+    assert!(!fx.pg.server_log().contains(&renewed_pw));
+
     let done = target
         .end(&procedure, break_id, &issued.handle, EndCause::Closed)
         .await
@@ -321,6 +367,13 @@ async fn grant_logs_in_as_member_and_end_terminates_the_session_and_drops_the_ro
         .await
         .expect("ending twice succeeds");
     assert_eq!(again["already_gone"], true, "{again}");
+    // An ended grant stays ended: its login is not renewed.
+    let e = target
+        .renew_login(&procedure, break_id, &issued.handle)
+        .await
+        .expect_err("renewing an ended grant");
+    assert!(matches!(e, TargetError::Conflict { .. }), "{e}");
+    assert!(e.to_string().contains("the grant has ended"), "{e}");
 
     // The sealed credential may also be a whole URL.
     let url_credential = fx.url(&fx.admin, &fx.admin_pw);
