@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
@@ -69,6 +70,7 @@ fn main() -> Result<()> {
 
 fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
+    let started = Instant::now();
     let status = Command::new(program)
         .args(args)
         .current_dir(root)
@@ -77,6 +79,11 @@ fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
     if !status.success() {
         bail!("{program} {} failed ({status})", args.join(" "));
     }
+    eprintln!(
+        "$ {program} {}: done in {} s",
+        args.join(" "),
+        started.elapsed().as_secs()
+    );
     Ok(())
 }
 
@@ -88,6 +95,7 @@ fn test(root: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&skip_dir);
     std::fs::create_dir_all(&skip_dir)?;
     eprintln!("$ cargo test --workspace");
+    let started = Instant::now();
     let mut child = Command::new("cargo")
         .args(["test", "--workspace", "--no-fail-fast"])
         .env("BREAKGLASS_SKIP_DIR", &skip_dir)
@@ -125,8 +133,9 @@ fn test(root: &Path) -> Result<()> {
     // A skipped test returns early and so is also counted as passed by cargo; count it once.
     println!();
     println!(
-        "summary: {} passed, {failed} failed, {skipped} skipped ({ignored} ignored benchmarks)",
-        passed.saturating_sub(skipped)
+        "summary: {} passed, {failed} failed, {skipped} skipped ({ignored} ignored benchmarks) in {} s (build and run)",
+        passed.saturating_sub(skipped),
+        started.elapsed().as_secs()
     );
     if !status.success() || failed > 0 {
         bail!("tests failed");

@@ -575,6 +575,15 @@ impl Engine {
                 .await?,
             )
         };
+        // A renewal that is not on record is not kept: the next `break token` renews again,
+        // and that one is audited.
+        let renewed_login = renewed.is_some();
+        let forget = |e: EngineError| {
+            if renewed_login {
+                self.release_proxy_grant(break_id);
+            }
+            e
+        };
         let token = zeroize::Zeroizing::new(new_token());
         let (url, connections) = {
             let mut grants = self
@@ -590,15 +599,18 @@ impl Engine {
                 Ok(TargetConfig::Postgres(c)) => c.gateway_connections,
                 _ => 1,
             };
-            let url = self.gateway_url(break_id, &g.dbname, &token)?;
-            g.tokens = vec![TokenSlot {
-                hash: token_hash(token.as_bytes()),
-                left: connections,
-            }];
-            (zeroize::Zeroizing::new(url), connections)
-        };
+            self.gateway_url(break_id, &g.dbname, &token).map(|url| {
+                g.tokens = vec![TokenSlot {
+                    hash: token_hash(token.as_bytes()),
+                    left: connections,
+                }];
+                (zeroize::Zeroizing::new(url), connections)
+            })
+        }
+        .map_err(forget)?;
         let age_file = breakglass_custody::encrypt_to(&key, url.as_bytes())
-            .map_err(|e| EngineError::Conflict(format!("cannot encrypt the token: {e}")))?;
+            .map_err(|e| EngineError::Conflict(format!("cannot encrypt the token: {e}")))
+            .map_err(forget)?;
         let mut record = crate::events::Record::default();
         if let Some(role) = renewed {
             record.break_note(
@@ -616,7 +628,7 @@ impl Engine {
             &b,
             json!({"connections": connections, "earlier_tokens": "revoked"}),
         );
-        self.commit(tx, record).await?;
+        self.commit(tx, record).await.map_err(forget)?;
         Ok(RevealedGrant {
             break_id: break_id.to_owned(),
             age_file,
