@@ -122,6 +122,27 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The server's relay threads (`gateway-relay-N`) and their context switches so far,
+/// voluntary and not, from `/proc/PID/task/*/status`.
+fn relay_switches(pid: u32) -> (u64, u64) {
+    let (mut threads, mut switches) = (0, 0);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("gateway-relay") {
+            continue;
+        }
+        threads += 1;
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        switches += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    (threads, switches)
+}
+
 fn psql(url: &str, commands: &[&str]) -> std::process::Output {
     let mut c = Command::new("psql");
     c.arg(url).args(["-X", "-A", "-t"]);
@@ -611,6 +632,18 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     // a new login with the operator connection (nothing sealed is opened) and issues a fresh
     // token for it; the session numbers go on after the ones already recorded.
     let gw2 = gateway_addr(&server);
+    // An idle gateway sleeps: with no session open its relay threads wake only for the sweep
+    // of kept server connections (every 5 s), not for the tenth-of-a-second hand-over of
+    // recordings.
+    let (threads, before) = relay_switches(server.pid());
+    assert!(threads >= 1, "no gateway-relay thread in the server");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, after) = relay_switches(server.pid());
+    assert!(
+        after - before <= 2 * threads,
+        "{threads} idle relay threads were switched {} times in 2 s",
+        after - before
+    );
     let stale = fresh.replace(&gw, &gw2);
     let lost = sqlx::PgConnection::connect(&stale)
         .await
@@ -628,9 +661,17 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .success();
     let renewed = stdout(&a).trim().to_owned();
     assert!(renewed.contains(&format!("@{gw2}/")), "{renewed}");
+    // psql's \lo_import writes a large object with libpq's fast-path function calls.
+    let blob = t.dir.path().join("blob.bin");
+    std::fs::write(&blob, vec![7u8; 20_000]).expect("blob");
+    let lo_import = format!("\\lo_import {}", blob.display());
     let out = psql(
         &renewed,
-        &["SELECT current_user", "SELECT count(*) FROM items"],
+        &[
+            "SELECT current_user",
+            "SELECT count(*) FROM items",
+            &lo_import,
+        ],
     );
     let o = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -638,7 +679,9 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         "{o}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(o.lines().collect::<Vec<_>>(), [role.as_str(), "10"], "{o}");
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[..2], [role.as_str(), "10"], "{o}");
+    assert!(lines[2].starts_with("lo_import "), "{o}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rec = recording(&server, &id);
     let sessions: Vec<&str> = rec["sessions"]
@@ -653,12 +696,31 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert_eq!(unique.len(), sessions.len(), "{sessions:?}");
     let last = sessions.last().copied().unwrap_or_default();
     assert_eq!(last, format!("{id}-s{}", sessions.len()), "{sessions:?}");
+    let mine: Vec<&serde_json::Value> = rec["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .filter(|s| s["session"] == last)
+        .collect();
     assert!(
-        rec["statements"].as_array().is_some_and(|all| all
-            .iter()
-            .any(|s| s["session"] == last && s["statement"] == "SELECT current_user")),
+        mine.iter().any(|s| s["statement"] == "SELECT current_user"),
         "{rec}"
     );
+    // Each fast-path call is recorded (lo_creat, lo_open, lo_write, lo_close…), none failed.
+    let calls: Vec<&&serde_json::Value> = mine
+        .iter()
+        .filter(|s| s["protocol"] == "function")
+        .collect();
+    assert!(calls.len() >= 3, "{mine:?}");
+    for c in &calls {
+        assert!(
+            c["statement"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("(function call: OID "))
+                && c["error"].is_null(),
+            "{c}"
+        );
+    }
     let a = server
         .cli()
         .args(["--output", "json", "audit", "list", "--limit", "1000"])

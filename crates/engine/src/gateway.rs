@@ -141,9 +141,10 @@ pub enum Refusal {
         /// Deadline.
         deadline: Timestamp,
     },
-    /// The server no longer holds the login (it restarted during the grant).
+    /// This server does not hold the login (it restarted during the grant, or another server
+    /// of several granted the break).
     #[error(
-        "the gateway no longer holds the login of break `{0}` (the server restarted); the requester gets a new connection string with `breakglass break token {0}`"
+        "this server's gateway does not hold the login of break `{0}` (the server restarted, or another server granted the break); the requester gets a new connection string with `breakglass break token {0}`"
     )]
     Lost(String),
     /// No token, or not one of this break's.

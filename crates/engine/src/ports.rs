@@ -271,7 +271,7 @@ pub struct StatementRecord {
     pub started_at: Timestamp,
     /// From the client's message to the server's answer, in microseconds.
     pub duration_us: u64,
-    /// `simple` (Query message) or `extended` (Parse/Bind/Execute).
+    /// `simple` (Query), `extended` (Parse/Bind/Execute) or `function` (FunctionCall).
     pub protocol: String,
     /// The statement text as the client sent it (parameters are not recorded).
     pub statement: String,
@@ -345,7 +345,7 @@ pub struct StatementLine<'a> {
     pub started_at: Timestamp,
     /// From the client's message to the server's answer, in microseconds.
     pub duration_us: u64,
-    /// `simple` or `extended`.
+    /// `simple`, `extended` or `function` (a fast-path function call).
     pub protocol: &'a str,
     /// The statement text.
     pub statement: &'a str,

@@ -29,7 +29,7 @@ pub struct Finished {
     pub started_at: Timestamp,
     /// From the client's message to the server's answer, in microseconds.
     pub duration_us: u64,
-    /// `simple` or `extended`.
+    /// `simple`, `extended` or `function` (a fast-path function call).
     pub protocol: &'static str,
     /// The statement text (shared with the session's prepared statements and portals: an
     /// Execute of a prepared statement copies no text).
@@ -74,7 +74,8 @@ pub(crate) struct Flight {
 }
 
 pub(crate) enum Pending {
-    /// A simple query (may hold several statements; ends at ReadyForQuery).
+    /// A simple query (may hold several statements) or a function call; ends at
+    /// ReadyForQuery.
     Query(Flight),
     /// A refused Parse (answered by an error).
     Parse(Flight),
@@ -262,7 +263,7 @@ impl ClientSide {
             buf,
             &mut pos,
             out,
-            |t| matches!(t, b'Q' | b'P' | b'B' | b'E' | b'C' | b'S' | b'X'),
+            |t| matches!(t, b'Q' | b'P' | b'B' | b'E' | b'C' | b'F' | b'S' | b'X'),
             wire::MAX_CLIENT_MESSAGE,
         )? {
             let frame = &buf[pos..pos + len];
@@ -328,6 +329,19 @@ impl ClientSide {
                     } else {
                         self.portals.remove(name);
                     }
+                }
+                ClientMessage::FunctionCall { oid, args } => {
+                    // Answered like a simple query: a result or an error, then ReadyForQuery.
+                    let text = format!(
+                        "(function call: OID {oid}, {args} argument{})",
+                        if args == 1 { "" } else { "s" }
+                    );
+                    tracker.pending.push_back(Pending::Query(Flight::new(
+                        "function",
+                        text.into(),
+                        now,
+                        at,
+                    )));
                 }
                 ClientMessage::Sync => tracker.pending.push_back(Pending::Sync),
                 ClientMessage::Terminate => {
@@ -442,6 +456,13 @@ impl ServerSide {
                     }
                     ServerMessage::Ready(status) => {
                         t.ready = Some(status);
+                        // A function call's result (FunctionCallResponse) is not looked
+                        // into: the call in front ends here.
+                        if t.current.is_none()
+                            && matches!(t.pending.front(), Some(Pending::Query(_)))
+                        {
+                            t.current = t.pending.pop_front();
+                        }
                         if let Some(p) = t.current.take()
                             && let Some(s) = p.into_statement()
                         {
@@ -539,6 +560,70 @@ mod tests {
             (done[0].command.as_deref(), done[0].rows),
             (Some("UPDATE 4"), Some(4))
         );
+    }
+
+    #[test]
+    fn a_function_call_is_recorded_with_its_oid_and_outcome() {
+        let (s, mut t) = (info(), Tracker::default());
+        let mut c = ClientSide::default();
+        let mut out = Vec::new();
+        // lo_open(16400, 0x20000): OID 952, one format code (binary), two int4 arguments.
+        let mut body = 952u32.to_be_bytes().to_vec();
+        body.extend([0, 1, 0, 1, 0, 2]);
+        for arg in [16_400i32, 0x20000] {
+            body.extend(4i32.to_be_bytes());
+            body.extend(arg.to_be_bytes());
+        }
+        body.extend([0, 1]);
+        let call = msg(b'F', &body);
+        let failing = msg(
+            b'F',
+            &99u32
+                .to_be_bytes()
+                .iter()
+                .chain(&[0, 0, 0, 1, 255, 255, 255, 255, 0, 0])
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        let both: Vec<u8> = call.iter().chain(&failing).copied().collect();
+        assert_eq!(
+            c.process(&s, &both, &mut out, &mut t, Timestamp(1), Instant::now())
+                .unwrap(),
+            (both.len(), false)
+        );
+        assert_eq!(out, both, "forwarded unchanged");
+        let mut answer = msg(b'V', &[0, 0, 0, 4, 0, 0, 0, 0]);
+        answer.extend(msg(b'Z', b"I"));
+        answer.extend(msg(
+            b'E',
+            b"SERROR\0C42883\0Mfunction 99 does not exist\0\0",
+        ));
+        answer.extend(msg(b'Z', b"I"));
+        let (mut srv, mut done, mut back) = (ServerSide::default(), Vec::new(), Vec::new());
+        srv.process(&s, &answer, &mut back, &mut t, &mut done)
+            .unwrap();
+        assert_eq!(back, answer);
+        assert_eq!(done.len(), 2);
+        assert_eq!(&*done[0].statement, "(function call: OID 952, 2 arguments)");
+        assert_eq!(
+            (done[0].protocol, done[0].error.as_deref()),
+            ("function", None)
+        );
+        assert_eq!(&*done[1].statement, "(function call: OID 99, 1 argument)");
+        assert_eq!(
+            done[1].error.as_deref(),
+            Some("42883: function 99 does not exist")
+        );
+        assert!(t.idle());
+        // Truncated: no argument count.
+        let short = msg(b'F', &[0, 0, 3, 184, 0, 3, 0, 1]);
+        assert!(matches!(
+            c.process(&s, &short, &mut out, &mut t, Timestamp(1), Instant::now()),
+            Err(WireError::Truncated {
+                what: "argument count",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -213,6 +213,14 @@ pub enum ClientMessage<'a> {
         /// Its name.
         name: &'a str,
     },
+    /// A fast-path function call (libpq's `PQfn`, which its large-object functions use):
+    /// the function's OID and how many arguments it passes.
+    FunctionCall {
+        /// The function's OID.
+        oid: u32,
+        /// Arguments passed.
+        args: u16,
+    },
     /// Ends an extended-protocol batch.
     Sync,
     /// Ends the session.
@@ -249,6 +257,18 @@ pub fn decode_client(tag: u8, body: &[u8]) -> Result<ClientMessage<'_>, WireErro
             ClientMessage::Close {
                 kind,
                 name: cstr(&body[1..], t, "name")?.0,
+            }
+        }
+        b'F' => {
+            let short = |what| WireError::Truncated { tag: t, what };
+            let oid = body.get(..4).ok_or(short("function OID"))?;
+            let formats = body.get(4..6).ok_or(short("argument format count"))?;
+            let formats = usize::from(u16::from_be_bytes([formats[0], formats[1]]));
+            let at = 6 + 2 * formats;
+            let args = body.get(at..at + 2).ok_or(short("argument count"))?;
+            ClientMessage::FunctionCall {
+                oid: u32::from_be_bytes([oid[0], oid[1], oid[2], oid[3]]),
+                args: u16::from_be_bytes([args[0], args[1]]),
             }
         }
         b'S' => ClientMessage::Sync,

@@ -244,6 +244,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server with SIGKILL and waits for it: no graceful shutdown.
     pub(crate) fn kill(mut self) {
         self.stop();
