@@ -7,7 +7,9 @@
 //!
 //! A break's shares are held in the memory of the server that accepted the first one; an
 //! approval reaching the other server is forwarded there; when that server dies, the next
-//! approval resets the approvals (audited) and the survivor takes over.
+//! approval resets the approvals (audited) and the survivor takes over. A proxy break's gateway
+//! login is held by the server that granted it: token requests are forwarded there, and when it
+//! dies the survivor renews the login and serves the break from its own gateway.
 
 mod common;
 
@@ -909,4 +911,183 @@ async fn an_approval_on_one_server_waits_for_the_rotation_on_another() {
         .expect("login with the grant made with the rotated credential");
     let _ = c.close().await;
     db.drop_db().await;
+}
+
+/// The gateway's address, from a server's log.
+fn gateway_addr(server: &Server) -> String {
+    server
+        .log_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("breakglass gateway (PostgreSQL) on "))
+        .and_then(|rest| rest.split(' ').next())
+        .map(str::to_owned)
+        .expect("the server reports the gateway's address")
+}
+
+/// `SELECT current_user` with psql through `url`.
+fn current_user(url: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .arg(url)
+        .args(["-X", "-A", "-t", "-c", "SELECT current_user"])
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("running psql");
+    assert!(
+        out.status.success(),
+        "psql through the gateway: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A proxy break's login is held in the memory of the server that granted it. Its gateway token
+/// is asked of the other server: the request is forwarded, and the connection string names the
+/// holder's gateway. When the holder dies, the next token request has the survivor renew the
+/// grant role's login with the operator connection and serve the break from its own gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_survivor() {
+    let test = "cli::scale_out::a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_survivor";
+    let Some(db) = breakglass_testkit::fresh_postgres(test).await else {
+        return;
+    };
+    let Some(pg) = breakglass_testkit::pgcluster::cluster(test) else {
+        return;
+    };
+    if std::process::Command::new("psql")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "`psql` is required under CI (Debian package postgresql-client)"
+        );
+        eprintln!("SKIPPED: `psql` is not installed");
+        return;
+    }
+    let t = common::pg_target(pg, "so").await;
+    let channels = t.webhook_channel().await;
+    let targets = t.targets_file();
+    let target = format!(
+        "target:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: pg\n    sslmode: require\n    access: proxy\n    gateway_connections: \"4\"\n",
+        pg.host, pg.port, t.db, t.adm, t.app
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut servers, keys) = cluster_of(
+        2,
+        dir.path(),
+        &db.url,
+        &channels,
+        &[
+            "--targets",
+            targets.to_str().expect("utf-8"),
+            "--gateway",
+            "127.0.0.1:0",
+        ],
+        &target,
+        &t.admin_pw,
+    );
+    let as_actor = |server: &Server, name: &str| {
+        let mut c = server.cli();
+        c.arg("--identity").arg(keys.join(format!("{name}.key")));
+        c
+    };
+    let a = as_actor(&servers[0], "dave")
+        .args([
+            "--output",
+            "json",
+            "break",
+            "open",
+            "p",
+            "--reason",
+            "db on fire",
+        ])
+        .args(["--ticket", "INC-9", "--duration", "10m"])
+        .assert()
+        .success();
+    let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+    // Alice's share makes the first server the holder; Bob's, sent to the second, is forwarded
+    // there and completes the quorum: the first server grants and holds the login.
+    as_actor(&servers[0], "alice")
+        .args(["approve", &id])
+        .assert()
+        .success();
+    as_actor(&servers[1], "bob")
+        .args(["approve", &id])
+        .assert()
+        .success();
+    let gw0 = gateway_addr(&servers[0]);
+    let gw1 = gateway_addr(&servers[1]);
+    let a = as_actor(&servers[1], "dave")
+        .args(["break", "reveal", &id])
+        .assert()
+        .success();
+    let revealed = common::stdout(&a).trim().to_owned();
+    assert!(revealed.contains(&format!("@{gw0}/")), "{revealed}");
+    let role = current_user(&revealed);
+    assert!(role.starts_with("bg_"), "{role}");
+
+    // A token asked of the second server comes from the first, for the first's gateway.
+    let a = as_actor(&servers[1], "dave")
+        .args(["break", "token", &id])
+        .assert()
+        .success();
+    let forwarded = common::stdout(&a).trim().to_owned();
+    assert!(forwarded.contains(&format!("@{gw0}/")), "{forwarded}");
+    assert_eq!(current_user(&forwarded), role);
+
+    // The holder dies. Once its liveness lease (5 s) has run out, the survivor renews the
+    // login and serves the break itself.
+    let survivor = servers.pop().expect("second server");
+    servers.pop().expect("first server").kill();
+    let started = Instant::now();
+    let renewed = loop {
+        let out = as_actor(&survivor, "dave")
+            .args(["break", "token", &id])
+            .output()
+            .expect("break token");
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains("did not answer"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the survivor did not take the break over: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(renewed.contains(&format!("@{gw1}/")), "{renewed}");
+    assert_eq!(current_user(&renewed), role);
+    let a = survivor
+        .cli()
+        .args(["--output", "json", "audit", "list", "--limit", "1000"])
+        .assert()
+        .success();
+    let kinds: Vec<String> = stdout_json(&a)["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| {
+            e["break"] == id.as_str()
+                && e["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("gateway."))
+        })
+        .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    // (Each session's end is audited as it ends, so only the starts have a fixed place.)
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!(count("gateway.session_started"), 3, "{kinds:?}");
+    assert_eq!(count("gateway.login_renewed"), 1, "{kinds:?}");
+    assert_eq!(count("gateway.token_issued"), 2, "{kinds:?}");
+    let renewal = kinds
+        .iter()
+        .position(|k| k == "gateway.login_renewed")
+        .expect("renewed");
+    assert_eq!(
+        kinds[renewal + 1..].first().map(String::as_str),
+        Some("gateway.token_issued"),
+        "the renewal and its token are one commit: {kinds:?}"
+    );
 }

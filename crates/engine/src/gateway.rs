@@ -566,6 +566,16 @@ impl Engine {
         let renewed = if held {
             None
         } else {
+            // Several servers: the one that granted the break holds its login; while it runs,
+            // the request is sent there (`EngineError::Elsewhere`, which the HTTP layer
+            // forwards), so its gateway goes on serving the break. Only when it is gone does
+            // this server renew the login and take the break over.
+            if let Some(url) = self.proxy_held_elsewhere(break_id).await? {
+                return Err(EngineError::Elsewhere {
+                    break_id: break_id.to_owned(),
+                    url,
+                });
+            }
             Some(
                 self.renew_proxy_grant(
                     tx.as_mut(),
@@ -630,11 +640,41 @@ impl Engine {
             json!({"connections": connections, "earlier_tokens": "revoked"}),
         );
         self.commit(tx, record).await.map_err(forget)?;
+        if renewed_login && let Some(url) = &self.inner.config.advertise_url {
+            // From now on the other servers send this break's token requests here.
+            if let Err(e) = self
+                .store()
+                .put_share_holder(break_id, Some((self.instance(), url)))
+                .await
+            {
+                tracing::warn!(break_id, error = %e, "could not record this server as the holder of a renewed gateway login");
+            }
+        }
         Ok(RevealedGrant {
             break_id: break_id.to_owned(),
             age_file,
             deadline: granted.deadline,
         })
+    }
+
+    /// The advertised URL of another running server that holds `break_id`'s login (the one
+    /// that granted it, or renewed it last), when several servers share the store.
+    async fn proxy_held_elsewhere(&self, break_id: &str) -> Result<Option<String>, EngineError> {
+        if self.inner.config.advertise_url.is_none() {
+            return Ok(None);
+        }
+        let Some((instance, url)) = self.store().share_holder(break_id).await? else {
+            return Ok(None);
+        };
+        if instance == self.instance()
+            || !self
+                .store()
+                .lease_alive(&format!("instance:{instance}"))
+                .await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(url))
     }
 
     /// After a restart the held login of a granted proxy break is gone (it lived in memory

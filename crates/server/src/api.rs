@@ -808,7 +808,16 @@ async fn approve(
         Err(breakglass_engine::EngineError::Elsewhere { url, .. })
             if !headers.contains_key(FORWARDED) =>
         {
-            return forward_approval(&s, &url, &id, &headers, &share).await;
+            return forward_to_holder(
+                &s,
+                &url,
+                &id,
+                "approvals",
+                "shares are",
+                &headers,
+                json!({ "share": &*share }),
+            )
+            .await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -818,29 +827,33 @@ async fn approve(
     .into_response())
 }
 
-/// Sends an approval to the server holding the break's other shares (several servers on one
-/// database), with the caller's own credentials, and returns its answer as is.
-async fn forward_approval(
+/// Sends a request about break `id` to the server holding what it needs in memory (several
+/// servers on one database): an approval to the server holding the break's other shares, a
+/// gateway token request to the server holding its gateway login. With the caller's own
+/// credentials; returns that server's answer as is. `held` says what that server holds.
+async fn forward_to_holder(
     s: &AppState,
     url: &str,
     id: &str,
+    action: &str,
+    held: &str,
     headers: &axum::http::HeaderMap,
-    share: &str,
+    body: Value,
 ) -> Result<axum::response::Response, ApiError> {
     let unavailable = |why: String| {
         ApiError::from(breakglass_engine::EngineError::Conflict(format!(
-            "break {id}'s shares are held by the server at {url}, which did not answer: {why}"
+            "break {id}'s {held} held by the server at {url}, which did not answer: {why}"
         )))
     };
     let mut request = s
         .peers
         // `id` names a break with a share holder row, so it is a real break id (`brk_` + hex).
         .post(format!(
-            "{}/api/breaks/{id}/approvals",
+            "{}/api/breaks/{id}/{action}",
             url.trim_end_matches('/')
         ))
         .header(FORWARDED, s.engine.instance())
-        .json(&json!({ "share": share }));
+        .json(&body);
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         request = request.header(header::AUTHORIZATION, auth.clone());
     }
@@ -871,11 +884,30 @@ async fn gateway_token(
     State(s): State<AppState>,
     Caller(me): Caller,
     Path(id): Path<String>,
-) -> ApiResult {
-    let g = s.engine.gateway_token(&me, &id).await?;
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let g = match s.engine.gateway_token(&me, &id).await {
+        Ok(g) => g,
+        Err(breakglass_engine::EngineError::Elsewhere { url, .. })
+            if !headers.contains_key(FORWARDED) =>
+        {
+            return forward_to_holder(
+                &s,
+                &url,
+                &id,
+                "token",
+                "gateway login is",
+                &headers,
+                json!({}),
+            )
+            .await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Json(
         json!({"break": g.break_id, "deadline": g.deadline.to_string(), "age_file": String::from_utf8_lossy(&g.age_file)}),
-    ))
+    )
+    .into_response())
 }
 
 async fn evidence(
