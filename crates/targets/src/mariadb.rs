@@ -998,8 +998,11 @@ async fn end_grant(
     exec(conn, format!("ALTER USER IF EXISTS {account} ACCOUNT LOCK"))
         .await
         .map_err(|e| step(&format!("locking {shown}"), e))?;
+    // A session killed before (an earlier end that is being retried) stays listed as
+    // `Killed` until its thread notices: it is not killed, nor counted, twice.
     let ids: Vec<u64> = sqlx::query_scalar(
-        "SELECT CAST(ID AS UNSIGNED) FROM information_schema.PROCESSLIST WHERE USER = ?",
+        "SELECT CAST(ID AS UNSIGNED) FROM information_schema.PROCESSLIST \
+         WHERE USER = ? AND COMMAND <> 'Killed'",
     )
     .bind(&grant.user)
     .fetch_all(&mut *conn)
