@@ -14,16 +14,6 @@ use std::time::{Duration, Instant};
 use common::{PgTarget, Server, keygen, pg_target, sql, stdout, stdout_json};
 use sqlx::Connection;
 
-fn gateway_addr(server: &Server) -> String {
-    server
-        .log_lines()
-        .iter()
-        .find_map(|l| l.strip_prefix("breakglass gateway (PostgreSQL) on "))
-        .and_then(|rest| rest.split(' ').next())
-        .map(str::to_owned)
-        .expect("the server reports the gateway's address")
-}
-
 /// A proxy procedure on `t`, applied and sealed.
 fn proxy_procedure(
     server: &Server,
@@ -226,7 +216,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
             "127.0.0.1:0",
         ],
     );
-    let gw = gateway_addr(&server);
+    let gw = server.gateway_addr();
     let keys = &t.keys;
     for name in ["alice", "bob", "carol", "dave"] {
         let (_, key) = keygen(keys, name);
@@ -631,7 +621,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     // refused with the reason and what to do. `break token` has the target give the grant role
     // a new login with the operator connection (nothing sealed is opened) and issues a fresh
     // token for it; the session numbers go on after the ones already recorded.
-    let gw2 = gateway_addr(&server);
+    let gw2 = server.gateway_addr();
     // An idle gateway sleeps: with no session open its relay threads wake only for the sweep
     // of kept server connections (every 5 s), not for the tenth-of-a-second hand-over of
     // recordings.

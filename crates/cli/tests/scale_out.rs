@@ -913,17 +913,6 @@ async fn an_approval_on_one_server_waits_for_the_rotation_on_another() {
     db.drop_db().await;
 }
 
-/// The gateway's address, from a server's log.
-fn gateway_addr(server: &Server) -> String {
-    server
-        .log_lines()
-        .iter()
-        .find_map(|l| l.strip_prefix("breakglass gateway (PostgreSQL) on "))
-        .and_then(|rest| rest.split(' ').next())
-        .map(str::to_owned)
-        .expect("the server reports the gateway's address")
-}
-
 /// `SELECT current_user` with psql through `url`.
 fn current_user(url: &str) -> String {
     let out = std::process::Command::new("psql")
@@ -1016,8 +1005,8 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         .args(["approve", &id])
         .assert()
         .success();
-    let gw0 = gateway_addr(&servers[0]);
-    let gw1 = gateway_addr(&servers[1]);
+    let gw0 = servers[0].gateway_addr();
+    let gw1 = servers[1].gateway_addr();
     let a = as_actor(&servers[1], "dave")
         .args(["break", "reveal", &id])
         .assert()

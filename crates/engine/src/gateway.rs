@@ -283,6 +283,26 @@ impl Engine {
         };
         let token = zeroize::Zeroizing::new(new_token());
         let url = self.gateway_url(break_id, &cfg.dbname, &token)?;
+        let slot = TokenSlot {
+            hash: token_hash(token.as_bytes()),
+            left: cfg.gateway_connections,
+        };
+        self.hold(break_id, procedure, &cfg, access, deadline, vec![slot], 0);
+        Ok(Secret::new(url.into_bytes()))
+    }
+
+    /// Holds `access`, the login of `break_id`'s grant, for the gateway until the grant ends.
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &self,
+        break_id: &str,
+        procedure: &breakglass_domain::Procedure,
+        cfg: &breakglass_domain::PostgresTarget,
+        access: Secret,
+        deadline: Timestamp,
+        tokens: Vec<TokenSlot>,
+        sessions: u64,
+    ) {
         let (ended, _) = tokio::sync::watch::channel(false);
         self.inner
             .gateway
@@ -297,15 +317,11 @@ impl Engine {
                     deadline,
                     dbname: cfg.dbname.clone(),
                     refuse: cfg.refuse.clone(),
-                    tokens: vec![TokenSlot {
-                        hash: token_hash(token.as_bytes()),
-                        left: cfg.gateway_connections,
-                    }],
+                    tokens,
                     ended,
-                    sessions: 0,
+                    sessions,
                 },
             );
-        Ok(Secret::new(url.into_bytes()))
     }
 
     /// Drops a held proxy login (the grant ended or was never committed) and closes its
@@ -709,25 +725,15 @@ impl Engine {
             .iter()
             .filter(|e| e.kind == "gateway.session_started")
             .count() as u64;
-        let (ended, _) = tokio::sync::watch::channel(false);
-        self.inner
-            .gateway
-            .grants
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                break_id.to_owned(),
-                ProxyGrant {
-                    procedure: procedure.id.clone(),
-                    access,
-                    deadline,
-                    dbname: cfg.dbname.clone(),
-                    refuse: cfg.refuse.clone(),
-                    tokens: Vec::new(),
-                    ended,
-                    sessions,
-                },
-            );
+        self.hold(
+            break_id,
+            procedure,
+            &cfg,
+            access,
+            deadline,
+            Vec::new(),
+            sessions,
+        );
         Ok(grant
             .handle
             .get("role")

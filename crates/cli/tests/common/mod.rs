@@ -244,6 +244,16 @@ impl Server {
         }
     }
 
+    /// The address of the server's PostgreSQL gateway (`serve --gateway`), from its log.
+    pub(crate) fn gateway_addr(&self) -> String {
+        self.log_lines()
+            .iter()
+            .find_map(|l| l.strip_prefix("breakglass gateway (PostgreSQL) on "))
+            .and_then(|rest| rest.split(' ').next())
+            .map(str::to_owned)
+            .expect("the server reports the gateway's address")
+    }
+
     /// The server's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
