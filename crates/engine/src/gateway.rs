@@ -324,6 +324,16 @@ impl Engine {
             );
     }
 
+    /// Whether this server holds the login of `break_id`'s proxy grant.
+    pub(crate) fn holds_proxy_login(&self, break_id: &str) -> bool {
+        self.inner
+            .gateway
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(break_id)
+    }
+
     /// Drops a held proxy login (the grant ended or was never committed) and closes its
     /// open gateway connections.
     pub(crate) fn release_proxy_grant(&self, break_id: &str) {
@@ -572,14 +582,7 @@ impl Engine {
         // One renewal at a time: two could otherwise store their logins in the other order
         // from the one they reached the database in.
         let _renewing = self.inner.gateway.renewing.lock().await;
-        let held = self
-            .inner
-            .gateway
-            .grants
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(break_id);
-        let renewed = if held {
+        let renewed = if self.holds_proxy_login(break_id) {
             None
         } else {
             // Several servers: the one that granted the break holds its login; while it runs,
