@@ -648,7 +648,7 @@ impl Engine {
                 "breakglass",
                 "gateway.login_renewed",
                 &b,
-                json!({"role": role, "why": "the server restarted during the grant; its held login was in memory only"}),
+                json!({"role": role, "why": "this server held no login for the break (it restarted during the grant, or the server holding it is gone); renewed with the operator connection"}),
             );
         }
         record.break_note(
