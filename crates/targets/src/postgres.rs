@@ -203,7 +203,22 @@ impl Target for PostgresTarget {
         // Owned objects are dropped per database: the grant's database is where they are.
         let options = operator.options.clone().database(&s.cfg.dbname);
         let mut conn = connect(&options, &s, &who, &scrub).await?;
-        let result = end_role(&mut conn, &s, &role, &scrub).await;
+        // Two ends of one grant at once (the expiry sweep and a close, or a drill's own end)
+        // both alter (and drop) the role; PostgreSQL refuses the second catalog change with
+        // "tuple concurrently updated" or "… deleted" (XX000). Every step of the end is
+        // idempotent: try again.
+        let mut attempt = 0u32;
+        let result = loop {
+            let result = end_role(&mut conn, &s, &role, &scrub).await;
+            match &result {
+                Err(e) if attempt < 5 && e.to_string().contains("tuple concurrently ") => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)))
+                        .await;
+                }
+                _ => break result,
+            }
+        };
         let _ = conn.close().await;
         let Some((terminated, remaining)) = result? else {
             return Ok(gone());

@@ -401,6 +401,39 @@ async fn grant_logs_in_as_member_and_end_terminates_the_session_and_drops_the_ro
     assert!(!fx.role_exists(&grant_name("brk_ge0002")).await);
 }
 
+/// The expiry sweep and a close (or a drill's own end) may end one grant at the same moment:
+/// both succeed (PostgreSQL's "tuple concurrently updated/deleted" is tried again), and
+/// the role is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ends_of_one_grant_at_once_both_succeed() {
+    let Some(fx) = fixture("postgres::two_ends_of_one_grant_at_once_both_succeed", "tw").await
+    else {
+        return;
+    };
+    let target = fx.adapter();
+    let procedure = fx.procedure(&[]);
+    for i in 0..5 {
+        let break_id = format!("brk_tw000{i}");
+        let issued = fx
+            .grant(&target, &procedure, &break_id, &fx.admin_pw, 3_600_000)
+            .await
+            .expect("grant");
+        let session = login(&text(&issued.access)).await.expect("log in");
+        let (a, b) = tokio::join!(
+            target.end(&procedure, &break_id, &issued.handle, EndCause::Expired),
+            target.end(&procedure, &break_id, &issued.handle, EndCause::Closed),
+        );
+        let (a, b) = (a.expect("first end"), b.expect("second end"));
+        let terminated = [&a, &b]
+            .iter()
+            .map(|d| d["sessions_terminated"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        assert!(terminated <= 1, "{a} {b}");
+        assert!(!fx.role_exists(&grant_name(&break_id)).await, "{a} {b}");
+        drop(session);
+    }
+}
+
 #[tokio::test]
 async fn end_reassigns_owned_objects_when_the_procedure_says_so() {
     let Some(fx) = fixture(
