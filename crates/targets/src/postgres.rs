@@ -290,8 +290,16 @@ impl Target for PostgresTarget {
             }
             Err(e) => return Err(classify(e, &s, &context, &scrub)),
         }
+        // Proven with a fresh login before anyone is given a token for it, as a rotation is.
+        let access = access_url(&s, &role, password.expose_secret());
+        let login = Login::from_credential(&access, &s)?;
+        let who = format!("grant role `{role}` (renewed)");
+        let _ = connect(&login.options, &s, &who, &scrub)
+            .await?
+            .close()
+            .await;
         tracing::info!(postgres = %s.label, %role, "postgres grant login renewed");
-        Ok(access_url(&s, &role, password.expose_secret()))
+        Ok(access)
     }
 
     async fn login(
