@@ -144,18 +144,12 @@ fn psql(url: &str, commands: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_deadline() {
-    let Some(pg) = breakglass_testkit::pgcluster::cluster(
-        "cli::gateway::gateway_serves_real_clients_records_every_statement_and_ends_at_the_deadline",
-    ) else {
+    let test = "cli::gateway::gateway_serves_real_clients_records_every_statement_and_ends_at_the_deadline";
+    let Some(pg) = breakglass_testkit::pgcluster::cluster(test) else {
         return;
     };
     for tool in ["psql", "pgbench"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "`{tool}` is required under CI (Debian package postgresql-client)"
-            );
-            eprintln!("SKIPPED: `{tool}` is not installed");
+        if !breakglass_testkit::tool(test, tool, "postgresql-client") {
             return;
         }
     }

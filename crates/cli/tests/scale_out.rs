@@ -942,16 +942,7 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
     let Some(pg) = breakglass_testkit::pgcluster::cluster(test) else {
         return;
     };
-    if std::process::Command::new("psql")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").is_err(),
-            "`psql` is required under CI (Debian package postgresql-client)"
-        );
-        eprintln!("SKIPPED: `psql` is not installed");
+    if !breakglass_testkit::tool(test, "psql", "postgresql-client") {
         return;
     }
     let t = common::pg_target(pg, "so").await;

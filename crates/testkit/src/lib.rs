@@ -37,6 +37,23 @@ pub fn skip(test: &str, reason: &str) {
     }
 }
 
+/// Whether command `tool` runs (`tool --version`); when it does not, records the skip of
+/// `test` (counted by `cargo xtask test`; a failure under CI) naming the Debian `package`.
+pub fn tool(test: &str, tool: &str, package: &str) -> bool {
+    if std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    skip(
+        test,
+        &format!("`{tool}` is not installed (Debian package {package})"),
+    );
+    false
+}
+
 /// A PostgreSQL database created for one test; dropped by `drop_db`.
 pub struct FreshDb {
     /// Connection URL of the new database.
