@@ -243,6 +243,7 @@ impl Engine {
             Break::Granted(_) => return Err(ApproveError::AlreadyGranted.into()),
             Break::Ended(e) => return Err(ApproveError::Ended(e.reason.as_str()).into()),
         };
+        self.recheck_share_holder(tx.as_mut(), break_id).await?;
         let stored = load_procedure(tx.as_mut(), &requested.info.procedure).await?;
         if let Some(drill) = &requested.info.drill
             && self.injected_custodian_lost(drill, &by.name)
@@ -296,17 +297,23 @@ impl Engine {
         let granted = match requested.grant(now) {
             Err(still_requested) => {
                 let b = Break::Requested(still_requested);
-                tx.put_break(&b).await?;
-                match self.commit(tx, record).await {
-                    Ok(_) => {
-                        self.put_pending(break_id, held);
-                        if let Some(url) = &self.inner.config.advertise_url {
-                            // From now on the others send this break's shares here.
-                            self.store()
-                                .put_share_holder(break_id, Some((self.instance(), url)))
-                                .await?;
-                        }
+                let written = async {
+                    tx.put_break(&b).await?;
+                    if let Some(url) = &self.inner.config.advertise_url {
+                        // From now on the others send this break's shares here. Recorded in
+                        // this commit: an approval reaching another server at the same moment
+                        // queues on this writer, then finds this server holding the shares.
+                        tx.set_share_holder(break_id, self.instance(), url).await?;
                     }
+                    Ok::<(), EngineError>(())
+                }
+                .await;
+                let committed = match written {
+                    Ok(()) => self.commit(tx, record).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                match committed {
+                    Ok(()) => self.put_pending(break_id, held),
                     Err(e) => {
                         held.pop();
                         self.put_pending(break_id, held);
@@ -776,6 +783,39 @@ impl Engine {
         }
         self.store().put_share_holder(break_id, None).await?;
         Ok(())
+    }
+
+    /// `check_share_holder` again inside the approval's write transaction: another server
+    /// may have taken the first share while this approval queued for the writer (writers
+    /// queue on the audit head, so it is committed and visible now). Its shares are there,
+    /// so this one goes there too; combining here would miss them.
+    async fn recheck_share_holder(
+        &self,
+        tx: &mut dyn Tx,
+        break_id: &str,
+    ) -> Result<(), EngineError> {
+        if self.inner.config.advertise_url.is_none() {
+            return Ok(());
+        }
+        let Some((instance, url)) = tx.share_holder_in(break_id).await? else {
+            return Ok(());
+        };
+        if instance == self.instance() {
+            return Ok(());
+        }
+        if self
+            .store()
+            .lease_alive(&format!("instance:{instance}"))
+            .await?
+        {
+            return Err(EngineError::Elsewhere {
+                break_id: break_id.to_owned(),
+                url,
+            });
+        }
+        Err(EngineError::Conflict(format!(
+            "the server that took the first share of break {break_id} ({instance}) stopped while this approval waited; approve again"
+        )))
     }
 
     /// At start-up: shares accepted before a restart were held only in memory and are gone,

@@ -589,7 +589,7 @@ impl Engine {
             // the request is sent there (`EngineError::Elsewhere`, which the HTTP layer
             // forwards), so its gateway goes on serving the break. Only when it is gone does
             // this server renew the login and take the break over.
-            if let Some(url) = self.proxy_held_elsewhere(break_id).await? {
+            if let Some(url) = self.proxy_held_elsewhere(tx.as_mut(), break_id).await? {
                 return Err(EngineError::Elsewhere {
                     break_id: break_id.to_owned(),
                     url,
@@ -658,17 +658,16 @@ impl Engine {
             &b,
             json!({"connections": connections, "earlier_tokens": "revoked"}),
         );
-        self.commit(tx, record).await.map_err(forget)?;
         if renewed_login && let Some(url) = &self.inner.config.advertise_url {
-            // From now on the other servers send this break's token requests here.
-            if let Err(e) = self
-                .store()
-                .put_share_holder(break_id, Some((self.instance(), url)))
+            // From now on the other servers send this break's token requests here. Recorded in
+            // the renewal's own commit: a second survivor asking at the same moment queues on
+            // this writer and then finds this server holding the login, instead of renewing
+            // it again over this one's.
+            tx.set_share_holder(break_id, self.instance(), url)
                 .await
-            {
-                tracing::warn!(break_id, error = %e, "could not record this server as the holder of a renewed gateway login");
-            }
+                .map_err(|e| forget(e.into()))?;
         }
+        self.commit(tx, record).await.map_err(forget)?;
         Ok(RevealedGrant {
             break_id: break_id.to_owned(),
             age_file,
@@ -678,11 +677,15 @@ impl Engine {
 
     /// The advertised URL of another running server that holds `break_id`'s login (the one
     /// that granted it, or renewed it last), when several servers share the store.
-    async fn proxy_held_elsewhere(&self, break_id: &str) -> Result<Option<String>, EngineError> {
+    async fn proxy_held_elsewhere(
+        &self,
+        tx: &mut dyn crate::ports::Tx,
+        break_id: &str,
+    ) -> Result<Option<String>, EngineError> {
         if self.inner.config.advertise_url.is_none() {
             return Ok(None);
         }
-        let Some((instance, url)) = self.store().share_holder(break_id).await? else {
+        let Some((instance, url)) = tx.share_holder_in(break_id).await? else {
             return Ok(None);
         };
         if instance == self.instance()

@@ -832,6 +832,19 @@ pub trait Tx: Send {
     async fn recovery_import(&mut self, spool_head: &str) -> StoreResult<Option<SpoolImport>>;
     /// Records the import of a recovery spool; a second one with the same head is refused.
     async fn put_recovery_import(&mut self, import: &SpoolImport) -> StoreResult<()>;
+    /// The server holding a break's accepted shares or gateway login, read inside this write
+    /// transaction: a writer that takes a break over sees the holder the previous writer
+    /// committed (writers queue on the audit head), not one read before it queued.
+    async fn share_holder_in(&mut self, break_id: &str) -> StoreResult<Option<(String, String)>>;
+    /// Records `(instance, url)` as the holder of a break's shares or gateway login, committed
+    /// with this transaction, so no other writer can take the break between the commit and
+    /// the record.
+    async fn set_share_holder(
+        &mut self,
+        break_id: &str,
+        instance: &str,
+        url: &str,
+    ) -> StoreResult<()>;
     /// Commits outbox bookkeeping (`mark_outbox`), the one commit without an audit entry.
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()>;
     /// Stores a signed checkpoint with one outbox row per destination, and commits.

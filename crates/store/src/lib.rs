@@ -159,6 +159,10 @@ impl SqlStore {
     }
 }
 
+/// Records (or replaces) the holder of a break's shares or gateway login.
+const UPSERT_HOLDER: &str = "INSERT INTO share_holders (break_id, instance, url) VALUES ($1, $2, $3) \
+     ON CONFLICT (break_id) DO UPDATE SET instance = excluded.instance, url = excluded.url";
+
 /// Never echo a connection URL (it may carry a password) in an error.
 fn redact_url(message: &str, url: &str) -> String {
     message.replace(url, "[database url]")
@@ -277,13 +281,10 @@ impl Store for SqlStore {
             return Ok(());
         }
         match holder {
-            Some((instance, url)) => sqlx::query(
-                "INSERT INTO share_holders (break_id, instance, url) VALUES ($1, $2, $3) \
-                 ON CONFLICT (break_id) DO UPDATE SET instance = excluded.instance, url = excluded.url",
-            )
-            .bind(break_id.to_owned())
-            .bind(instance.to_owned())
-            .bind(url.to_owned()),
+            Some((instance, url)) => sqlx::query(UPSERT_HOLDER)
+                .bind(break_id.to_owned())
+                .bind(instance.to_owned())
+                .bind(url.to_owned()),
             None => sqlx::query("DELETE FROM share_holders WHERE break_id = $1")
                 .bind(break_id.to_owned()),
         }
@@ -1377,6 +1378,37 @@ impl Tx for SqlTx {
             })
         })
         .transpose()
+    }
+
+    async fn share_holder_in(&mut self, break_id: &str) -> StoreResult<Option<(String, String)>> {
+        let row = sqlx::query("SELECT instance, url FROM share_holders WHERE break_id = $1")
+            .bind(break_id.to_owned())
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            Ok((
+                r.try_get("instance").map_err(db)?,
+                r.try_get("url").map_err(db)?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn set_share_holder(
+        &mut self,
+        break_id: &str,
+        instance: &str,
+        url: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(UPSERT_HOLDER)
+            .bind(break_id.to_owned())
+            .bind(instance.to_owned())
+            .bind(url.to_owned())
+            .execute(self.c()?)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn put_recovery_import(&mut self, i: &SpoolImport) -> StoreResult<()> {
