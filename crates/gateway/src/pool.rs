@@ -5,8 +5,9 @@
 //! transaction, the gateway resets the server connection with `DISCARD ALL` and keeps it for
 //! the next client of the same break, database and start-up parameters. The pool is shared by
 //! the relay threads: a session takes a connection its own thread kept when there is one (its
-//! socket is driven by that thread's runtime), otherwise one another thread kept, which goes on
-//! being driven by that thread's runtime (every relay runtime runs as long as the gateway). Every session is still admitted with its own token and recorded on its own; a
+//! socket is driven by that thread's runtime), otherwise one another thread kept, whose socket
+//! it moves to its own thread's runtime (`ServerStream::rehome`): driven from the other
+//! thread, every answer of the server would cost a wake-up of both threads. Every session is still admitted with its own token and recorded on its own; a
 //! kept connection is the grant's own login, used only for that break, and it is never handed
 //! out after the grant's deadline, after the break was closed, or after 30 s unused. Ending a
 //! grant terminates its role's backends on the target, kept ones included.
@@ -17,10 +18,9 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use breakglass_domain::Timestamp;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::Io;
-use crate::upstream::Upstream;
+use crate::upstream::{ServerStream, Upstream};
 use crate::wire;
 
 /// How long an unused server connection is kept.
@@ -68,7 +68,8 @@ pub(crate) fn key(break_id: &str, database: &str, params: &[(String, String)]) -
 }
 
 /// A kept connection for `key`, if one is still usable: the newest one this thread kept, else
-/// the newest one another thread kept. The unusable ones are closed.
+/// the newest one another thread kept, moved to this thread's runtime. The unusable ones are
+/// closed.
 pub(crate) fn take(key: &str, now: Timestamp) -> Option<Upstream> {
     let here = std::thread::current().id();
     let (found, stale) = {
@@ -82,14 +83,22 @@ pub(crate) fn take(key: &str, now: Timestamp) -> Option<Upstream> {
             .iter()
             .rposition(|c| c.thread == here)
             .or_else(|| list.len().checked_sub(1));
-        let found = pick.map(|i| list.remove(i).upstream);
+        let found = pick.map(|i| list.remove(i));
         if list.is_empty() {
             map.remove(key);
         }
         (found, stale)
     };
     close_all(stale);
-    found
+    let mut found = found?;
+    if found.thread != here {
+        // Driven from here from now on: registered with this thread's runtime.
+        if let Err(e) = found.upstream.stream.rehome() {
+            tracing::info!(error = %e, "a kept server connection could not be moved to this relay thread; logging in anew");
+            return None;
+        }
+    }
+    Some(found.upstream)
 }
 
 /// Closes every kept connection of this relay thread that is no longer usable (each thread
@@ -119,7 +128,7 @@ fn close_all(stale: Vec<Kept>) {
 }
 
 /// Ends a server connection politely (Terminate, then close).
-pub(crate) async fn terminate(mut stream: Box<dyn Io>) {
+pub(crate) async fn terminate(mut stream: impl AsyncWrite + Unpin) {
     let _ = stream.write_all(&[b'X', 0, 0, 0, 4]).await;
     let _ = stream.shutdown().await;
 }
@@ -161,7 +170,7 @@ pub(crate) async fn keep(
 
 /// `DISCARD ALL` and its answer: CommandComplete and ReadyForQuery (idle); any error, or a
 /// transaction left open, fails the reset.
-async fn reset(stream: &mut Box<dyn Io>) -> Result<(), String> {
+async fn reset(stream: &mut ServerStream) -> Result<(), String> {
     let mut q = Vec::new();
     wire::message(&mut q, b'Q', b"DISCARD ALL\0");
     stream.write_all(&q).await.map_err(|e| e.to_string())?;
@@ -204,7 +213,7 @@ mod tests {
         let (stream, _peer) = tokio::io::duplex(64);
         Kept {
             upstream: Upstream {
-                stream: Box::new(stream),
+                stream: ServerStream::Other(Box::new(stream)),
                 greeting: Vec::new(),
                 leftover: Vec::new(),
                 backend_key: None,

@@ -16,10 +16,11 @@ use std::time::Instant;
 
 use breakglass_domain::Timestamp;
 use breakglass_engine::ports::StatementChunk;
-use tokio::io::ReadBuf;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
 use crate::relay::{self, ClientSide, Finished, ServerSide, SessionInfo, Tracker};
+use crate::upstream::ServerStream;
 use crate::wire::WireError;
 use crate::{CHUNK_MAX, End, Io, Recorded};
 
@@ -67,9 +68,13 @@ impl Dir {
     }
 
     /// Writes and flushes what waits; ready once nothing does.
-    fn poll_send(&mut self, cx: &mut Context<'_>, to: &mut Box<dyn Io>) -> Poll<io::Result<()>> {
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        to: &mut (impl AsyncWrite + Unpin + ?Sized),
+    ) -> Poll<io::Result<()>> {
         while self.sent < self.out.len() {
-            let n = ready!(Pin::new(&mut **to).poll_write(cx, &self.out[self.sent..]))?;
+            let n = ready!(Pin::new(&mut *to).poll_write(cx, &self.out[self.sent..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -82,7 +87,7 @@ impl Dir {
             self.flushing = true;
         }
         if self.flushing {
-            ready!(Pin::new(&mut **to).poll_flush(cx))?;
+            ready!(Pin::new(&mut *to).poll_flush(cx))?;
             self.flushing = false;
         }
         Poll::Ready(Ok(()))
@@ -92,7 +97,7 @@ impl Dir {
     fn poll_fill(
         &mut self,
         cx: &mut Context<'_>,
-        from: &mut Box<dyn Io>,
+        from: &mut (impl AsyncRead + Unpin + ?Sized),
     ) -> Poll<io::Result<usize>> {
         if self.filled == self.buf.len() {
             // A message being looked at is larger than the buffer (bounded by the wire limits:
@@ -101,7 +106,7 @@ impl Dir {
             self.buf.resize(grown, 0);
         }
         let mut rb = ReadBuf::new(&mut self.buf[self.filled..]);
-        ready!(Pin::new(&mut **from).poll_read(cx, &mut rb))?;
+        ready!(Pin::new(&mut *from).poll_read(cx, &mut rb))?;
         let n = rb.filled().len();
         self.filled += n;
         self.read += n as u64;
@@ -127,8 +132,8 @@ impl Dir {
     fn pump(
         &mut self,
         cx: &mut Context<'_>,
-        from: &mut Box<dyn Io>,
-        to: &mut Box<dyn Io>,
+        from: &mut (impl AsyncRead + Unpin + ?Sized),
+        to: &mut (impl AsyncWrite + Unpin + ?Sized),
         eof: fn() -> End,
         mut process: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(usize, bool), WireError>,
     ) -> Poll<End> {
@@ -188,7 +193,7 @@ impl Recording {
 /// A session's relay: the two streams and everything both directions share.
 pub(crate) struct Relay {
     pub(crate) client: Box<dyn Io>,
-    pub(crate) server: Box<dyn Io>,
+    pub(crate) server: ServerStream,
     up: Dir,
     down: Dir,
     client_side: ClientSide,
@@ -202,7 +207,7 @@ impl Relay {
     /// `leftover`: server bytes read with its login and not yet passed on.
     pub(crate) fn new(
         client: Box<dyn Io>,
-        server: Box<dyn Io>,
+        server: ServerStream,
         leftover: &[u8],
         recording: Recording,
     ) -> Relay {
@@ -285,7 +290,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let relay = Relay::new(
             Box::new(client),
-            Box::new(server),
+            ServerStream::Other(Box::new(server)),
             &[],
             Recording {
                 session_id: "s1".into(),

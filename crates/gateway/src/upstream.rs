@@ -7,7 +7,10 @@
 //! which checks no certificate, a man in the middle who terminates TLS cannot relay the
 //! exchange, since the server's proof then covers the certificate it presented itself.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use breakglass_custody::Secret;
@@ -15,7 +18,7 @@ use postgres_protocol::authentication::sasl::{
     ChannelBinding, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramSha256,
 };
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::Io;
@@ -47,10 +50,135 @@ pub enum UpstreamError {
     Wire(#[from] wire::WireError),
 }
 
+/// A server connection's TCP socket. Its readiness is delivered by the event loop of the
+/// runtime it was registered with: the relay thread that connected it. A kept connection taken
+/// by a session on another relay thread (pool.rs) is moved to that thread's runtime
+/// ([`ServerStream::rehome`]); left where it was, every answer of the server would wake the
+/// first thread's event loop, which would then wake the second thread through its eventfd —
+/// two wake-ups and a cross-thread hand-off per message (seen in the benchmark: one relay
+/// thread writing another's eventfd ~3,400 times a second).
+pub struct Socket(Option<TcpStream>);
+
+fn moved() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the server socket was lost while moving it between relay threads",
+    )
+}
+
+impl Socket {
+    /// Deregisters the socket from the runtime it was registered with and registers it with
+    /// the current one (the caller's relay thread). The socket, its buffered bytes and any TLS
+    /// state above it are unchanged.
+    fn rehome(&mut self) -> io::Result<()> {
+        let tcp = self.0.take().ok_or_else(moved)?;
+        let std = tcp.into_std()?;
+        self.0 = Some(TcpStream::from_std(std)?);
+        Ok(())
+    }
+
+    fn tcp(self: Pin<&mut Self>) -> io::Result<Pin<&mut TcpStream>> {
+        self.get_mut().0.as_mut().map(Pin::new).ok_or_else(moved)
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.tcp()?.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.tcp()?.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp()?.poll_shutdown(cx)
+    }
+}
+
+/// A logged-in server connection's stream: plain TCP, TLS over TCP, or (tests) any stream.
+pub enum ServerStream {
+    /// Plain TCP (`sslmode=disable`, or `allow`/`prefer` refused by the server).
+    Plain(Socket),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<Socket>>),
+    /// Any other stream, never moved between threads (tests).
+    Other(Box<dyn Io>),
+}
+
+impl ServerStream {
+    /// Moves the socket to the current relay thread's runtime (see [`Socket`]).
+    pub fn rehome(&mut self) -> io::Result<()> {
+        match self {
+            ServerStream::Plain(s) => s.rehome(),
+            ServerStream::Tls(t) => t.get_mut().0.rehome(),
+            ServerStream::Other(_) => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for ServerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ServerStream::Tls(t) => Pin::new(&mut **t).poll_read(cx, buf),
+            ServerStream::Other(o) => Pin::new(&mut **o).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ServerStream::Tls(t) => Pin::new(&mut **t).poll_write(cx, buf),
+            ServerStream::Other(o) => Pin::new(&mut **o).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ServerStream::Tls(t) => Pin::new(&mut **t).poll_flush(cx),
+            ServerStream::Other(o) => Pin::new(&mut **o).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ServerStream::Tls(t) => Pin::new(&mut **t).poll_shutdown(cx),
+            ServerStream::Other(o) => Pin::new(&mut **o).poll_shutdown(cx),
+        }
+    }
+}
+
 /// A logged-in upstream connection.
 pub struct Upstream {
     /// The connection, after ReadyForQuery.
-    pub stream: Box<dyn Io>,
+    pub stream: ServerStream,
     /// The messages the server sent after AuthenticationOk up to and including
     /// ReadyForQuery (ParameterStatus…), without BackendKeyData; bytes already read past them.
     pub greeting: Vec<u8>,
@@ -150,29 +278,19 @@ async fn connect_inner(
         .await
         .map_err(connect_err)?;
     tcp.set_nodelay(true).map_err(connect_err)?;
-    let mut stream: Box<dyn Io> = Box::new(tcp);
-    let mut tls = false;
-    // The server certificate's `tls-server-end-point` hash, for SCRAM channel binding.
-    let mut end_point: Option<Vec<u8>> = None;
+    let mut socket = Socket(Some(tcp));
+    // TLS by `sslmode`, and the server certificate's `tls-server-end-point` hash, for SCRAM
+    // channel binding.
+    let mut tls_answer = None;
     if login.sslmode != "disable" {
         let mut req = Vec::with_capacity(8);
         req.extend_from_slice(&8i32.to_be_bytes());
         req.extend_from_slice(&wire::SSL_REQUEST.to_be_bytes());
-        stream.write_all(&req).await.map_err(connect_err)?;
+        socket.write_all(&req).await.map_err(connect_err)?;
         let mut answer = [0u8; 1];
-        stream.read_exact(&mut answer).await.map_err(connect_err)?;
+        socket.read_exact(&mut answer).await.map_err(connect_err)?;
         match answer[0] {
-            b'S' => {
-                let (s, hash) = tls_connect(stream, &login.host, &login.sslmode)
-                    .await
-                    .map_err(|message| UpstreamError::Connect {
-                        addr: addr.clone(),
-                        message,
-                    })?;
-                stream = s;
-                end_point = hash;
-                tls = true;
-            }
+            b'S' => tls_answer = Some(()),
             b'N' if matches!(login.sslmode.as_str(), "allow" | "prefer") => {}
             b'N' => {
                 return Err(UpstreamError::Connect {
@@ -190,6 +308,18 @@ async fn connect_inner(
             }
         }
     }
+    let (mut stream, tls, end_point) = match tls_answer {
+        Some(()) => {
+            let (s, hash) = tls_connect(socket, &login.host, &login.sslmode)
+                .await
+                .map_err(|message| UpstreamError::Connect {
+                    addr: addr.clone(),
+                    message,
+                })?;
+            (ServerStream::Tls(Box::new(s)), true, hash)
+        }
+        None => (ServerStream::Plain(socket), false, None),
+    };
 
     let mut params: Vec<(&str, &str)> = vec![("user", &login.user), ("database", database)];
     for (k, v) in client_params {
@@ -371,7 +501,7 @@ pub async fn cancel(addr: &str, tls: bool, pid: i32, key: &[u8]) -> std::io::Res
         tcp.read_exact(&mut answer).await?;
         if answer[0] == b'S' {
             let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-            let (mut s, _) = tls_connect(Box::new(tcp), host, "require")
+            let (mut s, _) = tls_connect(tcp, host, "require")
                 .await
                 .map_err(std::io::Error::other)?;
             s.write_all(&req).await?;
@@ -470,11 +600,11 @@ pub fn end_point_hash(cert_der: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// TLS to the target by `sslmode`; with the server certificate's channel binding hash.
-async fn tls_connect(
-    stream: Box<dyn Io>,
+async fn tls_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     host: &str,
     sslmode: &str,
-) -> Result<(Box<dyn Io>, Option<Vec<u8>>), String> {
+) -> Result<(tokio_rustls::client::TlsStream<S>, Option<Vec<u8>>), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -505,7 +635,7 @@ async fn tls_connect(
         .peer_certificates()
         .and_then(|certs| certs.first())
         .and_then(|cert| end_point_hash(cert.as_ref()));
-    Ok((Box::new(s), end_point))
+    Ok((s, end_point))
 }
 
 /// libpq's `sslmode=require`: the connection is encrypted, the certificate is not checked
@@ -567,6 +697,70 @@ mod tests {
         let key = rcgen::KeyPair::generate_for(alg).unwrap();
         let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         (params.self_signed(&key).unwrap().der().to_vec(), key)
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A server connection registered with one relay thread's runtime and moved to another's
+    /// is driven by the second alone: it goes on working after the first runtime is gone
+    /// (without the move, its readiness could only come from the first one's event loop).
+    #[test]
+    fn a_moved_server_socket_is_driven_by_its_new_runtime() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let first = current_thread();
+        let mut stream = first.block_on(async {
+            ServerStream::Plain(Socket(Some(TcpStream::connect(addr).await.unwrap())))
+        });
+        let (mut peer, _) = listener.accept().unwrap();
+        // The first relay thread goes away with its runtime.
+        drop(first);
+        let second = current_thread();
+        let got = std::thread::spawn(move || {
+            second.block_on(async move {
+                stream.rehome().unwrap();
+                let mut buf = [0u8; 5];
+                tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+                    .await
+                    .expect("the moved socket is woken by its new runtime")
+                    .unwrap();
+                stream.write_all(b"pong").await.unwrap();
+                buf
+            })
+        });
+        std::io::Write::write_all(&mut peer, b"hello").unwrap();
+        assert_eq!(&got.join().unwrap(), b"hello");
+        let mut back = [0u8; 4];
+        std::io::Read::read_exact(&mut peer, &mut back).unwrap();
+        assert_eq!(&back, b"pong");
+    }
+
+    /// The same without the move fails: the socket is still the first runtime's.
+    #[test]
+    fn an_unmoved_server_socket_fails_once_its_runtime_is_gone() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let first = current_thread();
+        let mut stream = first.block_on(async {
+            ServerStream::Plain(Socket(Some(TcpStream::connect(addr).await.unwrap())))
+        });
+        let (mut peer, _) = listener.accept().unwrap();
+        drop(first);
+        std::io::Write::write_all(&mut peer, b"hello").unwrap();
+        let second = current_thread();
+        let got = second.block_on(async move {
+            let mut buf = [0u8; 5];
+            tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut buf)).await
+        });
+        assert!(
+            !matches!(got, Ok(Ok(_))),
+            "a socket left with a dropped runtime was read: the test above proves nothing"
+        );
     }
 
     #[test]
