@@ -740,6 +740,60 @@ mod tests {
         assert_eq!(&back, b"pong");
     }
 
+    /// Over TLS too: the socket under the TLS session moves, the session goes on.
+    #[test]
+    fn a_moved_tls_server_connection_goes_on_on_its_new_runtime() {
+        let (der, key) = cert(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(der)],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            current_thread().block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+                let mut tls = acceptor.accept(tcp).await.unwrap();
+                tls.write_all(b"hello").await.unwrap();
+                let mut back = [0u8; 4];
+                tls.read_exact(&mut back).await.unwrap();
+                back
+            })
+        });
+        let first = current_thread();
+        let mut stream = first.block_on(async {
+            let socket = Socket(Some(TcpStream::connect(addr).await.unwrap()));
+            let (tls, _) = tls_connect(socket, "localhost", "require").await.unwrap();
+            ServerStream::Tls(Box::new(tls))
+        });
+        drop(first);
+        let got = std::thread::spawn(move || {
+            current_thread().block_on(async move {
+                stream.rehome().unwrap();
+                let mut buf = [0u8; 5];
+                tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+                    .await
+                    .expect("the moved TLS connection is woken by its new runtime")
+                    .unwrap();
+                stream.write_all(b"pong").await.unwrap();
+                stream.flush().await.unwrap();
+                buf
+            })
+        });
+        assert_eq!(&got.join().unwrap(), b"hello");
+        assert_eq!(&server.join().unwrap(), b"pong");
+    }
+
     /// The same without the move fails: the socket is still the first runtime's.
     #[test]
     fn an_unmoved_server_socket_fails_once_its_runtime_is_gone() {
