@@ -43,6 +43,16 @@ pub struct ShareForCustodian {
     pub age_file: Vec<u8>,
 }
 
+/// Another server holding a break's shares or gateway login (`Engine::other_holder`).
+pub(crate) struct OtherHolder {
+    /// Its instance name.
+    pub(crate) instance: String,
+    /// Its advertised URL.
+    pub(crate) url: String,
+    /// Whether its liveness lease runs.
+    pub(crate) alive: bool,
+}
+
 /// Result of an accepted approval.
 #[derive(Debug, Clone)]
 pub struct ApproveOutcome {
@@ -738,17 +748,16 @@ impl Engine {
         if self.inner.config.advertise_url.is_none() {
             return Ok(());
         }
-        let Some((instance, url)) = self.store().share_holder(break_id).await? else {
+        let holder = self.store().share_holder(break_id).await?;
+        let Some(OtherHolder {
+            instance,
+            url,
+            alive,
+        }) = self.other_holder(holder).await?
+        else {
             return Ok(());
         };
-        if instance == self.instance() {
-            return Ok(());
-        }
-        if self
-            .store()
-            .lease_alive(&format!("instance:{instance}"))
-            .await?
-        {
+        if alive {
             return Err(EngineError::Elsewhere {
                 break_id: break_id.to_owned(),
                 url,
@@ -785,6 +794,29 @@ impl Engine {
         Ok(())
     }
 
+    /// The server named as a break's holder (`holder`, from `share_holders`) when it is
+    /// another one than this, and whether it runs (its `instance:ID` lease is alive).
+    pub(crate) async fn other_holder(
+        &self,
+        holder: Option<(String, String)>,
+    ) -> Result<Option<OtherHolder>, EngineError> {
+        let Some((instance, url)) = holder else {
+            return Ok(None);
+        };
+        if instance == self.instance() {
+            return Ok(None);
+        }
+        let alive = self
+            .store()
+            .lease_alive(&format!("instance:{instance}"))
+            .await?;
+        Ok(Some(OtherHolder {
+            instance,
+            url,
+            alive,
+        }))
+    }
+
     /// `check_share_holder` again inside the approval's write transaction: another server
     /// may have taken the first share while this approval queued for the writer (writers
     /// queue on the audit head, so it is committed and visible now). Its shares are there,
@@ -797,17 +829,16 @@ impl Engine {
         if self.inner.config.advertise_url.is_none() {
             return Ok(());
         }
-        let Some((instance, url)) = tx.share_holder_in(break_id).await? else {
+        let holder = tx.share_holder_in(break_id).await?;
+        let Some(OtherHolder {
+            instance,
+            url,
+            alive,
+        }) = self.other_holder(holder).await?
+        else {
             return Ok(());
         };
-        if instance == self.instance() {
-            return Ok(());
-        }
-        if self
-            .store()
-            .lease_alive(&format!("instance:{instance}"))
-            .await?
-        {
+        if alive {
             return Err(EngineError::Elsewhere {
                 break_id: break_id.to_owned(),
                 url,

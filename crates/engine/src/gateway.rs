@@ -685,18 +685,12 @@ impl Engine {
         if self.inner.config.advertise_url.is_none() {
             return Ok(None);
         }
-        let Some((instance, url)) = tx.share_holder_in(break_id).await? else {
-            return Ok(None);
-        };
-        if instance == self.instance()
-            || !self
-                .store()
-                .lease_alive(&format!("instance:{instance}"))
-                .await?
-        {
-            return Ok(None);
-        }
-        Ok(Some(url))
+        let holder = tx.share_holder_in(break_id).await?;
+        Ok(self
+            .other_holder(holder)
+            .await?
+            .filter(|h| h.alive)
+            .map(|h| h.url))
     }
 
     /// After a restart the held login of a granted proxy break is gone (it lived in memory

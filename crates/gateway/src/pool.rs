@@ -7,10 +7,11 @@
 //! the relay threads: a session takes a connection its own thread kept when there is one (its
 //! socket is driven by that thread's runtime), otherwise one another thread kept, whose socket
 //! it moves to its own thread's runtime (`ServerStream::rehome`): driven from the other
-//! thread, every answer of the server would cost a wake-up of both threads. Every session is still admitted with its own token and recorded on its own; a
-//! kept connection is the grant's own login, used only for that break, and it is never handed
-//! out after the grant's deadline, after the break was closed, or after 30 s unused. Ending a
-//! grant terminates its role's backends on the target, kept ones included.
+//! thread, every answer of the server would cost a wake-up of both threads. Every session is
+//! still admitted with its own token and recorded on its own; a kept connection is the grant's
+//! own login, used only for that break, and it is never handed out after the grant's deadline,
+//! after the break was closed, or after 30 s unused. Ending a grant terminates its role's
+//! backends on the target, kept ones included.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};

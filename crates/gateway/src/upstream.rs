@@ -699,6 +699,22 @@ mod tests {
         (params.self_signed(&key).unwrap().der().to_vec(), key)
     }
 
+    /// A TLS server configuration with a fresh self-signed P-256 certificate for `localhost`.
+    fn tls_server_config() -> rustls::ServerConfig {
+        let (der, key) = cert(&rcgen::PKCS_ECDSA_P256_SHA256);
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(der)],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap()
+    }
+
     fn current_thread() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -743,18 +759,7 @@ mod tests {
     /// Over TLS too: the socket under the TLS session moves, the session goes on.
     #[test]
     fn a_moved_tls_server_connection_goes_on_on_its_new_runtime() {
-        let (der, key) = cert(&rcgen::PKCS_ECDSA_P256_SHA256);
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![rustls::pki_types::CertificateDer::from(der)],
-            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-        )
-        .unwrap();
+        let config = tls_server_config();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
@@ -896,18 +901,7 @@ mod tests {
     async fn fake_tls_server(
         auth: Vec<u8>,
     ) -> (u16, tokio::task::JoinHandle<Option<(u8, Vec<u8>)>>) {
-        let (der, key) = cert(&rcgen::PKCS_ECDSA_P256_SHA256);
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![rustls::pki_types::CertificateDer::from(der)],
-            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-        )
-        .unwrap();
+        let config = tls_server_config();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {

@@ -2,7 +2,8 @@
 //! it the holder of the break's shares. Two first shares reaching the two servers at the same
 //! moment must not split the shares between them (neither could then open the break, and the
 //! second would try to with one share): the holder is recorded in the share's own commit, and
-//! an approval that queued for the writer meanwhile is sent to the holder.
+//! an approval that queued for the writer meanwhile is sent to the holder. Likewise a proxy
+//! break's gateway login, taken over by the survivors of its holder: renewed once.
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
@@ -23,6 +24,54 @@ async fn server(dir: &std::path::Path, url: &str, advertise: &str) -> Engine {
     // What the running server's heartbeat does: tells the other it is alive.
     engine.heartbeat().await;
     engine
+}
+
+fn admin() -> Actor {
+    Actor {
+        name: "admin".into(),
+        roles: vec![Role::Admin],
+        key: None,
+    }
+}
+
+/// Applies procedure `p` (`target` section; custodians alice, bob and carol, quorum 2) on
+/// `engine`, enrols the requester dave and seals `secret`. Returns the custodians' identities
+/// and dave.
+async fn procedure(engine: &Engine, target: &str, secret: &[u8]) -> (Vec<Identity>, Actor) {
+    let mut ids = Vec::new();
+    let mut custodians = String::new();
+    for name in ["alice", "bob", "carol"] {
+        let (id, key) = keygen();
+        ids.push(Identity::parse(id.expose_secret()).unwrap());
+        custodians.push_str(&format!("  - name: {name}\n    key: {}\n", key.canonical()));
+    }
+    let yaml = format!("id: p\n{target}custodians:\n{custodians}quorum: 2\nmax_grant: 1h\n");
+    engine
+        .apply(&admin(), &[("p.yaml".into(), yaml)])
+        .await
+        .unwrap();
+    let (_rid, rkey) = keygen();
+    engine
+        .enroll(
+            &admin(),
+            "dave",
+            &[Role::Requester],
+            Some(&rkey.canonical()),
+            "",
+            false,
+        )
+        .await
+        .unwrap();
+    engine
+        .seal(&admin(), "p", Secret::new(secret.to_vec()))
+        .await
+        .unwrap();
+    let dave = Actor {
+        name: "dave".into(),
+        roles: vec![Role::Requester],
+        key: Some(rkey),
+    };
+    (ids, dave)
 }
 
 fn custodian(name: &str) -> Actor {
@@ -57,41 +106,7 @@ async fn first_shares_on_two_servers_at_once_go_to_one_holder() {
     std::fs::copy(d0.join("audit.key"), d1.join("audit.key")).unwrap();
     let two = server(&d1, &db.url, "http://127.0.0.1:2/two").await;
 
-    let mut ids = Vec::new();
-    let mut custodians = String::new();
-    for name in ["alice", "bob", "carol"] {
-        let (id, key) = keygen();
-        ids.push(Identity::parse(id.expose_secret()).unwrap());
-        custodians.push_str(&format!("  - name: {name}\n    key: {}\n", key.canonical()));
-    }
-    let yaml = format!(
-        "id: p\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 5m\n"
-    );
-    let admin = Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    };
-    one.apply(&admin, &[("p.yaml".into(), yaml)]).await.unwrap();
-    let (_rid, rkey) = keygen();
-    one.enroll(
-        &admin,
-        "dave",
-        &[Role::Requester],
-        Some(&rkey.canonical()),
-        "",
-        false,
-    )
-    .await
-    .unwrap();
-    one.seal(&admin, "p", Secret::new(b"pw".to_vec()))
-        .await
-        .unwrap();
-    let dave = Actor {
-        name: "dave".into(),
-        roles: vec![Role::Requester],
-        key: Some(rkey),
-    };
+    let (ids, dave) = procedure(&one, "target:\n  kind: secret\n", b"pw").await;
 
     let (alice, bob) = (custodian("alice"), custodian("bob"));
     let mut forwarded = [0usize; 2];
@@ -218,48 +233,12 @@ async fn two_survivors_asked_for_a_token_at_once_renew_the_login_once() {
         engines.push(engine);
     }
 
-    let mut ids = Vec::new();
-    let mut custodians = String::new();
-    for name in ["alice", "bob", "carol"] {
-        let (id, key) = keygen();
-        ids.push(Identity::parse(id.expose_secret()).unwrap());
-        custodians.push_str(&format!("  - name: {name}\n    key: {}\n", key.canonical()));
-    }
-    let yaml = format!(
-        "id: p\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {target_db}\n    admin_user: {adm}\n    grant_role: {app}\n    connection: pg\n    sslmode: require\n    access: proxy\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\n",
+    let target = format!(
+        "target:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {target_db}\n    admin_user: {adm}\n    grant_role: {app}\n    connection: pg\n    sslmode: require\n    access: proxy\n",
         pg.host, pg.port
     );
-    let admin = Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    };
     let first = &engines[0];
-    first
-        .apply(&admin, &[("p.yaml".into(), yaml)])
-        .await
-        .unwrap();
-    let (_rid, rkey) = keygen();
-    first
-        .enroll(
-            &admin,
-            "dave",
-            &[Role::Requester],
-            Some(&rkey.canonical()),
-            "",
-            false,
-        )
-        .await
-        .unwrap();
-    first
-        .seal(&admin, "p", Secret::new(admin_password.into_bytes()))
-        .await
-        .unwrap();
-    let dave = Actor {
-        name: "dave".into(),
-        roles: vec![Role::Requester],
-        key: Some(rkey),
-    };
+    let (ids, dave) = procedure(first, &target, admin_password.as_bytes()).await;
     let id = first
         .open_break(&dave, "p", "r", "t", Some(Duration::from_secs(600)))
         .await
@@ -272,7 +251,7 @@ async fn two_survivors_asked_for_a_token_at_once_renew_the_login_once() {
         first.approve(who, &id, &s).await.unwrap();
     }
     assert!(matches!(
-        first.break_(&admin, &id).await.unwrap(),
+        first.break_(&admin(), &id).await.unwrap(),
         Break::Granted(_)
     ));
 
@@ -310,7 +289,7 @@ async fn two_survivors_asked_for_a_token_at_once_renew_the_login_once() {
     let winner = if on_two.is_ok() { "s1" } else { "s2" };
     assert!(sent_to.ends_with(winner), "{sent_to} is not {winner}");
     let renewals = two
-        .audit_entries(&admin, 1, 10_000)
+        .audit_entries(&admin(), 1, 10_000)
         .await
         .unwrap()
         .into_iter()

@@ -163,6 +163,25 @@ impl SqlStore {
 const UPSERT_HOLDER: &str = "INSERT INTO share_holders (break_id, instance, url) VALUES ($1, $2, $3) \
      ON CONFLICT (break_id) DO UPDATE SET instance = excluded.instance, url = excluded.url";
 
+/// The holder of a break's shares or gateway login: `(instance, url)`.
+async fn read_holder<'e>(
+    on: impl sqlx::Executor<'e, Database = Any>,
+    break_id: &str,
+) -> StoreResult<Option<(String, String)>> {
+    let row = sqlx::query("SELECT instance, url FROM share_holders WHERE break_id = $1")
+        .bind(break_id.to_owned())
+        .fetch_optional(on)
+        .await
+        .map_err(db)?;
+    row.map(|r| {
+        Ok((
+            r.try_get("instance").map_err(db)?,
+            r.try_get("url").map_err(db)?,
+        ))
+    })
+    .transpose()
+}
+
 /// Never echo a connection URL (it may carry a password) in an error.
 fn redact_url(message: &str, url: &str) -> String {
     message.replace(url, "[database url]")
@@ -258,18 +277,7 @@ impl Store for SqlStore {
         if self.backend == Backend::Sqlite {
             return Ok(None);
         }
-        let row = sqlx::query("SELECT instance, url FROM share_holders WHERE break_id = $1")
-            .bind(break_id.to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.map(|r| {
-            Ok((
-                r.try_get("instance").map_err(db)?,
-                r.try_get("url").map_err(db)?,
-            ))
-        })
-        .transpose()
+        read_holder(&self.pool, break_id).await
     }
 
     async fn put_share_holder(
@@ -1381,18 +1389,7 @@ impl Tx for SqlTx {
     }
 
     async fn share_holder_in(&mut self, break_id: &str) -> StoreResult<Option<(String, String)>> {
-        let row = sqlx::query("SELECT instance, url FROM share_holders WHERE break_id = $1")
-            .bind(break_id.to_owned())
-            .fetch_optional(self.c()?)
-            .await
-            .map_err(db)?;
-        row.map(|r| {
-            Ok((
-                r.try_get("instance").map_err(db)?,
-                r.try_get("url").map_err(db)?,
-            ))
-        })
-        .transpose()
+        read_holder(self.c()?, break_id).await
     }
 
     async fn set_share_holder(
