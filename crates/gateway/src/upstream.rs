@@ -722,20 +722,26 @@ mod tests {
             .unwrap()
     }
 
+    /// A plain server connection registered with a runtime that is then dropped (a relay
+    /// thread gone), and its peer.
+    fn plain_of_a_dropped_runtime() -> (ServerStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let first = current_thread();
+        let stream = first.block_on(async {
+            ServerStream::Plain(Socket(Some(TcpStream::connect(addr).await.unwrap())))
+        });
+        let (peer, _) = listener.accept().unwrap();
+        drop(first);
+        (stream, peer)
+    }
+
     /// A server connection registered with one relay thread's runtime and moved to another's
     /// is driven by the second alone: it goes on working after the first runtime is gone
     /// (without the move, its readiness could only come from the first one's event loop).
     #[test]
     fn a_moved_server_socket_is_driven_by_its_new_runtime() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let first = current_thread();
-        let mut stream = first.block_on(async {
-            ServerStream::Plain(Socket(Some(TcpStream::connect(addr).await.unwrap())))
-        });
-        let (mut peer, _) = listener.accept().unwrap();
-        // The first relay thread goes away with its runtime.
-        drop(first);
+        let (mut stream, mut peer) = plain_of_a_dropped_runtime();
         let second = current_thread();
         let got = std::thread::spawn(move || {
             second.block_on(async move {
@@ -802,14 +808,7 @@ mod tests {
     /// The same without the move fails: the socket is still the first runtime's.
     #[test]
     fn an_unmoved_server_socket_fails_once_its_runtime_is_gone() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let first = current_thread();
-        let mut stream = first.block_on(async {
-            ServerStream::Plain(Socket(Some(TcpStream::connect(addr).await.unwrap())))
-        });
-        let (mut peer, _) = listener.accept().unwrap();
-        drop(first);
+        let (mut stream, mut peer) = plain_of_a_dropped_runtime();
         std::io::Write::write_all(&mut peer, b"hello").unwrap();
         let second = current_thread();
         let got = second.block_on(async move {
