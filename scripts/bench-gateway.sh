@@ -56,6 +56,10 @@
 #   BENCH_SESSION_WAIT  at the end, also wait up to this many seconds for every gateway
 #                    session to be ended and digested (default 0: report what is open)
 #   PG_BIN           PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
+#   BENCH_HOLD=FILE  for profiling by hand: set everything up, write shell assignments to FILE
+#                    (DIRECT_URL, PGB_URL, PGB_PID, BG_PID, POSTMASTER_PID, and TOKEN_CMD, a
+#                    command printing a fresh gateway connection string), then wait until FILE
+#                    is deleted, and stop everything; nothing is measured or written
 #
 # Exit status: 0 when every run completed (targets met or not: the section says which);
 # 1 on a setup error; 3 when a pgbench run failed or reported failed transactions (the
@@ -402,6 +406,17 @@ gateway_url() {
     as_actor dave break token "$BREAK_ID" 2>"$BG_DIR/token.err" ||
         die "breakglass break token $BREAK_ID failed: $(cat "$BG_DIR/token.err")"
 }
+
+if [[ -n ${BENCH_HOLD:-} ]]; then
+    {
+        printf 'DIRECT_URL=%q\nPGB_URL=%q\nPGB_PID=%q\nBG_PID=%q\nPOSTMASTER_PID=%q\n' \
+            "$DIRECT_URL" "$PGB_URL" "$PGB_PID" "$BG_PID" "$POSTMASTER_PID"
+        printf 'TOKEN_CMD=%q\n' "$BIN --server $BG_URL --data-dir $BG_DIR/data --identity $KEYS/dave.key break token $BREAK_ID"
+    } >"$BENCH_HOLD"
+    say "holding: connection strings in $BENCH_HOLD; delete it to stop"
+    while [[ -e $BENCH_HOLD ]]; do sleep 1; done
+    exit 0
+fi
 
 # --- 4. pgbench ----------------------------------------------------------------------------
 FAILED_RUNS=()

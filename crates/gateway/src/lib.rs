@@ -185,9 +185,10 @@ impl Gateway {
     /// Starts relay thread `i`: a single-threaded runtime running the connections sent to it.
     /// When the accept loop is gone, the thread ends after its last connection.
     fn relay_thread(&self, i: usize) -> std::io::Result<mpsc::UnboundedSender<Handed>> {
-        // Sockets and timers only: with `enable_all` the process driver also looked for
-        // orphaned child processes every time the thread went to sleep (~0.5 % of its time in
-        // `perf`), and a relay thread starts none.
+        // Sockets and timers. (Tokio ties its process driver to the I/O driver whenever its
+        // `process` feature is built in: the product's build leaves that feature out, see the
+        // workspace Cargo.toml, or each sleep of this thread would look for orphaned child
+        // processes under a lock every runtime shares.)
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()

@@ -12,7 +12,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use breakglass_domain::Timestamp;
 use breakglass_engine::ports::StatementChunk;
@@ -190,6 +190,34 @@ impl Recording {
     }
 }
 
+/// Statements' start times: one monotonic clock read per read from the client, the
+/// wall-clock time derived from it. The engine's clock is read again once a second of the
+/// session, so the recorded times follow it (and any step of the system clock) within a
+/// second, and a statement does not pay for a second clock read.
+#[derive(Default)]
+struct StartClock {
+    base: Option<(Timestamp, Instant)>,
+}
+
+impl StartClock {
+    const REFRESH: Duration = Duration::from_secs(1);
+
+    fn read(&mut self, wall: &dyn Fn() -> Timestamp) -> (Timestamp, Instant) {
+        let at = Instant::now();
+        match self.base {
+            Some((t, base)) if at.duration_since(base) < Self::REFRESH => {
+                let ms = i64::try_from(at.duration_since(base).as_millis()).unwrap_or(0);
+                (Timestamp(t.0 + ms), at)
+            }
+            _ => {
+                let t = wall();
+                self.base = Some((t, at));
+                (t, at)
+            }
+        }
+    }
+}
+
 /// A session's relay: the two streams and everything both directions share.
 pub(crate) struct Relay {
     pub(crate) client: Box<dyn Io>,
@@ -201,6 +229,7 @@ pub(crate) struct Relay {
     pub(crate) tracker: Tracker,
     pub(crate) recording: Recording,
     done: Vec<Finished>,
+    clock: StartClock,
 }
 
 impl Relay {
@@ -221,6 +250,7 @@ impl Relay {
             tracker: Tracker::default(),
             recording,
             done: Vec::new(),
+            clock: StartClock::default(),
         }
     }
 
@@ -247,13 +277,17 @@ impl Relay {
             tracker,
             recording,
             done,
+            clock,
         } = self;
         let to_server = up.pump(
             cx,
             client,
             server,
             || End::Client,
-            |buf, out| client_side.process(info, buf, out, tracker, now(), Instant::now()),
+            |buf, out| {
+                let (wall, at) = clock.read(now);
+                client_side.process(info, buf, out, tracker, wall, at)
+            },
         );
         if to_server.is_ready() {
             return to_server;
@@ -374,6 +408,29 @@ mod tests {
         assert!(r.tracker.idle());
         assert_eq!(r.bytes(), (sent_len, answer_len));
         assert_eq!(r.up.buf.len(), CLIENT_BUFFER, "the read buffer shrank back");
+    }
+
+    /// The wall-clock start times come from the engine's clock once a second and from the
+    /// monotonic clock in between.
+    #[test]
+    fn start_times_read_the_engine_clock_once_a_second() {
+        let reads = std::cell::Cell::new(0);
+        let wall = || {
+            reads.set(reads.get() + 1);
+            Timestamp(1_000_000 * i64::from(reads.get()))
+        };
+        let mut clock = StartClock::default();
+        let (first, at) = clock.read(&wall);
+        assert_eq!((first, reads.get()), (Timestamp(1_000_000), 1));
+        let (second, later) = clock.read(&wall);
+        assert_eq!(reads.get(), 1, "within the second: no engine clock read");
+        let ms = i64::try_from(later.duration_since(at).as_millis()).unwrap();
+        assert_eq!(second, Timestamp(1_000_000 + ms));
+        // A second later (the base moved back), the engine's clock is read again.
+        let back = at.checked_sub(StartClock::REFRESH).unwrap();
+        clock.base = Some((first, back));
+        let (third, _) = clock.read(&wall);
+        assert_eq!((third, reads.get()), (Timestamp(2_000_000), 2));
     }
 
     /// Relays until the session ends, refusing nothing.

@@ -157,10 +157,7 @@ pub fn decode_startup(packet: &[u8]) -> Result<Startup, WireError> {
 
 /// A NUL-terminated UTF-8 string at the front of `b`, and what follows it.
 fn cstr<'a>(b: &'a [u8], tag: Tag, what: &'static str) -> Result<(&'a str, &'a [u8]), WireError> {
-    let end = b
-        .iter()
-        .position(|&c| c == 0)
-        .ok_or(WireError::Truncated { tag, what })?;
+    let end = memchr::memchr(0, b).ok_or(WireError::Truncated { tag, what })?;
     let s = std::str::from_utf8(&b[..end]).map_err(|_| WireError::Utf8 { tag, what })?;
     Ok((s, &b[end + 1..]))
 }
