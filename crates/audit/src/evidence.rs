@@ -229,6 +229,40 @@ fn esc(s: &str) -> String {
     out
 }
 
+/// A recorded statement's bound parameters for people: `$1 = 'bulk', $2 = NULL` (quotes
+/// doubled inside a value, as in SQL); empty when there are none.
+pub fn params_text(params: &[Option<String>]) -> String {
+    let mut out = String::new();
+    for (i, p) in params.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "${} = ", i + 1);
+        match p {
+            Some(v) => {
+                out.push('\'');
+                out.push_str(&v.replace('\'', "''"));
+                out.push('\'');
+            }
+            None => out.push_str("NULL"),
+        }
+    }
+    out
+}
+
+/// [`params_text`] of a statement's `params` as JSON (an array of strings and nulls; anything
+/// else counts as none).
+pub fn params_text_of(v: &Value) -> String {
+    let params: Vec<Option<String>> = v
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.as_str().map(str::to_owned))
+        .collect();
+    params_text(&params)
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => esc(s),
@@ -302,9 +336,13 @@ fn render(bundle: &Value) -> Result<String, CanonicalError> {
         } else {
             text(&s["error"])
         };
+        let params = match params_text_of(&s["params"]) {
+            p if p.is_empty() => p,
+            p => format!("<br><small>{}</small>", text(&Value::String(p))),
+        };
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code>{params}</td><td>{}</td><td>{}</td></tr>",
             text(&s["session"]),
             text(&s["seq"]),
             text(&s["at"]),

@@ -1315,7 +1315,10 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
                                 "{:.3} ms",
                                 x["duration_us"].as_f64().unwrap_or(0.0) / 1000.0
                             ),
-                            field(&x["statement"]),
+                            match breakglass_audit::evidence::params_text_of(&x["params"]) {
+                                p if p.is_empty() => field(&x["statement"]),
+                                p => format!("{}\n  {p}", field(&x["statement"])),
+                            },
                             outcome,
                             field(&x["rows"]),
                         ]

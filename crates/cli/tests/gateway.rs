@@ -455,6 +455,18 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         (extended["protocol"].as_str(), extended["rows"].as_u64()),
         (Some("extended"), Some(3))
     );
+    // sqlx binds in binary format and names the types in its Parse (text, int4): recorded as
+    // their text.
+    assert_eq!(
+        extended["params"],
+        serde_json::json!(["bulk", "7"]),
+        "{extended}"
+    );
+    assert_eq!(
+        find("SELECT v FROM items WHERE id = $1")["params"],
+        serde_json::json!(["2"])
+    );
+    assert!(find("SELECT pg_backend_pid()")["params"].is_null());
     assert_eq!(find("ALTER SYSTEM SET work_mem")["refused"], true);
     let selects = statements
         .iter()
@@ -486,6 +498,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     let human = stdout(&a);
     assert!(human.contains("recording matches audit entry"), "{human}");
     assert!(human.contains("REFUSED"), "{human}");
+    assert!(human.contains("$1 = 'bulk', $2 = '7'"), "{human}");
     assert!(
         !human.contains(&role),
         "session show names the grant's login"
@@ -503,6 +516,10 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert!(
         page.contains("UPDATE items SET v = $1 WHERE id &gt; $2"),
         "the recording is in the pack"
+    );
+    assert!(
+        page.contains("$1 = &#39;bulk&#39;, $2 = &#39;7&#39;"),
+        "with the bound parameters"
     );
     assert!(page.contains("gateway.session_ended"));
     common::breakglass()

@@ -133,6 +133,7 @@ impl Engine {
                 "duration_us": s.duration_us,
                 "protocol": s.protocol,
                 "statement": s.statement,
+                "params": s.params,
                 "command": s.command,
                 "rows": s.rows,
                 "error": s.error,

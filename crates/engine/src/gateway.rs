@@ -205,7 +205,7 @@ pub struct SessionSummary {
 pub fn recording_digest(statements: &[StatementRecord]) -> String {
     let mut h = Sha256::new();
     for s in statements {
-        let line = json!([
+        let mut line = json!([
             s.session_id,
             s.seq,
             s.started_at.0,
@@ -217,6 +217,11 @@ pub fn recording_digest(statements: &[StatementRecord]) -> String {
             s.error,
             s.refused
         ]);
+        // Parameters only where there are any: the digests of recordings made before they
+        // were recorded stay the same.
+        if let (Some(p), Some(all)) = (&s.params, line.as_array_mut()) {
+            all.push(json!(p));
+        }
         h.update(line.to_string().as_bytes());
         h.update(b"\n");
     }
@@ -849,4 +854,43 @@ pub struct SessionEnd {
     pub intact: bool,
     /// The audit entry's sequence number.
     pub audit_seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recording without parameters keeps the digest it had before parameters were
+    /// recorded; a parameter edited in the store changes it.
+    #[test]
+    fn the_digest_covers_parameters_and_keeps_older_recordings_digests() {
+        let mut s = StatementRecord {
+            break_id: "brk_1".into(),
+            session_id: "brk_1-s1".into(),
+            seq: 1,
+            started_at: Timestamp(1_700_000_000_000),
+            duration_us: 9,
+            protocol: "extended".into(),
+            statement: "UPDATE t SET v = $1".into(),
+            command: Some("UPDATE 1".into()),
+            rows: Some(1),
+            error: None,
+            refused: false,
+            params: None,
+        };
+        let old = {
+            let mut h = Sha256::new();
+            h.update(
+                br#"["brk_1-s1",1,1700000000000,9,"extended","UPDATE t SET v = $1","UPDATE 1",1,null,false]"#,
+            );
+            h.update(b"\n");
+            hex::encode(h.finalize())
+        };
+        assert_eq!(recording_digest(std::slice::from_ref(&s)), old);
+        s.params = Some(vec![Some("a".into())]);
+        let with = recording_digest(std::slice::from_ref(&s));
+        assert_ne!(with, old);
+        s.params = Some(vec![Some("b".into())]);
+        assert_ne!(recording_digest(std::slice::from_ref(&s)), with);
+    }
 }

@@ -273,8 +273,12 @@ pub struct StatementRecord {
     pub duration_us: u64,
     /// `simple` (Query), `extended` (Parse/Bind/Execute) or `function` (FunctionCall).
     pub protocol: String,
-    /// The statement text as the client sent it (parameters are not recorded).
+    /// The statement text as the client sent it.
     pub statement: String,
+    /// The values bound to its parameters (extended protocol), in text form (`None`: NULL):
+    /// text-format values as sent, binary ones decoded when their type is a common one, else
+    /// `\x` and hex; each cut at 1 KiB. `None` when it had none.
+    pub params: Option<Vec<Option<String>>>,
     /// The server's command tag (`SELECT 1`, `UPDATE 3`…), when it completed.
     pub command: Option<String>,
     /// Rows returned or affected, when the command tag says.
@@ -288,7 +292,7 @@ pub struct StatementRecord {
 impl StatementRecord {
     /// Appends this statement as one JSON line (with its newline) of a session chunk:
     /// `[session, seq, started_at_ms, duration_us, protocol, statement, command, rows, error,
-    /// refused]` (see [`StatementLine`]).
+    /// refused]`, and its parameters last when it has any (see [`StatementLine`]).
     pub fn write_line(&self, out: &mut String) {
         self.line().write(out);
     }
@@ -302,11 +306,18 @@ impl StatementRecord {
             duration_us: self.duration_us,
             protocol: &self.protocol,
             statement: &self.statement,
+            params: self.params.as_deref(),
             command: self.command.as_deref(),
             rows: self.rows,
             error: self.error.as_deref(),
             refused: self.refused,
         }
+    }
+
+    /// Its parameters for people: `$1 = 'bulk', $2 = NULL` (quotes doubled inside a value,
+    /// as in SQL); empty when it has none.
+    pub fn params_text(&self) -> String {
+        params_text(self.params.as_deref().unwrap_or_default())
     }
 
     /// Reads one line written by [`StatementRecord::write_line`] (without its newline); the
@@ -328,9 +339,25 @@ impl StatementRecord {
             rows: int(7),
             error: text(8),
             refused: v.get(9).and_then(Value::as_bool).unwrap_or(false),
+            params: match v.get(10) {
+                None | Some(Value::Null) => None,
+                Some(Value::Array(values)) => Some(
+                    values
+                        .iter()
+                        .map(|p| match p {
+                            Value::Null => Ok(None),
+                            Value::String(s) => Ok(Some(s.clone())),
+                            _ => Err("params"),
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                Some(_) => return Err("params".into()),
+            },
         })
     }
 }
+
+pub use breakglass_audit::evidence::params_text;
 
 /// A statement's recording line, borrowed from wherever its fields are: the gateway writes
 /// its statements' lines straight from what it followed, without building a
@@ -349,6 +376,8 @@ pub struct StatementLine<'a> {
     pub protocol: &'a str,
     /// The statement text.
     pub statement: &'a str,
+    /// The values bound to its parameters, when it had any.
+    pub params: Option<&'a [Option<String>]>,
     /// The server's command tag.
     pub command: Option<&'a str>,
     /// Rows returned or affected.
@@ -362,20 +391,30 @@ pub struct StatementLine<'a> {
 impl StatementLine<'_> {
     /// Appends the line, with its newline, to `out`: a JSON array
     /// `[session, seq, started_at_ms, duration_us, protocol, statement, command, rows, error,
-    /// refused]`, read back by [`StatementRecord::from_line`].
+    /// refused]`, with the parameters as an eleventh element when there are any; read back
+    /// by [`StatementRecord::from_line`].
     pub fn write(&self, out: &mut String) {
-        let fields = (
+        let (a, b, c, d, e) = (
             self.session_id,
             self.seq,
             self.started_at.0,
             self.duration_us,
             self.protocol,
+        );
+        let (f, g, h, i, j) = (
             self.statement,
             self.command,
             self.rows,
             self.error,
             self.refused,
         );
+        match self.params {
+            None => Self::write_fields(&(a, b, c, d, e, f, g, h, i, j), out),
+            Some(params) => Self::write_fields(&(a, b, c, d, e, f, g, h, i, j, params), out),
+        }
+    }
+
+    fn write_fields(fields: &impl serde::Serialize, out: &mut String) {
         // Serialized into a buffer kept by the thread (no allocation per line: a busy gateway
         // records thousands a second), checked as UTF-8 once and appended; serde_json writes
         // valid UTF-8, so the check does not fail, and if it did the line would still be
@@ -1254,7 +1293,42 @@ mod tests {
             rows: Some(1),
             error: None,
             refused: false,
+            params: None,
         }
+    }
+
+    /// Parameters are the line's eleventh element, only when there are any; they read back,
+    /// NULLs included, and a line with something else there is refused naming the field.
+    #[test]
+    fn parameters_are_written_last_and_read_back() {
+        let mut s = record("brk_1-s1", 4);
+        let mut plain = String::new();
+        s.write_line(&mut plain);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&plain)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            10
+        );
+        s.params = Some(vec![Some("it's".into()), None, Some("\\x00ff".into())]);
+        let mut line = String::new();
+        s.write_line(&mut line);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v[10], serde_json::json!(["it's", null, "\\x00ff"]));
+        assert_eq!(
+            StatementRecord::from_line("brk_1", line.trim_end()).unwrap(),
+            s
+        );
+        assert_eq!(s.params_text(), "$1 = 'it''s', $2 = NULL, $3 = '\\x00ff'");
+        let bad = line.replace("null", "7");
+        assert_eq!(
+            StatementRecord::from_line("brk_1", bad.trim_end()).unwrap_err(),
+            "params"
+        );
+        s.params = None;
+        assert_eq!(s.params_text(), "");
     }
 
     /// The line rendered through the thread's buffer is exactly serde_json's own rendering

@@ -20,6 +20,7 @@
 //! reads with one write, and looks only at the headers and first fields of the messages it
 //! follows. A malformed or oversized message ends that connection only.
 
+pub mod params;
 mod pool;
 mod pump;
 pub mod relay;

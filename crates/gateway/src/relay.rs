@@ -34,6 +34,9 @@ pub struct Finished {
     /// The statement text (shared with the session's prepared statements and portals: an
     /// Execute of a prepared statement copies no text).
     pub statement: Arc<str>,
+    /// The values bound to its parameters (extended protocol), in text form (`None`: NULL);
+    /// shared with its portal.
+    pub params: Option<Arc<[Option<String>]>>,
     /// The server's command tag.
     pub command: Option<String>,
     /// Rows returned or affected.
@@ -54,6 +57,7 @@ impl Finished {
             duration_us: self.duration_us,
             protocol: self.protocol,
             statement: &self.statement,
+            params: self.params.as_deref(),
             command: self.command.as_deref(),
             rows: self.rows,
             error: self.error.as_deref(),
@@ -104,6 +108,7 @@ impl Flight {
                 duration_us: 0,
                 protocol,
                 statement: text,
+                params: None,
                 command: None,
                 rows: None,
                 error: None,
@@ -237,9 +242,28 @@ impl Frames {
 #[derive(Default)]
 pub struct ClientSide {
     frames: Frames,
-    /// Prepared statements and portals by name: their text and, when refused, the pattern.
-    statements: HashMap<String, (Arc<str>, Option<String>)>,
-    portals: HashMap<String, (Arc<str>, Option<String>)>,
+    /// Prepared statements by name.
+    statements: HashMap<String, Prepared>,
+    /// Portals by name.
+    portals: HashMap<String, Portal>,
+}
+
+/// A prepared statement of the session.
+#[derive(Clone)]
+struct Prepared {
+    text: Arc<str>,
+    /// The `refuse` pattern it matched.
+    refused: Option<String>,
+    /// The parameter types its Parse named.
+    types: Vec<u32>,
+}
+
+/// A portal of the session: its statement and the values bound to it.
+#[derive(Clone)]
+struct Portal {
+    text: Arc<str>,
+    refused: Option<String>,
+    params: Option<Arc<[Option<String>]>>,
 }
 
 impl ClientSide {
@@ -281,14 +305,20 @@ impl ClientSide {
                     }
                     tracker.pending.push_back(Pending::Query(f));
                 }
-                ClientMessage::Parse { name, query } => {
+                ClientMessage::Parse { name, query, types } => {
                     let refused = wire::refused(query, patterns).map(str::to_owned);
                     if self.statements.len() >= 10_000 && !self.statements.contains_key(name) {
                         self.statements.clear();
                     }
                     let query: Arc<str> = query.into();
-                    self.statements
-                        .insert(name.to_owned(), (query.clone(), refused.clone()));
+                    self.statements.insert(
+                        name.to_owned(),
+                        Prepared {
+                            text: query.clone(),
+                            refused: refused.clone(),
+                            types: types.oids().collect(),
+                        },
+                    );
                     if let Some(p) = refused {
                         let mut f = Flight::new("extended", query, now, at);
                         f.refused = Some(p);
@@ -301,25 +331,41 @@ impl ClientSide {
                         tracker.pending.push_back(Pending::Parse(f));
                     }
                 }
-                ClientMessage::Bind { portal, statement } => {
-                    let st = self.statements.get(statement).cloned().unwrap_or_else(|| {
-                        (format!("(prepared statement `{statement}`)").into(), None)
-                    });
+                ClientMessage::Bind {
+                    portal,
+                    statement,
+                    params,
+                } => {
+                    let bound = match self.statements.get(statement) {
+                        Some(p) => Portal {
+                            text: p.text.clone(),
+                            refused: p.refused.clone(),
+                            params: (!params.is_empty())
+                                .then(|| crate::params::render(&params, &p.types).into()),
+                        },
+                        None => Portal {
+                            text: format!("(prepared statement `{statement}`)").into(),
+                            refused: None,
+                            params: (!params.is_empty())
+                                .then(|| crate::params::render(&params, &[]).into()),
+                        },
+                    };
                     if self.portals.len() >= 10_000 && !self.portals.contains_key(portal) {
                         self.portals.clear();
                     }
-                    self.portals.insert(portal.to_owned(), st);
+                    self.portals.insert(portal.to_owned(), bound);
                 }
                 ClientMessage::Execute { portal } => {
-                    let (text, refused) = self
-                        .portals
-                        .get(portal)
-                        .cloned()
-                        .unwrap_or_else(|| (format!("(portal `{portal}`)").into(), None));
-                    let mut f = Flight::new("extended", text, now, at);
-                    if refused.is_some() {
+                    let p = self.portals.get(portal).cloned().unwrap_or_else(|| Portal {
+                        text: format!("(portal `{portal}`)").into(),
+                        refused: None,
+                        params: None,
+                    });
+                    let mut f = Flight::new("extended", p.text, now, at);
+                    f.record.params = p.params;
+                    if p.refused.is_some() {
                         f.recorded = false;
-                        f.refused = refused;
+                        f.refused = p.refused;
                     }
                     tracker.pending.push_back(Pending::Exec(f));
                 }
@@ -560,6 +606,59 @@ mod tests {
             (done[0].command.as_deref(), done[0].rows),
             (Some("UPDATE 4"), Some(4))
         );
+    }
+
+    /// The extended protocol: a Parse naming an int4 parameter, then two Bind/Execute pairs
+    /// of its portal (binary 7, then text `x'y` and NULL to an unnamed statement's second
+    /// parameter): each Execute is recorded with the values bound to it.
+    #[test]
+    fn an_execute_is_recorded_with_its_bound_parameters() {
+        let (s, mut t) = (info(), Tracker::default());
+        let mut c = ClientSide::default();
+        let mut client = Vec::new();
+        client.extend(msg(
+            b'P',
+            b"s1\0UPDATE t SET v = 1 WHERE id = $1\0\0\x01\0\0\0\x17",
+        ));
+        client.extend(msg(
+            b'B',
+            b"\0s1\0\0\x01\0\x01\0\x01\0\0\0\x04\0\0\0\x07\0\0",
+        ));
+        client.extend(msg(b'E', b"\0\0\0\0\0"));
+        client.extend(msg(b'P', b"\0SELECT $1, $2\0\0\0"));
+        client.extend(msg(
+            b'B',
+            b"\0\0\0\0\0\x02\0\0\0\x03x'y\xff\xff\xff\xff\0\0",
+        ));
+        client.extend(msg(b'E', b"\0\0\0\0\0"));
+        client.extend(msg(b'S', b""));
+        let mut out = Vec::new();
+        assert_eq!(
+            c.process(&s, &client, &mut out, &mut t, Timestamp(1), Instant::now())
+                .unwrap(),
+            (client.len(), false)
+        );
+        assert_eq!(out, client, "forwarded unchanged");
+        let mut answer = msg(b'1', b"");
+        answer.extend(msg(b'2', b""));
+        answer.extend(msg(b'C', b"UPDATE 1\0"));
+        answer.extend(msg(b'1', b""));
+        answer.extend(msg(b'2', b""));
+        answer.extend(msg(b'C', b"SELECT 1\0"));
+        answer.extend(msg(b'Z', b"I"));
+        let (mut srv, mut done, mut back) = (ServerSide::default(), Vec::new(), Vec::new());
+        srv.process(&s, &answer, &mut back, &mut t, &mut done)
+            .unwrap();
+        assert_eq!(done.len(), 2);
+        assert_eq!(&*done[0].statement, "UPDATE t SET v = 1 WHERE id = $1");
+        assert_eq!(done[0].params.as_deref(), Some(&[Some("7".to_owned())][..]));
+        assert_eq!(
+            done[1].params.as_deref(),
+            Some(&[Some("x'y".to_owned()), None][..])
+        );
+        let line = done[1].line("s1", 2);
+        assert_eq!(line.params, done[1].params.as_deref());
+        assert!(t.idle());
     }
 
     #[test]

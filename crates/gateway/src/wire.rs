@@ -190,6 +190,8 @@ pub enum ClientMessage<'a> {
         name: &'a str,
         /// Its text.
         query: &'a str,
+        /// The parameter types the client named (OIDs; `0`: left to the server).
+        types: ParamTypes<'a>,
     },
     /// Binds statement `statement` to portal `portal`.
     Bind {
@@ -197,6 +199,8 @@ pub enum ClientMessage<'a> {
         portal: &'a str,
         /// Statement name.
         statement: &'a str,
+        /// The parameter values.
+        params: BindParams<'a>,
     },
     /// Runs portal `portal`.
     Execute {
@@ -228,6 +232,124 @@ pub enum ClientMessage<'a> {
     Other(u8),
 }
 
+/// The parameter type OIDs of a Parse message (checked complete when decoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ParamTypes<'a>(&'a [u8]);
+
+impl ParamTypes<'_> {
+    /// The OIDs, in order.
+    pub fn oids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    /// Whether none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The parameter values of a Bind message (checked complete when decoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BindParams<'a> {
+    /// The format codes: none (all text), one (for all) or one per parameter; 2 bytes each.
+    formats: &'a [u8],
+    count: usize,
+    /// The values, each a 4-byte length (`-1`: NULL) and its bytes.
+    values: &'a [u8],
+}
+
+impl<'a> BindParams<'a> {
+    /// How many parameters.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Each parameter: whether it is in binary format, and its bytes (`None`: NULL).
+    pub fn iter(&self) -> impl Iterator<Item = (bool, Option<&'a [u8]>)> + 'a {
+        let formats = self.formats;
+        let mut rest = self.values;
+        (0..self.count).map(move |i| {
+            let code = match formats.len() / 2 {
+                0 => 0,
+                1 => u16::from_be_bytes([formats[0], formats[1]]),
+                _ => formats
+                    .get(2 * i..2 * i + 2)
+                    .map_or(0, |c| u16::from_be_bytes([c[0], c[1]])),
+            };
+            // Lengths were checked by `decode_client`; a short value cannot happen here, and
+            // would read as NULL rather than panic.
+            let len = rest
+                .get(..4)
+                .map_or(-1, |l| i32::from_be_bytes([l[0], l[1], l[2], l[3]]));
+            rest = rest.get(4..).unwrap_or_default();
+            let value = usize::try_from(len).ok().map(|n| {
+                let (v, after) = rest.split_at(n.min(rest.len()));
+                rest = after;
+                v
+            });
+            (code != 0, value)
+        })
+    }
+}
+
+/// Reads a 2-byte count at the front of `b`.
+fn count16<'a>(b: &'a [u8], tag: Tag, what: &'static str) -> Result<(usize, &'a [u8]), WireError> {
+    let c = b.get(..2).ok_or(WireError::Truncated { tag, what })?;
+    Ok((usize::from(u16::from_be_bytes([c[0], c[1]])), &b[2..]))
+}
+
+/// Splits off `n` bytes at the front of `b`.
+fn take<'a>(
+    b: &'a [u8],
+    n: usize,
+    tag: Tag,
+    what: &'static str,
+) -> Result<(&'a [u8], &'a [u8]), WireError> {
+    if b.len() < n {
+        return Err(WireError::Truncated { tag, what });
+    }
+    Ok(b.split_at(n))
+}
+
+/// A Bind message's parameters after its portal and statement names, checked complete.
+fn bind_params(b: &[u8], tag: Tag) -> Result<BindParams<'_>, WireError> {
+    let (nformats, b) = count16(b, tag, "parameter format count")?;
+    let (formats, b) = take(b, 2 * nformats, tag, "parameter formats")?;
+    let (count, values) = count16(b, tag, "parameter count")?;
+    let mut rest = values;
+    for _ in 0..count {
+        let (len, after) = take(rest, 4, tag, "parameter length")?;
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        rest = match usize::try_from(len) {
+            Ok(n) => take(after, n, tag, "parameter value")?.1,
+            Err(_) if len == -1 => after,
+            Err(_) => {
+                return Err(WireError::Truncated {
+                    tag,
+                    what: "parameter length",
+                });
+            }
+        };
+    }
+    Ok(BindParams {
+        formats,
+        count,
+        values: &values[..values.len() - rest.len()],
+    })
+}
+
 /// Decodes a client message's first fields.
 pub fn decode_client(tag: u8, body: &[u8]) -> Result<ClientMessage<'_>, WireError> {
     let t = Tag::Byte(tag);
@@ -235,13 +357,23 @@ pub fn decode_client(tag: u8, body: &[u8]) -> Result<ClientMessage<'_>, WireErro
         b'Q' => ClientMessage::Query(cstr(body, t, "query")?.0),
         b'P' => {
             let (name, rest) = cstr(body, t, "statement name")?;
-            let (query, _) = cstr(rest, t, "query")?;
-            ClientMessage::Parse { name, query }
+            let (query, rest) = cstr(rest, t, "query")?;
+            let (n, rest) = count16(rest, t, "parameter type count")?;
+            let (types, _) = take(rest, 4 * n, t, "parameter types")?;
+            ClientMessage::Parse {
+                name,
+                query,
+                types: ParamTypes(types),
+            }
         }
         b'B' => {
             let (portal, rest) = cstr(body, t, "portal name")?;
-            let (statement, _) = cstr(rest, t, "statement name")?;
-            ClientMessage::Bind { portal, statement }
+            let (statement, rest) = cstr(rest, t, "statement name")?;
+            ClientMessage::Bind {
+                portal,
+                statement,
+                params: bind_params(rest, t)?,
+            }
         }
         b'E' => ClientMessage::Execute {
             portal: cstr(body, t, "portal name")?.0,
@@ -541,9 +673,50 @@ mod tests {
             decode_client(b'P', b"s1\0SELECT $1\0\0\0").unwrap(),
             ClientMessage::Parse {
                 name: "s1",
-                query: "SELECT $1"
+                query: "SELECT $1",
+                types: ParamTypes::default(),
             }
         );
+        let ClientMessage::Parse { types, .. } =
+            decode_client(b'P', b"\0SELECT $1, $2\0\0\x02\0\0\0\x17\0\0\0\0").unwrap()
+        else {
+            panic!("not a Parse");
+        };
+        assert_eq!(types.oids().collect::<Vec<_>>(), [23, 0]);
+        // Two parameters: a format code for each (text, binary), 'ab' and NULL.
+        let bind = b"p\0s\0\0\x02\0\0\0\x01\0\x02\0\0\0\x02ab\xff\xff\xff\xff\0\0";
+        let ClientMessage::Bind {
+            portal,
+            statement,
+            params,
+        } = decode_client(b'B', bind).unwrap()
+        else {
+            panic!("not a Bind");
+        };
+        assert_eq!((portal, statement, params.len()), ("p", "s", 2));
+        assert_eq!(
+            params.iter().collect::<Vec<_>>(),
+            [(false, Some(&b"ab"[..])), (true, None)]
+        );
+        // One format code for all.
+        let ClientMessage::Bind { params, .. } =
+            decode_client(b'B', b"\0\0\0\x01\0\x01\0\x01\0\0\0\x01z\0\0").unwrap()
+        else {
+            panic!("not a Bind");
+        };
+        assert_eq!(params.iter().collect::<Vec<_>>(), [(true, Some(&b"z"[..]))]);
+        // Cut anywhere, a Bind is an error naming what is missing, never a panic.
+        for cut in 0..bind.len() - 2 {
+            assert!(decode_client(b'B', &bind[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(matches!(
+            decode_client(b'B', b"\0\0\0\0\0\x01\0\0\0\x09ab"),
+            Err(WireError::Truncated {
+                what: "parameter value",
+                ..
+            })
+        ));
+        assert!(decode_client(b'P', b"s\0SELECT 1\0\0\x01\0\0").is_err());
         assert!(decode_client(b'Q', b"no terminator").is_err());
         assert!(decode_client(b'C', b"").is_err());
         assert_eq!(

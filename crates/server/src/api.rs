@@ -985,6 +985,7 @@ async fn sessions(
             "duration_us": x.duration_us,
             "protocol": x.protocol,
             "statement": x.statement,
+            "params": x.params,
             "command": x.command,
             "rows": x.rows,
             "error": x.error,

@@ -600,12 +600,18 @@ async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
             rows: error.is_none().then_some(1),
             error: error.map(str::to_owned),
             refused,
+            params: None,
         }
     };
     u.engine
         .gateway_record(&breakglass_engine::ports::StatementChunk::group(&[
             statement(1, "SELECT '<script>alert(1)</script>'", None, false),
             statement(2, "DROP DATABASE app", Some("refused by the gateway"), true),
+            breakglass_engine::ports::StatementRecord {
+                protocol: "extended".into(),
+                params: Some(vec![Some("<b>bulk</b>".into()), None]),
+                ..statement(3, "UPDATE items SET v = $1 WHERE w = $2", None, false)
+            },
         ]))
         .await
         .unwrap();
@@ -614,7 +620,7 @@ async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
             session_id: format!("{id}-s1"),
             break_id: id.clone(),
             peer: "127.0.0.1:5555".into(),
-            statements: 2,
+            statements: 3,
             refused: 1,
             end: "client".into(),
             ..Default::default()
@@ -630,6 +636,10 @@ async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
         page.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
             && !page.contains("<script>alert(1)"),
         "statements are escaped: {page}"
+    );
+    assert!(
+        page.contains("$1 = &#39;&#60;b&#62;bulk&#60;/b&#62;&#39;, $2 = NULL"),
+        "bound parameters are shown, escaped: {page}"
     );
     // A requester sees the break but not the recording.
     let cookie = sign_in(&u, &u.requester_token).await;

@@ -591,6 +591,9 @@ async fn statement_chunks(store: SqlStore) {
         rows: (seq != 3).then_some(1),
         error: (seq == 3).then(|| "42P01: relation \"x\" does not exist".to_owned()),
         refused: seq == 4,
+        params: seq
+            .is_multiple_of(2)
+            .then(|| vec![Some(format!("it's «{seq}»")), None]),
     };
     let mut first = Vec::new();
     let mut second = Vec::new();

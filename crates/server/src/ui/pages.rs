@@ -817,6 +817,8 @@ pub(crate) struct StatementView {
     pub(crate) at: String,
     pub(crate) took: String,
     pub(crate) text: String,
+    /// Its bound parameters (`$1 = '…'`), empty when none.
+    pub(crate) params: String,
     pub(crate) outcome: String,
     pub(crate) failed: bool,
     pub(crate) rows: String,
@@ -847,6 +849,7 @@ async fn sessions_of(s: &AppState, viewer: &Viewer, id: &str) -> Vec<SessionView
                     at: when(st.started_at),
                     took: format!("{:.3} ms", st.duration_us as f64 / 1000.0),
                     text: st.statement.clone(),
+                    params: st.params_text(),
                     outcome: match (&st.error, st.refused) {
                         (Some(e), true) => format!("refused: {e}"),
                         (Some(e), false) => format!("error {e}"),
