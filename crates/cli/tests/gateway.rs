@@ -427,6 +427,48 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .expect("select");
     c.close().await.expect("close");
 
+    // A tokio-postgres application: it prepares without parameter types (the server
+    // describes them) and binds in binary; over TLS, trusting the server's certificate.
+    let mut roots = rustls::RootCertStore::empty();
+    {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        for cert in CertificateDer::pem_file_iter(data.join("tls").join("cert.pem"))
+            .expect("the server's certificate")
+        {
+            roots.add(cert.expect("PEM")).expect("a root");
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let (client, connection) =
+        tokio_postgres::connect(&fresh, tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+            .await
+            .expect("tokio-postgres through the gateway");
+    let driver = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT v FROM items WHERE id = $1 -- tokio-postgres",
+            &[&4i32],
+        )
+        .await
+        .expect("select");
+    assert_eq!(row.get::<_, String>(0), "v4");
+    let n = client
+        .execute(
+            "UPDATE items SET v = $1 WHERE id = $2 -- tokio-postgres",
+            &[&"tp", &5i32],
+        )
+        .await
+        .expect("update");
+    assert_eq!(n, 1);
+    drop(client);
+    let _ = driver.await;
+
     // The recording: every statement, with outcome and rows; each session's recording
     // matches the digest in its audit entry.
     // (Sessions end asynchronously after the client leaves.)
@@ -467,6 +509,14 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         serde_json::json!(["2"])
     );
     assert!(find("SELECT pg_backend_pid()")["params"].is_null());
+    assert_eq!(
+        find("WHERE id = $1 -- tokio-postgres")["params"],
+        serde_json::json!(["4"])
+    );
+    assert_eq!(
+        find("WHERE id = $2 -- tokio-postgres")["params"],
+        serde_json::json!(["tp", "5"])
+    );
     assert_eq!(find("ALTER SYSTEM SET work_mem")["refused"], true);
     let selects = statements
         .iter()

@@ -147,6 +147,11 @@ pub struct Tracker {
     /// The status of the last ReadyForQuery (`I` idle, `T` in a transaction, `E` failed
     /// transaction); none before the first.
     ready: Option<u8>,
+    /// Prepared statements the client asked the server to describe, in order, with their
+    /// text (`None`: not one the gateway knows): each ParameterDescription answers the first.
+    describing: VecDeque<(String, Option<Arc<str>>)>,
+    /// The parameter types the server described, for the client side's next Bind.
+    described: Vec<(String, Arc<str>, Vec<u32>)>,
 }
 
 impl Tracker {
@@ -287,7 +292,12 @@ impl ClientSide {
             buf,
             &mut pos,
             out,
-            |t| matches!(t, b'Q' | b'P' | b'B' | b'E' | b'C' | b'F' | b'S' | b'X'),
+            |t| {
+                matches!(
+                    t,
+                    b'Q' | b'P' | b'B' | b'E' | b'C' | b'D' | b'F' | b'S' | b'X'
+                )
+            },
             wire::MAX_CLIENT_MESSAGE,
         )? {
             let frame = &buf[pos..pos + len];
@@ -336,6 +346,7 @@ impl ClientSide {
                     statement,
                     params,
                 } => {
+                    self.learn_types(tracker);
                     let bound = match self.statements.get(statement) {
                         Some(p) => Portal {
                             text: p.text.clone(),
@@ -369,6 +380,10 @@ impl ClientSide {
                     }
                     tracker.pending.push_back(Pending::Exec(f));
                 }
+                ClientMessage::Describe { kind: b'S', name } => {
+                    let text = self.statements.get(name).map(|p| p.text.clone());
+                    tracker.describing.push_back((name.to_owned(), text));
+                }
                 ClientMessage::Close { kind, name } => {
                     if kind == b'S' {
                         self.statements.remove(name);
@@ -395,7 +410,9 @@ impl ClientSide {
                     pos += len;
                     break;
                 }
-                ClientMessage::Password(_) | ClientMessage::Other(_) => {}
+                ClientMessage::Describe { .. }
+                | ClientMessage::Password(_)
+                | ClientMessage::Other(_) => {}
             }
             if forward {
                 out.extend_from_slice(frame);
@@ -403,6 +420,22 @@ impl ClientSide {
             pos += len;
         }
         Ok((pos, terminate))
+    }
+}
+
+impl ClientSide {
+    /// Takes the parameter types the server described (a client that leaves them to the
+    /// server, as tokio-postgres does, learns them with a Describe before its first Bind),
+    /// so binary values of those types are recorded as text. A statement closed and
+    /// prepared again under the same name since is not given the old one's types.
+    fn learn_types(&mut self, tracker: &mut Tracker) {
+        for (name, text, types) in tracker.described.drain(..) {
+            if let Some(p) = self.statements.get_mut(&name)
+                && Arc::ptr_eq(&p.text, &text)
+            {
+                p.types = types;
+            }
+        }
     }
 }
 
@@ -500,8 +533,19 @@ impl ServerSide {
                             finish_exec(t, done);
                         }
                     }
+                    ServerMessage::ParameterTypes(types) => {
+                        if let Some((name, Some(text))) = t.describing.pop_front() {
+                            if t.described.len() >= 10_000 {
+                                // Described and never bound: bounded like the statements.
+                                t.described.clear();
+                            }
+                            t.described.push((name, text, types.oids().collect()));
+                        }
+                    }
                     ServerMessage::Ready(status) => {
                         t.ready = Some(status);
+                        // Describes after a failed message of the batch were never answered.
+                        t.describing.clear();
                         // A function call's result (FunctionCallResponse) is not looked
                         // into: the call in front ends here.
                         if t.current.is_none()
@@ -659,6 +703,90 @@ mod tests {
         let line = done[1].line("s1", 2);
         assert_eq!(line.params, done[1].params.as_deref());
         assert!(t.idle());
+    }
+
+    /// A client that leaves the types to the server (tokio-postgres: Parse without types,
+    /// Describe, then Bind in binary): the types the server described decode the values. A
+    /// statement prepared again under the same name before its Bind does not take them.
+    #[test]
+    fn described_parameter_types_decode_binary_values() {
+        let (s, mut t) = (info(), Tracker::default());
+        let (mut c, mut srv) = (ClientSide::default(), ServerSide::default());
+        let (mut out, mut back, mut done) = (Vec::new(), Vec::new(), Vec::new());
+        let now = || (Timestamp(1), Instant::now());
+        let mut prepare = msg(b'P', b"s0\0SELECT $1\0\0\0");
+        prepare.extend(msg(b'D', b"Ss0\0"));
+        prepare.extend(msg(b'D', b"Sunknown\0"));
+        prepare.extend(msg(b'S', b""));
+        c.process(&s, &prepare, &mut out, &mut t, now().0, now().1)
+            .unwrap();
+        let mut answer = msg(b'1', b"");
+        answer.extend(msg(b't', b"\0\x01\0\0\0\x17"));
+        answer.extend(msg(b'n', b""));
+        answer.extend(msg(b't', b"\0\x01\0\0\0\x19"));
+        answer.extend(msg(b'n', b""));
+        answer.extend(msg(b'Z', b"I"));
+        srv.process(&s, &answer, &mut back, &mut t, &mut done)
+            .unwrap();
+        let run = |value: &[u8]| {
+            let mut b = b"\0s0\0\0\x01\0\x01\0\x01".to_vec();
+            b.extend(i32::try_from(value.len()).unwrap().to_be_bytes());
+            b.extend(value);
+            b.extend([0, 0]);
+            let mut m = msg(b'B', &b);
+            m.extend(msg(b'E', b"\0\0\0\0\0"));
+            m.extend(msg(b'S', b""));
+            m
+        };
+        let mut result = msg(b'2', b"");
+        result.extend(msg(b'C', b"SELECT 1\0"));
+        result.extend(msg(b'Z', b"I"));
+        c.process(
+            &s,
+            &run(&7i32.to_be_bytes()),
+            &mut out,
+            &mut t,
+            now().0,
+            now().1,
+        )
+        .unwrap();
+        srv.process(&s, &result, &mut back, &mut t, &mut done)
+            .unwrap();
+        assert_eq!(done[0].params.as_deref(), Some(&[Some("7".to_owned())][..]));
+        // Described, then closed and prepared again (no types) before the Bind.
+        let mut again = msg(b'P', b"s1\0SELECT $1\0\0\0");
+        again.extend(msg(b'D', b"Ss1\0"));
+        again.extend(msg(b'S', b""));
+        c.process(&s, &again, &mut out, &mut t, now().0, now().1)
+            .unwrap();
+        let mut described = msg(b'1', b"");
+        described.extend(msg(b't', b"\0\x01\0\0\0\x17"));
+        described.extend(msg(b'n', b""));
+        described.extend(msg(b'Z', b"I"));
+        srv.process(&s, &described, &mut back, &mut t, &mut done)
+            .unwrap();
+        let mut reprepare = msg(b'C', b"Ss1\0");
+        reprepare.extend(msg(b'P', b"s1\0SELECT $1::int8\0\0\0"));
+        let mut bind = b"\0s1\0\0\x01\0\x01\0\x01\0\0\0\x04".to_vec();
+        bind.extend(7i32.to_be_bytes());
+        bind.extend([0, 0]);
+        reprepare.extend(msg(b'B', &bind));
+        reprepare.extend(msg(b'E', b"\0\0\0\0\0"));
+        reprepare.extend(msg(b'S', b""));
+        c.process(&s, &reprepare, &mut out, &mut t, now().0, now().1)
+            .unwrap();
+        let mut answer = msg(b'3', b"");
+        answer.extend(msg(b'1', b""));
+        answer.extend(result);
+        srv.process(&s, &answer, &mut back, &mut t, &mut done)
+            .unwrap();
+        assert_eq!(&*done[1].statement, "SELECT $1::int8");
+        assert_eq!(
+            done[1].params.as_deref(),
+            Some(&[Some("\\x00000007".to_owned())][..]),
+            "the old statement's types are not the new one's"
+        );
+        assert!(t.describing.is_empty() && t.described.is_empty());
     }
 
     #[test]

@@ -207,6 +207,13 @@ pub enum ClientMessage<'a> {
         /// Portal name.
         portal: &'a str,
     },
+    /// Asks the server to describe a prepared statement (`S`) or portal (`P`).
+    Describe {
+        /// `S` or `P`.
+        kind: u8,
+        /// Its name.
+        name: &'a str,
+    },
     /// Closes a prepared statement (`S`) or portal (`P`).
     Close {
         /// `S` or `P`.
@@ -378,14 +385,20 @@ pub fn decode_client(tag: u8, body: &[u8]) -> Result<ClientMessage<'_>, WireErro
         b'E' => ClientMessage::Execute {
             portal: cstr(body, t, "portal name")?.0,
         },
-        b'C' => {
+        b'C' | b'D' => {
             let kind = *body.first().ok_or(WireError::Truncated {
                 tag: t,
-                what: "close kind",
+                what: if tag == b'C' {
+                    "close kind"
+                } else {
+                    "describe kind"
+                },
             })?;
-            ClientMessage::Close {
-                kind,
-                name: cstr(&body[1..], t, "name")?.0,
+            let name = cstr(&body[1..], t, "name")?.0;
+            if tag == b'C' {
+                ClientMessage::Close { kind, name }
+            } else {
+                ClientMessage::Describe { kind, name }
             }
         }
         b'F' => {
@@ -427,6 +440,8 @@ pub enum ServerMessage<'a> {
     },
     /// Ready for the next query, with the transaction status (`I`, `T`, `E`).
     Ready(u8),
+    /// The parameter types of a described statement.
+    ParameterTypes(ParamTypes<'a>),
     /// The backend's cancellation key.
     BackendKey {
         /// Process id.
@@ -440,7 +455,7 @@ pub enum ServerMessage<'a> {
 
 /// Whether the gateway decodes server messages with this tag (the others stream through).
 pub fn server_inspects(tag: u8) -> bool {
-    matches!(tag, b'C' | b'I' | b's' | b'E' | b'Z' | b'K')
+    matches!(tag, b'C' | b'I' | b's' | b'E' | b'Z' | b'K' | b't')
 }
 
 /// Decodes a server message the gateway follows.
@@ -477,6 +492,10 @@ pub fn decode_server(tag: u8, body: &[u8]) -> Result<ServerMessage<'_>, WireErro
             tag: t,
             what: "transaction status",
         })?),
+        b't' => {
+            let (n, rest) = count16(body, t, "parameter type count")?;
+            ServerMessage::ParameterTypes(ParamTypes(take(rest, 4 * n, t, "parameter types")?.0))
+        }
         b'K' => {
             let pid = body
                 .get(0..4)
