@@ -20,6 +20,11 @@ use crate::wire::BindParams;
 
 /// Bytes of a value recorded at most.
 pub const VALUE_MAX: usize = 1024;
+/// Bytes of one statement's values recorded at most (a Bind may carry 65,535 values, and a
+/// session may keep 10,000 portals): the values after are recorded as [`NOT_RECORDED`].
+pub const PARAMS_MAX: usize = 64 * 1024;
+/// What stands for a value past [`PARAMS_MAX`].
+pub const NOT_RECORDED: &str = "(not recorded: this statement's values passed 64 KiB)";
 
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -30,14 +35,20 @@ const MAX_MS: i64 = 253_402_300_799_999;
 /// The values of `params` in text form (`None`: NULL); `types` are the parameter types the
 /// statement's Parse named, in order (missing or `0`: unknown).
 pub fn render(params: &BindParams<'_>, types: &[u32]) -> Vec<Option<String>> {
+    let mut total = 0usize;
     params
         .iter()
         .enumerate()
         .map(|(i, (binary, value))| {
             value.map(|v| {
+                if total >= PARAMS_MAX {
+                    return NOT_RECORDED.to_owned();
+                }
                 let oid = types.get(i).copied().unwrap_or(0);
                 let text = if binary { binary_text(oid, v) } else { None };
-                text.unwrap_or_else(|| plain(v, binary))
+                let text = text.unwrap_or_else(|| plain(v, binary));
+                total += text.len();
+                text
             })
         })
         .collect()
@@ -269,5 +280,23 @@ mod tests {
         let hexed = got[5].as_deref().unwrap();
         assert_eq!(hexed.len(), 2 + 2 * VALUE_MAX + "… (2048 bytes)".len());
         assert!(hexed.ends_with("… (2048 bytes)"));
+    }
+
+    /// Past 64 KiB of one statement's values, the rest are not recorded (NULLs stay NULL).
+    #[test]
+    fn one_statement_records_at_most_params_max() {
+        let big = [b'v'; VALUE_MAX];
+        let mut values: Vec<(bool, Option<&[u8]>)> = vec![(false, Some(&big[..])); 100];
+        values.push((false, None));
+        let got = rendered(&values, &[]);
+        let kept = PARAMS_MAX / VALUE_MAX;
+        let whole = "v".repeat(VALUE_MAX);
+        assert!(got[..kept].iter().all(|v| v.as_deref() == Some(&whole[..])));
+        assert!(
+            got[kept..100]
+                .iter()
+                .all(|v| v.as_deref() == Some(NOT_RECORDED))
+        );
+        assert_eq!(got[100], None);
     }
 }
