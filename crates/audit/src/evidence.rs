@@ -250,6 +250,14 @@ pub fn params_text(params: &[Option<String>]) -> String {
     out
 }
 
+/// The first `max` characters of `text`, then `…` when there were more.
+pub fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// [`params_text`] of a statement's `params` as JSON (an array of strings and nulls; anything
 /// else counts as none).
 pub fn params_text_of(v: &Value) -> String {
@@ -336,10 +344,13 @@ fn render(bundle: &Value) -> Result<String, CanonicalError> {
         } else {
             text(&s["error"])
         };
-        let params = match params_text_of(&s["params"]) {
+        let mut params = match params_text_of(&s["params"]) {
             p if p.is_empty() => p,
             p => format!("<br><small>{}</small>", text(&Value::String(p))),
         };
+        if let Some(d) = s["data"].as_str() {
+            let _ = write!(params, "<pre>{}</pre>", esc(d));
+        }
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code>{params}</td><td>{}</td><td>{}</td></tr>",

@@ -1315,9 +1315,19 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
                                 "{:.3} ms",
                                 x["duration_us"].as_f64().unwrap_or(0.0) / 1000.0
                             ),
-                            match breakglass_audit::evidence::params_text_of(&x["params"]) {
-                                p if p.is_empty() => field(&x["statement"]),
-                                p => format!("{}\n  {p}", field(&x["statement"])),
+                            {
+                                let mut cell = field(&x["statement"]);
+                                let p = breakglass_audit::evidence::params_text_of(&x["params"]);
+                                if !p.is_empty() {
+                                    cell.push_str(&format!("\n  {p}"));
+                                }
+                                if let Some(d) = x["data"].as_str() {
+                                    cell.push_str(&format!(
+                                        "\n  data: {}",
+                                        breakglass_audit::evidence::shorten(d, 300)
+                                    ));
+                                }
+                                cell
                             },
                             outcome,
                             field(&x["rows"]),

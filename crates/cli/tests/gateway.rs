@@ -324,6 +324,15 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .await
         .expect("update");
     assert_eq!(done.rows_affected(), 3);
+    // COPY … FROM STDIN: its data is recorded with it.
+    let mut copy = conn
+        .copy_in_raw("COPY items (id, v) FROM STDIN")
+        .await
+        .expect("copy");
+    copy.send(b"11\tcopied\n12\tit's\n".as_slice())
+        .await
+        .expect("copy data");
+    assert_eq!(copy.finish().await.expect("copy done"), 2);
     let refused = sqlx::query("ALTER SYSTEM SET work_mem = '1GB'")
         .execute(&mut conn)
         .await
@@ -509,6 +518,16 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         serde_json::json!(["2"])
     );
     assert!(find("SELECT pg_backend_pid()")["params"].is_null());
+    let copy = find("COPY items (id, v) FROM STDIN");
+    assert_eq!(
+        (&copy["data"], &copy["command"], &copy["rows"]),
+        (
+            &serde_json::json!("11\tcopied\n12\tit's\n"),
+            &serde_json::json!("COPY 2"),
+            &serde_json::json!(2)
+        ),
+        "{copy}"
+    );
     assert_eq!(
         find("WHERE id = $1 -- tokio-postgres")["params"],
         serde_json::json!(["4"])
@@ -549,6 +568,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert!(human.contains("recording matches audit entry"), "{human}");
     assert!(human.contains("REFUSED"), "{human}");
     assert!(human.contains("$1 = 'bulk', $2 = '7'"), "{human}");
+    assert!(human.contains("data: 11\tcopied"), "{human}");
     assert!(
         !human.contains(&role),
         "session show names the grant's login"
@@ -731,7 +751,8 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = o.lines().collect();
-    assert_eq!(lines[..2], [role.as_str(), "10"], "{o}");
+    // The 10 rows made at the start and the 2 the COPY added.
+    assert_eq!(lines[..2], [role.as_str(), "12"], "{o}");
     assert!(lines[2].starts_with("lo_import "), "{o}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rec = recording(&server, &id);

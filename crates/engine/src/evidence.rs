@@ -134,6 +134,7 @@ impl Engine {
                 "protocol": s.protocol,
                 "statement": s.statement,
                 "params": s.params,
+                "data": s.data,
                 "command": s.command,
                 "rows": s.rows,
                 "error": s.error,

@@ -217,10 +217,15 @@ pub fn recording_digest(statements: &[StatementRecord]) -> String {
             s.error,
             s.refused
         ]);
-        // Parameters only where there are any: the digests of recordings made before they
-        // were recorded stay the same.
-        if let (Some(p), Some(all)) = (&s.params, line.as_array_mut()) {
-            all.push(json!(p));
+        // Parameters and COPY data only where there are any, as in the stored line: the
+        // digests of recordings made before they were recorded stay the same.
+        if let Some(all) = line.as_array_mut()
+            && (s.params.is_some() || s.data.is_some())
+        {
+            all.push(json!(s.params));
+            if let Some(d) = &s.data {
+                all.push(json!(d));
+            }
         }
         h.update(line.to_string().as_bytes());
         h.update(b"\n");
@@ -877,6 +882,7 @@ mod tests {
             error: None,
             refused: false,
             params: None,
+            data: None,
         };
         let old = {
             let mut h = Sha256::new();
@@ -892,5 +898,11 @@ mod tests {
         assert_ne!(with, old);
         s.params = Some(vec![Some("b".into())]);
         assert_ne!(recording_digest(std::slice::from_ref(&s)), with);
+        let params_only = recording_digest(std::slice::from_ref(&s));
+        s.data = Some("1\tx\n".into());
+        let with_data = recording_digest(std::slice::from_ref(&s));
+        assert_ne!(with_data, params_only);
+        s.data = Some("1\ty\n".into());
+        assert_ne!(recording_digest(std::slice::from_ref(&s)), with_data);
     }
 }

@@ -279,6 +279,9 @@ pub struct StatementRecord {
     /// text-format values as sent, binary ones decoded when their type is a common one, else
     /// `\x` and hex; each cut at 1 KiB. `None` when it had none.
     pub params: Option<Vec<Option<String>>>,
+    /// The data a `COPY … FROM STDIN` sent: its first 64 KiB as text (in binary format, `\x`
+    /// and hex of its first 32 KiB), then `… (N bytes)` when there was more.
+    pub data: Option<String>,
     /// The server's command tag (`SELECT 1`, `UPDATE 3`…), when it completed.
     pub command: Option<String>,
     /// Rows returned or affected, when the command tag says.
@@ -307,6 +310,7 @@ impl StatementRecord {
             protocol: &self.protocol,
             statement: &self.statement,
             params: self.params.as_deref(),
+            data: self.data.as_deref(),
             command: self.command.as_deref(),
             rows: self.rows,
             error: self.error.as_deref(),
@@ -353,6 +357,11 @@ impl StatementRecord {
                 ),
                 Some(_) => return Err("params".into()),
             },
+            data: match v.get(11) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(d)) => Some(d.clone()),
+                Some(_) => return Err("data".into()),
+            },
         })
     }
 }
@@ -378,6 +387,8 @@ pub struct StatementLine<'a> {
     pub statement: &'a str,
     /// The values bound to its parameters, when it had any.
     pub params: Option<&'a [Option<String>]>,
+    /// A `COPY … FROM STDIN`'s data.
+    pub data: Option<&'a str>,
     /// The server's command tag.
     pub command: Option<&'a str>,
     /// Rows returned or affected.
@@ -391,8 +402,9 @@ pub struct StatementLine<'a> {
 impl StatementLine<'_> {
     /// Appends the line, with its newline, to `out`: a JSON array
     /// `[session, seq, started_at_ms, duration_us, protocol, statement, command, rows, error,
-    /// refused]`, with the parameters as an eleventh element when there are any; read back
-    /// by [`StatementRecord::from_line`].
+    /// refused]`, with the parameters as an eleventh element when there are any and a
+    /// COPY's data as a twelfth (the eleventh then `null` when it had no parameters); read
+    /// back by [`StatementRecord::from_line`].
     pub fn write(&self, out: &mut String) {
         let (a, b, c, d, e) = (
             self.session_id,
@@ -408,9 +420,14 @@ impl StatementLine<'_> {
             self.error,
             self.refused,
         );
-        match self.params {
-            None => Self::write_fields(&(a, b, c, d, e, f, g, h, i, j), out),
-            Some(params) => Self::write_fields(&(a, b, c, d, e, f, g, h, i, j, params), out),
+        match (self.params, self.data) {
+            (None, None) => Self::write_fields(&(a, b, c, d, e, f, g, h, i, j), out),
+            (Some(params), None) => {
+                Self::write_fields(&(a, b, c, d, e, f, g, h, i, j, params), out);
+            }
+            (params, Some(data)) => {
+                Self::write_fields(&(a, b, c, d, e, f, g, h, i, j, params, data), out);
+            }
         }
     }
 
@@ -1294,6 +1311,7 @@ mod tests {
             error: None,
             refused: false,
             params: None,
+            data: None,
         }
     }
 
@@ -1329,6 +1347,35 @@ mod tests {
         );
         s.params = None;
         assert_eq!(s.params_text(), "");
+        // A COPY's data is the twelfth element, after a null when there were no parameters.
+        s.data = Some("1\tit's\n2\t\\N\n".into());
+        let mut line = String::new();
+        s.write_line(&mut line);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (v[10].clone(), v[11].clone()),
+            (
+                serde_json::Value::Null,
+                serde_json::json!("1\tit's\n2\t\\N\n")
+            )
+        );
+        assert_eq!(
+            StatementRecord::from_line("brk_1", line.trim_end()).unwrap(),
+            s
+        );
+        s.params = Some(vec![None]);
+        let mut line = String::new();
+        s.write_line(&mut line);
+        assert_eq!(
+            StatementRecord::from_line("brk_1", line.trim_end()).unwrap(),
+            s
+        );
+        let data = serde_json::to_string(s.data.as_ref().unwrap()).unwrap();
+        let bad = line.trim_end().replacen(&data, "7", 1);
+        assert_eq!(
+            StatementRecord::from_line("brk_1", &bad).unwrap_err(),
+            "data"
+        );
     }
 
     /// The line rendered through the thread's buffer is exactly serde_json's own rendering

@@ -72,6 +72,29 @@ fn plain(v: &[u8], binary: bool) -> String {
     out
 }
 
+/// Bytes of a `COPY … FROM STDIN`'s data recorded at most.
+pub const COPY_MAX: usize = 64 * 1024;
+
+/// A `COPY … FROM STDIN`'s data as recorded: its first [`COPY_MAX`] bytes (`total` in all),
+/// as text (text and CSV formats; bytes that are not UTF-8 replaced) or, in binary format,
+/// `\x` and hex of its first half as many.
+pub fn copy_text(kept: &[u8], total: u64, binary: bool) -> String {
+    let mut out = if binary {
+        hex(&kept[..kept.len().min(COPY_MAX / 2)])
+    } else {
+        String::from_utf8_lossy(kept).into_owned()
+    };
+    let shown = if binary {
+        kept.len().min(COPY_MAX / 2)
+    } else {
+        kept.len()
+    };
+    if total > shown as u64 {
+        let _ = write!(out, "… ({total} bytes)");
+    }
+    out
+}
+
 fn hex(v: &[u8]) -> String {
     let mut out = String::with_capacity(2 + 2 * v.len());
     out.push_str("\\x");

@@ -8,6 +8,7 @@ use std::time::Instant;
 use breakglass_domain::Timestamp;
 use breakglass_engine::ports::StatementLine;
 
+use crate::params;
 use crate::wire::{self, ClientMessage, ServerMessage, WireError};
 
 /// What a session refuses (its statements' break and session are added as they are written:
@@ -37,6 +38,8 @@ pub struct Finished {
     /// The values bound to its parameters (extended protocol), in text form (`None`: NULL);
     /// shared with its portal.
     pub params: Option<Arc<[Option<String>]>>,
+    /// The data a `COPY … FROM STDIN` sent (its first 64 KiB, as text).
+    pub data: Option<String>,
     /// The server's command tag.
     pub command: Option<String>,
     /// Rows returned or affected.
@@ -58,6 +61,7 @@ impl Finished {
             protocol: self.protocol,
             statement: &self.statement,
             params: self.params.as_deref(),
+            data: self.data.as_deref(),
             command: self.command.as_deref(),
             rows: self.rows,
             error: self.error.as_deref(),
@@ -109,6 +113,7 @@ impl Flight {
                 protocol,
                 statement: text,
                 params: None,
+                data: None,
                 command: None,
                 rows: None,
                 error: None,
@@ -152,6 +157,37 @@ pub struct Tracker {
     describing: VecDeque<(String, Option<Arc<str>>)>,
     /// The parameter types the server described, for the client side's next Bind.
     described: Vec<(String, Arc<str>, Vec<u32>)>,
+    /// The data of the `COPY … FROM STDIN` running, while the server takes it.
+    copy_in: Option<CopyCapture>,
+}
+
+/// What a `COPY … FROM STDIN` sent so far: the first [`params::COPY_MAX`] bytes, and how many
+/// in all.
+#[derive(Default)]
+struct CopyCapture {
+    binary: bool,
+    kept: Vec<u8>,
+    total: u64,
+}
+
+impl CopyCapture {
+    fn push(&mut self, data: &[u8]) {
+        let room = params::COPY_MAX.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&data[..data.len().min(room)]);
+        self.total += data.len() as u64;
+    }
+}
+
+impl Tracker {
+    /// Ends the capture of a running `COPY … FROM STDIN` (its data is all in, or it failed)
+    /// and records the data with its statement, the one in flight.
+    fn end_copy(&mut self) {
+        if let Some(c) = self.copy_in.take()
+            && let Some(f) = self.current.as_mut().and_then(flight_of)
+        {
+            f.record.data = Some(params::copy_text(&c.kept, c.total, c.binary));
+        }
+    }
 }
 
 impl Tracker {
@@ -288,6 +324,8 @@ impl ClientSide {
         let patterns = &s.refuse;
         let mut terminate = false;
         let mut pos = 0usize;
+        // A COPY's data is looked into only while the server takes it (it streams otherwise).
+        let copying = tracker.copy_in.is_some();
         while let Some((tag, len)) = self.frames.next(
             buf,
             &mut pos,
@@ -296,7 +334,7 @@ impl ClientSide {
                 matches!(
                     t,
                     b'Q' | b'P' | b'B' | b'E' | b'C' | b'D' | b'F' | b'S' | b'X'
-                )
+                ) || (copying && matches!(t, b'd' | b'c' | b'f'))
             },
             wire::MAX_CLIENT_MESSAGE,
         )? {
@@ -404,6 +442,12 @@ impl ClientSide {
                         at,
                     )));
                 }
+                ClientMessage::CopyData(data) => {
+                    if let Some(c) = tracker.copy_in.as_mut() {
+                        c.push(data);
+                    }
+                }
+                ClientMessage::CopyEnd { .. } => tracker.end_copy(),
                 ClientMessage::Sync => tracker.pending.push_back(Pending::Sync),
                 ClientMessage::Terminate => {
                     terminate = true;
@@ -533,6 +577,14 @@ impl ServerSide {
                             finish_exec(t, done);
                         }
                     }
+                    ServerMessage::CopyIn { binary } => {
+                        // The COPY in front takes the data the client sends now.
+                        t.take_current();
+                        t.copy_in = Some(CopyCapture {
+                            binary,
+                            ..CopyCapture::default()
+                        });
+                    }
                     ServerMessage::ParameterTypes(types) => {
                         if let Some((name, Some(text))) = t.describing.pop_front() {
                             if t.described.len() >= 10_000 {
@@ -544,6 +596,8 @@ impl ServerSide {
                     }
                     ServerMessage::Ready(status) => {
                         t.ready = Some(status);
+                        // A COPY the server failed ends without the client's CopyDone.
+                        t.end_copy();
                         // Describes after a failed message of the batch were never answered.
                         t.describing.clear();
                         // A function call's result (FunctionCallResponse) is not looked
@@ -592,6 +646,7 @@ impl ServerSide {
 /// Ends the statement in flight if it is an Execute or a refused Parse (a simple query waits
 /// for ReadyForQuery).
 fn finish_exec(t: &mut Tracker, done: &mut Vec<Finished>) {
+    t.end_copy();
     if matches!(t.current, Some(Pending::Exec(_) | Pending::Parse(_)))
         && let Some(p) = t.current.take()
         && let Some(s) = p.into_statement()
@@ -787,6 +842,80 @@ mod tests {
             "the old statement's types are not the new one's"
         );
         assert!(t.describing.is_empty() && t.described.is_empty());
+    }
+
+    /// `COPY … FROM STDIN`: the data the client sends after the server's CopyInResponse is
+    /// recorded with the COPY (its first 64 KiB, with the whole length); a COPY the server
+    /// fails keeps what was sent until then, and data sent after is not taken.
+    #[test]
+    fn a_copy_from_stdin_is_recorded_with_its_data() {
+        let (s, mut t) = (info(), Tracker::default());
+        let (mut c, mut srv) = (ClientSide::default(), ServerSide::default());
+        let (mut out, mut back, mut done) = (Vec::new(), Vec::new(), Vec::new());
+        let at = Instant::now();
+        let q = msg(b'Q', b"COPY items FROM STDIN\0");
+        c.process(&s, &q, &mut out, &mut t, Timestamp(1), at)
+            .unwrap();
+        srv.process(
+            &s,
+            &msg(b'G', b"\0\0\x02\0\0\0\0"),
+            &mut back,
+            &mut t,
+            &mut done,
+        )
+        .unwrap();
+        let row = "1\tit's\n".repeat(10_000);
+        let mut data = Vec::new();
+        for piece in row.as_bytes().chunks(7_000) {
+            data.extend(msg(b'd', piece));
+        }
+        data.extend(msg(b'c', b""));
+        // Cut in two reads.
+        let used = c
+            .process(&s, &data[..10_000], &mut out, &mut t, Timestamp(1), at)
+            .unwrap()
+            .0;
+        c.process(&s, &data[used..], &mut out, &mut t, Timestamp(1), at)
+            .unwrap();
+        let mut answer = msg(b'C', b"COPY 10000\0");
+        answer.extend(msg(b'Z', b"I"));
+        srv.process(&s, &answer, &mut back, &mut t, &mut done)
+            .unwrap();
+        assert_eq!(out.len(), q.len() + data.len(), "every byte forwarded");
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].rows, Some(10_000));
+        let recorded = done[0].data.as_deref().expect("the COPY's data");
+        assert!(recorded.starts_with("1\tit's\n1\tit's\n"), "{recorded:.40}");
+        assert!(
+            recorded.ends_with(&format!("… ({} bytes)", row.len())),
+            "{}",
+            &recorded[recorded.len() - 40..]
+        );
+        assert_eq!(
+            recorded.len(),
+            params::COPY_MAX + format!("… ({} bytes)", row.len()).len()
+        );
+        assert!(t.copy_in.is_none());
+
+        // Failed by the server after one row: what came before is recorded; the rest, sent
+        // before the client saw the error, is passed on and not taken.
+        done.clear();
+        c.process(&s, &q, &mut out, &mut t, Timestamp(1), at)
+            .unwrap();
+        srv.process(&s, &msg(b'G', b"\0\0\0"), &mut back, &mut t, &mut done)
+            .unwrap();
+        c.process(&s, &msg(b'd', b"x\n"), &mut out, &mut t, Timestamp(1), at)
+            .unwrap();
+        let mut failed = Vec::new();
+        wire::error_response(&mut failed, "ERROR", "22P02", "invalid input syntax", None);
+        failed.extend(msg(b'Z', b"I"));
+        srv.process(&s, &failed, &mut back, &mut t, &mut done)
+            .unwrap();
+        c.process(&s, &msg(b'd', b"y\n"), &mut out, &mut t, Timestamp(1), at)
+            .unwrap();
+        assert_eq!(done[0].data.as_deref(), Some("x\n"));
+        assert!(done[0].error.as_deref().unwrap().starts_with("22P02"));
+        assert!(t.copy_in.is_none());
     }
 
     #[test]

@@ -229,6 +229,13 @@ pub enum ClientMessage<'a> {
         /// Arguments passed.
         args: u16,
     },
+    /// Data of a `COPY … FROM STDIN` (looked into only while one runs).
+    CopyData(&'a [u8]),
+    /// The end of a `COPY … FROM STDIN`'s data: `CopyDone`, or `CopyFail` (`failed`).
+    CopyEnd {
+        /// The client gave up (CopyFail).
+        failed: bool,
+    },
     /// Ends an extended-protocol batch.
     Sync,
     /// Ends the session.
@@ -413,6 +420,9 @@ pub fn decode_client(tag: u8, body: &[u8]) -> Result<ClientMessage<'_>, WireErro
                 args: u16::from_be_bytes([args[0], args[1]]),
             }
         }
+        b'd' => ClientMessage::CopyData(body),
+        b'c' => ClientMessage::CopyEnd { failed: false },
+        b'f' => ClientMessage::CopyEnd { failed: true },
         b'S' => ClientMessage::Sync,
         b'X' => ClientMessage::Terminate,
         b'p' => ClientMessage::Password(body),
@@ -442,6 +452,11 @@ pub enum ServerMessage<'a> {
     Ready(u8),
     /// The parameter types of a described statement.
     ParameterTypes(ParamTypes<'a>),
+    /// The server waits for a `COPY … FROM STDIN`'s data; `binary`: in binary format.
+    CopyIn {
+        /// Binary format (otherwise text or CSV).
+        binary: bool,
+    },
     /// The backend's cancellation key.
     BackendKey {
         /// Process id.
@@ -455,7 +470,7 @@ pub enum ServerMessage<'a> {
 
 /// Whether the gateway decodes server messages with this tag (the others stream through).
 pub fn server_inspects(tag: u8) -> bool {
-    matches!(tag, b'C' | b'I' | b's' | b'E' | b'Z' | b'K' | b't')
+    matches!(tag, b'C' | b'I' | b's' | b'E' | b'Z' | b'K' | b't' | b'G')
 }
 
 /// Decodes a server message the gateway follows.
@@ -492,6 +507,12 @@ pub fn decode_server(tag: u8, body: &[u8]) -> Result<ServerMessage<'_>, WireErro
             tag: t,
             what: "transaction status",
         })?),
+        b'G' => ServerMessage::CopyIn {
+            binary: *body.first().ok_or(WireError::Truncated {
+                tag: t,
+                what: "copy format",
+            })? != 0,
+        },
         b't' => {
             let (n, rest) = count16(body, t, "parameter type count")?;
             ServerMessage::ParameterTypes(ParamTypes(take(rest, 4 * n, t, "parameter types")?.0))

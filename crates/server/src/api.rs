@@ -986,6 +986,7 @@ async fn sessions(
             "protocol": x.protocol,
             "statement": x.statement,
             "params": x.params,
+            "data": x.data,
             "command": x.command,
             "rows": x.rows,
             "error": x.error,

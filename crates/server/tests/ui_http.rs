@@ -601,6 +601,7 @@ async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
             error: error.map(str::to_owned),
             refused,
             params: None,
+            data: None,
         }
     };
     u.engine
@@ -612,6 +613,10 @@ async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
                 params: Some(vec![Some("<b>bulk</b>".into()), None]),
                 ..statement(3, "UPDATE items SET v = $1 WHERE w = $2", None, false)
             },
+            breakglass_engine::ports::StatementRecord {
+                data: Some("1\t<i>copied</i>\n".into()),
+                ..statement(4, "COPY items FROM STDIN", None, false)
+            },
         ]))
         .await
         .unwrap();
@@ -620,7 +625,7 @@ async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
             session_id: format!("{id}-s1"),
             break_id: id.clone(),
             peer: "127.0.0.1:5555".into(),
-            statements: 3,
+            statements: 4,
             refused: 1,
             end: "client".into(),
             ..Default::default()
@@ -640,6 +645,10 @@ async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
     assert!(
         page.contains("$1 = &#39;&#60;b&#62;bulk&#60;/b&#62;&#39;, $2 = NULL"),
         "bound parameters are shown, escaped: {page}"
+    );
+    assert!(
+        page.contains("1\t&#60;i&#62;copied&#60;/i&#62;"),
+        "a COPY's data is shown, escaped: {page}"
     );
     // A requester sees the break but not the recording.
     let cookie = sign_in(&u, &u.requester_token).await;

@@ -594,6 +594,7 @@ async fn statement_chunks(store: SqlStore) {
         params: seq
             .is_multiple_of(2)
             .then(|| vec![Some(format!("it's «{seq}»")), None]),
+        data: (seq == 3).then(|| "1\tit's «ü»\n2\t\\N\n".to_owned()),
     };
     let mut first = Vec::new();
     let mut second = Vec::new();

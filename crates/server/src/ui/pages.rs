@@ -819,6 +819,8 @@ pub(crate) struct StatementView {
     pub(crate) text: String,
     /// Its bound parameters (`$1 = '…'`), empty when none.
     pub(crate) params: String,
+    /// A COPY's data (its first 2,000 characters), empty when none.
+    pub(crate) data: String,
     pub(crate) outcome: String,
     pub(crate) failed: bool,
     pub(crate) rows: String,
@@ -850,6 +852,11 @@ async fn sessions_of(s: &AppState, viewer: &Viewer, id: &str) -> Vec<SessionView
                     took: format!("{:.3} ms", st.duration_us as f64 / 1000.0),
                     text: st.statement.clone(),
                     params: st.params_text(),
+                    data: st
+                        .data
+                        .as_deref()
+                        .map(|d| breakglass_audit::evidence::shorten(d, 2000))
+                        .unwrap_or_default(),
                     outcome: match (&st.error, st.refused) {
                         (Some(e), true) => format!("refused: {e}"),
                         (Some(e), false) => format!("error {e}"),
