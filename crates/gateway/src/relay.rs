@@ -707,47 +707,79 @@ mod tests {
         );
     }
 
-    /// The extended protocol: a Parse naming an int4 parameter, then two Bind/Execute pairs
-    /// of its portal (binary 7, then text `x'y` and NULL to an unnamed statement's second
-    /// parameter): each Execute is recorded with the values bound to it.
+    /// Both directions of one session, for the tests: what each forwarded, what finished.
+    #[derive(Default)]
+    struct Both {
+        s: SessionInfo,
+        t: Tracker,
+        c: ClientSide,
+        srv: ServerSide,
+        out: Vec<u8>,
+        back: Vec<u8>,
+        done: Vec<Finished>,
+    }
+
+    impl Both {
+        /// The client sends `bytes` (all of them, whole messages): forwarded unchanged.
+        fn client(&mut self, bytes: &[u8]) {
+            let before = self.out.len();
+            let used = self
+                .c
+                .process(
+                    &self.s,
+                    bytes,
+                    &mut self.out,
+                    &mut self.t,
+                    Timestamp(1),
+                    Instant::now(),
+                )
+                .unwrap();
+            assert_eq!(used, (bytes.len(), false));
+            assert_eq!(&self.out[before..], bytes, "forwarded unchanged");
+        }
+
+        /// The server answers `bytes`.
+        fn server(&mut self, bytes: &[u8]) {
+            let used = self
+                .srv
+                .process(&self.s, bytes, &mut self.back, &mut self.t, &mut self.done)
+                .unwrap();
+            assert_eq!(used, bytes.len());
+        }
+    }
+
+    fn msgs(all: &[(u8, &[u8])]) -> Vec<u8> {
+        all.iter().flat_map(|(tag, body)| msg(*tag, body)).collect()
+    }
+
+    /// The extended protocol: a Parse naming an int4 parameter, then Bind (binary 7) and
+    /// Execute; then an unnamed statement bound to text `x'y` and NULL: each Execute is
+    /// recorded with the values bound to it.
     #[test]
     fn an_execute_is_recorded_with_its_bound_parameters() {
-        let (s, mut t) = (info(), Tracker::default());
-        let mut c = ClientSide::default();
-        let mut client = Vec::new();
-        client.extend(msg(
-            b'P',
-            b"s1\0UPDATE t SET v = 1 WHERE id = $1\0\0\x01\0\0\0\x17",
-        ));
-        client.extend(msg(
-            b'B',
-            b"\0s1\0\0\x01\0\x01\0\x01\0\0\0\x04\0\0\0\x07\0\0",
-        ));
-        client.extend(msg(b'E', b"\0\0\0\0\0"));
-        client.extend(msg(b'P', b"\0SELECT $1, $2\0\0\0"));
-        client.extend(msg(
-            b'B',
-            b"\0\0\0\0\0\x02\0\0\0\x03x'y\xff\xff\xff\xff\0\0",
-        ));
-        client.extend(msg(b'E', b"\0\0\0\0\0"));
-        client.extend(msg(b'S', b""));
-        let mut out = Vec::new();
-        assert_eq!(
-            c.process(&s, &client, &mut out, &mut t, Timestamp(1), Instant::now())
-                .unwrap(),
-            (client.len(), false)
-        );
-        assert_eq!(out, client, "forwarded unchanged");
-        let mut answer = msg(b'1', b"");
-        answer.extend(msg(b'2', b""));
-        answer.extend(msg(b'C', b"UPDATE 1\0"));
-        answer.extend(msg(b'1', b""));
-        answer.extend(msg(b'2', b""));
-        answer.extend(msg(b'C', b"SELECT 1\0"));
-        answer.extend(msg(b'Z', b"I"));
-        let (mut srv, mut done, mut back) = (ServerSide::default(), Vec::new(), Vec::new());
-        srv.process(&s, &answer, &mut back, &mut t, &mut done)
-            .unwrap();
+        let mut b = Both::default();
+        b.client(&msgs(&[
+            (
+                b'P',
+                b"s1\0UPDATE t SET v = 1 WHERE id = $1\0\0\x01\0\0\0\x17",
+            ),
+            (b'B', b"\0s1\0\0\x01\0\x01\0\x01\0\0\0\x04\0\0\0\x07\0\0"),
+            (b'E', b"\0\0\0\0\0"),
+            (b'P', b"\0SELECT $1, $2\0\0\0"),
+            (b'B', b"\0\0\0\0\0\x02\0\0\0\x03x'y\xff\xff\xff\xff\0\0"),
+            (b'E', b"\0\0\0\0\0"),
+            (b'S', b""),
+        ]));
+        b.server(&msgs(&[
+            (b'1', b""),
+            (b'2', b""),
+            (b'C', b"UPDATE 1\0"),
+            (b'1', b""),
+            (b'2', b""),
+            (b'C', b"SELECT 1\0"),
+            (b'Z', b"I"),
+        ]));
+        let done = &b.done;
         assert_eq!(done.len(), 2);
         assert_eq!(&*done[0].statement, "UPDATE t SET v = 1 WHERE id = $1");
         assert_eq!(done[0].params.as_deref(), Some(&[Some("7".to_owned())][..]));
@@ -755,9 +787,18 @@ mod tests {
             done[1].params.as_deref(),
             Some(&[Some("x'y".to_owned()), None][..])
         );
-        let line = done[1].line("s1", 2);
-        assert_eq!(line.params, done[1].params.as_deref());
-        assert!(t.idle());
+        assert_eq!(done[1].line("s1", 2).params, done[1].params.as_deref());
+        assert!(b.t.idle());
+    }
+
+    /// A Bind of statement `name`'s one parameter to binary `value`, executed.
+    fn run(name: &str, value: &[u8]) -> Vec<u8> {
+        let mut bind = format!("\0{name}\0").into_bytes();
+        bind.extend([0, 1, 0, 1, 0, 1]);
+        bind.extend(i32::try_from(value.len()).unwrap().to_be_bytes());
+        bind.extend(value);
+        bind.extend([0, 0]);
+        msgs(&[(b'B', &bind), (b'E', b"\0\0\0\0\0"), (b'S', b"")])
     }
 
     /// A client that leaves the types to the server (tokio-postgres: Parse without types,
@@ -765,83 +806,54 @@ mod tests {
     /// statement prepared again under the same name before its Bind does not take them.
     #[test]
     fn described_parameter_types_decode_binary_values() {
-        let (s, mut t) = (info(), Tracker::default());
-        let (mut c, mut srv) = (ClientSide::default(), ServerSide::default());
-        let (mut out, mut back, mut done) = (Vec::new(), Vec::new(), Vec::new());
-        let now = || (Timestamp(1), Instant::now());
-        let mut prepare = msg(b'P', b"s0\0SELECT $1\0\0\0");
-        prepare.extend(msg(b'D', b"Ss0\0"));
-        prepare.extend(msg(b'D', b"Sunknown\0"));
-        prepare.extend(msg(b'S', b""));
-        c.process(&s, &prepare, &mut out, &mut t, now().0, now().1)
-            .unwrap();
-        let mut answer = msg(b'1', b"");
-        answer.extend(msg(b't', b"\0\x01\0\0\0\x17"));
-        answer.extend(msg(b'n', b""));
-        answer.extend(msg(b't', b"\0\x01\0\0\0\x19"));
-        answer.extend(msg(b'n', b""));
-        answer.extend(msg(b'Z', b"I"));
-        srv.process(&s, &answer, &mut back, &mut t, &mut done)
-            .unwrap();
-        let run = |value: &[u8]| {
-            let mut b = b"\0s0\0\0\x01\0\x01\0\x01".to_vec();
-            b.extend(i32::try_from(value.len()).unwrap().to_be_bytes());
-            b.extend(value);
-            b.extend([0, 0]);
-            let mut m = msg(b'B', &b);
-            m.extend(msg(b'E', b"\0\0\0\0\0"));
-            m.extend(msg(b'S', b""));
-            m
-        };
-        let mut result = msg(b'2', b"");
-        result.extend(msg(b'C', b"SELECT 1\0"));
-        result.extend(msg(b'Z', b"I"));
-        c.process(
-            &s,
-            &run(&7i32.to_be_bytes()),
-            &mut out,
-            &mut t,
-            now().0,
-            now().1,
-        )
-        .unwrap();
-        srv.process(&s, &result, &mut back, &mut t, &mut done)
-            .unwrap();
-        assert_eq!(done[0].params.as_deref(), Some(&[Some("7".to_owned())][..]));
-        // Described, then closed and prepared again (no types) before the Bind.
-        let mut again = msg(b'P', b"s1\0SELECT $1\0\0\0");
-        again.extend(msg(b'D', b"Ss1\0"));
-        again.extend(msg(b'S', b""));
-        c.process(&s, &again, &mut out, &mut t, now().0, now().1)
-            .unwrap();
-        let mut described = msg(b'1', b"");
-        described.extend(msg(b't', b"\0\x01\0\0\0\x17"));
-        described.extend(msg(b'n', b""));
-        described.extend(msg(b'Z', b"I"));
-        srv.process(&s, &described, &mut back, &mut t, &mut done)
-            .unwrap();
-        let mut reprepare = msg(b'C', b"Ss1\0");
-        reprepare.extend(msg(b'P', b"s1\0SELECT $1::int8\0\0\0"));
-        let mut bind = b"\0s1\0\0\x01\0\x01\0\x01\0\0\0\x04".to_vec();
-        bind.extend(7i32.to_be_bytes());
-        bind.extend([0, 0]);
-        reprepare.extend(msg(b'B', &bind));
-        reprepare.extend(msg(b'E', b"\0\0\0\0\0"));
-        reprepare.extend(msg(b'S', b""));
-        c.process(&s, &reprepare, &mut out, &mut t, now().0, now().1)
-            .unwrap();
-        let mut answer = msg(b'3', b"");
-        answer.extend(msg(b'1', b""));
-        answer.extend(result);
-        srv.process(&s, &answer, &mut back, &mut t, &mut done)
-            .unwrap();
-        assert_eq!(&*done[1].statement, "SELECT $1::int8");
+        let mut b = Both::default();
+        let result = msgs(&[(b'2', b""), (b'C', b"SELECT 1\0"), (b'Z', b"I")]);
+        b.client(&msgs(&[
+            (b'P', b"s0\0SELECT $1\0\0\0"),
+            (b'D', b"Ss0\0"),
+            (b'D', b"Sunknown\0"),
+            (b'S', b""),
+        ]));
+        b.server(&msgs(&[
+            (b'1', b""),
+            (b't', b"\0\x01\0\0\0\x17"),
+            (b'n', b""),
+            (b't', b"\0\x01\0\0\0\x19"),
+            (b'n', b""),
+            (b'Z', b"I"),
+        ]));
+        b.client(&run("s0", &7i32.to_be_bytes()));
+        b.server(&result);
         assert_eq!(
-            done[1].params.as_deref(),
+            b.done[0].params.as_deref(),
+            Some(&[Some("7".to_owned())][..])
+        );
+        // Described, then closed and prepared again (no types) before the Bind.
+        b.client(&msgs(&[
+            (b'P', b"s1\0SELECT $1\0\0\0"),
+            (b'D', b"Ss1\0"),
+            (b'S', b""),
+        ]));
+        b.server(&msgs(&[
+            (b'1', b""),
+            (b't', b"\0\x01\0\0\0\x17"),
+            (b'n', b""),
+            (b'Z', b"I"),
+        ]));
+        b.client(&msgs(&[
+            (b'C', b"Ss1\0"),
+            (b'P', b"s1\0SELECT $1::int8\0\0\0"),
+        ]));
+        b.client(&run("s1", &7i32.to_be_bytes()));
+        b.server(&msgs(&[(b'3', b""), (b'1', b"")]));
+        b.server(&result);
+        assert_eq!(&*b.done[1].statement, "SELECT $1::int8");
+        assert_eq!(
+            b.done[1].params.as_deref(),
             Some(&[Some("\\x00000007".to_owned())][..]),
             "the old statement's types are not the new one's"
         );
-        assert!(t.describing.is_empty() && t.described.is_empty());
+        assert!(b.t.describing.is_empty() && b.t.described.is_empty());
     }
 
     /// `COPY … FROM STDIN`: the data the client sends after the server's CopyInResponse is
@@ -849,73 +861,54 @@ mod tests {
     /// fails keeps what was sent until then, and data sent after is not taken.
     #[test]
     fn a_copy_from_stdin_is_recorded_with_its_data() {
-        let (s, mut t) = (info(), Tracker::default());
-        let (mut c, mut srv) = (ClientSide::default(), ServerSide::default());
-        let (mut out, mut back, mut done) = (Vec::new(), Vec::new(), Vec::new());
-        let at = Instant::now();
+        let mut b = Both::default();
         let q = msg(b'Q', b"COPY items FROM STDIN\0");
-        c.process(&s, &q, &mut out, &mut t, Timestamp(1), at)
-            .unwrap();
-        srv.process(
-            &s,
-            &msg(b'G', b"\0\0\x02\0\0\0\0"),
-            &mut back,
-            &mut t,
-            &mut done,
-        )
-        .unwrap();
+        b.client(&q);
+        b.server(&msg(b'G', b"\0\0\x02\0\0\0\0"));
         let row = "1\tit's\n".repeat(10_000);
-        let mut data = Vec::new();
-        for piece in row.as_bytes().chunks(7_000) {
-            data.extend(msg(b'd', piece));
-        }
+        let mut data: Vec<u8> = row
+            .as_bytes()
+            .chunks(7_000)
+            .flat_map(|p| msg(b'd', p))
+            .collect();
         data.extend(msg(b'c', b""));
         // Cut in two reads.
-        let used = c
-            .process(&s, &data[..10_000], &mut out, &mut t, Timestamp(1), at)
+        let used =
+            b.c.process(
+                &b.s,
+                &data[..10_000],
+                &mut b.out,
+                &mut b.t,
+                Timestamp(1),
+                Instant::now(),
+            )
             .unwrap()
             .0;
-        c.process(&s, &data[used..], &mut out, &mut t, Timestamp(1), at)
-            .unwrap();
-        let mut answer = msg(b'C', b"COPY 10000\0");
-        answer.extend(msg(b'Z', b"I"));
-        srv.process(&s, &answer, &mut back, &mut t, &mut done)
-            .unwrap();
-        assert_eq!(out.len(), q.len() + data.len(), "every byte forwarded");
-        assert_eq!(done.len(), 1);
-        assert_eq!(done[0].rows, Some(10_000));
-        let recorded = done[0].data.as_deref().expect("the COPY's data");
+        b.client(&data[used..]);
+        b.server(&msgs(&[(b'C', b"COPY 10000\0"), (b'Z', b"I")]));
+        assert_eq!(b.out.len(), q.len() + data.len(), "every byte forwarded");
+        assert_eq!((b.done.len(), b.done[0].rows), (1, Some(10_000)));
+        let recorded = b.done[0].data.as_deref().expect("the COPY's data");
+        let tail = format!("… ({} bytes)", row.len());
         assert!(recorded.starts_with("1\tit's\n1\tit's\n"), "{recorded:.40}");
-        assert!(
-            recorded.ends_with(&format!("… ({} bytes)", row.len())),
-            "{}",
-            &recorded[recorded.len() - 40..]
-        );
-        assert_eq!(
-            recorded.len(),
-            params::COPY_MAX + format!("… ({} bytes)", row.len()).len()
-        );
-        assert!(t.copy_in.is_none());
+        assert!(recorded.ends_with(&tail));
+        assert_eq!(recorded.len(), params::COPY_MAX + tail.len());
+        assert!(b.t.copy_in.is_none());
 
         // Failed by the server after one row: what came before is recorded; the rest, sent
         // before the client saw the error, is passed on and not taken.
-        done.clear();
-        c.process(&s, &q, &mut out, &mut t, Timestamp(1), at)
-            .unwrap();
-        srv.process(&s, &msg(b'G', b"\0\0\0"), &mut back, &mut t, &mut done)
-            .unwrap();
-        c.process(&s, &msg(b'd', b"x\n"), &mut out, &mut t, Timestamp(1), at)
-            .unwrap();
+        b.done.clear();
+        b.client(&q);
+        b.server(&msg(b'G', b"\0\0\0"));
+        b.client(&msg(b'd', b"x\n"));
         let mut failed = Vec::new();
         wire::error_response(&mut failed, "ERROR", "22P02", "invalid input syntax", None);
         failed.extend(msg(b'Z', b"I"));
-        srv.process(&s, &failed, &mut back, &mut t, &mut done)
-            .unwrap();
-        c.process(&s, &msg(b'd', b"y\n"), &mut out, &mut t, Timestamp(1), at)
-            .unwrap();
-        assert_eq!(done[0].data.as_deref(), Some("x\n"));
-        assert!(done[0].error.as_deref().unwrap().starts_with("22P02"));
-        assert!(t.copy_in.is_none());
+        b.server(&failed);
+        b.client(&msg(b'd', b"y\n"));
+        assert_eq!(b.done[0].data.as_deref(), Some("x\n"));
+        assert!(b.done[0].error.as_deref().unwrap().starts_with("22P02"));
+        assert!(b.t.copy_in.is_none());
     }
 
     #[test]
