@@ -793,6 +793,15 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
             "{c}"
         );
     }
+    // lo_write's arguments (libpq writes 8 KiB at a time): the descriptor, then the blob's
+    // bytes, binary, so in hex: the first KiB of each, and its length.
+    let written: u64 = calls
+        .iter()
+        .filter_map(|c| c["params"][1].as_str())
+        .filter_map(|v| v.strip_prefix(&format!("\\x{}… (", "07".repeat(1024))))
+        .filter_map(|rest| rest.strip_suffix(" bytes)")?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(written, 20_000, "lo_write's data recorded: {calls:?}");
     let a = server
         .cli()
         .args(["--output", "json", "audit", "list", "--limit", "1000"])

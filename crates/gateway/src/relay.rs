@@ -431,16 +431,15 @@ impl ClientSide {
                 }
                 ClientMessage::FunctionCall { oid, args } => {
                     // Answered like a simple query: a result or an error, then ReadyForQuery.
+                    let n = args.len();
                     let text = format!(
-                        "(function call: OID {oid}, {args} argument{})",
-                        if args == 1 { "" } else { "s" }
+                        "(function call: OID {oid}, {n} argument{})",
+                        if n == 1 { "" } else { "s" }
                     );
-                    tracker.pending.push_back(Pending::Query(Flight::new(
-                        "function",
-                        text.into(),
-                        now,
-                        at,
-                    )));
+                    let mut f = Flight::new("function", text.into(), now, at);
+                    // Recorded like a Bind's values (types unknown: binary ones in hex).
+                    f.record.params = (!args.is_empty()).then(|| params::render(&args, &[]).into());
+                    tracker.pending.push_back(Pending::Query(f));
                 }
                 ClientMessage::CopyData(data) => {
                     if let Some(c) = tracker.copy_in.as_mut() {
@@ -958,21 +957,46 @@ mod tests {
             (done[0].protocol, done[0].error.as_deref()),
             ("function", None)
         );
+        // Its arguments, binary and of unknown types: in hex.
+        assert_eq!(
+            done[0].params.as_deref(),
+            Some(
+                &[
+                    Some("\\x00004010".to_owned()),
+                    Some("\\x00020000".to_owned())
+                ][..]
+            )
+        );
         assert_eq!(&*done[1].statement, "(function call: OID 99, 1 argument)");
         assert_eq!(
             done[1].error.as_deref(),
             Some("42883: function 99 does not exist")
         );
+        assert_eq!(
+            done[1].params.as_deref(),
+            Some(&[None][..]),
+            "a NULL argument"
+        );
         assert!(t.idle());
-        // Truncated: no argument count.
-        let short = msg(b'F', &[0, 0, 3, 184, 0, 3, 0, 1]);
-        assert!(matches!(
-            c.process(&s, &short, &mut out, &mut t, Timestamp(1), Instant::now()),
-            Err(WireError::Truncated {
-                what: "argument count",
-                ..
-            })
-        ));
+        // Truncated: three format codes announced, one sent; then no argument count.
+        for (short, what) in [
+            (&[0u8, 0, 3, 184, 0, 3, 0, 1][..], "argument formats"),
+            (&[0, 0, 3, 184, 0, 1, 0, 1][..], "argument count"),
+        ] {
+            let r = c.process(
+                &s,
+                &msg(b'F', short),
+                &mut out,
+                &mut t,
+                Timestamp(1),
+                Instant::now(),
+            );
+            assert!(
+                matches!(r, Err(WireError::Truncated { what: w, .. }) if w == what),
+                "{what}: {:?}",
+                r.err()
+            );
+        }
     }
 
     #[test]

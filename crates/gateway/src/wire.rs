@@ -222,12 +222,12 @@ pub enum ClientMessage<'a> {
         name: &'a str,
     },
     /// A fast-path function call (libpq's `PQfn`, which its large-object functions use):
-    /// the function's OID and how many arguments it passes.
+    /// the function's OID and its arguments.
     FunctionCall {
         /// The function's OID.
         oid: u32,
-        /// Arguments passed.
-        args: u16,
+        /// Its arguments (laid out as a Bind's parameters).
+        args: BindParams<'a>,
     },
     /// Data of a `COPY … FROM STDIN` (looked into only while one runs).
     CopyData(&'a [u8]),
@@ -337,22 +337,44 @@ fn take<'a>(
     Ok(b.split_at(n))
 }
 
-/// A Bind message's parameters after its portal and statement names, checked complete.
-fn bind_params(b: &[u8], tag: Tag) -> Result<BindParams<'_>, WireError> {
-    let (nformats, b) = count16(b, tag, "parameter format count")?;
-    let (formats, b) = take(b, 2 * nformats, tag, "parameter formats")?;
-    let (count, values) = count16(b, tag, "parameter count")?;
+/// The names of a value list's fields in errors: a Bind's parameters or a function call's
+/// arguments (`[format count, formats, count, length, value]`).
+const PARAMETERS: [&str; 5] = [
+    "parameter format count",
+    "parameter formats",
+    "parameter count",
+    "parameter length",
+    "parameter value",
+];
+const ARGUMENTS: [&str; 5] = [
+    "argument format count",
+    "argument formats",
+    "argument count",
+    "argument length",
+    "argument value",
+];
+
+/// Format codes and values (a Bind's parameters after its names, a function call's arguments
+/// after its OID), checked complete; `names` name the fields in errors.
+fn values<'a>(
+    b: &'a [u8],
+    tag: Tag,
+    names: &[&'static str; 5],
+) -> Result<BindParams<'a>, WireError> {
+    let (nformats, b) = count16(b, tag, names[0])?;
+    let (formats, b) = take(b, 2 * nformats, tag, names[1])?;
+    let (count, values) = count16(b, tag, names[2])?;
     let mut rest = values;
     for _ in 0..count {
-        let (len, after) = take(rest, 4, tag, "parameter length")?;
+        let (len, after) = take(rest, 4, tag, names[3])?;
         let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
         rest = match usize::try_from(len) {
-            Ok(n) => take(after, n, tag, "parameter value")?.1,
+            Ok(n) => take(after, n, tag, names[4])?.1,
             Err(_) if len == -1 => after,
             Err(_) => {
                 return Err(WireError::Truncated {
                     tag,
-                    what: "parameter length",
+                    what: names[3],
                 });
             }
         };
@@ -386,7 +408,7 @@ pub fn decode_client(tag: u8, body: &[u8]) -> Result<ClientMessage<'_>, WireErro
             ClientMessage::Bind {
                 portal,
                 statement,
-                params: bind_params(rest, t)?,
+                params: values(rest, t, &PARAMETERS)?,
             }
         }
         b'E' => ClientMessage::Execute {
@@ -409,15 +431,10 @@ pub fn decode_client(tag: u8, body: &[u8]) -> Result<ClientMessage<'_>, WireErro
             }
         }
         b'F' => {
-            let short = |what| WireError::Truncated { tag: t, what };
-            let oid = body.get(..4).ok_or(short("function OID"))?;
-            let formats = body.get(4..6).ok_or(short("argument format count"))?;
-            let formats = usize::from(u16::from_be_bytes([formats[0], formats[1]]));
-            let at = 6 + 2 * formats;
-            let args = body.get(at..at + 2).ok_or(short("argument count"))?;
+            let (oid, rest) = take(body, 4, t, "function OID")?;
             ClientMessage::FunctionCall {
                 oid: u32::from_be_bytes([oid[0], oid[1], oid[2], oid[3]]),
-                args: u16::from_be_bytes([args[0], args[1]]),
+                args: values(rest, t, &ARGUMENTS)?,
             }
         }
         b'd' => ClientMessage::CopyData(body),
