@@ -788,7 +788,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         assert!(
             c["statement"]
                 .as_str()
-                .is_some_and(|t| t.starts_with("(function call: OID "))
+                .is_some_and(|t| t.starts_with("(function call: lo"))
                 && c["error"].is_null(),
             "{c}"
         );

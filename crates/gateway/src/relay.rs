@@ -432,8 +432,11 @@ impl ClientSide {
                 ClientMessage::FunctionCall { oid, args } => {
                     // Answered like a simple query: a result or an error, then ReadyForQuery.
                     let n = args.len();
+                    let name = large_object_function(oid)
+                        .map(|f| format!("{f}, "))
+                        .unwrap_or_default();
                     let text = format!(
-                        "(function call: OID {oid}, {n} argument{})",
+                        "(function call: {name}OID {oid}, {n} argument{})",
                         if n == 1 { "" } else { "s" }
                     );
                     let mut f = Flight::new("function", text.into(), now, at);
@@ -480,6 +483,27 @@ impl ClientSide {
             }
         }
     }
+}
+
+/// The name of a large-object function called by OID (what libpq's fast-path calls are):
+/// their OIDs are fixed in PostgreSQL's catalog (`pg_proc`), the same in every version.
+fn large_object_function(oid: u32) -> Option<&'static str> {
+    Some(match oid {
+        715 => "lo_create",
+        952 => "lo_open",
+        953 => "lo_close",
+        954 => "loread",
+        955 => "lowrite",
+        956 => "lo_lseek",
+        957 => "lo_creat",
+        958 => "lo_tell",
+        964 => "lo_unlink",
+        1004 => "lo_truncate",
+        3170 => "lo_lseek64",
+        3171 => "lo_tell64",
+        3172 => "lo_truncate64",
+        _ => return None,
+    })
 }
 
 pub(crate) fn lock<T>(t: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -952,7 +976,10 @@ mod tests {
             .unwrap();
         assert_eq!(back, answer);
         assert_eq!(done.len(), 2);
-        assert_eq!(&*done[0].statement, "(function call: OID 952, 2 arguments)");
+        assert_eq!(
+            &*done[0].statement,
+            "(function call: lo_open, OID 952, 2 arguments)"
+        );
         assert_eq!(
             (done[0].protocol, done[0].error.as_deref()),
             ("function", None)
