@@ -2,8 +2,8 @@
 //!
 //! Text-format values are recorded as the client sent them. Binary-format values are turned
 //! into their text form when the statement's Parse named the parameter's type and the type is
-//! one of the common ones below (what an application binds most: integers, floats, booleans,
-//! text, UUIDs, JSON, dates and timestamps); any other is recorded as `\x` and its bytes in hex,
+//! one of the common ones below (what an application binds most: integers, floats, numerics,
+//! booleans, text, UUIDs, JSON, dates, times and timestamps); any other is recorded as `\x` and its bytes in hex,
 //! like PostgreSQL shows a `bytea`. A value longer than [`VALUE_MAX`] bytes is cut there and
 //! says how long it was, so one large value cannot swell the recording.
 //!
@@ -152,6 +152,20 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
                 &h[20..]
             )
         }
+        // numeric
+        1700 => numeric(v)?,
+        // time: microseconds since midnight
+        1083 => {
+            let us = int(8)?;
+            (0..=86_400_000_000).contains(&us).then_some(())?;
+            let (s, frac) = (us / 1_000_000, us % 1_000_000);
+            format!(
+                "{:02}:{:02}:{:02}.{frac:06}",
+                s / 3600,
+                s % 3600 / 60,
+                s % 60
+            )
+        }
         // date: days since 2000-01-01
         1082 => match int(4)? {
             n if n == i64::from(i32::MAX) => "infinity".into(),
@@ -177,6 +191,68 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
         },
         _ => return None,
     })
+}
+
+/// A binary `numeric` in text: sign, weight (of the first base-10000 digit), display scale
+/// and base-10000 digits. `None` (shown in hex) when the bytes are not one, or when it would
+/// be longer than a recorded value may be.
+fn numeric(v: &[u8]) -> Option<String> {
+    let word = |i: usize| {
+        v.get(2 * i..2 * i + 2)
+            .map(|w| u16::from_be_bytes([w[0], w[1]]))
+    };
+    let (ndigits, weight, sign, dscale) = (word(0)?, word(1)?, word(2)?, word(3)?);
+    let weight = i32::from(i16::from_be_bytes(weight.to_be_bytes()));
+    if v.len() != 8 + 2 * usize::from(ndigits) {
+        return None;
+    }
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        _ => return None,
+    }
+    let digits: Vec<u16> = (0..usize::from(ndigits))
+        .map(|i| word(4 + i))
+        .collect::<Option<_>>()?;
+    let dscale = usize::from(dscale);
+    // Its text is about 4 × (weight + 1) + dscale characters.
+    if digits.iter().any(|&d| d > 9999) || weight > 256 || dscale > 1000 {
+        return None;
+    }
+    let digit = |i: i32| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| digits.get(i))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut out = String::new();
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    if weight < 0 {
+        out.push('0');
+    }
+    for i in 0..=weight {
+        let _ = if i == 0 {
+            write!(out, "{}", digit(i))
+        } else {
+            write!(out, "{:04}", digit(i))
+        };
+    }
+    if dscale > 0 {
+        let mut frac = String::new();
+        let mut i = weight + 1;
+        while frac.len() < dscale {
+            let _ = write!(frac, "{:04}", digit(i));
+            i += 1;
+        }
+        out.push('.');
+        out.push_str(&frac[..dscale]);
+    }
+    Some(out)
 }
 
 /// UTF-8 text, cut at [`VALUE_MAX`]; `None` (shown in hex) when it is not UTF-8.
@@ -219,6 +295,15 @@ mod tests {
         render(&params, types)
     }
 
+    fn numeric_bytes(ndigits: u16, weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
+        let mut b = Vec::new();
+        let weight = u16::from_be_bytes(weight.to_be_bytes());
+        for w in [ndigits, weight, sign, dscale].iter().chain(digits) {
+            b.extend(w.to_be_bytes());
+        }
+        b
+    }
+
     #[test]
     fn binary_values_of_common_types_are_recorded_as_text() {
         let uuid = [
@@ -255,8 +340,43 @@ mod tests {
                 "2026-11-28T12:34:56.789012",
             ),
             (1114, i64::MIN.to_be_bytes().to_vec(), "-infinity"),
+            (
+                1083,
+                45_296_000_007i64.to_be_bytes().to_vec(),
+                "12:34:56.000007",
+            ),
+            // numeric: ndigits, weight, sign, dscale, base-10000 digits
+            (1700, numeric_bytes(2, 0, 0, 2, &[12, 3400]), "12.34"),
+            (
+                1700,
+                numeric_bytes(3, 1, 0x4000, 3, &[1, 2, 3450]),
+                "-10002.345",
+            ),
+            (1700, numeric_bytes(1, -1, 0, 6, &[50]), "0.005000"),
+            (1700, numeric_bytes(1, -2, 0, 8, &[7]), "0.00000007"),
+            (1700, numeric_bytes(1, 2, 0, 0, &[3]), "300000000"),
+            (1700, numeric_bytes(0, 0, 0, 0, &[]), "0"),
+            (1700, numeric_bytes(0, 0, 0xC000, 0, &[]), "NaN"),
+            (1700, numeric_bytes(0, 0, 0xF000, 0, &[]), "-Infinity"),
             // Unknown type, or bytes that are not a value of the type: hex.
             (0, vec![0, 0, 0, 7], "\\x00000007"),
+            (1083, (-1i64).to_be_bytes().to_vec(), "\\xffffffffffffffff"),
+            // A digit past 9999, a count that does not match, a weight too large to show.
+            (
+                1700,
+                numeric_bytes(1, 0, 0, 0, &[10_000]),
+                "\\x00010000000000002710",
+            ),
+            (
+                1700,
+                numeric_bytes(2, 0, 0, 0, &[1]),
+                "\\x00020000000000000001",
+            ),
+            (
+                1700,
+                numeric_bytes(1, 300, 0, 0, &[1]),
+                "\\x0001012c000000000001",
+            ),
             (17, vec![0xde, 0xad], "\\xdead"),
             (23, vec![1, 2, 3], "\\x010203"),
             (16, vec![2], "\\x02"),
