@@ -385,19 +385,18 @@ impl ClientSide {
                     params,
                 } => {
                     self.learn_types(tracker);
-                    let bound = match self.statements.get(statement) {
-                        Some(p) => Portal {
-                            text: p.text.clone(),
-                            refused: p.refused.clone(),
-                            params: (!params.is_empty())
-                                .then(|| crate::params::render(&params, &p.types).into()),
-                        },
-                        None => Portal {
-                            text: format!("(prepared statement `{statement}`)").into(),
-                            refused: None,
-                            params: (!params.is_empty())
-                                .then(|| crate::params::render(&params, &[]).into()),
-                        },
+                    let (text, refused, types) = match self.statements.get(statement) {
+                        Some(p) => (p.text.clone(), p.refused.clone(), p.types.as_slice()),
+                        None => (
+                            format!("(prepared statement `{statement}`)").into(),
+                            None,
+                            &[][..],
+                        ),
+                    };
+                    let bound = Portal {
+                        text,
+                        refused,
+                        params: (!params.is_empty()).then(|| params::render(&params, types).into()),
                     };
                     if self.portals.len() >= 10_000 && !self.portals.contains_key(portal) {
                         self.portals.clear();
