@@ -4,7 +4,7 @@
 
 use std::error::Error as _;
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use breakglass_engine::ports::{Alert, Channel, ChannelError, Receipt};
@@ -27,7 +27,14 @@ pub struct EmailChannel {
     password: Option<SecretString>,
     public_url: Option<String>,
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// The longest a whole send may take ([`SEND_DEADLINE`]).
+    deadline: Duration,
 }
+
+/// The longest one message's whole SMTP exchange may take. lettre's own timeout bounds the
+/// connect and each command, but not every read: a server that accepts the connection and
+/// never greets held a send (and the alert behind it) for good.
+pub const SEND_DEADLINE: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for EmailChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,7 +115,14 @@ impl EmailChannel {
             password: config.password.clone(),
             public_url: public_url.map(str::to_owned),
             transport: builder.build(),
+            deadline: SEND_DEADLINE,
         })
+    }
+
+    /// The same channel with another bound on a whole send (tests: a short one).
+    pub fn with_deadline(mut self, deadline: Duration) -> EmailChannel {
+        self.deadline = deadline;
+        self
     }
 
     /// The message sent for `alert`.
@@ -141,10 +155,14 @@ impl Channel for EmailChannel {
     async fn send(&self, alert: &Alert) -> Result<Receipt, ChannelError> {
         let message = self.message(alert)?;
         let started = Instant::now();
-        let response = self
-            .transport
-            .send(message)
+        let response = tokio::time::timeout(self.deadline, self.transport.send(message))
             .await
+            .map_err(|_| {
+                ChannelError::Unavailable(format!(
+                    "the SMTP server did not finish the exchange within {} s",
+                    self.deadline.as_secs_f64()
+                ))
+            })?
             .map_err(|e| self.error(&e))?;
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let lines: Vec<&str> = response.message().collect();

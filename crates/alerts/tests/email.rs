@@ -191,6 +191,29 @@ async fn a_server_that_is_down_is_unavailable() {
     assert!(matches!(e, ChannelError::Unavailable(_)), "{e:?}");
 }
 
+/// A server that accepts the connection and never says anything: the send gives up at its
+/// deadline, as unavailable (it held the alert for good before).
+#[tokio::test]
+async fn a_server_that_never_greets_is_unavailable_at_the_deadline() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let (conn, _) = silent.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(conn);
+    });
+    let channel = EmailChannel::new("mail", &config(port, EmailTls::None, None), None)
+        .await
+        .unwrap()
+        .with_deadline(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let e = channel.send(&alert()).await.unwrap_err();
+    assert!(matches!(e, ChannelError::Unavailable(_)), "{e:?}");
+    assert!(e.to_string().contains("within 0.5 s"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    held.abort();
+}
+
 #[tokio::test]
 async fn password_is_not_in_errors_or_debug() {
     // The server is down, so the credentials are never sent; the point is what we print.
