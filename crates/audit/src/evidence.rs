@@ -346,7 +346,7 @@ fn render(bundle: &Value) -> Result<String, CanonicalError> {
         };
         let mut params = match params_text_of(&s["params"]) {
             p if p.is_empty() => p,
-            p => format!("<br><small>{}</small>", text(&Value::String(p))),
+            p => format!("<br><small>{}</small>", esc(&p)),
         };
         if let Some(d) = s["data"].as_str() {
             let _ = write!(params, "<pre>{}</pre>", esc(d));

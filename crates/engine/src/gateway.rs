@@ -203,32 +203,15 @@ pub struct SessionSummary {
 /// in order. The session's `gateway.session_ended` audit entry carries it, so an edit to the
 /// stored recording is detected against the chain.
 pub fn recording_digest(statements: &[StatementRecord]) -> String {
+    // The lines exactly as stored (`StatementRecord::write_line`): parameters and COPY data
+    // only where there are any, so the digests of recordings made before they were recorded
+    // stay the same.
     let mut h = Sha256::new();
+    let mut line = String::new();
     for s in statements {
-        let mut line = json!([
-            s.session_id,
-            s.seq,
-            s.started_at.0,
-            s.duration_us,
-            s.protocol,
-            s.statement,
-            s.command,
-            s.rows,
-            s.error,
-            s.refused
-        ]);
-        // Parameters and COPY data only where there are any, as in the stored line: the
-        // digests of recordings made before they were recorded stay the same.
-        if let Some(all) = line.as_array_mut()
-            && (s.params.is_some() || s.data.is_some())
-        {
-            all.push(json!(s.params));
-            if let Some(d) = &s.data {
-                all.push(json!(d));
-            }
-        }
-        h.update(line.to_string().as_bytes());
-        h.update(b"\n");
+        line.clear();
+        s.write_line(&mut line);
+        h.update(line.as_bytes());
     }
     hex::encode(h.finalize())
 }
