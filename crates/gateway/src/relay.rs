@@ -84,11 +84,11 @@ pub(crate) struct Flight {
 pub(crate) enum Pending {
     /// A simple query (may hold several statements) or a function call; ends at
     /// ReadyForQuery.
-    Query(Flight),
+    Query(Box<Flight>),
     /// A refused Parse (answered by an error).
-    Parse(Flight),
+    Parse(Box<Flight>),
     /// An Execute.
-    Exec(Flight),
+    Exec(Box<Flight>),
     /// A Sync.
     Sync,
 }
@@ -105,8 +105,10 @@ impl Pending {
 }
 
 impl Flight {
-    fn new(protocol: &'static str, text: Arc<str>, now: Timestamp, at: Instant) -> Flight {
-        Flight {
+    /// Boxed: a statement moves from the client side's queue to the server side's and on to
+    /// the recording, and a pointer moves where the whole record would be copied each time.
+    fn new(protocol: &'static str, text: Arc<str>, now: Timestamp, at: Instant) -> Box<Flight> {
+        Box::new(Flight {
             record: Finished {
                 started_at: now,
                 duration_us: 0,
@@ -122,13 +124,14 @@ impl Flight {
             at,
             refused: None,
             recorded: true,
-        }
+        })
     }
 
-    fn finish(mut self) -> Finished {
-        self.record.duration_us = u64::try_from(self.at.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.record.refused = self.refused.is_some();
-        self.record
+    fn finish(self: Box<Self>) -> Finished {
+        let mut this = *self;
+        this.record.duration_us = u64::try_from(this.at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        this.record.refused = this.refused.is_some();
+        this.record
     }
 }
 
@@ -220,7 +223,7 @@ impl Tracker {
 
 fn flight_of(p: &mut Pending) -> Option<&mut Flight> {
     match p {
-        Pending::Query(f) | Pending::Parse(f) | Pending::Exec(f) => Some(f),
+        Pending::Query(f) | Pending::Parse(f) | Pending::Exec(f) => Some(f.as_mut()),
         Pending::Sync => None,
     }
 }
