@@ -6,6 +6,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
+use common::{admin, requester};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,14 +70,6 @@ fn accept(r: &Receiver, path: &str, headers: HeaderMap, body: Bytes) -> StatusCo
 
 fn is_event(body: &[u8], event: &str) -> bool {
     serde_json::from_slice::<Value>(body).is_ok_and(|v| v["event"] == event)
-}
-
-fn admin() -> Actor {
-    Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    }
 }
 
 async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
@@ -142,27 +137,11 @@ async fn alerts_arrive_are_acknowledged_escalate_and_survive_a_receiver_outage()
         .apply(&admin(), &[("p.yaml".into(), yaml)])
         .await
         .unwrap();
-    let (_rid, rkey) = keygen();
-    engine
-        .enroll(
-            &admin(),
-            "dave",
-            &[Role::Requester],
-            Some(&rkey.canonical()),
-            "",
-            false,
-        )
-        .await
-        .unwrap();
+    let (_, dave) = requester(&engine, "dave").await;
     engine
         .seal(&admin(), "p", Secret::new(b"pw".to_vec()))
         .await
         .unwrap();
-    let dave = Actor {
-        name: "dave".into(),
-        roles: vec![Role::Requester],
-        key: Some(rkey),
-    };
 
     // 1. A break: the signed webhook arrives fast, with an acknowledgement link.
     let b1 = engine

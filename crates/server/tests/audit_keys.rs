@@ -4,22 +4,17 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use breakglass_audit::{AuditKey, Finding, SinkRecord, verify_records};
-use breakglass_domain::{Actor, Role};
+use breakglass_domain::Role;
 use breakglass_engine::ChainVerdict;
 use breakglass_server::{ServerConfig, build, router};
+use common::admin;
 use serde_json::Value;
 use tower::ServiceExt;
-
-fn admin() -> Actor {
-    Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    }
-}
 
 async fn call(
     app: &axum::Router,

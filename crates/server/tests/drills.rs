@@ -7,6 +7,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
+use common::admin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use breakglass_custody::{Secret, keygen};
-use breakglass_domain::{Actor, DrillMode, Injection, Role};
+use breakglass_domain::{DrillMode, Injection};
 use breakglass_engine::ports::DrillRecord;
 use breakglass_engine::{DrillRequest, Engine};
 use breakglass_server::{ServerConfig, build};
@@ -55,14 +58,6 @@ struct Fixture {
     dir: tempfile::TempDir,
     receiver: Receiver,
     engine: Engine,
-}
-
-fn admin() -> Actor {
-    Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    }
 }
 
 async fn sql(pg: &PgCluster, db: &str, text: &str) {

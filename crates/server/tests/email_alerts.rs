@@ -5,12 +5,14 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
+use common::admin;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use breakglass_custody::{Secret, keygen};
-use breakglass_domain::{Actor, Role};
 use breakglass_server::{ServerConfig, build, serve};
 use tokio::process::{Child, Command};
 
@@ -57,14 +59,6 @@ async fn smtpd(port: u16, handler: &str, pythonpath: &Path) -> Child {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("aiosmtpd did not start on port {port}");
-}
-
-fn admin() -> Actor {
-    Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

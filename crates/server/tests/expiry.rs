@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
+use common::requester;
 use std::time::Duration;
 
 use breakglass_custody::{ExposeSecret, Identity, Secret, decrypt_share, keygen};
@@ -41,28 +44,11 @@ async fn running_server_expires_grants_within_a_second() {
         .apply(&admin, &[("p.yaml".into(), yaml)])
         .await
         .unwrap();
-    let (rid, rkey) = keygen();
-    let _requester_identity = Identity::parse(rid.expose_secret()).unwrap();
-    engine
-        .enroll(
-            &admin,
-            "dave",
-            &[Role::Requester],
-            Some(&rkey.canonical()),
-            "",
-            false,
-        )
-        .await
-        .unwrap();
+    let (_, dave) = requester(&engine, "dave").await;
     engine
         .seal(&admin, "p", Secret::new(b"pw".to_vec()))
         .await
         .unwrap();
-    let dave = Actor {
-        name: "dave".into(),
-        roles: vec![Role::Requester],
-        key: Some(rkey),
-    };
     let id = engine
         .open_break(&dave, "p", "r", "t", Some(Duration::from_secs(1)))
         .await

@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
+use common::requester;
 use std::time::{Duration, Instant};
 
 use breakglass_custody::{ExposeSecret, Identity, Secret, decrypt_share, decrypt_with, keygen};
@@ -70,28 +73,11 @@ async fn mariadb_break_grants_kills_at_the_deadline_and_rotates() {
         .apply(&admin, &[("m.yaml".into(), yaml)])
         .await
         .unwrap();
-    let (rid, rkey) = keygen();
-    let dave_id = Identity::parse(rid.expose_secret()).unwrap();
-    engine
-        .enroll(
-            &admin,
-            "dave",
-            &[Role::Requester],
-            Some(&rkey.canonical()),
-            "",
-            false,
-        )
-        .await
-        .unwrap();
+    let (dave_id, dave) = requester(&engine, "dave").await;
     engine
         .seal(&admin, "maria", Secret::new(apw.as_bytes().to_vec()))
         .await
         .unwrap();
-    let dave = Actor {
-        name: "dave".into(),
-        roles: vec![Role::Requester],
-        key: Some(rkey),
-    };
     let id = engine
         .open_break(
             &dave,

@@ -5,18 +5,13 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
 use breakglass_custody::{ExposeSecret, Identity, Secret, decrypt_with, keygen};
 use breakglass_domain::{Actor, Readiness, Role, Verdict};
 use breakglass_engine::Engine;
 use breakglass_server::{ServerConfig, build};
-
-fn admin() -> Actor {
-    Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    }
-}
+use common::admin;
 
 fn verdict<'a>(all: &'a [Readiness], id: &str) -> &'a Readiness {
     all.iter().find(|r| r.procedure == id).unwrap()

@@ -7,6 +7,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
+use common::{admin, requester};
 use std::time::Duration;
 
 use breakglass_custody::{ExposeSecret, Identity, Secret, decrypt_share, keygen};
@@ -26,14 +29,6 @@ async fn server(dir: &std::path::Path, url: &str, advertise: &str) -> Engine {
     engine
 }
 
-fn admin() -> Actor {
-    Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    }
-}
-
 /// Applies procedure `p` (`target` section; custodians alice, bob and carol, quorum 2) on
 /// `engine`, enrols the requester dave and seals `secret`. Returns the custodians' identities
 /// and dave.
@@ -50,27 +45,11 @@ async fn procedure(engine: &Engine, target: &str, secret: &[u8]) -> (Vec<Identit
         .apply(&admin(), &[("p.yaml".into(), yaml)])
         .await
         .unwrap();
-    let (_rid, rkey) = keygen();
-    engine
-        .enroll(
-            &admin(),
-            "dave",
-            &[Role::Requester],
-            Some(&rkey.canonical()),
-            "",
-            false,
-        )
-        .await
-        .unwrap();
+    let (_, dave) = requester(engine, "dave").await;
     engine
         .seal(&admin(), "p", Secret::new(secret.to_vec()))
         .await
         .unwrap();
-    let dave = Actor {
-        name: "dave".into(),
-        roles: vec![Role::Requester],
-        key: Some(rkey),
-    };
     (ids, dave)
 }
 

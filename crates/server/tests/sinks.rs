@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
+use common::admin;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,7 @@ use breakglass_audit::{
     append, canonical_json, verify_records,
 };
 use breakglass_custody::{Secret, keygen};
-use breakglass_domain::{Actor, Role};
+use breakglass_domain::Role;
 use breakglass_engine::{ChainVerdict, Config, Engine, SystemClock};
 use breakglass_server::{ServerConfig, build, serve};
 use breakglass_store::SqlStore;
@@ -26,14 +29,6 @@ use tokio::task::JoinHandle;
 
 const SINK: &str = "audit";
 const DESTINATION: &str = "sink:audit";
-
-fn admin() -> Actor {
-    Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    }
-}
 
 /// A `secret` procedure with three fresh custodians and a quorum of two.
 fn procedure_yaml(id: &str) -> String {

@@ -7,6 +7,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
+use common::admin;
 use std::time::{Duration, Instant};
 
 use breakglass_custody::{ExposeSecret, Identity, Secret, decrypt_share, decrypt_with, keygen};
@@ -96,14 +99,6 @@ async fn fixture(test: &str) -> Option<Fixture> {
         dir,
         yaml,
     })
-}
-
-fn admin() -> Actor {
-    Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    }
 }
 
 async fn start(f: &Fixture) -> Engine {

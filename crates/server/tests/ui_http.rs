@@ -6,12 +6,15 @@
 
 #![allow(clippy::unwrap_used)] // Tests unwrap to fail loudly.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode, header};
 use breakglass_custody::{Secret, keygen};
-use breakglass_domain::{Actor, Role};
+use breakglass_domain::Role;
 use breakglass_server::{ServerConfig, build, router};
+use common::admin;
 use futures_util::StreamExt;
 use tower::ServiceExt;
 
@@ -21,14 +24,6 @@ struct Ui {
     requester_token: String,
     engine: breakglass_engine::Engine,
     _dir: tempfile::TempDir,
-}
-
-fn admin() -> Actor {
-    Actor {
-        name: "admin".into(),
-        roles: vec![Role::Admin],
-        key: None,
-    }
 }
 
 async fn ui() -> Ui {
