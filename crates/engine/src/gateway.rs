@@ -202,19 +202,27 @@ pub struct SessionSummary {
 /// The canonical digest of a session's recording: SHA-256 over one line per statement,
 /// in order. The session's `gateway.session_ended` audit entry carries it, so an edit to the
 /// stored recording is detected against the chain.
-pub fn recording_digest(statements: &[StatementRecord]) -> String {
-    // The lines exactly as stored (`StatementRecord::write_line`): parameters and COPY data
-    // only where there are any, so the digests of recordings made before they were recorded
-    // stay the same.
+pub fn recording_digest<'a>(statements: impl IntoIterator<Item = &'a StatementRecord>) -> String {
     let mut h = Sha256::new();
+    digest_lines(&mut h, statements);
+    hex::encode(h.finalize())
+}
+
+/// Adds statements to a recording's digest: the lines exactly as stored
+/// (`StatementRecord::write_line`), parameters and COPY data only where there are any, so the
+/// digests of recordings made before they were recorded stay the same.
+fn digest_lines<'a>(h: &mut Sha256, statements: impl IntoIterator<Item = &'a StatementRecord>) {
     let mut line = String::new();
     for s in statements {
         line.clear();
         s.write_line(&mut line);
         h.update(line.as_bytes());
     }
-    hex::encode(h.finalize())
 }
+
+/// Stored chunks read per query when a session's recording is digested at its end: memory
+/// stays bounded however long the session ran (a chunk holds at most about 1 MiB of lines).
+const DIGEST_PAGE: u32 = 16;
 
 fn token_hash(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
@@ -503,7 +511,23 @@ impl Engine {
             .procedure(&b.info().procedure)
             .await?
             .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
-        let recorded = tx.session_statements(&summary.session_id).await?;
+        // Read a page of chunks at a time (a session may have recorded millions of statements).
+        let (mut recorded, mut digest, mut from) = (0u64, Sha256::new(), 0u64);
+        loop {
+            let page = tx
+                .session_statements(&summary.session_id, from, DIGEST_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            let next = last.seq.saturating_add(1);
+            recorded += page.len() as u64;
+            digest_lines(&mut digest, &page);
+            if next <= from {
+                // Stored positions that do not go forward: not read again (the digest then
+                // no longer matches what `session show` finds, which reports it).
+                break;
+            }
+            from = next;
+        }
         let mut record = crate::events::Record::default();
         record.break_event(
             now,
@@ -515,7 +539,7 @@ impl Engine {
                 "session": summary.session_id,
                 "peer": summary.peer,
                 "statements": summary.statements,
-                "recorded": recorded.len(),
+                "recorded": recorded,
                 "errors": summary.errors,
                 "refused": summary.refused,
                 "rows": summary.rows,
@@ -523,7 +547,7 @@ impl Engine {
                 "bytes_out": summary.bytes_out,
                 "duration_ms": summary.duration_ms,
                 "end": summary.end,
-                "recording_sha256": recording_digest(&recorded),
+                "recording_sha256": hex::encode(digest.finalize()),
             }),
         );
         self.commit(tx, record).await?;
@@ -750,6 +774,15 @@ impl Engine {
             .audit_entries_about(crate::ports::AuditAbout::Break(break_id), u64::MAX, 100_000)
             .await?;
         entries.sort_by_key(|e| e.seq);
+        // Each session's statements in their order (the break's are by time, across sessions),
+        // gathered once: a break may hold millions of statements and hundreds of sessions.
+        let mut by_session: HashMap<&str, Vec<&StatementRecord>> = HashMap::new();
+        for s in &statements {
+            by_session.entry(s.session_id.as_str()).or_default().push(s);
+        }
+        for mine in by_session.values_mut() {
+            mine.sort_by_key(|s| s.seq);
+        }
         let mut sessions = Vec::new();
         for e in entries {
             let p = &e.payload;
@@ -769,12 +802,8 @@ impl Engine {
                     ended: None,
                 }),
                 "gateway.session_ended" => {
-                    let mine: Vec<StatementRecord> = statements
-                        .iter()
-                        .filter(|s| s.session_id == session)
-                        .cloned()
-                        .collect();
-                    let digest = recording_digest(&mine);
+                    let digest =
+                        recording_digest(by_session.get(session).into_iter().flatten().copied());
                     let claimed = p
                         .get("recording_sha256")
                         .and_then(|s| s.as_str())

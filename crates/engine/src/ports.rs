@@ -878,8 +878,15 @@ pub trait Tx: Send {
     async fn put_statement_chunks(&mut self, chunks: &[StatementChunk]) -> StoreResult<()>;
     /// A break's recorded statements, by time, session and position.
     async fn statements(&mut self, break_id: &str) -> StoreResult<Vec<StatementRecord>>;
-    /// One session's recorded statements, in order.
-    async fn session_statements(&mut self, session_id: &str) -> StoreResult<Vec<StatementRecord>>;
+    /// One session's recorded statements in order, a page at a time: those of at most
+    /// `max_chunks` stored chunks, starting with the chunk whose first statement is `from_seq`
+    /// or later (the next page starts after the last statement returned; empty at the end).
+    async fn session_statements(
+        &mut self,
+        session_id: &str,
+        from_seq: u64,
+        max_chunks: u32,
+    ) -> StoreResult<Vec<StatementRecord>>;
     /// The latest automatic export of a procedure's recovery kit.
     async fn recovery_kit(&mut self, procedure: &str) -> StoreResult<Option<KitExport>>;
     /// Records an automatic export of a recovery kit (replacing the procedure's previous one).

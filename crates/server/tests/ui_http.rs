@@ -14,7 +14,7 @@ use axum::http::{Request, Response, StatusCode, header};
 use breakglass_custody::{Secret, keygen};
 use breakglass_domain::Role;
 use breakglass_server::{ServerConfig, build, router};
-use common::admin;
+use common::{admin, requester};
 use futures_util::StreamExt;
 use tower::ServiceExt;
 
@@ -652,4 +652,80 @@ async fn gateway_sessions_show_on_the_break_page_to_admins_and_auditors_only() {
         page.contains(&id) && !page.contains("Gateway sessions"),
         "{page}"
     );
+}
+
+/// A long session's recording is digested at its end a page of stored chunks at a time: with
+/// more chunks than one page, what the `gateway.session_ended` entry carries still matches the
+/// whole recording (and stops matching once a stored statement is changed).
+#[tokio::test]
+async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
+    use breakglass_engine::ports::{StatementChunk, StatementRecord};
+    let u = ui().await;
+    let (_, dave) = requester(&u.engine, "dave").await;
+    let id = u
+        .engine
+        .open_break(&dave, "vault-root", "db down", "INC-2", None)
+        .await
+        .unwrap()
+        .info
+        .id
+        .0;
+    let session = format!("{id}-s1");
+    // 50 chunks of 3 statements (the gateway hands a session's statements over in chunks).
+    let chunks: Vec<StatementChunk> = (0..50u64)
+        .map(|c| {
+            let mut chunk = StatementChunk::new(&id, &session);
+            for seq in c * 3 + 1..=c * 3 + 3 {
+                chunk.push(&StatementRecord {
+                    break_id: id.clone(),
+                    session_id: session.clone(),
+                    seq,
+                    started_at: u.engine.now(),
+                    duration_us: 10,
+                    protocol: "simple".into(),
+                    statement: format!("SELECT {seq}"),
+                    command: Some("SELECT 1".into()),
+                    rows: Some(1),
+                    error: None,
+                    refused: false,
+                    params: None,
+                    data: None,
+                });
+            }
+            chunk.take().unwrap()
+        })
+        .collect();
+    u.engine.gateway_record(&chunks).await.unwrap();
+    u.engine
+        .gateway_session_ended(&breakglass_engine::SessionSummary {
+            session_id: session.clone(),
+            break_id: id.clone(),
+            peer: "127.0.0.1:5555".into(),
+            statements: 150,
+            end: "client".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (statements, sessions) = u.engine.recording(&admin(), &id).await.unwrap();
+    assert_eq!(statements.len(), 150);
+    let ended = sessions[0].ended.as_ref().unwrap();
+    assert!(
+        ended.intact,
+        "the digest of 50 chunks read 16 at a time matches"
+    );
+    let audited = u
+        .engine
+        .audit_about(
+            &admin(),
+            breakglass_engine::ports::AuditAbout::Break(&id),
+            None,
+            100,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "gateway.session_ended")
+        .unwrap();
+    assert_eq!(audited.payload["recorded"], 150);
 }

@@ -1314,11 +1314,18 @@ impl Tx for SqlTx {
         Ok(out)
     }
 
-    async fn session_statements(&mut self, session_id: &str) -> StoreResult<Vec<StatementRecord>> {
+    async fn session_statements(
+        &mut self,
+        session_id: &str,
+        from_seq: u64,
+        max_chunks: u32,
+    ) -> StoreResult<Vec<StatementRecord>> {
         let rows = sqlx::query(
-            "SELECT break_id, body FROM session_chunks WHERE session_id = $1 ORDER BY first_seq",
+            "SELECT break_id, body FROM session_chunks WHERE session_id = $1 AND first_seq >= $2 ORDER BY first_seq LIMIT $3",
         )
         .bind(session_id.to_owned())
+        .bind(i64::try_from(from_seq).unwrap_or(i64::MAX))
+        .bind(i64::from(max_chunks))
         .fetch_all(self.c()?)
         .await
         .map_err(db)?;

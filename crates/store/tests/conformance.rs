@@ -620,17 +620,47 @@ async fn statement_chunks(store: SqlStore) {
         .expect("second chunks");
     tx.commit_bookkeeping().await.expect("commit");
     let mut tx = store.begin().await.expect("begin");
-    let one = tx.session_statements("brk_1-s7").await.expect("session");
+    let one = tx
+        .session_statements("brk_1-s7", 0, u32::MAX)
+        .await
+        .expect("session");
     assert_eq!(
         one,
         (1..=4).map(|seq| statement(7, seq)).collect::<Vec<_>>(),
         "in order, each once, every field as stored"
     );
+    // A page at a time: whole chunks, from a position on, empty past the end.
+    let seqs = |page: Vec<StatementRecord>| page.iter().map(|s| s.seq).collect::<Vec<_>>();
+    let first_page = tx
+        .session_statements("brk_1-s7", 0, 1)
+        .await
+        .expect("page 1");
+    assert_eq!(seqs(first_page), [1, 2, 3]);
+    let second_page = tx
+        .session_statements("brk_1-s7", 4, 1)
+        .await
+        .expect("page 2");
+    assert_eq!(seqs(second_page), [4]);
+    let past = tx
+        .session_statements("brk_1-s7", 2, 16)
+        .await
+        .expect("from 2");
+    assert_eq!(
+        seqs(past),
+        [4],
+        "a chunk that starts before the position is not read"
+    );
+    assert!(
+        tx.session_statements("brk_1-s7", 5, 16)
+            .await
+            .expect("end")
+            .is_empty()
+    );
     let all = tx.statements("brk_1").await.expect("break");
     assert_eq!(all.len(), 250 * 4);
     assert!(tx.statements("brk_2").await.expect("none").is_empty());
     assert!(
-        tx.session_statements("nope")
+        tx.session_statements("nope", 0, 16)
             .await
             .expect("none")
             .is_empty()
