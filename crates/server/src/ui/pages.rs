@@ -834,51 +834,62 @@ async fn sessions_of(s: &AppState, viewer: &Viewer, id: &str) -> Vec<SessionView
     let Ok((statements, sessions)) = s.engine.recording(&viewer.actor, id).await else {
         return Vec::new();
     };
+    // Each session's statements, gathered once (a busy break holds millions).
+    let mut by_session: std::collections::HashMap<
+        &str,
+        Vec<&breakglass_engine::ports::StatementRecord>,
+    > = std::collections::HashMap::new();
+    for st in &statements {
+        by_session
+            .entry(st.session_id.as_str())
+            .or_default()
+            .push(st);
+    }
     sessions
         .into_iter()
-        .map(|x| SessionView {
-            more: statements
-                .iter()
-                .filter(|st| st.session_id == x.session_id)
-                .count()
-                .saturating_sub(SHOWN),
-            statements: statements
-                .iter()
-                .filter(|st| st.session_id == x.session_id)
-                .take(SHOWN)
-                .map(|st| StatementView {
-                    seq: st.seq,
-                    at: when(st.started_at),
-                    took: format!("{:.3} ms", st.duration_us as f64 / 1000.0),
-                    text: st.statement.clone(),
-                    params: st.params_text(),
-                    data: st
-                        .data
-                        .as_deref()
-                        .map(|d| breakglass_audit::evidence::shorten(d, 2000))
-                        .unwrap_or_default(),
-                    outcome: match (&st.error, st.refused) {
-                        (Some(e), true) => format!("refused: {e}"),
-                        (Some(e), false) => format!("error {e}"),
-                        (None, _) => st.command.clone().unwrap_or_default(),
-                    },
-                    failed: st.error.is_some(),
-                    rows: st.rows.map(|r| r.to_string()).unwrap_or_default(),
-                })
-                .collect(),
-            recording: match &x.ended {
-                Some(e) if e.intact => "intact",
-                Some(_) => "edited",
-                None => "open",
-            },
-            end: x
-                .ended
-                .as_ref()
-                .map(|e| format!("{} at {}", e.end, when(e.at)))
-                .unwrap_or_else(|| "open".into()),
-            id: x.session_id,
-            peer: x.peer,
-            started: when(x.started_at),
+        .map(|x| {
+            let mine = by_session
+                .get(x.session_id.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            SessionView {
+                more: mine.len().saturating_sub(SHOWN),
+                statements: mine
+                    .iter()
+                    .take(SHOWN)
+                    .map(|st| StatementView {
+                        seq: st.seq,
+                        at: when(st.started_at),
+                        took: format!("{:.3} ms", st.duration_us as f64 / 1000.0),
+                        text: st.statement.clone(),
+                        params: st.params_text(),
+                        data: st
+                            .data
+                            .as_deref()
+                            .map(|d| breakglass_audit::evidence::shorten(d, 2000))
+                            .unwrap_or_default(),
+                        outcome: match (&st.error, st.refused) {
+                            (Some(e), true) => format!("refused: {e}"),
+                            (Some(e), false) => format!("error {e}"),
+                            (None, _) => st.command.clone().unwrap_or_default(),
+                        },
+                        failed: st.error.is_some(),
+                        rows: st.rows.map(|r| r.to_string()).unwrap_or_default(),
+                    })
+                    .collect(),
+                recording: match &x.ended {
+                    Some(e) if e.intact => "intact",
+                    Some(_) => "edited",
+                    None => "open",
+                },
+                end: x
+                    .ended
+                    .as_ref()
+                    .map(|e| format!("{} at {}", e.end, when(e.at)))
+                    .unwrap_or_else(|| "open".into()),
+                id: x.session_id,
+                peer: x.peer,
+                started: when(x.started_at),
+            }
         })
         .collect()
 }
