@@ -1274,6 +1274,19 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
                 println!("break {break_id}: no gateway sessions");
                 return Ok(());
             }
+            // Each session's statements, gathered once (a busy break holds millions).
+            let mut by_session: std::collections::HashMap<&str, Vec<&serde_json::Value>> =
+                std::collections::HashMap::new();
+            for x in r["statements"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                by_session
+                    .entry(x["session"].as_str().unwrap_or_default())
+                    .or_default()
+                    .push(x);
+            }
             let mut tampered = false;
             for s in &sessions {
                 let intact = match s["recording_intact"].as_bool() {
@@ -1294,12 +1307,11 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
                     field(&s["statements"]),
                     intact
                 );
-                let rows: Vec<Vec<String>> = r["statements"]
-                    .as_array()
-                    .map(|a| a.as_slice())
+                let rows: Vec<Vec<String>> = by_session
+                    .get(s["session"].as_str().unwrap_or_default())
+                    .map(Vec::as_slice)
                     .unwrap_or_default()
                     .iter()
-                    .filter(|x| x["session"] == s["session"])
                     .map(|x| {
                         let outcome = if x["refused"].as_bool() == Some(true) {
                             format!("REFUSED ({})", field(&x["error"]))
