@@ -1,6 +1,6 @@
 //! The commands: argument types and what each does.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -402,6 +402,9 @@ pub(crate) enum SessionCmd {
     Show {
         /// Break id.
         break_id: String,
+        /// Statements read per request (1 to 10000); they are printed a page at a time.
+        #[arg(long, default_value_t = SESSION_PAGE, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        page_size: u16,
     },
 }
 
@@ -1257,97 +1260,133 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
     }
 }
 
+/// Statements of a session read per request by `session show`, unless told.
+const SESSION_PAGE: u16 = 1_000;
+
+/// A recorded statement (from the API) as a row of `session show`'s table.
+fn statement_row(x: &serde_json::Value) -> Vec<String> {
+    let outcome = if x["refused"].as_bool() == Some(true) {
+        format!("REFUSED ({})", field(&x["error"]))
+    } else if !x["error"].is_null() {
+        format!("ERROR {}", field(&x["error"]))
+    } else {
+        field(&x["command"])
+    };
+    let mut cell = field(&x["statement"]);
+    let p = breakglass_audit::evidence::params_text_of(&x["params"]);
+    if !p.is_empty() {
+        cell.push_str(&format!("\n  {p}"));
+    }
+    if let Some(d) = x["data"].as_str() {
+        cell.push_str(&format!(
+            "\n  data: {}",
+            breakglass_audit::evidence::shorten(d, 300)
+        ));
+    }
+    vec![
+        field(&x["seq"]),
+        field(&x["at"]),
+        format!(
+            "{:.3} ms",
+            x["duration_us"].as_f64().unwrap_or(0.0) / 1000.0
+        ),
+        cell,
+        outcome,
+        field(&x["rows"]),
+    ]
+}
+
 /// `session` commands.
 pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
     match cmd {
-        SessionCmd::Show { break_id } => {
-            let r = connect(cli)
-                .await?
-                .get(&format!("/api/breaks/{}/sessions", seg(break_id)))
+        SessionCmd::Show {
+            break_id,
+            page_size,
+        } => {
+            let client = connect(cli).await?;
+            // The sessions first, then each one's statements a page at a time, printed as they
+            // come: a busy break holds millions of statements.
+            let r = client
+                .get(&format!("/api/breaks/{}/sessions?limit=0", seg(break_id)))
                 .await?;
-            if cli.output.is_json() {
-                output::json(&r);
-                return Ok(());
-            }
             let sessions = r["sessions"].as_array().cloned().unwrap_or_default();
-            if sessions.is_empty() {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            if cli.output.is_json() {
+                // The same document as one read would give, written statement by statement.
+                writeln!(
+                    out,
+                    "{{\n\"break\": {},\n\"sessions\": {},\n\"statements\": [",
+                    r["break"],
+                    serde_json::to_string_pretty(&r["sessions"])?
+                )?;
+            } else if sessions.is_empty() {
                 println!("break {break_id}: no gateway sessions");
                 return Ok(());
             }
-            // Each session's statements, gathered once (a busy break holds millions).
-            let mut by_session: std::collections::HashMap<&str, Vec<&serde_json::Value>> =
-                std::collections::HashMap::new();
-            for x in r["statements"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                by_session
-                    .entry(x["session"].as_str().unwrap_or_default())
-                    .or_default()
-                    .push(x);
-            }
             let mut tampered = false;
+            let mut first = true;
             for s in &sessions {
-                let intact = match s["recording_intact"].as_bool() {
-                    Some(true) => "recording matches audit entry",
-                    Some(false) => {
-                        tampered = true;
-                        "RECORDING DOES NOT MATCH its audit entry"
+                if !cli.output.is_json() {
+                    let intact = match s["recording_intact"].as_bool() {
+                        Some(true) => "recording matches audit entry",
+                        Some(false) => {
+                            tampered = true;
+                            "RECORDING DOES NOT MATCH its audit entry"
+                        }
+                        None => "still open",
+                    };
+                    writeln!(
+                        out,
+                        "session {} from {}: {} → {} ({}; {} statements; {})",
+                        field(&s["session"]),
+                        field(&s["peer"]),
+                        field(&s["started_at"]),
+                        field(&s["ended_at"]),
+                        field(&s["end"]),
+                        field(&s["statements"]),
+                        intact
+                    )?;
+                } else if s["recording_intact"] == false {
+                    tampered = true;
+                }
+                let mut from = Some(0u64);
+                while let Some(seq) = from {
+                    let page = client
+                        .get(&format!(
+                            "/api/breaks/{}/sessions/{}?from_seq={seq}&limit={page_size}",
+                            seg(break_id),
+                            seg(s["session"].as_str().unwrap_or_default())
+                        ))
+                        .await?;
+                    from = page["next_seq"].as_u64().filter(|next| *next > seq);
+                    let statements = page["statements"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    if cli.output.is_json() {
+                        for x in statements {
+                            if !std::mem::take(&mut first) {
+                                writeln!(out, ",")?;
+                            }
+                            write!(out, "{}", serde_json::to_string(x)?)?;
+                        }
+                    } else if !statements.is_empty() || seq == 0 {
+                        let rows = statements.iter().map(statement_row).collect();
+                        writeln!(
+                            out,
+                            "{}",
+                            output::table_text(
+                                &["#", "at", "took", "statement", "outcome", "rows"],
+                                rows
+                            )
+                        )?;
                     }
-                    None => "still open",
-                };
-                println!(
-                    "session {} from {}: {} → {} ({}; {} statements; {})",
-                    field(&s["session"]),
-                    field(&s["peer"]),
-                    field(&s["started_at"]),
-                    field(&s["ended_at"]),
-                    field(&s["end"]),
-                    field(&s["statements"]),
-                    intact
-                );
-                let rows: Vec<Vec<String>> = by_session
-                    .get(s["session"].as_str().unwrap_or_default())
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|x| {
-                        let outcome = if x["refused"].as_bool() == Some(true) {
-                            format!("REFUSED ({})", field(&x["error"]))
-                        } else if !x["error"].is_null() {
-                            format!("ERROR {}", field(&x["error"]))
-                        } else {
-                            field(&x["command"])
-                        };
-                        vec![
-                            field(&x["seq"]),
-                            field(&x["at"]),
-                            format!(
-                                "{:.3} ms",
-                                x["duration_us"].as_f64().unwrap_or(0.0) / 1000.0
-                            ),
-                            {
-                                let mut cell = field(&x["statement"]);
-                                let p = breakglass_audit::evidence::params_text_of(&x["params"]);
-                                if !p.is_empty() {
-                                    cell.push_str(&format!("\n  {p}"));
-                                }
-                                if let Some(d) = x["data"].as_str() {
-                                    cell.push_str(&format!(
-                                        "\n  data: {}",
-                                        breakglass_audit::evidence::shorten(d, 300)
-                                    ));
-                                }
-                                cell
-                            },
-                            outcome,
-                            field(&x["rows"]),
-                        ]
-                    })
-                    .collect();
-                output::table(&["#", "at", "took", "statement", "outcome", "rows"], rows);
+                }
             }
+            if cli.output.is_json() {
+                writeln!(out, "\n]\n}}")?;
+            }
+            out.flush()?;
             if tampered {
                 return Err(anyhow!(Exit {
                     code: exit::AUDIT_BROKEN,

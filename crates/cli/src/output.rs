@@ -29,9 +29,13 @@ pub(crate) fn json(v: &Value) {
 
 /// Prints a table.
 pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    println!("{}", table_text(header, rows));
+}
+
+/// A table as text (`(none)` without rows).
+pub(crate) fn table_text(header: &[&str], rows: Vec<Vec<String>>) -> String {
     if rows.is_empty() {
-        println!("(none)");
-        return;
+        return "(none)".into();
     }
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
@@ -39,7 +43,7 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     for r in rows {
         t.add_row(r);
     }
-    println!("{t}");
+    t.to_string()
 }
 
 /// A JSON field as display text (`-` for null).

@@ -549,6 +549,31 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert_eq!(selects, 200, "every pgbench transaction is recorded");
     let sessions = rec["sessions"].as_array().expect("sessions");
     assert!(sessions.len() >= 9, "{}", sessions.len());
+    // Read 7 statements per request (the pgbench sessions recorded 50 each): the same document.
+    let paged = server
+        .cli()
+        .args([
+            "--output",
+            "json",
+            "session",
+            "show",
+            &id,
+            "--page-size",
+            "7",
+        ])
+        .assert()
+        .success();
+    assert_eq!(stdout_json(&paged), rec);
+    let text = server
+        .cli()
+        .args(["session", "show", &id, "--page-size", "7"])
+        .assert()
+        .success();
+    assert!(
+        stdout(&text).contains("FROM pgbench_accounts WHERE aid"),
+        "{}",
+        stdout(&text)
+    );
     for s in sessions {
         assert_eq!(s["recording_intact"], true, "{s}");
     }
@@ -755,7 +780,17 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert_eq!(lines[..2], [role.as_str(), "12"], "{o}");
     assert!(lines[2].starts_with("lo_import "), "{o}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rec = recording(&server, &id);
+    // The JSON document of a break with an edited recording: whole, and exit 8 as well.
+    let a = server
+        .cli()
+        .args(["--output", "json", "session", "show", &id])
+        .assert()
+        .code(8);
+    let rec = stdout_json(&a);
+    assert_eq!(
+        rec["sessions"][0]["recording_intact"], false,
+        "the first session's recording was edited: {rec}"
+    );
     let sessions: Vec<&str> = rec["sessions"]
         .as_array()
         .expect("sessions")

@@ -512,22 +512,8 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
         // Read a page of chunks at a time (a session may have recorded millions of statements).
-        let (mut recorded, mut digest, mut from) = (0u64, Sha256::new(), 0u64);
-        loop {
-            let page = tx
-                .session_statements(&summary.session_id, from, DIGEST_PAGE)
-                .await?;
-            let Some(last) = page.last() else { break };
-            let next = last.seq.saturating_add(1);
-            recorded += page.len() as u64;
-            digest_lines(&mut digest, &page);
-            if next <= from {
-                // Stored positions that do not go forward: not read again (the digest then
-                // no longer matches what `session show` finds, which reports it).
-                break;
-            }
-            from = next;
-        }
+        let (recorded, digest) =
+            digest_stored(tx.as_mut(), &summary.break_id, &summary.session_id).await?;
         let mut record = crate::events::Record::default();
         record.break_event(
             now,
@@ -547,7 +533,7 @@ impl Engine {
                 "bytes_out": summary.bytes_out,
                 "duration_ms": summary.duration_ms,
                 "end": summary.end,
-                "recording_sha256": hex::encode(digest.finalize()),
+                "recording_sha256": digest,
             }),
         );
         self.commit(tx, record).await?;
@@ -759,31 +745,30 @@ impl Engine {
             .to_owned())
     }
 
-    /// A break's gateway sessions: their statements and whether each stored recording still
-    /// matches the digest its `gateway.session_ended` entry carries.
-    pub async fn recording(
+    /// A break's gateway sessions, from their audit entries, and for each ended one whether
+    /// the stored recording still matches the digest its `gateway.session_ended` entry
+    /// carries. Each recording is read a page at a time ([`DIGEST_PAGE`] chunks), so memory
+    /// stays bounded however much a break recorded; the statements themselves are read with
+    /// [`Engine::session_statements`].
+    pub async fn recorded_sessions(
         &self,
         by: &Actor,
         break_id: &str,
-    ) -> Result<(Vec<StatementRecord>, Vec<RecordedSession>), EngineError> {
+    ) -> Result<Vec<RecordedSession>, EngineError> {
         by.may(Action::ReadAudit)?;
         let mut tx = self.store().read().await?;
         load_break(tx.as_mut(), break_id).await?;
-        let statements = tx.statements(break_id).await?;
         let mut entries = tx
             .audit_entries_about(crate::ports::AuditAbout::Break(break_id), u64::MAX, 100_000)
             .await?;
         entries.sort_by_key(|e| e.seq);
-        // Each session's statements in their order (the break's are by time, across sessions),
-        // gathered once: a break may hold millions of statements and hundreds of sessions.
-        let mut by_session: HashMap<&str, Vec<&StatementRecord>> = HashMap::new();
-        for s in &statements {
-            by_session.entry(s.session_id.as_str()).or_default().push(s);
-        }
-        for mine in by_session.values_mut() {
-            mine.sort_by_key(|s| s.seq);
-        }
-        let mut sessions = Vec::new();
+        let peer = |p: &serde_json::Value| {
+            p.get("peer")
+                .and_then(|s| s.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let mut sessions: Vec<RecordedSession> = Vec::new();
         for e in entries {
             let p = &e.payload;
             let session = p
@@ -793,17 +778,12 @@ impl Engine {
             match e.kind.as_str() {
                 "gateway.session_started" => sessions.push(RecordedSession {
                     session_id: session.to_owned(),
-                    peer: p
-                        .get("peer")
-                        .and_then(|s| s.as_str())
-                        .unwrap_or_default()
-                        .to_owned(),
+                    peer: peer(p),
                     started_at: Timestamp(e.time_ms),
                     ended: None,
                 }),
                 "gateway.session_ended" => {
-                    let digest =
-                        recording_digest(by_session.get(session).into_iter().flatten().copied());
+                    let (recorded, digest) = digest_stored(tx.as_mut(), break_id, session).await?;
                     let claimed = p
                         .get("recording_sha256")
                         .and_then(|s| s.as_str())
@@ -812,11 +792,7 @@ impl Engine {
                         // Its start is older than what was read (or was never committed).
                         sessions.push(RecordedSession {
                             session_id: session.to_owned(),
-                            peer: p
-                                .get("peer")
-                                .and_then(|s| s.as_str())
-                                .unwrap_or_default()
-                                .to_owned(),
+                            peer: peer(p),
                             started_at: Timestamp(e.time_ms),
                             ended: None,
                         });
@@ -833,6 +809,7 @@ impl Engine {
                                 .get("statements")
                                 .and_then(serde_json::Value::as_u64)
                                 .unwrap_or(0),
+                            recorded,
                             intact: bool::from(digest.as_bytes().ct_eq(claimed.as_bytes())),
                             audit_seq: e.seq,
                         });
@@ -841,8 +818,91 @@ impl Engine {
                 _ => {}
             }
         }
-        Ok((statements, sessions))
+        Ok(sessions)
     }
+
+    /// A page of one of `break_id`'s gateway sessions: at most `limit` statements in order
+    /// from position `from_seq` on, and where the next page starts when there are more.
+    pub async fn session_statements(
+        &self,
+        by: &Actor,
+        break_id: &str,
+        session_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<StatementPage, EngineError> {
+        by.may(Action::ReadAudit)?;
+        let mut tx = self.store().read().await?;
+        load_break(tx.as_mut(), break_id).await?;
+        let mut statements: Vec<StatementRecord> = Vec::new();
+        let mut from = from_seq;
+        // One more than asked for tells whether there is a next page.
+        while statements.len() <= limit {
+            let mut page = tx
+                .session_statements(session_id, from, STATEMENT_PAGE)
+                .await?;
+            if page.first().is_some_and(|s| s.break_id != break_id) {
+                return Err(EngineError::not_found(
+                    "gateway session of this break",
+                    session_id,
+                ));
+            }
+            let Some(next) = page.last().map(|s| s.seq.saturating_add(1)) else {
+                break;
+            };
+            page.truncate(limit + 1 - statements.len());
+            statements.append(&mut page);
+            if next <= from {
+                break; // positions that do not go forward: not read again
+            }
+            from = next;
+        }
+        let next_seq = (statements.len() > limit).then(|| statements[limit].seq);
+        statements.truncate(limit);
+        Ok(StatementPage {
+            statements,
+            next_seq,
+        })
+    }
+}
+
+/// Chunks read per query for a page of a session's statements.
+const STATEMENT_PAGE: u32 = 4;
+
+/// The statements stored for `session` of `break_id`, counted and digested a page at a
+/// time (the digest [`recording_digest`] would give of them all).
+async fn digest_stored(
+    tx: &mut dyn crate::ports::Tx,
+    break_id: &str,
+    session: &str,
+) -> Result<(u64, String), EngineError> {
+    let (mut recorded, mut digest, mut from) = (0u64, Sha256::new(), 0u64);
+    loop {
+        let page = tx.session_statements(session, from, DIGEST_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        if last.break_id != break_id {
+            break; // another break's session of that name is not this one's recording
+        }
+        let next = last.seq.saturating_add(1);
+        recorded += page.len() as u64;
+        digest_lines(&mut digest, &page);
+        if next <= from {
+            // Stored positions that do not go forward: not read again (the digest then no
+            // longer matches, which is reported).
+            break;
+        }
+        from = next;
+    }
+    Ok((recorded, hex::encode(digest.finalize())))
+}
+
+/// A page of a gateway session's statements.
+#[derive(Debug, Clone)]
+pub struct StatementPage {
+    /// The statements, in order.
+    pub statements: Vec<StatementRecord>,
+    /// Where the next page starts (`from_seq`), when there are more.
+    pub next_seq: Option<u64>,
 }
 
 /// One gateway session of a break, from its audit entries.
@@ -867,6 +927,8 @@ pub struct SessionEnd {
     pub end: String,
     /// Statements the gateway counted.
     pub statements: u64,
+    /// Statements found in the store for it.
+    pub recorded: u64,
     /// Whether the stored statements match the digest in the audit entry.
     pub intact: bool,
     /// The audit entry's sequence number.

@@ -39,7 +39,7 @@ pub use drills::{DRILL_RUNNER, DrillRequest, TimelineStep, step_of};
 pub use error::EngineError;
 pub use gateway::{
     Admission, GatewayCounters, GatewayEndpoint, RecordedSession, Refusal, SessionEnd,
-    SessionSummary, recording_digest,
+    SessionSummary, StatementPage, recording_digest,
 };
 pub use grants::{Discovery, TargetCheck};
 pub use ports::{

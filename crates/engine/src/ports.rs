@@ -878,9 +878,9 @@ pub trait Tx: Send {
     async fn put_statement_chunks(&mut self, chunks: &[StatementChunk]) -> StoreResult<()>;
     /// A break's recorded statements, by time, session and position.
     async fn statements(&mut self, break_id: &str) -> StoreResult<Vec<StatementRecord>>;
-    /// One session's recorded statements in order, a page at a time: those of at most
-    /// `max_chunks` stored chunks, starting with the chunk whose first statement is `from_seq`
-    /// or later (the next page starts after the last statement returned; empty at the end).
+    /// One session's recorded statements in order, a page at a time: those from position
+    /// `from_seq` on in at most `max_chunks` stored chunks, the first being the chunk that holds
+    /// `from_seq` (the next page starts after the last statement returned; empty at the end).
     async fn session_statements(
         &mut self,
         session_id: &str,

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use breakglass_custody::Secret;
 use breakglass_domain::{Actor, Role};
+use breakglass_engine::ports::StatementRecord;
 use breakglass_engine::{ChainVerdict, ChallengeKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/breaks/{id}/reveal", post(reveal))
         .route("/api/breaks/{id}/token", post(gateway_token))
         .route("/api/breaks/{id}/sessions", get(sessions))
+        .route("/api/breaks/{id}/sessions/{session}", get(session_page))
         .route("/api/breaks/{id}/evidence", get(evidence))
         .route("/api/breaks/{id}/close", post(close))
         .route("/api/audit", get(audit_entries))
@@ -157,6 +159,20 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::too_large(
                 format!("the request body is over the limit of {BODY_LIMIT} bytes"),
             )),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// Query parameters with a clear JSON error instead of axum's plain-text rejection.
+pub(crate) struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
             Err(e) => Err(ApiError::bad_request(e.body_text())),
         }
     }
@@ -425,7 +441,7 @@ struct WhatIfQuery {
 async fn what_if(
     State(s): State<AppState>,
     Caller(me): Caller,
-    axum::extract::Query(q): axum::extract::Query<WhatIfQuery>,
+    Params(q): Params<WhatIfQuery>,
 ) -> ApiResult {
     let down: Vec<String> = q
         .down
@@ -681,7 +697,7 @@ struct ListDrills {
 async fn list_drills(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Query(q): Query<ListDrills>,
+    Params(q): Params<ListDrills>,
 ) -> ApiResult {
     let all = s
         .engine
@@ -716,7 +732,7 @@ async fn drill_report(
     State(s): State<AppState>,
     Caller(me): Caller,
     Path(id): Path<String>,
-    Query(q): Query<ReportQuery>,
+    Params(q): Params<ReportQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     let view = crate::views::drill(&s.engine.drill(&me, &id).await?);
     Ok(match q.format.as_deref().unwrap_or("json") {
@@ -751,7 +767,7 @@ struct ListBreaks {
 async fn list_breaks(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Query(q): Query<ListBreaks>,
+    Params(q): Params<ListBreaks>,
 ) -> ApiResult {
     let all = s
         .engine
@@ -960,39 +976,123 @@ async fn audit_import(
     })))
 }
 
+/// Statements per session in a page when the caller names no `limit`.
+const STATEMENTS_PER_PAGE: usize = 1_000;
+/// The most statements a page holds.
+const MAX_STATEMENTS_PER_PAGE: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsQuery {
+    /// Statements of each session to include (from its first); 0 for the sessions only.
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// A break's gateway sessions, with the first page of each one's statements (their next
+/// pages: [`session_page`]).
 async fn sessions(
     State(s): State<AppState>,
     Caller(me): Caller,
     Path(id): Path<String>,
+    Params(q): Params<SessionsQuery>,
 ) -> ApiResult {
-    let (statements, sessions) = s.engine.recording(&me, &id).await?;
-    Ok(Json(json!({
-        "break": id,
-        "sessions": sessions.iter().map(|x| json!({
+    let limit = q
+        .limit
+        .unwrap_or(STATEMENTS_PER_PAGE)
+        .min(MAX_STATEMENTS_PER_PAGE);
+    let sessions = s.engine.recorded_sessions(&me, &id).await?;
+    let mut listed = Vec::with_capacity(sessions.len());
+    let mut statements = Vec::new();
+    for x in &sessions {
+        let page = if limit == 0 {
+            None
+        } else {
+            Some(
+                s.engine
+                    .session_statements(&me, &id, &x.session_id, 0, limit)
+                    .await?,
+            )
+        };
+        listed.push(json!({
             "session": x.session_id,
             "peer": x.peer,
             "started_at": x.started_at.to_string(),
             "ended_at": x.ended.as_ref().map(|e| e.at.to_string()),
             "end": x.ended.as_ref().map(|e| e.end.clone()),
             "statements": x.ended.as_ref().map(|e| e.statements),
+            "recorded": x.ended.as_ref().map(|e| e.recorded),
             "recording_intact": x.ended.as_ref().map(|e| e.intact),
             "audit_seq": x.ended.as_ref().map(|e| e.audit_seq),
-        })).collect::<Vec<_>>(),
-        "statements": statements.iter().map(|x| json!({
-            "session": x.session_id,
-            "seq": x.seq,
-            "at": x.started_at.to_string(),
-            "duration_us": x.duration_us,
-            "protocol": x.protocol,
-            "statement": x.statement,
-            "params": x.params,
-            "data": x.data,
-            "command": x.command,
-            "rows": x.rows,
-            "error": x.error,
-            "refused": x.refused,
-        })).collect::<Vec<_>>(),
+            "next_seq": match &page {
+                Some(p) => p.next_seq,
+                None => Some(0),
+            },
+        }));
+        if let Some(p) = page {
+            statements.extend(p.statements.iter().map(statement_view));
+        }
+    }
+    Ok(Json(json!({
+        "break": id,
+        "sessions": listed,
+        "statements": statements,
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionPageQuery {
+    /// The first statement's position (`next_seq` of the previous page).
+    #[serde(default)]
+    from_seq: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// A page of one gateway session's statements.
+async fn session_page(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path((id, session)): Path<(String, String)>,
+    Params(q): Params<SessionPageQuery>,
+) -> ApiResult {
+    let page = s
+        .engine
+        .session_statements(
+            &me,
+            &id,
+            &session,
+            q.from_seq.unwrap_or(0),
+            q.limit
+                .unwrap_or(STATEMENTS_PER_PAGE)
+                .clamp(1, MAX_STATEMENTS_PER_PAGE),
+        )
+        .await?;
+    Ok(Json(json!({
+        "break": id,
+        "session": session,
+        "statements": page.statements.iter().map(statement_view).collect::<Vec<_>>(),
+        "next_seq": page.next_seq,
+    })))
+}
+
+/// A recorded statement, for the API.
+fn statement_view(x: &StatementRecord) -> serde_json::Value {
+    json!({
+        "session": x.session_id,
+        "seq": x.seq,
+        "at": x.started_at.to_string(),
+        "duration_us": x.duration_us,
+        "protocol": x.protocol,
+        "statement": x.statement,
+        "params": x.params,
+        "data": x.data,
+        "command": x.command,
+        "rows": x.rows,
+        "error": x.error,
+        "refused": x.refused,
+    })
 }
 
 async fn close(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
@@ -1011,7 +1111,7 @@ struct AuditQuery {
 async fn audit_entries(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Query(q): Query<AuditQuery>,
+    Params(q): Params<AuditQuery>,
 ) -> ApiResult {
     let entries = s
         .engine
@@ -1036,7 +1136,7 @@ struct VerifyQuery {
 async fn audit_verify(
     State(s): State<AppState>,
     Caller(me): Caller,
-    Query(q): Query<VerifyQuery>,
+    Params(q): Params<VerifyQuery>,
 ) -> ApiResult {
     let pinned = q
         .pubkey
@@ -1384,7 +1484,7 @@ async fn channel_attempts(
     State(s): State<AppState>,
     Caller(me): Caller,
     Path(name): Path<String>,
-    Query(q): Query<AttemptsQuery>,
+    Params(q): Params<AttemptsQuery>,
 ) -> ApiResult {
     let attempts = s
         .engine

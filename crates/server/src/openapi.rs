@@ -70,10 +70,16 @@ pub fn document() -> Value {
     );
     let mut paths = serde_json::Map::new();
     let mut add = |path: &str, method: &str, mut o: Value| {
-        for param in ["id", "name", "token"] {
-            if path.contains(&format!("{{{param}}}")) {
-                o["parameters"] = json!([{"name": param, "in": "path", "required": true, "schema": {"type": "string"}}]);
-            }
+        let mut parameters: Vec<Value> = ["id", "name", "token", "session"]
+            .into_iter()
+            .filter(|param| path.contains(&format!("{{{param}}}")))
+            .map(|param| json!({"name": param, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if let Some(query) = o.get_mut("parameters").and_then(Value::as_array_mut) {
+            parameters.append(query);
+        }
+        if !parameters.is_empty() {
+            o["parameters"] = Value::Array(parameters);
         }
         let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
         entry[method] = o;
@@ -444,16 +450,26 @@ pub fn document() -> Value {
             "The page",
         ),
     );
-    add(
-        "/api/breaks/{id}/sessions",
-        "get",
-        op(
-            "The break's gateway sessions and every statement they ran, with whether each recording matches its audit entry (admin, auditor)",
-            true,
-            None,
-            "Sessions and statements",
-        ),
+    let limit = |what: &str| json!({"name": "limit", "in": "query", "required": false, "description": what, "schema": {"type": "integer", "minimum": 0}});
+    let mut o = op(
+        "The break's gateway sessions, with whether each recording matches its audit entry, and the first `limit` statements of each (default 1000, at most 10000; 0 for none); each session's `next_seq` is where its next page starts (admin, auditor)",
+        true,
+        None,
+        "Sessions and their first statements",
     );
+    o["parameters"] = json!([limit("statements of each session, from its first")]);
+    add("/api/breaks/{id}/sessions", "get", o);
+    let mut o = op(
+        "A page of a gateway session's statements, in order from position `from_seq` (default 0): at most `limit` (default 1000, at most 10000) and `next_seq`, where the next page starts (null at the end) (admin, auditor)",
+        true,
+        None,
+        "A page of statements",
+    );
+    o["parameters"] = json!([
+        {"name": "from_seq", "in": "query", "required": false, "description": "the first statement's position", "schema": {"type": "integer", "minimum": 0}},
+        limit("statements in the page"),
+    ]);
+    add("/api/breaks/{id}/sessions/{session}", "get", o);
     add(
         "/api/breaks/{id}/close",
         "post",

@@ -16,6 +16,7 @@ use breakglass_domain::Role;
 use breakglass_server::{ServerConfig, build, router};
 use common::{admin, requester};
 use futures_util::StreamExt;
+use serde_json::json;
 use tower::ServiceExt;
 
 struct Ui {
@@ -707,13 +708,28 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
         })
         .await
         .unwrap();
-    let (statements, sessions) = u.engine.recording(&admin(), &id).await.unwrap();
-    assert_eq!(statements.len(), 150);
+    let sessions = u.engine.recorded_sessions(&admin(), &id).await.unwrap();
     let ended = sessions[0].ended.as_ref().unwrap();
     assert!(
         ended.intact,
         "the digest of 50 chunks read 16 at a time matches"
     );
+    assert_eq!(ended.recorded, 150);
+    // Read back a page at a time; pages of 40 start inside chunks of 3.
+    let (mut seen, mut from, mut pages) = (Vec::new(), Some(0), 0);
+    while let Some(seq) = from {
+        let page = u
+            .engine
+            .session_statements(&admin(), &id, &session, seq, 40)
+            .await
+            .unwrap();
+        assert!(page.statements.len() <= 40);
+        seen.extend(page.statements.iter().map(|s| s.seq));
+        from = page.next_seq;
+        pages += 1;
+    }
+    assert_eq!(seen, (1..=150).collect::<Vec<u64>>());
+    assert_eq!(pages, 4);
     let audited = u
         .engine
         .audit_about(
@@ -728,4 +744,85 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
         .find(|e| e.kind == "gateway.session_ended")
         .unwrap();
     assert_eq!(audited.payload["recorded"], 150);
+    // The API: each session with the first `limit` statements and where its next page
+    // starts; then a page from a position; a bad parameter is a JSON error naming it.
+    let api = |uri: String| {
+        let mut r = get(&uri, None);
+        r.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {}", u.admin_token).parse().unwrap(),
+        );
+        r
+    };
+    let r = send(&u.router, api(format!("/api/breaks/{id}/sessions?limit=7"))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body_text(r).await).unwrap();
+    assert_eq!(v["statements"].as_array().unwrap().len(), 7, "{v}");
+    assert_eq!(v["statements"][6]["seq"], 7);
+    let s = &v["sessions"][0];
+    assert_eq!(
+        (&s["next_seq"], &s["recorded"], &s["recording_intact"]),
+        (&json!(8), &json!(150), &json!(true)),
+        "{s}"
+    );
+    let r = send(
+        &u.router,
+        api(format!(
+            "/api/breaks/{id}/sessions/{session}?from_seq=149&limit=5"
+        )),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body_text(r).await).unwrap();
+    let seqs: Vec<u64> = v["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        (seqs, &v["next_seq"]),
+        (vec![149, 150], &json!(null)),
+        "{v}"
+    );
+    let r = send(
+        &u.router,
+        api(format!("/api/breaks/{id}/sessions/{session}?limit=many")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = body_text(r).await;
+    assert!(text.contains("limit"), "{text}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+        "{text}"
+    );
+    // Another break's session is not read through this break.
+    let mut other = StatementChunk::new("brk_other", "brk_other-s1");
+    other.push(&StatementRecord {
+        break_id: "brk_other".into(),
+        session_id: "brk_other-s1".into(),
+        seq: 1,
+        started_at: u.engine.now(),
+        duration_us: 10,
+        protocol: "simple".into(),
+        statement: "SELECT 'not yours'".into(),
+        command: Some("SELECT 1".into()),
+        rows: Some(1),
+        error: None,
+        refused: false,
+        params: None,
+        data: None,
+    });
+    u.engine
+        .gateway_record(&[other.take().unwrap()])
+        .await
+        .unwrap();
+    let r = send(
+        &u.router,
+        api(format!("/api/breaks/{id}/sessions/brk_other-s1")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(!body_text(r).await.contains("not yours"));
 }

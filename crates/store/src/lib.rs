@@ -1320,8 +1320,12 @@ impl Tx for SqlTx {
         from_seq: u64,
         max_chunks: u32,
     ) -> StoreResult<Vec<StatementRecord>> {
+        // From the chunk holding `from_seq` (the last one starting at or before it), so a
+        // page may start inside a chunk; its statements before `from_seq` are dropped below.
         let rows = sqlx::query(
-            "SELECT break_id, body FROM session_chunks WHERE session_id = $1 AND first_seq >= $2 ORDER BY first_seq LIMIT $3",
+            "SELECT break_id, body FROM session_chunks WHERE session_id = $1 AND first_seq >= \
+             COALESCE((SELECT MAX(first_seq) FROM session_chunks WHERE session_id = $1 AND first_seq <= $2), $2) \
+             ORDER BY first_seq LIMIT $3",
         )
         .bind(session_id.to_owned())
         .bind(i64::try_from(from_seq).unwrap_or(i64::MAX))
@@ -1333,7 +1337,9 @@ impl Tx for SqlTx {
             Some(r) => r.try_get("break_id").map_err(db)?,
             None => return Ok(Vec::new()),
         };
-        rows::statements(&break_id, &rows)
+        let mut out = rows::statements(&break_id, &rows)?;
+        out.retain(|s| s.seq >= from_seq);
+        Ok(out)
     }
 
     async fn recovery_kit(&mut self, procedure: &str) -> StoreResult<Option<KitExport>> {

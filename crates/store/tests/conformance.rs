@@ -647,8 +647,17 @@ async fn statement_chunks(store: SqlStore) {
         .expect("from 2");
     assert_eq!(
         seqs(past),
-        [4],
-        "a chunk that starts before the position is not read"
+        [2, 3, 4],
+        "a page may start inside a chunk: from the position on"
+    );
+    let inside = tx
+        .session_statements("brk_1-s7", 3, 1)
+        .await
+        .expect("from 3, one chunk");
+    assert_eq!(
+        seqs(inside),
+        [3],
+        "the chunk holding the position counts as the page's first"
     );
     assert!(
         tx.session_statements("brk_1-s7", 5, 16)

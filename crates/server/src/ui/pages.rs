@@ -804,8 +804,9 @@ pub(crate) struct SessionView {
     /// `intact`, `edited` or `open`.
     pub(crate) recording: &'static str,
     pub(crate) statements: Vec<StatementView>,
-    /// Statements beyond the first `SHOWN` (the CLI and the API have them all).
-    pub(crate) more: usize,
+    /// What follows the first `SHOWN` statements (`1,234 more statements`; the CLI and the API
+    /// page through them all), empty when nothing does.
+    pub(crate) more: String,
 }
 
 /// Statements shown per session on the page.
@@ -831,67 +832,68 @@ async fn sessions_of(s: &AppState, viewer: &Viewer, id: &str) -> Vec<SessionView
     if !viewer.may(Action::ReadAudit) {
         return Vec::new();
     }
-    let Ok((statements, sessions)) = s.engine.recording(&viewer.actor, id).await else {
+    let Ok(sessions) = s.engine.recorded_sessions(&viewer.actor, id).await else {
         return Vec::new();
     };
-    // Each session's statements, gathered once (a busy break holds millions).
-    let mut by_session: std::collections::HashMap<
-        &str,
-        Vec<&breakglass_engine::ports::StatementRecord>,
-    > = std::collections::HashMap::new();
-    for st in &statements {
-        by_session
-            .entry(st.session_id.as_str())
-            .or_default()
-            .push(st);
+    let mut out = Vec::with_capacity(sessions.len());
+    for x in sessions {
+        // The first page of each session only: a busy break holds millions of statements.
+        let Ok(page) = s
+            .engine
+            .session_statements(&viewer.actor, id, &x.session_id, 0, SHOWN)
+            .await
+        else {
+            return Vec::new();
+        };
+        let more = match (page.next_seq, &x.ended) {
+            (None, _) => String::new(),
+            (Some(_), Some(e)) => format!(
+                "{} more statements",
+                e.recorded.saturating_sub(page.statements.len() as u64)
+            ),
+            (Some(_), None) => "more statements".into(),
+        };
+        out.push(SessionView {
+            more,
+            statements: page
+                .statements
+                .iter()
+                .map(|st| StatementView {
+                    seq: st.seq,
+                    at: when(st.started_at),
+                    took: format!("{:.3} ms", st.duration_us as f64 / 1000.0),
+                    text: st.statement.clone(),
+                    params: st.params_text(),
+                    data: st
+                        .data
+                        .as_deref()
+                        .map(|d| breakglass_audit::evidence::shorten(d, 2000))
+                        .unwrap_or_default(),
+                    outcome: match (&st.error, st.refused) {
+                        (Some(e), true) => format!("refused: {e}"),
+                        (Some(e), false) => format!("error {e}"),
+                        (None, _) => st.command.clone().unwrap_or_default(),
+                    },
+                    failed: st.error.is_some(),
+                    rows: st.rows.map(|r| r.to_string()).unwrap_or_default(),
+                })
+                .collect(),
+            recording: match &x.ended {
+                Some(e) if e.intact => "intact",
+                Some(_) => "edited",
+                None => "open",
+            },
+            end: x
+                .ended
+                .as_ref()
+                .map(|e| format!("{} at {}", e.end, when(e.at)))
+                .unwrap_or_else(|| "open".into()),
+            id: x.session_id,
+            peer: x.peer,
+            started: when(x.started_at),
+        });
     }
-    sessions
-        .into_iter()
-        .map(|x| {
-            let mine = by_session
-                .get(x.session_id.as_str())
-                .map_or(&[][..], Vec::as_slice);
-            SessionView {
-                more: mine.len().saturating_sub(SHOWN),
-                statements: mine
-                    .iter()
-                    .take(SHOWN)
-                    .map(|st| StatementView {
-                        seq: st.seq,
-                        at: when(st.started_at),
-                        took: format!("{:.3} ms", st.duration_us as f64 / 1000.0),
-                        text: st.statement.clone(),
-                        params: st.params_text(),
-                        data: st
-                            .data
-                            .as_deref()
-                            .map(|d| breakglass_audit::evidence::shorten(d, 2000))
-                            .unwrap_or_default(),
-                        outcome: match (&st.error, st.refused) {
-                            (Some(e), true) => format!("refused: {e}"),
-                            (Some(e), false) => format!("error {e}"),
-                            (None, _) => st.command.clone().unwrap_or_default(),
-                        },
-                        failed: st.error.is_some(),
-                        rows: st.rows.map(|r| r.to_string()).unwrap_or_default(),
-                    })
-                    .collect(),
-                recording: match &x.ended {
-                    Some(e) if e.intact => "intact",
-                    Some(_) => "edited",
-                    None => "open",
-                },
-                end: x
-                    .ended
-                    .as_ref()
-                    .map(|e| format!("{} at {}", e.end, when(e.at)))
-                    .unwrap_or_else(|| "open".into()),
-                id: x.session_id,
-                peer: x.peer,
-                started: when(x.started_at),
-            }
-        })
-        .collect()
+    out
 }
 
 pub(crate) async fn break_page(
