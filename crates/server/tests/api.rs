@@ -255,6 +255,12 @@ fn endpoints() -> Vec<(
         ),
         (
             "GET",
+            "/api/breaks/brk_nope/sessions/s_nope",
+            None,
+            &["admin", "auditor"],
+        ),
+        (
+            "GET",
             "/api/breaks/brk_nope/evidence",
             None,
             &["admin", "auditor"],
@@ -444,7 +450,8 @@ async fn openapi_documents_every_route() {
         .map(|(m, u, _, _)| {
             (
                 m.to_lowercase(),
-                u.replace("/channels/nope", "/channels/{name}")
+                u.replace("/sessions/s_nope", "/sessions/{session}")
+                    .replace("/channels/nope", "/channels/{name}")
                     .replace("/custodians/nope", "/custodians/{name}")
                     .replace("/nope", "/{id}")
                     .replace("/brk_nope", "/{id}")
