@@ -3,8 +3,8 @@
 //! Text-format values are recorded as the client sent them. Binary-format values are turned
 //! into their text form when the statement's Parse named the parameter's type and the type is
 //! one of the common ones below (what an application binds most: integers, floats, numerics,
-//! booleans, text, UUIDs, JSON, dates, times and timestamps); any other is recorded as `\x` and its bytes in hex,
-//! like PostgreSQL shows a `bytea`. A value longer than [`VALUE_MAX`] bytes is cut there and
+//! booleans, text, UUIDs, JSON, dates, times, timestamps, intervals and arrays of these); any
+//! other is recorded as `\x` and its bytes in hex, like PostgreSQL shows a `bytea`. A value longer than [`VALUE_MAX`] bytes is cut there and
 //! says how long it was, so one large value cannot swell the recording.
 //!
 //! Written here rather than with `postgres-types`: that crate decodes into Rust types chosen
@@ -189,8 +189,198 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
                 format!("{day_and_time}.{:06}{zone}", unix_us.rem_euclid(1_000_000))
             }
         },
+        // interval: microseconds, days, months
+        1186 => interval(v)?,
+        // bytea: as PostgreSQL shows it (inside an array; alone it is shown so anyway)
+        17 => plain(v, true),
+        oid if ARRAY_TYPES.contains(&oid) => array(v)?,
         _ => return None,
     })
+}
+
+/// Array types whose binary values are turned into text (their elements' types are among
+/// those above): `bool[]`, `bytea[]`, `name[]`, `int2[]`, `int4[]`, `text[]`, `bpchar[]`,
+/// `varchar[]`, `int8[]`, `float4[]`, `float8[]`, `oid[]`, `json[]`, `date[]`, `time[]`,
+/// `timestamp[]`, `timestamptz[]`, `interval[]`, `numeric[]`, `uuid[]`, `jsonb[]`.
+const ARRAY_TYPES: [u32; 21] = [
+    1000, 1001, 1003, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028, 199, 1182, 1183, 1115,
+    1185, 1187, 1231, 2951, 3807,
+];
+
+/// Dimensions an array may have (PostgreSQL's `MAXDIM`).
+const ARRAY_MAX_DIMS: usize = 6;
+
+/// A binary array (`ndim`, a null flag, the element type, each dimension's length and lower
+/// bound, then each element's length, -1 for NULL, and bytes) in PostgreSQL's text form:
+/// `{1,2,NULL}`, `{{1,2},{3,4}}`, `[0:1]={a,b}`, elements quoted as `array_out` quotes them.
+/// `None` (shown in hex) when the bytes are not an array of a type decoded here. Past
+/// [`VALUE_MAX`] characters it is cut and says how many bytes the value had.
+fn array(v: &[u8]) -> Option<String> {
+    let mut at = 0usize;
+    let i32_at = |at: &mut usize| -> Option<i32> {
+        let b = v.get(*at..*at + 4)?;
+        *at += 4;
+        Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let ndim = usize::try_from(i32_at(&mut at)?).ok()?;
+    let _has_nulls = i32_at(&mut at)?;
+    let element = u32::from_be_bytes(i32_at(&mut at)?.to_be_bytes());
+    if ndim > ARRAY_MAX_DIMS || ARRAY_TYPES.contains(&element) {
+        return None;
+    }
+    let mut dims = Vec::with_capacity(ndim);
+    for _ in 0..ndim {
+        let len = usize::try_from(i32_at(&mut at)?).ok()?;
+        let lower = i32_at(&mut at)?;
+        dims.push((len, lower));
+    }
+    // Every element takes at least its 4-byte length: a count the bytes cannot hold is not
+    // an array (and is not looped over).
+    let count = dims
+        .iter()
+        .try_fold(1usize, |n, (len, _)| n.checked_mul(*len))?;
+    if ndim > 0 && count > (v.len() - at) / 4 {
+        return None;
+    }
+    let mut out = String::new();
+    if dims.iter().any(|(_, lower)| *lower != 1) {
+        for (len, lower) in &dims {
+            let upper = i64::from(*lower) + i64::try_from(*len).ok()? - 1;
+            let _ = write!(out, "[{lower}:{upper}]");
+        }
+        out.push('=');
+    }
+    if ndim == 0 || count == 0 {
+        out.push_str("{}");
+        return Some(out);
+    }
+    for _ in 0..ndim {
+        out.push('{');
+    }
+    for n in 0..count {
+        if n > 0 {
+            // Close and open one brace per dimension this element starts anew.
+            let mut stride = 1;
+            let mut renewed = 0;
+            for (len, _) in dims.iter().rev() {
+                stride *= len;
+                if n % stride != 0 {
+                    break;
+                }
+                renewed += 1;
+            }
+            renewed = renewed.min(ndim - 1);
+            out.extend(std::iter::repeat_n('}', renewed));
+            out.push(',');
+            out.extend(std::iter::repeat_n('{', renewed));
+        }
+        let len = i32_at(&mut at)?;
+        if len == -1 {
+            out.push_str("NULL");
+        } else {
+            let len = usize::try_from(len).ok()?;
+            let bytes = v.get(at..at.checked_add(len)?)?;
+            at += len;
+            match (element, binary_text(element, bytes)?.as_str()) {
+                // `boolout`, as arrays print their elements (alone, `bool::text` is `true`)
+                (16, "true") => out.push('t'),
+                (16, _) => out.push('f'),
+                (_, text) => quote_element(&mut out, text),
+            }
+        }
+        if out.len() > VALUE_MAX {
+            let _ = write!(out, "… ({} bytes)", v.len());
+            return Some(out);
+        }
+    }
+    for _ in 0..ndim {
+        out.push('}');
+    }
+    (at == v.len()).then_some(out)
+}
+
+/// An array element as `array_out` writes it: in double quotes, with `"` and `\` escaped,
+/// when it is empty, `NULL`, or holds a brace, a quote, a backslash, a comma or white space.
+fn quote_element(out: &mut String, text: &str) {
+    let needs = text.is_empty()
+        || text.eq_ignore_ascii_case("NULL")
+        || text.bytes().any(|b| {
+            matches!(
+                b,
+                b'{' | b'}' | b'"' | b'\\' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c
+            )
+        });
+    if !needs {
+        out.push_str(text);
+        return;
+    }
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// A binary `interval` (microseconds, days, months) as PostgreSQL writes it with its default
+/// `IntervalStyle` (`postgres`): `1 year 2 mons -3 days +04:05:06.5`, `00:00:00` when zero.
+fn interval(v: &[u8]) -> Option<String> {
+    let v: &[u8; 16] = v.try_into().ok()?;
+    let micros = i64::from_be_bytes(v[..8].try_into().ok()?);
+    let days = i32::from_be_bytes(v[8..12].try_into().ok()?);
+    let months = i32::from_be_bytes(v[12..].try_into().ok()?);
+    let mut out = String::new();
+    let mut before_negative = false;
+    let fields = [
+        (i64::from(months / 12), "year"),
+        (i64::from(months % 12), "mon"),
+        (i64::from(days), "day"),
+    ];
+    for (value, unit) in fields {
+        if value == 0 {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "{}{}{value} {unit}{}",
+            if out.is_empty() { "" } else { " " },
+            if before_negative && value > 0 {
+                "+"
+            } else {
+                ""
+            },
+            if value == 1 { "" } else { "s" }
+        );
+        before_negative = value < 0;
+    }
+    // Hours, minutes, seconds and microseconds all carry the sign of the whole.
+    let (hours, rest) = (micros / 3_600_000_000, micros % 3_600_000_000);
+    let (minutes, rest) = (rest / 60_000_000, rest % 60_000_000);
+    let (seconds, fraction) = (rest / 1_000_000, rest % 1_000_000);
+    if out.is_empty() || micros != 0 {
+        let sign = if micros < 0 {
+            "-"
+        } else if before_negative {
+            "+"
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "{}{sign}{:02}:{:02}:{:02}",
+            if out.is_empty() { "" } else { " " },
+            hours.unsigned_abs(),
+            minutes.unsigned_abs(),
+            seconds.unsigned_abs()
+        );
+        if fraction != 0 {
+            let digits = format!("{:06}", fraction.unsigned_abs());
+            let _ = write!(out, ".{}", digits.trim_end_matches('0'));
+        }
+    }
+    Some(out)
 }
 
 /// A binary `numeric` in text: sign, weight (of the first base-10000 digit), display scale
@@ -395,6 +585,164 @@ mod tests {
                 "type {oid}"
             );
         }
+    }
+
+    /// Arrays (dimensions, lower bounds, NULLs, quoting) and intervals, made by hand; what
+    /// is not an array or interval of a decoded type stays in hex.
+    #[test]
+    fn arrays_and_intervals_are_recorded_as_text() {
+        // int4[] {1,NULL,-3}
+        let mut a = Vec::new();
+        for w in [1i32, 1, 23, 3, 1, 4, 1, -1, 4, -3] {
+            a.extend(w.to_be_bytes());
+        }
+        assert_eq!(
+            rendered(&[(true, Some(&a))], &[1007]),
+            [Some("{1,NULL,-3}".into())]
+        );
+        // text[][] {{a,"b c"},{"","\"q\""}} from lower bound 0 in the first dimension
+        let mut t = Vec::new();
+        for w in [2i32, 0, 25, 2, 0, 2, 1] {
+            t.extend(w.to_be_bytes());
+        }
+        for e in ["a", "b c", "", "\"q\""] {
+            t.extend(i32::try_from(e.len()).unwrap().to_be_bytes());
+            t.extend(e.as_bytes());
+        }
+        assert_eq!(
+            rendered(&[(true, Some(&t))], &[1009]),
+            [Some("[0:1][1:2]={{a,\"b c\"},{\"\",\"\\\"q\\\"\"}}".into())]
+        );
+        // Empty; a count the bytes cannot hold; trailing bytes; an element type not decoded.
+        let empty = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23];
+        assert_eq!(
+            rendered(&[(true, Some(&empty))], &[1007]),
+            [Some("{}".into())]
+        );
+        let mut huge = Vec::new();
+        for w in [1i32, 0, 23, i32::MAX, 1] {
+            huge.extend(w.to_be_bytes());
+        }
+        let mut trailing = a.clone();
+        trailing.push(0);
+        let mut inet = a.clone();
+        inet[8..12].copy_from_slice(&869u32.to_be_bytes());
+        for bytes in [&huge, &trailing, &inet] {
+            assert!(
+                rendered(&[(true, Some(bytes))], &[1007])[0]
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("\\x"),
+                "{bytes:?}"
+            );
+        }
+        // A long array is cut past VALUE_MAX characters and says how long it was.
+        let mut long = Vec::new();
+        for w in [1i32, 0, 20, 1000, 1] {
+            long.extend(w.to_be_bytes());
+        }
+        for n in 0..1000i64 {
+            long.extend(8i32.to_be_bytes());
+            long.extend(n.to_be_bytes());
+        }
+        let cut = rendered(&[(true, Some(&long))], &[1016])[0]
+            .clone()
+            .unwrap();
+        assert!(cut.starts_with("{0,1,2,"), "{cut}");
+        assert!(cut.ends_with(&format!("… ({} bytes)", long.len())), "{cut}");
+        assert!(cut.len() < VALUE_MAX + 40, "{}", cut.len());
+        // interval: microseconds, days, months
+        let iv = |us: i64, days: i32, months: i32| {
+            let mut b = us.to_be_bytes().to_vec();
+            b.extend(days.to_be_bytes());
+            b.extend(months.to_be_bytes());
+            rendered(&[(true, Some(&b))], &[1186])[0].clone().unwrap()
+        };
+        assert_eq!(iv(0, 0, 0), "00:00:00");
+        assert_eq!(
+            iv(14_706_789_000, 3, 14),
+            "1 year 2 mons 3 days 04:05:06.789"
+        );
+        assert_eq!(iv(7_200_000_000, -1, 0), "-1 days +02:00:00");
+        assert_eq!(iv(-1, 0, 0), "-00:00:00.000001");
+        assert_eq!(iv(0, -1, 1), "1 mon -1 days");
+        assert_eq!(iv(360_000_000_000, 0, -10), "-10 mons +100:00:00");
+    }
+
+    /// Binary values PostgreSQL itself produced (its `*_send` functions) are recorded as the
+    /// text it prints for them, for the types whose text form the recording shares with
+    /// PostgreSQL (timestamps are recorded in RFC 3339 instead, floats as Rust prints them).
+    #[tokio::test]
+    async fn binary_values_read_as_postgresql_prints_them() {
+        use sqlx::{Connection, Row};
+        let test = "gateway params: binary values read as postgresql prints them";
+        let Some(db) = breakglass_testkit::fresh_postgres(test).await else {
+            return;
+        };
+        let mut c = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        let values = [
+            ("int4send", "-42::int4"),
+            ("int8send", "9223372036854775807::int8"),
+            ("boolsend", "true"),
+            ("numeric_send", "-10002.3450::numeric"),
+            ("numeric_send", "0.00000007::numeric"),
+            ("uuid_send", "'67e55044-10b1-426f-9247-bb680e5fe0c8'::uuid"),
+            ("date_send", "'2026-11-28'::date"),
+            ("textsend", "E'it''s «ü»'::text"),
+            ("byteasend", "'\\x0102ff'::bytea"),
+            (
+                "interval_send",
+                "'1 year 2 mons 3 days 04:05:06.789'::interval",
+            ),
+            ("interval_send", "'-1 days +02:00:00'::interval"),
+            ("interval_send", "'-1 year 2 mons'::interval"),
+            ("interval_send", "'1 day -00:00:01'::interval"),
+            ("interval_send", "'-0.000001 seconds'::interval"),
+            (
+                "interval_send",
+                "'-3 years -2 mons -1 days -00:00:05'::interval",
+            ),
+            ("interval_send", "'100 hours 0.5 seconds'::interval"),
+            ("interval_send", "'0'::interval"),
+            ("array_send", "'{1,2,NULL,-4}'::int4[]"),
+            ("array_send", "'{{1,2},{3,4}}'::int8[]"),
+            ("array_send", "'[0:1]={7,8}'::int2[]"),
+            ("array_send", "'{{{1}},{{2}}}'::int4[]"),
+            ("array_send", "'{}'::text[]"),
+            (
+                "array_send",
+                "ARRAY['a b', '', 'NULL', 'null', E'x\"y', E'back\\\\slash', 'plain', 'ü', '{brace}', 'com,ma', E'tab\\tbed', NULL]::text[]",
+            ),
+            ("array_send", "ARRAY['x', 'y z']::varchar[]"),
+            ("array_send", "'{true,false}'::bool[]"),
+            ("array_send", "'{1.50,-2,NaN}'::numeric[]"),
+            (
+                "array_send",
+                "'{67e55044-10b1-426f-9247-bb680e5fe0c8}'::uuid[]",
+            ),
+            ("array_send", "'{2026-11-28,infinity}'::date[]"),
+            ("array_send", "ARRAY['\\x0102'::bytea]"),
+            ("array_send", "ARRAY['{\"a\": [1, 2]}'::jsonb]"),
+            ("array_send", "ARRAY['1 day'::interval, '-00:00:01', NULL]"),
+        ];
+        for (send, value) in values {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {send}(v) AS bin, v::text AS text, pg_typeof(v)::oid::int8 AS oid FROM (SELECT {value} AS v) AS x"
+            )))
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{value}: {e}"));
+            let bin: Vec<u8> = row.get("bin");
+            let text: String = row.get("text");
+            let oid = u32::try_from(row.get::<i64, _>("oid")).expect("oid");
+            assert_eq!(
+                rendered(&[(true, Some(&bin))], &[oid]),
+                [Some(text.clone())],
+                "{value} (type {oid}): PostgreSQL prints {text}"
+            );
+        }
+        let _ = c.close().await;
+        db.drop_db().await;
     }
 
     #[test]
