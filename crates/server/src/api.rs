@@ -980,6 +980,10 @@ async fn audit_import(
 const STATEMENTS_PER_PAGE: usize = 1_000;
 /// The most statements a page holds.
 const MAX_STATEMENTS_PER_PAGE: usize = 10_000;
+/// Statements of each session the session list holds unless told, and at most: it holds every
+/// session of the break (a list of 151 sessions with 1,000 each held ~870 MB while built).
+const LISTED_PER_SESSION: usize = 100;
+const MAX_LISTED_PER_SESSION: usize = 1_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -999,8 +1003,8 @@ async fn sessions(
 ) -> ApiResult {
     let limit = q
         .limit
-        .unwrap_or(STATEMENTS_PER_PAGE)
-        .min(MAX_STATEMENTS_PER_PAGE);
+        .unwrap_or(LISTED_PER_SESSION)
+        .min(MAX_LISTED_PER_SESSION);
     let sessions = s.engine.recorded_sessions(&me, &id).await?;
     let mut listed = Vec::with_capacity(sessions.len());
     let mut statements = Vec::new();

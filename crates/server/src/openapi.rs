@@ -452,7 +452,7 @@ pub fn document() -> Value {
     );
     let limit = |what: &str| json!({"name": "limit", "in": "query", "required": false, "description": what, "schema": {"type": "integer", "minimum": 0}});
     let mut o = op(
-        "The break's gateway sessions, with whether each recording matches its audit entry, and the first `limit` statements of each (default 1000, at most 10000; 0 for none); each session's `next_seq` is where its next page starts (admin, auditor)",
+        "The break's gateway sessions, with whether each recording matches its audit entry, and the first `limit` statements of each (default 100, at most 1000; 0 for none); each session's `next_seq` is where its next page starts (admin, auditor)",
         true,
         None,
         "Sessions and their first statements",
