@@ -440,6 +440,12 @@ fn ui_matrix() -> Vec<(
         ("GET", "/breaks/brk_nope", None, ALL),
         ("GET", "/breaks/brk_nope/events", None, ALL),
         (
+            "GET",
+            "/breaks/brk_nope/sessions/brk_nope-s1",
+            None,
+            &["admin", "auditor"],
+        ),
+        (
             "POST",
             "/breaks/brk_nope/close",
             Some(""),
@@ -527,7 +533,8 @@ async fn ui_authorization_matrix() {
         .map(|(m, u, _, _)| {
             (
                 m.to_lowercase(),
-                u.replace("/vault-root", "/{id}")
+                u.replace("/sessions/brk_nope-s1", "/sessions/{session}")
+                    .replace("/vault-root", "/{id}")
                     .replace("/brk_nope", "/{id}")
                     .replace("/drl_nope", "/{id}"),
             )
@@ -672,8 +679,8 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
         .id
         .0;
     let session = format!("{id}-s1");
-    // 50 chunks of 3 statements (the gateway hands a session's statements over in chunks).
-    let chunks: Vec<StatementChunk> = (0..50u64)
+    // 200 chunks of 3 statements (the gateway hands a session's statements over in chunks).
+    let chunks: Vec<StatementChunk> = (0..200u64)
         .map(|c| {
             let mut chunk = StatementChunk::new(&id, &session);
             for seq in c * 3 + 1..=c * 3 + 3 {
@@ -702,7 +709,7 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
             session_id: session.clone(),
             break_id: id.clone(),
             peer: "127.0.0.1:5555".into(),
-            statements: 150,
+            statements: 600,
             end: "client".into(),
             ..Default::default()
         })
@@ -712,9 +719,9 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
     let ended = sessions[0].ended.as_ref().unwrap();
     assert!(
         ended.intact,
-        "the digest of 50 chunks read 16 at a time matches"
+        "the digest of 200 chunks read 16 at a time matches"
     );
-    assert_eq!(ended.recorded, 150);
+    assert_eq!(ended.recorded, 600);
     // Read back a page at a time; pages of 40 start inside chunks of 3.
     let (mut seen, mut from, mut pages) = (Vec::new(), Some(0), 0);
     while let Some(seq) = from {
@@ -728,8 +735,8 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
         from = page.next_seq;
         pages += 1;
     }
-    assert_eq!(seen, (1..=150).collect::<Vec<u64>>());
-    assert_eq!(pages, 4);
+    assert_eq!(seen, (1..=600).collect::<Vec<u64>>());
+    assert_eq!(pages, 15);
     let audited = u
         .engine
         .audit_about(
@@ -743,7 +750,7 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
         .into_iter()
         .find(|e| e.kind == "gateway.session_ended")
         .unwrap();
-    assert_eq!(audited.payload["recorded"], 150);
+    assert_eq!(audited.payload["recorded"], 600);
     // The API: each session with the first `limit` statements and where its next page
     // starts; then a page from a position; a bad parameter is a JSON error naming it.
     let api = |uri: String| {
@@ -762,13 +769,13 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
     let s = &v["sessions"][0];
     assert_eq!(
         (&s["next_seq"], &s["recorded"], &s["recording_intact"]),
-        (&json!(8), &json!(150), &json!(true)),
+        (&json!(8), &json!(600), &json!(true)),
         "{s}"
     );
     let r = send(
         &u.router,
         api(format!(
-            "/api/breaks/{id}/sessions/{session}?from_seq=149&limit=5"
+            "/api/breaks/{id}/sessions/{session}?from_seq=599&limit=5"
         )),
     )
     .await;
@@ -782,7 +789,7 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
         .collect();
     assert_eq!(
         (seqs, &v["next_seq"]),
-        (vec![149, 150], &json!(null)),
+        (vec![599, 600], &json!(null)),
         "{v}"
     );
     let r = send(
@@ -796,6 +803,29 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
     assert!(
         serde_json::from_str::<serde_json::Value>(&text).is_ok(),
         "{text}"
+    );
+    // The break page shows the first 500 statements and links to the session's next page,
+    // which shows the rest and links back to the first.
+    let cookie = sign_in(&u, &u.admin_token).await;
+    let page = body_text(send(&u.router, get(&format!("/breaks/{id}"), Some(&cookie))).await).await;
+    assert!(page.contains("<code>SELECT 500</code>"), "{page}");
+    assert!(!page.contains("<code>SELECT 501</code>"), "{page}");
+    let next = format!("/breaks/{id}/sessions/{session}?from=501");
+    assert!(page.contains("100 more statements"), "{page}");
+    assert!(page.contains(&format!("href=\"{next}\"")), "{page}");
+    let r = send(&u.router, get(&next, Some(&cookie))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let second = body_text(r).await;
+    assert!(
+        second.contains("<code>SELECT 501</code>") && second.contains("<code>SELECT 600</code>"),
+        "{second}"
+    );
+    assert!(!second.contains("<code>SELECT 500</code>"), "{second}");
+    assert!(!second.contains("next page"), "the last page: {second}");
+    assert!(
+        second.contains("recording matches its audit entry (600 statements)")
+            && second.contains(&format!("href=\"/breaks/{id}/sessions/{session}\"")),
+        "{second}"
     );
     // Another break's session is not read through this break.
     let mut other = StatementChunk::new("brk_other", "brk_other-s1");
@@ -821,6 +851,16 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
     let r = send(
         &u.router,
         api(format!("/api/breaks/{id}/sessions/brk_other-s1")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(!body_text(r).await.contains("not yours"));
+    let r = send(
+        &u.router,
+        get(
+            &format!("/breaks/{id}/sessions/brk_other-s1"),
+            Some(&cookie),
+        ),
     )
     .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);

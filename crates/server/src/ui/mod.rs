@@ -63,6 +63,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/procedures/{id}/discover", post(pages::discover))
         .route("/breaks/{id}", get(pages::break_page))
         .route("/breaks/{id}/events", get(live::break_events))
+        .route("/breaks/{id}/sessions/{session}", get(pages::session_page))
         .route("/breaks/{id}/close", post(pages::close_break))
         .route("/drills/{id}", get(pages::drill_page))
         .route("/drills/{id}/events", get(live::drill_events))

@@ -804,9 +804,11 @@ pub(crate) struct SessionView {
     /// `intact`, `edited` or `open`.
     pub(crate) recording: &'static str,
     pub(crate) statements: Vec<StatementView>,
-    /// What follows the first `SHOWN` statements (`1,234 more statements`; the CLI and the API
-    /// page through them all), empty when nothing does.
+    /// What follows the first `SHOWN` statements (`1,234 more statements`), empty when
+    /// nothing does.
     pub(crate) more: String,
+    /// Where the session's next page starts (its own page), when there is one.
+    pub(crate) next: Option<u64>,
 }
 
 /// Statements shown per session on the page.
@@ -825,6 +827,30 @@ pub(crate) struct StatementView {
     pub(crate) outcome: String,
     pub(crate) failed: bool,
     pub(crate) rows: String,
+}
+
+impl StatementView {
+    fn of(st: &breakglass_engine::ports::StatementRecord) -> StatementView {
+        StatementView {
+            seq: st.seq,
+            at: when(st.started_at),
+            took: format!("{:.3} ms", st.duration_us as f64 / 1000.0),
+            text: st.statement.clone(),
+            params: st.params_text(),
+            data: st
+                .data
+                .as_deref()
+                .map(|d| breakglass_audit::evidence::shorten(d, 2000))
+                .unwrap_or_default(),
+            outcome: match (&st.error, st.refused) {
+                (Some(e), true) => format!("refused: {e}"),
+                (Some(e), false) => format!("error {e}"),
+                (None, _) => st.command.clone().unwrap_or_default(),
+            },
+            failed: st.error.is_some(),
+            rows: st.rows.map(|r| r.to_string()).unwrap_or_default(),
+        }
+    }
 }
 
 /// The break's gateway sessions, for those who may read the audit log.
@@ -855,29 +881,8 @@ async fn sessions_of(s: &AppState, viewer: &Viewer, id: &str) -> Vec<SessionView
         };
         out.push(SessionView {
             more,
-            statements: page
-                .statements
-                .iter()
-                .map(|st| StatementView {
-                    seq: st.seq,
-                    at: when(st.started_at),
-                    took: format!("{:.3} ms", st.duration_us as f64 / 1000.0),
-                    text: st.statement.clone(),
-                    params: st.params_text(),
-                    data: st
-                        .data
-                        .as_deref()
-                        .map(|d| breakglass_audit::evidence::shorten(d, 2000))
-                        .unwrap_or_default(),
-                    outcome: match (&st.error, st.refused) {
-                        (Some(e), true) => format!("refused: {e}"),
-                        (Some(e), false) => format!("error {e}"),
-                        (None, _) => st.command.clone().unwrap_or_default(),
-                    },
-                    failed: st.error.is_some(),
-                    rows: st.rows.map(|r| r.to_string()).unwrap_or_default(),
-                })
-                .collect(),
+            next: page.next_seq,
+            statements: page.statements.iter().map(StatementView::of).collect(),
             recording: match &x.ended {
                 Some(e) if e.intact => "intact",
                 Some(_) => "edited",
@@ -1028,6 +1033,75 @@ pub(crate) struct AuditPage {
     pub(crate) procedure: String,
     pub(crate) older: Option<u64>,
     pub(crate) newer: bool,
+}
+
+/// A page of one gateway session's statements.
+#[derive(Template)]
+#[template(path = "session.html")]
+pub(crate) struct SessionPage {
+    pub(crate) viewer: Viewer,
+    pub(crate) break_id: String,
+    pub(crate) session: String,
+    /// `intact`, `edited` or `open`, as on the break page.
+    pub(crate) recording: &'static str,
+    /// How many statements the session recorded, when it has ended.
+    pub(crate) recorded: String,
+    pub(crate) statements: Vec<StatementView>,
+    /// The first statement's position, when this is not the first page.
+    pub(crate) from: Option<u64>,
+    pub(crate) next: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SessionQuery {
+    #[serde(default)]
+    from: Option<u64>,
+}
+
+/// `/breaks/{id}/sessions/{session}`: the session's statements `SHOWN` at a time, from
+/// `?from=` on (admins and auditors).
+pub(crate) async fn session_page(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Path((id, session)): Path<(String, String)>,
+    Query(q): Query<SessionQuery>,
+) -> Result<Response, UiError> {
+    let from = q.from.unwrap_or(0);
+    let page = s
+        .engine
+        .session_statements(&viewer.actor, &id, &session, from, SHOWN)
+        .await?;
+    let known = s
+        .engine
+        .recorded_sessions(&viewer.actor, &id)
+        .await?
+        .into_iter()
+        .find(|x| x.session_id == session);
+    let Some(known) = known else {
+        return Err(UiError(
+            StatusCode::NOT_FOUND,
+            format!("break {id} has no gateway session {session}"),
+        ));
+    };
+    let page = SessionPage {
+        recording: match &known.ended {
+            Some(e) if e.intact => "intact",
+            Some(_) => "edited",
+            None => "open",
+        },
+        recorded: known
+            .ended
+            .as_ref()
+            .map(|e| e.recorded.to_string())
+            .unwrap_or_default(),
+        statements: page.statements.iter().map(StatementView::of).collect(),
+        from: (from > 0).then_some(from),
+        next: page.next_seq,
+        break_id: id,
+        session,
+        viewer,
+    };
+    Ok(render(StatusCode::OK, &page))
 }
 
 #[derive(Deserialize)]
