@@ -405,6 +405,12 @@ pub(crate) enum SessionCmd {
         /// Statements read per request (1 to 10000); they are printed a page at a time.
         #[arg(long, default_value_t = SESSION_PAGE, value_parser = clap::value_parser!(u16).range(1..=10_000))]
         page_size: u16,
+        /// Only this session (`BREAK-sN`).
+        #[arg(long)]
+        session: Option<String>,
+        /// The session's statements from this position on (`#`), not from its first.
+        #[arg(long, requires = "session")]
+        from_seq: Option<u64>,
     },
 }
 
@@ -1302,6 +1308,8 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
         SessionCmd::Show {
             break_id,
             page_size,
+            session,
+            from_seq,
         } => {
             let client = connect(cli).await?;
             // The sessions first, then each one's statements a page at a time, printed as they
@@ -1309,7 +1317,21 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
             let r = client
                 .get(&format!("/api/breaks/{}/sessions?limit=0", seg(break_id)))
                 .await?;
-            let sessions = r["sessions"].as_array().cloned().unwrap_or_default();
+            let mut sessions = r["sessions"].as_array().cloned().unwrap_or_default();
+            if let Some(only) = session {
+                let listed: Vec<String> = sessions.iter().map(|s| field(&s["session"])).collect();
+                sessions.retain(|s| s["session"].as_str() == Some(only.as_str()));
+                if sessions.is_empty() {
+                    return Err(anyhow!(
+                        "break {break_id} has no gateway session {only} (its sessions: {})",
+                        if listed.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            listed.join(", ")
+                        }
+                    ));
+                }
+            }
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if cli.output.is_json() {
                 // The same document as one read would give, written statement by statement.
@@ -1317,7 +1339,7 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
                     out,
                     "{{\n\"break\": {},\n\"sessions\": {},\n\"statements\": [",
                     r["break"],
-                    serde_json::to_string_pretty(&r["sessions"])?
+                    serde_json::to_string_pretty(&sessions)?
                 )?;
             } else if sessions.is_empty() {
                 println!("break {break_id}: no gateway sessions");
@@ -1349,8 +1371,10 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
                 } else if s["recording_intact"] == false {
                     tampered = true;
                 }
-                let mut from = Some(0u64);
+                let mut from = Some(from_seq.unwrap_or(0));
+                let mut first_page = true;
                 while let Some(seq) = from {
+                    let is_first = std::mem::replace(&mut first_page, false);
                     let page = client
                         .get(&format!(
                             "/api/breaks/{}/sessions/{}?from_seq={seq}&limit={page_size}",
@@ -1370,7 +1394,7 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
                             }
                             write!(out, "{}", serde_json::to_string(x)?)?;
                         }
-                    } else if !statements.is_empty() || seq == 0 {
+                    } else if !statements.is_empty() || is_first {
                         let rows = statements.iter().map(statement_row).collect();
                         writeln!(
                             out,

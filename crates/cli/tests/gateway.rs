@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{PgTarget, Server, keygen, pg_target, sql, stdout, stdout_json};
+use common::{PgTarget, Server, keygen, pg_target, sql, stderr, stdout, stdout_json};
 use sqlx::Connection;
 
 /// A proxy procedure on `t`, applied and sealed.
@@ -573,6 +573,52 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         stdout(&text).contains("FROM pgbench_accounts WHERE aid"),
         "{}",
         stdout(&text)
+    );
+    // One session, from a position on.
+    let one = sessions
+        .iter()
+        .find(|s| s["statements"].as_u64().unwrap_or(0) > 20)
+        .expect("a pgbench session");
+    let name = one["session"].as_str().expect("session id");
+    let part = server
+        .cli()
+        .args([
+            "--output",
+            "json",
+            "session",
+            "show",
+            &id,
+            "--session",
+            name,
+        ])
+        .args(["--from-seq", "11", "--page-size", "4"])
+        .assert()
+        .success();
+    let part = stdout_json(&part);
+    assert_eq!(part["sessions"].as_array().map(Vec::len), Some(1), "{part}");
+    let seqs: Vec<u64> = part["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| s["seq"].as_u64().expect("seq"))
+        .collect();
+    let all: Vec<u64> = statements
+        .iter()
+        .filter(|s| s["session"] == name && s["seq"].as_u64() >= Some(11))
+        .map(|s| s["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!((seqs.first(), &seqs), (Some(&11), &all));
+    let unknown = server
+        .cli()
+        .args(["session", "show", &id, "--session", "brk_x-s1"])
+        .assert()
+        .failure();
+    assert!(
+        stderr(&unknown).contains(&format!(
+            "break {id} has no gateway session brk_x-s1 (its sessions: {id}-s1"
+        )),
+        "{}",
+        stderr(&unknown)
     );
     for s in sessions {
         assert_eq!(s["recording_intact"], true, "{s}");
