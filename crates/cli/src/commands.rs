@@ -411,6 +411,9 @@ pub(crate) enum SessionCmd {
         /// The session's statements from this position on (`#`), not from its first.
         #[arg(long, requires = "session")]
         from_seq: Option<u64>,
+        /// Keep printing the session's statements as they are recorded, until it ends.
+        #[arg(long, short = 'f', requires = "session")]
+        follow: bool,
     },
 }
 
@@ -1310,6 +1313,7 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
             page_size,
             session,
             from_seq,
+            follow,
         } => {
             let client = connect(cli).await?;
             // The sessions first, then each one's statements a page at a time, printed as they
@@ -1382,11 +1386,22 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
                             seg(s["session"].as_str().unwrap_or_default())
                         ))
                         .await?;
-                    from = page["next_seq"].as_u64().filter(|next| *next > seq);
                     let statements = page["statements"]
                         .as_array()
                         .map(Vec::as_slice)
                         .unwrap_or_default();
+                    from = page["next_seq"].as_u64().filter(|next| *next > seq);
+                    // A live session, followed: its next statements start after the last one
+                    // read. They reach the store about every 100 ms; ask again in a second.
+                    let live = *follow && from.is_none() && page["ended"] == false;
+                    if live {
+                        from = Some(
+                            statements
+                                .last()
+                                .and_then(|x| x["seq"].as_u64())
+                                .map_or(seq, |last| last.saturating_add(1)),
+                        );
+                    }
                     if cli.output.is_json() {
                         for x in statements {
                             if !std::mem::take(&mut first) {
@@ -1404,6 +1419,12 @@ pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
                                 rows
                             )
                         )?;
+                    }
+                    if live {
+                        out.flush()?;
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    } else if *follow && from.is_none() && !cli.output.is_json() {
+                        writeln!(out, "session {} ended", field(&s["session"]))?;
                     }
                 }
             }

@@ -367,25 +367,68 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     // Recorded while the session is still open: its relay thread hands its statements to the
     // store every 100 ms, not only when the session ends.
     let live_from = std::time::Instant::now();
-    loop {
+    let live_session = loop {
         let rec = recording(&server, &id);
-        let seen = rec["statements"].as_array().is_some_and(|all| {
-            all.iter().any(|s| {
+        let seen = rec["statements"].as_array().and_then(|all| {
+            all.iter().find(|s| {
                 s["statement"]
                     .as_str()
                     .is_some_and(|t| t.contains("SELECT count(*) FROM items WHERE v = $1"))
             })
         });
-        if seen {
-            break;
+        if let Some(s) = seen {
+            break s["session"].as_str().expect("session").to_owned();
         }
         assert!(
             live_from.elapsed() < Duration::from_secs(5),
             "a statement of an open session is not recorded within 5 s: {rec}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    // `session show --follow` prints the open session's statements as they are recorded and
+    // returns once it has ended.
+    let follower = server
+        .cli_process()
+        .args([
+            "session",
+            "show",
+            &id,
+            "--session",
+            &live_session,
+            "--follow",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("session show --follow");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let followed: String = sqlx::query_scalar("SELECT 'followed, then closed'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("a statement while followed");
+    assert_eq!(followed, "followed, then closed");
     conn.close().await.expect("close");
+    let followed = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || follower.wait_with_output()),
+    )
+    .await
+    .expect("session show --follow returns within 20 s of the session's end")
+    .expect("join")
+    .expect("output");
+    let text = String::from_utf8_lossy(&followed.stdout);
+    assert!(
+        followed.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    for seen in [
+        "SELECT count(*) FROM items WHERE v = $1",
+        "SELECT 'followed, then closed'",
+        &format!("session {live_session} ended"),
+    ] {
+        assert!(text.contains(seen), "`{seen}` not followed: {text}");
+    }
 
     // The token has opened 7 of its 8 connections: one more, then "already used". The
     // session above ended cleanly with its server idle, so the gateway reset its server

@@ -821,6 +821,28 @@ impl Engine {
         Ok(sessions)
     }
 
+    /// Whether `break_id`'s gateway session `session_id` has ended (its `gateway.session_ended`
+    /// entry is committed, so all of its statements are stored): read from the break's audit
+    /// entries, without reading the recording.
+    pub async fn gateway_session_has_ended(
+        &self,
+        by: &Actor,
+        break_id: &str,
+        session_id: &str,
+    ) -> Result<bool, EngineError> {
+        by.may(Action::ReadAudit)?;
+        let mut tx = self.store().read().await?;
+        load_break(tx.as_mut(), break_id).await?;
+        Ok(tx
+            .audit_entries_about(crate::ports::AuditAbout::Break(break_id), u64::MAX, 100_000)
+            .await?
+            .iter()
+            .any(|e| {
+                e.kind == "gateway.session_ended"
+                    && e.payload.get("session").and_then(|s| s.as_str()) == Some(session_id)
+            }))
+    }
+
     /// A page of one of `break_id`'s gateway sessions: at most `limit` statements in order
     /// from position `from_seq` on, and where the next page starts when there are more.
     pub async fn session_statements(

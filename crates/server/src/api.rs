@@ -1073,11 +1073,21 @@ async fn session_page(
                 .clamp(1, MAX_STATEMENTS_PER_PAGE),
         )
         .await?;
+    // On the last page, whether more can still come (a live session), for followers.
+    let ended = match page.next_seq {
+        Some(_) => None,
+        None => Some(
+            s.engine
+                .gateway_session_has_ended(&me, &id, &session)
+                .await?,
+        ),
+    };
     Ok(Json(json!({
         "break": id,
         "session": session,
         "statements": page.statements.iter().map(statement_view).collect::<Vec<_>>(),
         "next_seq": page.next_seq,
+        "ended": ended,
     })))
 }
 

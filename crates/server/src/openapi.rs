@@ -460,7 +460,7 @@ pub fn document() -> Value {
     o["parameters"] = json!([limit("statements of each session, from its first")]);
     add("/api/breaks/{id}/sessions", "get", o);
     let mut o = op(
-        "A page of a gateway session's statements, in order from position `from_seq` (default 0): at most `limit` (default 1000, at most 10000) and `next_seq`, where the next page starts (null at the end) (admin, auditor)",
+        "A page of a gateway session's statements, in order from position `from_seq` (default 0): at most `limit` (default 1000, at most 10000) and `next_seq`, where the next page starts (null at the end); on the last page `ended` says whether the session has ended (false: more statements may come) (admin, auditor)",
         true,
         None,
         "A page of statements",

@@ -209,6 +209,21 @@ impl Server {
         cmd
     }
 
+    /// [`Server::cli`] as a plain process command, for a CLI that runs alongside the test
+    /// (`session show --follow`); the caller bounds how long it may run.
+    #[allow(dead_code)] // not every test binary that shares this module runs one
+    pub(crate) fn cli_process(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(bin_path());
+        for var in CLI_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.arg("--server")
+            .arg(&self.url)
+            .arg("--data-dir")
+            .arg(&self.data_dir);
+        cmd
+    }
+
     /// The lines the server wrote to stderr so far (its log; all of it with `BREAKGLASS_LOG`).
     pub(crate) fn log_lines(&self) -> Vec<String> {
         self.log
