@@ -679,26 +679,27 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
         .id
         .0;
     let session = format!("{id}-s1");
+    let statement = |break_id: &str, session: &str, seq: u64, text: String| StatementRecord {
+        break_id: break_id.to_owned(),
+        session_id: session.to_owned(),
+        seq,
+        started_at: u.engine.now(),
+        duration_us: 10,
+        protocol: "simple".into(),
+        statement: text,
+        command: Some("SELECT 1".into()),
+        rows: Some(1),
+        error: None,
+        refused: false,
+        params: None,
+        data: None,
+    };
     // 200 chunks of 3 statements (the gateway hands a session's statements over in chunks).
     let chunks: Vec<StatementChunk> = (0..200u64)
         .map(|c| {
             let mut chunk = StatementChunk::new(&id, &session);
             for seq in c * 3 + 1..=c * 3 + 3 {
-                chunk.push(&StatementRecord {
-                    break_id: id.clone(),
-                    session_id: session.clone(),
-                    seq,
-                    started_at: u.engine.now(),
-                    duration_us: 10,
-                    protocol: "simple".into(),
-                    statement: format!("SELECT {seq}"),
-                    command: Some("SELECT 1".into()),
-                    rows: Some(1),
-                    error: None,
-                    refused: false,
-                    params: None,
-                    data: None,
-                });
+                chunk.push(&statement(&id, &session, seq, format!("SELECT {seq}")));
             }
             chunk.take().unwrap()
         })
@@ -829,21 +830,12 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
     );
     // Another break's session is not read through this break.
     let mut other = StatementChunk::new("brk_other", "brk_other-s1");
-    other.push(&StatementRecord {
-        break_id: "brk_other".into(),
-        session_id: "brk_other-s1".into(),
-        seq: 1,
-        started_at: u.engine.now(),
-        duration_us: 10,
-        protocol: "simple".into(),
-        statement: "SELECT 'not yours'".into(),
-        command: Some("SELECT 1".into()),
-        rows: Some(1),
-        error: None,
-        refused: false,
-        params: None,
-        data: None,
-    });
+    other.push(&statement(
+        "brk_other",
+        "brk_other-s1",
+        1,
+        "SELECT 'not yours'".into(),
+    ));
     u.engine
         .gateway_record(&[other.take().unwrap()])
         .await

@@ -853,6 +853,16 @@ impl StatementView {
     }
 }
 
+/// `intact`, `edited` or `open`: whether an ended session's stored recording matches the
+/// digest in its audit entry.
+fn recording_state(x: &breakglass_engine::RecordedSession) -> &'static str {
+    match &x.ended {
+        Some(e) if e.intact => "intact",
+        Some(_) => "edited",
+        None => "open",
+    }
+}
+
 /// The break's gateway sessions, for those who may read the audit log.
 async fn sessions_of(s: &AppState, viewer: &Viewer, id: &str) -> Vec<SessionView> {
     if !viewer.may(Action::ReadAudit) {
@@ -883,11 +893,7 @@ async fn sessions_of(s: &AppState, viewer: &Viewer, id: &str) -> Vec<SessionView
             more,
             next: page.next_seq,
             statements: page.statements.iter().map(StatementView::of).collect(),
-            recording: match &x.ended {
-                Some(e) if e.intact => "intact",
-                Some(_) => "edited",
-                None => "open",
-            },
+            recording: recording_state(&x),
             end: x
                 .ended
                 .as_ref()
@@ -1084,11 +1090,7 @@ pub(crate) async fn session_page(
         ));
     };
     let page = SessionPage {
-        recording: match &known.ended {
-            Some(e) if e.intact => "intact",
-            Some(_) => "edited",
-            None => "open",
-        },
+        recording: recording_state(&known),
         recorded: known
             .ended
             .as_ref()
