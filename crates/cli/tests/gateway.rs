@@ -96,9 +96,15 @@ fn granted_break(
 
 /// `session show BREAK --output json`: the break's recording.
 fn recording(server: &Server, break_id: &str) -> serde_json::Value {
+    recording_with(server, break_id, &[])
+}
+
+/// `session show BREAK --output json` with more options (`--page-size 7`…).
+fn recording_with(server: &Server, break_id: &str, options: &[&str]) -> serde_json::Value {
     let a = server
         .cli()
         .args(["--output", "json", "session", "show", break_id])
+        .args(options)
         .assert()
         .success();
     stdout_json(&a)
@@ -593,20 +599,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     let sessions = rec["sessions"].as_array().expect("sessions");
     assert!(sessions.len() >= 9, "{}", sessions.len());
     // Read 7 statements per request (the pgbench sessions recorded 50 each): the same document.
-    let paged = server
-        .cli()
-        .args([
-            "--output",
-            "json",
-            "session",
-            "show",
-            &id,
-            "--page-size",
-            "7",
-        ])
-        .assert()
-        .success();
-    assert_eq!(stdout_json(&paged), rec);
+    assert_eq!(recording_with(&server, &id, &["--page-size", "7"]), rec);
     let text = server
         .cli()
         .args(["session", "show", &id, "--page-size", "7"])
@@ -623,21 +616,11 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .find(|s| s["statements"].as_u64().unwrap_or(0) > 20)
         .expect("a pgbench session");
     let name = one["session"].as_str().expect("session id");
-    let part = server
-        .cli()
-        .args([
-            "--output",
-            "json",
-            "session",
-            "show",
-            &id,
-            "--session",
-            name,
-        ])
-        .args(["--from-seq", "11", "--page-size", "4"])
-        .assert()
-        .success();
-    let part = stdout_json(&part);
+    let part = recording_with(
+        &server,
+        &id,
+        &["--session", name, "--from-seq", "11", "--page-size", "4"],
+    );
     assert_eq!(part["sessions"].as_array().map(Vec::len), Some(1), "{part}");
     let seqs: Vec<u64> = part["statements"]
         .as_array()

@@ -749,11 +749,13 @@ impl Engine {
     /// the stored recording still matches the digest its `gateway.session_ended` entry
     /// carries. Each recording is read a page at a time ([`DIGEST_PAGE`] chunks), so memory
     /// stays bounded however much a break recorded; the statements themselves are read with
-    /// [`Engine::session_statements`].
+    /// [`Engine::session_statements`]. With `only`, that session alone (the others' recordings
+    /// are not read).
     pub async fn recorded_sessions(
         &self,
         by: &Actor,
         break_id: &str,
+        only: Option<&str>,
     ) -> Result<Vec<RecordedSession>, EngineError> {
         by.may(Action::ReadAudit)?;
         let mut tx = self.store().read().await?;
@@ -775,6 +777,9 @@ impl Engine {
                 .get("session")
                 .and_then(|s| s.as_str())
                 .unwrap_or_default();
+            if only.is_some_and(|only| only != session) {
+                continue;
+            }
             match e.kind.as_str() {
                 "gateway.session_started" => sessions.push(RecordedSession {
                     session_id: session.to_owned(),

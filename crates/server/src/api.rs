@@ -1005,7 +1005,7 @@ async fn sessions(
         .limit
         .unwrap_or(LISTED_PER_SESSION)
         .min(MAX_LISTED_PER_SESSION);
-    let sessions = s.engine.recorded_sessions(&me, &id).await?;
+    let sessions = s.engine.recorded_sessions(&me, &id, None).await?;
     let mut listed = Vec::with_capacity(sessions.len());
     let mut statements = Vec::new();
     for x in &sessions {

@@ -716,7 +716,11 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
         })
         .await
         .unwrap();
-    let sessions = u.engine.recorded_sessions(&admin(), &id).await.unwrap();
+    let sessions = u
+        .engine
+        .recorded_sessions(&admin(), &id, None)
+        .await
+        .unwrap();
     let ended = sessions[0].ended.as_ref().unwrap();
     assert!(
         ended.intact,

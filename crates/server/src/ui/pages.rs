@@ -868,7 +868,7 @@ async fn sessions_of(s: &AppState, viewer: &Viewer, id: &str) -> Vec<SessionView
     if !viewer.may(Action::ReadAudit) {
         return Vec::new();
     }
-    let Ok(sessions) = s.engine.recorded_sessions(&viewer.actor, id).await else {
+    let Ok(sessions) = s.engine.recorded_sessions(&viewer.actor, id, None).await else {
         return Vec::new();
     };
     let mut out = Vec::with_capacity(sessions.len());
@@ -1079,7 +1079,7 @@ pub(crate) async fn session_page(
         .await?;
     let known = s
         .engine
-        .recorded_sessions(&viewer.actor, &id)
+        .recorded_sessions(&viewer.actor, &id, Some(&session))
         .await?
         .into_iter()
         .find(|x| x.session_id == session);
