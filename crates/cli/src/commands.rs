@@ -1,6 +1,6 @@
 //! The commands: argument types and what each does.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -564,7 +564,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Channel(c) => channel(&cli, c).await,
         Command::Target(t) => target(&cli, t).await,
         Command::Drill(d) => crate::drill::run(&cli, d).await,
-        Command::Session(s) => session_cmd(&cli, s).await,
+        Command::Session(s) => crate::session::run(&cli, s).await,
         Command::Evidence(e) => evidence_cmd(&cli, e).await,
         Command::RecoveryKit(k) => crate::recover::recovery_kit(&cli, k).await,
         Command::Recover(r) => crate::recover::recover(&cli, r).await,
@@ -1263,181 +1263,6 @@ async fn break_cmd(cli: &Cli, cmd: &BreakCmd) -> Result<()> {
                 output::json(&b);
             } else {
                 println!("{}", break_line(&b));
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Statements of a session read per request by `session show`, unless told.
-const SESSION_PAGE: u16 = 1_000;
-
-/// A recorded statement (from the API) as a row of `session show`'s table.
-fn statement_row(x: &serde_json::Value) -> Vec<String> {
-    let outcome = if x["refused"].as_bool() == Some(true) {
-        format!("REFUSED ({})", field(&x["error"]))
-    } else if !x["error"].is_null() {
-        format!("ERROR {}", field(&x["error"]))
-    } else {
-        field(&x["command"])
-    };
-    let mut cell = field(&x["statement"]);
-    let p = breakglass_audit::evidence::params_text_of(&x["params"]);
-    if !p.is_empty() {
-        cell.push_str(&format!("\n  {p}"));
-    }
-    if let Some(d) = x["data"].as_str() {
-        cell.push_str(&format!(
-            "\n  data: {}",
-            breakglass_audit::evidence::shorten(d, 300)
-        ));
-    }
-    vec![
-        field(&x["seq"]),
-        field(&x["at"]),
-        format!(
-            "{:.3} ms",
-            x["duration_us"].as_f64().unwrap_or(0.0) / 1000.0
-        ),
-        cell,
-        outcome,
-        field(&x["rows"]),
-    ]
-}
-
-/// `session` commands.
-pub(crate) async fn session_cmd(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
-    match cmd {
-        SessionCmd::Show {
-            break_id,
-            page_size,
-            session,
-            from_seq,
-            follow,
-        } => {
-            let client = connect(cli).await?;
-            // The sessions first, then each one's statements a page at a time, printed as they
-            // come: a busy break holds millions of statements.
-            let r = client
-                .get(&format!("/api/breaks/{}/sessions?limit=0", seg(break_id)))
-                .await?;
-            let mut sessions = r["sessions"].as_array().cloned().unwrap_or_default();
-            if let Some(only) = session {
-                let listed: Vec<String> = sessions.iter().map(|s| field(&s["session"])).collect();
-                sessions.retain(|s| s["session"].as_str() == Some(only.as_str()));
-                if sessions.is_empty() {
-                    return Err(anyhow!(
-                        "break {break_id} has no gateway session {only} (its sessions: {})",
-                        if listed.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            listed.join(", ")
-                        }
-                    ));
-                }
-            }
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            if cli.output.is_json() {
-                // The same document as one read would give, written statement by statement.
-                writeln!(
-                    out,
-                    "{{\n\"break\": {},\n\"sessions\": {},\n\"statements\": [",
-                    r["break"],
-                    serde_json::to_string_pretty(&sessions)?
-                )?;
-            } else if sessions.is_empty() {
-                println!("break {break_id}: no gateway sessions");
-                return Ok(());
-            }
-            let mut tampered = false;
-            let mut first = true;
-            for s in &sessions {
-                if !cli.output.is_json() {
-                    let intact = match s["recording_intact"].as_bool() {
-                        Some(true) => "recording matches audit entry",
-                        Some(false) => {
-                            tampered = true;
-                            "RECORDING DOES NOT MATCH its audit entry"
-                        }
-                        None => "still open",
-                    };
-                    writeln!(
-                        out,
-                        "session {} from {}: {} → {} ({}; {} statements; {})",
-                        field(&s["session"]),
-                        field(&s["peer"]),
-                        field(&s["started_at"]),
-                        field(&s["ended_at"]),
-                        field(&s["end"]),
-                        field(&s["statements"]),
-                        intact
-                    )?;
-                } else if s["recording_intact"] == false {
-                    tampered = true;
-                }
-                let mut from = Some(from_seq.unwrap_or(0));
-                let mut first_page = true;
-                while let Some(seq) = from {
-                    let is_first = std::mem::replace(&mut first_page, false);
-                    let page = client
-                        .get(&format!(
-                            "/api/breaks/{}/sessions/{}?from_seq={seq}&limit={page_size}",
-                            seg(break_id),
-                            seg(s["session"].as_str().unwrap_or_default())
-                        ))
-                        .await?;
-                    let statements = page["statements"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default();
-                    from = page["next_seq"].as_u64().filter(|next| *next > seq);
-                    // A live session, followed: its next statements start after the last one
-                    // read. They reach the store about every 100 ms; ask again in a second.
-                    let live = *follow && from.is_none() && page["ended"] == false;
-                    if live {
-                        from = Some(
-                            statements
-                                .last()
-                                .and_then(|x| x["seq"].as_u64())
-                                .map_or(seq, |last| last.saturating_add(1)),
-                        );
-                    }
-                    if cli.output.is_json() {
-                        for x in statements {
-                            if !std::mem::take(&mut first) {
-                                writeln!(out, ",")?;
-                            }
-                            write!(out, "{}", serde_json::to_string(x)?)?;
-                        }
-                    } else if !statements.is_empty() || is_first {
-                        let rows = statements.iter().map(statement_row).collect();
-                        writeln!(
-                            out,
-                            "{}",
-                            output::table_text(
-                                &["#", "at", "took", "statement", "outcome", "rows"],
-                                rows
-                            )
-                        )?;
-                    }
-                    if live {
-                        out.flush()?;
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    } else if *follow && from.is_none() && !cli.output.is_json() {
-                        writeln!(out, "session {} ended", field(&s["session"]))?;
-                    }
-                }
-            }
-            if cli.output.is_json() {
-                writeln!(out, "\n]\n}}")?;
-            }
-            out.flush()?;
-            if tampered {
-                return Err(anyhow!(Exit {
-                    code: exit::AUDIT_BROKEN,
-                    message: "a stored recording does not match the digest in its audit entry"
-                        .into()
-                }));
             }
             Ok(())
         }

@@ -18,6 +18,7 @@ mod drill;
 mod output;
 mod recover;
 mod sarif;
+mod session;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,7 +113,7 @@ pub(crate) enum Command {
     Drill(drill::DrillCmd),
     /// Gateway sessions: every statement a break's responder ran through the gateway.
     #[command(subcommand)]
-    Session(commands::SessionCmd),
+    Session(session::SessionCmd),
     /// A break's signed evidence pack (one HTML page), or `evidence verify FILE` offline.
     Evidence(commands::EvidenceArgs),
     /// Recovery kits: `recovery-kit export PROCEDURE` writes the signed kit an offline

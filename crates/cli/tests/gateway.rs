@@ -697,6 +697,16 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
 
     // Short break on the second procedure: one connection per token, closed at the deadline.
     let (id2, url2) = granted_break(&server, keys, "pgw1", "6s");
+    // `session show --follow` without `--session` follows the whole break: sessions as they
+    // start, their statements, their ends, until the break has ended (JSON: one event a line).
+    let break_follower = server
+        .cli_process()
+        .args(["--output", "json", "session", "show", &id2, "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("session show --follow of a break");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut held = sqlx::PgConnection::connect(&url2).await.expect("connect");
     let again = sqlx::PgConnection::connect(&url2)
         .await
@@ -736,6 +746,50 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     let late = sqlx::PgConnection::connect(&url2).await.expect_err("late");
     let late = late.to_string();
     assert!(late.contains("ended"), "{late}");
+    let followed = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || break_follower.wait_with_output()),
+    )
+    .await
+    .expect("following a break returns within 20 s of its end")
+    .expect("join")
+    .expect("output");
+    let text = String::from_utf8_lossy(&followed.stdout);
+    assert!(
+        followed.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let session2 = format!("{id2}-s1");
+    assert_eq!(events[0]["event"], "session", "{text}");
+    assert_eq!(events[0]["session"]["session"], session2.as_str(), "{text}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "statement"
+                && e["statement"]["statement"] == "SELECT pg_sleep(30)"),
+        "the statement cut at the deadline is followed: {text}"
+    );
+    let ended = events
+        .iter()
+        .find(|e| e["event"] == "session_ended")
+        .unwrap_or_else(|| panic!("no session_ended: {text}"));
+    assert_eq!(ended["session"]["end"], "deadline", "{text}");
+    assert_eq!(ended["session"]["recording_intact"], true, "{text}");
+    assert_eq!(
+        kinds.last(),
+        Some(&"break_ended"),
+        "the break's end is the last event: {text}"
+    );
+    assert_eq!(
+        events.last().map(|e| e["state"].clone()),
+        Some("expired".into())
+    );
 
     // Closing a break ends its open sessions at once, well before their deadline.
     let (id3, url3) = granted_break(&server, keys, "pgw1", "1h");

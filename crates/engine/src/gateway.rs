@@ -757,6 +757,28 @@ impl Engine {
         break_id: &str,
         only: Option<&str>,
     ) -> Result<Vec<RecordedSession>, EngineError> {
+        self.sessions_where(by, break_id, only, 0).await
+    }
+
+    /// The sessions of [`Engine::recorded_sessions`] that started after audit entry `after`
+    /// (their [`RecordedSession::started_seq`]); the recordings of those before are not read.
+    /// A follower asks with the last start it saw, so each poll reads only what is new.
+    pub async fn recorded_sessions_after(
+        &self,
+        by: &Actor,
+        break_id: &str,
+        after: u64,
+    ) -> Result<Vec<RecordedSession>, EngineError> {
+        self.sessions_where(by, break_id, None, after).await
+    }
+
+    async fn sessions_where(
+        &self,
+        by: &Actor,
+        break_id: &str,
+        only: Option<&str>,
+        after: u64,
+    ) -> Result<Vec<RecordedSession>, EngineError> {
         by.may(Action::ReadAudit)?;
         let mut tx = self.store().read().await?;
         load_break(tx.as_mut(), break_id).await?;
@@ -771,6 +793,8 @@ impl Engine {
                 .to_owned()
         };
         let mut sessions: Vec<RecordedSession> = Vec::new();
+        // Sessions that started at or before `after`: their ends are not looked at.
+        let mut earlier: std::collections::HashSet<String> = std::collections::HashSet::new();
         for e in entries {
             let p = &e.payload;
             let session = p
@@ -781,12 +805,17 @@ impl Engine {
                 continue;
             }
             match e.kind.as_str() {
+                "gateway.session_started" if e.seq <= after => {
+                    earlier.insert(session.to_owned());
+                }
                 "gateway.session_started" => sessions.push(RecordedSession {
                     session_id: session.to_owned(),
                     peer: peer(p),
                     started_at: Timestamp(e.time_ms),
+                    started_seq: e.seq,
                     ended: None,
                 }),
+                "gateway.session_ended" if e.seq <= after || earlier.contains(session) => {}
                 "gateway.session_ended" => {
                     let (recorded, digest) = digest_stored(tx.as_mut(), break_id, session).await?;
                     let claimed = p
@@ -799,6 +828,7 @@ impl Engine {
                             session_id: session.to_owned(),
                             peer: peer(p),
                             started_at: Timestamp(e.time_ms),
+                            started_seq: e.seq,
                             ended: None,
                         });
                     }
@@ -941,6 +971,9 @@ pub struct RecordedSession {
     pub peer: String,
     /// When the gateway admitted it.
     pub started_at: Timestamp,
+    /// The audit entry of its start (`gateway.session_started`); that of its end when its
+    /// start is older than what was read.
+    pub started_seq: u64,
     /// Its end, once recorded.
     pub ended: Option<SessionEnd>,
 }

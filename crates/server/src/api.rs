@@ -1001,11 +1001,32 @@ async fn sessions(
     Path(id): Path<String>,
     Params(q): Params<SessionsQuery>,
 ) -> ApiResult {
+    /// Only this session (404 when the break has none of that name).
+    #[serde(default)]
+    session: Option<String>,
+    /// Only the sessions that started after this audit entry (a follower's last
+    /// `started_seq`): the recordings of the others are not read.
+    #[serde(default)]
+    started_after: Option<u64>,
     let limit = q
         .limit
         .unwrap_or(LISTED_PER_SESSION)
         .min(MAX_LISTED_PER_SESSION);
-    let sessions = s.engine.recorded_sessions(&me, &id, None).await?;
+    let after = q.started_after.unwrap_or(0);
+    let sessions = match &q.session {
+        Some(only) => {
+            let mut one = s.engine.recorded_sessions(&me, &id, Some(only)).await?;
+            if one.is_empty() {
+                return Err(ApiError::from(breakglass_engine::EngineError::NotFound {
+                    what: "gateway session",
+                    id: format!("{only}` of break `{id}"),
+                }));
+            }
+            one.retain(|x| x.started_seq > after);
+            one
+        }
+        None => s.engine.recorded_sessions_after(&me, &id, after).await?,
+    };
     let mut listed = Vec::with_capacity(sessions.len());
     let mut statements = Vec::new();
     for x in &sessions {
@@ -1032,6 +1053,7 @@ async fn sessions(
                 Some(p) => p.next_seq,
                 None => Some(0),
             },
+            "started_seq": x.started_seq,
         }));
         if let Some(p) = page {
             statements.extend(p.statements.iter().map(statement_view));

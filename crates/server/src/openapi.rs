@@ -452,12 +452,16 @@ pub fn document() -> Value {
     );
     let limit = |what: &str| json!({"name": "limit", "in": "query", "required": false, "description": what, "schema": {"type": "integer", "minimum": 0}});
     let mut o = op(
-        "The break's gateway sessions, with whether each recording matches its audit entry, and the first `limit` statements of each (default 100, at most 1000; 0 for none); each session's `next_seq` is where its next page starts (admin, auditor)",
+        "The break's gateway sessions, with whether each recording matches its audit entry, and the first `limit` statements of each (default 100, at most 1000; 0 for none); each session's `next_seq` is where its next page starts and `started_seq` is the audit entry of its start; `session` lists that session alone (404 when the break has none of that name) and `started_after` only the sessions started after that audit entry, for a follower (admin, auditor)",
         true,
         None,
         "Sessions and their first statements",
     );
-    o["parameters"] = json!([limit("statements of each session, from its first")]);
+    o["parameters"] = json!([
+        limit("statements of each session, from its first"),
+        {"name": "session", "in": "query", "required": false, "description": "only this session", "schema": {"type": "string"}},
+        {"name": "started_after", "in": "query", "required": false, "description": "only the sessions whose start is a later audit entry than this one", "schema": {"type": "integer", "minimum": 0}},
+    ]);
     add("/api/breaks/{id}/sessions", "get", o);
     let mut o = op(
         "A page of a gateway session's statements, in order from position `from_seq` (default 0): at most `limit` (default 1000, at most 10000) and `next_seq`, where the next page starts (null at the end); on the last page `ended` says whether the session has ended (false: more statements may come) (admin, auditor)",

@@ -809,6 +809,66 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
         serde_json::from_str::<serde_json::Value>(&text).is_ok(),
         "{text}"
     );
+    // A second session: the list names one session (`session`), or those started after an
+    // audit entry (`started_after`, a follower's last `started_seq`); an unknown name is 404.
+    let second_session = format!("{id}-s2");
+    let mut chunk = StatementChunk::new(&id, &second_session);
+    chunk.push(&statement(
+        &id,
+        &second_session,
+        1,
+        "SELECT 'second'".into(),
+    ));
+    u.engine
+        .gateway_record(&[chunk.take().unwrap()])
+        .await
+        .unwrap();
+    u.engine
+        .gateway_session_ended(&breakglass_engine::SessionSummary {
+            session_id: second_session.clone(),
+            break_id: id.clone(),
+            peer: "127.0.0.1:5556".into(),
+            statements: 1,
+            end: "client".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let list = |query: String| {
+        let router = u.router.clone();
+        let req = api(format!("/api/breaks/{id}/sessions?limit=0&{query}"));
+        async move {
+            let r = send(&router, req).await;
+            (r.status(), body_text(r).await)
+        }
+    };
+    let names = |text: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["session"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, all) = list(String::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names(&all), [session.clone(), second_session.clone()]);
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    let first_start = all["sessions"][0]["started_seq"].as_u64().unwrap();
+    let second_start = all["sessions"][1]["started_seq"].as_u64().unwrap();
+    assert!(first_start < second_start, "{all}");
+    let (_, after) = list(format!("started_after={first_start}")).await;
+    assert_eq!(names(&after), [second_session.as_str()]);
+    let (_, none) = list(format!("started_after={second_start}")).await;
+    assert!(names(&none).is_empty(), "{none}");
+    let (_, one) = list(format!("session={session}")).await;
+    assert_eq!(names(&one), [session.as_str()]);
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["sessions"][0]["recorded"], 600, "{one}");
+    let (status, unknown) = list(format!("session={id}-s9")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    assert!(unknown.contains(&format!("{id}-s9")), "{unknown}");
     // The break page shows the first 500 statements and links to the session's next page,
     // which shows the rest and links back to the first.
     let cookie = sign_in(&u, &u.admin_token).await;
