@@ -3,9 +3,11 @@
 //! Text-format values are recorded as the client sent them. Binary-format values are turned
 //! into their text form when the statement's Parse named the parameter's type and the type is
 //! one of the common ones below (what an application binds most: integers, floats, numerics,
-//! booleans, text, UUIDs, JSON, dates, times, timestamps, intervals and arrays of these); any
-//! other is recorded as `\x` and its bytes in hex, like PostgreSQL shows a `bytea`. A value longer than [`VALUE_MAX`] bytes is cut there and
-//! says how long it was, so one large value cannot swell the recording.
+//! booleans, text, UUIDs, JSON, dates, times with and without a zone, timestamps, intervals,
+//! network and MAC addresses, ranges and multiranges, and arrays of these); any other is
+//! recorded as `\x` and its bytes in hex, like PostgreSQL shows a `bytea`. A value longer than
+//! [`VALUE_MAX`] bytes is cut there and says how long it was, so one large value cannot swell
+//! the recording.
 //!
 //! Written here rather than with `postgres-types`: that crate decodes into Rust types chosen
 //! at compile time; the gateway needs any value, of a type known only at run time, as text,
@@ -127,8 +129,17 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
         20 => int(8)?.to_string(),
         21 => int(2)?.to_string(),
         23 => int(4)?.to_string(),
-        // oid
-        26 => u32::from_be_bytes(v.try_into().ok()?).to_string(),
+        // oid, xid, cid
+        26 | 28 | 29 => u32::from_be_bytes(v.try_into().ok()?).to_string(),
+        // xid8
+        5069 => u64::from_be_bytes(v.try_into().ok()?).to_string(),
+        // "char": one byte, in octal past ASCII (as `charout` writes it since PostgreSQL 15)
+        18 => match v {
+            [0] => String::new(),
+            [b] if b.is_ascii() => char::from(*b).into(),
+            [b] => format!("\\{b:03o}"),
+            _ => return None,
+        },
         // float4, float8
         700 => f32::from_be_bytes(v.try_into().ok()?).to_string(),
         701 => f64::from_be_bytes(v.try_into().ok()?).to_string(),
@@ -155,17 +166,9 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
         // numeric
         1700 => numeric(v)?,
         // time: microseconds since midnight
-        1083 => {
-            let us = int(8)?;
-            (0..=86_400_000_000).contains(&us).then_some(())?;
-            let (s, frac) = (us / 1_000_000, us % 1_000_000);
-            format!(
-                "{:02}:{:02}:{:02}.{frac:06}",
-                s / 3600,
-                s % 3600 / 60,
-                s % 60
-            )
-        }
+        1083 => time_of_day(int(8)?)?,
+        // timetz: that, then the zone's offset in seconds west of UTC
+        1266 => timetz(v)?,
         // date: days since 2000-01-01
         1082 => match int(4)? {
             n if n == i64::from(i32::MAX) => "infinity".into(),
@@ -193,18 +196,38 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
         1186 => interval(v)?,
         // bytea: as PostgreSQL shows it (inside an array; alone it is shown so anyway)
         17 => plain(v, true),
+        // inet, cidr
+        869 => network(v, false)?,
+        650 => network(v, true)?,
+        // macaddr: 6 bytes; macaddr8: 8, or 6 that `macaddr8_recv` widens with `ff:fe`
+        829 | 774 => {
+            let bytes = match (oid, v.len()) {
+                (829, 6) | (774, 8) => v.to_vec(),
+                (774, 6) => [&v[..3], &[0xff, 0xfe], &v[3..]].concat(),
+                _ => return None,
+            };
+            let pairs: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            pairs.join(":")
+        }
         oid if ARRAY_TYPES.contains(&oid) => array(v)?,
-        _ => return None,
+        oid => match (range_bound_type(oid), multirange_bound_type(oid)) {
+            (Some(bound), _) => Range::read(bound, v)?.text(bound)?,
+            (_, Some(bound)) => multirange(bound, v)?,
+            _ => return None,
+        },
     })
 }
 
 /// Array types whose binary values are turned into text (their elements' types are among
 /// those above): `bool[]`, `bytea[]`, `name[]`, `int2[]`, `int4[]`, `text[]`, `bpchar[]`,
 /// `varchar[]`, `int8[]`, `float4[]`, `float8[]`, `oid[]`, `json[]`, `date[]`, `time[]`,
-/// `timestamp[]`, `timestamptz[]`, `interval[]`, `numeric[]`, `uuid[]`, `jsonb[]`.
-const ARRAY_TYPES: [u32; 21] = [
+/// `timestamp[]`, `timestamptz[]`, `interval[]`, `numeric[]`, `uuid[]`, `jsonb[]`;
+/// `"char"[]`, `xid[]`, `cid[]`, `xid8[]`, `timetz[]`, `inet[]`, `cidr[]`, `macaddr[]`,
+/// `macaddr8[]`; arrays of the six ranges and of the six multiranges.
+const ARRAY_TYPES: [u32; 42] = [
     1000, 1001, 1003, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028, 199, 1182, 1183, 1115,
-    1185, 1187, 1231, 2951, 3807,
+    1185, 1187, 1231, 2951, 3807, 1002, 1011, 1012, 271, 1270, 1041, 651, 1040, 775, 3905, 3927,
+    3907, 3913, 3909, 3911, 6150, 6157, 6151, 6155, 6152, 6153,
 ];
 
 /// Dimensions an array may have (PostgreSQL's `MAXDIM`).
@@ -304,24 +327,432 @@ fn array(v: &[u8]) -> Option<String> {
 fn quote_element(out: &mut String, text: &str) {
     let needs = text.is_empty()
         || text.eq_ignore_ascii_case("NULL")
-        || text.bytes().any(|b| {
-            matches!(
-                b,
-                b'{' | b'}' | b'"' | b'\\' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c
-            )
-        });
-    if !needs {
+        || text
+            .bytes()
+            .any(|b| matches!(b, b'{' | b'}' | b'"' | b'\\' | b',') || is_space(b));
+    push_quoted(out, text, needs, false);
+}
+
+/// A range bound as `range_out` writes it: in double quotes, with `"` and `\` doubled, when
+/// it is empty or holds a quote, a backslash, a parenthesis, a bracket, a comma or white space.
+fn quote_bound(out: &mut String, text: &str) {
+    let needs = text.is_empty()
+        || text
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'\\' | b'(' | b')' | b'[' | b']' | b',') || is_space(b));
+    push_quoted(out, text, needs, true);
+}
+
+/// White space as PostgreSQL's output functions see it (C's `isspace`).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// `text`, in double quotes when `quoted`, with each `"` and `\` in it doubled or (arrays)
+/// after a backslash.
+fn push_quoted(out: &mut String, text: &str, quoted: bool, doubled: bool) {
+    if !quoted {
         out.push_str(text);
         return;
     }
     out.push('"');
     for c in text.chars() {
         if c == '"' || c == '\\' {
-            out.push('\\');
+            out.push(if doubled { c } else { '\\' });
         }
         out.push(c);
     }
     out.push('"');
+}
+
+/// Range types and the types of their bounds: `int4range`, `int8range`, `numrange`,
+/// `daterange`, `tsrange`, `tstzrange`.
+const RANGE_TYPES: [(u32, u32); 6] = [
+    (3904, 23),
+    (3926, 20),
+    (3906, 1700),
+    (3912, 1082),
+    (3908, 1114),
+    (3910, 1184),
+];
+
+/// Multirange types (PostgreSQL 14 on) and the types of their ranges' bounds:
+/// `int4multirange`, `int8multirange`, `nummultirange`, `datemultirange`, `tsmultirange`,
+/// `tstzmultirange`.
+const MULTIRANGE_TYPES: [(u32, u32); 6] = [
+    (4451, 23),
+    (4536, 20),
+    (4532, 1700),
+    (4535, 1082),
+    (4533, 1114),
+    (4534, 1184),
+];
+
+fn range_bound_type(oid: u32) -> Option<u32> {
+    RANGE_TYPES.iter().find(|(r, _)| *r == oid).map(|(_, b)| *b)
+}
+
+fn multirange_bound_type(oid: u32) -> Option<u32> {
+    MULTIRANGE_TYPES
+        .iter()
+        .find(|(m, _)| *m == oid)
+        .map(|(_, b)| *b)
+}
+
+/// A range's flags (`range_send`'s first byte).
+const RANGE_EMPTY: u8 = 0x01;
+const RANGE_LB_INC: u8 = 0x02;
+const RANGE_UB_INC: u8 = 0x04;
+const RANGE_LB_INF: u8 = 0x08;
+const RANGE_UB_INF: u8 = 0x10;
+
+/// A range value as PostgreSQL keeps it once received: empty, or its two bounds (`None`:
+/// infinite), lower not above upper, a discrete type's in the form `[a,b)`.
+enum Range<'a> {
+    Empty,
+    Bounded(Option<Bound<'a>>, Option<Bound<'a>>),
+}
+
+/// A finite range bound: its value, in the binary form of the bound type, and whether the
+/// range includes it.
+struct Bound<'a> {
+    value: std::borrow::Cow<'a, [u8]>,
+    inclusive: bool,
+}
+
+impl<'a> Range<'a> {
+    /// A binary range (flags, then each finite bound's length and bytes) of bounds of type
+    /// `bound`, as `range_recv` takes it: bounds equal but not both inclusive make it empty,
+    /// a discrete type's bounds are moved to `[a,b)`. `None` (shown in hex) when the bytes
+    /// are not one, or PostgreSQL would refuse it (flags it does not send, a lower bound
+    /// above the upper one, a bound that overflows when moved).
+    fn read(bound: u32, v: &'a [u8]) -> Option<Self> {
+        let (&flags, mut rest) = v.split_first()?;
+        let known = RANGE_EMPTY | RANGE_LB_INC | RANGE_UB_INC | RANGE_LB_INF | RANGE_UB_INF;
+        if flags & !known != 0 {
+            return None;
+        }
+        if flags & RANGE_EMPTY != 0 {
+            return rest.is_empty().then_some(Range::Empty);
+        }
+        let mut side = |infinite: u8, inclusive: u8| -> Option<Option<Bound<'a>>> {
+            if flags & infinite != 0 {
+                return Some(None);
+            }
+            Some(Some(Bound {
+                value: take_sized(&mut rest)?.into(),
+                inclusive: flags & inclusive != 0,
+            }))
+        };
+        let lower = side(RANGE_LB_INF, RANGE_LB_INC)?;
+        let upper = side(RANGE_UB_INF, RANGE_UB_INC)?;
+        if !rest.is_empty() {
+            return None;
+        }
+        let range = Range::Bounded(lower, upper).checked(bound)?;
+        let Range::Bounded(mut lower, mut upper) = range else {
+            return Some(range);
+        };
+        // `int4range_canonical`, `int8range_canonical`, `daterange_canonical` (which leaves
+        // an infinite date as it is).
+        if [23, 20, 1082].contains(&bound) {
+            let infinite_date = |v: &[u8]| {
+                bound == 1082 && (v == i32::MAX.to_be_bytes() || v == i32::MIN.to_be_bytes())
+            };
+            if let Some(l) = lower
+                .as_mut()
+                .filter(|l| !l.inclusive && !infinite_date(&l.value))
+            {
+                l.value = successor(bound, &l.value)?.into();
+                l.inclusive = true;
+            }
+            if let Some(u) = upper
+                .as_mut()
+                .filter(|u| u.inclusive && !infinite_date(&u.value))
+            {
+                u.value = successor(bound, &u.value)?.into();
+                u.inclusive = false;
+            }
+        }
+        Range::Bounded(lower, upper).checked(bound)
+    }
+
+    /// The range as `range_serialize` keeps it: empty when its bounds are equal but not both
+    /// inclusive, `None` when the lower is above the upper (or a bound is not a value).
+    fn checked(self, bound: u32) -> Option<Self> {
+        if let Range::Bounded(Some(l), Some(u)) = &self {
+            match bound_cmp(bound, &l.value, &u.value)? {
+                std::cmp::Ordering::Greater => return None,
+                std::cmp::Ordering::Equal if !(l.inclusive && u.inclusive) => {
+                    return Some(Range::Empty);
+                }
+                _ => {}
+            }
+        }
+        Some(self)
+    }
+
+    /// The range as `range_out` writes it: `empty`, `[1,5)`, `(,10]`, each bound as its type
+    /// is written, quoted as `range_out` quotes it. `None` when a bound is not a value.
+    fn text(&self, bound: u32) -> Option<String> {
+        let Range::Bounded(lower, upper) = self else {
+            return Some("empty".into());
+        };
+        let mut out = String::new();
+        out.push(if lower.as_ref().is_some_and(|l| l.inclusive) {
+            '['
+        } else {
+            '('
+        });
+        if let Some(l) = lower {
+            quote_bound(&mut out, &binary_text(bound, &l.value)?);
+        }
+        out.push(',');
+        if let Some(u) = upper {
+            quote_bound(&mut out, &binary_text(bound, &u.value)?);
+        }
+        out.push(if upper.as_ref().is_some_and(|u| u.inclusive) {
+            ']'
+        } else {
+            ')'
+        });
+        Some(out)
+    }
+}
+
+/// How two values of a range's bound type compare, as PostgreSQL orders them; `None` when
+/// either is not a value of the type.
+fn bound_cmp(bound: u32, a: &[u8], b: &[u8]) -> Option<std::cmp::Ordering> {
+    match bound {
+        // int4, date (whose infinities are the extreme values)
+        23 | 1082 => Some(
+            i32::from_be_bytes(a.try_into().ok()?).cmp(&i32::from_be_bytes(b.try_into().ok()?)),
+        ),
+        // int8, timestamp, timestamptz
+        20 | 1114 | 1184 => Some(
+            i64::from_be_bytes(a.try_into().ok()?).cmp(&i64::from_be_bytes(b.try_into().ok()?)),
+        ),
+        1700 => Some(Numeric::read(a)?.order(&Numeric::read(b)?)),
+        _ => None,
+    }
+}
+
+/// The value after `v` of a discrete bound type (`int4`, `int8`, `date`); `None` when it
+/// overflows (PostgreSQL refuses the range) or `v` is not a value.
+fn successor(bound: u32, v: &[u8]) -> Option<Vec<u8>> {
+    match bound {
+        23 => Some(
+            i32::from_be_bytes(v.try_into().ok()?)
+                .checked_add(1)?
+                .to_be_bytes()
+                .to_vec(),
+        ),
+        // A date past its range's end is not turned into `infinity`.
+        1082 => {
+            let next = i32::from_be_bytes(v.try_into().ok()?).checked_add(1)?;
+            (next != i32::MAX).then(|| next.to_be_bytes().to_vec())
+        }
+        20 => Some(
+            i64::from_be_bytes(v.try_into().ok()?)
+                .checked_add(1)?
+                .to_be_bytes()
+                .to_vec(),
+        ),
+        _ => None,
+    }
+}
+
+/// A binary multirange (a count, then each range's length and bytes) of ranges of bounds of
+/// type `bound`, as `multirange_out` writes it: `{[1,3),[5,7)}`, `{}`. Empty ranges are left
+/// out as `multirange_recv` does; ranges that are out of order, overlap or touch (which
+/// PostgreSQL would sort and merge, and never sends) are not decoded. Past [`VALUE_MAX`]
+/// characters it is cut and says how many bytes the value had.
+fn multirange(bound: u32, v: &[u8]) -> Option<String> {
+    let mut rest = v;
+    let count = usize::try_from(u32::from_be_bytes(take(&mut rest, 4)?.try_into().ok()?)).ok()?;
+    // Every range takes at least its length and its flags: a count the bytes cannot hold is
+    // not a multirange (and is not looped over).
+    if count > rest.len() / 5 {
+        return None;
+    }
+    let mut out = String::from("{");
+    let mut last: Option<Range<'_>> = None;
+    for _ in 0..count {
+        let range = Range::read(bound, take_sized(&mut rest)?)?;
+        let Range::Bounded(lower, _) = &range else {
+            continue;
+        };
+        if let Some(Range::Bounded(_, before)) = &last {
+            // The last range's upper bound must be below this one's lower bound, or equal
+            // with both excluded.
+            let (Some(before), Some(lower)) = (before, lower) else {
+                return None;
+            };
+            match bound_cmp(bound, &before.value, &lower.value)? {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal if !before.inclusive && !lower.inclusive => {}
+                _ => return None,
+            }
+            out.push(',');
+        }
+        out.push_str(&range.text(bound)?);
+        if out.len() > VALUE_MAX {
+            let _ = write!(out, "… ({} bytes)", v.len());
+            return Some(out);
+        }
+        last = Some(range);
+    }
+    out.push('}');
+    rest.is_empty().then_some(out)
+}
+
+/// The next `n` bytes of `v`, which then starts after them.
+fn take<'a>(v: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (head, tail) = v.split_at_checked(n)?;
+    *v = tail;
+    Some(head)
+}
+
+/// The next value of `v` that is preceded by its length (4 bytes).
+fn take_sized<'a>(v: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = u32::from_be_bytes(take(v, 4)?.try_into().ok()?);
+    take(v, usize::try_from(len).ok()?)
+}
+
+/// A time of day in microseconds as `time_out` writes it: `12:34:56`, `12:34:56.5`,
+/// `24:00:00` at most. `None` past that or below zero.
+fn time_of_day(us: i64) -> Option<String> {
+    (0..=86_400_000_000).contains(&us).then_some(())?;
+    let (s, fraction) = (us / 1_000_000, us % 1_000_000);
+    let mut out = format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60);
+    push_fraction(&mut out, fraction.unsigned_abs());
+    Some(out)
+}
+
+/// A fraction of a second in microseconds as PostgreSQL writes it after the seconds: `.5`,
+/// `.000001`, nothing when zero.
+fn push_fraction(out: &mut String, micros: u64) {
+    if micros != 0 {
+        let digits = format!("{micros:06}");
+        let _ = write!(out, ".{}", digits.trim_end_matches('0'));
+    }
+}
+
+/// A binary `timetz` (microseconds since midnight, then the zone's offset in seconds west of
+/// UTC, under 16 hours) as `timetz_out` writes it: `12:34:56.789+02`, `01:02:03-05:30`,
+/// `01:02:03+05:30:15`.
+fn timetz(v: &[u8]) -> Option<String> {
+    let v: &[u8; 12] = v.try_into().ok()?;
+    let mut out = time_of_day(i64::from_be_bytes(v[..8].try_into().ok()?))?;
+    let west = i32::from_be_bytes(v[8..].try_into().ok()?);
+    (-57_599..=57_599).contains(&west).then_some(())?;
+    let east = west.unsigned_abs();
+    let (hours, minutes, seconds) = (east / 3600, east % 3600 / 60, east % 60);
+    let _ = write!(out, "{}{hours:02}", if west <= 0 { '+' } else { '-' });
+    if minutes != 0 || seconds != 0 {
+        let _ = write!(out, ":{minutes:02}");
+    }
+    if seconds != 0 {
+        let _ = write!(out, ":{seconds:02}");
+    }
+    Some(out)
+}
+
+/// A binary `inet` or `cidr` (family: 2 for IPv4, 3 for IPv6; mask length; a cidr flag,
+/// which PostgreSQL ignores; address length; address) as `inet_out` and `cidr_out` write it:
+/// the mask length after a `/`, which `inet` leaves out when it is the whole address, IPv6
+/// compressed as PostgreSQL compresses it. `None` for a cidr with bits set past its mask,
+/// which PostgreSQL refuses.
+fn network(v: &[u8], cidr: bool) -> Option<String> {
+    let [family, bits, _, len, address @ ..] = v else {
+        return None;
+    };
+    let max = match (family, len) {
+        (2, 4) => 32,
+        (3, 16) => 128,
+        _ => return None,
+    };
+    if address.len() != usize::from(*len) || *bits > max {
+        return None;
+    }
+    // A cidr's host bits are zero.
+    if cidr
+        && address.iter().enumerate().any(|(i, b)| {
+            let start = 8 * i;
+            let host = match usize::from(*bits).checked_sub(start) {
+                None | Some(0) => 0xff,
+                Some(n) if n >= 8 => 0,
+                Some(n) => 0xff >> n,
+            };
+            b & host != 0
+        })
+    {
+        return None;
+    }
+    let mut out = if *family == 2 {
+        ipv4(address)
+    } else {
+        ipv6(address)
+    };
+    if cidr || *bits != max {
+        let _ = write!(out, "/{bits}");
+    }
+    Some(out)
+}
+
+fn ipv4(address: &[u8]) -> String {
+    let octets: Vec<String> = address.iter().map(u8::to_string).collect();
+    octets.join(".")
+}
+
+/// An IPv6 address as PostgreSQL's `inet_net_ntop` writes it: hex groups, the first longest
+/// run of two or more zero groups as `::`, and the last 32 bits in dotted decimal after six
+/// zero groups (`::1.2.3.4`) or five and `ffff` (`::ffff:1.2.3.4`).
+fn ipv6(address: &[u8]) -> String {
+    let words: Vec<u16> = address
+        .chunks_exact(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]))
+        .collect();
+    // The longest run of zero groups (the first of equals), if two or more long.
+    let (mut best, mut run) = ((0usize, 0usize), (0usize, 0usize));
+    for (i, w) in words.iter().enumerate() {
+        if *w == 0 {
+            run = if run.1 == 0 {
+                (i, 1)
+            } else {
+                (run.0, run.1 + 1)
+            };
+            if run.1 > best.1 {
+                best = run;
+            }
+        } else {
+            run = (0, 0);
+        }
+    }
+    let best = (best.1 >= 2).then_some(best);
+    let mut out = String::new();
+    for (i, w) in words.iter().enumerate() {
+        if let Some((start, len)) = best
+            && (start..start + len).contains(&i)
+        {
+            if i == start {
+                out.push(':');
+            }
+            continue;
+        }
+        if i != 0 {
+            out.push(':');
+        }
+        if i == 6 && (best == Some((0, 6)) || best == Some((0, 5)) && words[5] == 0xffff) {
+            out.push_str(&ipv4(&address[12..]));
+            break;
+        }
+        let _ = write!(out, "{w:x}");
+    }
+    if best.is_some_and(|(start, len)| start + len == words.len()) {
+        out.push(':');
+    }
+    out
 }
 
 /// A binary `interval` (microseconds, days, months) as PostgreSQL writes it with its default
@@ -375,10 +806,7 @@ fn interval(v: &[u8]) -> Option<String> {
             minutes.unsigned_abs(),
             seconds.unsigned_abs()
         );
-        if fraction != 0 {
-            let digits = format!("{:06}", fraction.unsigned_abs());
-            let _ = write!(out, ".{}", digits.trim_end_matches('0'));
-        }
+        push_fraction(&mut out, fraction.unsigned_abs());
     }
     Some(out)
 }
@@ -387,62 +815,130 @@ fn interval(v: &[u8]) -> Option<String> {
 /// and base-10000 digits. `None` (shown in hex) when the bytes are not one, or when it would
 /// be longer than a recorded value may be.
 fn numeric(v: &[u8]) -> Option<String> {
-    let word = |i: usize| {
-        v.get(2 * i..2 * i + 2)
-            .map(|w| u16::from_be_bytes([w[0], w[1]]))
-    };
-    let (ndigits, weight, sign, dscale) = (word(0)?, word(1)?, word(2)?, word(3)?);
-    let weight = i32::from(i16::from_be_bytes(weight.to_be_bytes()));
-    if v.len() != 8 + 2 * usize::from(ndigits) {
-        return None;
-    }
-    match sign {
-        0x0000 | 0x4000 => {}
-        0xC000 => return Some("NaN".into()),
-        0xD000 => return Some("Infinity".into()),
-        0xF000 => return Some("-Infinity".into()),
-        _ => return None,
-    }
-    let digits: Vec<u16> = (0..usize::from(ndigits))
-        .map(|i| word(4 + i))
-        .collect::<Option<_>>()?;
-    let dscale = usize::from(dscale);
-    // Its text is about 4 × (weight + 1) + dscale characters.
-    if digits.iter().any(|&d| d > 9999) || weight > 256 || dscale > 1000 {
-        return None;
-    }
-    let digit = |i: i32| {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| digits.get(i))
-            .copied()
-            .unwrap_or(0)
-    };
-    let mut out = String::new();
-    if sign == 0x4000 {
-        out.push('-');
-    }
-    if weight < 0 {
-        out.push('0');
-    }
-    for i in 0..=weight {
-        let _ = if i == 0 {
-            write!(out, "{}", digit(i))
-        } else {
-            write!(out, "{:04}", digit(i))
+    Some(Numeric::read(v)?.text())
+}
+
+/// A binary `numeric`'s parts: its sign (or `NaN`, `Infinity`, `-Infinity`), the weight of
+/// its first base-10000 digit, its display scale and its digits.
+struct Numeric {
+    sign: u16,
+    weight: i32,
+    dscale: usize,
+    digits: Vec<u16>,
+}
+
+impl Numeric {
+    const NEGATIVE: u16 = 0x4000;
+    const NAN: u16 = 0xC000;
+    const INFINITY: u16 = 0xD000;
+    const NEGATIVE_INFINITY: u16 = 0xF000;
+
+    /// `None` when the bytes are not a `numeric`, or when its text would be longer than a
+    /// recorded value may be.
+    fn read(v: &[u8]) -> Option<Self> {
+        let word = |i: usize| {
+            v.get(2 * i..2 * i + 2)
+                .map(|w| u16::from_be_bytes([w[0], w[1]]))
         };
-    }
-    if dscale > 0 {
-        let mut frac = String::new();
-        let mut i = weight + 1;
-        while frac.len() < dscale {
-            let _ = write!(frac, "{:04}", digit(i));
-            i += 1;
+        let (ndigits, weight, sign, dscale) = (word(0)?, word(1)?, word(2)?, word(3)?);
+        let weight = i32::from(i16::from_be_bytes(weight.to_be_bytes()));
+        if v.len() != 8 + 2 * usize::from(ndigits) {
+            return None;
         }
-        out.push('.');
-        out.push_str(&frac[..dscale]);
+        let digits: Vec<u16> = (0..usize::from(ndigits))
+            .map(|i| word(4 + i))
+            .collect::<Option<_>>()?;
+        let dscale = usize::from(dscale);
+        match sign {
+            0x0000 | Self::NEGATIVE => {}
+            Self::NAN | Self::INFINITY | Self::NEGATIVE_INFINITY => {}
+            _ => return None,
+        }
+        // Its text is about 4 × (weight + 1) + dscale characters.
+        let finite = matches!(sign, 0 | Self::NEGATIVE);
+        if finite && (digits.iter().any(|&d| d > 9999) || weight > 256 || dscale > 1000) {
+            return None;
+        }
+        Some(Numeric {
+            sign,
+            weight,
+            dscale,
+            digits,
+        })
     }
-    Some(out)
+
+    fn text(&self) -> String {
+        match self.sign {
+            Self::NAN => return "NaN".into(),
+            Self::INFINITY => return "Infinity".into(),
+            Self::NEGATIVE_INFINITY => return "-Infinity".into(),
+            _ => {}
+        }
+        let digit = |i: i32| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| self.digits.get(i))
+                .copied()
+                .unwrap_or(0)
+        };
+        let mut out = String::new();
+        if self.sign == Self::NEGATIVE {
+            out.push('-');
+        }
+        if self.weight < 0 {
+            out.push('0');
+        }
+        for i in 0..=self.weight {
+            let _ = if i == 0 {
+                write!(out, "{}", digit(i))
+            } else {
+                write!(out, "{:04}", digit(i))
+            };
+        }
+        if self.dscale > 0 {
+            let mut frac = String::new();
+            let mut i = self.weight + 1;
+            while frac.len() < self.dscale {
+                let _ = write!(frac, "{:04}", digit(i));
+                i += 1;
+            }
+            out.push('.');
+            out.push_str(&frac[..self.dscale]);
+        }
+        out
+    }
+
+    /// How two numerics compare as PostgreSQL orders them: `-Infinity`, the negative
+    /// numbers, zero, the positive ones, `Infinity`, then `NaN` (equal to itself).
+    fn order(&self, other: &Numeric) -> std::cmp::Ordering {
+        let (a, b) = (self.magnitude(), other.magnitude());
+        let rank = |n: &Numeric, magnitude: &(i64, &[u16])| match n.sign {
+            Self::NEGATIVE_INFINITY => 0,
+            0 | Self::NEGATIVE if magnitude.1.is_empty() => 2,
+            Self::NEGATIVE => 1,
+            0 => 3,
+            Self::INFINITY => 4,
+            _ => 5,
+        };
+        let (rank_a, rank_b) = (rank(self, &a), rank(other, &b));
+        rank_a.cmp(&rank_b).then_with(|| match rank_a {
+            1 => b.cmp(&a),
+            3 => a.cmp(&b),
+            _ => std::cmp::Ordering::Equal,
+        })
+    }
+
+    /// The weight of the first digit that is not zero, and the digits from it to the last
+    /// that is not zero: two magnitudes compare as these do.
+    fn magnitude(&self) -> (i64, &[u16]) {
+        let lead = self.digits.iter().take_while(|d| **d == 0).count();
+        let digits = &self.digits[lead..];
+        let trail = digits.iter().rev().take_while(|d| **d == 0).count();
+        (
+            i64::from(self.weight) - i64::try_from(lead).unwrap_or(0),
+            &digits[..digits.len() - trail],
+        )
+    }
 }
 
 /// UTF-8 text, cut at [`VALUE_MAX`]; `None` (shown in hex) when it is not UTF-8.
@@ -625,9 +1121,9 @@ mod tests {
         }
         let mut trailing = a.clone();
         trailing.push(0);
-        let mut inet = a.clone();
-        inet[8..12].copy_from_slice(&869u32.to_be_bytes());
-        for bytes in [&huge, &trailing, &inet] {
+        let mut point = a.clone();
+        point[8..12].copy_from_slice(&600u32.to_be_bytes());
+        for bytes in [&huge, &trailing, &point] {
             assert!(
                 rendered(&[(true, Some(bytes))], &[1007])[0]
                     .as_deref()
@@ -667,6 +1163,231 @@ mod tests {
         assert_eq!(iv(-1, 0, 0), "-00:00:00.000001");
         assert_eq!(iv(0, -1, 1), "1 mon -1 days");
         assert_eq!(iv(360_000_000_000, 0, -10), "-10 mons +100:00:00");
+    }
+
+    /// The text of one binary value of type `oid`.
+    fn text_of(oid: u32, bytes: &[u8]) -> String {
+        rendered(&[(true, Some(bytes))], &[oid])[0].clone().unwrap()
+    }
+
+    /// A binary range: its flags, then each bound given, with its length.
+    fn range_bytes(flags: u8, bounds: &[&[u8]]) -> Vec<u8> {
+        let mut b = vec![flags];
+        for bound in bounds {
+            b.extend(u32::try_from(bound.len()).unwrap().to_be_bytes());
+            b.extend(*bound);
+        }
+        b
+    }
+
+    /// A binary multirange of the given binary ranges.
+    fn multirange_bytes(ranges: &[&[u8]]) -> Vec<u8> {
+        let mut b = u32::try_from(ranges.len()).unwrap().to_be_bytes().to_vec();
+        for range in ranges {
+            b.extend(u32::try_from(range.len()).unwrap().to_be_bytes());
+            b.extend(*range);
+        }
+        b
+    }
+
+    /// Ranges as a client may send them (sqlx sends `1..=5` as `[1,5]`) are recorded as
+    /// PostgreSQL keeps them: a discrete type's bounds moved to `[a,b)`, equal bounds not both
+    /// included made `empty`, an infinite bound never included. A `macaddr8` of 6 bytes is
+    /// widened as `macaddr8_recv` widens it.
+    #[test]
+    fn ranges_are_recorded_as_postgresql_keeps_them() {
+        let int4 = |n: i32| n.to_be_bytes();
+        let (one, two, five) = (int4(1), int4(2), int4(5));
+        let num = |n: u16| numeric_bytes(1, 0, 0, 0, &[n]);
+        let negative = numeric_bytes(2, 0, 0x4000, 4, &[1, 5000]);
+        let nan = numeric_bytes(0, 0, 0xC000, 0, &[]);
+        let cases: Vec<(u32, Vec<u8>, &str)> = vec![
+            (3904, range_bytes(0x06, &[&one, &five]), "[1,6)"),
+            (3904, range_bytes(0x00, &[&one, &five]), "[2,5)"),
+            (3904, range_bytes(0x00, &[&one, &two]), "empty"),
+            (3904, range_bytes(0x02, &[&two, &two]), "empty"),
+            (3904, range_bytes(0x06, &[&two, &two]), "[2,3)"),
+            (3904, range_bytes(0x0a, &[&five]), "(,5)"),
+            (3904, range_bytes(0x18 | 0x06, &[]), "(,)"),
+            (3904, range_bytes(0x01, &[]), "empty"),
+            (
+                3926,
+                range_bytes(0x04, &[&1i64.to_be_bytes(), &9i64.to_be_bytes()]),
+                "[2,10)",
+            ),
+            (
+                3912,
+                range_bytes(0x04, &[&9_497i32.to_be_bytes(), &9_498i32.to_be_bytes()]),
+                "[2026-01-02,2026-01-03)",
+            ),
+            (
+                3912,
+                range_bytes(0x00, &[&i32::MIN.to_be_bytes(), &i32::MAX.to_be_bytes()]),
+                "(-infinity,infinity)",
+            ),
+            (3906, range_bytes(0x04, &[&num(1), &num(1)]), "empty"),
+            (3906, range_bytes(0x06, &[&num(1), &num(1)]), "[1,1]"),
+            (
+                3906,
+                range_bytes(0x02, &[&negative, &num(0)]),
+                "[-1.5000,0)",
+            ),
+            (3906, range_bytes(0x02, &[&num(2), &nan]), "[2,NaN)"),
+            (
+                3908,
+                range_bytes(0x02, &[&7i64.to_be_bytes(), &7i64.to_be_bytes()]),
+                "empty",
+            ),
+            (
+                3910,
+                range_bytes(0x08, &[&0i64.to_be_bytes()]),
+                "(,2000-01-01T00:00:00.000000Z)",
+            ),
+            // Empty ranges in a multirange are left out.
+            (
+                4451,
+                multirange_bytes(&[
+                    &range_bytes(0x02, &[&one, &two]),
+                    &range_bytes(0x01, &[]),
+                    &range_bytes(0x00, &[&two, &five]),
+                ]),
+                "{[1,2),[3,5)}",
+            ),
+            (4532, multirange_bytes(&[]), "{}"),
+            (774, vec![8, 0, 0x2b, 1, 2, 3], "08:00:2b:ff:fe:01:02:03"),
+        ];
+        for (oid, bytes, text) in &cases {
+            assert_eq!(text_of(*oid, bytes), *text, "type {oid}: {bytes:?}");
+        }
+        // Bounds are quoted as range_out quotes them: `"` and `\` doubled.
+        let mut quoted = String::new();
+        quote_bound(&mut quoted, "a \"b\" \\c");
+        assert_eq!(quoted, "\"a \"\"b\"\" \\\\c\"");
+        let mut plain_bound = String::new();
+        quote_bound(&mut plain_bound, "{x}");
+        assert_eq!(plain_bound, "{x}");
+    }
+
+    /// Bytes that are not a value of the new types (or that PostgreSQL would refuse) are
+    /// recorded in hex, whole.
+    #[test]
+    fn malformed_network_time_and_range_values_stay_in_hex() {
+        let int4 = |n: i32| n.to_be_bytes();
+        let (one, three, five) = (int4(1), int4(3), int4(5));
+        let timetz = |us: i64, west: i32| {
+            let mut b = us.to_be_bytes().to_vec();
+            b.extend(west.to_be_bytes());
+            b
+        };
+        let ok_range = range_bytes(0x02, &[&one, &three]);
+        let mut long_timetz = timetz(0, 0);
+        long_timetz.push(0);
+        let mut trailing_range = ok_range.clone();
+        trailing_range.push(0);
+        let mut trailing_multirange = multirange_bytes(&[&ok_range]);
+        trailing_multirange.push(0);
+        let mut huge_count = multirange_bytes(&[&ok_range]);
+        huge_count[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        let mut huge_bound = ok_range.clone();
+        huge_bound[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        let mut inet_array = Vec::new();
+        for w in [1i32, 1, 869, 1, 1, 4] {
+            inet_array.extend(w.to_be_bytes());
+        }
+        inet_array.extend([10, 0, 0, 1]);
+        let cases: Vec<(u32, Vec<u8>)> = vec![
+            // timetz: short, long, a zone of 16 hours, a time past a day or below zero
+            (1266, timetz(0, 0)[..11].to_vec()),
+            (1266, long_timetz),
+            (1266, timetz(0, 57_600)),
+            (1266, timetz(0, -57_600)),
+            (1266, timetz(86_400_000_001, 0)),
+            (1266, timetz(-1, 0)),
+            (1083, 86_400_000_001i64.to_be_bytes().to_vec()),
+            // inet, cidr: family, lengths, mask, host bits of a cidr, trailing bytes
+            (869, vec![]),
+            (869, vec![4, 32, 0, 4, 1, 2, 3, 4]),
+            (869, vec![2, 32, 0, 16, 1, 2, 3, 4]),
+            (869, vec![3, 128, 0, 4, 1, 2, 3, 4]),
+            (869, vec![2, 33, 0, 4, 1, 2, 3, 4]),
+            (869, vec![2, 32, 0, 4, 1, 2, 3]),
+            (869, vec![2, 32, 0, 4, 1, 2, 3, 4, 5]),
+            (869, [vec![3, 129, 0, 16], vec![0; 16]].concat()),
+            (650, vec![2, 8, 1, 4, 10, 0, 0, 1]),
+            (650, vec![2, 0, 1, 4, 128, 0, 0, 0]),
+            (650, [vec![3, 120, 1, 16], vec![0; 15], vec![1]].concat()),
+            // macaddr, macaddr8, "char", xid, xid8: lengths
+            (829, vec![1, 2, 3, 4, 5]),
+            (829, vec![1, 2, 3, 4, 5, 6, 7, 8]),
+            (774, vec![1, 2, 3, 4, 5, 6, 7]),
+            (18, vec![]),
+            (18, vec![b'a', b'b']),
+            (28, vec![1, 2, 3]),
+            (5069, vec![1, 2, 3, 4]),
+            // ranges: no flags, flags PostgreSQL does not send, bytes after an empty range
+            // or the bounds, a bound longer than the bytes, a bound not of the type, lower
+            // above upper, a bound that overflows when made canonical, NaN below a number
+            (3904, vec![]),
+            (3904, range_bytes(0x20 | 0x02, &[&one, &three])),
+            (3904, range_bytes(0x80 | 0x02, &[&one, &three])),
+            (3904, vec![0x01, 0]),
+            (3904, trailing_range),
+            (3904, huge_bound),
+            (3904, range_bytes(0x02, &[&one])),
+            (3904, range_bytes(0x02, &[&[0, 1, 2], &three])),
+            (3904, range_bytes(0x02, &[&five, &one])),
+            (3904, range_bytes(0x10, &[&i32::MAX.to_be_bytes()])),
+            (3904, range_bytes(0x0c, &[&i32::MAX.to_be_bytes()])),
+            (
+                3906,
+                range_bytes(
+                    0x02,
+                    &[
+                        &numeric_bytes(0, 0, 0xC000, 0, &[]),
+                        &numeric_bytes(1, 0, 0, 0, &[1]),
+                    ],
+                ),
+            ),
+            (
+                3906,
+                range_bytes(0x02, &[&numeric_bytes(1, 0, 0, 0, &[10_000]), &one]),
+            ),
+            (
+                3912,
+                range_bytes(0x04, &[&one, &(i32::MAX - 1).to_be_bytes()]),
+            ),
+            // multiranges: a count the bytes cannot hold, trailing bytes, ranges out of
+            // order, overlapping or touching (PostgreSQL would merge them), an infinite
+            // bound between two ranges
+            (4451, vec![0, 0, 0]),
+            (4451, huge_count),
+            (4451, trailing_multirange),
+            (
+                4451,
+                multirange_bytes(&[&range_bytes(0x02, &[&three, &five]), &ok_range]),
+            ),
+            (
+                4451,
+                multirange_bytes(&[&ok_range, &range_bytes(0x02, &[&int4(2), &five])]),
+            ),
+            (
+                4451,
+                multirange_bytes(&[&ok_range, &range_bytes(0x02, &[&three, &five])]),
+            ),
+            (
+                4451,
+                multirange_bytes(&[
+                    &range_bytes(0x12, &[&one]),
+                    &range_bytes(0x02, &[&three, &five]),
+                ]),
+            ),
+            (4451, multirange_bytes(&[&[0x40]])),
+            // an array of inet whose element is not one
+            (1041, inet_array),
+        ];
+        for (oid, bytes) in &cases {
+            assert_eq!(text_of(*oid, bytes), hex(bytes), "type {oid}: {bytes:?}");
+        }
     }
 
     /// Binary values PostgreSQL itself produced (its `*_send` functions) are recorded as the
@@ -724,10 +1445,119 @@ mod tests {
             ("array_send", "ARRAY['\\x0102'::bytea]"),
             ("array_send", "ARRAY['{\"a\": [1, 2]}'::jsonb]"),
             ("array_send", "ARRAY['1 day'::interval, '-00:00:01', NULL]"),
+            ("time_send", "'12:34:56.5'::time"),
+            ("time_send", "'24:00'::time"),
+            ("time_send", "'00:00:00.000001'::time"),
+            ("time_send", "'00:00'::time"),
+            ("timetz_send", "'12:34:56.789+02'::timetz"),
+            ("timetz_send", "'01:02:03-05:30'::timetz"),
+            ("timetz_send", "'01:02:03+05:30:15'::timetz"),
+            ("timetz_send", "'01:02:03-00:00:01'::timetz"),
+            ("timetz_send", "'23:59:59.999999-15:59'::timetz"),
+            ("timetz_send", "'00:00:00+00'::timetz"),
+            ("timetz_send", "'24:00:00+14'::timetz"),
+            ("inet_send", "'192.168.1.5'::inet"),
+            ("inet_send", "'192.168.1.5/24'::inet"),
+            ("inet_send", "'192.168.1.5/32'::inet"),
+            ("inet_send", "'0.0.0.0/0'::inet"),
+            ("inet_send", "'::1'::inet"),
+            ("inet_send", "'::'::inet"),
+            ("inet_send", "'::1/128'::inet"),
+            ("inet_send", "'2001:db8::1/64'::inet"),
+            ("inet_send", "'1::'::inet"),
+            ("inet_send", "'1:2:3:4:5:6:7:0'::inet"),
+            ("inet_send", "'0:1:2:3:4:5:6:7'::inet"),
+            ("inet_send", "'1:0:0:2:0:0:3:4'::inet"),
+            ("inet_send", "'1:0:2:0:0:3:0:0'::inet"),
+            ("inet_send", "'2001:db8:0:0:1:0:0:1'::inet"),
+            ("inet_send", "'1:0:0:0:2:0:0:0'::inet"),
+            ("inet_send", "'fe80::1:0:0:1'::inet"),
+            ("inet_send", "'::ffff:1.2.3.4'::inet"),
+            ("inet_send", "'::ffff:0.0.0.0'::inet"),
+            ("inet_send", "'::1.2.3.4'::inet"),
+            ("inet_send", "'::0.1.0.0'::inet"),
+            ("inet_send", "'::2'::inet"),
+            ("inet_send", "'::ffff:1:2:3'::inet"),
+            ("inet_send", "'0:0:0:0:0:1:0:1'::inet"),
+            ("cidr_send", "'10.0.0.0/8'::cidr"),
+            ("cidr_send", "'0.0.0.0/0'::cidr"),
+            ("cidr_send", "'1.2.3.4/32'::cidr"),
+            ("cidr_send", "'192.168.1.128/25'::cidr"),
+            ("cidr_send", "'::/0'::cidr"),
+            ("cidr_send", "'::1/128'::cidr"),
+            ("cidr_send", "'2001:db8::/32'::cidr"),
+            ("cidr_send", "'::ffff:1.2.3.0/120'::cidr"),
+            ("macaddr_send", "'08:00:2b:01:02:03'::macaddr"),
+            ("macaddr_send", "'ff:ff:ff:ff:ff:ff'::macaddr"),
+            ("macaddr8_send", "'08:00:2b:01:02:03:04:05'::macaddr8"),
+            ("macaddr8_send", "'00:00:00:00:00:00:00:00'::macaddr8"),
+            ("charsend", "'a'::\"char\""),
+            ("charsend", "'\\351'::\"char\""),
+            ("charsend", "''::\"char\""),
+            ("oidsend", "12345::oid"),
+            ("xidsend", "'4294967295'::xid"),
+            ("cidsend", "'7'::cid"),
+            ("xid8send", "'18446744073709551615'::xid8"),
+            ("range_send", "'[1,5)'::int4range"),
+            ("range_send", "'[1,5]'::int4range"),
+            ("range_send", "'(1,5)'::int4range"),
+            ("range_send", "'empty'::int4range"),
+            ("range_send", "'(,10]'::int4range"),
+            ("range_send", "'[3,)'::int4range"),
+            ("range_send", "'(,)'::int4range"),
+            ("range_send", "'[-2147483648,0)'::int4range"),
+            (
+                "range_send",
+                "'[-9223372036854775808,9223372036854775806]'::int8range",
+            ),
+            ("range_send", "'[1.5,2.25]'::numrange"),
+            ("range_send", "'(,0)'::numrange"),
+            ("range_send", "'(-1,1]'::numrange"),
+            ("range_send", "'[1,1]'::numrange"),
+            ("range_send", "'[1,NaN)'::numrange"),
+            ("range_send", "'[-Infinity,Infinity]'::numrange"),
+            ("range_send", "'(0.0001,1e10)'::numrange"),
+            ("range_send", "'[2026-01-01,2026-02-01)'::daterange"),
+            ("range_send", "'[2026-01-01,2026-01-31]'::daterange"),
+            ("range_send", "'(-infinity,infinity)'::daterange"),
+            ("range_send", "'[-infinity,2026-01-01]'::daterange"),
+            ("range_send", "'empty'::daterange"),
+            ("multirange_send", "'{[1,3), [5,7)}'::int4multirange"),
+            ("multirange_send", "'{}'::int4multirange"),
+            ("multirange_send", "'{(,0), [10,)}'::int8multirange"),
+            ("multirange_send", "'{[1.5,2), (2,3]}'::nummultirange"),
+            (
+                "multirange_send",
+                "'{[2026-01-01,2026-01-05], [2026-02-01,)}'::datemultirange",
+            ),
+            (
+                "array_send",
+                "ARRAY['12:00+01'::timetz, '01:02:03.5-05:30', NULL]",
+            ),
+            ("array_send", "ARRAY['192.168.0.1/24'::inet, '::1', NULL]"),
+            ("array_send", "ARRAY['10.0.0.0/8'::cidr, '::/0']"),
+            ("array_send", "ARRAY['08:00:2b:01:02:03'::macaddr, NULL]"),
+            ("array_send", "ARRAY['08:00:2b:01:02:03:04:05'::macaddr8]"),
+            ("array_send", "ARRAY['a'::\"char\", 'b', NULL]"),
+            ("array_send", "ARRAY['1'::xid, '2']"),
+            ("array_send", "ARRAY['[1,5)'::int4range, 'empty', NULL]"),
+            ("array_send", "ARRAY['(,1.5]'::numrange, '[2,3)']"),
+            (
+                "array_send",
+                "'{{\"[2026-01-01,2026-02-01)\"},{empty}}'::daterange[]",
+            ),
+            (
+                "array_send",
+                "ARRAY['{[1,3), [5,7)}'::int4multirange, '{}', NULL]",
+            ),
         ];
+        // `inet::text` writes the mask always (`network_show`); an `inet` is recorded as its
+        // output function writes it (as psql shows it, and as it is written in an array),
+        // without the mask when it is the whole address.
+        let text = "CASE WHEN pg_typeof(v) = 'inet'::regtype THEN format('%s', v) ELSE v::text END";
         for (send, value) in values {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {send}(v) AS bin, v::text AS text, pg_typeof(v)::oid::int8 AS oid FROM (SELECT {value} AS v) AS x"
+                "SELECT {send}(v) AS bin, {text} AS text, pg_typeof(v)::oid::int8 AS oid FROM (SELECT {value} AS v) AS x"
             )))
             .fetch_one(&mut c)
             .await
@@ -739,6 +1569,86 @@ mod tests {
                 rendered(&[(true, Some(&bin))], &[oid]),
                 [Some(text.clone())],
                 "{value} (type {oid}): PostgreSQL prints {text}"
+            );
+        }
+        // Every pattern of zero groups in an IPv6 address (where `::` goes, when the last 32
+        // bits are written as IPv4), and every mask length of an inet and a cidr.
+        let addresses = sqlx::query(
+            "SELECT inet_send(a) AS bin, format('%s', a) AS text, 869::int8 AS oid FROM (
+               SELECT array_to_string(ARRAY(
+                 SELECT CASE WHEN i >> g & 1 = 0 THEN '0' WHEN g = 5 THEN 'ffff' ELSE to_hex(g + 1) END
+                 FROM generate_series(0, 7) AS g), ':')::inet AS a
+               FROM generate_series(0, 255) AS i) AS x
+             UNION ALL
+             SELECT inet_send(set_masklen(a, n)), format('%s', set_masklen(a, n)), 869
+             FROM (VALUES ('255.255.255.255'::inet, 32), ('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 128)) AS x (a, m),
+               generate_series(0, m) AS n
+             UNION ALL
+             SELECT cidr_send(network(set_masklen(a, n))), format('%s', network(set_masklen(a, n))), 650
+             FROM (VALUES ('255.255.255.255'::inet, 32), ('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 128)) AS x (a, m),
+               generate_series(0, m) AS n",
+        )
+        .fetch_all(&mut c)
+        .await
+        .expect("addresses");
+        assert_eq!(addresses.len(), 256 + 2 * (33 + 129));
+        for row in addresses {
+            let bin: Vec<u8> = row.get("bin");
+            let text: String = row.get("text");
+            let oid = u32::try_from(row.get::<i64, _>("oid")).expect("oid");
+            assert_eq!(text_of(oid, &bin), text, "type {oid}: {bin:?}");
+        }
+
+        // Timestamps are recorded in RFC 3339 (`timestamptz` in UTC, whatever the session's
+        // TimeZone), not as PostgreSQL prints them: a range of them is held against the
+        // bounds and flags PostgreSQL gives, with the bounds written so.
+        sqlx::raw_sql("SET TimeZone = 'Asia/Kathmandu'")
+            .execute(&mut c)
+            .await
+            .expect("set TimeZone");
+        let rfc3339 = |bound: &str, zoned: bool| {
+            let (utc, z) = if zoned {
+                (" AT TIME ZONE 'UTC'", "\"Z\"")
+            } else {
+                ("", "")
+            };
+            format!(
+                "CASE WHEN isfinite({bound}) THEN to_char({bound}{utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US{z}') ELSE {bound}::text END"
+            )
+        };
+        let timestamp_ranges = [
+            "'[\"2026-01-01 00:00\",\"2026-02-01 00:00\")'::tsrange",
+            "'(,2026-01-01 12:34:56.789]'::tsrange",
+            "'[-infinity,infinity]'::tsrange",
+            "'empty'::tsrange",
+            "'[2026-01-01 00:00+02,2026-01-01 00:00:00.5+02)'::tstzrange",
+            "'(,)'::tstzrange",
+            "'[2026-06-30 23:59:59.999999-07,infinity]'::tstzrange",
+            "'[2026-01-01 00:00+00,2026-01-01 00:00+00)'::tstzrange",
+            "'(2026-01-01 05:45+05:45,)'::tstzrange",
+        ];
+        for value in timestamp_ranges {
+            let zoned = value.ends_with("tstzrange");
+            let (lower, upper) = (rfc3339("lower(v)", zoned), rfc3339("upper(v)", zoned));
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT range_send(v) AS bin, v::text AS shown, pg_typeof(v)::oid::int8 AS oid,
+                   CASE WHEN isempty(v) THEN 'empty'
+                   ELSE CASE WHEN lower_inc(v) THEN '[' ELSE '(' END
+                     || coalesce({lower}, '') || ',' || coalesce({upper}, '')
+                     || CASE WHEN upper_inc(v) THEN ']' ELSE ')' END
+                   END AS text
+                 FROM (SELECT {value} AS v) AS x"
+            )))
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{value}: {e}"));
+            let bin: Vec<u8> = row.get("bin");
+            let (text, shown): (String, String) = (row.get("text"), row.get("shown"));
+            let oid = u32::try_from(row.get::<i64, _>("oid")).expect("oid");
+            assert_eq!(
+                rendered(&[(true, Some(&bin))], &[oid]),
+                [Some(text.clone())],
+                "{value} (type {oid}): PostgreSQL prints {shown}"
             );
         }
         let _ = c.close().await;
