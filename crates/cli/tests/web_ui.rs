@@ -142,6 +142,8 @@ async fn web_ui_in_a_real_browser() {
             targets.to_str().expect("utf-8"),
             "--channels",
             channels.to_str().expect("utf-8"),
+            "--gateway",
+            "127.0.0.1:0",
         ],
     );
     let base = server.url.clone();
@@ -555,5 +557,129 @@ async fn web_ui_in_a_real_browser() {
         .success();
     assert_eq!(stdout_json(&shown)["state"], "granted", "nothing changed");
     b.screenshot("auditor-break").await;
+
+    // A live gateway session, watched by the auditor: its page appends each statement as it
+    // is recorded, without a reload, and shows its end with the recording checked.
+    let file = keys.join("pgw.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "id: pgw\ndescription: PostgreSQL through the gateway\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {db}\n    admin_user: {adm}\n    grant_role: {app}\n    connection: pg\n    sslmode: disable\n    access: proxy\ncustodians:\n{}quorum: 2\nmax_grant: 1h\n",
+            pg.host,
+            pg.port,
+            custodians(&["alice", "bob", "carol"])
+        ),
+    )
+    .expect("procedure file");
+    server
+        .cli()
+        .args(["procedure", "apply"])
+        .arg(&file)
+        .assert()
+        .success();
+    server
+        .cli()
+        .args(["seal", "pgw"])
+        .write_stdin(format!("{admin_pw}\n"))
+        .assert()
+        .success();
+    let as_actor = |name: &str| {
+        let mut c = server.cli();
+        c.arg("--identity").arg(&key_of[name].0);
+        c
+    };
+    let a = as_actor("dave")
+        .args([
+            "--output", "json", "break", "open", "pgw", "--reason", "watch me", "--ticket", "INC-9",
+        ])
+        .assert()
+        .success();
+    let gw_break = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+    for name in ["alice", "bob"] {
+        as_actor(name)
+            .args(["approve", &gw_break])
+            .assert()
+            .success();
+    }
+    let a = as_actor("dave")
+        .args(["break", "reveal", &gw_break])
+        .assert()
+        .success();
+    let url = stdout(&a).trim().to_owned();
+    let mut conn = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url)
+            .await
+            .expect("through the gateway")
+    };
+    let first: String = sqlx::query_scalar("SELECT 'before the page'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("a statement");
+    assert_eq!(first, "before the page");
+    let session = format!("{gw_break}-s1");
+    // The statement reaches the store within about 100 ms.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let a = server
+            .cli()
+            .args([
+                "--output",
+                "json",
+                "session",
+                "show",
+                &gw_break,
+                "--session",
+                &session,
+            ])
+            .assert()
+            .success();
+        if stdout(&a).contains("before the page") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recorded: {}",
+            stdout(&a)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    goto(&b, &format!("{base}/breaks/{gw_break}/sessions/{session}")).await;
+    b.wait_for_text("#statement-rows", "before the page", WAIT)
+        .await;
+    assert!(
+        text_of(&b, "#session-state")
+            .await
+            .contains("open (live: statements appear as they are recorded)")
+    );
+    assert_eq!(count(&b, "#live[sse-connect]").await, 1, "the page is live");
+    let rows_before = count(&b, "#statement-rows tr").await;
+    let watched: String = sqlx::query_scalar("SELECT 'while watched'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("a statement while watched");
+    assert_eq!(watched, "while watched");
+    b.wait_for_text("#statement-rows", "while watched", WAIT)
+        .await;
+    assert_eq!(
+        count(&b, "#statement-rows tr").await,
+        rows_before + 1,
+        "the new statement is appended once"
+    );
+    {
+        use sqlx::Connection;
+        conn.close().await.expect("close");
+    }
+    b.wait_for_text(
+        "#session-state",
+        "recording matches its audit entry (2 statements)",
+        WAIT,
+    )
+    .await;
+    assert!(
+        !text_of(&b, "#session-state").await.contains("live"),
+        "the ended session's page no longer says live"
+    );
+    b.screenshot("live-session").await;
     b.close().await;
 }

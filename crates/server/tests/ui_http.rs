@@ -446,6 +446,12 @@ fn ui_matrix() -> Vec<(
             &["admin", "auditor"],
         ),
         (
+            "GET",
+            "/breaks/brk_nope/sessions/brk_nope-s1/events",
+            None,
+            &["admin", "auditor"],
+        ),
+        (
             "POST",
             "/breaks/brk_nope/close",
             Some(""),
@@ -892,6 +898,51 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
             && second.contains(&format!("href=\"/breaks/{id}/sessions/{session}\"")),
         "{second}"
     );
+    // An ended session's page is not live; its stream, asked from #598, sends the last three
+    // rows, then the session's state (its recording checked) and `ended`, and stops.
+    assert!(!second.contains("sse-connect"), "{second}");
+    let r = send(
+        &u.router,
+        get(
+            &format!("/breaks/{id}/sessions/{session}/events?from=598"),
+            Some(&cookie),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(10), body_text(r))
+        .await
+        .expect("the stream of an ended session ends");
+    let events: Vec<(&str, &str)> = stream
+        .split("\n\n")
+        .filter_map(|e| {
+            let name = e.lines().find_map(|l| l.strip_prefix("event: "))?;
+            Some((name, e))
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["rows", "state", "ended"], "{stream}");
+    let rows = events[0].1;
+    assert!(
+        rows.contains("<code>SELECT 598</code>") && rows.contains("<code>SELECT 600</code>"),
+        "{rows}"
+    );
+    assert!(!rows.contains("SELECT 597"), "{rows}");
+    assert!(
+        events[1]
+            .1
+            .contains("recording matches its audit entry (600 statements)"),
+        "{stream}"
+    );
+    let r = send(
+        &u.router,
+        get(
+            &format!("/breaks/{id}/sessions/{id}-s9/events"),
+            Some(&cookie),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Another break's session is not read through this break.
     let mut other = StatementChunk::new("brk_other", "brk_other-s1");
     other.push(&statement(

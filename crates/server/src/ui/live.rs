@@ -7,14 +7,16 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use breakglass_engine::TimelineStep;
 use futures_util::stream::{self, Stream};
 
 use super::auth::Viewer;
-use super::pages::{BreakStatus, DrillView, break_status, drill_view};
+use super::pages::{
+    BreakStatus, DrillView, SessionQuery, StatementView, break_status, drill_view, recording_state,
+};
 use super::{UiError, millis, when};
 use crate::AppState;
 
@@ -309,4 +311,174 @@ async fn open_breaks_now(
 /// `GET /events`: the dashboard's open breaks as they open, change and end.
 pub(crate) async fn dashboard_events(State(s): State<AppState>, viewer: Viewer) -> Response {
     sse(s, viewer, String::new(), Follow::OpenBreaks).into_response()
+}
+
+/// Statements a live session page is sent per read.
+const LIVE_PAGE: usize = 500;
+
+/// Statements a live session page appends before it stops and links to the next page (a busy
+/// session records thousands a second; the browser keeps every row it was sent).
+const LIVE_ROWS: usize = 5_000;
+
+/// How often a live session page's stream looks for new statements (the gateway hands them
+/// to the store about every 100 ms).
+const SESSION_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Template)]
+#[template(path = "statement_rows.html")]
+pub(crate) struct RowsFragment<'a> {
+    pub(crate) statements: &'a [StatementView],
+}
+
+#[derive(Template)]
+#[template(path = "session_state.html")]
+pub(crate) struct SessionStateFragment {
+    pub(crate) recording: &'static str,
+    pub(crate) recorded: String,
+    /// Always `None`: the stream sends the state once the session has ended.
+    pub(crate) live_from: Option<u64>,
+}
+
+/// Where a live session stream is.
+struct Tail {
+    s: AppState,
+    viewer: Viewer,
+    id: String,
+    session: String,
+    /// The next statement to send.
+    from: u64,
+    /// Rows sent so far.
+    sent: usize,
+    /// Events to send before reading again.
+    queue: std::collections::VecDeque<Event>,
+    done: bool,
+}
+
+impl Tail {
+    /// Reads what is new: rows, or the session's end (its recording checked against its
+    /// audit entry) and `ended`; nothing while it is open and quiet.
+    async fn poll(&mut self) -> Result<(), UiError> {
+        let page = self
+            .s
+            .engine
+            .session_statements(
+                &self.viewer.actor,
+                &self.id,
+                &self.session,
+                self.from,
+                LIVE_PAGE,
+            )
+            .await?;
+        if let Some(last) = page.statements.last() {
+            self.from = last.seq.saturating_add(1);
+            self.sent += page.statements.len();
+            let rows: Vec<StatementView> = page.statements.iter().map(StatementView::of).collect();
+            self.queue
+                .extend(event("rows", &RowsFragment { statements: &rows }));
+            if self.sent >= LIVE_ROWS {
+                // Enough rows for one page: link to the rest and stop.
+                let next = format!(
+                    "<a href=\"/breaks/{}/sessions/{}?from={}\" class=\"next-page\">next page</a> <span class=\"muted\">(this page stopped following after {} statements)</span>",
+                    crate::drill_report::escape(&self.id),
+                    crate::drill_report::escape(&self.session),
+                    self.from,
+                    self.sent
+                );
+                self.queue
+                    .push_back(Event::default().event("more").data(next));
+                self.end();
+            }
+            return Ok(());
+        }
+        if self
+            .s
+            .engine
+            .gateway_session_has_ended(&self.viewer.actor, &self.id, &self.session)
+            .await?
+        {
+            let known = self
+                .s
+                .engine
+                .recorded_sessions(&self.viewer.actor, &self.id, Some(&self.session))
+                .await?;
+            if let Some(x) = known.first() {
+                let state = SessionStateFragment {
+                    recording: recording_state(x),
+                    recorded: x
+                        .ended
+                        .as_ref()
+                        .map(|e| e.recorded.to_string())
+                        .unwrap_or_default(),
+                    live_from: None,
+                };
+                self.queue.extend(event("state", &state));
+            }
+            self.end();
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) {
+        self.queue
+            .push_back(Event::default().event("ended").data("ended"));
+        self.done = true;
+    }
+}
+
+/// `/breaks/{id}/sessions/{session}/events?from=N`: an open session's statements from `N` on
+/// as they are recorded (`rows`, to append), then its end (`state`, `ended`) (admins and
+/// auditors).
+pub(crate) async fn session_events(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Path((id, session)): Path<(String, String)>,
+    Query(q): Query<SessionQuery>,
+) -> Response {
+    // Refuse at once what the viewer may not read, and a session the break does not have.
+    match s
+        .engine
+        .recorded_sessions(&viewer.actor, &id, Some(&session))
+        .await
+    {
+        Ok(known) if known.is_empty() => {
+            return UiError(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("break {id} has no gateway session {session}"),
+            )
+            .into_response();
+        }
+        Ok(_) => {}
+        Err(e) => return UiError::from(e).into_response(),
+    }
+    let tail = Tail {
+        s,
+        viewer,
+        id,
+        session,
+        from: q.from.unwrap_or(0),
+        sent: 0,
+        queue: std::collections::VecDeque::new(),
+        done: false,
+    };
+    let stream = stream::unfold((tail, true), |(mut t, first)| async move {
+        let mut first = first;
+        loop {
+            if let Some(ev) = t.queue.pop_front() {
+                return Some((Ok::<_, Infallible>(ev), (t, first)));
+            }
+            if t.done {
+                return None;
+            }
+            if !std::mem::take(&mut first) {
+                tokio::time::sleep(SESSION_POLL).await;
+            }
+            if let Err(e) = t.poll().await {
+                t.done = true;
+                t.queue.push_back(Event::default().event("error").data(e.1));
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }

@@ -64,6 +64,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/breaks/{id}", get(pages::break_page))
         .route("/breaks/{id}/events", get(live::break_events))
         .route("/breaks/{id}/sessions/{session}", get(pages::session_page))
+        .route(
+            "/breaks/{id}/sessions/{session}/events",
+            get(live::session_events),
+        )
         .route("/breaks/{id}/close", post(pages::close_break))
         .route("/drills/{id}", get(pages::drill_page))
         .route("/drills/{id}/events", get(live::drill_events))

@@ -830,7 +830,7 @@ pub(crate) struct StatementView {
 }
 
 impl StatementView {
-    fn of(st: &breakglass_engine::ports::StatementRecord) -> StatementView {
+    pub(crate) fn of(st: &breakglass_engine::ports::StatementRecord) -> StatementView {
         StatementView {
             seq: st.seq,
             at: when(st.started_at),
@@ -855,7 +855,7 @@ impl StatementView {
 
 /// `intact`, `edited` or `open`: whether an ended session's stored recording matches the
 /// digest in its audit entry.
-fn recording_state(x: &breakglass_engine::RecordedSession) -> &'static str {
+pub(crate) fn recording_state(x: &breakglass_engine::RecordedSession) -> &'static str {
     match &x.ended {
         Some(e) if e.intact => "intact",
         Some(_) => "edited",
@@ -1056,12 +1056,14 @@ pub(crate) struct SessionPage {
     /// The first statement's position, when this is not the first page.
     pub(crate) from: Option<u64>,
     pub(crate) next: Option<u64>,
+    /// Where the live stream of an open session's next statements starts, on its last page.
+    pub(crate) live_from: Option<u64>,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct SessionQuery {
     #[serde(default)]
-    from: Option<u64>,
+    pub(crate) from: Option<u64>,
 }
 
 /// `/breaks/{id}/sessions/{session}`: the session's statements `SHOWN` at a time, from
@@ -1089,7 +1091,13 @@ pub(crate) async fn session_page(
             format!("break {id} has no gateway session {session}"),
         ));
     };
+    let live_from = (known.ended.is_none() && page.next_seq.is_none()).then(|| {
+        page.statements
+            .last()
+            .map_or(from, |st| st.seq.saturating_add(1))
+    });
     let page = SessionPage {
+        live_from,
         recording: recording_state(&known),
         recorded: known
             .ended
