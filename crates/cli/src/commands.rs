@@ -305,6 +305,11 @@ pub(crate) struct EvidenceArgs {
     /// Where to write it (default: `evidence-BREAK_ID.html`).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+    /// Gateway statements the pack holds at most (the server's default: 100,000; at most
+    /// 1,000,000): each session whole, in order, while it fits; the others are listed with
+    /// their count and digest, for `session show`.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_statements: Option<u64>,
 }
 
 /// `evidence verify`.
@@ -350,7 +355,10 @@ pub(crate) async fn evidence_cmd(cli: &Cli, a: &EvidenceArgs) -> Result<()> {
                     output::json(&json!({
                         "ok": true, "break": r.break_id, "entries": r.entries,
                         "break_entries": r.break_entries, "checkpoint_seq": r.checkpoint_seq,
-                        "key_id": r.key_id, "pinned": r.pinned,
+                        "key_id": r.key_id, "pinned": r.pinned, "format": r.format,
+                        "statements": r.statements, "sessions_bound": r.sessions_bound,
+                        "sessions_open": r.sessions_open,
+                        "sessions_not_included": r.sessions_not_included,
                     }));
                 } else {
                     println!(
@@ -366,6 +374,20 @@ pub(crate) async fn evidence_cmd(cli: &Cli, a: &EvidenceArgs) -> Result<()> {
                         r.break_entries,
                         r.checkpoint_seq
                     );
+                    if r.format == breakglass_audit::evidence::FORMAT_V1 {
+                        println!(
+                            "its {} gateway statements are of the first format ({}): not checked against the audit chain",
+                            r.statements, r.format
+                        );
+                    } else {
+                        println!(
+                            "gateway sessions: {} bound to the audit chain, {} open (not bound to the chain), {} not included (over the pack's budget); {} statements",
+                            r.sessions_bound,
+                            r.sessions_open,
+                            r.sessions_not_included,
+                            r.statements
+                        );
+                    }
                 }
                 Ok(())
             }
@@ -381,9 +403,13 @@ pub(crate) async fn evidence_cmd(cli: &Cli, a: &EvidenceArgs) -> Result<()> {
             message: "give a break id, or `evidence verify FILE`".into()
         }));
     };
+    let query = a
+        .max_statements
+        .map(|n| format!("?max_statements={n}"))
+        .unwrap_or_default();
     let r = connect(cli)
         .await?
-        .get(&format!("/api/breaks/{}/evidence", seg(id)))
+        .get(&format!("/api/breaks/{}/evidence{query}", seg(id)))
         .await?;
     let path = a
         .out
@@ -393,28 +419,6 @@ pub(crate) async fn evidence_cmd(cli: &Cli, a: &EvidenceArgs) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     println!("evidence of break {id} written to {}", path.display());
     Ok(())
-}
-
-/// `session` subcommands.
-#[derive(Subcommand, Debug)]
-pub(crate) enum SessionCmd {
-    /// Every gateway session of a break and every statement it ran (admin, auditor).
-    Show {
-        /// Break id.
-        break_id: String,
-        /// Statements read per request (1 to 10000); they are printed a page at a time.
-        #[arg(long, default_value_t = SESSION_PAGE, value_parser = clap::value_parser!(u16).range(1..=10_000))]
-        page_size: u16,
-        /// Only this session (`BREAK-sN`).
-        #[arg(long)]
-        session: Option<String>,
-        /// The session's statements from this position on (`#`), not from its first.
-        #[arg(long, requires = "session")]
-        from_seq: Option<u64>,
-        /// Keep printing the session's statements as they are recorded, until it ends.
-        #[arg(long, short = 'f', requires = "session")]
-        follow: bool,
-    },
 }
 
 /// `approve` arguments.

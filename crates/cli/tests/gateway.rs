@@ -977,3 +977,286 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .unwrap_or_else(|| panic!("no gateway.login_renewed entry: {entries}"));
     assert_eq!(renewal["payload"]["role"], role.as_str(), "{renewal}");
 }
+
+/// The bundle embedded in an evidence page.
+fn evidence_bundle(page: &str) -> serde_json::Value {
+    let open = "<script type=\"application/json\" id=\"breakglass-evidence\">";
+    let start = page.find(open).expect("the bundle") + open.len();
+    let end = page[start..].find("</script>").expect("its end") + start;
+    serde_json::from_str(&page[start..end]).expect("the bundle is JSON")
+}
+
+/// A break's evidence pack holds its gateway sessions as their stored lines, within a budget
+/// of statements (each session whole or listed without its statements), and `evidence verify`
+/// checks each ended session's statements against its `gateway.session_ended` entry: a pack
+/// made after a recording was edited in the store does not verify, naming the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
+    use serde_json::json;
+    let test = "cli::gateway::the_evidence_pack_binds_each_session_to_the_chain_within_its_budget";
+    let Some(pg) = breakglass_testkit::pgcluster::cluster(test) else {
+        return;
+    };
+    if !breakglass_testkit::tool(test, "psql", "postgresql-client") {
+        return;
+    }
+    let t = pg_target(pg, "ev").await;
+    let data = t.dir.path().join("data");
+    let targets = t.targets_file();
+    let args = [
+        "--targets",
+        targets.to_str().expect("utf-8"),
+        "--tls-self-signed",
+        "--gateway",
+        "127.0.0.1:0",
+    ];
+    let server = Server::start_with(&data, &args);
+    let keys = &t.keys;
+    for name in ["alice", "bob", "carol", "dave"] {
+        let (_, key) = keygen(keys, name);
+        std::fs::write(keys.join(format!("{name}.pub")), format!("{key}\n")).expect("pub");
+    }
+    server
+        .cli()
+        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
+        .arg(keys.join("dave.pub"))
+        .assert()
+        .success();
+    proxy_procedure(&server, keys, "pge", &t, pg, "pg", 8);
+    let (id, url) = granted_break(&server, keys, "pge", "10m");
+    // Three sessions, one after the other: 3, 5 and 1 statements.
+    for statements in [
+        &["SELECT 1", "SELECT 'to be edited'", "SELECT 3"][..],
+        &[
+            "SELECT 21",
+            "SELECT 22",
+            "SELECT 23",
+            "SELECT 24",
+            "SELECT 25",
+        ],
+        &["SELECT 'last'"],
+    ] {
+        let out = psql(&url, statements);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sessions: Vec<String> = (1..=3).map(|n| format!("{id}-s{n}")).collect();
+    let waited = Instant::now();
+    let rec = loop {
+        let rec = recording(&server, &id);
+        let ended = rec["sessions"]
+            .as_array()
+            .is_some_and(|all| all.len() == 3 && all.iter().all(|s| !s["ended_at"].is_null()));
+        if ended {
+            break rec;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the sessions have not all ended: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let recorded: Vec<u64> = rec["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .map(|s| s["recorded"].as_u64().expect("recorded"))
+        .collect();
+    assert_eq!(recorded, [3, 5, 1], "{rec}");
+    let pubkey = stdout(&server.cli().args(["audit", "pubkey"]).assert().success())
+        .trim()
+        .to_owned();
+    let pack = |name: &str, options: &[&str]| {
+        let path = t.dir.path().join(name);
+        server
+            .cli()
+            .args(["evidence", &id, "--out"])
+            .arg(&path)
+            .args(options)
+            .assert()
+            .success();
+        (
+            path.clone(),
+            std::fs::read_to_string(&path).expect("the pack"),
+        )
+    };
+    let verify = |path: &std::path::Path| {
+        common::breakglass()
+            .args(["--output", "json", "evidence", "verify"])
+            .arg(path)
+            .args(["--pubkey", &pubkey])
+            .assert()
+    };
+
+    // The whole recording fits the default budget: every session is bound to the chain.
+    let (whole, page) = pack("whole.html", &[]);
+    let report = stdout_json(&verify(&whole).success());
+    assert_eq!(
+        (
+            &report["sessions_bound"],
+            &report["sessions_open"],
+            &report["sessions_not_included"],
+            &report["statements"]
+        ),
+        (&json!(3), &json!(0), &json!(0), &json!(9)),
+        "{report}"
+    );
+    let bundle = evidence_bundle(&page);
+    assert_eq!(bundle["format"], "breakglass-evidence-v2");
+    assert_eq!(bundle["recording"]["budget"], 100_000);
+    let human = common::breakglass()
+        .args(["evidence", "verify"])
+        .arg(&whole)
+        .assert()
+        .success();
+    assert!(
+        stdout(&human).contains("gateway sessions: 3 bound to the audit chain, 0 open"),
+        "{}",
+        stdout(&human)
+    );
+    // The lines are those `session show` reads, session by session.
+    let shown = |session: &str| -> Vec<(u64, String)> {
+        rec["statements"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .filter(|s| s["session"] == session)
+            .map(|s| {
+                (
+                    s["seq"].as_u64().expect("seq"),
+                    s["statement"].as_str().expect("statement").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let lines_of = |bundle: &serde_json::Value, session: &str| -> Vec<(u64, String)> {
+        let s = bundle["recording"]["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .find(|s| s["session"] == session)
+            .unwrap_or_else(|| panic!("{session} not listed: {bundle}"));
+        s["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| {
+                let l: serde_json::Value =
+                    serde_json::from_str(l.as_str().expect("a line")).expect("JSON");
+                assert_eq!(l[0], session, "{l}");
+                (
+                    l[1].as_u64().expect("seq"),
+                    l[5].as_str().expect("statement").to_owned(),
+                )
+            })
+            .collect()
+    };
+    for s in &sessions {
+        assert_eq!(lines_of(&bundle, s), shown(s), "{s}");
+    }
+
+    // A budget of 4: the first session (3) fits, the second (5) does not, the third (1) fits
+    // in what is left.
+    let (small, page) = pack("small.html", &["--max-statements", "4"]);
+    let report = stdout_json(&verify(&small).success());
+    assert_eq!(
+        (
+            &report["sessions_bound"],
+            &report["sessions_not_included"],
+            &report["statements"]
+        ),
+        (&json!(2), &json!(1), &json!(4)),
+        "{report}"
+    );
+    let bundle = evidence_bundle(&page);
+    assert_eq!(bundle["recording"]["budget"], 4);
+    let listed = bundle["recording"]["sessions"]
+        .as_array()
+        .expect("sessions");
+    let included: Vec<(&str, bool, u64)> = listed
+        .iter()
+        .map(|s| {
+            (
+                s["session"].as_str().expect("session"),
+                s["included"].as_bool().expect("included"),
+                s["recorded"].as_u64().expect("recorded"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        included,
+        [
+            (sessions[0].as_str(), true, 3),
+            (sessions[1].as_str(), false, 5),
+            (sessions[2].as_str(), true, 1)
+        ]
+    );
+    assert_eq!(lines_of(&bundle, &sessions[0]), shown(&sessions[0]));
+    assert_eq!(lines_of(&bundle, &sessions[1]), []);
+    assert_eq!(lines_of(&bundle, &sessions[2]), shown(&sessions[2]));
+    assert!(
+        !page.contains("SELECT 23"),
+        "the second session's statements"
+    );
+    assert!(
+        page.contains(&format!(
+            "not included (over the pack's budget of 4 statements; <code>breakglass session show {id} --session {}</code> prints it)",
+            sessions[1]
+        )),
+        "{page}"
+    );
+    // A budget the server does not allow is refused, naming the option.
+    let over = server
+        .cli()
+        .args(["evidence", &id, "--max-statements", "1000001"])
+        .assert()
+        .failure();
+    assert!(
+        stderr(&over).contains("max_statements"),
+        "{}",
+        stderr(&over)
+    );
+
+    // A statement of the first session edited in the store: the pack made afterwards does not
+    // verify, and names that session.
+    drop(server);
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.join("breakglass.db").display()
+    ))
+    .await
+    .expect("sqlite");
+    let edited = sqlx::query(
+        "UPDATE session_chunks SET body = replace(body, '\"SELECT ''to be edited''\"', '\"SELECT ''harmless''\"') WHERE body LIKE '%to be edited%'",
+    )
+    .execute(&db)
+    .await
+    .expect("tamper");
+    assert_eq!(edited.rows_affected(), 1);
+    db.close().await;
+    let server = Server::start_with(&data, &args);
+    let path = t.dir.path().join("edited.html");
+    server
+        .cli()
+        .args(["evidence", &id, "--out"])
+        .arg(&path)
+        .assert()
+        .success();
+    let failed = common::breakglass()
+        .args(["evidence", "verify"])
+        .arg(&path)
+        .args(["--pubkey", &pubkey])
+        .assert()
+        .code(8);
+    let why = stderr(&failed);
+    assert!(
+        why.contains(&format!("gateway session {}:", sessions[0]))
+            && why.contains("edited in the store"),
+        "{why}"
+    );
+    // The pack made before the edit still verifies.
+    verify(&whole).success();
+}

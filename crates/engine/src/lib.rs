@@ -37,6 +37,7 @@ pub use auth::{Challenge, ChallengeKind, LOGIN_NAMESPACE, LoginMethod, Session, 
 pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
 pub use drills::{DRILL_RUNNER, DrillRequest, TimelineStep, step_of};
 pub use error::EngineError;
+pub use evidence::{MAX_PACK_STATEMENTS, PACK_STATEMENTS};
 pub use gateway::{
     Admission, GatewayCounters, GatewayEndpoint, RecordedSession, Refusal, SessionEnd,
     SessionSummary, StatementPage, recording_digest,

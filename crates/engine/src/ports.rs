@@ -325,43 +325,24 @@ impl StatementRecord {
     }
 
     /// Reads one line written by [`StatementRecord::write_line`] (without its newline); the
-    /// error names the field that is missing or of the wrong type.
+    /// error names the field that is missing or of the wrong type. The evidence pack's verifier
+    /// reads the lines with the same parser ([`breakglass_audit::evidence::RecordedStatement`]).
     pub fn from_line(break_id: &str, line: &str) -> Result<StatementRecord, String> {
-        use serde_json::Value;
-        let v: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let text = |k: usize| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        let int = |k: usize| v.get(k).and_then(Value::as_u64);
+        let s = breakglass_audit::evidence::RecordedStatement::parse(line)?;
         Ok(StatementRecord {
             break_id: break_id.to_owned(),
-            session_id: text(0).ok_or("session")?,
-            seq: int(1).ok_or("seq")?,
-            started_at: Timestamp(v.get(2).and_then(Value::as_i64).ok_or("started_at")?),
-            duration_us: int(3).ok_or("duration_us")?,
-            protocol: text(4).ok_or("protocol")?,
-            statement: text(5).ok_or("statement")?,
-            command: text(6),
-            rows: int(7),
-            error: text(8),
-            refused: v.get(9).and_then(Value::as_bool).unwrap_or(false),
-            params: match v.get(10) {
-                None | Some(Value::Null) => None,
-                Some(Value::Array(values)) => Some(
-                    values
-                        .iter()
-                        .map(|p| match p {
-                            Value::Null => Ok(None),
-                            Value::String(s) => Ok(Some(s.clone())),
-                            _ => Err("params"),
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
-                Some(_) => return Err("params".into()),
-            },
-            data: match v.get(11) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(d)) => Some(d.clone()),
-                Some(_) => return Err("data".into()),
-            },
+            session_id: s.session,
+            seq: s.seq,
+            started_at: Timestamp(s.started_at_ms),
+            duration_us: s.duration_us,
+            protocol: s.protocol,
+            statement: s.statement,
+            command: s.command,
+            rows: s.rows,
+            error: s.error,
+            refused: s.refused,
+            params: s.params,
+            data: s.data,
         })
     }
 }

@@ -926,13 +926,26 @@ async fn gateway_token(
     .into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceQuery {
+    /// Statements of the gateway recording the pack holds at most (default
+    /// [`breakglass_engine::PACK_STATEMENTS`]); the sessions over it are listed without them.
+    #[serde(default)]
+    max_statements: Option<u64>,
+}
+
 async fn evidence(
     State(s): State<AppState>,
     Caller(me): Caller,
     Path(id): Path<String>,
+    Params(q): Params<EvidenceQuery>,
 ) -> ApiResult {
-    let page = s.engine.evidence(&me, &id).await?;
-    Ok(Json(json!({"break": id, "page": page})))
+    let page = s.engine.evidence(&me, &id, q.max_statements).await?;
+    // The page is moved in: `json!` would copy it.
+    let mut body = json!({"break": id});
+    body["page"] = Value::String(page);
+    Ok(Json(body))
 }
 
 async fn recovery_kit(
@@ -991,6 +1004,13 @@ struct SessionsQuery {
     /// Statements of each session to include (from its first); 0 for the sessions only.
     #[serde(default)]
     limit: Option<usize>,
+    /// Only this session (404 when the break has none of that name).
+    #[serde(default)]
+    session: Option<String>,
+    /// Only the sessions that started after this audit entry (a follower's last
+    /// `started_seq`): the recordings of the others are not read.
+    #[serde(default)]
+    started_after: Option<u64>,
 }
 
 /// A break's gateway sessions, with the first page of each one's statements (their next
@@ -1001,13 +1021,6 @@ async fn sessions(
     Path(id): Path<String>,
     Params(q): Params<SessionsQuery>,
 ) -> ApiResult {
-    /// Only this session (404 when the break has none of that name).
-    #[serde(default)]
-    session: Option<String>,
-    /// Only the sessions that started after this audit entry (a follower's last
-    /// `started_seq`): the recordings of the others are not read.
-    #[serde(default)]
-    started_after: Option<u64>,
     let limit = q
         .limit
         .unwrap_or(LISTED_PER_SESSION)
@@ -1043,6 +1056,7 @@ async fn sessions(
             "session": x.session_id,
             "peer": x.peer,
             "started_at": x.started_at.to_string(),
+            "started_seq": x.started_seq,
             "ended_at": x.ended.as_ref().map(|e| e.at.to_string()),
             "end": x.ended.as_ref().map(|e| e.end.clone()),
             "statements": x.ended.as_ref().map(|e| e.statements),
@@ -1053,7 +1067,6 @@ async fn sessions(
                 Some(p) => p.next_seq,
                 None => Some(0),
             },
-            "started_seq": x.started_seq,
         }));
         if let Some(p) = page {
             statements.extend(p.statements.iter().map(statement_view));

@@ -440,16 +440,24 @@ pub fn document() -> Value {
             "The encrypted connection string",
         ),
     );
-    add(
-        "/api/breaks/{id}/evidence",
-        "get",
-        op(
-            "The break's signed evidence pack: one HTML page embedding a bundle signed with the audit key (admin, auditor); `breakglass evidence verify` checks it offline",
-            true,
-            None,
-            "The page",
-        ),
+    let mut o = op(
+        "The break's signed evidence pack: one HTML page embedding a bundle signed with the audit key (admin, auditor); `breakglass evidence verify` checks it offline, each gateway session's statements against the digest in its audit entry. It holds at most `max_statements` of the gateway recording: each session whole, in order, while it fits; the others are listed with their count and digest",
+        true,
+        None,
+        "The page",
     );
+    o["parameters"] = json!([{
+        "name": "max_statements",
+        "in": "query",
+        "required": false,
+        "description": format!(
+            "the pack's budget of recorded statements (default {}, at most {})",
+            breakglass_engine::PACK_STATEMENTS,
+            breakglass_engine::MAX_PACK_STATEMENTS
+        ),
+        "schema": {"type": "integer", "minimum": 0, "maximum": breakglass_engine::MAX_PACK_STATEMENTS},
+    }]);
+    add("/api/breaks/{id}/evidence", "get", o);
     let limit = |what: &str| json!({"name": "limit", "in": "query", "required": false, "description": what, "schema": {"type": "integer", "minimum": 0}});
     let mut o = op(
         "The break's gateway sessions, with whether each recording matches its audit entry, and the first `limit` statements of each (default 100, at most 1000; 0 for none); each session's `next_seq` is where its next page starts and `started_seq` is the audit entry of its start; `session` lists that session alone (404 when the break has none of that name) and `started_after` only the sessions started after that audit entry, for a follower (admin, auditor)",

@@ -405,6 +405,24 @@ async fn errors_are_structured_and_name_the_problem() {
         "{resp}"
     );
 
+    // A query parameter that does not parse: a JSON 400 naming it.
+    let (status, resp) = call(
+        &app.router,
+        "GET",
+        "/api/breaks/brk_nope/evidence?max_statements=many",
+        Some(admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_statements"),
+        "{resp}"
+    );
+
     let (status, resp) = call(
         &app.router,
         "POST",
