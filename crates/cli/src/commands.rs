@@ -306,7 +306,7 @@ pub(crate) struct EvidenceArgs {
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
     /// Gateway statements the pack holds at most (the server's default: 100,000; at most
-    /// 1,000,000): each session whole, in order, while it fits; the others are listed with
+    /// 500,000): each session whole, in order, while it fits; the others are listed with
     /// their count and digest, for `session show`.
     #[arg(long, value_name = "N")]
     pub(crate) max_statements: Option<u64>,

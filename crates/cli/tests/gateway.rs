@@ -1211,7 +1211,7 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
     // A budget the server does not allow is refused, naming the option.
     let over = server
         .cli()
-        .args(["evidence", &id, "--max-statements", "1000001"])
+        .args(["evidence", &id, "--max-statements", "500001"])
         .assert()
         .failure();
     assert!(

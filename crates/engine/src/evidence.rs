@@ -23,7 +23,7 @@ use crate::{Engine, EngineError};
 pub const PACK_STATEMENTS: u64 = 100_000;
 /// The largest budget a caller may ask for: the server holds a pack's statements in memory
 /// while it builds and signs it.
-pub const MAX_PACK_STATEMENTS: u64 = 1_000_000;
+pub const MAX_PACK_STATEMENTS: u64 = 500_000;
 /// Stored chunks read per query while a session is read into a pack (a chunk holds at most
 /// about 1 MiB of lines).
 const PACK_PAGE: u32 = 16;
