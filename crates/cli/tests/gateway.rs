@@ -14,15 +14,17 @@ use std::time::{Duration, Instant};
 use common::{PgTarget, Server, keygen, pg_target, sql, stderr, stdout, stdout_json};
 use sqlx::Connection;
 
-/// A proxy procedure on `t`, applied and sealed.
+/// A proxy procedure on `t`, applied and sealed: `(connection, connections)` names its
+/// operator connection and how many connections one token may open; `extra_details` are more
+/// lines of its target's details.
 fn proxy_procedure(
     server: &Server,
     keys: &std::path::Path,
     id: &str,
     t: &PgTarget,
     pg: &breakglass_testkit::pgcluster::PgCluster,
-    connection: &str,
-    connections: u32,
+    (connection, connections): (&str, u32),
+    extra_details: &str,
 ) {
     let mut custodians = String::new();
     for name in ["alice", "bob", "carol"] {
@@ -33,7 +35,7 @@ fn proxy_procedure(
     std::fs::write(
         &file,
         format!(
-            "id: {id}\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: {connection}\n    sslmode: require\n    channel_binding: require\n    access: proxy\n    gateway_connections: \"{connections}\"\n    refuse: DROP DATABASE; ALTER SYSTEM\ncustodians:\n{custodians}quorum: 2\nmax_grant: 1h\n",
+            "id: {id}\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: {connection}\n    sslmode: require\n    channel_binding: require\n    access: proxy\n    gateway_connections: \"{connections}\"\n    refuse: DROP DATABASE; ALTER SYSTEM\n{extra_details}custodians:\n{custodians}quorum: 2\nmax_grant: 1h\n",
             pg.host, pg.port, t.db, t.adm, t.app
         ),
     )
@@ -110,6 +112,16 @@ fn recording_with(server: &Server, break_id: &str, options: &[&str]) -> serde_js
     stdout_json(&a)
 }
 
+/// Milliseconds since the epoch of a time the API printed (RFC 3339).
+fn rfc3339_ms(text: &str) -> i64 {
+    let t = humantime::parse_rfc3339_weak(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    i64::try_from(ms).expect("ms")
+}
+
 /// The wall clock, to compare with the server's deadline (the server runs on this machine).
 #[allow(clippy::disallowed_methods)]
 fn wall_clock_ms() -> i64 {
@@ -161,6 +173,8 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     }
     let t = pg_target(pg, "gw").await;
     let t2 = pg_target(pg, "gx").await;
+    // Its own admin role: a break's end rotates the procedure's sealed credential.
+    let t3 = pg_target(pg, "gy").await;
     let app = &t.app;
     sql(
         pg,
@@ -193,15 +207,16 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     )
     .await;
 
-    // One targets file with both clusters' operator connections.
+    // One targets file with the three databases' operator connections.
     let targets = t.dir.path().join("both.yaml");
     let op_url = |x: &PgTarget| pg.url(&x.op, &format!("op-{}", x.sfx), &x.db);
     std::fs::write(
         &targets,
         format!(
-            "connections:\n  - name: pg\n    kind: postgres\n    operator_url: {}\n  - name: pg2\n    kind: postgres\n    operator_url: {}\n",
+            "connections:\n  - name: pg\n    kind: postgres\n    operator_url: {}\n  - name: pg2\n    kind: postgres\n    operator_url: {}\n  - name: pg3\n    kind: postgres\n    operator_url: {}\n",
             op_url(&t),
-            op_url(&t2)
+            op_url(&t2),
+            op_url(&t3)
         ),
     )
     .expect("targets");
@@ -228,8 +243,17 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .arg(keys.join("dave.pub"))
         .assert()
         .success();
-    proxy_procedure(&server, keys, "pgw", &t, pg, "pg", 8);
-    proxy_procedure(&server, keys, "pgw1", &t2, pg, "pg2", 1);
+    proxy_procedure(&server, keys, "pgw", &t, pg, ("pg", 8), "");
+    proxy_procedure(&server, keys, "pgw1", &t2, pg, ("pg2", 1), "");
+    proxy_procedure(
+        &server,
+        keys,
+        "pgwi",
+        &t3,
+        pg,
+        ("pg3", 1),
+        "    gateway_idle_timeout: 2s\n",
+    );
 
     // The requester receives a gateway connection string: no role, no password of the grant.
     let (id, url) = granted_break(&server, keys, "pgw", "10m");
@@ -816,6 +840,56 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         closing.elapsed()
     );
 
+    // The procedure's gateway_idle_timeout (2 s) closes a session that sent and received
+    // nothing for that long while it was the client's turn: not one that keeps talking, nor
+    // one waiting on a long statement.
+    let (id4, url4) = granted_break(&server, keys, "pgwi", "1h");
+    let mut talking = sqlx::PgConnection::connect(&url4).await.expect("connect");
+    for _ in 0..8 {
+        sqlx::query("SELECT 1")
+            .execute(&mut talking)
+            .await
+            .expect("a session that keeps talking stays open");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sqlx::query("SELECT pg_sleep(3.5)")
+        .execute(&mut talking)
+        .await
+        .expect("a statement running longer than the idle timeout is not idleness");
+    let quiet = Instant::now();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let idle = sqlx::query("SELECT 'after the idle timeout'")
+        .execute(&mut talking)
+        .await
+        .expect_err("the idle session was closed");
+    drop(talking);
+    let recorded = recording(&server, &id4);
+    let s = &recorded["sessions"][0];
+    assert_eq!(s["end"], "idle", "{s}\n(the client saw: {idle})");
+    assert_eq!(s["recording_intact"], true, "{s}");
+    let statements: Vec<&str> = recorded["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .filter_map(|x| x["statement"].as_str())
+        .collect();
+    assert_eq!(statements.len(), 9, "{statements:?}");
+    assert!(
+        !statements.contains(&"SELECT 'after the idle timeout'"),
+        "{statements:?}"
+    );
+    let ended_after = rfc3339_ms(s["ended_at"].as_str().expect("ended_at"))
+        - rfc3339_ms(
+            recorded["statements"][8]["at"]
+                .as_str()
+                .expect("last statement's time"),
+        );
+    assert!(
+        (5_000..9_000).contains(&ended_after),
+        "ended {ended_after} ms after the pg_sleep started (3.5 s of it, then 2 s idle, checked every 0.25 s); waited {:?}",
+        quiet.elapsed()
+    );
+
     // Tampering with a stored recording is detected against the audit chain.
     drop(server);
     let db = sqlx::SqlitePool::connect(&format!(
@@ -1022,7 +1096,7 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
         .arg(keys.join("dave.pub"))
         .assert()
         .success();
-    proxy_procedure(&server, keys, "pge", &t, pg, "pg", 8);
+    proxy_procedure(&server, keys, "pge", &t, pg, ("pg", 8), "");
     let (id, url) = granted_break(&server, keys, "pge", "10m");
     // Three sessions, one after the other: 3, 5 and 1 statements.
     for statements in [

@@ -56,6 +56,9 @@ pub struct PostgresTarget {
     /// Statements the gateway refuses (`proxy` only), e.g. `DROP DATABASE; ALTER SYSTEM`:
     /// upper-case keyword sequences matched as whole words anywhere in a statement.
     pub refuse: Vec<String>,
+    /// A gateway session that sends and receives nothing for this long is closed (`proxy`
+    /// only; default: never), e.g. `15m`; from 1 s to 24 h.
+    pub gateway_idle_timeout: Option<std::time::Duration>,
 }
 
 /// How a requester reaches a database target.
@@ -194,6 +197,32 @@ impl Target {
                         },
                     },
                     refuse: d.refuse(),
+                    gateway_idle_timeout: match d.optional("gateway_idle_timeout") {
+                        None => None,
+                        Some(t) => match crate::procedure::parse_duration(&t) {
+                            Ok(t)
+                                if (std::time::Duration::from_secs(1)
+                                    ..=std::time::Duration::from_secs(24 * 3600))
+                                    .contains(&t) =>
+                            {
+                                Some(t)
+                            }
+                            Ok(_) => {
+                                d.problem(
+                                    "gateway_idle_timeout",
+                                    format!("`{t}` must be from 1s to 24h"),
+                                );
+                                None
+                            }
+                            Err(e) => {
+                                d.problem(
+                                    "gateway_idle_timeout",
+                                    format!("`{t}`: {e} (a duration such as `15m`)"),
+                                );
+                                None
+                            }
+                        },
+                    },
                 })
             }
             TargetKind::Mariadb => {
@@ -318,6 +347,7 @@ pub fn known_details(kind: TargetKind) -> &'static [&'static str] {
             "access",
             "gateway_connections",
             "refuse",
+            "gateway_idle_timeout",
         ],
         TargetKind::Mariadb => &[
             "host",
@@ -545,6 +575,44 @@ mod tests {
         assert!(fields.contains(&"target.details.port"), "{e:?}");
         assert!(fields.contains(&"target.details.dbname"), "{e:?}");
         assert!(fields.contains(&"target.details.connection"), "{e:?}");
+    }
+
+    #[test]
+    fn the_gateway_idle_timeout_is_a_duration_from_a_second_to_a_day() {
+        let with = |idle: &str| {
+            target(
+                TargetKind::Postgres,
+                &[
+                    ("host", "127.0.0.1"),
+                    ("dbname", "app"),
+                    ("admin_user", "bg_admin"),
+                    ("grant_role", "app_owner"),
+                    ("connection", "pg-main"),
+                    ("access", "proxy"),
+                    ("gateway_idle_timeout", idle),
+                ],
+            )
+            .config()
+        };
+        let Ok(TargetConfig::Postgres(pg)) = with("15m") else {
+            panic!("valid")
+        };
+        assert_eq!(
+            pg.gateway_idle_timeout,
+            Some(std::time::Duration::from_secs(900))
+        );
+        for (bad, says) in [
+            ("soon", "a duration such as `15m`"),
+            ("500ms", "from 1s to 24h"),
+            ("2d", "from 1s to 24h"),
+        ] {
+            let e = with(bad).expect_err(bad);
+            assert!(
+                e.iter()
+                    .any(|(f, m)| f == "target.details.gateway_idle_timeout" && m.contains(says)),
+                "{bad}: {e:?}"
+            );
+        }
     }
 
     #[test]

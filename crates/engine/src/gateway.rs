@@ -44,6 +44,7 @@ pub(crate) struct ProxyGrant {
     deadline: Timestamp,
     dbname: String,
     refuse: Vec<String>,
+    idle_timeout: Option<std::time::Duration>,
     tokens: Vec<TokenSlot>,
     ended: tokio::sync::watch::Sender<bool>,
     sessions: u64,
@@ -99,6 +100,9 @@ pub struct Admission {
     pub ended: tokio::sync::watch::Receiver<bool>,
     /// Statement patterns to refuse.
     pub refuse: Vec<String>,
+    /// Close the session after this long without a byte either way (the procedure's
+    /// `gateway_idle_timeout`).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -194,7 +198,7 @@ pub struct SessionSummary {
     pub bytes_out: u64,
     /// How long the session lasted.
     pub duration_ms: u64,
-    /// Why it ended: `client` (Terminate or disconnect), `deadline`, `closed`, `server`
+    /// Why it ended: `client` (Terminate or disconnect), `deadline`, `closed`, `idle`, `server`
     /// (the target closed it), `error: …`.
     pub end: String,
 }
@@ -318,6 +322,7 @@ impl Engine {
                     deadline,
                     dbname: cfg.dbname.clone(),
                     refuse: cfg.refuse.clone(),
+                    idle_timeout: cfg.gateway_idle_timeout,
                     tokens,
                     ended,
                     sessions,
@@ -468,6 +473,7 @@ impl Engine {
             deadline: g.deadline,
             ended: g.ended.subscribe(),
             refuse: g.refuse.clone(),
+            idle_timeout: g.idle_timeout,
         })
     }
 
@@ -983,7 +989,7 @@ pub struct RecordedSession {
 pub struct SessionEnd {
     /// When.
     pub at: Timestamp,
-    /// Why (`client`, `deadline`, `closed`, `server`, `error: …`).
+    /// Why (`client`, `deadline`, `closed`, `idle`, `server`, `error: …`).
     pub end: String,
     /// Statements the gateway counted.
     pub statements: u64,

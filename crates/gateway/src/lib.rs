@@ -554,6 +554,16 @@ impl Gateway {
             // they are polled again only when they may be ready (the timer fired, the watch
             // changed) — not on every message relayed.
             let mut registered: Option<std::task::Waker> = None;
+            // The idle timeout is checked every eighth of it: the session is idle once no byte
+            // went either way, and no statement was running, since a check at least the
+            // timeout ago (a long statement is the server's turn, not idleness).
+            let idle_check = admission
+                .idle_timeout
+                .map(|t| (t / 8).max(Duration::from_millis(100)));
+            let mut idle_timer = std::pin::pin!(tokio::time::sleep(
+                idle_check.unwrap_or(Duration::from_secs(86_400 * 365))
+            ));
+            let mut traffic = (0u64, tokio::time::Instant::now());
             std::future::poll_fn(|cx| {
                 if let Poll::Ready(end) = relay.poll_relay(cx, &info, &now) {
                     return Poll::Ready(end);
@@ -561,6 +571,24 @@ impl Gateway {
                 let fresh = !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
                 if (fresh || deadline.is_elapsed()) && deadline.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(End::Deadline);
+                }
+                if let (Some(limit), Some(every)) = (admission.idle_timeout, idle_check)
+                    && (fresh || idle_timer.is_elapsed())
+                    && idle_timer.as_mut().poll(cx).is_ready()
+                {
+                    let at = tokio::time::Instant::now();
+                    let (read, written) = relay.bytes();
+                    let moved = relay
+                        .server_bytes()
+                        .saturating_add(read)
+                        .saturating_add(written);
+                    if moved != traffic.0 || !relay.tracker.nothing_in_flight() {
+                        traffic = (moved, at);
+                    } else if at.duration_since(traffic.1) >= limit {
+                        return Poll::Ready(End::Idle(limit));
+                    }
+                    idle_timer.as_mut().reset(at + every);
+                    let _ = idle_timer.as_mut().poll(cx);
                 }
                 if fresh || ended_check.has_changed().unwrap_or(true) {
                     ended_check.mark_unchanged();
@@ -604,6 +632,20 @@ impl Gateway {
                     &format!(
                         "breakglass gateway: break {} was closed; the session is closed",
                         admission.break_id
+                    ),
+                    None,
+                );
+                let _ = relay.client.write_all(&out).await;
+            }
+            End::Idle(limit) => {
+                let mut out = Vec::new();
+                wire::error_response(
+                    &mut out,
+                    "FATAL",
+                    "57P05",
+                    &format!(
+                        "breakglass gateway: the session sent and received nothing for {} (the procedure's gateway_idle_timeout); it is closed",
+                        humantime::format_duration(*limit)
                     ),
                     None,
                 );
@@ -817,6 +859,8 @@ pub(crate) enum End {
     Server,
     Deadline,
     Closed,
+    /// Nothing went either way for the procedure's idle timeout.
+    Idle(Duration),
     Io(String),
     Protocol(WireError),
 }
@@ -828,6 +872,7 @@ impl End {
             End::Server => "server".into(),
             End::Deadline => "deadline".into(),
             End::Closed => "closed".into(),
+            End::Idle(_) => "idle".into(),
             End::Io(e) => format!("error: {e}"),
             End::Protocol(e) => format!("protocol error: {e}"),
         }

@@ -259,6 +259,12 @@ impl Relay {
         (self.up.read, self.down.written)
     }
 
+    /// Bytes read from the server (with those written to it, what the idle check watches
+    /// besides [`Relay::bytes`]).
+    pub(crate) fn server_bytes(&self) -> u64 {
+        self.down.read.saturating_add(self.up.written)
+    }
+
     /// Relays both ways until the session ends; `now` is the engine's clock (statements'
     /// start times).
     pub(crate) fn poll_relay(

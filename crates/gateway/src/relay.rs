@@ -205,6 +205,12 @@ impl Tracker {
         self.current.is_none() && self.pending.is_empty() && self.ready == Some(b'I')
     }
 
+    /// Whether nothing the client asked is unanswered: it is the client's turn (idle, or idle
+    /// in a transaction), which is when a session can be idle.
+    pub fn nothing_in_flight(&self) -> bool {
+        self.current.is_none() && self.pending.is_empty()
+    }
+
     pub(crate) fn take_all(&mut self) -> Vec<Pending> {
         let mut all: Vec<Pending> = self.current.take().into_iter().collect();
         all.extend(self.pending.drain(..));
