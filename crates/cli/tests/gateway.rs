@@ -40,18 +40,27 @@ fn proxy_procedure(
         ),
     )
     .expect("procedure");
-    server
-        .cli()
-        .args(["procedure", "apply"])
-        .arg(&file)
-        .assert()
-        .success();
-    server
-        .cli()
-        .args(["seal", id])
-        .write_stdin(format!("{}\n", t.admin_pw))
-        .assert()
-        .success();
+    server.apply_sealed(&file, id, &t.admin_pw);
+}
+
+/// Waits (at most 20 s) for a `session show --follow` process to return, successfully:
+/// its standard output.
+async fn follower_output(follower: std::process::Child, what: &str) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || follower.wait_with_output()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{what} returns within 20 s"))
+    .expect("join")
+    .expect("output");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
 
 /// A CLI command run as `name` (with that custodian's or requester's identity).
@@ -438,20 +447,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .expect("a statement while followed");
     assert_eq!(followed, "followed, then closed");
     conn.close().await.expect("close");
-    let followed = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::task::spawn_blocking(move || follower.wait_with_output()),
-    )
-    .await
-    .expect("session show --follow returns within 20 s of the session's end")
-    .expect("join")
-    .expect("output");
-    let text = String::from_utf8_lossy(&followed.stdout);
-    assert!(
-        followed.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&followed.stderr)
-    );
+    let text = follower_output(follower, "session show --follow, after the session's end").await;
     for seen in [
         "SELECT count(*) FROM items WHERE v = $1",
         "SELECT 'followed, then closed'",
@@ -770,20 +766,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     let late = sqlx::PgConnection::connect(&url2).await.expect_err("late");
     let late = late.to_string();
     assert!(late.contains("ended"), "{late}");
-    let followed = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::task::spawn_blocking(move || break_follower.wait_with_output()),
-    )
-    .await
-    .expect("following a break returns within 20 s of its end")
-    .expect("join")
-    .expect("output");
-    let text = String::from_utf8_lossy(&followed.stdout);
-    assert!(
-        followed.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&followed.stderr)
-    );
+    let text = follower_output(break_follower, "following a break, after its end").await;
     let events: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))

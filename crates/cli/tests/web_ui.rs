@@ -571,18 +571,7 @@ async fn web_ui_in_a_real_browser() {
         ),
     )
     .expect("procedure file");
-    server
-        .cli()
-        .args(["procedure", "apply"])
-        .arg(&file)
-        .assert()
-        .success();
-    server
-        .cli()
-        .args(["seal", "pgw"])
-        .write_stdin(format!("{admin_pw}\n"))
-        .assert()
-        .success();
+    server.apply_sealed(&file, "pgw", &admin_pw);
     let as_actor = |name: &str| {
         let mut c = server.cli();
         c.arg("--identity").arg(&key_of[name].0);

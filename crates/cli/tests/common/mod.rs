@@ -212,6 +212,20 @@ impl Server {
     /// [`Server::cli`] as a plain process command, for a CLI that runs alongside the test
     /// (`session show --follow`); the caller bounds how long it may run.
     #[allow(dead_code)] // not every test binary that shares this module runs one
+    /// Applies the procedure file and seals procedure `id` with `secret` (as admin).
+    pub(crate) fn apply_sealed(&self, file: &Path, id: &str, secret: &str) {
+        self.cli()
+            .args(["procedure", "apply"])
+            .arg(file)
+            .assert()
+            .success();
+        self.cli()
+            .args(["seal", id])
+            .write_stdin(format!("{secret}\n"))
+            .assert()
+            .success();
+    }
+
     pub(crate) fn cli_process(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(bin_path());
         for var in CLI_ENV {
