@@ -415,10 +415,36 @@ pub(crate) async fn evidence_cmd(cli: &Cli, a: &EvidenceArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("evidence-{id}.html")));
-    std::fs::write(&path, r["page"].as_str().unwrap_or_default())
-        .with_context(|| format!("writing {}", path.display()))?;
+    let page = r["page"].as_str().unwrap_or_default();
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     println!("evidence of break {id} written to {}", path.display());
-    Ok(())
+    // Checked as `evidence verify` would (with the pack's own key): says at once what the pack
+    // holds, and whether a stored recording no longer matches the audit chain.
+    match breakglass_audit::evidence::verify(page, None) {
+        Ok(r) => {
+            println!(
+                "it verifies: {} audit entries up to checkpoint {}; gateway sessions: {} bound to the audit chain, {} open (not bound), {} not included (over the pack's budget{}); {} statements",
+                r.entries,
+                r.checkpoint_seq,
+                r.sessions_bound,
+                r.sessions_open,
+                r.sessions_not_included,
+                if r.sessions_not_included > 0 {
+                    format!(
+                        ": raise it with --max-statements, or read them with breakglass session show {id} --session …"
+                    )
+                } else {
+                    String::new()
+                },
+                r.statements
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow!(Exit {
+            code: exit::AUDIT_BROKEN,
+            message: format!("{} was written but does not verify: {e}", path.display())
+        })),
+    }
 }
 
 /// `approve` arguments.

@@ -1128,7 +1128,7 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
         .to_owned();
     let pack = |name: &str, options: &[&str]| {
         let path = t.dir.path().join(name);
-        server
+        let made = server
             .cli()
             .args(["evidence", &id, "--out"])
             .arg(&path)
@@ -1138,6 +1138,7 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
         (
             path.clone(),
             std::fs::read_to_string(&path).expect("the pack"),
+            stdout(&made),
         )
     };
     let verify = |path: &std::path::Path| {
@@ -1149,7 +1150,12 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
     };
 
     // The whole recording fits the default budget: every session is bound to the chain.
-    let (whole, page) = pack("whole.html", &[]);
+    let (whole, page, said) = pack("whole.html", &[]);
+    assert!(
+        said.contains("it verifies")
+            && said.contains("3 bound to the audit chain, 0 open (not bound), 0 not included"),
+        "{said}"
+    );
     let report = stdout_json(&verify(&whole).success());
     assert_eq!(
         (
@@ -1217,7 +1223,12 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
 
     // A budget of 4: the first session (3) fits, the second (5) does not, the third (1) fits
     // in what is left.
-    let (small, page) = pack("small.html", &["--max-statements", "4"]);
+    let (small, page, said) = pack("small.html", &["--max-statements", "4"]);
+    assert!(
+        said.contains("2 bound to the audit chain, 0 open (not bound), 1 not included")
+            && said.contains("raise it with --max-statements"),
+        "{said}"
+    );
     let report = stdout_json(&verify(&small).success());
     assert_eq!(
         (
@@ -1296,12 +1307,20 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
     db.close().await;
     let server = Server::start_with(&data, &args);
     let path = t.dir.path().join("edited.html");
-    server
+    // The pack is written, and checked at once: exit 8, the session named.
+    let made = server
         .cli()
         .args(["evidence", &id, "--out"])
         .arg(&path)
         .assert()
-        .success();
+        .code(8);
+    assert!(path.exists(), "the pack is written all the same");
+    assert!(
+        stderr(&made).contains("was written but does not verify")
+            && stderr(&made).contains(&format!("gateway session {}:", sessions[0])),
+        "{}",
+        stderr(&made)
+    );
     let failed = common::breakglass()
         .args(["evidence", "verify"])
         .arg(&path)
