@@ -63,6 +63,21 @@ async fn follower_output(follower: std::process::Child, what: &str) -> String {
     text
 }
 
+/// Keys for the custodians alice, bob and carol and the requester dave (`keys/NAME.key` and
+/// `.pub`); dave is added as a requester.
+fn people(server: &Server, keys: &std::path::Path) {
+    for name in ["alice", "bob", "carol", "dave"] {
+        let (_, key) = keygen(keys, name);
+        std::fs::write(keys.join(format!("{name}.pub")), format!("{key}\n")).expect("pub");
+    }
+    server
+        .cli()
+        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
+        .arg(keys.join("dave.pub"))
+        .assert()
+        .success();
+}
+
 /// A CLI command run as `name` (with that custodian's or requester's identity).
 fn as_actor(server: &Server, keys: &std::path::Path, name: &str) -> assert_cmd::Command {
     let mut c = server.cli();
@@ -242,16 +257,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     );
     let gw = server.gateway_addr();
     let keys = &t.keys;
-    for name in ["alice", "bob", "carol", "dave"] {
-        let (_, key) = keygen(keys, name);
-        std::fs::write(keys.join(format!("{name}.pub")), format!("{key}\n")).expect("pub");
-    }
-    server
-        .cli()
-        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
-        .arg(keys.join("dave.pub"))
-        .assert()
-        .success();
+    people(&server, keys);
     proxy_procedure(&server, keys, "pgw", &t, pg, ("pg", 8), "");
     proxy_procedure(&server, keys, "pgw1", &t2, pg, ("pg2", 1), "");
     proxy_procedure(
@@ -1069,16 +1075,7 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
     ];
     let server = Server::start_with(&data, &args);
     let keys = &t.keys;
-    for name in ["alice", "bob", "carol", "dave"] {
-        let (_, key) = keygen(keys, name);
-        std::fs::write(keys.join(format!("{name}.pub")), format!("{key}\n")).expect("pub");
-    }
-    server
-        .cli()
-        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
-        .arg(keys.join("dave.pub"))
-        .assert()
-        .success();
+    people(&server, keys);
     proxy_procedure(&server, keys, "pge", &t, pg, ("pg", 8), "");
     let (id, url) = granted_break(&server, keys, "pge", "10m");
     // Three sessions, one after the other: 3, 5 and 1 statements.
