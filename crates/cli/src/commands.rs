@@ -380,13 +380,7 @@ pub(crate) async fn evidence_cmd(cli: &Cli, a: &EvidenceArgs) -> Result<()> {
                             r.statements, r.format
                         );
                     } else {
-                        println!(
-                            "gateway sessions: {} bound to the audit chain, {} open (not bound to the chain), {} not included (over the pack's budget); {} statements",
-                            r.sessions_bound,
-                            r.sessions_open,
-                            r.sessions_not_included,
-                            r.statements
-                        );
+                        println!("{}", pack_recording(&r, ""));
                     }
                 }
                 Ok(())
@@ -422,21 +416,18 @@ pub(crate) async fn evidence_cmd(cli: &Cli, a: &EvidenceArgs) -> Result<()> {
     // holds, and whether a stored recording no longer matches the audit chain.
     match breakglass_audit::evidence::verify(page, None) {
         Ok(r) => {
+            let hint = if r.sessions_not_included > 0 {
+                format!(
+                    ": raise it with --max-statements, or read them with breakglass session show {id} --session …"
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "it verifies: {} audit entries up to checkpoint {}; gateway sessions: {} bound to the audit chain, {} open (not bound), {} not included (over the pack's budget{}); {} statements",
+                "it verifies: {} audit entries up to checkpoint {}; {}",
                 r.entries,
                 r.checkpoint_seq,
-                r.sessions_bound,
-                r.sessions_open,
-                r.sessions_not_included,
-                if r.sessions_not_included > 0 {
-                    format!(
-                        ": raise it with --max-statements, or read them with breakglass session show {id} --session …"
-                    )
-                } else {
-                    String::new()
-                },
-                r.statements
+                pack_recording(&r, &hint)
             );
             Ok(())
         }
@@ -445,6 +436,15 @@ pub(crate) async fn evidence_cmd(cli: &Cli, a: &EvidenceArgs) -> Result<()> {
             message: format!("{} was written but does not verify: {e}", path.display())
         })),
     }
+}
+
+/// What a verified pack holds of the gateway recording, for people; `hint` follows the
+/// budget.
+fn pack_recording(r: &breakglass_audit::evidence::EvidenceReport, hint: &str) -> String {
+    format!(
+        "gateway sessions: {} bound to the audit chain, {} open (not bound), {} not included (over the pack's budget{hint}); {} statements",
+        r.sessions_bound, r.sessions_open, r.sessions_not_included, r.statements
+    )
 }
 
 /// `approve` arguments.
