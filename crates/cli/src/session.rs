@@ -38,6 +38,20 @@ pub(crate) enum SessionCmd {
         #[arg(long, short = 'f')]
         follow: bool,
     },
+    /// End one open gateway session now, before its break ends (the break's requester or an
+    /// admin): audited with the reason, which the client is sent with who terminated it; a
+    /// statement still running is cancelled on the database. The break and its other
+    /// sessions go on (`break close` ends them all).
+    Terminate {
+        /// Break id.
+        break_id: String,
+        /// The session to end (`BREAK-sN`, as `session show` lists them).
+        #[arg(long)]
+        session: String,
+        /// Why (one line; recorded in the audit log and sent to the client).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Statements of a session read per request by `session show`, unless told.
@@ -49,13 +63,20 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// `session` commands.
 pub(crate) async fn run(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
-    let SessionCmd::Show {
-        break_id,
-        page_size,
-        session,
-        from_seq,
-        follow,
-    } = cmd;
+    let (break_id, page_size, session, from_seq, follow) = match cmd {
+        SessionCmd::Show {
+            break_id,
+            page_size,
+            session,
+            from_seq,
+            follow,
+        } => (break_id, page_size, session, from_seq, follow),
+        SessionCmd::Terminate {
+            break_id,
+            session,
+            reason,
+        } => return terminate(cli, break_id, session, reason).await,
+    };
     let client = connect(cli).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let reader = Reader {
@@ -78,6 +99,33 @@ pub(crate) async fn run(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
             code: exit::AUDIT_BROKEN,
             message: "a stored recording does not match the digest in its audit entry".into()
         }));
+    }
+    Ok(())
+}
+
+/// `session terminate`.
+async fn terminate(cli: &Cli, break_id: &str, session: &str, reason: &str) -> Result<()> {
+    let t = connect(cli)
+        .await?
+        .post(
+            &format!(
+                "/api/breaks/{}/sessions/{}/terminate",
+                seg(break_id),
+                seg(session)
+            ),
+            &json!({ "reason": reason }),
+        )
+        .await?;
+    if cli.output.is_json() {
+        output::json(&t);
+    } else {
+        println!(
+            "terminated gateway session {} of break {} (by {}: {}); its end is recorded when the connection has closed",
+            field(&t["session"]),
+            field(&t["break"]),
+            field(&t["terminated_by"]),
+            field(&t["reason"])
+        );
     }
     Ok(())
 }

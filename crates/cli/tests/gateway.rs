@@ -879,6 +879,200 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         quiet.elapsed()
     );
 
+    // One session is terminated with a reason while a long statement runs: the client gets
+    // FATAL 57P01 naming who and why at once, the statement is cancelled on the database
+    // (not run to its end by an orphaned backend), the end is recorded as `terminated`, the
+    // audit log has who and why, and the break goes on: a second session still works.
+    let a = as_actor(&server, keys, "dave")
+        .args(["break", "token", &id4])
+        .assert()
+        .success();
+    let url5 = stdout(&a).trim().to_owned();
+    let mut doomed = sqlx::PgConnection::connect(&url5).await.expect("connect");
+    sqlx::query("SELECT 'before the termination'")
+        .execute(&mut doomed)
+        .await
+        .expect("a statement");
+    let session5 = format!("{id4}-s2");
+    let running = tokio::spawn(async move {
+        let r = sqlx::query("SELECT pg_sleep(60)")
+            .execute(&mut doomed)
+            .await
+            .map(|_| ());
+        (r, Instant::now())
+    });
+    // The pg_sleep is running on the database.
+    let sleeping = |n: i64| {
+        let db = t3.db.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut c = pg.connect(&db).await;
+                let (count,): (i64,) = sqlx::query_as(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'",
+                )
+                .fetch_one(&mut c)
+                .await
+                .expect("pg_stat_activity");
+                let _ = sqlx::Connection::close(c).await;
+                if count == n || Instant::now() > deadline {
+                    return count;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(sleeping(1).await, 1, "the pg_sleep runs on the database");
+    // An auditor may watch but not terminate; an empty reason is refused naming the field;
+    // an unknown session is not found.
+    let a = server
+        .cli()
+        .args([
+            "session",
+            "terminate",
+            &id4,
+            "--session",
+            &session5,
+            "--reason",
+            "  ",
+        ])
+        .assert()
+        .failure();
+    assert!(stderr(&a).contains("reason"), "{}", stderr(&a));
+    let a = server
+        .cli()
+        .args([
+            "session",
+            "terminate",
+            &id4,
+            "--session",
+            &format!("{id4}-s9"),
+            "--reason",
+            "r",
+        ])
+        .assert()
+        .failure();
+    assert!(
+        stderr(&a).contains(&format!("{id4}-s9")) && stderr(&a).contains("not found"),
+        "{}",
+        stderr(&a)
+    );
+    let asked = Instant::now();
+    let a = server
+        .cli()
+        .args([
+            "--output",
+            "json",
+            "session",
+            "terminate",
+            &id4,
+            "--session",
+            &session5,
+            "--reason",
+            "ran pg_sleep in an emergency session",
+        ])
+        .assert()
+        .success();
+    let answer = stdout_json(&a);
+    assert_eq!(answer["session"], session5.as_str(), "{answer}");
+    assert_eq!(answer["terminated_by"], "admin", "{answer}");
+    let (cut, at) = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the client is cut within 10 s")
+        .expect("join");
+    let cut = cut
+        .expect_err("the terminated session's statement fails")
+        .to_string();
+    assert!(
+        cut.contains("terminated by admin: ran pg_sleep in an emergency session"),
+        "{cut}"
+    );
+    assert!(
+        at.duration_since(asked) < Duration::from_secs(5),
+        "cut after {:?}",
+        at.duration_since(asked)
+    );
+    assert_eq!(
+        sleeping(0).await,
+        0,
+        "the statement was cancelled on the database"
+    );
+    // Its end is recorded once its connection closed; terminating it again says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ended = loop {
+        let r = recording_with(&server, &id4, &["--session", &session5]);
+        if r["sessions"][0]["end"].is_string() || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let s = &ended["sessions"][0];
+    assert_eq!(s["end"], "terminated", "{s}");
+    assert_eq!(s["recording_intact"], true, "{s}");
+    let statements: Vec<&str> = ended["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .filter_map(|x| x["statement"].as_str())
+        .collect();
+    assert_eq!(
+        statements,
+        ["SELECT 'before the termination'", "SELECT pg_sleep(60)"]
+    );
+    let cut_off = &ended["statements"][1];
+    assert!(
+        cut_off["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("terminated")),
+        "{cut_off}"
+    );
+    let a = server
+        .cli()
+        .args([
+            "session",
+            "terminate",
+            &id4,
+            "--session",
+            &session5,
+            "--reason",
+            "again",
+        ])
+        .assert()
+        .failure();
+    assert!(
+        stderr(&a).contains("already ended (end: terminated)"),
+        "{}",
+        stderr(&a)
+    );
+    let a = server.cli().args(["audit", "export"]).assert().success();
+    let terminated: Vec<serde_json::Value> = stdout(&a)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == "gateway.session_terminated")
+        .collect();
+    assert_eq!(terminated.len(), 1, "{terminated:?}");
+    assert_eq!(terminated[0]["actor"], "admin", "{:?}", terminated[0]);
+    assert_eq!(
+        terminated[0]["payload"]["reason"], "ran pg_sleep in an emergency session",
+        "{:?}",
+        terminated[0]
+    );
+    assert_eq!(terminated[0]["payload"]["session"], session5.as_str());
+    // The break goes on: a second session of the same token's break works.
+    let a = as_actor(&server, keys, "dave")
+        .args(["break", "token", &id4])
+        .assert()
+        .success();
+    let url6 = stdout(&a).trim().to_owned();
+    let mut after = sqlx::PgConnection::connect(&url6)
+        .await
+        .expect("the break goes on");
+    sqlx::query("SELECT 'after the termination'")
+        .execute(&mut after)
+        .await
+        .expect("a statement after the termination");
+    drop(after);
+
     // Tampering with a stored recording is detected against the audit chain.
     drop(server);
     let db = sqlx::SqlitePool::connect(&format!(

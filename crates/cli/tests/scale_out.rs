@@ -1016,6 +1016,48 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
     assert!(forwarded.contains(&format!("@{gw0}/")), "{forwarded}");
     assert_eq!(current_user(&forwarded), role);
 
+    // A session open on the first server's gateway is terminated through the second: the
+    // request is forwarded to the server it runs on, and the client is cut with the reason.
+    let mut open = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&forwarded)
+            .await
+            .expect("a session on the holder's gateway")
+    };
+    let running = tokio::spawn(async move {
+        sqlx::query("SELECT pg_sleep(30)")
+            .execute(&mut open)
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let session = format!("{id}-s3");
+    let a = servers[1]
+        .cli()
+        .args([
+            "--output",
+            "json",
+            "session",
+            "terminate",
+            &id,
+            "--session",
+            &session,
+        ])
+        .args(["--reason", "terminated through the other server"])
+        .assert()
+        .success();
+    assert_eq!(stdout_json(&a)["session"], session.as_str());
+    let cut = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the client is cut at once")
+        .expect("join")
+        .expect_err("the session is closed")
+        .to_string();
+    assert!(
+        cut.contains("terminated by admin: terminated through the other server"),
+        "{cut}"
+    );
+
     // The holder dies. Once its liveness lease (5 s) has run out, the survivor renews the
     // login and serves the break itself.
     let survivor = servers.pop().expect("second server");
@@ -1058,7 +1100,8 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         .collect();
     // (Each session's end is audited as it ends, so only the starts have a fixed place.)
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
-    assert_eq!(count("gateway.session_started"), 3, "{kinds:?}");
+    assert_eq!(count("gateway.session_started"), 4, "{kinds:?}");
+    assert_eq!(count("gateway.session_terminated"), 1, "{kinds:?}");
     assert_eq!(count("gateway.login_renewed"), 1, "{kinds:?}");
     assert_eq!(count("gateway.token_issued"), 2, "{kinds:?}");
     let renewal = kinds

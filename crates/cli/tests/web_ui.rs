@@ -670,5 +670,82 @@ async fn web_ui_in_a_real_browser() {
         "the ended session's page no longer says live"
     );
     b.screenshot("live-session").await;
+    assert_eq!(
+        count(&b, "#terminate").await,
+        0,
+        "no terminate form for an ended session"
+    );
+
+    // A second session is terminated from its page: the client is cut with the admin's name
+    // and reason, the page shows the session's end, and the form goes with it.
+    let a = as_actor("dave")
+        .args(["break", "token", &gw_break])
+        .assert()
+        .success();
+    let url2 = stdout(&a).trim().to_owned();
+    let mut conn2 = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url2)
+            .await
+            .expect("a second session")
+    };
+    let _: String = sqlx::query_scalar("SELECT 'second session'")
+        .fetch_one(&mut conn2)
+        .await
+        .expect("a statement");
+    let session2 = format!("{gw_break}-s2");
+    goto(&b, &format!("{base}/breaks/{gw_break}/sessions/{session2}")).await;
+    b.wait_for_text("#session-state", "open", WAIT).await;
+    assert_eq!(
+        count(&b, "form[data-changes-state]").await,
+        0,
+        "an auditor watches an open session but is shown no terminate form"
+    );
+    sign_out(&b).await;
+    sign_in_with_token(&b, &base, &admin_token).await;
+    goto(&b, &format!("{base}/breaks/{gw_break}/sessions/{session2}")).await;
+    b.wait_for_text("#session-state", "open", WAIT).await;
+    // Terminated while a statement runs, so the client is reading when it is cut.
+    let running = tokio::spawn(async move {
+        sqlx::query("SELECT pg_sleep(30)")
+            .execute(&mut conn2)
+            .await
+            .map(|_| ())
+    });
+    b.client()
+        .find(Locator::Css("#terminate-session input[name=reason]"))
+        .await
+        .expect("the terminate form's reason")
+        .send_keys("watched it misbehave")
+        .await
+        .expect("typing the reason");
+    b.client()
+        .find(Locator::Css("#terminate-session button"))
+        .await
+        .expect("the terminate button")
+        .click()
+        .await
+        .expect("terminate");
+    b.wait_for_text(
+        "#session-state",
+        "recording matches its audit entry (2 statements)",
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        count(&b, "#terminate").await,
+        0,
+        "the form went with the session"
+    );
+    let cut = tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the client is cut at once")
+        .expect("join")
+        .expect_err("the terminated session is closed")
+        .to_string();
+    assert!(
+        cut.contains("terminated by admin: watched it misbehave"),
+        "{cut}"
+    );
     b.close().await;
 }

@@ -16,7 +16,7 @@ use breakglass_audit::Entry;
 use breakglass_domain::{Action, Actor, Break, Timestamp};
 use serde_json::{Value, json};
 
-use crate::ports::{AuditAbout, Tx};
+use crate::ports::Tx;
 use crate::{Engine, EngineError};
 
 /// Statements a pack holds at most unless the caller asks for another budget.
@@ -59,10 +59,8 @@ impl Engine {
         let first = {
             let mut tx = self.store().read().await?;
             crate::breaks::load_break(tx.as_mut(), break_id).await?;
-            let about = tx
-                .audit_entries_about(AuditAbout::Break(break_id), u64::MAX, 1_000_000)
-                .await?;
-            about.iter().map(|e| e.seq).min().ok_or_else(|| {
+            let about = crate::gateway::break_entries(tx.as_mut(), break_id).await?;
+            about.first().map(|e| e.seq).ok_or_else(|| {
                 EngineError::Conflict(format!("break {break_id} has no audit entry"))
             })?
         };

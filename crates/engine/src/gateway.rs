@@ -62,6 +62,77 @@ pub(crate) struct GatewayState {
     /// Held while a lost login is renewed (`Engine::gateway_token`).
     renewing: tokio::sync::Mutex<()>,
     counters: GatewayCounters,
+    /// The sessions open on this server's gateway, by session id: from their admission to
+    /// their end's audit entry.
+    live: std::sync::Mutex<HashMap<String, LiveSession>>,
+}
+
+/// An open gateway session, as the engine can end it from outside.
+struct LiveSession {
+    break_id: String,
+    stop: tokio::sync::watch::Sender<Option<Termination>>,
+}
+
+/// Who ended an open gateway session before its break did, and why
+/// ([`Engine::terminate_gateway_session`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Termination {
+    /// The actor who terminated it.
+    pub by: String,
+    /// Their reason (recorded in the audit log and sent to the client).
+    pub reason: String,
+}
+
+/// How long a termination's reason may be, in characters.
+pub const TERMINATION_REASON_MAX: usize = 500;
+
+/// A break's audit entries are read this many at a time ([`break_entries`]).
+const ENTRY_PAGE: i64 = 10_000;
+
+/// Every audit entry about `break_id`, oldest first: read `ENTRY_PAGE` at a time, so no
+/// entry is left out however many sessions a long break had.
+pub(crate) async fn break_entries(
+    tx: &mut dyn crate::ports::Tx,
+    break_id: &str,
+) -> Result<Vec<breakglass_audit::Entry>, EngineError> {
+    break_entries_paged(tx, break_id, ENTRY_PAGE).await
+}
+
+async fn break_entries_paged(
+    tx: &mut dyn crate::ports::Tx,
+    break_id: &str,
+    page: i64,
+) -> Result<Vec<breakglass_audit::Entry>, EngineError> {
+    let mut all = Vec::new();
+    let mut before = u64::MAX;
+    loop {
+        let got = tx
+            .audit_entries_about(crate::ports::AuditAbout::Break(break_id), before, page)
+            .await?;
+        if !page_back(&mut all, got, page, |e| e.seq, &mut before) {
+            break;
+        }
+    }
+    all.sort_by_key(|e| e.seq);
+    Ok(all)
+}
+
+/// One step of reading newest first a page at a time: keeps `got`, moves `before` to its
+/// oldest, and says whether another page may follow (this one was full).
+fn page_back<T>(
+    all: &mut Vec<T>,
+    got: Vec<T>,
+    page: i64,
+    seq: impl Fn(&T) -> u64,
+    before: &mut u64,
+) -> bool {
+    let full = i64::try_from(got.len()).unwrap_or(i64::MAX) >= page;
+    match got.iter().map(seq).min() {
+        Some(oldest) => *before = oldest,
+        None => return false,
+    }
+    all.extend(got);
+    full
 }
 
 /// The gateway's counters (`/metrics`), kept by the engine so the server can report them
@@ -103,6 +174,9 @@ pub struct Admission {
     /// Close the session after this long without a byte either way (the procedure's
     /// `gateway_idle_timeout`).
     pub idle_timeout: Option<std::time::Duration>,
+    /// Becomes `Some` when someone terminates this session
+    /// ([`Engine::terminate_gateway_session`]).
+    pub terminated: tokio::sync::watch::Receiver<Option<Termination>>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -412,7 +486,10 @@ impl Engine {
             }
             return Err(unavailable(e));
         }
-        admitted
+        admitted.map(|mut a| {
+            a.terminated = self.track_session(&a);
+            a
+        })
     }
 
     fn check_admission(
@@ -474,7 +551,31 @@ impl Engine {
             ended: g.ended.subscribe(),
             refuse: g.refuse.clone(),
             idle_timeout: g.idle_timeout,
+            // Replaced by the live session's own once its admission is committed.
+            terminated: tokio::sync::watch::channel(None).1,
         })
+    }
+
+    /// Registers an admitted session as open on this server; returns what tells it it was
+    /// terminated.
+    fn track_session(&self, a: &Admission) -> tokio::sync::watch::Receiver<Option<Termination>> {
+        let (stop, terminated) = tokio::sync::watch::channel(None);
+        self.live_sessions().insert(
+            a.session_id.clone(),
+            LiveSession {
+                break_id: a.break_id.clone(),
+                stop,
+            },
+        );
+        terminated
+    }
+
+    fn live_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveSession>> {
+        self.inner
+            .gateway
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// An admission whose audit entry could not be committed gives its connection back.
@@ -510,6 +611,7 @@ impl Engine {
     /// Records the end of a gateway session (`gateway.session_ended`, alerted), with the
     /// digest of its stored recording.
     pub async fn gateway_session_ended(&self, summary: &SessionSummary) -> Result<(), EngineError> {
+        self.live_sessions().remove(&summary.session_id);
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let b = load_break(tx.as_mut(), &summary.break_id).await?;
@@ -544,6 +646,120 @@ impl Engine {
         );
         self.commit(tx, record).await?;
         Ok(())
+    }
+
+    /// Ends one open gateway session of `break_id` now, before its break does: the client
+    /// gets a FATAL error naming who terminated it and why, and the session's end is
+    /// recorded as `terminated`. Audited first (`gateway.session_terminated`, with the
+    /// reason), then the session is told. The break's requester or an admin may; the
+    /// session must be open on this server (another running server holding the break's
+    /// gateway login gets the request: [`EngineError::Elsewhere`]).
+    pub async fn terminate_gateway_session(
+        &self,
+        by: &Actor,
+        break_id: &str,
+        session_id: &str,
+        reason: &str,
+    ) -> Result<Termination, EngineError> {
+        by.may(Action::CloseBreak)?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(EngineError::Invalid(
+                "reason: say why the session is terminated (it is recorded in the audit log and sent to the client)".into(),
+            ));
+        }
+        if reason.chars().count() > TERMINATION_REASON_MAX {
+            return Err(EngineError::Invalid(format!(
+                "reason: at most {TERMINATION_REASON_MAX} characters"
+            )));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(EngineError::Invalid(
+                "reason: one line, without control characters".into(),
+            ));
+        }
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let b = load_break(tx.as_mut(), break_id).await?;
+        if b.info().requester != by.name && !by.has(breakglass_domain::Role::Admin) {
+            return Err(EngineError::Denied(breakglass_domain::Denied {
+                actor: by.name.clone(),
+                action: "terminate the gateway sessions of another requester's break",
+                needs: "admin".into(),
+            }));
+        }
+        let stop = self
+            .live_sessions()
+            .get(session_id)
+            .filter(|l| l.break_id == break_id)
+            .map(|l| l.stop.clone());
+        let Some(stop) = stop else {
+            return Err(self.not_open_here(tx.as_mut(), break_id, session_id).await);
+        };
+        if let Some(earlier) = stop.borrow().clone() {
+            return Err(EngineError::Conflict(format!(
+                "gateway session {session_id} of break {break_id} is already being terminated by {}",
+                earlier.by
+            )));
+        }
+        let termination = Termination {
+            by: by.name.clone(),
+            reason: reason.to_owned(),
+        };
+        let mut record = crate::events::Record::default();
+        record.break_note(
+            now,
+            &by.name,
+            "gateway.session_terminated",
+            &b,
+            json!({"session": session_id, "reason": reason}),
+        );
+        self.commit(tx, record).await?;
+        stop.send_replace(Some(termination.clone()));
+        Ok(termination)
+    }
+
+    /// Why a session to terminate is not open on this server: it ended, it is open on
+    /// another running server, or no such session started.
+    async fn not_open_here(
+        &self,
+        tx: &mut dyn crate::ports::Tx,
+        break_id: &str,
+        session_id: &str,
+    ) -> EngineError {
+        let entries = match break_entries(tx, break_id).await {
+            Ok(e) => e,
+            Err(e) => return e,
+        };
+        let of_session = |kind: &str| {
+            entries.iter().find(|e| {
+                e.kind == kind
+                    && e.payload.get("session").and_then(|s| s.as_str()) == Some(session_id)
+            })
+        };
+        if let Some(ended) = of_session("gateway.session_ended") {
+            let end = ended
+                .payload
+                .get("end")
+                .and_then(|s| s.as_str())
+                .unwrap_or("unknown");
+            return EngineError::Conflict(format!(
+                "gateway session {session_id} of break {break_id} has already ended (end: {end})"
+            ));
+        }
+        if of_session("gateway.session_started").is_none() {
+            return EngineError::not_found("gateway session", session_id);
+        }
+        match self.proxy_held_elsewhere(tx, break_id).await {
+            Ok(Some(url)) => EngineError::Elsewhere {
+                break_id: break_id.to_owned(),
+                url,
+            },
+            Ok(None) => EngineError::Conflict(format!(
+                "gateway session {session_id} of break {break_id} is not open on this server, and no other running server holds the break's gateway login (the server it ran on restarted or is gone, which ended its connections)"
+            )),
+            Err(e) => e,
+        }
     }
 
     /// A fresh gateway token for the requester of a granted proxy break (the earlier tokens
@@ -728,8 +944,7 @@ impl Engine {
         let access = target
             .renew_login(procedure, break_id, &grant.handle)
             .await?;
-        let sessions = tx
-            .audit_entries_about(crate::ports::AuditAbout::Break(break_id), u64::MAX, 100_000)
+        let sessions = break_entries(tx, break_id)
             .await?
             .iter()
             .filter(|e| e.kind == "gateway.session_started")
@@ -788,10 +1003,7 @@ impl Engine {
         by.may(Action::ReadAudit)?;
         let mut tx = self.store().read().await?;
         load_break(tx.as_mut(), break_id).await?;
-        let mut entries = tx
-            .audit_entries_about(crate::ports::AuditAbout::Break(break_id), u64::MAX, 100_000)
-            .await?;
-        entries.sort_by_key(|e| e.seq);
+        let entries = break_entries(tx.as_mut(), break_id).await?;
         let peer = |p: &serde_json::Value| {
             p.get("peer")
                 .and_then(|s| s.as_str())
@@ -874,14 +1086,10 @@ impl Engine {
         by.may(Action::ReadAudit)?;
         let mut tx = self.store().read().await?;
         load_break(tx.as_mut(), break_id).await?;
-        Ok(tx
-            .audit_entries_about(crate::ports::AuditAbout::Break(break_id), u64::MAX, 100_000)
-            .await?
-            .iter()
-            .any(|e| {
-                e.kind == "gateway.session_ended"
-                    && e.payload.get("session").and_then(|s| s.as_str()) == Some(session_id)
-            }))
+        Ok(break_entries(tx.as_mut(), break_id).await?.iter().any(|e| {
+            e.kind == "gateway.session_ended"
+                && e.payload.get("session").and_then(|s| s.as_str()) == Some(session_id)
+        }))
     }
 
     /// A page of one of `break_id`'s gateway sessions: at most `limit` statements in order
@@ -1004,6 +1212,36 @@ pub struct SessionEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reading newest first a page at a time gets every entry once, whatever the page size
+    /// (a full last page costs one empty read more).
+    #[test]
+    fn paging_back_reads_every_entry_once() {
+        let stored: Vec<u64> = (1..=23).map(|n| n * 3).collect();
+        for page in [1i64, 2, 5, 22, 23, 24, 1000] {
+            let mut all = Vec::new();
+            let mut before = u64::MAX;
+            let mut reads = 0;
+            loop {
+                reads += 1;
+                let got: Vec<u64> = stored
+                    .iter()
+                    .rev()
+                    .filter(|s| **s < before)
+                    .take(usize::try_from(page).unwrap())
+                    .copied()
+                    .collect();
+                if !page_back(&mut all, got, page, |s| *s, &mut before) {
+                    break;
+                }
+            }
+            all.sort_unstable();
+            assert_eq!(all, stored, "page {page}");
+            let pages = stored.len().div_ceil(usize::try_from(page).unwrap());
+            let extra = usize::from(stored.len().is_multiple_of(usize::try_from(page).unwrap()));
+            assert_eq!(reads, pages + extra, "page {page}");
+        }
+    }
 
     /// A recording without parameters keeps the digest it had before parameters were
     /// recorded; a parameter edited in the store changes it.

@@ -40,7 +40,7 @@ pub use error::EngineError;
 pub use evidence::{MAX_PACK_STATEMENTS, PACK_STATEMENTS};
 pub use gateway::{
     Admission, GatewayCounters, GatewayEndpoint, RecordedSession, Refusal, SessionEnd,
-    SessionSummary, StatementPage, recording_digest,
+    SessionSummary, StatementPage, TERMINATION_REASON_MAX, Termination, recording_digest,
 };
 pub use grants::{Discovery, TargetCheck};
 pub use ports::{

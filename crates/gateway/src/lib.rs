@@ -542,12 +542,26 @@ impl Gateway {
         // A second receiver, only to ask cheaply (one atomic load) whether the first may be
         // ready: polling a watch's `changed()` takes the channel's lock to park its waker again.
         let mut ended_check = admission.ended.clone();
+        let mut terminated = admission.terminated.clone();
+        let mut terminated_check = admission.terminated.clone();
         let end = {
             let engine = &self.engine;
             let now = || engine.now();
             let mut deadline = std::pin::pin!(tokio::time::sleep(left));
             let mut closed = std::pin::pin!(async {
                 while ended.changed().await.is_ok() && !*ended.borrow() {}
+            });
+            // Terminated by an admin or the requester (`breakglass session terminate`).
+            let mut killed = std::pin::pin!(async {
+                loop {
+                    if terminated.changed().await.is_err() {
+                        // The engine forgot the session: only its end can follow.
+                        std::future::pending::<()>().await;
+                    }
+                    if let Some(t) = terminated.borrow().clone() {
+                        return t;
+                    }
+                }
             });
             // The waker the deadline and the close were last polled with. Polled once, each
             // wakes that waker when it becomes ready, so while the task's waker stays the same
@@ -596,6 +610,12 @@ impl Gateway {
                         return Poll::Ready(End::Closed);
                     }
                 }
+                if fresh || terminated_check.has_changed().unwrap_or(false) {
+                    terminated_check.mark_unchanged();
+                    if let Poll::Ready(t) = killed.as_mut().poll(cx) {
+                        return Poll::Ready(End::Killed(t));
+                    }
+                }
                 if fresh {
                     registered = Some(cx.waker().clone());
                 }
@@ -637,6 +657,20 @@ impl Gateway {
                 );
                 let _ = relay.client.write_all(&out).await;
             }
+            End::Killed(t) => {
+                let mut out = Vec::new();
+                wire::error_response(
+                    &mut out,
+                    "FATAL",
+                    "57P01",
+                    &format!(
+                        "breakglass gateway: session {} of break {} was terminated by {}: {}",
+                        admission.session_id, admission.break_id, t.by, t.reason
+                    ),
+                    None,
+                );
+                let _ = relay.client.write_all(&out).await;
+            }
             End::Idle(limit) => {
                 let mut out = Vec::new();
                 wire::error_response(
@@ -666,6 +700,22 @@ impl Gateway {
             _ => {}
         }
         let _ = relay.client.shutdown().await;
+        // Ended by the gateway (deadline, close, termination) while a statement runs: the
+        // server is asked to cancel it, or the backend would run it to its end although its
+        // connection is gone.
+        if matches!(end, End::Deadline | End::Closed | End::Killed(_))
+            && !relay.tracker.nothing_in_flight()
+            && let Some((pid, key)) = &up.backend_key
+        {
+            let cancel = upstream::cancel(&up.addr, up.tls, *pid, key);
+            match tokio::time::timeout(self.settings.upstream_timeout, cancel).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "cancelling the statement of an ended session failed")
+                }
+                Err(_) => tracing::info!("cancelling the statement of an ended session timed out"),
+            }
+        }
         let (bytes_in, bytes_out) = relay.bytes();
         let pump::Relay {
             server: stream,
@@ -861,6 +911,8 @@ pub(crate) enum End {
     Closed,
     /// Nothing went either way for the procedure's idle timeout.
     Idle(Duration),
+    /// Terminated by an admin or the requester.
+    Killed(breakglass_engine::Termination),
     Io(String),
     Protocol(WireError),
 }
@@ -873,6 +925,7 @@ impl End {
             End::Deadline => "deadline".into(),
             End::Closed => "closed".into(),
             End::Idle(_) => "idle".into(),
+            End::Killed(_) => "terminated".into(),
             End::Io(e) => format!("error: {e}"),
             End::Protocol(e) => format!("protocol error: {e}"),
         }

@@ -71,6 +71,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/breaks/{id}/token", post(gateway_token))
         .route("/api/breaks/{id}/sessions", get(sessions))
         .route("/api/breaks/{id}/sessions/{session}", get(session_page))
+        .route(
+            "/api/breaks/{id}/sessions/{session}/terminate",
+            post(terminate_session),
+        )
         .route("/api/breaks/{id}/evidence", get(evidence))
         .route("/api/breaks/{id}/close", post(close))
         .route("/api/audit", get(audit_entries))
@@ -1124,6 +1128,55 @@ async fn session_page(
         "next_seq": page.next_seq,
         "ended": ended,
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TerminateRequest {
+    /// Why (recorded in the audit log and sent to the client).
+    reason: String,
+}
+
+/// Terminates one open gateway session; forwarded to the server holding the break's gateway
+/// login when that is another one.
+async fn terminate_session(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path((id, session)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    Body(req): Body<TerminateRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    let t = match s
+        .engine
+        .terminate_gateway_session(&me, &id, &session, &req.reason)
+        .await
+    {
+        Ok(t) => t,
+        Err(breakglass_engine::EngineError::Elsewhere { url, .. })
+            if !headers.contains_key(FORWARDED) =>
+        {
+            return forward_to_holder(
+                &s,
+                &url,
+                &id,
+                // Elsewhere only for a session whose start is audited: a real session id
+                // (`brk_…-sN`), nothing to escape.
+                &format!("sessions/{session}/terminate"),
+                "gateway sessions are",
+                &headers,
+                json!({ "reason": req.reason }),
+            )
+            .await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(json!({
+        "break": id,
+        "session": session,
+        "terminated_by": t.by,
+        "reason": t.reason,
+    }))
+    .into_response())
 }
 
 /// A recorded statement, for the API.

@@ -483,6 +483,24 @@ pub fn document() -> Value {
     ]);
     add("/api/breaks/{id}/sessions/{session}", "get", o);
     add(
+        "/api/breaks/{id}/sessions/{session}/terminate",
+        "post",
+        op(
+            &format!(
+                "Terminate one open gateway session now (the break's requester or an admin): audited as `gateway.session_terminated` with the reason, then the client gets FATAL 57P01 naming who terminated it and why, a running statement is cancelled on the server, and the session's end is recorded as `terminated`; the break and its other sessions go on. 409 when the session has already ended; another server holding the break's gateway login gets the request forwarded. `reason`: one line, at most {} characters",
+                breakglass_engine::TERMINATION_REASON_MAX
+            ),
+            true,
+            Some(json!({
+                "type": "object",
+                "required": ["reason"],
+                "additionalProperties": false,
+                "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": breakglass_engine::TERMINATION_REASON_MAX}},
+            })),
+            "The session, who terminated it and why",
+        ),
+    );
+    add(
         "/api/breaks/{id}/close",
         "post",
         op(

@@ -260,6 +260,12 @@ fn endpoints() -> Vec<(
             &["admin", "auditor"],
         ),
         (
+            "POST",
+            "/api/breaks/brk_nope/sessions/s_nope/terminate",
+            Some(json!({"reason": "the session ran a statement it must not"})),
+            &["admin", "requester"],
+        ),
+        (
             "GET",
             "/api/breaks/brk_nope/evidence",
             None,

@@ -453,6 +453,12 @@ fn ui_matrix() -> Vec<(
         ),
         (
             "POST",
+            "/breaks/brk_nope/sessions/brk_nope-s1/terminate",
+            Some("reason=r"),
+            &["admin", "requester"],
+        ),
+        (
+            "POST",
             "/breaks/brk_nope/close",
             Some(""),
             &["admin", "requester"],

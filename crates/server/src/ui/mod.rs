@@ -68,6 +68,10 @@ pub(crate) fn routes() -> Router<AppState> {
             "/breaks/{id}/sessions/{session}/events",
             get(live::session_events),
         )
+        .route(
+            "/breaks/{id}/sessions/{session}/terminate",
+            post(pages::terminate_session),
+        )
         .route("/breaks/{id}/close", post(pages::close_break))
         .route("/drills/{id}", get(pages::drill_page))
         .route("/drills/{id}/events", get(live::drill_events))

@@ -1058,6 +1058,10 @@ pub(crate) struct SessionPage {
     pub(crate) next: Option<u64>,
     /// Where the live stream of an open session's next statements starts, on its last page.
     pub(crate) live_from: Option<u64>,
+    /// The session is open and the viewer may terminate it (an admin, or the break's
+    /// requester).
+    pub(crate) may_terminate: bool,
+    pub(crate) reason_max: usize,
 }
 
 #[derive(Deserialize)]
@@ -1098,6 +1102,8 @@ pub(crate) async fn session_page(
     });
     let page = SessionPage {
         live_from,
+        may_terminate: known.ended.is_none() && viewer.may(Action::CloseBreak),
+        reason_max: breakglass_engine::TERMINATION_REASON_MAX,
         recording: recording_state(&known),
         recorded: known
             .ended
@@ -1112,6 +1118,28 @@ pub(crate) async fn session_page(
         viewer,
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TerminateForm {
+    csrf: String,
+    reason: String,
+}
+
+/// Terminates one open gateway session (the break's requester or an admin), then shows its
+/// page, where its end appears once the connection has closed.
+pub(crate) async fn terminate_session(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Path((id, session)): Path<(String, String)>,
+    Form(f): Form<TerminateForm>,
+) -> Result<Response, UiError> {
+    viewer.check_form(&s, &headers, &f.csrf)?;
+    s.engine
+        .terminate_gateway_session(&viewer.actor, &id, &session, &f.reason)
+        .await?;
+    Ok(Redirect::to(&format!("/breaks/{id}/sessions/{session}")).into_response())
 }
 
 #[derive(Deserialize)]
