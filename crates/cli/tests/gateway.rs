@@ -16,7 +16,7 @@ use sqlx::Connection;
 
 /// A proxy procedure on `t`, applied and sealed: `(connection, connections)` names its
 /// operator connection and how many connections one token may open; `extra_details` are more
-/// lines of its target's details.
+/// lines of its target's details, `extra` more lines of the procedure (`alert_channels: …`).
 fn proxy_procedure(
     server: &Server,
     keys: &std::path::Path,
@@ -24,7 +24,7 @@ fn proxy_procedure(
     t: &PgTarget,
     pg: &breakglass_testkit::pgcluster::PgCluster,
     (connection, connections): (&str, u32),
-    extra_details: &str,
+    (extra_details, extra): (&str, &str),
 ) {
     let mut custodians = String::new();
     for name in ["alice", "bob", "carol"] {
@@ -35,7 +35,7 @@ fn proxy_procedure(
     std::fs::write(
         &file,
         format!(
-            "id: {id}\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: {connection}\n    sslmode: require\n    channel_binding: require\n    access: proxy\n    gateway_connections: \"{connections}\"\n    refuse: DROP DATABASE; ALTER SYSTEM\n{extra_details}custodians:\n{custodians}quorum: 2\nmax_grant: 1h\n",
+            "id: {id}\ntarget:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: {connection}\n    sslmode: require\n    channel_binding: require\n    access: proxy\n    gateway_connections: \"{connections}\"\n    refuse: DROP DATABASE; ALTER SYSTEM\n{extra_details}custodians:\n{custodians}quorum: 2\nmax_grant: 1h\n{extra}",
             pg.host, pg.port, t.db, t.adm, t.app
         ),
     )
@@ -244,12 +244,41 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         ),
     )
     .expect("targets");
+    let (hook, alerts) = common::webhook_recorder().await;
+    let channels = t.dir.path().join("channels.yaml");
+    std::fs::write(
+        &channels,
+        format!("channels:\n  - name: ops\n    kind: webhook\n    url: http://{hook}/hook\n    secret: s3cret-for-tests\n"),
+    )
+    .expect("channels file");
+    // The webhook requests whose body has `text`, waiting up to 20 s for the first.
+    let alerted = |text: String| {
+        let alerts = alerts.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let got: Vec<String> = alerts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .filter(|r| r.contains(&text))
+                    .cloned()
+                    .collect();
+                if !got.is_empty() || Instant::now() > deadline {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     let data = t.dir.path().join("data");
     let server = Server::start_with(
         &data,
         &[
             "--targets",
             targets.to_str().expect("utf-8"),
+            "--channels",
+            channels.to_str().expect("utf-8"),
             "--tls-self-signed",
             "--gateway",
             "127.0.0.1:0",
@@ -258,8 +287,17 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     let gw = server.gateway_addr();
     let keys = &t.keys;
     people(&server, keys);
-    proxy_procedure(&server, keys, "pgw", &t, pg, ("pg", 8), "");
-    proxy_procedure(&server, keys, "pgw1", &t2, pg, ("pg2", 1), "");
+    // Alerts of the pgw procedure go to a webhook that keeps what it gets.
+    proxy_procedure(
+        &server,
+        keys,
+        "pgw",
+        &t,
+        pg,
+        ("pg", 8),
+        ("", "alert_channels: [ops]\n"),
+    );
+    proxy_procedure(&server, keys, "pgw1", &t2, pg, ("pg2", 1), ("", ""));
     proxy_procedure(
         &server,
         keys,
@@ -267,7 +305,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         &t3,
         pg,
         ("pg3", 1),
-        "    gateway_idle_timeout: 2s\n",
+        ("    gateway_idle_timeout: 2s\n", "alert_channels: [ops]\n"),
     );
 
     // The requester receives a gateway connection string: no role, no password of the grant.
@@ -386,6 +424,11 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         refused.to_string().contains("it matches `ALTER SYSTEM`"),
         "{refused}"
     );
+    // The same pattern again in this session: refused, recorded, counted, not audited twice.
+    sqlx::query("alter  system reset all")
+        .execute(&mut conn)
+        .await
+        .expect_err("refused again");
     // Malformed start-up packets end their own connection; the open session is unaffected.
     for bad in [
         vec![0u8, 0, 0, 3],
@@ -612,6 +655,41 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         serde_json::json!(["tp", "5"])
     );
     assert_eq!(find("ALTER SYSTEM SET work_mem")["refused"], true);
+    assert_eq!(find("alter  system reset all")["refused"], true);
+    // Each session's first statement refused for a pattern is audited (and alerted) with the
+    // pattern and its place in the recording, not its text; a repeat only counts.
+    let refusals = loop {
+        let a = server.cli().args(["audit", "export"]).assert().success();
+        let found: Vec<serde_json::Value> = stdout(&a)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["kind"] == "gateway.statement_refused" && e["break"] == id.as_str())
+            .collect();
+        if found.len() >= 2 {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    for (entry, text, pattern) in [
+        (&refusals[0], "drop   database postgres", "DROP DATABASE"),
+        (&refusals[1], "ALTER SYSTEM SET work_mem", "ALTER SYSTEM"),
+    ] {
+        let recorded = find(text);
+        let p = &entry["payload"];
+        assert_eq!(p["pattern"], pattern, "{entry}");
+        assert_eq!(p["session"], recorded["session"], "{entry}\n{recorded}");
+        assert_eq!(p["statement_seq"], recorded["seq"], "{entry}\n{recorded}");
+        assert!(!entry.to_string().contains(text), "{entry}");
+        assert_eq!(entry["actor"], "dave", "{entry}");
+        // Alerted to the procedure's channel.
+        let headline = format!(
+            "Statement refused in gateway session {}: it matches `{pattern}`",
+            recorded["session"].as_str().expect("session")
+        );
+        let got = alerted(headline.clone()).await;
+        assert_eq!(got.len(), 1, "{headline}: {got:?}");
+    }
     let selects = statements
         .iter()
         .filter(|s| {
@@ -1058,6 +1136,10 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         terminated[0]
     );
     assert_eq!(terminated[0]["payload"]["session"], session5.as_str());
+    let headline = format!(
+        "Gateway session {session5} terminated by admin: ran pg_sleep in an emergency session"
+    );
+    assert_eq!(alerted(headline.clone()).await.len(), 1, "{headline}");
     // The break goes on: a second session of the same token's break works.
     let a = as_actor(&server, keys, "dave")
         .args(["break", "token", &id4])
@@ -1093,6 +1175,8 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         &[
             "--targets",
             targets.to_str().expect("utf-8"),
+            "--channels",
+            channels.to_str().expect("utf-8"),
             "--tls-self-signed",
             "--gateway",
             "127.0.0.1:0",
@@ -1270,7 +1354,7 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
     let server = Server::start_with(&data, &args);
     let keys = &t.keys;
     people(&server, keys);
-    proxy_procedure(&server, keys, "pge", &t, pg, ("pg", 8), "");
+    proxy_procedure(&server, keys, "pge", &t, pg, ("pg", 8), ("", ""));
     let (id, url) = granted_break(&server, keys, "pge", "10m");
     // Three sessions, one after the other: 3, 5 and 1 statements.
     for statements in [

@@ -305,6 +305,17 @@ impl Engine {
                 "Key attestation requested: {} (run `breakglass custodian attest`)",
                 p["detail"]["custodian"].as_str().unwrap_or("custodian")
             ),
+            "gateway.statement_refused" => format!(
+                "Statement refused in gateway session {}: it matches `{}` ({proc_name}, {ticket})",
+                p["detail"]["session"].as_str().unwrap_or("?"),
+                p["detail"]["pattern"].as_str().unwrap_or("?")
+            ),
+            "gateway.session_terminated" => format!(
+                "Gateway session {} terminated by {}: {} ({proc_name}, {ticket})",
+                p["detail"]["session"].as_str().unwrap_or("?"),
+                p["detail"]["terminated_by"].as_str().unwrap_or("?"),
+                p["detail"]["reason"].as_str().unwrap_or("")
+            ),
             other => format!("{other}: {proc_name}"),
         };
         let title = if drill {
@@ -322,7 +333,9 @@ impl Engine {
             | "grant.failed"
             | "grant.end_failed"
             | "credential.rotation_failed"
-            | "drill.failed" => Severity::Warning,
+            | "drill.failed"
+            | "gateway.statement_refused"
+            | "gateway.session_terminated" => Severity::Warning,
             _ => Severity::Info,
         };
         let ack_url = match &break_id {

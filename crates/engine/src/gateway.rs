@@ -648,6 +648,40 @@ impl Engine {
         Ok(())
     }
 
+    /// The first statement of a gateway session refused for matching `pattern` (one of its
+    /// procedure's `refuse` patterns): audited as `gateway.statement_refused` and alerted to
+    /// the procedure's channels — someone tried, during a break, what the procedure forbids.
+    /// The entry names the session, the statement's position in its recording and the
+    /// pattern, not the statement's text (which may hold data; it is in the recording, for
+    /// those who may read it). Later refusals for the same pattern in the session are
+    /// counted in its end.
+    pub async fn gateway_statement_refused(
+        &self,
+        break_id: &str,
+        session_id: &str,
+        seq: u64,
+        pattern: &str,
+    ) -> Result<(), EngineError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let b = load_break(tx.as_mut(), break_id).await?;
+        let procedure = tx
+            .procedure(&b.info().procedure)
+            .await?
+            .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
+        let mut record = crate::events::Record::default();
+        record.break_event(
+            now,
+            &b.info().requester,
+            "gateway.statement_refused",
+            &procedure.procedure,
+            &b,
+            json!({"session": session_id, "statement_seq": seq, "pattern": pattern}),
+        );
+        self.commit(tx, record).await?;
+        Ok(())
+    }
+
     /// Ends one open gateway session of `break_id` now, before its break does: the client
     /// gets a FATAL error naming who terminated it and why, and the session's end is
     /// recorded as `terminated`. Audited first (`gateway.session_terminated`, with the
@@ -706,13 +740,19 @@ impl Engine {
             by: by.name.clone(),
             reason: reason.to_owned(),
         };
+        let procedure = tx
+            .procedure(&b.info().procedure)
+            .await?
+            .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
+        // Alerted like the session's end: the team sees who cut a responder off, and why.
         let mut record = crate::events::Record::default();
-        record.break_note(
+        record.break_event(
             now,
             &by.name,
             "gateway.session_terminated",
+            &procedure.procedure,
             &b,
-            json!({"session": session_id, "reason": reason}),
+            json!({"session": session_id, "reason": reason, "terminated_by": by.name}),
         );
         self.commit(tx, record).await?;
         stop.send_replace(Some(termination.clone()));

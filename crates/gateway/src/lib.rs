@@ -108,6 +108,18 @@ pub(crate) enum Recorded {
     Chunks(Vec<StatementChunk>),
     /// Answered once everything sent before it is stored.
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// A session's first statement refused for a `refuse` pattern: audited and alerted.
+    Refused(RefusedStatement),
+}
+
+/// A refused statement, as its audit entry names it (its text stays in the recording).
+pub(crate) struct RefusedStatement {
+    pub(crate) break_id: String,
+    pub(crate) session_id: String,
+    /// Its position in the session's recording.
+    pub(crate) seq: u64,
+    /// The `refuse` pattern it matched.
+    pub(crate) pattern: String,
 }
 
 /// How often a relay thread hands its sessions' new statements to the recorder.
@@ -530,10 +542,12 @@ impl Gateway {
             refuse: admission.refuse.clone(),
         };
         let recording = pump::Recording {
+            break_id: admission.break_id.clone(),
             session_id: admission.session_id.clone(),
             chunk,
             seq: 0,
             recorder: self.recorder.clone(),
+            refusals: Vec::new(),
         };
         let mut relay = pump::Relay::new(client, up.stream, &up.leftover, recording);
         let now_ms = self.engine.now().0;
@@ -805,11 +819,13 @@ async fn record(engine: Engine, mut rx: mpsc::UnboundedReceiver<Recorded>) {
     let mut batch: Vec<StatementChunk> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut flushes = Vec::new();
+        let mut refusals = Vec::new();
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
                 Recorded::Chunks(c) => batch.extend(c),
                 Recorded::Flush(f) => flushes.push(f),
+                Recorded::Refused(r) => refusals.push(r),
             }
             next = if batch.len() >= 1000 {
                 None
@@ -839,6 +855,15 @@ async fn record(engine: Engine, mut rx: mpsc::UnboundedReceiver<Recorded>) {
                     }
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
+            }
+        }
+        // After the statements they name are stored, before a session's end is recorded.
+        for r in refusals {
+            if let Err(e) = engine
+                .gateway_statement_refused(&r.break_id, &r.session_id, r.seq, &r.pattern)
+                .await
+            {
+                tracing::error!(session = %r.session_id, error = %e, "recording a refused gateway statement failed");
             }
         }
         for f in flushes {

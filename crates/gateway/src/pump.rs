@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::relay::{self, ClientSide, Finished, ServerSide, SessionInfo, Tracker};
 use crate::upstream::ServerStream;
 use crate::wire::WireError;
-use crate::{CHUNK_MAX, End, Io, Recorded};
+use crate::{CHUNK_MAX, End, Io, Recorded, RefusedStatement};
 
 /// Read buffers start at this size and return to it after a large message.
 const CLIENT_BUFFER: usize = 16 * 1024;
@@ -164,11 +164,16 @@ impl Dir {
 /// Where a session's finished statements go: its own chunk, handed to the recorder by its
 /// relay thread (or at once when it grows past [`CHUNK_MAX`]).
 pub(crate) struct Recording {
+    pub(crate) break_id: String,
     pub(crate) session_id: String,
     pub(crate) chunk: Arc<Mutex<StatementChunk>>,
     /// Statements so far (the last one's `seq`).
     pub(crate) seq: u64,
     pub(crate) recorder: mpsc::UnboundedSender<Recorded>,
+    /// The `refuse` patterns this session's statements matched so far: the first statement
+    /// refused for each is audited and alerted ([`Recorded::Refused`]); the later ones are
+    /// counted in the session's end.
+    pub(crate) refusals: Vec<String>,
 }
 
 impl Recording {
@@ -181,6 +186,17 @@ impl Recording {
         for f in done.drain(..) {
             self.seq += 1;
             chunk.push_line(&f.line(&self.session_id, self.seq));
+            if let Some(pattern) = f.refused
+                && !self.refusals.contains(&pattern)
+            {
+                self.refusals.push(pattern.clone());
+                let _ = self.recorder.send(Recorded::Refused(RefusedStatement {
+                    break_id: self.break_id.clone(),
+                    session_id: self.session_id.clone(),
+                    seq: self.seq,
+                    pattern,
+                }));
+            }
         }
         if chunk.body.len() >= CHUNK_MAX
             && let Some(full) = chunk.take()
@@ -333,10 +349,12 @@ mod tests {
             ServerStream::Other(Box::new(server)),
             &[],
             Recording {
+                break_id: "b1".into(),
                 session_id: "s1".into(),
                 chunk: Arc::new(Mutex::new(StatementChunk::new("b1", "s1"))),
                 seq: 0,
                 recorder: tx,
+                refusals: Vec::new(),
             },
         );
         (relay, rx)

@@ -46,8 +46,8 @@ pub struct Finished {
     pub rows: Option<u64>,
     /// The server's error, or why the gateway refused it.
     pub error: Option<String>,
-    /// Refused by the gateway.
-    pub refused: bool,
+    /// Refused by the gateway: the `refuse` pattern it matched.
+    pub refused: Option<String>,
 }
 
 impl Finished {
@@ -65,7 +65,7 @@ impl Finished {
             command: self.command.as_deref(),
             rows: self.rows,
             error: self.error.as_deref(),
-            refused: self.refused,
+            refused: self.refused.is_some(),
         }
     }
 }
@@ -119,7 +119,7 @@ impl Flight {
                 command: None,
                 rows: None,
                 error: None,
-                refused: false,
+                refused: None,
             },
             at,
             refused: None,
@@ -130,7 +130,7 @@ impl Flight {
     fn finish(self: Box<Self>) -> Finished {
         let mut this = *self;
         this.record.duration_us = u64::try_from(this.at.elapsed().as_micros()).unwrap_or(u64::MAX);
-        this.record.refused = this.refused.is_some();
+        this.record.refused = this.refused;
         this.record
     }
 }
@@ -1060,7 +1060,7 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("syntax error"));
-        assert!(done[0].refused);
+        assert_eq!(done[0].refused.as_deref(), Some("DROP DATABASE"));
         assert_eq!(t.stats().refused, 1);
     }
 

@@ -456,13 +456,25 @@ pub(crate) fn show_break(server: &Server, id: &str) -> Value {
 
 /// A webhook receiver on loopback answering 200 to everything.
 pub(crate) async fn webhook_receiver() -> std::net::SocketAddr {
+    webhook_recorder().await.0
+}
+
+/// A webhook receiver on loopback answering 200 to everything, and every request it got
+/// (head and body, as text).
+pub(crate) async fn webhook_recorder() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = requests.clone();
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         while let Ok((mut s, _)) = listener.accept().await {
+            let kept = kept.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let mut got = Vec::new();
@@ -489,13 +501,16 @@ pub(crate) async fn webhook_receiver() -> std::net::SocketAddr {
                         }
                     }
                 }
+                kept.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(String::from_utf8_lossy(&got).into_owned());
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                     .await;
             });
         }
     });
-    addr
+    (addr, requests)
 }
 
 /// Runs SQL on a database of the private test cluster.
