@@ -4,7 +4,8 @@
 //! into their text form when the statement's Parse named the parameter's type and the type is
 //! one of the common ones below (what an application binds most: integers, floats, numerics,
 //! booleans, text, UUIDs, JSON, dates, times with and without a zone, timestamps, intervals,
-//! network and MAC addresses, ranges and multiranges, and arrays of these); any other is
+//! network and MAC addresses, ranges and multiranges, the geometric types (points, line
+//! segments, paths, boxes, polygons, lines, circles), and arrays of these); any other is
 //! recorded as `\x` and its bytes in hex, like PostgreSQL shows a `bytea`. A value longer than
 //! [`VALUE_MAX`] bytes is cut there and says how long it was, so one large value cannot swell
 //! the recording.
@@ -209,6 +210,8 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
             let pairs: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
             pairs.join(":")
         }
+        // point, lseg, path, box, polygon, line, circle
+        600..=604 | 628 | 718 => geometry(oid, v)?,
         oid if ARRAY_TYPES.contains(&oid) => array(v)?,
         oid => match (range_bound_type(oid), multirange_bound_type(oid)) {
             (Some(bound), _) => Range::read(bound, v)?.text(bound)?,
@@ -223,11 +226,13 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
 /// `varchar[]`, `int8[]`, `float4[]`, `float8[]`, `oid[]`, `json[]`, `date[]`, `time[]`,
 /// `timestamp[]`, `timestamptz[]`, `interval[]`, `numeric[]`, `uuid[]`, `jsonb[]`;
 /// `"char"[]`, `xid[]`, `cid[]`, `xid8[]`, `timetz[]`, `inet[]`, `cidr[]`, `macaddr[]`,
-/// `macaddr8[]`; arrays of the six ranges and of the six multiranges.
-const ARRAY_TYPES: [u32; 42] = [
+/// `macaddr8[]`; arrays of the six ranges and of the six multiranges; `point[]`, `lseg[]`,
+/// `path[]`, `box[]`, `polygon[]`, `line[]`, `circle[]`.
+const ARRAY_TYPES: [u32; 49] = [
     1000, 1001, 1003, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028, 199, 1182, 1183, 1115,
     1185, 1187, 1231, 2951, 3807, 1002, 1011, 1012, 271, 1270, 1041, 651, 1040, 775, 3905, 3927,
-    3907, 3913, 3909, 3911, 6150, 6157, 6151, 6155, 6152, 6153,
+    3907, 3913, 3909, 3911, 6150, 6157, 6151, 6155, 6152, 6153, 1017, 1018, 1019, 1020, 1027, 629,
+    719,
 ];
 
 /// Dimensions an array may have (PostgreSQL's `MAXDIM`).
@@ -235,7 +240,8 @@ const ARRAY_MAX_DIMS: usize = 6;
 
 /// A binary array (`ndim`, a null flag, the element type, each dimension's length and lower
 /// bound, then each element's length, -1 for NULL, and bytes) in PostgreSQL's text form:
-/// `{1,2,NULL}`, `{{1,2},{3,4}}`, `[0:1]={a,b}`, elements quoted as `array_out` quotes them.
+/// `{1,2,NULL}`, `{{1,2},{3,4}}`, `[0:1]={a,b}`, elements quoted as `array_out` quotes them
+/// and separated by the element type's delimiter (`;` for `box`, `,` for the others).
 /// `None` (shown in hex) when the bytes are not an array of a type decoded here. Past
 /// [`VALUE_MAX`] characters it is cut and says how many bytes the value had.
 fn array(v: &[u8]) -> Option<String> {
@@ -251,6 +257,8 @@ fn array(v: &[u8]) -> Option<String> {
     if ndim > ARRAY_MAX_DIMS || ARRAY_TYPES.contains(&element) {
         return None;
     }
+    // The element type's `typdelim`: only `box`, whose text holds commas, has another.
+    let delimiter = if element == 603 { b';' } else { b',' };
     let mut dims = Vec::with_capacity(ndim);
     for _ in 0..ndim {
         let len = usize::try_from(i32_at(&mut at)?).ok()?;
@@ -294,7 +302,7 @@ fn array(v: &[u8]) -> Option<String> {
             }
             renewed = renewed.min(ndim - 1);
             out.extend(std::iter::repeat_n('}', renewed));
-            out.push(',');
+            out.push(char::from(delimiter));
             out.extend(std::iter::repeat_n('{', renewed));
         }
         let len = i32_at(&mut at)?;
@@ -308,7 +316,7 @@ fn array(v: &[u8]) -> Option<String> {
                 // `boolout`, as arrays print their elements (alone, `bool::text` is `true`)
                 (16, "true") => out.push('t'),
                 (16, _) => out.push('f'),
-                (_, text) => quote_element(&mut out, text),
+                (_, text) => quote_element(&mut out, text, delimiter),
             }
         }
         if out.len() > VALUE_MAX {
@@ -323,13 +331,14 @@ fn array(v: &[u8]) -> Option<String> {
 }
 
 /// An array element as `array_out` writes it: in double quotes, with `"` and `\` escaped,
-/// when it is empty, `NULL`, or holds a brace, a quote, a backslash, a comma or white space.
-fn quote_element(out: &mut String, text: &str) {
+/// when it is empty, `NULL`, or holds a brace, a quote, a backslash, the array's `delimiter`
+/// or white space.
+fn quote_element(out: &mut String, text: &str, delimiter: u8) {
     let needs = text.is_empty()
         || text.eq_ignore_ascii_case("NULL")
         || text
             .bytes()
-            .any(|b| matches!(b, b'{' | b'}' | b'"' | b'\\' | b',') || is_space(b));
+            .any(|b| matches!(b, b'{' | b'}' | b'"' | b'\\') || b == delimiter || is_space(b));
     push_quoted(out, text, needs, false);
 }
 
@@ -755,6 +764,133 @@ fn ipv6(address: &[u8]) -> String {
     out
 }
 
+/// A binary value of a geometric type (`*_send`: float8 coordinates, after a path's closed
+/// flag byte and point count and a polygon's point count) as its output function writes it:
+/// point `(1,2)`, lseg `[(1,2),(3,4)]`, closed path `((0,0),(1,1))`, open path
+/// `[(0,0),(1,1)]`, box `(1,1),(0,0)`, polygon `((0,0),(1,1))`, line `{1,-1,0}`, circle
+/// `<(0,0),1.5>`. It is read as its `*_recv` reads it: a box's corners swapped so the first is
+/// the upper right (as `float8_lt` orders, NaN above every number), a path closed by any flag
+/// but 0. `None` (shown in hex) when the bytes are not one (a length that does not fit, bytes
+/// after it) or PostgreSQL would refuse it: a path or polygon of no points, a line whose A and
+/// B are both within 1e-6 of zero, a circle of negative radius. Past [`VALUE_MAX`] characters
+/// it is cut there and says how many bytes the value had.
+///
+/// Coordinates are written as a `float8` is recorded (Rust's shortest form that reads back
+/// the same), not always as `float8out` writes them: PostgreSQL 15 writes the same digits
+/// (with its default `extra_float_digits`, 1), and `0`, `-0` and `NaN` alike, but uses an
+/// exponent when the decimal exponent is below -4 or 15 and up (`1e-05`, `1.5e+15`, recorded
+/// `0.00001`, `1500000000000000`) and writes infinity as `Infinity` (recorded `inf`).
+fn geometry(oid: u32, v: &[u8]) -> Option<String> {
+    let mut out = String::new();
+    match oid {
+        // point: x, y
+        600 => {
+            let [x, y] = floats(v)?;
+            push_point(&mut out, x, y);
+        }
+        // lseg: two points
+        601 => {
+            let [x1, y1, x2, y2] = floats(v)?;
+            out.push('[');
+            push_point(&mut out, x1, y1);
+            out.push(',');
+            push_point(&mut out, x2, y2);
+            out.push(']');
+        }
+        // path: closed flag, point count, points
+        602 => {
+            let (&closed, points) = v.split_first()?;
+            let ends = if closed == 0 { ('[', ']') } else { ('(', ')') };
+            push_points(&mut out, points, ends)?;
+        }
+        // box: the upper right corner, then the lower left
+        603 => {
+            let [mut high_x, mut high_y, mut low_x, mut low_y] = floats(v)?;
+            let below = |a: f64, b: f64| !a.is_nan() && (b.is_nan() || a < b);
+            if below(high_x, low_x) {
+                std::mem::swap(&mut high_x, &mut low_x);
+            }
+            if below(high_y, low_y) {
+                std::mem::swap(&mut high_y, &mut low_y);
+            }
+            push_point(&mut out, high_x, high_y);
+            out.push(',');
+            push_point(&mut out, low_x, low_y);
+        }
+        // polygon: point count, points
+        604 => push_points(&mut out, v, ('(', ')'))?,
+        // line: A, B, C of Ax + By + C = 0 (`FPzero` is within `EPSILON`, 1e-6, of zero)
+        628 => {
+            let [a, b, c] = floats(v)?;
+            if a.abs() <= 1e-6 && b.abs() <= 1e-6 {
+                return None;
+            }
+            let _ = write!(out, "{{{a},{b},{c}}}");
+        }
+        // circle: center, radius
+        718 => {
+            let [x, y, radius] = floats(v)?;
+            if radius < 0.0 {
+                return None;
+            }
+            out.push('<');
+            push_point(&mut out, x, y);
+            let _ = write!(out, ",{radius}>");
+        }
+        _ => return None,
+    }
+    if out.len() > VALUE_MAX {
+        // The text is ASCII (digits, signs, points, brackets, `NaN`, `inf`): any length is a
+        // character boundary.
+        out.truncate(VALUE_MAX);
+        let _ = write!(out, "… ({} bytes)", v.len());
+    }
+    Some(out)
+}
+
+/// The `N` float8s that are the whole of `v`.
+fn floats<const N: usize>(v: &[u8]) -> Option<[f64; N]> {
+    if v.len() != 8 * N {
+        return None;
+    }
+    let mut out = [0.0; N];
+    for (f, b) in out.iter_mut().zip(v.chunks_exact(8)) {
+        *f = f64::from_be_bytes(b.try_into().ok()?);
+    }
+    Some(out)
+}
+
+/// A point as `pair_encode` writes it between parentheses: `(x,y)`.
+fn push_point(out: &mut String, x: f64, y: f64) {
+    let _ = write!(out, "({x},{y})");
+}
+
+/// A point count (an int32, 1 or more) and that many points, the whole of `v`, as
+/// `path_encode` writes them between `ends`: `((0,0),(1,1))`. `None` when the count is not
+/// that of the bytes (checked before anything is written); past [`VALUE_MAX`] characters the
+/// points after are left out.
+fn push_points(out: &mut String, v: &[u8], ends: (char, char)) -> Option<()> {
+    let mut points = v;
+    let count = i32::from_be_bytes(take(&mut points, 4)?.try_into().ok()?);
+    let count = usize::try_from(count).ok().filter(|n| *n > 0)?;
+    if count.checked_mul(16)? != points.len() {
+        return None;
+    }
+    out.push(ends.0);
+    for (i, point) in points.chunks_exact(16).enumerate() {
+        if out.len() > VALUE_MAX {
+            return Some(());
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        let [x, y] = floats(point)?;
+        push_point(out, x, y);
+    }
+    out.push(ends.1);
+    Some(())
+}
+
 /// A binary `interval` (microseconds, days, months) as PostgreSQL writes it with its default
 /// `IntervalStyle` (`postgres`): `1 year 2 mons -3 days +04:05:06.5`, `00:00:00` when zero.
 fn interval(v: &[u8]) -> Option<String> {
@@ -1121,9 +1257,9 @@ mod tests {
         }
         let mut trailing = a.clone();
         trailing.push(0);
-        let mut point = a.clone();
-        point[8..12].copy_from_slice(&600u32.to_be_bytes());
-        for bytes in [&huge, &trailing, &point] {
+        let mut money = a.clone();
+        money[8..12].copy_from_slice(&790u32.to_be_bytes());
+        for bytes in [&huge, &trailing, &money] {
             assert!(
                 rendered(&[(true, Some(bytes))], &[1007])[0]
                     .as_deref()
@@ -1390,6 +1526,208 @@ mod tests {
         }
     }
 
+    /// The float8s given, one after another, as the geometric types' `*_send` writes them.
+    fn float8s(values: &[f64]) -> Vec<u8> {
+        values.iter().flat_map(|f| f.to_be_bytes()).collect()
+    }
+
+    /// A binary path (`Some(closed flag)`) or polygon (`None`): the flag, the point count
+    /// given, then the coordinates.
+    fn points_bytes(closed: Option<u8>, count: i32, coordinates: &[f64]) -> Vec<u8> {
+        let mut b: Vec<u8> = closed.into_iter().collect();
+        b.extend(count.to_be_bytes());
+        b.extend(float8s(coordinates));
+        b
+    }
+
+    /// A one-dimensional binary array of `element`s from lower bound 1 (`None`: NULL).
+    fn array_bytes(element: u32, values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(1i32.to_be_bytes());
+        b.extend(i32::from(values.iter().any(Option::is_none)).to_be_bytes());
+        b.extend(element.to_be_bytes());
+        b.extend(i32::try_from(values.len()).unwrap().to_be_bytes());
+        b.extend(1i32.to_be_bytes());
+        for v in values {
+            match v {
+                Some(v) => {
+                    b.extend(i32::try_from(v.len()).unwrap().to_be_bytes());
+                    b.extend(*v);
+                }
+                None => b.extend((-1i32).to_be_bytes()),
+            }
+        }
+        b
+    }
+
+    /// Geometric values as a client may send them are recorded as PostgreSQL keeps them
+    /// (`box_recv` swaps corners, `path_recv` takes any flag but 0 as closed), and with
+    /// coordinates written as a `float8` is recorded, where that differs from PostgreSQL (an
+    /// exponent, infinity). Long ones are cut at VALUE_MAX.
+    #[test]
+    fn geometric_values_are_read_as_their_recv_reads_them() {
+        let cases: Vec<(u32, Vec<u8>, &str)> = vec![
+            (600, float8s(&[1.0, -2.5]), "(1,-2.5)"),
+            (601, float8s(&[0.0, 0.5, -1.0, 3.0]), "[(0,0.5),(-1,3)]"),
+            // box: corners sent lower left first, or crossed, are swapped; NaN counts as
+            // above every number.
+            (603, float8s(&[0.0, 0.0, 1.0, 1.0]), "(1,1),(0,0)"),
+            (603, float8s(&[0.0, 5.0, 2.0, -5.0]), "(2,5),(0,-5)"),
+            (603, float8s(&[1.0, 2.0, f64::NAN, 0.0]), "(NaN,2),(1,0)"),
+            (
+                602,
+                points_bytes(Some(0), 2, &[0.0, 0.0, 1.0, 1.0]),
+                "[(0,0),(1,1)]",
+            ),
+            (
+                602,
+                points_bytes(Some(1), 2, &[0.0, 0.0, 1.0, 1.0]),
+                "((0,0),(1,1))",
+            ),
+            (602, points_bytes(Some(7), 1, &[-0.0, 2.0]), "((-0,2))"),
+            (
+                604,
+                points_bytes(None, 3, &[0.0, 0.0, 1.0, 0.0, 0.0, 1.0]),
+                "((0,0),(1,0),(0,1))",
+            ),
+            // line: A and B just outside 1e-6 of zero, or one of them zero, are a line.
+            (628, float8s(&[0.0, 2e-6, 1.0]), "{0,0.000002,1}"),
+            (628, float8s(&[-1.0, 0.0, 0.0]), "{-1,0,0}"),
+            (628, float8s(&[f64::NAN, 0.0, 0.0]), "{NaN,0,0}"),
+            (718, float8s(&[1.0, 2.0, 0.5]), "<(1,2),0.5>"),
+            (718, float8s(&[0.0, 0.0, -0.0]), "<(0,0),-0>"),
+            (718, float8s(&[0.0, 0.0, f64::NAN]), "<(0,0),NaN>"),
+            // Where the text differs from PostgreSQL's (`(1e+15,1e-05)`, `Infinity`).
+            (600, float8s(&[1e15, 1e-5]), "(1000000000000000,0.00001)"),
+            (
+                718,
+                float8s(&[f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY]),
+                "<(inf,-inf),inf>",
+            ),
+            // Arrays: box[] is delimited by `;` (its elements hold commas and are not
+            // quoted), the others by `,` (their elements are quoted).
+            (
+                1020,
+                array_bytes(
+                    603,
+                    &[
+                        Some(&float8s(&[1.0, 1.0, 0.0, 0.0])),
+                        None,
+                        Some(&float8s(&[0.0, 0.0, 2.0, 2.0])),
+                    ],
+                ),
+                "{(1,1),(0,0);NULL;(2,2),(0,0)}",
+            ),
+            (
+                1017,
+                array_bytes(600, &[Some(&float8s(&[1.0, 2.0])), None]),
+                "{\"(1,2)\",NULL}",
+            ),
+            (
+                629,
+                array_bytes(628, &[Some(&float8s(&[1.0, 2.0, 3.0]))]),
+                "{\"{1,2,3}\"}",
+            ),
+            (
+                719,
+                array_bytes(718, &[Some(&float8s(&[1.0, 2.0, 3.0]))]),
+                "{\"<(1,2),3>\"}",
+            ),
+            (
+                1019,
+                array_bytes(602, &[Some(&points_bytes(Some(0), 1, &[1.0, 2.0]))]),
+                "{\"[(1,2)]\"}",
+            ),
+            (
+                1027,
+                array_bytes(604, &[Some(&points_bytes(None, 1, &[1.0, 2.0]))]),
+                "{\"((1,2))\"}",
+            ),
+            (
+                1018,
+                array_bytes(601, &[Some(&float8s(&[1.0, 2.0, 3.0, 4.0]))]),
+                "{\"[(1,2),(3,4)]\"}",
+            ),
+        ];
+        for (oid, bytes, text) in &cases {
+            assert_eq!(text_of(*oid, bytes), *text, "type {oid}: {bytes:?}");
+        }
+        // A polygon of many points, and a box of four long coordinates (5e-324 is written
+        // with 323 zeros), are cut at VALUE_MAX and say how long they were.
+        let coordinates: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let long = points_bytes(None, 5_000, &coordinates);
+        let cut = text_of(604, &long);
+        assert!(cut.starts_with("((0,1),(2,3),"), "{cut}");
+        let tail = format!("… ({} bytes)", long.len());
+        assert!(cut.ends_with(&tail), "{cut}");
+        assert_eq!(cut.len(), VALUE_MAX + tail.len());
+        let tiny = float8s(&[-5e-324; 4]);
+        let cut = text_of(603, &tiny);
+        assert!(cut.starts_with("(-0.000"), "{cut}");
+        assert!(cut.ends_with("… (32 bytes)"), "{cut}");
+        assert_eq!(cut.len(), VALUE_MAX + "… (32 bytes)".len());
+    }
+
+    /// Bytes that are not a value of a geometric type (a length that does not fit, a count
+    /// the bytes do not hold, bytes after it), or that PostgreSQL would refuse (no points, a
+    /// line of A and B zero, a negative radius), are recorded in hex, whole.
+    #[test]
+    fn malformed_geometric_values_stay_in_hex() {
+        let point = float8s(&[1.0, 2.0]);
+        let mut long_path = points_bytes(Some(1), 1, &[1.0, 2.0]);
+        long_path.push(0);
+        let mut long_polygon = points_bytes(None, 1, &[1.0, 2.0]);
+        long_polygon.push(0);
+        let cases: Vec<(u32, Vec<u8>)> = vec![
+            // fixed sizes: empty, a byte short, a byte long
+            (600, vec![]),
+            (600, point[..15].to_vec()),
+            (600, [&point[..], &[0]].concat()),
+            (601, float8s(&[1.0; 4])[..31].to_vec()),
+            (601, float8s(&[1.0; 5])),
+            (603, float8s(&[1.0; 3])),
+            (603, [&float8s(&[1.0; 4])[..], &[0]].concat()),
+            (628, float8s(&[1.0; 2])),
+            (628, float8s(&[1.0; 4])),
+            (718, float8s(&[1.0; 2])),
+            (718, [&float8s(&[1.0; 3])[..], &[0]].concat()),
+            // a line of A and B within 1e-6 of zero; a circle of negative radius
+            (628, float8s(&[0.0, 0.0, 1.0])),
+            (628, float8s(&[1e-7, -1e-6, 1.0])),
+            (718, float8s(&[0.0, 0.0, -1.0])),
+            (718, float8s(&[0.0, 0.0, f64::NEG_INFINITY])),
+            // paths: no bytes, no count, no points, a negative count, a count the bytes do
+            // not hold (or hold more than), half a point, a byte after, no closed flag
+            (602, vec![]),
+            (602, vec![1, 0, 0, 0]),
+            (602, points_bytes(Some(1), 0, &[])),
+            (602, points_bytes(Some(1), -1, &[1.0, 2.0])),
+            (602, points_bytes(Some(1), i32::MAX, &[1.0, 2.0])),
+            (602, points_bytes(Some(0), 2, &[1.0, 2.0])),
+            (602, points_bytes(Some(0), 1, &[1.0, 2.0, 3.0, 4.0])),
+            (602, points_bytes(Some(0), 1, &[1.0])),
+            (602, long_path),
+            (602, points_bytes(None, 1, &[1.0, 2.0])),
+            // polygons: the same
+            (604, vec![]),
+            (604, vec![0, 0, 1]),
+            (604, points_bytes(None, 0, &[])),
+            (604, points_bytes(None, i32::MIN, &[1.0, 2.0])),
+            (604, points_bytes(None, i32::MAX, &[1.0, 2.0])),
+            (604, points_bytes(None, 3, &[1.0, 2.0, 3.0, 4.0])),
+            (604, long_polygon),
+            // arrays of them whose element is not one
+            (1017, array_bytes(600, &[Some(&point[..15])])),
+            (1020, array_bytes(603, &[Some(&point)])),
+            (1027, array_bytes(604, &[Some(&points_bytes(None, 0, &[]))])),
+            (629, array_bytes(628, &[Some(&float8s(&[0.0, 0.0, 1.0]))])),
+            (719, array_bytes(718, &[Some(&float8s(&[0.0, 0.0, -1.0]))])),
+        ];
+        for (oid, bytes) in &cases {
+            assert_eq!(text_of(*oid, bytes), hex(bytes), "type {oid}: {bytes:?}");
+        }
+    }
+
     /// Binary values PostgreSQL itself produced (its `*_send` functions) are recorded as the
     /// text it prints for them, for the types whose text form the recording shares with
     /// PostgreSQL (timestamps are recorded in RFC 3339 instead, floats as Rust prints them).
@@ -1550,6 +1888,46 @@ mod tests {
                 "array_send",
                 "ARRAY['{[1,3), [5,7)}'::int4multirange, '{}', NULL]",
             ),
+            // Geometric types, with coordinates PostgreSQL writes without an exponent.
+            ("point_send", "'(1.5,-2.25)'::point"),
+            ("point_send", "'(0,-0)'::point"),
+            ("point_send", "'(NaN,100000000000000)'::point"),
+            ("point_send", "'(0.0001,-123456.789)'::point"),
+            ("point_send", "point(0.1::float8 + 0.2, 1::float8 / 3)"),
+            ("lseg_send", "'[(1,2),(-3.5,0)]'::lseg"),
+            ("lseg_send", "'[(0,0),(0,0)]'::lseg"),
+            ("path_send", "'((0,0),(1,1),(2,0))'::path"),
+            ("path_send", "'[(0,0),(1,1),(2,-0.5),(3,3)]'::path"),
+            ("path_send", "'[(7,8)]'::path"),
+            ("path_send", "'((7,8))'::path"),
+            ("box_send", "'(0,1),(1,0)'::box"),
+            ("box_send", "'((-3,-4),(-1,-2))'::box"),
+            ("box_send", "'(2.5,0),(-2.5,0)'::box"),
+            ("box_send", "'(NaN,1),(2,NaN)'::box"),
+            ("poly_send", "'((0,0),(0,1),(1,1),(1,0))'::polygon"),
+            ("poly_send", "'((-1.5,2))'::polygon"),
+            ("line_send", "'{1,-2,0.5}'::line"),
+            ("line_send", "'[(0,0),(1,1)]'::line"),
+            ("line_send", "'{0,3,-0}'::line"),
+            ("circle_send", "'<(1,-2),3.5>'::circle"),
+            ("circle_send", "'<(0,0),0>'::circle"),
+            ("circle_send", "'<(0,0),NaN>'::circle"),
+            ("array_send", "ARRAY['(1,2)'::point, '(-0.5,0)', NULL]"),
+            ("array_send", "'[0:1]={\"(1,2)\",\"(3,4)\"}'::point[]"),
+            ("array_send", "ARRAY['[(1,2),(3,4)]'::lseg]"),
+            (
+                "array_send",
+                "ARRAY['((0,0),(1,1))'::path, '[(0,0),(1,1)]']",
+            ),
+            (
+                "array_send",
+                "ARRAY['(0,1),(1,0)'::box, '(3,3),(2,2)', NULL]",
+            ),
+            ("array_send", "'{{(1,1),(0,0)};{(2,2),(1,1)}}'::box[]"),
+            ("array_send", "'{}'::box[]"),
+            ("array_send", "ARRAY['((0,0),(1,0),(0,1))'::polygon, NULL]"),
+            ("array_send", "ARRAY['{1,2,3}'::line, '{-1,0,0.25}']"),
+            ("array_send", "ARRAY['<(1,2),3>'::circle, NULL]"),
         ];
         // `inet::text` writes the mask always (`network_show`); an `inet` is recorded as its
         // output function writes it (as psql shows it, and as it is written in an array),
