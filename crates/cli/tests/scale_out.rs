@@ -913,6 +913,73 @@ async fn an_approval_on_one_server_waits_for_the_rotation_on_another() {
     db.drop_db().await;
 }
 
+/// The value of cookie `name` among a response's `Set-Cookie` headers.
+fn set_cookie(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()?
+                .strip_prefix(&format!("{name}="))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+/// The value of the hidden form field `name` in a page.
+fn hidden_field(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no hidden {name}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').expect("value's end")].to_owned()
+}
+
+/// Signs in to `server`'s web UI with the admin token as a browser would: a client that does
+/// not follow redirects, the session cookie and the CSRF token its forms carry.
+async fn ui_admin(server: &Server) -> (reqwest::Client, String, String) {
+    // reqwest is built without a default TLS provider (the product installs ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let token = std::fs::read_to_string(server.data_dir.join("admin.token")).expect("admin token");
+    let page = client
+        .get(format!("{}/signin", server.url))
+        .send()
+        .await
+        .expect("sign-in page");
+    let pre_cookie = set_cookie(&page, "bg_pre");
+    let pre = hidden_field(&page.text().await.expect("page"), "pre");
+    let signed = client
+        .post(format!("{}/signin", server.url))
+        .header(reqwest::header::COOKIE, format!("bg_pre={pre_cookie}"))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(format!("pre={pre}&token={}&next=%2F", token.trim()))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed.status(), 303, "sign-in");
+    let session = format!("bg_session={}", set_cookie(&signed, "bg_session"));
+    let home = client
+        .get(format!("{}/", server.url))
+        .header(reqwest::header::COOKIE, &session)
+        .send()
+        .await
+        .expect("home")
+        .text()
+        .await
+        .expect("home page");
+    let csrf = hidden_field(&home, "csrf");
+    (client, session, csrf)
+}
+
 /// `SELECT current_user` with psql through `url`.
 fn current_user(url: &str) -> String {
     let out = std::process::Command::new("psql")
@@ -1057,6 +1124,52 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         cut.contains("terminated by admin: terminated through the other server"),
         "{cut}"
     );
+    // The same from the second server's web UI: its form is sent on to the first server with
+    // the viewer's own session.
+    let mut open = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&forwarded)
+            .await
+            .expect("another session on the holder's gateway")
+    };
+    let running = tokio::spawn(async move {
+        sqlx::query("SELECT pg_sleep(30)")
+            .execute(&mut open)
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let session = format!("{id}-s4");
+    let (ui, cookie, csrf) = ui_admin(&servers[1]).await;
+    let r = ui
+        .post(format!(
+            "{}/breaks/{id}/sessions/{session}/terminate",
+            servers[1].url
+        ))
+        .header(reqwest::header::COOKIE, &cookie)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(format!("csrf={csrf}&reason=from+the+other+UI"))
+        .send()
+        .await
+        .expect("the terminate form");
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(
+        r.headers()[reqwest::header::LOCATION],
+        format!("/breaks/{id}/sessions/{session}").as_str()
+    );
+    let cut = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the client is cut at once")
+        .expect("join")
+        .expect_err("the session is closed")
+        .to_string();
+    assert!(
+        cut.contains("terminated by admin: from the other UI"),
+        "{cut}"
+    );
 
     // The holder dies. Once its liveness lease (5 s) has run out, the survivor renews the
     // login and serves the break itself.
@@ -1100,8 +1213,8 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         .collect();
     // (Each session's end is audited as it ends, so only the starts have a fixed place.)
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
-    assert_eq!(count("gateway.session_started"), 4, "{kinds:?}");
-    assert_eq!(count("gateway.session_terminated"), 1, "{kinds:?}");
+    assert_eq!(count("gateway.session_started"), 5, "{kinds:?}");
+    assert_eq!(count("gateway.session_terminated"), 2, "{kinds:?}");
     assert_eq!(count("gateway.login_renewed"), 1, "{kinds:?}");
     assert_eq!(count("gateway.token_issued"), 2, "{kinds:?}");
     let renewal = kinds

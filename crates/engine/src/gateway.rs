@@ -722,11 +722,14 @@ impl Engine {
                 needs: "admin".into(),
             }));
         }
-        let stop = self
-            .live_sessions()
-            .get(session_id)
-            .filter(|l| l.break_id == break_id)
-            .map(|l| l.stop.clone());
+        let stop = {
+            let mut live = self.live_sessions();
+            // A session whose connection task is gone (it never recorded its end) is not open.
+            live.retain(|_, l| l.stop.receiver_count() > 0);
+            live.get(session_id)
+                .filter(|l| l.break_id == break_id)
+                .map(|l| l.stop.clone())
+        };
         let Some(stop) = stop else {
             return Err(self.not_open_here(tx.as_mut(), break_id, session_id).await);
         };

@@ -860,6 +860,30 @@ async fn forward_to_holder(
     headers: &axum::http::HeaderMap,
     body: Value,
 ) -> Result<axum::response::Response, ApiError> {
+    let (status, body) = forward(
+        s,
+        url,
+        id,
+        action,
+        held,
+        headers.get(header::AUTHORIZATION),
+        body,
+    )
+    .await?;
+    Ok((status, Json(body)).into_response())
+}
+
+/// [`forward_to_holder`]'s request: that server's status and JSON answer. `auth`: the
+/// `Authorization` header to send (the caller's own).
+pub(crate) async fn forward(
+    s: &AppState,
+    url: &str,
+    id: &str,
+    action: &str,
+    held: &str,
+    auth: Option<&axum::http::HeaderValue>,
+    body: Value,
+) -> Result<(StatusCode, Value), ApiError> {
     let unavailable = |why: String| {
         ApiError::from(breakglass_engine::EngineError::Conflict(format!(
             "break {id}'s {held} held by the server at {url}, which did not answer: {why}"
@@ -874,7 +898,7 @@ async fn forward_to_holder(
         ))
         .header(FORWARDED, s.engine.instance())
         .json(&body);
-    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+    if let Some(auth) = auth {
         request = request.header(header::AUTHORIZATION, auth.clone());
     }
     let answer = request
@@ -886,7 +910,7 @@ async fn forward_to_holder(
         .json()
         .await
         .map_err(|e| unavailable(e.without_url().to_string()))?;
-    Ok((status, Json(body)).into_response())
+    Ok((status, body))
 }
 
 async fn reveal(

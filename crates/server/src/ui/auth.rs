@@ -80,6 +80,16 @@ impl Viewer {
         self.actor.may(action).is_ok()
     }
 
+    /// The viewer's session as an `Authorization` header (marked sensitive), for a request
+    /// the UI forwards to another server of several on the viewer's behalf.
+    pub(crate) fn bearer(&self) -> axum::http::HeaderValue {
+        let text = zeroize::Zeroizing::new(format!("Bearer {}", self.session.expose_secret()));
+        let mut v = axum::http::HeaderValue::from_str(&text)
+            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("Bearer -"));
+        v.set_sensitive(true);
+        v
+    }
+
     /// Whether the viewer may read the audit log (the Audit tab).
     pub(crate) fn can_audit(&self) -> bool {
         self.may(Action::ReadAudit)

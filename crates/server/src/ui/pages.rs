@@ -1136,10 +1136,43 @@ pub(crate) async fn terminate_session(
     Form(f): Form<TerminateForm>,
 ) -> Result<Response, UiError> {
     viewer.check_form(&s, &headers, &f.csrf)?;
-    s.engine
+    match s
+        .engine
         .terminate_gateway_session(&viewer.actor, &id, &session, &f.reason)
-        .await?;
-    Ok(Redirect::to(&format!("/breaks/{id}/sessions/{session}")).into_response())
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/breaks/{id}/sessions/{session}")).into_response()),
+        // The session runs on another server of several (sessions are in the shared store):
+        // asked of that one with the viewer's own session, like the API forwards.
+        Err(breakglass_engine::EngineError::Elsewhere { url, .. }) => {
+            let (status, answer) = crate::api::forward(
+                &s,
+                &url,
+                &id,
+                &format!("sessions/{session}/terminate"),
+                "gateway sessions are",
+                Some(&viewer.bearer()),
+                serde_json::json!({ "reason": f.reason }),
+            )
+            .await
+            .map_err(|e| {
+                let (status, message) = e.parts();
+                UiError(status, message)
+            })?;
+            if status.is_success() {
+                Ok(Redirect::to(&format!("/breaks/{id}/sessions/{session}")).into_response())
+            } else {
+                Err(UiError(
+                    status,
+                    answer["error"]["message"]
+                        .as_str()
+                        .unwrap_or("the server running the session refused")
+                        .to_owned(),
+                ))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]
