@@ -1140,6 +1140,31 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         "Gateway session {session5} terminated by admin: ran pg_sleep in an emergency session"
     );
     assert_eq!(alerted(headline.clone()).await.len(), 1, "{headline}");
+    // `/metrics` counts sessions by how they ended and every refused statement.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(
+        &std::fs::read(data.join("tls").join("cert.pem")).expect("the server's certificate"),
+    )
+    .expect("pem");
+    let metrics = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .expect("client")
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for line in [
+        "breakglass_gateway_sessions_ended_total{end=\"terminated\"} 1",
+        "breakglass_gateway_sessions_ended_total{end=\"idle\"} 1",
+        "breakglass_gateway_statements_refused_total 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
+
     // The break goes on: a second session of the same token's break works.
     let a = as_actor(&server, keys, "dave")
         .args(["break", "token", &id4])

@@ -151,6 +151,53 @@ pub struct GatewayCounters {
     pub protocol_errors: std::sync::atomic::AtomicU64,
     /// Sessions served by a kept server connection.
     pub reused: std::sync::atomic::AtomicU64,
+    /// Statements the gateway refused (a procedure's `refuse` patterns).
+    pub statements_refused: std::sync::atomic::AtomicU64,
+    /// Sessions ended, by how they ended.
+    pub ended: SessionEnds,
+}
+
+/// Gateway sessions ended, by how (the `end` of their `gateway.session_ended` entry).
+#[derive(Default, Debug)]
+pub struct SessionEnds([std::sync::atomic::AtomicU64; SessionEnds::WORDS.len()]);
+
+impl SessionEnds {
+    /// How a session can end: the client left (or sent Terminate), the server closed, the
+    /// grant's deadline, the break's close, the idle timeout, a termination, a malformed
+    /// message, any other error.
+    pub const WORDS: [&'static str; 8] = [
+        "client",
+        "server",
+        "deadline",
+        "closed",
+        "idle",
+        "terminated",
+        "protocol_error",
+        "error",
+    ];
+
+    /// Counts a session that ended with `end` (its audit entry's word; `error: …` and
+    /// `protocol error: …` by their kind).
+    pub fn count(&self, end: &str) {
+        let word = if end.starts_with("protocol error") {
+            "protocol_error"
+        } else {
+            end
+        };
+        let i = Self::WORDS
+            .iter()
+            .position(|w| *w == word)
+            .unwrap_or(Self::WORDS.len() - 1);
+        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Each way to end and how many sessions ended so.
+    pub fn all(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Self::WORDS
+            .iter()
+            .zip(&self.0)
+            .map(|(w, n)| (*w, n.load(std::sync::atomic::Ordering::Relaxed)))
+    }
 }
 
 /// What the gateway needs to serve an admitted client.
@@ -1255,6 +1302,36 @@ pub struct SessionEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Session ends are counted by their word; errors by their kind.
+    #[test]
+    fn session_ends_are_counted_by_how_they_ended() {
+        let ends = SessionEnds::default();
+        for end in [
+            "client",
+            "client",
+            "terminated",
+            "error: connection reset",
+            "protocol error: message too long",
+            "deadline",
+        ] {
+            ends.count(end);
+        }
+        let all: Vec<(&str, u64)> = ends.all().collect();
+        assert_eq!(
+            all,
+            [
+                ("client", 2),
+                ("server", 0),
+                ("deadline", 1),
+                ("closed", 0),
+                ("idle", 0),
+                ("terminated", 1),
+                ("protocol_error", 1),
+                ("error", 1)
+            ]
+        );
+    }
 
     /// Reading newest first a page at a time gets every entry once, whatever the page size
     /// (a full last page costs one empty read more).

@@ -592,8 +592,19 @@ impl Gateway {
                 idle_check.unwrap_or(Duration::from_secs(86_400 * 365))
             ));
             let mut traffic = (0u64, tokio::time::Instant::now());
+            let counters = self.engine.gateway_counters();
+            let mut refused_seen = 0u64;
             std::future::poll_fn(|cx| {
-                if let Poll::Ready(end) = relay.poll_relay(cx, &info, &now) {
+                let polled = relay.poll_relay(cx, &info, &now);
+                // Refused statements counted as they happen (`/metrics`).
+                let refused = relay.tracker.stats().refused;
+                if refused != refused_seen {
+                    counters
+                        .statements_refused
+                        .fetch_add(refused - refused_seen, Ordering::Relaxed);
+                    refused_seen = refused;
+                }
+                if let Poll::Ready(end) = polled {
                     return Poll::Ready(end);
                 }
                 let fresh = !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
@@ -797,6 +808,7 @@ impl Gateway {
 
     /// Flushes the session's recording, then records its end.
     async fn finish(&self, summary: &SessionSummary) {
+        self.engine.gateway_counters().ended.count(&summary.end);
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.recorder.send(Recorded::Flush(tx)).is_ok() {
             let _ = rx.await;

@@ -1476,10 +1476,21 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiErro
             "Gateway sessions served by a kept server connection.",
             &g.reused,
         ),
+        (
+            "breakglass_gateway_statements_refused_total",
+            "Statements the gateway refused (the procedures' refuse patterns).",
+            &g.statements_refused,
+        ),
     ] {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
             value.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    out.push_str("# HELP breakglass_gateway_sessions_ended_total Gateway sessions ended, by how (client, server, deadline, closed, idle, terminated, protocol_error, error).\n# TYPE breakglass_gateway_sessions_ended_total counter\n");
+    for (end, n) in g.ended.all() {
+        out.push_str(&format!(
+            "breakglass_gateway_sessions_ended_total{{end=\"{end}\"}} {n}\n"
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
