@@ -100,6 +100,11 @@ pub(crate) struct ServeArgs {
     /// single-threaded runtime; 0: one per available core.
     #[arg(long, default_value_t = 0, requires = "gateway")]
     pub(crate) gateway_threads: usize,
+    /// Refused gateway logins (wrong token, unknown break…) per minute per client address;
+    /// past it the address is refused without its token being read (nor audited) until the
+    /// allowance refills; 0: no limit.
+    #[arg(long, default_value_t = breakglass_gateway::FAILED_LOGINS_PER_MINUTE, requires = "gateway")]
+    pub(crate) gateway_failed_logins: u32,
     /// This server's URL as the other servers of a deployment reach it (several servers on one
     /// PostgreSQL): a break's shares are then sent to the one server holding the others.
     /// `auto`: the listen address.
@@ -681,6 +686,7 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             }),
             allow_plaintext: tls.is_none() || a.gateway_plaintext,
             threads: a.gateway_threads,
+            failed_logins_per_minute: a.gateway_failed_logins,
             ..breakglass_gateway::Settings::default()
         };
         eprintln!(

@@ -1636,3 +1636,53 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
     // The pack made before the edit still verifies.
     verify(&whole).success();
 }
+
+/// An address whose gateway logins keep failing is refused before its token is read — not
+/// audited, counted — until its allowance refills; another outcome than a wrong token is not
+/// needed to see it (an unknown break is refused like a wrong token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_gateway_logins_are_limited_per_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--gateway", "127.0.0.1:0", "--gateway-failed-logins", "3"],
+    );
+    let url = format!(
+        "postgresql://brk_0000000000000000:not-a-token@{}/db?sslmode=disable",
+        server.gateway_addr()
+    );
+    for attempt in 1..=3 {
+        let e = sqlx::PgConnection::connect(&url)
+            .await
+            .expect_err("no such break")
+            .to_string();
+        assert!(
+            e.contains("no break `brk_0000000000000000`"),
+            "attempt {attempt}: {e}"
+        );
+    }
+    // The third failure used the allowance up: the next attempts are refused unread.
+    for attempt in 4..=5 {
+        let e = sqlx::PgConnection::connect(&url)
+            .await
+            .expect_err("throttled")
+            .to_string();
+        assert!(
+            e.contains("too many failed logins from this address; retry in"),
+            "attempt {attempt}: {e}"
+        );
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "breakglass_gateway_clients_refused_total 3",
+        "breakglass_gateway_logins_throttled_total 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
+}

@@ -153,6 +153,8 @@ pub struct GatewayCounters {
     pub reused: std::sync::atomic::AtomicU64,
     /// Statements the gateway refused (a procedure's `refuse` patterns).
     pub statements_refused: std::sync::atomic::AtomicU64,
+    /// Logins refused unread because their address failed too many (`throttle.rs`).
+    pub logins_throttled: std::sync::atomic::AtomicU64,
     /// Sessions ended, by how they ended.
     pub ended: SessionEnds,
 }

@@ -24,6 +24,7 @@ pub mod params;
 mod pool;
 mod pump;
 pub mod relay;
+mod throttle;
 pub mod upstream;
 pub mod wire;
 
@@ -64,7 +65,15 @@ pub struct Settings {
     /// latency, at 8 and at 64 clients, because a client's message no longer waits behind the
     /// other connections' work (BENCHMARKS.md).
     pub threads: usize,
+    /// Refused logins allowed per minute per client address before the address is refused
+    /// without its token being looked at (and without an audit entry) until the allowance
+    /// refills; 0: no limit.
+    pub failed_logins_per_minute: u32,
 }
+
+/// [`Settings::failed_logins_per_minute`] unless told: far more than people mistyping or a
+/// misconfigured pool retrying, far fewer than a script filling the audit log.
+pub const FAILED_LOGINS_PER_MINUTE: u32 = 60;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -74,6 +83,7 @@ impl Default for Settings {
             login_timeout: Duration::from_secs(15),
             upstream_timeout: Duration::from_secs(10),
             threads: 0,
+            failed_logins_per_minute: FAILED_LOGINS_PER_MINUTE,
         }
     }
 }
@@ -87,6 +97,7 @@ pub struct Gateway {
     settings: Settings,
     recorder: mpsc::UnboundedSender<Recorded>,
     cancels: Arc<Mutex<CancelMap>>,
+    failed_logins: Arc<throttle::FailedLogins>,
 }
 
 /// Cancellation keys the gateway gave its clients → the backends' own.
@@ -143,9 +154,12 @@ impl Gateway {
         Gateway {
             engine,
             main: tokio::runtime::Handle::current(),
-            settings,
             recorder: tx,
             cancels: Arc::default(),
+            failed_logins: Arc::new(throttle::FailedLogins::new(
+                settings.failed_logins_per_minute,
+            )),
+            settings,
         }
     }
 
@@ -377,6 +391,21 @@ impl Gateway {
             .await;
             return Err("replication refused".into());
         }
+        if let Some(left) = self.failed_logins.blocked(peer.ip()) {
+            self.count(|c| &c.logins_throttled);
+            tracing::warn!(%peer, "gateway login refused: too many failed logins from this address");
+            fatal(
+                &mut stream,
+                "53300",
+                &format!(
+                    "breakglass gateway: too many failed logins from this address; retry in {} s",
+                    left.as_secs().max(1)
+                ),
+                None,
+            )
+            .await;
+            return Err("too many failed logins".into());
+        }
         // AuthenticationCleartextPassword: the token comes over the (TLS) connection.
         let mut ask = Vec::new();
         wire::message(&mut ask, b'R', &3i32.to_be_bytes());
@@ -414,6 +443,9 @@ impl Gateway {
             }
             Err(refusal) => {
                 self.count(|c| &c.refused);
+                if !matches!(refusal, breakglass_engine::Refusal::Unavailable(_)) {
+                    self.failed_logins.failed(peer.ip());
+                }
                 tracing::info!(peer = %peer_text, why = %refusal, "gateway refused a client");
                 fatal(
                     &mut stream,

@@ -1477,6 +1477,11 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiErro
             &g.reused,
         ),
         (
+            "breakglass_gateway_logins_throttled_total",
+            "Gateway logins refused before their token was read: their address failed too many logins.",
+            &g.logins_throttled,
+        ),
+        (
             "breakglass_gateway_statements_refused_total",
             "Statements the gateway refused (the procedures' refuse patterns).",
             &g.statements_refused,
