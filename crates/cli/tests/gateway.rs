@@ -1178,7 +1178,18 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .execute(&mut after)
         .await
         .expect("a statement after the termination");
-    drop(after);
+    // That session is still open when the server is killed below: once its statement is
+    // stored, the kill leaves the session without an end.
+    let session6 = format!("{id4}-s3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = recording_with(&server, &id4, &["--session", &session6]);
+        if r["statements"].as_array().is_some_and(|s| !s.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not stored: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Tampering with a stored recording is detected against the audit chain.
     drop(server);
@@ -1214,6 +1225,25 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         stdout(&a)
     );
     server.cli().args(["audit", "verify"]).assert().success();
+    // The session the kill left open was closed at start-up as `lost`, binding what was
+    // stored of it to the chain.
+    drop(after);
+    let r = recording_with(&server, &id4, &["--session", &session6]);
+    let s = &r["sessions"][0];
+    assert_eq!(s["end"], "lost", "{r}");
+    assert_eq!(s["recording_intact"], true, "{r}");
+    assert_eq!(
+        r["statements"][0]["statement"], "SELECT 'after the termination'",
+        "{r}"
+    );
+    assert!(
+        server
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("their ends recorded as lost") && l.contains(&session6)),
+        "{:?}",
+        server.log_lines()
+    );
 
     // The restart lost the held login of break `id` (memory only): its connection string is
     // refused with the reason and what to do. `break token` has the target give the grant role

@@ -86,6 +86,10 @@ pub struct Termination {
 /// How long a termination's reason may be, in characters.
 pub const TERMINATION_REASON_MAX: usize = 500;
 
+/// How long after its break ended a session left open by a stopped server is still closed
+/// as lost ([`Engine::close_lost_gateway_sessions`]): a week.
+pub const LOST_SESSIONS_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// A break's audit entries are read this many at a time ([`break_entries`]).
 const ENTRY_PAGE: i64 = 10_000;
 
@@ -514,7 +518,7 @@ impl Engine {
                     &b.info().requester,
                     "gateway.session_started",
                     &b,
-                    json!({"session": a.session_id, "peer": peer, "deadline": a.deadline.to_string()}),
+                    json!({"session": a.session_id, "peer": peer, "deadline": a.deadline.to_string(), "instance": self.instance()}),
                 );
                 Ok(a)
             }
@@ -695,6 +699,143 @@ impl Engine {
         );
         self.commit(tx, record).await?;
         Ok(())
+    }
+
+    /// Records the end of gateway sessions whose server stopped without recording it (killed,
+    /// crashed, power lost): a session whose start names a server instance other than this
+    /// one that is not running (with several servers: its liveness lease has lapsed; alone:
+    /// any other, as instance ids are new with each start), or an older start naming none
+    /// when this server runs alone. Its end, `lost`, binds what was stored of its recording
+    /// (the count and SHA-256 of the stored statements, up to 100 ms of the last ones having
+    /// died with the server) to the chain like any end, so the session no longer shows as
+    /// open and its recording is checked like the others. Looks at breaks granted, or ended
+    /// in the last [`LOST_SESSIONS_WINDOW_MS`], among the newest 1,000. Returns the sessions
+    /// it closed. Run at start-up and every minute.
+    pub async fn close_lost_gateway_sessions(&self) -> Result<Vec<String>, EngineError> {
+        let now = self.now();
+        let alone = self.inner.config.advertise_url.is_none();
+        let candidates: Vec<(String, String)> = {
+            let mut tx = self.store().read().await?;
+            let mut proxy: HashMap<String, bool> = HashMap::new();
+            let mut out = Vec::new();
+            for b in tx.breaks(None, 1_000).await? {
+                let recent = match &b {
+                    Break::Requested(_) => false,
+                    Break::Granted(_) => true,
+                    Break::Ended(e) => {
+                        e.granted_at.is_some() && now.0 - e.ended_at.0 <= LOST_SESSIONS_WINDOW_MS
+                    }
+                };
+                if !recent {
+                    continue;
+                }
+                let info = b.info();
+                let is_proxy = match proxy.get(&info.procedure) {
+                    Some(p) => *p,
+                    None => {
+                        let p = tx
+                            .procedure(&info.procedure)
+                            .await?
+                            .is_some_and(|s| Engine::is_proxy(&s.procedure));
+                        proxy.insert(info.procedure.clone(), p);
+                        p
+                    }
+                };
+                if is_proxy {
+                    out.push((info.id.0.clone(), info.procedure.clone()));
+                }
+            }
+            out
+        };
+        let mut closed = Vec::new();
+        for (break_id, _) in candidates {
+            let open: Vec<(String, String, Option<String>)> = {
+                let mut tx = self.store().read().await?;
+                let entries = break_entries(tx.as_mut(), &break_id).await?;
+                let ended: std::collections::HashSet<&str> = entries
+                    .iter()
+                    .filter(|e| e.kind == "gateway.session_ended")
+                    .filter_map(|e| e.payload.get("session").and_then(|s| s.as_str()))
+                    .collect();
+                entries
+                    .iter()
+                    .filter(|e| e.kind == "gateway.session_started")
+                    .filter_map(|e| {
+                        let session = e.payload.get("session")?.as_str()?;
+                        (!ended.contains(session)).then(|| {
+                            let text = |k: &str| {
+                                e.payload.get(k).and_then(|s| s.as_str()).map(str::to_owned)
+                            };
+                            (
+                                session.to_owned(),
+                                text("peer").unwrap_or_default(),
+                                text("instance"),
+                            )
+                        })
+                    })
+                    .collect()
+            };
+            for (session, peer, instance) in open {
+                let lost = match &instance {
+                    Some(i) if i == self.instance() => false,
+                    Some(_) if alone => true,
+                    Some(i) => !self.store().lease_alive(&format!("instance:{i}")).await?,
+                    None => alone,
+                };
+                if lost
+                    && self
+                        .record_lost_session(&break_id, &session, &peer, now)
+                        .await?
+                {
+                    closed.push(session);
+                }
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Commits a lost session's end (unless its end was recorded meanwhile): `true` when it
+    /// did.
+    async fn record_lost_session(
+        &self,
+        break_id: &str,
+        session: &str,
+        peer: &str,
+        now: Timestamp,
+    ) -> Result<bool, EngineError> {
+        let mut tx = self.store().begin().await?;
+        let b = load_break(tx.as_mut(), break_id).await?;
+        let already = break_entries(tx.as_mut(), break_id).await?.iter().any(|e| {
+            e.kind == "gateway.session_ended"
+                && e.payload.get("session").and_then(|s| s.as_str()) == Some(session)
+        });
+        if already {
+            return Ok(false);
+        }
+        let procedure = tx
+            .procedure(&b.info().procedure)
+            .await?
+            .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
+        let (recorded, digest) = digest_stored(tx.as_mut(), break_id, session).await?;
+        let mut record = crate::events::Record::default();
+        record.break_event(
+            now,
+            "breakglass",
+            "gateway.session_ended",
+            &procedure.procedure,
+            &b,
+            json!({
+                "session": session,
+                "peer": peer,
+                "statements": recorded,
+                "recorded": recorded,
+                "end": "lost",
+                "why": "the server running the session stopped before recording its end; what it had stored is bound here (its last 100 ms of statements may have died with it)",
+                "recording_sha256": digest,
+            }),
+        );
+        self.commit(tx, record).await?;
+        Ok(true)
     }
 
     /// The first statement of a gateway session refused for matching `pattern` (one of its

@@ -270,6 +270,17 @@ pub async fn build_with_clock(
             "expired grants whose deadline passed while the server was down"
         );
     }
+    match engine.close_lost_gateway_sessions().await {
+        Ok(lost) if !lost.is_empty() => tracing::warn!(
+            count = lost.len(),
+            sessions = %lost.join(", "),
+            "gateway sessions left open by a server that stopped: their ends recorded as lost"
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "closing lost gateway sessions failed; retried every minute")
+        }
+    }
     let reset = engine
         .reset_lost_approvals()
         .await
@@ -553,6 +564,8 @@ async fn audit_worker(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
 async fn expiry_worker(engine: Engine, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Gateway sessions left open by another server that stopped: looked for every minute.
+    let mut lost_check = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -560,6 +573,19 @@ async fn expiry_worker(engine: Engine, mut stop: tokio::sync::watch::Receiver<bo
         }
         if !engine.lease(LEASE_EXPIRY).await {
             continue;
+        }
+        if tokio::time::Instant::now() >= lost_check {
+            lost_check = tokio::time::Instant::now() + Duration::from_secs(60);
+            match engine.close_lost_gateway_sessions().await {
+                Ok(lost) => {
+                    for session in lost {
+                        tracing::warn!(%session, "gateway session left open by a server that stopped: its end recorded as lost");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "closing lost gateway sessions failed; retrying")
+                }
+            }
         }
         match engine.expire_due().await {
             Ok(ids) => {
