@@ -38,6 +38,9 @@ pub(crate) enum SessionCmd {
         #[arg(long, short = 'f')]
         follow: bool,
     },
+    /// The gateway sessions open now, across breaks (admin, auditor): each with its break,
+    /// requester, client address, start, and whether it runs on the server asked.
+    List,
     /// End one open gateway session now, before its break ends (the break's requester or an
     /// admin): audited with the reason, which the client is sent with who terminated it; a
     /// statement still running is cancelled on the database. The break and its other
@@ -76,6 +79,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
             session,
             reason,
         } => return terminate(cli, break_id, session, reason).await,
+        SessionCmd::List => return list(cli).await,
     };
     let client = connect(cli).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -99,6 +103,40 @@ pub(crate) async fn run(cli: &Cli, cmd: &SessionCmd) -> Result<()> {
             code: exit::AUDIT_BROKEN,
             message: "a stored recording does not match the digest in its audit entry".into()
         }));
+    }
+    Ok(())
+}
+
+/// `session list`.
+async fn list(cli: &Cli) -> Result<()> {
+    let open = connect(cli).await?.get("/api/sessions").await?;
+    if cli.output.is_json() {
+        output::json(&open);
+        return Ok(());
+    }
+    let sessions = open["sessions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if sessions.is_empty() {
+        println!("no gateway session is open");
+        return Ok(());
+    }
+    for s in sessions {
+        println!(
+            "{}  break {} ({})  for {}  from {}  since {}{}",
+            field(&s["session"]),
+            field(&s["break"]),
+            field(&s["procedure"]),
+            field(&s["requester"]),
+            field(&s["peer"]),
+            field(&s["started_at"]),
+            if s["here"] == true {
+                ""
+            } else {
+                "  (on another server)"
+            }
+        );
     }
     Ok(())
 }

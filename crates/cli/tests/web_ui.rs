@@ -703,6 +703,17 @@ async fn web_ui_in_a_real_browser() {
     );
     sign_out(&b).await;
     sign_in_with_token(&b, &base, &admin_token).await;
+    // The dashboard lists it among the open gateway sessions, linked to its live page.
+    goto(&b, &format!("{base}/")).await;
+    b.wait_for_text("#open-sessions", &session2, WAIT).await;
+    assert_eq!(
+        count(
+            &b,
+            &format!("#open-sessions a[href='/breaks/{gw_break}/sessions/{session2}']")
+        )
+        .await,
+        1
+    );
     goto(&b, &format!("{base}/breaks/{gw_break}/sessions/{session2}")).await;
     b.wait_for_text("#session-state", "open", WAIT).await;
     // Terminated while a statement runs, so the client is reading when it is cut.

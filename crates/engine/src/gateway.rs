@@ -714,68 +714,29 @@ impl Engine {
     pub async fn close_lost_gateway_sessions(&self) -> Result<Vec<String>, EngineError> {
         let now = self.now();
         let alone = self.inner.config.advertise_url.is_none();
-        let candidates: Vec<(String, String)> = {
-            let mut tx = self.store().read().await?;
-            let mut proxy: HashMap<String, bool> = HashMap::new();
-            let mut out = Vec::new();
-            for b in tx.breaks(None, 1_000).await? {
-                let recent = match &b {
-                    Break::Requested(_) => false,
-                    Break::Granted(_) => true,
-                    Break::Ended(e) => {
-                        e.granted_at.is_some() && now.0 - e.ended_at.0 <= LOST_SESSIONS_WINDOW_MS
-                    }
-                };
-                if !recent {
-                    continue;
+        let candidates = self
+            .proxy_breaks(|b| match b {
+                Break::Requested(_) => false,
+                Break::Granted(_) => true,
+                Break::Ended(e) => {
+                    e.granted_at.is_some() && now.0 - e.ended_at.0 <= LOST_SESSIONS_WINDOW_MS
                 }
-                let info = b.info();
-                let is_proxy = match proxy.get(&info.procedure) {
-                    Some(p) => *p,
-                    None => {
-                        let p = tx
-                            .procedure(&info.procedure)
-                            .await?
-                            .is_some_and(|s| Engine::is_proxy(&s.procedure));
-                        proxy.insert(info.procedure.clone(), p);
-                        p
-                    }
-                };
-                if is_proxy {
-                    out.push((info.id.0.clone(), info.procedure.clone()));
-                }
-            }
-            out
-        };
+            })
+            .await?;
         let mut closed = Vec::new();
-        for (break_id, _) in candidates {
-            let open: Vec<(String, String, Option<String>)> = {
+        for b in candidates {
+            let break_id = b.info().id.0.clone();
+            let open = {
                 let mut tx = self.store().read().await?;
-                let entries = break_entries(tx.as_mut(), &break_id).await?;
-                let ended: std::collections::HashSet<&str> = entries
-                    .iter()
-                    .filter(|e| e.kind == "gateway.session_ended")
-                    .filter_map(|e| e.payload.get("session").and_then(|s| s.as_str()))
-                    .collect();
-                entries
-                    .iter()
-                    .filter(|e| e.kind == "gateway.session_started")
-                    .filter_map(|e| {
-                        let session = e.payload.get("session")?.as_str()?;
-                        (!ended.contains(session)).then(|| {
-                            let text = |k: &str| {
-                                e.payload.get(k).and_then(|s| s.as_str()).map(str::to_owned)
-                            };
-                            (
-                                session.to_owned(),
-                                text("peer").unwrap_or_default(),
-                                text("instance"),
-                            )
-                        })
-                    })
-                    .collect()
+                open_sessions(&break_entries(tx.as_mut(), &break_id).await?)
             };
-            for (session, peer, instance) in open {
+            for OpenStart {
+                session,
+                peer,
+                instance,
+                ..
+            } in open
+            {
                 let lost = match &instance {
                     Some(i) if i == self.instance() => false,
                     Some(_) if alone => true,
@@ -792,6 +753,66 @@ impl Engine {
             }
         }
         Ok(closed)
+    }
+
+    /// The gateway sessions open now (their start audited, their end not yet), of the
+    /// granted proxy breaks among the newest 1,000, oldest first (admin, auditor). `here`:
+    /// running on this server.
+    pub async fn open_gateway_sessions(&self, by: &Actor) -> Result<Vec<OpenSession>, EngineError> {
+        by.may(Action::ReadAudit)?;
+        let granted = self
+            .proxy_breaks(|b| matches!(b, Break::Granted(_)))
+            .await?;
+        let live: std::collections::HashSet<String> =
+            self.live_sessions().keys().cloned().collect();
+        let mut out = Vec::new();
+        for b in granted {
+            let info = b.info();
+            let starts = {
+                let mut tx = self.store().read().await?;
+                open_sessions(&break_entries(tx.as_mut(), &info.id.0).await?)
+            };
+            out.extend(starts.into_iter().map(|s| OpenSession {
+                break_id: info.id.0.clone(),
+                procedure: info.procedure.clone(),
+                requester: info.requester.clone(),
+                here: live.contains(&s.session),
+                session_id: s.session,
+                peer: s.peer,
+                started_at: s.at,
+                started_seq: s.seq,
+            }));
+        }
+        out.sort_by_key(|s| s.started_seq);
+        Ok(out)
+    }
+
+    /// The breaks of proxy procedures among the newest 1,000 that `keep` keeps.
+    async fn proxy_breaks(&self, keep: impl Fn(&Break) -> bool) -> Result<Vec<Break>, EngineError> {
+        let mut tx = self.store().read().await?;
+        let mut proxy: HashMap<String, bool> = HashMap::new();
+        let mut out = Vec::new();
+        for b in tx.breaks(None, 1_000).await? {
+            if !keep(&b) {
+                continue;
+            }
+            let procedure = b.info().procedure.clone();
+            let is_proxy = match proxy.get(&procedure) {
+                Some(p) => *p,
+                None => {
+                    let p = tx
+                        .procedure(&procedure)
+                        .await?
+                        .is_some_and(|s| Engine::is_proxy(&s.procedure));
+                    proxy.insert(procedure, p);
+                    p
+                }
+            };
+            if is_proxy {
+                out.push(b);
+            }
+        }
+        Ok(out)
     }
 
     /// Commits a lost session's end (unless its end was recorded meanwhile): `true` when it
@@ -1407,6 +1428,65 @@ pub struct StatementPage {
     pub statements: Vec<StatementRecord>,
     /// Where the next page starts (`from_seq`), when there are more.
     pub next_seq: Option<u64>,
+}
+
+/// A gateway session open now ([`Engine::open_gateway_sessions`]).
+#[derive(Debug, Clone)]
+pub struct OpenSession {
+    /// Break.
+    pub break_id: String,
+    /// Its procedure.
+    pub procedure: String,
+    /// The break's requester (who the session runs for).
+    pub requester: String,
+    /// Session id.
+    pub session_id: String,
+    /// Client address.
+    pub peer: String,
+    /// When the gateway admitted it.
+    pub started_at: Timestamp,
+    /// The audit entry of its start.
+    pub started_seq: u64,
+    /// Running on this server.
+    pub here: bool,
+}
+
+/// A session's start whose end is not in the entries.
+struct OpenStart {
+    session: String,
+    peer: String,
+    instance: Option<String>,
+    at: Timestamp,
+    seq: u64,
+}
+
+/// The session an audit entry is about.
+fn session_of(e: &breakglass_audit::Entry) -> Option<&str> {
+    e.payload.get("session").and_then(|s| s.as_str())
+}
+
+/// The sessions among a break's audit entries that started and have not ended.
+fn open_sessions(entries: &[breakglass_audit::Entry]) -> Vec<OpenStart> {
+    let ended: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.kind == "gateway.session_ended")
+        .filter_map(session_of)
+        .collect();
+    entries
+        .iter()
+        .filter(|e| e.kind == "gateway.session_started")
+        .filter_map(|e| {
+            let session = session_of(e)?;
+            let text = |k: &str| e.payload.get(k).and_then(|s| s.as_str()).map(str::to_owned);
+            (!ended.contains(session)).then(|| OpenStart {
+                session: session.to_owned(),
+                peer: text("peer").unwrap_or_default(),
+                instance: text("instance"),
+                at: Timestamp(e.time_ms),
+                seq: e.seq,
+            })
+        })
+        .collect()
 }
 
 /// One gateway session of a break, from its audit entries.

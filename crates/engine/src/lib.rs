@@ -39,9 +39,9 @@ pub use drills::{DRILL_RUNNER, DrillRequest, TimelineStep, step_of};
 pub use error::EngineError;
 pub use evidence::{MAX_PACK_STATEMENTS, PACK_STATEMENTS};
 pub use gateway::{
-    Admission, GatewayCounters, GatewayEndpoint, LOST_SESSIONS_WINDOW_MS, RecordedSession, Refusal,
-    SessionEnd, SessionEnds, SessionSummary, StatementPage, TERMINATION_REASON_MAX, Termination,
-    recording_digest,
+    Admission, GatewayCounters, GatewayEndpoint, LOST_SESSIONS_WINDOW_MS, OpenSession,
+    RecordedSession, Refusal, SessionEnd, SessionEnds, SessionSummary, StatementPage,
+    TERMINATION_REASON_MAX, Termination, recording_digest,
 };
 pub use grants::{Discovery, TargetCheck};
 pub use ports::{

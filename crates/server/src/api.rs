@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/breaks/{id}/approvals", post(approve))
         .route("/api/breaks/{id}/reveal", post(reveal))
         .route("/api/breaks/{id}/token", post(gateway_token))
+        .route("/api/sessions", get(open_sessions))
         .route("/api/breaks/{id}/sessions", get(sessions))
         .route("/api/breaks/{id}/sessions/{session}", get(session_page))
         .route(
@@ -1152,6 +1153,21 @@ async fn session_page(
         "next_seq": page.next_seq,
         "ended": ended,
     })))
+}
+
+/// The gateway sessions open now, across breaks.
+async fn open_sessions(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let open = s.engine.open_gateway_sessions(&me).await?;
+    Ok(Json(json!({"sessions": open.iter().map(|o| json!({
+        "break": o.break_id,
+        "procedure": o.procedure,
+        "requester": o.requester,
+        "session": o.session_id,
+        "peer": o.peer,
+        "started_at": o.started_at.to_string(),
+        "started_seq": o.started_seq,
+        "here": o.here,
+    })).collect::<Vec<_>>()})))
 }
 
 #[derive(Deserialize)]

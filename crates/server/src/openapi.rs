@@ -471,6 +471,16 @@ pub fn document() -> Value {
         {"name": "started_after", "in": "query", "required": false, "description": "only the sessions whose start is a later audit entry than this one", "schema": {"type": "integer", "minimum": 0}},
     ]);
     add("/api/breaks/{id}/sessions", "get", o);
+    add(
+        "/api/sessions",
+        "get",
+        op(
+            "The gateway sessions open now, across breaks (of granted proxy breaks among the newest 1,000), oldest first: break, procedure, requester, session, peer, `started_at`, `started_seq` and `here` (running on this server) (admin, auditor)",
+            true,
+            None,
+            "Open sessions",
+        ),
+    );
     let mut o = op(
         "A page of a gateway session's statements, in order from position `from_seq` (default 0): at most `limit` (default 1000, at most 10000) and `next_seq`, where the next page starts (null at the end); on the last page `ended` says whether the session has ended (false: more statements may come) (admin, auditor)",
         true,

@@ -247,6 +247,7 @@ fn endpoints() -> Vec<(
             None,
             &["admin", "requester"],
         ),
+        ("GET", "/api/sessions", None, &["admin", "auditor"]),
         (
             "GET",
             "/api/breaks/brk_nope/sessions",
