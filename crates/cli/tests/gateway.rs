@@ -120,6 +120,26 @@ fn granted_break(
     (id, stdout(&a).trim().to_owned())
 }
 
+/// `session terminate BREAK --session SESSION --reason REASON`.
+fn terminate_cmd(
+    server: &Server,
+    break_id: &str,
+    session: &str,
+    reason: &str,
+) -> assert_cmd::Command {
+    let mut c = server.cli();
+    c.args([
+        "session",
+        "terminate",
+        break_id,
+        "--session",
+        session,
+        "--reason",
+        reason,
+    ]);
+    c
+}
+
 /// `session show BREAK --output json`: the break's recording.
 fn recording(server: &Server, break_id: &str) -> serde_json::Value {
     recording_with(server, break_id, &[])
@@ -972,13 +992,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .await
         .expect("a statement");
     let session5 = format!("{id4}-s2");
-    let running = tokio::spawn(async move {
-        let r = sqlx::query("SELECT pg_sleep(60)")
-            .execute(&mut doomed)
-            .await
-            .map(|_| ());
-        (r, Instant::now())
-    });
+    let running = common::Running::start(doomed, "SELECT pg_sleep(60)");
     // The pg_sleep is running on the database.
     let sleeping = |n: i64| {
         let db = t3.db.clone();
@@ -1003,31 +1017,11 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert_eq!(sleeping(1).await, 1, "the pg_sleep runs on the database");
     // An auditor may watch but not terminate; an empty reason is refused naming the field;
     // an unknown session is not found.
-    let a = server
-        .cli()
-        .args([
-            "session",
-            "terminate",
-            &id4,
-            "--session",
-            &session5,
-            "--reason",
-            "  ",
-        ])
+    let a = terminate_cmd(&server, &id4, &session5, "  ")
         .assert()
         .failure();
     assert!(stderr(&a).contains("reason"), "{}", stderr(&a));
-    let a = server
-        .cli()
-        .args([
-            "session",
-            "terminate",
-            &id4,
-            "--session",
-            &format!("{id4}-s9"),
-            "--reason",
-            "r",
-        ])
+    let a = terminate_cmd(&server, &id4, &format!("{id4}-s9"), "r")
         .assert()
         .failure();
     assert!(
@@ -1036,31 +1030,19 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         stderr(&a)
     );
     let asked = Instant::now();
-    let a = server
-        .cli()
-        .args([
-            "--output",
-            "json",
-            "session",
-            "terminate",
-            &id4,
-            "--session",
-            &session5,
-            "--reason",
-            "ran pg_sleep in an emergency session",
-        ])
-        .assert()
-        .success();
+    let a = terminate_cmd(
+        &server,
+        &id4,
+        &session5,
+        "ran pg_sleep in an emergency session",
+    )
+    .args(["--output", "json"])
+    .assert()
+    .success();
     let answer = stdout_json(&a);
     assert_eq!(answer["session"], session5.as_str(), "{answer}");
     assert_eq!(answer["terminated_by"], "admin", "{answer}");
-    let (cut, at) = tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the client is cut within 10 s")
-        .expect("join");
-    let cut = cut
-        .expect_err("the terminated session's statement fails")
-        .to_string();
+    let (cut, at) = running.cut().await;
     assert!(
         cut.contains("terminated by admin: ran pg_sleep in an emergency session"),
         "{cut}"
@@ -1104,17 +1086,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
             .is_some_and(|e| e.contains("terminated")),
         "{cut_off}"
     );
-    let a = server
-        .cli()
-        .args([
-            "session",
-            "terminate",
-            &id4,
-            "--session",
-            &session5,
-            "--reason",
-            "again",
-        ])
+    let a = terminate_cmd(&server, &id4, &session5, "again")
         .assert()
         .failure();
     assert!(

@@ -1085,18 +1085,10 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
 
     // A session open on the first server's gateway is terminated through the second: the
     // request is forwarded to the server it runs on, and the client is cut with the reason.
-    let mut open = {
-        use sqlx::Connection;
-        sqlx::PgConnection::connect(&forwarded)
-            .await
-            .expect("a session on the holder's gateway")
-    };
-    let running = tokio::spawn(async move {
-        sqlx::query("SELECT pg_sleep(30)")
-            .execute(&mut open)
-            .await
-            .map(|_| ())
-    });
+    let running = common::Running::start(
+        common::gateway_session(&forwarded).await,
+        "SELECT pg_sleep(30)",
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let session = format!("{id}-s3");
     let a = servers[1]
@@ -1114,30 +1106,17 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         .assert()
         .success();
     assert_eq!(stdout_json(&a)["session"], session.as_str());
-    let cut = tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the client is cut at once")
-        .expect("join")
-        .expect_err("the session is closed")
-        .to_string();
+    let (cut, _) = running.cut().await;
     assert!(
         cut.contains("terminated by admin: terminated through the other server"),
         "{cut}"
     );
     // The same from the second server's web UI: its form is sent on to the first server with
     // the viewer's own session.
-    let mut open = {
-        use sqlx::Connection;
-        sqlx::PgConnection::connect(&forwarded)
-            .await
-            .expect("another session on the holder's gateway")
-    };
-    let running = tokio::spawn(async move {
-        sqlx::query("SELECT pg_sleep(30)")
-            .execute(&mut open)
-            .await
-            .map(|_| ())
-    });
+    let running = common::Running::start(
+        common::gateway_session(&forwarded).await,
+        "SELECT pg_sleep(30)",
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let session = format!("{id}-s4");
     let (ui, cookie, csrf) = ui_admin(&servers[1]).await;
@@ -1160,12 +1139,7 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         r.headers()[reqwest::header::LOCATION],
         format!("/breaks/{id}/sessions/{session}").as_str()
     );
-    let cut = tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the client is cut at once")
-        .expect("join")
-        .expect_err("the session is closed")
-        .to_string();
+    let (cut, _) = running.cut().await;
     assert!(
         cut.contains("terminated by admin: from the other UI"),
         "{cut}"

@@ -717,12 +717,7 @@ async fn web_ui_in_a_real_browser() {
     goto(&b, &format!("{base}/breaks/{gw_break}/sessions/{session2}")).await;
     b.wait_for_text("#session-state", "open", WAIT).await;
     // Terminated while a statement runs, so the client is reading when it is cut.
-    let running = tokio::spawn(async move {
-        sqlx::query("SELECT pg_sleep(30)")
-            .execute(&mut conn2)
-            .await
-            .map(|_| ())
-    });
+    let running = common::Running::start(conn2, "SELECT pg_sleep(30)");
     b.client()
         .find(Locator::Css("#terminate-session input[name=reason]"))
         .await
@@ -748,12 +743,7 @@ async fn web_ui_in_a_real_browser() {
         0,
         "the form went with the session"
     );
-    let cut = tokio::time::timeout(WAIT, running)
-        .await
-        .expect("the client is cut at once")
-        .expect("join")
-        .expect_err("the terminated session is closed")
-        .to_string();
+    let (cut, _) = running.cut().await;
     assert!(
         cut.contains("terminated by admin: watched it misbehave"),
         "{cut}"

@@ -986,7 +986,10 @@ pub(crate) async fn load_break(tx: &mut dyn Tx, id: &str) -> Result<Break, Engin
         .ok_or_else(|| EngineError::not_found("break", id))
 }
 
-async fn load_procedure(tx: &mut dyn Tx, id: &str) -> Result<StoredProcedure, EngineError> {
+pub(crate) async fn load_procedure(
+    tx: &mut dyn Tx,
+    id: &str,
+) -> Result<StoredProcedure, EngineError> {
     tx.procedure(id)
         .await?
         .ok_or_else(|| EngineError::not_found("procedure", id))

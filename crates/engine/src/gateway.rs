@@ -668,10 +668,7 @@ impl Engine {
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let b = load_break(tx.as_mut(), &summary.break_id).await?;
-        let procedure = tx
-            .procedure(&b.info().procedure)
-            .await?
-            .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
+        let procedure = crate::breaks::load_procedure(tx.as_mut(), &b.info().procedure).await?;
         // Read a page of chunks at a time (a session may have recorded millions of statements).
         let (recorded, digest) =
             digest_stored(tx.as_mut(), &summary.break_id, &summary.session_id).await?;
@@ -833,10 +830,7 @@ impl Engine {
         if already {
             return Ok(false);
         }
-        let procedure = tx
-            .procedure(&b.info().procedure)
-            .await?
-            .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
+        let procedure = crate::breaks::load_procedure(tx.as_mut(), &b.info().procedure).await?;
         let (recorded, digest) = digest_stored(tx.as_mut(), break_id, session).await?;
         let mut record = crate::events::Record::default();
         record.break_event(
@@ -876,10 +870,7 @@ impl Engine {
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let b = load_break(tx.as_mut(), break_id).await?;
-        let procedure = tx
-            .procedure(&b.info().procedure)
-            .await?
-            .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
+        let procedure = crate::breaks::load_procedure(tx.as_mut(), &b.info().procedure).await?;
         let mut record = crate::events::Record::default();
         record.break_event(
             now,
@@ -954,10 +945,7 @@ impl Engine {
             by: by.name.clone(),
             reason: reason.to_owned(),
         };
-        let procedure = tx
-            .procedure(&b.info().procedure)
-            .await?
-            .ok_or_else(|| EngineError::not_found("procedure", &b.info().procedure))?;
+        let procedure = crate::breaks::load_procedure(tx.as_mut(), &b.info().procedure).await?;
         // Alerted like the session's end: the team sees who cut a responder off, and why.
         let mut record = crate::events::Record::default();
         record.break_event(

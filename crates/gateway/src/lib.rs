@@ -685,76 +685,46 @@ impl Gateway {
             End::Closed if self.engine.now() >= admission.deadline => End::Deadline,
             other => other,
         };
-        match &end {
-            End::Deadline => {
-                let mut out = Vec::new();
-                wire::error_response(
-                    &mut out,
-                    "FATAL",
-                    "57P01",
-                    &format!(
-                        "breakglass gateway: the grant of break {} ended at {}; the session is closed",
-                        admission.break_id, admission.deadline
-                    ),
-                    None,
-                );
-                let _ = relay.client.write_all(&out).await;
-            }
-            End::Closed => {
-                let mut out = Vec::new();
-                wire::error_response(
-                    &mut out,
-                    "FATAL",
-                    "57P01",
-                    &format!(
-                        "breakglass gateway: break {} was closed; the session is closed",
-                        admission.break_id
-                    ),
-                    None,
-                );
-                let _ = relay.client.write_all(&out).await;
-            }
-            End::Killed(t) => {
-                let mut out = Vec::new();
-                wire::error_response(
-                    &mut out,
-                    "FATAL",
-                    "57P01",
-                    &format!(
-                        "breakglass gateway: session {} of break {} was terminated by {}: {}",
-                        admission.session_id, admission.break_id, t.by, t.reason
-                    ),
-                    None,
-                );
-                let _ = relay.client.write_all(&out).await;
-            }
-            End::Idle(limit) => {
-                let mut out = Vec::new();
-                wire::error_response(
-                    &mut out,
-                    "FATAL",
-                    "57P05",
-                    &format!(
-                        "breakglass gateway: the session sent and received nothing for {} (the procedure's gateway_idle_timeout); it is closed",
-                        humantime::format_duration(*limit)
-                    ),
-                    None,
-                );
-                let _ = relay.client.write_all(&out).await;
-            }
+        // What the client is told when the gateway ends its session.
+        let told = match &end {
+            End::Deadline => Some((
+                "57P01",
+                format!(
+                    "breakglass gateway: the grant of break {} ended at {}; the session is closed",
+                    admission.break_id, admission.deadline
+                ),
+            )),
+            End::Closed => Some((
+                "57P01",
+                format!(
+                    "breakglass gateway: break {} was closed; the session is closed",
+                    admission.break_id
+                ),
+            )),
+            End::Killed(t) => Some((
+                "57P01",
+                format!(
+                    "breakglass gateway: session {} of break {} was terminated by {}: {}",
+                    admission.session_id, admission.break_id, t.by, t.reason
+                ),
+            )),
+            End::Idle(limit) => Some((
+                "57P05",
+                format!(
+                    "breakglass gateway: the session sent and received nothing for {} (the procedure's gateway_idle_timeout); it is closed",
+                    humantime::format_duration(*limit)
+                ),
+            )),
             End::Protocol(e) => {
                 self.count(|c| &c.protocol_errors);
-                let mut out = Vec::new();
-                wire::error_response(
-                    &mut out,
-                    "FATAL",
-                    "08P01",
-                    &format!("breakglass gateway: {e}"),
-                    None,
-                );
-                let _ = relay.client.write_all(&out).await;
+                Some(("08P01", format!("breakglass gateway: {e}")))
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some((code, message)) = told {
+            let mut out = Vec::new();
+            wire::error_response(&mut out, "FATAL", code, &message, None);
+            let _ = relay.client.write_all(&out).await;
         }
         let _ = relay.client.shutdown().await;
         // Ended by the gateway (deadline, close, termination) while a statement runs: the

@@ -621,3 +621,38 @@ impl PgTarget {
         path
     }
 }
+
+/// A statement a test leaves running on a gateway session (a `pg_sleep`) while it cuts the
+/// session: its outcome, and when it came.
+pub(crate) struct Running(tokio::task::JoinHandle<(Result<(), sqlx::Error>, Instant)>);
+
+impl Running {
+    /// Runs `sql` on `conn` in a task.
+    pub(crate) fn start(mut conn: sqlx::PgConnection, sql: &'static str) -> Running {
+        Running(tokio::spawn(async move {
+            let r = sqlx::query(sql).execute(&mut conn).await.map(|_| ());
+            (r, Instant::now())
+        }))
+    }
+
+    /// The error the statement ended with, within 10 s, and when it came.
+    pub(crate) async fn cut(self) -> (String, Instant) {
+        let (r, at) = tokio::time::timeout(Duration::from_secs(10), self.0)
+            .await
+            .expect("the client is cut within 10 s")
+            .expect("join");
+        (
+            r.expect_err("the cut session's statement fails")
+                .to_string(),
+            at,
+        )
+    }
+}
+
+/// A session through the gateway at `url` (sqlx).
+pub(crate) async fn gateway_session(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url)
+        .await
+        .expect("a session through the gateway")
+}
