@@ -595,12 +595,7 @@ async fn web_ui_in_a_real_browser() {
         .assert()
         .success();
     let url = stdout(&a).trim().to_owned();
-    let mut conn = {
-        use sqlx::Connection;
-        sqlx::PgConnection::connect(&url)
-            .await
-            .expect("through the gateway")
-    };
+    let mut conn = common::gateway_session(&url).await;
     let first: String = sqlx::query_scalar("SELECT 'before the page'")
         .fetch_one(&mut conn)
         .await
@@ -683,12 +678,7 @@ async fn web_ui_in_a_real_browser() {
         .assert()
         .success();
     let url2 = stdout(&a).trim().to_owned();
-    let mut conn2 = {
-        use sqlx::Connection;
-        sqlx::PgConnection::connect(&url2)
-            .await
-            .expect("a second session")
-    };
+    let mut conn2 = common::gateway_session(&url2).await;
     let _: String = sqlx::query_scalar("SELECT 'second session'")
         .fetch_one(&mut conn2)
         .await
