@@ -672,7 +672,11 @@ async fn web_ui_in_a_real_browser() {
     );
 
     // A second session is terminated from its page: the client is cut with the admin's name
-    // and reason, the page shows the session's end, and the form goes with it.
+    // and reason, the page shows the session's end, and the form goes with it. Opened while
+    // the dashboard is shown, it appears there without a reload.
+    goto(&b, &format!("{base}/")).await;
+    b.wait_for_text("#open-sessions", "No gateway session is open", WAIT)
+        .await;
     let a = as_actor("dave")
         .args(["break", "token", &gw_break])
         .assert()
@@ -684,17 +688,6 @@ async fn web_ui_in_a_real_browser() {
         .await
         .expect("a statement");
     let session2 = format!("{gw_break}-s2");
-    goto(&b, &format!("{base}/breaks/{gw_break}/sessions/{session2}")).await;
-    b.wait_for_text("#session-state", "open", WAIT).await;
-    assert_eq!(
-        count(&b, "form[data-changes-state]").await,
-        0,
-        "an auditor watches an open session but is shown no terminate form"
-    );
-    sign_out(&b).await;
-    sign_in_with_token(&b, &base, &admin_token).await;
-    // The dashboard lists it among the open gateway sessions, linked to its live page.
-    goto(&b, &format!("{base}/")).await;
     b.wait_for_text("#open-sessions", &session2, WAIT).await;
     assert_eq!(
         count(
@@ -704,6 +697,15 @@ async fn web_ui_in_a_real_browser() {
         .await,
         1
     );
+    goto(&b, &format!("{base}/breaks/{gw_break}/sessions/{session2}")).await;
+    b.wait_for_text("#session-state", "open", WAIT).await;
+    assert_eq!(
+        count(&b, "form[data-changes-state]").await,
+        0,
+        "an auditor watches an open session but is shown no terminate form"
+    );
+    sign_out(&b).await;
+    sign_in_with_token(&b, &base, &admin_token).await;
     goto(&b, &format!("{base}/breaks/{gw_break}/sessions/{session2}")).await;
     b.wait_for_text("#session-state", "open", WAIT).await;
     // Terminated while a statement runs, so the client is reading when it is cut.

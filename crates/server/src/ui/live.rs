@@ -302,13 +302,71 @@ async fn open_breaks_now(
         .map(|r| format!("{}:{}:{}", r.id, r.state, r.approvals))
         .collect::<Vec<_>>()
         .join(",");
-    Ok(vec![(
+    let mut events = vec![(
         key,
         event("breaks", &OpenBreaksFragment { open_breaks: &rows }),
-    )])
+    )];
+    if viewer.can_audit() {
+        let sessions = open_sessions(s, viewer).await?;
+        let key = sessions
+            .iter()
+            .map(|x| x.session.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        events.push((
+            key,
+            event(
+                "sessions",
+                &OpenSessionsFragment {
+                    open_sessions: &sessions,
+                },
+            ),
+        ));
+    }
+    Ok(events)
 }
 
-/// `GET /events`: the dashboard's open breaks as they open, change and end.
+/// An open gateway session on the dashboard.
+pub(crate) struct OpenSessionRow {
+    pub(crate) break_id: String,
+    pub(crate) procedure: String,
+    pub(crate) session: String,
+    pub(crate) requester: String,
+    pub(crate) peer: String,
+    pub(crate) since: String,
+}
+
+/// The gateway sessions open now, for a viewer who may read the audit log (none otherwise).
+pub(crate) async fn open_sessions(
+    s: &AppState,
+    viewer: &Viewer,
+) -> Result<Vec<OpenSessionRow>, UiError> {
+    if !viewer.can_audit() {
+        return Ok(Vec::new());
+    }
+    Ok(s.engine
+        .open_gateway_sessions(&viewer.actor)
+        .await?
+        .into_iter()
+        .map(|o| OpenSessionRow {
+            since: super::when(o.started_at),
+            break_id: o.break_id,
+            procedure: o.procedure,
+            session: o.session_id,
+            requester: o.requester,
+            peer: o.peer,
+        })
+        .collect())
+}
+
+#[derive(Template)]
+#[template(path = "open_sessions.html")]
+pub(crate) struct OpenSessionsFragment<'a> {
+    pub(crate) open_sessions: &'a [OpenSessionRow],
+}
+
+/// `GET /events`: the dashboard's open breaks as they open, change and end, and for admins
+/// and auditors the open gateway sessions.
 pub(crate) async fn dashboard_events(State(s): State<AppState>, viewer: Viewer) -> Response {
     sse(s, viewer, String::new(), Follow::OpenBreaks).into_response()
 }

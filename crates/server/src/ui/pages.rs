@@ -83,23 +83,13 @@ pub(crate) struct ProcedureRow {
 pub(crate) struct DashboardPage {
     pub(crate) viewer: Viewer,
     pub(crate) open_breaks: Vec<live::OpenBreakRow>,
-    /// The gateway sessions open when the page was made (admins and auditors).
-    pub(crate) open_sessions: Vec<OpenSessionRow>,
+    /// The gateway sessions open now (admins and auditors; kept up to date by `/events`).
+    pub(crate) open_sessions: Vec<live::OpenSessionRow>,
     pub(crate) rows: Vec<ProcedureRow>,
     pub(crate) total: usize,
     pub(crate) counts: [usize; 3],
     pub(crate) filter_verdict: String,
     pub(crate) filter_q: String,
-}
-
-/// An open gateway session on the dashboard.
-pub(crate) struct OpenSessionRow {
-    pub(crate) break_id: String,
-    pub(crate) procedure: String,
-    pub(crate) session: String,
-    pub(crate) requester: String,
-    pub(crate) peer: String,
-    pub(crate) since: String,
 }
 
 #[derive(Deserialize)]
@@ -271,22 +261,7 @@ pub(crate) async fn dashboard(
                     .iter()
                     .any(|c| c.name.to_lowercase().contains(&needle)))
     });
-    let open_sessions = if viewer.can_audit() {
-        e.open_gateway_sessions(&viewer.actor)
-            .await?
-            .into_iter()
-            .map(|o| OpenSessionRow {
-                since: when(o.started_at),
-                break_id: o.break_id,
-                procedure: o.procedure,
-                session: o.session_id,
-                requester: o.requester,
-                peer: o.peer,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let open_sessions = live::open_sessions(&s, &viewer).await?;
     Ok(render(
         StatusCode::OK,
         &DashboardPage {
