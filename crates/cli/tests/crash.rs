@@ -686,14 +686,7 @@ fn kill_9_with_postgres_grants_leaves_no_role_behind() {
         .arg(&file)
         .assert()
         .success();
-    let (_, dave) = keygen(&keys, "dave");
-    std::fs::write(keys.join("dave.pub"), format!("{dave}\n")).unwrap();
-    server
-        .cli()
-        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
-        .arg(keys.join("dave.pub"))
-        .assert()
-        .success();
+    server.add_requester(&keys, "dave", &keygen(&keys, "dave").1);
     server
         .cli()
         .args(["seal", "pg"])

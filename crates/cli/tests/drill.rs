@@ -144,14 +144,7 @@ async fn drills_through_the_cli() {
     assert!(stderr(&a).contains("unknown injection"), "{}", stderr(&a));
 
     // A live drill: a real break flagged as a drill, approved by the custodians' own keys.
-    let (_, dave) = keygen(&keys, "dave");
-    std::fs::write(keys.join("dave.pub"), format!("{dave}\n")).expect("dave.pub");
-    server
-        .cli()
-        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
-        .arg(keys.join("dave.pub"))
-        .assert()
-        .success();
+    server.add_requester(&keys, "dave", &keygen(&keys, "dave").1);
     let key = |n: &str| keys.join(format!("{n}.key"));
     let a = server
         .cli()

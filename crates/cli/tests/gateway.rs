@@ -66,16 +66,11 @@ async fn follower_output(follower: std::process::Child, what: &str) -> String {
 /// Keys for the custodians alice, bob and carol and the requester dave (`keys/NAME.key` and
 /// `.pub`); dave is added as a requester.
 fn people(server: &Server, keys: &std::path::Path) {
-    for name in ["alice", "bob", "carol", "dave"] {
+    for name in ["alice", "bob", "carol"] {
         let (_, key) = keygen(keys, name);
         std::fs::write(keys.join(format!("{name}.pub")), format!("{key}\n")).expect("pub");
     }
-    server
-        .cli()
-        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
-        .arg(keys.join("dave.pub"))
-        .assert()
-        .success();
+    server.add_requester(keys, "dave", &keygen(keys, "dave").1);
 }
 
 /// A CLI command run as `name` (with that custodian's or requester's identity).

@@ -505,14 +505,7 @@ fn cluster_of(
         .arg(&file)
         .assert()
         .success();
-    let (_, dave) = keygen(&keys, "dave");
-    std::fs::write(keys.join("dave.pub"), format!("{dave}\n")).expect("dave.pub");
-    servers[n - 1]
-        .cli()
-        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
-        .arg(keys.join("dave.pub"))
-        .assert()
-        .success();
+    servers[n - 1].add_requester(&keys, "dave", &keygen(&keys, "dave").1);
     servers[0]
         .cli()
         .args(["seal", "p"])

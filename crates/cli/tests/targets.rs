@@ -81,14 +81,7 @@ async fn target_commands_and_a_postgres_break_through_the_cli() {
         .arg(&file)
         .assert()
         .success();
-    let (_, dave) = keygen(&keys, "dave");
-    std::fs::write(keys.join("dave.pub"), format!("{dave}\n")).expect("dave.pub");
-    server
-        .cli()
-        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
-        .arg(keys.join("dave.pub"))
-        .assert()
-        .success();
+    server.add_requester(&keys, "dave", &keygen(&keys, "dave").1);
     server
         .cli()
         .args(["seal", "pg"])

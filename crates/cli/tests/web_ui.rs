@@ -158,13 +158,7 @@ async fn web_ui_in_a_real_browser() {
         let (path, public) = keygen(&keys, name);
         key_of.insert(name, (path, public));
     }
-    std::fs::write(keys.join("dave.pub"), format!("{}\n", key_of["dave"].1)).expect("dave.pub");
-    server
-        .cli()
-        .args(["actor", "add", "dave", "--role", "requester", "--key-file"])
-        .arg(keys.join("dave.pub"))
-        .assert()
-        .success();
+    server.add_requester(&keys, "dave", &key_of["dave"].1);
     let a = server
         .cli()
         .args(["actor", "add", "audra", "--role", "auditor", "--api-token"])

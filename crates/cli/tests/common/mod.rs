@@ -212,6 +212,19 @@ impl Server {
     /// [`Server::cli`] as a plain process command, for a CLI that runs alongside the test
     /// (`session show --follow`); the caller bounds how long it may run.
     #[allow(dead_code)] // not every test binary that shares this module runs one
+    /// Enrols requester `name` with the age public key `public`, written to `keys/NAME.pub`
+    /// first (as admin).
+    pub(crate) fn add_requester(&self, keys: &Path, name: &str, public: &str) {
+        let file = keys.join(format!("{name}.pub"));
+        std::fs::write(&file, format!("{public}\n")).expect("writing the public key");
+        self.cli()
+            .args(["actor", "add", name, "--role", "requester", "--key-file"])
+            .arg(&file)
+            .assert()
+            .success();
+    }
+
+    #[allow(dead_code)] // not every test binary that shares this module runs one
     /// Applies the procedure file and seals procedure `id` with `secret` (as admin).
     pub(crate) fn apply_sealed(&self, file: &Path, id: &str, secret: &str) {
         self.cli()
