@@ -1,6 +1,7 @@
 //! The gateway's PostgreSQL wire handling: start-up packets, and both directions of a session
 //! (client messages with refusals and recording, server answers) over arbitrary bytes, cut at
-//! arbitrary points. A malformed message must give an error, never a panic.
+//! arbitrary points, and the redaction of passwords from recorded statements. A malformed
+//! message must give an error, never a panic.
 #![no_main]
 
 use std::time::Instant;
@@ -13,7 +14,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(n)) = wire::startup_len(data) {
         let _ = wire::decode_startup(&data[..n.min(data.len())]);
     }
-    let _ = wire::normalize(&String::from_utf8_lossy(data));
+    let text = String::from_utf8_lossy(data);
+    let _ = wire::normalize(&text);
+    // Redacting passwords from what is recorded: any text, never a panic, and a statement
+    // without `password` or `://` comes back unchanged.
+    let redacted = breakglass_gateway::redact::statement(&text);
+    let _ = breakglass_gateway::redact::value(&text);
+    if !text.to_ascii_lowercase().contains("password") && !text.contains("://") {
+        assert_eq!(redacted, text);
+    }
     // First byte: where the input splits into client and server bytes; second: read size.
     let (Some(&split), Some(&step)) = (data.first(), data.get(1)) else {
         return;

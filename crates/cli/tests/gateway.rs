@@ -350,6 +350,9 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
             "drop   database postgres",
             "SELECT current_user",
             "SELECT * FROM no_such_table",
+            // A password in a statement: sent to the target, recorded redacted (the grant's
+            // role may not create roles, so the target refuses it; it is recorded all the same).
+            "CREATE ROLE gw_not_allowed LOGIN PASSWORD 'gw-role-pw-1'",
         ],
     );
     let (o, e) = (
@@ -370,6 +373,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         "{e}"
     );
     assert!(e.contains("no_such_table"), "{e}");
+    assert!(e.contains("permission denied to create role"), "{e}");
     assert!(
         e.contains("is recorded; it ends at"),
         "the gateway's notice: {e}"
@@ -422,6 +426,15 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .await
         .expect("update");
     assert_eq!(done.rows_affected(), 3);
+    // A connection string with a password, bound as a parameter and inside a literal.
+    let echoed: String = sqlx::query_scalar(
+        "SELECT $1::text || ' ' || 'postgresql://app:gw-uri-pw-3@db.internal/app'",
+    )
+    .bind("host=db.internal password=gw-param-pw-2 dbname=app")
+    .fetch_one(&mut conn)
+    .await
+    .expect("bound connection string");
+    assert!(echoed.contains("gw-param-pw-2") && echoed.contains("gw-uri-pw-3"));
     // COPY … FROM STDIN: its data is recorded with it.
     let mut copy = conn
         .copy_in_raw("COPY items (id, v) FROM STDIN")
@@ -671,6 +684,34 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     );
     assert_eq!(find("ALTER SYSTEM SET work_mem")["refused"], true);
     assert_eq!(find("alter  system reset all")["refused"], true);
+    // Passwords are not recorded: the statement, its parameters and its error are, with
+    // `[redacted]` in the password's place.
+    let create_role = find("CREATE ROLE gw_not_allowed");
+    assert_eq!(
+        create_role["statement"], "CREATE ROLE gw_not_allowed LOGIN PASSWORD '[redacted]'",
+        "{create_role}"
+    );
+    assert!(
+        create_role["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("42501"),
+        "{create_role}"
+    );
+    let bound = find("SELECT $1::text || ' ' || 'postgresql://app:");
+    assert_eq!(
+        (&bound["statement"], &bound["params"]),
+        (
+            &serde_json::json!(
+                "SELECT $1::text || ' ' || 'postgresql://app:[redacted]@db.internal/app'"
+            ),
+            &serde_json::json!(["host=db.internal password=[redacted] dbname=app"])
+        ),
+        "{bound}"
+    );
+    for secret in ["gw-role-pw-1", "gw-param-pw-2", "gw-uri-pw-3"] {
+        assert!(!rec.to_string().contains(secret), "{secret} recorded");
+    }
     // Each session's first statement refused for a pattern is audited (and alerted) with the
     // pattern and its place in the recording, not its text; a repeat only counts.
     let refusals = loop {

@@ -23,6 +23,7 @@
 pub mod params;
 mod pool;
 mod pump;
+pub mod redact;
 pub mod relay;
 mod throttle;
 pub mod upstream;

@@ -8,8 +8,8 @@ use std::time::Instant;
 use breakglass_domain::Timestamp;
 use breakglass_engine::ports::StatementLine;
 
-use crate::params;
 use crate::wire::{self, ClientMessage, ServerMessage, WireError};
+use crate::{params, redact};
 
 /// What a session refuses (its statements' break and session are added as they are written:
 /// [`Finished::line`]).
@@ -298,6 +298,18 @@ pub struct ClientSide {
     portals: HashMap<String, Portal>,
 }
 
+/// The values a Bind gives, as recorded: in text, with the passwords of connection strings
+/// among them redacted ([`redact::value`]).
+fn recorded_params(params: &wire::BindParams<'_>, types: &[u32]) -> Arc<[Option<String>]> {
+    let mut values = params::render(params, types);
+    for v in values.iter_mut().flatten() {
+        if let std::borrow::Cow::Owned(r) = redact::value(v) {
+            *v = r;
+        }
+    }
+    values.into()
+}
+
 /// A prepared statement of the session.
 #[derive(Clone)]
 struct Prepared {
@@ -352,7 +364,8 @@ impl ClientSide {
             let mut forward = true;
             match msg {
                 ClientMessage::Query(text) => {
-                    let mut f = Flight::new("simple", text.into(), now, at);
+                    let mut f =
+                        Flight::new("simple", redact::statement(text).as_ref().into(), now, at);
                     if let Some(p) = wire::refused(text, patterns) {
                         f.refused = Some(p.to_owned());
                         let mut body = SUBSTITUTE.as_bytes().to_vec();
@@ -367,7 +380,7 @@ impl ClientSide {
                     if self.statements.len() >= 10_000 && !self.statements.contains_key(name) {
                         self.statements.clear();
                     }
-                    let query: Arc<str> = query.into();
+                    let query: Arc<str> = redact::statement(query).as_ref().into();
                     self.statements.insert(
                         name.to_owned(),
                         Prepared {
@@ -405,7 +418,7 @@ impl ClientSide {
                     let bound = Portal {
                         text,
                         refused,
-                        params: (!params.is_empty()).then(|| params::render(&params, types).into()),
+                        params: (!params.is_empty()).then(|| recorded_params(&params, types)),
                     };
                     if self.portals.len() >= 10_000 && !self.portals.contains_key(portal) {
                         self.portals.clear();
