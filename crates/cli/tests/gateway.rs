@@ -1149,22 +1149,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     );
     assert_eq!(alerted(headline.clone()).await.len(), 1, "{headline}");
     // `/metrics` counts sessions by how they ended and every refused statement.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca = reqwest::Certificate::from_pem(
-        &std::fs::read(data.join("tls").join("cert.pem")).expect("the server's certificate"),
-    )
-    .expect("pem");
-    let metrics = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .expect("client")
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("/metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_text(&server, &data).await;
     for line in [
         "breakglass_gateway_sessions_ended_total{end=\"terminated\"} 1",
         "breakglass_gateway_sessions_ended_total{end=\"idle\"} 1",
@@ -1380,6 +1365,123 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .find(|e| e["break"] == id.as_str() && e["kind"] == "gateway.login_renewed")
         .unwrap_or_else(|| panic!("no gateway.login_renewed entry: {entries}"));
     assert_eq!(renewal["payload"]["role"], role.as_str(), "{renewal}");
+}
+
+/// `/metrics` of a server started with `--tls-self-signed` in data dir `data`.
+async fn metrics_text(server: &Server, data: &std::path::Path) -> String {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(
+        &std::fs::read(data.join("tls").join("cert.pem")).expect("the server's certificate"),
+    )
+    .expect("pem");
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .expect("client")
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// Gateway connections fill the first relay thread up to 8 before the second gets any (a few
+/// sessions on one thread sleep and wake less: BENCHMARKS.md), then spread; `/metrics` shows
+/// each thread's open connections, back to 0 once they end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_connections_fill_one_relay_thread_before_the_next() {
+    let test = "cli::gateway::gateway_connections_fill_one_relay_thread_before_the_next";
+    let Some(pg) = breakglass_testkit::pgcluster::cluster(test) else {
+        return;
+    };
+    let t = pg_target(pg, "rt").await;
+    let data = t.dir.path().join("data");
+    let targets = t.targets_file();
+    let server = Server::start_with(
+        &data,
+        &[
+            "--targets",
+            targets.to_str().expect("utf-8"),
+            "--tls-self-signed",
+            "--gateway",
+            "127.0.0.1:0",
+            "--gateway-threads",
+            "2",
+        ],
+    );
+    let keys = &t.keys;
+    people(&server, keys);
+    proxy_procedure(&server, keys, "pgr", &t, pg, ("pg", 18), ("", ""));
+    let (_, url) = granted_break(&server, keys, "pgr", "10m");
+    let relays = |metrics: &str| -> Vec<String> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("breakglass_gateway_relay_connections{"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let line = |thread: u32, n: usize| {
+        format!("breakglass_gateway_relay_connections{{thread=\"{thread}\"}} {n}")
+    };
+    let mut open = Vec::new();
+    for (n, spread) in [
+        (5, [5, 0]),
+        (8, [8, 0]),
+        (9, [8, 1]),
+        (12, [8, 4]),
+        (13, [8, 5]),
+    ] {
+        while open.len() < n {
+            let mut c = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("through the gateway");
+            let one: i32 = sqlx::query_scalar("SELECT 1")
+                .fetch_one(&mut c)
+                .await
+                .expect("select");
+            assert_eq!(one, 1);
+            open.push(c);
+        }
+        let m = metrics_text(&server, &data).await;
+        assert_eq!(relays(&m), [line(0, spread[0]), line(1, spread[1])], "{m}");
+    }
+    // Closing the 4 oldest (on thread 0) makes room there: the next 4 go to thread 0, the
+    // one after to thread 1, which has fewer than 8.
+    for c in open.drain(..4) {
+        c.close().await.expect("close");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics_text(&server, &data).await;
+        if relays(&m) == [line(0, 4), line(1, 5)] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..5 {
+        open.push(
+            sqlx::PgConnection::connect(&url)
+                .await
+                .expect("through the gateway"),
+        );
+    }
+    let m = metrics_text(&server, &data).await;
+    assert_eq!(relays(&m), [line(0, 8), line(1, 6)], "{m}");
+    for c in open.drain(..) {
+        c.close().await.expect("close");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics_text(&server, &data).await;
+        if relays(&m) == [line(0, 0), line(1, 0)] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The bundle embedded in an evidence page.

@@ -14,6 +14,7 @@
 //! opened; the role keeps its expiry) and issues a fresh token for it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use breakglass_custody::Secret;
@@ -161,6 +162,20 @@ pub struct GatewayCounters {
     pub logins_throttled: std::sync::atomic::AtomicU64,
     /// Sessions ended, by how they ended.
     pub ended: SessionEnds,
+    /// Connections open on each of the gateway's relay threads (set when it starts serving).
+    pub relay_connections: std::sync::Mutex<Option<std::sync::Arc<[AtomicUsize]>>>,
+}
+
+impl GatewayCounters {
+    /// Connections open on each relay thread, in thread order (none without a gateway).
+    pub fn relay_connections(&self) -> Vec<usize> {
+        self.relay_connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.iter().map(|n| n.load(Ordering::Relaxed)).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Gateway sessions ended, by how (the `end` of their `gateway.session_ended` entry).

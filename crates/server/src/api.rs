@@ -1508,6 +1508,15 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiErro
             value.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
+    let relays = g.relay_connections();
+    if !relays.is_empty() {
+        out.push_str("# HELP breakglass_gateway_relay_connections Connections open on each of the gateway's relay threads (each takes 8 before the next gets any).\n# TYPE breakglass_gateway_relay_connections gauge\n");
+        for (thread, n) in relays.iter().enumerate() {
+            out.push_str(&format!(
+                "breakglass_gateway_relay_connections{{thread=\"{thread}\"}} {n}\n"
+            ));
+        }
+    }
     out.push_str("# HELP breakglass_gateway_sessions_ended_total Gateway sessions ended, by how (client, server, deadline, closed, idle, terminated, protocol_error, error).\n# TYPE breakglass_gateway_sessions_ended_total counter\n");
     for (end, n) in g.ended.all() {
         out.push_str(&format!(
