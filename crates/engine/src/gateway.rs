@@ -66,6 +66,9 @@ pub(crate) struct GatewayState {
     /// The sessions open on this server's gateway, by session id: from their admission to
     /// their end's audit entry.
     live: std::sync::Mutex<HashMap<String, LiveSession>>,
+    /// The last list of open sessions read for [`Engine::open_gateway_sessions_shared`], and
+    /// when.
+    open_shared: tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<[OpenSession]>)>>,
 }
 
 /// An open gateway session, as the engine can end it from outside.
@@ -797,6 +800,27 @@ impl Engine {
         }
         out.sort_by_key(|s| s.started_seq);
         Ok(out)
+    }
+
+    /// [`Engine::open_gateway_sessions`], read at most once per `max_age` for every caller:
+    /// the dashboard's event streams, one per admin or auditor looking at it, each ask every
+    /// 250 ms, and the list reads the audit entries of every granted proxy break. A caller
+    /// arriving while the list is being read waits for it and gets the same list.
+    pub async fn open_gateway_sessions_shared(
+        &self,
+        by: &Actor,
+        max_age: std::time::Duration,
+    ) -> Result<std::sync::Arc<[OpenSession]>, EngineError> {
+        by.may(Action::ReadAudit)?;
+        let mut shared = self.inner.gateway.open_shared.lock().await;
+        if let Some((at, list)) = shared.as_ref()
+            && at.elapsed() < max_age
+        {
+            return Ok(list.clone());
+        }
+        let list: std::sync::Arc<[OpenSession]> = self.open_gateway_sessions(by).await?.into();
+        *shared = Some((std::time::Instant::now(), list.clone()));
+        Ok(list)
     }
 
     /// The breaks of proxy procedures among the newest 1,000 that `keep` keeps.

@@ -979,3 +979,43 @@ async fn a_recording_of_many_chunks_is_digested_a_page_at_a_time() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(!body_text(r).await.contains("not yours"));
 }
+
+/// The dashboard's open-session list is read once per interval for every viewer asking
+/// within it (one event stream per admin or auditor each asks every 250 ms): callers within
+/// `max_age` of a read share its list, a caller after it reads anew, and a caller who may
+/// not read the audit log gets nothing, shared or not.
+#[tokio::test]
+async fn the_open_session_list_is_shared_between_viewers() {
+    let u = ui().await;
+    let long = std::time::Duration::from_secs(60);
+    let first = u
+        .engine
+        .open_gateway_sessions_shared(&admin(), long)
+        .await
+        .unwrap();
+    let second = u
+        .engine
+        .open_gateway_sessions_shared(&admin(), long)
+        .await
+        .unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &second), "read twice");
+    let fresh = u
+        .engine
+        .open_gateway_sessions_shared(&admin(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &fresh), "not read anew");
+    let denied = u
+        .engine
+        .open_gateway_sessions_shared(
+            &breakglass_domain::Actor {
+                name: "rita".into(),
+                roles: vec![Role::Requester],
+                key: None,
+            },
+            long,
+        )
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("may not"), "{denied}");
+}

@@ -345,16 +345,16 @@ pub(crate) async fn open_sessions(
         return Ok(Vec::new());
     }
     Ok(s.engine
-        .open_gateway_sessions(&viewer.actor)
+        .open_gateway_sessions_shared(&viewer.actor, POLL)
         .await?
-        .into_iter()
+        .iter()
         .map(|o| OpenSessionRow {
             since: super::when(o.started_at),
-            break_id: o.break_id,
-            procedure: o.procedure,
-            session: o.session_id,
-            requester: o.requester,
-            peer: o.peer,
+            break_id: o.break_id.clone(),
+            procedure: o.procedure.clone(),
+            session: o.session_id.clone(),
+            requester: o.requester.clone(),
+            peer: o.peer.clone(),
         })
         .collect())
 }
