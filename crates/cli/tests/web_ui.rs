@@ -644,13 +644,50 @@ async fn web_ui_in_a_real_browser() {
         rows_before + 1,
         "the new statement is appended once"
     );
+    // A live page keeps its newest rows (`?keep=`, default 5,000) for as long as the session
+    // runs: the oldest go as new ones come, and the page says how many went.
+    goto(
+        &b,
+        &format!("{base}/breaks/{gw_break}/sessions/{session}?keep=3"),
+    )
+    .await;
+    b.wait_for_text("#statement-rows", "while watched", WAIT)
+        .await;
+    for i in 1..=6 {
+        let _: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT 'tail {i}'")))
+            .fetch_one(&mut conn)
+            .await
+            .expect("a statement while watched");
+    }
+    b.wait_for_text("#statement-rows", "tail 6", WAIT).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while count(&b, "#statement-rows tr").await != 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rows kept: {}",
+            text_of(&b, "#statement-rows").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kept = text_of(&b, "#statement-rows").await;
+    assert!(
+        kept.contains("tail 4") && kept.contains("tail 5") && !kept.contains("tail 3"),
+        "{kept}"
+    );
+    let note = text_of(&b, "#trimmed").await;
+    assert!(
+        note.contains(
+            "The newest 3 statements are shown; 5 earlier ones are on the session's pages"
+        ),
+        "{note}"
+    );
     {
         use sqlx::Connection;
         conn.close().await.expect("close");
     }
     b.wait_for_text(
         "#session-state",
-        "recording matches its audit entry (2 statements)",
+        "recording matches its audit entry (8 statements)",
         WAIT,
     )
     .await;

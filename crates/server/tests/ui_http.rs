@@ -1019,3 +1019,31 @@ async fn the_open_session_list_is_shared_between_viewers() {
         .unwrap_err();
     assert!(denied.to_string().contains("may not"), "{denied}");
 }
+
+/// A live session page keeps 1 to 5,000 rows (`?keep=`); another count is refused naming the
+/// field, before anything is read.
+#[tokio::test]
+async fn a_live_page_keeps_a_bounded_number_of_rows() {
+    let u = ui().await;
+    let cookie = sign_in(&u, &u.admin_token).await;
+    for keep in ["0", "5001", "-1", "many"] {
+        let r = send(
+            &u.router,
+            get(
+                &format!("/breaks/brk_00/sessions/brk_00-s1?keep={keep}"),
+                Some(&cookie),
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "keep={keep}");
+        let body = body_text(r).await;
+        assert!(body.contains("keep"), "keep={keep}: {body}");
+    }
+    // A count in range goes on to look the session up.
+    let r = send(
+        &u.router,
+        get("/breaks/brk_00/sessions/brk_00-s1?keep=5000", Some(&cookie)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

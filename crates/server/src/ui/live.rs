@@ -374,10 +374,6 @@ pub(crate) async fn dashboard_events(State(s): State<AppState>, viewer: Viewer) 
 /// Statements a live session page is sent per read.
 const LIVE_PAGE: usize = 500;
 
-/// Statements a live session page appends before it stops and links to the next page (a busy
-/// session records thousands a second; the browser keeps every row it was sent).
-const LIVE_ROWS: usize = 5_000;
-
 /// How often a live session page's stream looks for new statements (the gateway hands them
 /// to the store about every 100 ms).
 const SESSION_POLL: Duration = Duration::from_millis(500);
@@ -405,8 +401,6 @@ struct Tail {
     session: String,
     /// The next statement to send.
     from: u64,
-    /// Rows sent so far.
-    sent: usize,
     /// Events to send before reading again.
     queue: std::collections::VecDeque<Event>,
     done: bool,
@@ -428,24 +422,12 @@ impl Tail {
             )
             .await?;
         if let Some(last) = page.statements.last() {
+            // Sent for as long as the session runs: the page keeps only its newest rows
+            // (`data-keep`, trimmed by app.js), so a busy session does not fill the browser.
             self.from = last.seq.saturating_add(1);
-            self.sent += page.statements.len();
             let rows: Vec<StatementView> = page.statements.iter().map(StatementView::of).collect();
             self.queue
                 .extend(event("rows", &RowsFragment { statements: &rows }));
-            if self.sent >= LIVE_ROWS {
-                // Enough rows for one page: link to the rest and stop.
-                let next = format!(
-                    "<a href=\"/breaks/{}/sessions/{}?from={}\" class=\"next-page\">next page</a> <span class=\"muted\">(this page stopped following after {} statements)</span>",
-                    crate::drill_report::escape(&self.id),
-                    crate::drill_report::escape(&self.session),
-                    self.from,
-                    self.sent
-                );
-                self.queue
-                    .push_back(Event::default().event("more").data(next));
-                self.end();
-            }
             return Ok(());
         }
         if self
@@ -514,7 +496,6 @@ pub(crate) async fn session_events(
         id,
         session,
         from: q.from.unwrap_or(0),
-        sent: 0,
         queue: std::collections::VecDeque::new(),
         done: false,
     };

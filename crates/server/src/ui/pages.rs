@@ -1066,13 +1066,23 @@ pub(crate) struct SessionPage {
     /// requester).
     pub(crate) may_terminate: bool,
     pub(crate) reason_max: usize,
+    /// Rows a live page keeps: the oldest go as new ones come.
+    pub(crate) keep: usize,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct SessionQuery {
     #[serde(default)]
     pub(crate) from: Option<u64>,
+    /// Rows a live page keeps (1 to [`LIVE_ROWS`], default [`LIVE_ROWS`]).
+    #[serde(default)]
+    pub(crate) keep: Option<usize>,
 }
+
+/// Rows a live session page keeps unless told fewer: it follows a session for as long as it
+/// runs, and a busy one records thousands of statements a second; older rows are on the
+/// session's pages.
+pub(crate) const LIVE_ROWS: usize = 5_000;
 
 /// `/breaks/{id}/sessions/{session}`: the session's statements `SHOWN` at a time, from
 /// `?from=` on (admins and auditors).
@@ -1083,6 +1093,16 @@ pub(crate) async fn session_page(
     Query(q): Query<SessionQuery>,
 ) -> Result<Response, UiError> {
     let from = q.from.unwrap_or(0);
+    let keep = match q.keep {
+        None => LIVE_ROWS,
+        Some(n @ 1..=LIVE_ROWS) => n,
+        Some(_) => {
+            return Err(UiError(
+                StatusCode::BAD_REQUEST,
+                format!("keep: the rows a live page keeps, from 1 to {LIVE_ROWS}"),
+            ));
+        }
+    };
     let page = s
         .engine
         .session_statements(&viewer.actor, &id, &session, from, SHOWN)
@@ -1105,6 +1125,7 @@ pub(crate) async fn session_page(
             .map_or(from, |st| st.seq.saturating_add(1))
     });
     let page = SessionPage {
+        keep,
         live_from,
         may_terminate: known.ended.is_none() && viewer.may(Action::CloseBreak),
         reason_max: breakglass_engine::TERMINATION_REASON_MAX,
