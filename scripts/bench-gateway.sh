@@ -123,6 +123,10 @@ as_pg() {
 
 # --- the breakglass binary -----------------------------------------------------------------
 BIN=$BIN_OVERRIDE
+# The workspace as built (not as it is when the report is written: it may be edited while the
+# runs go on).
+GIT_REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+GIT_DIRTY=$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null | grep -c . || true)
 if [[ -z $BIN ]]; then
     command -v cargo >/dev/null || die "cargo not found (or set BREAKGLASS_BIN to a built binary)"
     say "building: cargo build --release -p breakglass-cli"
@@ -558,8 +562,6 @@ grep -Ei 'WARNING|ERROR|FATAL' "$PGB_DIR/pgbouncer.log" >"$RES/pgbouncer-problem
 kill -0 "$BG_PID" 2>/dev/null || echo "breakglass serve is no longer running" >>"$RES/serve-problems.log"
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
-GIT_REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-GIT_DIRTY=$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null | grep -c . || true)
 {
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "nproc=$(nproc)"
