@@ -1415,16 +1415,6 @@ async fn gateway_connections_fill_one_relay_thread_before_the_next() {
     people(&server, keys);
     proxy_procedure(&server, keys, "pgr", &t, pg, ("pg", 18), ("", ""));
     let (_, url) = granted_break(&server, keys, "pgr", "10m");
-    let relays = |metrics: &str| -> Vec<String> {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("breakglass_gateway_relay_connections{"))
-            .map(str::to_owned)
-            .collect()
-    };
-    let line = |thread: u32, n: usize| {
-        format!("breakglass_gateway_relay_connections{{thread=\"{thread}\"}} {n}")
-    };
     let mut open = Vec::new();
     for (n, spread) in [
         (5, [5, 0]),
@@ -1444,23 +1434,14 @@ async fn gateway_connections_fill_one_relay_thread_before_the_next() {
             assert_eq!(one, 1);
             open.push(c);
         }
-        let m = metrics_text(&server, &data).await;
-        assert_eq!(relays(&m), [line(0, spread[0]), line(1, spread[1])], "{m}");
+        relays_reach(&server, &data, spread).await;
     }
     // Closing the 4 oldest (on thread 0) makes room there: the next 4 go to thread 0, the
     // one after to thread 1, which has fewer than 8.
     for c in open.drain(..4) {
         c.close().await.expect("close");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = metrics_text(&server, &data).await;
-        if relays(&m) == [line(0, 4), line(1, 5)] {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{m}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    relays_reach(&server, &data, [4, 5]).await;
     for _ in 0..5 {
         open.push(
             sqlx::PgConnection::connect(&url)
@@ -1468,18 +1449,34 @@ async fn gateway_connections_fill_one_relay_thread_before_the_next() {
                 .expect("through the gateway"),
         );
     }
-    let m = metrics_text(&server, &data).await;
-    assert_eq!(relays(&m), [line(0, 8), line(1, 6)], "{m}");
+    relays_reach(&server, &data, [8, 6]).await;
     for c in open.drain(..) {
         c.close().await.expect("close");
     }
+    relays_reach(&server, &data, [0, 0]).await;
+}
+
+/// Waits (at most 10 s) until `/metrics` shows `expected` connections open on relay threads 0
+/// and 1 (and no other thread).
+async fn relays_reach(server: &Server, data: &std::path::Path, expected: [usize; 2]) {
+    let want: Vec<String> = expected
+        .iter()
+        .enumerate()
+        .map(|(thread, n)| {
+            format!("breakglass_gateway_relay_connections{{thread=\"{thread}\"}} {n}")
+        })
+        .collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let m = metrics_text(&server, &data).await;
-        if relays(&m) == [line(0, 0), line(1, 0)] {
-            break;
+        let m = metrics_text(server, data).await;
+        let got: Vec<&str> = m
+            .lines()
+            .filter(|l| l.starts_with("breakglass_gateway_relay_connections{"))
+            .collect();
+        if got == want {
+            return;
         }
-        assert!(std::time::Instant::now() < deadline, "{m}");
+        assert!(std::time::Instant::now() < deadline, "want {want:?}\n{m}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
