@@ -1389,7 +1389,8 @@ async fn metrics_text(server: &Server, data: &std::path::Path) -> String {
 
 /// Gateway connections fill the first relay thread up to 8 before the second gets any (a few
 /// sessions on one thread sleep and wake less: BENCHMARKS.md), then spread; `/metrics` shows
-/// each thread's open connections, back to 0 once they end.
+/// each thread's open connections, back to 0 once they end. `session list` lists the open
+/// sessions of a break older than the newest 1,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_connections_fill_one_relay_thread_before_the_next() {
     let test = "cli::gateway::gateway_connections_fill_one_relay_thread_before_the_next";
@@ -1414,7 +1415,7 @@ async fn gateway_connections_fill_one_relay_thread_before_the_next() {
     let keys = &t.keys;
     people(&server, keys);
     proxy_procedure(&server, keys, "pgr", &t, pg, ("pg", 18), ("", ""));
-    let (_, url) = granted_break(&server, keys, "pgr", "10m");
+    let (id, url) = granted_break(&server, keys, "pgr", "10m");
     let mut open = Vec::new();
     for (n, spread) in [
         (5, [5, 0]),
@@ -1436,6 +1437,39 @@ async fn gateway_connections_fill_one_relay_thread_before_the_next() {
         }
         relays_reach(&server, &data, spread).await;
     }
+    // The open sessions are listed however many breaks were opened since this one (scheduled
+    // drills open breaks all day): 1,100 newer breaks, lapsed, written to the store directly.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.join("breakglass.db").display()
+    ))
+    .await
+    .expect("sqlite");
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100) \
+         INSERT INTO breaks (id, procedure_id, seal_id, requester, reason, ticket, duration_ms, \
+         quorum, requested_at, approval_deadline, approvals, state, ended_at) \
+         SELECT printf('brk_f%015x', i), procedure_id, seal_id, requester, 'newer', ticket, \
+         duration_ms, quorum, requested_at + i, approval_deadline + i, '[]', 'lapsed', \
+         approval_deadline + i FROM breaks, n WHERE breaks.id = $1",
+    )
+    .bind(&id)
+    .execute(&db)
+    .await
+    .expect("newer breaks");
+    db.close().await;
+    let a = server
+        .cli()
+        .args(["--output", "json", "session", "list"])
+        .assert()
+        .success();
+    let listed = stdout_json(&a);
+    let sessions = listed["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 13, "{listed}");
+    assert!(
+        sessions.iter().all(|x| x["break"] == id.as_str()),
+        "{listed}"
+    );
     // Closing the 4 oldest (on thread 0) makes room there: the next 4 go to thread 0, the
     // one after to thread 1, which has fewer than 8.
     for c in open.drain(..4) {

@@ -723,14 +723,15 @@ impl Engine {
     /// when this server runs alone. Its end, `lost`, binds what was stored of its recording
     /// (the count and SHA-256 of the stored statements, up to 100 ms of the last ones having
     /// died with the server) to the chain like any end, so the session no longer shows as
-    /// open and its recording is checked like the others. Looks at breaks granted, or ended
-    /// in the last [`LOST_SESSIONS_WINDOW_MS`], among the newest 1,000. Returns the sessions
+    /// open and its recording is checked like the others. Looks at every granted break, and
+    /// at those among the newest 1,000 that ended in the last [`LOST_SESSIONS_WINDOW_MS`].
+    /// Returns the sessions
     /// it closed. Run at start-up and every minute.
     pub async fn close_lost_gateway_sessions(&self) -> Result<Vec<String>, EngineError> {
         let now = self.now();
         let alone = self.inner.config.advertise_url.is_none();
         let candidates = self
-            .proxy_breaks(|b| match b {
+            .proxy_breaks(true, |b| match b {
                 Break::Requested(_) => false,
                 Break::Granted(_) => true,
                 Break::Ended(e) => {
@@ -770,13 +771,12 @@ impl Engine {
         Ok(closed)
     }
 
-    /// The gateway sessions open now (their start audited, their end not yet), of the
-    /// granted proxy breaks among the newest 1,000, oldest first (admin, auditor). `here`:
-    /// running on this server.
+    /// The gateway sessions open now (their start audited, their end not yet), of every
+    /// granted proxy break, oldest first (admin, auditor). `here`: running on this server.
     pub async fn open_gateway_sessions(&self, by: &Actor) -> Result<Vec<OpenSession>, EngineError> {
         by.may(Action::ReadAudit)?;
         let granted = self
-            .proxy_breaks(|b| matches!(b, Break::Granted(_)))
+            .proxy_breaks(false, |b| matches!(b, Break::Granted(_)))
             .await?;
         let live: std::collections::HashSet<String> =
             self.live_sessions().keys().cloned().collect();
@@ -823,12 +823,30 @@ impl Engine {
         Ok(list)
     }
 
-    /// The breaks of proxy procedures among the newest 1,000 that `keep` keeps.
-    async fn proxy_breaks(&self, keep: impl Fn(&Break) -> bool) -> Result<Vec<Break>, EngineError> {
+    /// The breaks of proxy procedures that `keep` keeps, among every break not yet ended
+    /// (however many were opened since: scheduled drills open breaks all day) and, with
+    /// `recent`, the newest 1,000 (where recently ended ones are).
+    async fn proxy_breaks(
+        &self,
+        recent: bool,
+        keep: impl Fn(&Break) -> bool,
+    ) -> Result<Vec<Break>, EngineError> {
         let mut tx = self.store().read().await?;
+        // Every open break has a deadline (its approval window or its grant's end).
+        let mut candidates = tx.due_breaks(Timestamp(i64::MAX)).await?;
+        if recent {
+            let open: std::collections::HashSet<String> =
+                candidates.iter().map(|b| b.info().id.0.clone()).collect();
+            candidates.extend(
+                tx.breaks(None, 1_000)
+                    .await?
+                    .into_iter()
+                    .filter(|b| !open.contains(&b.info().id.0)),
+            );
+        }
         let mut proxy: HashMap<String, bool> = HashMap::new();
         let mut out = Vec::new();
-        for b in tx.breaks(None, 1_000).await? {
+        for b in candidates {
             if !keep(&b) {
                 continue;
             }
