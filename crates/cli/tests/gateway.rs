@@ -1186,12 +1186,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
 
     // Tampering with a stored recording is detected against the audit chain.
     drop(server);
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        data.join("breakglass.db").display()
-    ))
-    .await
-    .expect("sqlite");
+    let db = store_db(&data).await;
     sqlx::query(
         "UPDATE session_chunks SET body = replace(body, '\"drop   database postgres\"', '\"SELECT 1\"')",
     )
@@ -1367,6 +1362,17 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert_eq!(renewal["payload"]["role"], role.as_str(), "{renewal}");
 }
 
+/// The SQLite store of a server's data dir `data`, opened directly (to write what no API
+/// writes: an edited recording, many breaks at once).
+async fn store_db(data: &std::path::Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.join("breakglass.db").display()
+    ))
+    .await
+    .expect("sqlite")
+}
+
 /// `/metrics` of a server started with `--tls-self-signed` in data dir `data`.
 async fn metrics_text(server: &Server, data: &std::path::Path) -> String {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -1439,12 +1445,7 @@ async fn gateway_connections_fill_one_relay_thread_before_the_next() {
     }
     // The open sessions are listed however many breaks were opened since this one (scheduled
     // drills open breaks all day): 1,100 newer breaks, lapsed, written to the store directly.
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        data.join("breakglass.db").display()
-    ))
-    .await
-    .expect("sqlite");
+    let db = store_db(&data).await;
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100) \
          INSERT INTO breaks (id, procedure_id, seal_id, requester, reason, ticket, duration_ms, \
@@ -1762,12 +1763,7 @@ async fn the_evidence_pack_binds_each_session_to_the_chain_within_its_budget() {
     // A statement of the first session edited in the store: the pack made afterwards does not
     // verify, and names that session.
     drop(server);
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        data.join("breakglass.db").display()
-    ))
-    .await
-    .expect("sqlite");
+    let db = store_db(&data).await;
     let edited = sqlx::query(
         "UPDATE session_chunks SET body = replace(body, '\"SELECT ''to be edited''\"', '\"SELECT ''harmless''\"') WHERE body LIKE '%to be edited%'",
     )
