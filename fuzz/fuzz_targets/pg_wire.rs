@@ -18,10 +18,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = wire::normalize(&text);
     // Redacting passwords from what is recorded: any text, never a panic, and a statement
     // without `password` or `://` comes back unchanged.
-    let redacted = breakglass_gateway::redact::statement(&text);
-    let _ = breakglass_gateway::redact::value(&text);
+    let mut kept = None;
+    let redacted = breakglass_gateway::redact::statement_keeping(&text, &mut kept);
+    let _ = breakglass_gateway::redact::value_keeping(&text, &mut kept);
     if !text.to_ascii_lowercase().contains("password") && !text.contains("://") {
         assert_eq!(redacted, text);
+        assert!(kept.is_none(), "nothing redacted, nothing kept");
+    }
+    // The text as the server's error about it, scrubbed of what was kept: never a panic.
+    if let Some(kept) = kept {
+        let _ = kept.scrub(&text);
     }
     // First byte: where the input splits into client and server bytes; second: read size.
     let (Some(&split), Some(&step)) = (data.first(), data.get(1)) else {

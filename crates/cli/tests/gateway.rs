@@ -435,6 +435,16 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     .await
     .expect("bound connection string");
     assert!(echoed.contains("gw-param-pw-2") && echoed.contains("gw-uri-pw-3"));
+    // An unterminated password literal: PostgreSQL's error quotes it back ("unterminated
+    // quoted string at or near …"); the client sees it, the recording does not.
+    let unterminated = sqlx::raw_sql("ALTER ROLE gw_nobody PASSWORD 'gw-echo-pw-4")
+        .execute(&mut conn)
+        .await
+        .expect_err("unterminated literal");
+    assert!(
+        unterminated.to_string().contains("gw-echo-pw-4"),
+        "{unterminated}"
+    );
     // COPY … FROM STDIN: its data is recorded with it.
     let mut copy = conn
         .copy_in_raw("COPY items (id, v) FROM STDIN")
@@ -709,7 +719,21 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         ),
         "{bound}"
     );
-    for secret in ["gw-role-pw-1", "gw-param-pw-2", "gw-uri-pw-3"] {
+    let echoed_error = find("ALTER ROLE gw_nobody PASSWORD");
+    assert_eq!(
+        (&echoed_error["statement"], &echoed_error["error"]),
+        (
+            &serde_json::json!("ALTER ROLE gw_nobody PASSWORD '[redacted]'"),
+            &serde_json::json!("42601: unterminated quoted string at or near \"'[redacted]\"")
+        ),
+        "{echoed_error}"
+    );
+    for secret in [
+        "gw-role-pw-1",
+        "gw-param-pw-2",
+        "gw-uri-pw-3",
+        "gw-echo-pw-4",
+    ] {
         assert!(!rec.to_string().contains(secret), "{secret} recorded");
     }
     // Each session's first statement refused for a pattern is audited (and alerted) with the

@@ -25,8 +25,66 @@ use std::borrow::Cow;
 /// What a redacted secret is recorded as.
 pub const REDACTED: &str = "[redacted]";
 
+/// The passwords a statement or a bound value carried, kept only while its answer is awaited:
+/// an error the server sends back may quote them (`syntax error at or near "'hunter2"`), and
+/// the recorded error has them replaced too ([`Secrets::scrub`]). Zeroized when dropped.
+#[derive(Default)]
+pub struct Secrets(Vec<zeroize::Zeroizing<String>>);
+
+impl Secrets {
+    /// Whether nothing was redacted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds the secrets of `other`.
+    pub fn extend(&mut self, other: &Secrets) {
+        self.0.extend(other.0.iter().cloned());
+    }
+
+    fn push(&mut self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        self.0.push(zeroize::Zeroizing::new(secret.to_owned()));
+        // As the server may echo it: with a literal's doubled quotes or backslash escapes
+        // undone.
+        for undone in [secret.replace("''", "'"), secret.replace("\\'", "'")] {
+            if undone != secret && !undone.is_empty() {
+                self.0.push(zeroize::Zeroizing::new(undone));
+            }
+        }
+    }
+
+    /// `message` (a server's error about the statement) with every secret in it replaced by
+    /// `[redacted]`, longest first.
+    pub fn scrub(&self, message: &str) -> String {
+        let mut out = message.to_owned();
+        let mut by_length: Vec<&str> = self.0.iter().map(|s| s.as_str()).collect();
+        by_length.sort_unstable_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in by_length {
+            if out.contains(secret) {
+                out = out.replace(secret, REDACTED);
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} redacted)", self.0.len())
+    }
+}
+
 /// `text` as recorded: the passwords it carries replaced by `'[redacted]'`.
 pub fn statement(text: &str) -> Cow<'_, str> {
+    statement_keeping(text, &mut None)
+}
+
+/// [`statement`], and the secrets it redacted added to `secrets` (created when there are
+/// any).
+pub fn statement_keeping<'a>(text: &'a str, secrets: &mut Option<Secrets>) -> Cow<'a, str> {
     if !mentions_secret(text.as_bytes()) {
         return Cow::Borrowed(text);
     }
@@ -59,8 +117,9 @@ pub fn statement(text: &str) -> Cow<'_, str> {
         if let Some(lit) = literal_at(b, i) {
             let body = &text[lit.body.clone()];
             if after_password {
+                keep(secrets, body);
                 push_redacted(&mut out, text, &mut copied, lit.start, lit.end);
-            } else if let Some(redacted) = inner(body) {
+            } else if let Some(redacted) = inner(body, secrets) {
                 // The literal keeps its quoting; only the secrets in it are replaced.
                 out.push_str(&text[copied..lit.body.start]);
                 out.push_str(&redacted);
@@ -92,10 +151,20 @@ pub fn statement(text: &str) -> Cow<'_, str> {
 /// A bound parameter's value as recorded: the `password=` values and URI passwords it
 /// carries (a connection string bound as a parameter) replaced by `[redacted]`.
 pub fn value(v: &str) -> Cow<'_, str> {
+    value_keeping(v, &mut None)
+}
+
+/// [`value`], and the secrets it redacted added to `secrets` (created when there are any).
+pub fn value_keeping<'a>(v: &'a str, secrets: &mut Option<Secrets>) -> Cow<'a, str> {
     if !mentions_secret(v.as_bytes()) {
         return Cow::Borrowed(v);
     }
-    inner(v).map_or(Cow::Borrowed(v), Cow::Owned)
+    inner(v, secrets).map_or(Cow::Borrowed(v), Cow::Owned)
+}
+
+/// Adds `secret` to `secrets` when they are being kept (`Some` or about to be).
+fn keep(secrets: &mut Option<Secrets>, secret: &str) {
+    secrets.get_or_insert_with(Secrets::default).push(secret);
 }
 
 /// Whether `b` contains `password` in any case, or `://`: only then can it hold a secret this
@@ -223,7 +292,7 @@ fn push_redacted(out: &mut String, text: &str, copied: &mut usize, start: usize,
 
 /// `s` (a literal's contents or a parameter's value) with its `password=` values and URI
 /// passwords redacted; `None` when it holds neither.
-fn inner(s: &str) -> Option<String> {
+fn inner(s: &str, kept: &mut Option<Secrets>) -> Option<String> {
     let b = s.as_bytes();
     // (start, end) of each secret, in order, not overlapping.
     let mut secrets: Vec<(usize, usize)> = Vec::new();
@@ -295,6 +364,7 @@ fn inner(s: &str) -> Option<String> {
         }
         out.push_str(&s[copied..start]);
         out.push_str(REDACTED);
+        keep(kept, &s[start..end]);
         copied = end;
     }
     out.push_str(&s[copied..]);
@@ -321,6 +391,34 @@ mod tests {
             assert!(matches!(statement(s), Cow::Borrowed(_)), "{s}");
             assert_eq!(r(s), s);
         }
+    }
+
+    /// The secrets a redaction removed are kept (as written and as the server would echo
+    /// them unescaped) and scrubbed from a message, longest first; nothing is kept when
+    /// nothing was redacted.
+    #[test]
+    fn redacted_secrets_are_kept_to_scrub_the_servers_error() {
+        let mut kept = None;
+        let _ = statement_keeping("SELECT 1", &mut kept);
+        let _ = value_keeping("host=db", &mut kept);
+        assert!(kept.is_none());
+        let recorded = statement_keeping(
+            "ALTER ROLE a PASSWORD E'x\\'y'; SELECT dblink_connect('postgresql://u:pw2@h/d')",
+            &mut kept,
+        );
+        assert_eq!(
+            recorded,
+            "ALTER ROLE a PASSWORD '[redacted]'; SELECT dblink_connect('postgresql://u:[redacted]@h/d')"
+        );
+        let kept = kept.expect("two secrets");
+        assert_eq!(format!("{kept:?}"), "Secrets(3 redacted)");
+        assert_eq!(
+            kept.scrub("near \"x\\'y\" and \"x'y\", then pw2; pw"),
+            "near \"[redacted]\" and \"[redacted]\", then [redacted]; pw"
+        );
+        let mut v = None;
+        assert_eq!(value_keeping("password= ", &mut v), "password= ");
+        assert!(v.is_none(), "an empty value is no secret");
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub(crate) struct Flight {
     /// Whether it becomes a recorded statement (an Execute of a statement whose Parse was
     /// refused is not recorded twice).
     recorded: bool,
+    /// The passwords redacted from its text and values: scrubbed from its error too.
+    secrets: Option<Arc<redact::Secrets>>,
 }
 
 pub(crate) enum Pending {
@@ -124,6 +126,7 @@ impl Flight {
             at,
             refused: None,
             recorded: true,
+            secrets: None,
         })
     }
 
@@ -300,10 +303,14 @@ pub struct ClientSide {
 
 /// The values a Bind gives, as recorded: in text, with the passwords of connection strings
 /// among them redacted ([`redact::value`]).
-fn recorded_params(params: &wire::BindParams<'_>, types: &[u32]) -> Arc<[Option<String>]> {
+fn recorded_params(
+    params: &wire::BindParams<'_>,
+    types: &[u32],
+    secrets: &mut Option<redact::Secrets>,
+) -> Arc<[Option<String>]> {
     let mut values = params::render(params, types);
     for v in values.iter_mut().flatten() {
-        if let std::borrow::Cow::Owned(r) = redact::value(v) {
+        if let std::borrow::Cow::Owned(r) = redact::value_keeping(v, secrets) {
             *v = r;
         }
     }
@@ -314,6 +321,8 @@ fn recorded_params(params: &wire::BindParams<'_>, types: &[u32]) -> Arc<[Option<
 #[derive(Clone)]
 struct Prepared {
     text: Arc<str>,
+    /// The passwords redacted from its text.
+    secrets: Option<Arc<redact::Secrets>>,
     /// The `refuse` pattern it matched.
     refused: Option<String>,
     /// The parameter types its Parse named.
@@ -324,6 +333,8 @@ struct Prepared {
 #[derive(Clone)]
 struct Portal {
     text: Arc<str>,
+    /// The passwords redacted from its statement and its values.
+    secrets: Option<Arc<redact::Secrets>>,
     refused: Option<String>,
     params: Option<Arc<[Option<String>]>>,
 }
@@ -364,8 +375,10 @@ impl ClientSide {
             let mut forward = true;
             match msg {
                 ClientMessage::Query(text) => {
-                    let mut f =
-                        Flight::new("simple", redact::statement(text).as_ref().into(), now, at);
+                    let mut secrets = None;
+                    let recorded = redact::statement_keeping(text, &mut secrets);
+                    let mut f = Flight::new("simple", recorded.as_ref().into(), now, at);
+                    f.secrets = secrets.map(Arc::new);
                     if let Some(p) = wire::refused(text, patterns) {
                         f.refused = Some(p.to_owned());
                         let mut body = SUBSTITUTE.as_bytes().to_vec();
@@ -380,11 +393,16 @@ impl ClientSide {
                     if self.statements.len() >= 10_000 && !self.statements.contains_key(name) {
                         self.statements.clear();
                     }
-                    let query: Arc<str> = redact::statement(query).as_ref().into();
+                    let mut secrets = None;
+                    let query: Arc<str> = redact::statement_keeping(query, &mut secrets)
+                        .as_ref()
+                        .into();
+                    let secrets = secrets.map(Arc::new);
                     self.statements.insert(
                         name.to_owned(),
                         Prepared {
                             text: query.clone(),
+                            secrets: secrets.clone(),
                             refused: refused.clone(),
                             types: types.oids().collect(),
                         },
@@ -392,6 +410,7 @@ impl ClientSide {
                     if let Some(p) = refused {
                         let mut f = Flight::new("extended", query, now, at);
                         f.refused = Some(p);
+                        f.secrets = secrets;
                         let mut body = name.as_bytes().to_vec();
                         body.push(0);
                         body.extend_from_slice(SUBSTITUTE.as_bytes());
@@ -407,18 +426,37 @@ impl ClientSide {
                     params,
                 } => {
                     self.learn_types(tracker);
-                    let (text, refused, types) = match self.statements.get(statement) {
-                        Some(p) => (p.text.clone(), p.refused.clone(), p.types.as_slice()),
+                    let (text, refused, types, of_statement) = match self.statements.get(statement)
+                    {
+                        Some(p) => (
+                            p.text.clone(),
+                            p.refused.clone(),
+                            p.types.as_slice(),
+                            p.secrets.clone(),
+                        ),
                         None => (
                             format!("(prepared statement `{statement}`)").into(),
                             None,
                             &[][..],
+                            None,
                         ),
+                    };
+                    let mut of_values = None;
+                    let params = (!params.is_empty())
+                        .then(|| recorded_params(&params, types, &mut of_values));
+                    let secrets = match (of_statement, of_values) {
+                        (s, None) => s,
+                        (None, Some(v)) => Some(Arc::new(v)),
+                        (Some(s), Some(mut v)) => {
+                            v.extend(&s);
+                            Some(Arc::new(v))
+                        }
                     };
                     let bound = Portal {
                         text,
+                        secrets,
                         refused,
-                        params: (!params.is_empty()).then(|| recorded_params(&params, types)),
+                        params,
                     };
                     if self.portals.len() >= 10_000 && !self.portals.contains_key(portal) {
                         self.portals.clear();
@@ -428,11 +466,13 @@ impl ClientSide {
                 ClientMessage::Execute { portal } => {
                     let p = self.portals.get(portal).cloned().unwrap_or_else(|| Portal {
                         text: format!("(portal `{portal}`)").into(),
+                        secrets: None,
                         refused: None,
                         params: None,
                     });
                     let mut f = Flight::new("extended", p.text, now, at);
                     f.record.params = p.params;
+                    f.secrets = p.secrets;
                     if p.refused.is_some() {
                         f.recorded = false;
                         f.refused = p.refused;
@@ -594,7 +634,11 @@ impl ServerSide {
                                 f.record.error =
                                     Some(format!("refused by the gateway: matches `{p}`"));
                             } else {
-                                f.record.error = Some(format!("{code}: {message}"));
+                                let error = format!("{code}: {message}");
+                                f.record.error = Some(match &f.secrets {
+                                    Some(s) => s.scrub(&error),
+                                    None => error,
+                                });
                             }
                         }
                         if let Some(p) = refused_by {
@@ -833,6 +877,54 @@ mod tests {
         );
         assert_eq!(done[1].line("s1", 2).params, done[1].params.as_deref());
         assert!(b.t.idle());
+    }
+
+    /// A server error that quotes a password the recording redacted (PostgreSQL's "at or
+    /// near" echoes the token it stopped at) is recorded with the password redacted too, in
+    /// both protocols; errors of statements that carried none are recorded as sent.
+    #[test]
+    fn errors_quoting_a_redacted_password_are_recorded_without_it() {
+        let mut b = Both::default();
+        let failed = |message: &str| {
+            let mut e = Vec::new();
+            wire::error_response(&mut e, "ERROR", "42601", message, None);
+            e.extend(msg(b'Z', b"I"));
+            e
+        };
+        b.client(&msg(b'Q', b"ALTER ROLE app PASSWORD 'it''s-hunter2\0"));
+        b.server(&failed(
+            "unterminated quoted string at or near \"'it''s-hunter2\"",
+        ));
+        b.client(&msg(b'Q', b"SELECT 'it''s-hunter2' AS not_a_password\0"));
+        b.server(&failed("syntax error at or near \"it's-hunter2\""));
+        // Extended: the password in a bound connection string.
+        let conn = b"host=db password=s3cr3t-pw dbname=app";
+        let mut bind = b"\0c1\0\0\0\0\x01".to_vec();
+        bind.extend(i32::try_from(conn.len()).unwrap().to_be_bytes());
+        bind.extend(conn);
+        bind.extend([0, 0]);
+        b.client(&msgs(&[
+            (b'P', b"c1\0SELECT dblink_connect($1)\0\0\0"),
+            (b'B', &bind),
+            (b'E', b"\0\0\0\0\0"),
+            (b'S', b""),
+        ]));
+        b.server(&msgs(&[(b'1', b""), (b'2', b"")]));
+        b.server(&failed("could not connect with \"s3cr3t-pw\""));
+        let errors: Vec<&str> = b.done.iter().map(|d| d.error.as_deref().unwrap()).collect();
+        assert_eq!(
+            errors,
+            [
+                "42601: unterminated quoted string at or near \"'[redacted]\"",
+                "42601: syntax error at or near \"it's-hunter2\"",
+                "42601: could not connect with \"[redacted]\"",
+            ]
+        );
+        assert_eq!(
+            &*b.done[0].statement,
+            "ALTER ROLE app PASSWORD '[redacted]'"
+        );
+        assert!(!format!("{:?}", b.done).contains("s3cr3t"));
     }
 
     /// A Bind of statement `name`'s one parameter to binary `value`, executed.
