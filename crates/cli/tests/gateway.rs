@@ -1513,6 +1513,72 @@ async fn gateway_connections_fill_one_relay_thread_before_the_next() {
         c.close().await.expect("close");
     }
     relays_reach(&server, &data, [0, 0]).await;
+
+    // A session left open by a server that was killed, on a break whose grant ended while
+    // no server ran, is closed as lost at the next start-up, however many breaks were opened
+    // after it (the lost-session scan looks at every break that ended in the last week).
+    let a = as_actor(&server, keys, "dave")
+        .args(["break", "token", &id])
+        .assert()
+        .success();
+    let mut left = sqlx::PgConnection::connect(stdout(&a).trim())
+        .await
+        .expect("through the gateway");
+    sqlx::query("SELECT 'left open'")
+        .execute(&mut left)
+        .await
+        .expect("a statement");
+    let stored = |r: &serde_json::Value| {
+        r["statements"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x["statement"] == "SELECT 'left open'"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !stored(&recording_with(&server, &id, &[])) {
+        assert!(std::time::Instant::now() < deadline, "not stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+    drop(left);
+    let db = store_db(&data).await;
+    sqlx::query(
+        "UPDATE breaks SET deadline = granted_at + 1, due_at = granted_at + 1 WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(&db)
+    .await
+    .expect("the grant's deadline passes while no server runs");
+    db.close().await;
+    let server = Server::start_with(
+        &data,
+        &[
+            "--targets",
+            targets.to_str().expect("utf-8"),
+            "--tls-self-signed",
+            "--gateway",
+            "127.0.0.1:0",
+        ],
+    );
+    let r = recording_with(&server, &id, &[]);
+    let lost: Vec<&serde_json::Value> = r["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter(|s| s["end"] == "lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{r}");
+    assert_eq!(lost[0]["recording_intact"], true, "{r}");
+    assert!(stored(&r), "{r}");
+    let a = server
+        .cli()
+        .args(["--output", "json", "break", "show", &id])
+        .assert()
+        .success();
+    assert_ne!(
+        stdout_json(&a)["state"],
+        "granted",
+        "the grant ended at start-up"
+    );
 }
 
 /// Waits (at most 10 s) until `/metrics` shows `expected` connections open on relay threads 0

@@ -69,6 +69,10 @@ pub(crate) struct GatewayState {
     /// The last list of open sessions read for [`Engine::open_gateway_sessions_shared`], and
     /// when.
     open_shared: tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<[OpenSession]>)>>,
+    /// Ended breaks the lost-session scan found without an open session: an ended break
+    /// admits no new one, so they are not read again (the scan looks at every break that
+    /// ended in the last [`LOST_SESSIONS_WINDOW_MS`], and reads each one's audit entries once).
+    lost_scan_done: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// An open gateway session, as the engine can end it from outside.
@@ -724,28 +728,41 @@ impl Engine {
     /// (the count and SHA-256 of the stored statements, up to 100 ms of the last ones having
     /// died with the server) to the chain like any end, so the session no longer shows as
     /// open and its recording is checked like the others. Looks at every granted break, and
-    /// at those among the newest 1,000 that ended in the last [`LOST_SESSIONS_WINDOW_MS`].
-    /// Returns the sessions
-    /// it closed. Run at start-up and every minute.
+    /// at every granted one that ended in the last [`LOST_SESSIONS_WINDOW_MS`] (each of those
+    /// only until a scan finds it without an open session). Returns the sessions it closed.
+    /// Run at start-up and every minute.
     pub async fn close_lost_gateway_sessions(&self) -> Result<Vec<String>, EngineError> {
         let now = self.now();
         let alone = self.inner.config.advertise_url.is_none();
+        let done = self.lost_scan_done().clone();
+        // The ended breaks already found without an open session that are still in the window.
+        let done_in_window = std::sync::Mutex::new(std::collections::HashSet::new());
         let candidates = self
-            .proxy_breaks(true, |b| match b {
-                Break::Requested(_) => false,
-                Break::Granted(_) => true,
-                Break::Ended(e) => {
-                    e.granted_at.is_some() && now.0 - e.ended_at.0 <= LOST_SESSIONS_WINDOW_MS
-                }
-            })
+            .proxy_breaks(
+                Some(Timestamp(now.0 - LOST_SESSIONS_WINDOW_MS)),
+                |b| match b {
+                    Break::Requested(_) => false,
+                    Break::Granted(_) => true,
+                    Break::Ended(e) if done.contains(&e.info.id.0) => {
+                        done_in_window
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(e.info.id.0.clone());
+                        false
+                    }
+                    Break::Ended(e) => e.granted_at.is_some(),
+                },
+            )
             .await?;
         let mut closed = Vec::new();
+        let mut still_ended: std::collections::HashSet<String> = std::collections::HashSet::new();
         for b in candidates {
             let break_id = b.info().id.0.clone();
             let open = {
                 let mut tx = self.store().read().await?;
                 open_sessions(&break_entries(tx.as_mut(), &break_id).await?)
             };
+            let mut left_open = 0usize;
             for OpenStart {
                 session,
                 peer,
@@ -765,10 +782,29 @@ impl Engine {
                         .await?
                 {
                     closed.push(session);
+                } else if !lost {
+                    left_open += 1;
                 }
             }
+            if matches!(b, Break::Ended(_)) && left_open == 0 {
+                still_ended.insert(break_id);
+            }
         }
+        // Those that left the window are forgotten: the set holds at most the window's breaks.
+        let mut done = done_in_window
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        done.extend(still_ended);
+        *self.lost_scan_done() = done;
         Ok(closed)
+    }
+
+    fn lost_scan_done(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.inner
+            .gateway
+            .lost_scan_done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The gateway sessions open now (their start audited, their end not yet), of every
@@ -776,7 +812,7 @@ impl Engine {
     pub async fn open_gateway_sessions(&self, by: &Actor) -> Result<Vec<OpenSession>, EngineError> {
         by.may(Action::ReadAudit)?;
         let granted = self
-            .proxy_breaks(false, |b| matches!(b, Break::Granted(_)))
+            .proxy_breaks(None, |b| matches!(b, Break::Granted(_)))
             .await?;
         let live: std::collections::HashSet<String> =
             self.live_sessions().keys().cloned().collect();
@@ -825,20 +861,20 @@ impl Engine {
 
     /// The breaks of proxy procedures that `keep` keeps, among every break not yet ended
     /// (however many were opened since: scheduled drills open breaks all day) and, with
-    /// `recent`, the newest 1,000 (where recently ended ones are).
+    /// `ended_since`, every one that ended at or after it.
     async fn proxy_breaks(
         &self,
-        recent: bool,
+        ended_since: Option<Timestamp>,
         keep: impl Fn(&Break) -> bool,
     ) -> Result<Vec<Break>, EngineError> {
         let mut tx = self.store().read().await?;
         // Every open break has a deadline (its approval window or its grant's end).
         let mut candidates = tx.due_breaks(Timestamp(i64::MAX)).await?;
-        if recent {
+        if let Some(since) = ended_since {
             let open: std::collections::HashSet<String> =
                 candidates.iter().map(|b| b.info().id.0.clone()).collect();
             candidates.extend(
-                tx.breaks(None, 1_000)
+                tx.breaks_ended_since(since)
                     .await?
                     .into_iter()
                     .filter(|b| !open.contains(&b.info().id.0)),

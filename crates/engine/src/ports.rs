@@ -713,6 +713,8 @@ pub trait Tx: Send {
     async fn breaks(&mut self, procedure: Option<&str>, limit: i64) -> StoreResult<Vec<Break>>;
     /// Breaks whose deadline (grant or approval window) is at or before `now`.
     async fn due_breaks(&mut self, now: Timestamp) -> StoreResult<Vec<Break>>;
+    /// Breaks that ended at or after `since`, the latest ended first.
+    async fn breaks_ended_since(&mut self, since: Timestamp) -> StoreResult<Vec<Break>>;
     /// Requested breaks that have at least one approval.
     async fn requested_with_approvals(&mut self) -> StoreResult<Vec<Break>>;
     /// Inserts or replaces a break.

@@ -564,6 +564,17 @@ impl Tx for SqlTx {
         rows.iter().map(rows::break_).collect()
     }
 
+    async fn breaks_ended_since(&mut self, since: Timestamp) -> StoreResult<Vec<Break>> {
+        let rows = sqlx::query(select_breaks!(
+            " WHERE ended_at IS NOT NULL AND ended_at >= $1 ORDER BY ended_at DESC, id DESC"
+        ))
+        .bind(since.0)
+        .fetch_all(self.c()?)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::break_).collect()
+    }
+
     async fn requested_with_approvals(&mut self) -> StoreResult<Vec<Break>> {
         let rows = sqlx::query(select_breaks!(
             " WHERE state = 'requested' AND approvals <> '[]' ORDER BY requested_at"
