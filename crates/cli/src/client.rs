@@ -146,7 +146,9 @@ impl Client {
                 let namespace = c["challenge"]["namespace"].as_str().unwrap_or_default();
                 breakglass_custody::sign(identity, namespace, message.as_bytes())?
             }
-            KeyKind::AgeX25519 => {
+            // An identity file never holds a plugin key (age plugin identities are refused
+            // when the file is read), so this is the age X25519 case.
+            KeyKind::AgeX25519 | KeyKind::AgePlugin => {
                 let file = c["challenge"]["age_file"].as_str().unwrap_or_default();
                 let plain = breakglass_custody::decrypt_with(identity, file.as_bytes())?;
                 String::from_utf8(plain.to_vec())

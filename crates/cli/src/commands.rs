@@ -457,6 +457,35 @@ fn pack_recording(r: &breakglass_audit::evidence::EvidenceReport, hint: &str) ->
 pub(crate) struct ApproveArgs {
     /// Break id.
     pub(crate) break_id: String,
+    /// Your current TOTP code, when you enrolled TOTP or the procedure requires a second
+    /// factor. Without it, asked for on a terminal when the server needs one.
+    #[arg(
+        long,
+        value_name = "CODE",
+        env = "BREAKGLASS_TOTP",
+        hide_env_values = true
+    )]
+    pub(crate) totp: Option<String>,
+}
+
+/// `totp` subcommands (sign in with --identity: your own custodian key).
+#[derive(Subcommand, Debug)]
+pub(crate) enum TotpCmd {
+    /// Start your TOTP enrolment: prints the secret and its otpauth:// URI once, for your
+    /// authenticator app. Approvals need codes only after `totp confirm`.
+    Enroll,
+    /// Confirm your enrolment with the app's current code.
+    Confirm {
+        /// The 6-digit code (asked for on a terminal when omitted).
+        code: Option<String>,
+    },
+    /// Remove a TOTP enrolment: yours, or a named custodian's (admin).
+    Reset {
+        /// Custodian (default: you).
+        custodian: Option<String>,
+    },
+    /// TOTP enrolments (without secrets): all of them (admin, auditor) or yours.
+    Status,
 }
 
 /// `channel` subcommands.
@@ -595,6 +624,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Actor(a) => actor(&cli, a).await,
         Command::Break(b) => break_cmd(&cli, b).await,
         Command::Approve(a) => approve(&cli, a).await,
+        Command::Totp(t) => totp(&cli, t).await,
         Command::Audit(a) => audit(&cli, a).await,
         Command::Channel(c) => channel(&cli, c).await,
         Command::Target(t) => target(&cli, t).await,
@@ -759,16 +789,53 @@ pub(crate) fn seg(text: &str) -> String {
     out
 }
 
-/// Reads a private key file.
+/// Environment variable holding the passphrase of an age-encrypted identity file (scripts).
+pub(crate) const IDENTITY_PASSPHRASE_ENV: &str = "BREAKGLASS_IDENTITY_PASSPHRASE";
+
+/// Reads a private key file; a passphrase-protected age identity (`age -p`) is opened with
+/// the passphrase from `BREAKGLASS_IDENTITY_PASSPHRASE` or, on a terminal, a prompt.
 pub(crate) fn read_identity(path: &Path) -> Result<Identity> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading identity {}", path.display()))?;
-    Identity::parse(&text).map_err(|e| {
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("reading identity {}", path.display()))?,
+    );
+    let invalid = |e: breakglass_custody::KeyError| {
         anyhow!(Exit {
-            code: exit::INVALID,
+            code: if e == breakglass_custody::KeyError::WrongPassphrase {
+                exit::AUTH
+            } else {
+                exit::INVALID
+            },
             message: format!("{}: {e}", path.display())
         })
-    })
+    };
+    if Identity::is_encrypted(&bytes) {
+        let passphrase = match std::env::var(IDENTITY_PASSPHRASE_ENV) {
+            Ok(p) => breakglass_custody::SecretString::from(p),
+            Err(_) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                breakglass_custody::SecretString::from(
+                    rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
+                        .context("reading the passphrase")?,
+                )
+            }
+            Err(_) => {
+                return Err(anyhow!(Exit {
+                    code: exit::INVALID,
+                    message: format!(
+                        "{} is passphrase-protected: set {IDENTITY_PASSPHRASE_ENV} or run on a terminal",
+                        path.display()
+                    ),
+                }));
+            }
+        };
+        return Identity::parse_encrypted(&bytes, &passphrase).map_err(invalid);
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        anyhow!(Exit {
+            code: exit::INVALID,
+            message: format!("{}: not a key file (not text)", path.display()),
+        })
+    })?;
+    Identity::parse(text).map_err(invalid)
 }
 
 /// A client signed in as the CLI options say: token, else identity, else the data dir's admin token.
@@ -1316,7 +1383,7 @@ async fn approve(cli: &Cli, a: &ApproveArgs) -> Result<()> {
     let identity = read_identity(identity_path)?;
     let mut client = unsigned_client(cli, None)?;
     client.login(cli.actor.as_deref(), &identity).await?;
-    let r = approve_with(&client, &identity, &a.break_id).await?;
+    let r = approve_with_totp(&client, &identity, &a.break_id, a.totp.as_deref()).await?;
     if cli.output.is_json() {
         output::json(&r);
     } else {
@@ -1336,6 +1403,17 @@ pub(crate) async fn approve_with(
     identity: &Identity,
     break_id: &str,
 ) -> Result<Value> {
+    approve_with_totp(client, identity, break_id, None).await
+}
+
+/// `approve_with` with a TOTP code. Without one, when the server answers that a code is
+/// needed and standard input is a terminal, asks for it and submits again.
+pub(crate) async fn approve_with_totp(
+    client: &Client,
+    identity: &Identity,
+    break_id: &str,
+    totp: Option<&str>,
+) -> Result<Value> {
     let share = client
         .get(&format!("/api/breaks/{}/share", seg(break_id)))
         .await?;
@@ -1343,10 +1421,126 @@ pub(crate) async fn approve_with(
         share["age_file"].as_str().unwrap_or_default().as_bytes(),
         identity,
     )?;
-    let body = json!({"share": plain.encode().as_str()});
-    Ok(client
-        .post(&format!("/api/breaks/{}/approvals", seg(break_id)), &body)
-        .await?)
+    let encoded = plain.encode();
+    let path = format!("/api/breaks/{}/approvals", seg(break_id));
+    let mut body = json!({"share": encoded.as_str()});
+    if let Some(code) = totp {
+        body["totp"] = json!(code);
+    }
+    match client.post(&path, &body).await {
+        Err(f)
+            if totp.is_none()
+                && f.code == "totp_required"
+                && std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
+        {
+            eprintln!("{}", f.message);
+            let code = zeroize::Zeroizing::new(
+                rpassword::prompt_password("TOTP code: ").context("reading the TOTP code")?,
+            );
+            body["totp"] = json!(code.trim());
+            Ok(client.post(&path, &body).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// `totp`: a custodian's own TOTP enrolment, signed in with their key (--identity), or an
+/// admin's reset of someone else's.
+async fn totp(cli: &Cli, cmd: &TotpCmd) -> Result<()> {
+    let client = connect(cli).await?;
+    match cmd {
+        TotpCmd::Enroll => {
+            let r = client.post("/api/totp/enroll", &json!({})).await?;
+            if cli.output.is_json() {
+                output::json(&r);
+            } else {
+                println!(
+                    "TOTP enrolment started for {}. Add it to your authenticator app (shown once):",
+                    field(&r["custodian"])
+                );
+                println!("  secret: {}", field(&r["secret"]));
+                println!("  URI:    {}", field(&r["otpauth_uri"]));
+                println!(
+                    "  (SHA-1, {} digits, every {} s.) Then run: breakglass totp confirm CODE --identity YOUR_KEY",
+                    field(&r["digits"]),
+                    field(&r["period"])
+                );
+            }
+            Ok(())
+        }
+        TotpCmd::Confirm { code } => {
+            let code = match code {
+                Some(c) => zeroize::Zeroizing::new(c.clone()),
+                None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                    zeroize::Zeroizing::new(
+                        rpassword::prompt_password("TOTP code: ")
+                            .context("reading the TOTP code")?,
+                    )
+                }
+                None => {
+                    return Err(anyhow!(Exit {
+                        code: exit::USAGE,
+                        message: "give the code: breakglass totp confirm CODE".into(),
+                    }));
+                }
+            };
+            let r = client
+                .post("/api/totp/confirm", &json!({"code": code.trim()}))
+                .await?;
+            if cli.output.is_json() {
+                output::json(&r);
+            } else {
+                println!(
+                    "TOTP active for {}: approvals now need --totp CODE",
+                    field(&r["custodian"])
+                );
+            }
+            Ok(())
+        }
+        TotpCmd::Reset { custodian } => {
+            let body = match custodian {
+                Some(c) => json!({"custodian": c}),
+                None => json!({}),
+            };
+            let r = client.post("/api/totp/reset", &body).await?;
+            if cli.output.is_json() {
+                output::json(&r);
+            } else {
+                println!("removed {}'s TOTP enrolment", field(&r["custodian"]));
+            }
+            Ok(())
+        }
+        TotpCmd::Status => {
+            let r = client.get("/api/totp").await?;
+            output::listing(
+                cli.output,
+                &r,
+                "enrollments",
+                &["CUSTODIAN", "STATE", "SINCE", "LOCKED UNTIL"],
+                |t| {
+                    vec![
+                        field(&t["custodian"]),
+                        if t["active"] == true {
+                            "active".into()
+                        } else {
+                            "pending confirmation".into()
+                        },
+                        if t["confirmed_at"].is_null() {
+                            field(&t["created_at"])
+                        } else {
+                            field(&t["confirmed_at"])
+                        },
+                        if t["locked_until"].is_null() {
+                            String::new()
+                        } else {
+                            field(&t["locked_until"])
+                        },
+                    ]
+                },
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<()> {
@@ -2011,6 +2205,25 @@ async fn check(cli: &Cli, a: &CheckArgs) -> Result<()> {
                     field(&f["code"]),
                     field(&f["message"])
                 );
+            }
+            // Shown once a second factor is in play (enrolled, hardware keys or required).
+            let sf = &v["second_factor"];
+            if sf["with_second_factor"].as_u64().unwrap_or(0) > 0 || !sf["required"].is_null() {
+                let mut line = format!(
+                    "  second factor: {} of {} custodians (TOTP {}, hardware key {})",
+                    field(&sf["with_second_factor"]),
+                    field(&sf["custodians"]),
+                    field(&sf["totp"]),
+                    field(&sf["hardware"])
+                );
+                if !sf["required"].is_null() {
+                    line.push_str(&format!(
+                        "; required: {}, {} can approve",
+                        field(&sf["required"]),
+                        field(&sf["can_approve"])
+                    ));
+                }
+                println!("{line}");
             }
         }
     }

@@ -42,7 +42,9 @@ pub(crate) struct Cli {
     /// API or session token (defaults to the admin token in the data dir, if readable).
     #[arg(long, global = true, env = "BREAKGLASS_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
-    /// Sign in with this private key file (age identity or OpenSSH ed25519 key) instead of a token.
+    /// Sign in with this private key file (age identity — also passphrase-protected with
+    /// `age -p`, the passphrase from BREAKGLASS_IDENTITY_PASSPHRASE or a prompt — or an
+    /// unencrypted OpenSSH ed25519 key) instead of a token.
     #[arg(long, global = true, env = "BREAKGLASS_IDENTITY")]
     pub(crate) identity: Option<PathBuf>,
     /// Actor name to sign in as (defaults to whoever enrolled the identity's public key).
@@ -90,6 +92,9 @@ pub(crate) enum Command {
     Break(commands::BreakCmd),
     /// Approve a break with your share (decrypted locally with --identity).
     Approve(commands::ApproveArgs),
+    /// Your TOTP second factor: enroll, confirm, reset, status.
+    #[command(subcommand)]
+    Totp(commands::TotpCmd),
     /// The audit log.
     #[command(subcommand)]
     Audit(commands::AuditCmd),

@@ -146,7 +146,7 @@ fn unknown_field_is_named() {
     assert_one_problem(
         validate(dir.path(), "p.yaml", &text, &[]),
         "p.yaml:14:1: colour: unknown field `colour`, expected one of id, description, target, custodians, \
-         quorum, max_grant, alert_channels, ack_within, escalation, rotation, drill, dependencies, protects_against",
+         quorum, max_grant, alert_channels, ack_within, escalation, rotation, drill, dependencies, protects_against, second_factor",
     );
 }
 

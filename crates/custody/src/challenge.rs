@@ -67,7 +67,8 @@ pub enum SignError {
 ///
 /// Used for age-key challenges and for handing a revealed secret to a requester.
 pub fn encrypt_to(key: &CustodianKey, plaintext: &[u8]) -> Result<Vec<u8>, EncryptError> {
-    age_encrypt(key.age_recipient(), plaintext).map_err(EncryptError::Age)
+    age_encrypt(key.age_recipient().map_err(EncryptError::Age)?, plaintext)
+        .map_err(EncryptError::Age)
 }
 
 /// Decrypts an age file (armored or binary) with `identity`.

@@ -22,6 +22,10 @@ pub enum KeyKind {
     AgeX25519,
     /// An OpenSSH ed25519 key (`ssh-ed25519 AAAA…`), used through age's ssh-ed25519 recipient type.
     SshEd25519,
+    /// A hardware-backed key through an age plugin (`age1yubikey1…`, generally `age1PLUGIN1…`):
+    /// recognised (it is a second factor by itself), but nothing can be encrypted to it without
+    /// the plugin binary, which the server does not run.
+    AgePlugin,
 }
 
 impl fmt::Display for KeyKind {
@@ -29,6 +33,7 @@ impl fmt::Display for KeyKind {
         f.write_str(match self {
             KeyKind::AgeX25519 => "age X25519",
             KeyKind::SshEd25519 => "ssh-ed25519",
+            KeyKind::AgePlugin => "age plugin (hardware)",
         })
     }
 }
@@ -47,6 +52,9 @@ pub enum KeyError {
         "the private key is passphrase-protected; remove the passphrase (ssh-keygen -p) or use an age identity"
     )]
     Encrypted,
+    /// The passphrase of a passphrase-protected age identity is wrong.
+    #[error("wrong passphrase for the age-encrypted identity file")]
+    WrongPassphrase,
     /// A private key was given where a public key was expected.
     #[error("this is a private key; give the public key (age1… or ssh-ed25519 AAAA…) instead")]
     PrivateKeyGiven,
@@ -68,6 +76,8 @@ pub struct CustodianKey {
 enum Recipient {
     Age(age::x25519::Recipient),
     Ssh(Box<SshRecipient>),
+    /// An age plugin recipient: the plugin's name (`yubikey`).
+    Plugin(String),
 }
 
 #[derive(Clone)]
@@ -118,6 +128,11 @@ impl CustodianKey {
         // Bech32 puts the human-readable part before the last '1'; plugin and post-quantum
         // recipients have a longer one (age1yubikey1…, age1pq1…).
         let hrp = token.rfind('1').map(|i| &token[..i]).unwrap_or(token);
+        if let Some(plugin) = hrp.strip_prefix("age1")
+            && is_plugin_name(plugin)
+        {
+            return Self::parse_plugin(token, plugin);
+        }
         if hrp != "age" {
             return Err(KeyError::Unsupported {
                 key_type: format!("{} recipient", preview(hrp)),
@@ -128,6 +143,32 @@ impl CustodianKey {
         Ok(CustodianKey {
             canonical: recipient.to_string(),
             recipient: Recipient::Age(recipient),
+        })
+    }
+
+    /// `age1PLUGIN1…`: a Bech32 string (checksum checked) whose human-readable part names the
+    /// plugin. Post-quantum recipients (`age1pq1…`) are not plugins and stay unsupported.
+    fn parse_plugin(token: &str, plugin: &str) -> Result<CustodianKey, KeyError> {
+        if plugin == "pq" {
+            return Err(KeyError::Unsupported {
+                key_type: "age1pq (post-quantum) recipient".into(),
+            });
+        }
+        let checked = bech32::primitives::decode::CheckedHrpstring::new::<bech32::Bech32>(token)
+            .map_err(|_| {
+                KeyError::Malformed(format!(
+                    "age plugin recipient (age1{}1…): bad Bech32 encoding or checksum",
+                    preview(plugin)
+                ))
+            })?;
+        if checked.byte_iter().len() == 0 {
+            return Err(KeyError::Malformed(
+                "age plugin recipient without data".into(),
+            ));
+        }
+        Ok(CustodianKey {
+            canonical: token.to_ascii_lowercase(),
+            recipient: Recipient::Plugin(plugin.to_ascii_lowercase()),
         })
     }
 
@@ -160,6 +201,21 @@ impl CustodianKey {
         match self.recipient {
             Recipient::Age(_) => KeyKind::AgeX25519,
             Recipient::Ssh(_) => KeyKind::SshEd25519,
+            Recipient::Plugin(_) => KeyKind::AgePlugin,
+        }
+    }
+
+    /// Whether the key is hardware-backed (an age plugin recipient such as `age1yubikey1…`):
+    /// decrypting with it needs the device, so it is a second factor by itself.
+    pub fn is_hardware(&self) -> bool {
+        matches!(self.recipient, Recipient::Plugin(_))
+    }
+
+    /// The age plugin's name (`yubikey`) of a plugin recipient.
+    pub fn plugin(&self) -> Option<&str> {
+        match &self.recipient {
+            Recipient::Plugin(p) => Some(p),
+            _ => None,
         }
     }
 
@@ -176,16 +232,22 @@ impl CustodianKey {
         format!("SHA256:{}", STANDARD_NO_PAD.encode(digest))
     }
 
-    pub(crate) fn age_recipient(&self) -> &dyn age::Recipient {
+    /// The age recipient to encrypt to; a plugin recipient has none here (the server does not
+    /// run age plugins), which is an error naming the plugin.
+    pub(crate) fn age_recipient(&self) -> Result<&dyn age::Recipient, String> {
         match &self.recipient {
-            Recipient::Age(r) => r,
-            Recipient::Ssh(ssh) => &ssh.age,
+            Recipient::Age(r) => Ok(r),
+            Recipient::Ssh(ssh) => Ok(&ssh.age),
+            Recipient::Plugin(p) => Err(format!(
+                "{} is a hardware key through the age plugin `age-plugin-{p}`; breakglass does not run age plugins, so nothing can be encrypted to it (use an age X25519 or ssh-ed25519 key for sealing)",
+                self.canonical
+            )),
         }
     }
 
     pub(crate) fn ssh_public(&self) -> Option<&ssh_key::PublicKey> {
         match &self.recipient {
-            Recipient::Age(_) => None,
+            Recipient::Age(_) | Recipient::Plugin(_) => None,
             Recipient::Ssh(ssh) => Some(&ssh.key),
         }
     }
@@ -209,6 +271,16 @@ impl fmt::Display for CustodianKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.canonical)
     }
+}
+
+/// Whether `name` may be an age plugin's name (`yubikey`, `se`, `tpm`): lowercase letters,
+/// digits and `+-._`, as the age plugin specification allows.
+fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-._".contains(&b))
 }
 
 /// A custodian's private key, loaded from the text of a key file.
@@ -242,6 +314,11 @@ impl Identity {
         if text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
             return Self::parse_ssh(text);
         }
+        if Identity::is_encrypted(text.as_bytes()) {
+            return Err(KeyError::Malformed(
+                "the identity file is passphrase-protected (age-encrypted); a passphrase is needed to open it".into(),
+            ));
+        }
         if let Some(rest) = text.strip_prefix("-----BEGIN ") {
             let label: String = rest.chars().take_while(|c| *c != '-').take(32).collect();
             return Err(KeyError::Unsupported { key_type: label });
@@ -252,6 +329,59 @@ impl Identity {
             ));
         }
         Self::parse_age(text)
+    }
+
+    /// Whether `bytes` is an age-encrypted file (armored or binary) — a passphrase-protected
+    /// identity made with `age -p` (or `age-keygen | age -p -a`), which needs
+    /// [`Identity::parse_encrypted`].
+    pub fn is_encrypted(bytes: &[u8]) -> bool {
+        let start = bytes
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map_or(&[][..], |i| &bytes[i..]);
+        start.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+            || start.starts_with(b"age-encryption.org/v1\n")
+    }
+
+    /// Opens a passphrase-protected age identity file (scrypt recipient stanza, armored or
+    /// binary) and parses what it holds as [`Identity::parse`] does. The scrypt work factor is
+    /// capped at 2^22 (about a second or two), so a hostile file cannot take minutes.
+    pub fn parse_encrypted(bytes: &[u8], passphrase: &SecretString) -> Result<Identity, KeyError> {
+        use std::io::Read;
+        if bytes.len() > MAX_KEY_TEXT * 2 {
+            return Err(KeyError::Malformed(
+                "input too long for an encrypted identity file".into(),
+            ));
+        }
+        let malformed =
+            |e: &dyn fmt::Display| KeyError::Malformed(format!("age-encrypted identity file: {e}"));
+        let decryptor = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(bytes))
+            .map_err(|e| malformed(&e))?;
+        if !decryptor.is_scrypt() {
+            return Err(KeyError::Malformed(
+                "the identity file is age-encrypted to a key, not with a passphrase".into(),
+            ));
+        }
+        let mut identity = age::scrypt::Identity::new(passphrase.clone());
+        identity.set_max_work_factor(22);
+        let mut reader = decryptor
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .map_err(|e| match e {
+                age::DecryptError::DecryptionFailed
+                | age::DecryptError::KeyDecryptionFailed
+                | age::DecryptError::NoMatchingKeys => KeyError::WrongPassphrase,
+                other => malformed(&other),
+            })?;
+        let mut plain = Zeroizing::new(Vec::new());
+        reader.read_to_end(&mut plain).map_err(|e| malformed(&e))?;
+        let text = std::str::from_utf8(&plain)
+            .map_err(|_| KeyError::Malformed("the decrypted identity file is not text".into()))?;
+        if Identity::is_encrypted(text.as_bytes()) {
+            return Err(KeyError::Malformed(
+                "the identity file is encrypted twice".into(),
+            ));
+        }
+        Identity::parse(text)
     }
 
     fn parse_age(text: &str) -> Result<Identity, KeyError> {
@@ -438,6 +568,82 @@ fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    /// A well-formed age-plugin-yubikey recipient (Bech32 with a valid checksum).
+    const YUBIKEY: &str = "age1yubikey1qt3rr7fsuqrk7xgrawau2zykwgdg509y2hdayx4lwzl3hqts8nz9qghv6rw";
+
+    fn encrypt_with_passphrase(text: &str, passphrase: &str, armor: bool) -> Vec<u8> {
+        use std::io::Write;
+        let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase));
+        // The lowest work factor keeps the test fast; the format is the same.
+        recipient.set_work_factor(2);
+        let encryptor =
+            age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                .expect("encryptor");
+        let mut out = Vec::new();
+        if armor {
+            let armored =
+                age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                    .expect("armor");
+            let mut w = encryptor.wrap_output(armored).expect("wrap");
+            w.write_all(text.as_bytes()).expect("write");
+            w.finish().and_then(|a| a.finish()).expect("finish");
+        } else {
+            let mut w = encryptor.wrap_output(&mut out).expect("wrap");
+            w.write_all(text.as_bytes()).expect("write");
+            w.finish().expect("finish");
+        }
+        out
+    }
+
+    #[test]
+    fn passphrase_protected_age_identities() {
+        let (text, public) = keygen();
+        for armor in [true, false] {
+            let file = encrypt_with_passphrase(text.expose_secret(), "correct horse", armor);
+            assert!(Identity::is_encrypted(&file));
+            let id = Identity::parse_encrypted(&file, &SecretString::from("correct horse"))
+                .expect("right passphrase");
+            assert_eq!(id.public(), public);
+            let e = Identity::parse_encrypted(&file, &SecretString::from("wrong"))
+                .expect_err("wrong passphrase");
+            assert_eq!(e, KeyError::WrongPassphrase);
+            assert_eq!(
+                e.to_string(),
+                "wrong passphrase for the age-encrypted identity file"
+            );
+        }
+        // Read as plain text, it says a passphrase is needed.
+        let armored = encrypt_with_passphrase(text.expose_secret(), "p", true);
+        let e = Identity::parse(std::str::from_utf8(&armored).expect("armored text"))
+            .expect_err("needs a passphrase");
+        assert!(e.to_string().contains("passphrase-protected"), "{e}");
+        // An age file encrypted to a key, not a passphrase, is named as such.
+        let to_key = crate::encrypt_to(&public, text.expose_secret().as_bytes()).expect("enc");
+        let e = Identity::parse_encrypted(&to_key, &SecretString::from("p")).expect_err("key");
+        assert!(e.to_string().contains("not with a passphrase"), "{e}");
+        assert!(!Identity::is_encrypted(text.expose_secret().as_bytes()));
+    }
+
+    #[test]
+    fn plugin_recipients_are_recognised_as_hardware() {
+        let key = CustodianKey::parse(YUBIKEY).expect("plugin recipient");
+        assert_eq!(key.kind(), KeyKind::AgePlugin);
+        assert!(key.is_hardware());
+        assert_eq!(key.plugin(), Some("yubikey"));
+        assert_eq!(key.canonical(), YUBIKEY);
+        // Nothing is encrypted to it: the error names the plugin.
+        let e = crate::encrypt_to(&key, b"x").expect_err("no plugin support");
+        assert!(e.to_string().contains("age-plugin-yubikey"), "{e}");
+        // A flipped character breaks the checksum.
+        let typo = YUBIKEY.replace("qt3rr", "qt3rq");
+        assert!(matches!(
+            CustodianKey::parse(&typo),
+            Err(KeyError::Malformed(_))
+        ));
+        let x25519 = keygen().1;
+        assert!(!x25519.is_hardware());
+    }
+
     use super::*;
 
     fn ssh_line() -> String {
@@ -487,6 +693,10 @@ mod tests {
         ));
         assert!(matches!(
             CustodianKey::parse("age1yubikey1qwerty"),
+            Err(KeyError::Malformed(_))
+        ));
+        assert!(matches!(
+            CustodianKey::parse("age1pq1qqqqqq"),
             Err(KeyError::Unsupported { .. })
         ));
         assert!(matches!(

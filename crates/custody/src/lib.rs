@@ -101,6 +101,7 @@ mod seal;
 mod secret;
 mod shamir;
 mod share;
+mod totp;
 
 pub use ack::{AckTokenError, ack_token, verify_ack_token};
 pub use challenge::{
@@ -120,6 +121,11 @@ pub use share::{
     COMMITMENT_DOMAIN, EncryptedShare, MAX_CUSTODIAN_LEN, MAX_ENCODED_SHARE_LEN, MAX_SEAL_ID_LEN,
     MAX_SHARE_FILE_LEN, PlainShare, SHARE_LEN, SHARE_MAGIC, ShareCommitment, ShareError,
     VerifiedShare, decrypt_share, verify_share,
+};
+
+pub use totp::{
+    TOTP_DIGITS, TOTP_ISSUER, TOTP_SECRET_LEN, TOTP_SKEW_STEPS, TOTP_STEP_SECONDS, TotpError,
+    TotpSecret, check_totp, open_totp_secret, seal_totp_secret, totp_step,
 };
 
 /// Re-exported so callers can read the identity file text returned by [`keygen`] without

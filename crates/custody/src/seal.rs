@@ -130,8 +130,11 @@ pub fn seal(
             digest: commitment_digest(&seal_id, name, index, plain.y()),
         });
         let text = plain.encode();
-        let age_file =
-            age_encrypt(key.age_recipient(), text.as_bytes()).map_err(SealError::Encrypt)?;
+        let age_file = age_encrypt(
+            key.age_recipient().map_err(SealError::Encrypt)?,
+            text.as_bytes(),
+        )
+        .map_err(SealError::Encrypt)?;
         shares.push(EncryptedShare {
             custodian: name.clone(),
             index,

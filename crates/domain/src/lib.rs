@@ -17,10 +17,12 @@ pub use lifecycle::{
     OpenError, Requested, RevealError,
 };
 pub use procedure::{
-    Custodian, Limits, Parsed, Procedure, ProcedureError, ProcedureSpec, Target, TargetKind,
-    parse_duration, parse_procedures,
+    Custodian, Limits, Parsed, Procedure, ProcedureError, ProcedureSpec, SecondFactor, Target,
+    TargetKind, parse_duration, parse_procedures,
 };
-pub use readiness::{Finding, KeyState, KitState, LintPolicy, Posture, Readiness, Verdict, WhatIf};
+pub use readiness::{
+    Finding, KeyState, KitState, LintPolicy, Posture, Readiness, SecondFactorCount, Verdict, WhatIf,
+};
 pub use target::{
     Access, HttpTarget, MariadbTarget, OnEnd, PostgresTarget, SshTarget, TargetConfig, ident_ok,
 };

@@ -484,6 +484,7 @@ mod tests {
             drill_cron: None,
             dependencies: vec![],
             protects_against: vec![],
+            second_factor: None,
         }
     }
 

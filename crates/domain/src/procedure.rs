@@ -59,6 +59,11 @@ pub struct ProcedureSpec {
     /// The outages this procedure is for (e.g. `okta`): it must not depend on them.
     #[serde(default)]
     pub protects_against: Vec<String>,
+    /// A second factor every approval must carry: `totp` (a fresh TOTP code from every
+    /// approver) or `hardware_or_totp` (a hardware key through an age plugin, or a TOTP code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub second_factor: Option<Spanned<String>>,
 }
 
 /// The target section of a procedure file.
@@ -197,6 +202,51 @@ pub struct Procedure {
     pub dependencies: Vec<String>,
     /// The outages this procedure is for.
     pub protects_against: Vec<String>,
+    /// The second factor every approval must carry, if the file requires one.
+    pub second_factor: Option<SecondFactor>,
+}
+
+/// A second factor a procedure requires on every approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecondFactor {
+    /// A fresh TOTP code from every approver, checked by the server.
+    Totp,
+    /// A hardware-backed custodian key (an age plugin recipient such as `age1yubikey1…`) counts
+    /// by itself; any other approver gives a TOTP code.
+    HardwareOrTotp,
+}
+
+impl SecondFactor {
+    /// The name used in procedure files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecondFactor::Totp => "totp",
+            SecondFactor::HardwareOrTotp => "hardware_or_totp",
+        }
+    }
+
+    /// Parses the name used in procedure files.
+    pub fn parse(text: &str) -> Option<SecondFactor> {
+        match text.trim() {
+            "totp" => Some(SecondFactor::Totp),
+            "hardware_or_totp" => Some(SecondFactor::HardwareOrTotp),
+            _ => None,
+        }
+    }
+
+    /// Whether an approval by a custodian holding `key` needs a TOTP code under this rule.
+    pub fn needs_totp(self, key: &CustodianKey) -> bool {
+        match self {
+            SecondFactor::Totp => true,
+            SecondFactor::HardwareOrTotp => !key.is_hardware(),
+        }
+    }
+}
+
+impl fmt::Display for SecondFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A validated target.
@@ -293,6 +343,9 @@ impl Positions {
         }
         if let Some(d) = &spec.drill {
             add("drill.every".into(), &d.every.referenced);
+        }
+        if let Some(f) = &spec.second_factor {
+            add("second_factor".into(), &f.referenced);
         }
         Positions { fields }
     }
@@ -598,6 +651,20 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
             );
         }
     }
+    let second_factor = spec.second_factor.as_ref().and_then(|f| {
+        let parsed = SecondFactor::parse(&f.value);
+        if parsed.is_none() {
+            problem(
+                Some(f.referenced),
+                "second_factor".into(),
+                format!(
+                    "`{}` is not a second factor; use `totp` or `hardware_or_totp`",
+                    f.value.trim().chars().take(32).collect::<String>()
+                ),
+            );
+        }
+        parsed
+    });
     let target = Target {
         kind: spec.target.kind,
         details: spec.target.details.clone(),
@@ -629,6 +696,7 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
         drill_cron,
         dependencies: spec.dependencies.clone(),
         protects_against: spec.protects_against.clone(),
+        second_factor,
     })
 }
 

@@ -9,7 +9,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::procedure::{Limits, Parsed, Procedure, ProcedureError, TargetKind, parse_procedures};
+use crate::procedure::{
+    Limits, Parsed, Procedure, ProcedureError, SecondFactor, TargetKind, parse_procedures,
+};
 
 /// A verdict, ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,6 +71,61 @@ pub struct Readiness {
     pub verdict: Verdict,
     /// Every reason, worst first.
     pub findings: Vec<Finding>,
+    /// How many custodians have a second factor (with the live posture only: a file alone
+    /// does not say who enrolled TOTP).
+    pub second_factor: Option<SecondFactorCount>,
+}
+
+/// How many of a procedure's custodians have a second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondFactorCount {
+    /// Custodians of the procedure.
+    pub custodians: usize,
+    /// With an active TOTP enrolment.
+    pub totp: usize,
+    /// With a hardware-backed key (an age plugin recipient).
+    pub hardware: usize,
+    /// With either (each custodian counted once).
+    pub with_second_factor: usize,
+    /// The second factor the procedure requires, if any.
+    pub required: Option<SecondFactor>,
+    /// Custodians who can approve under that requirement (all of them when none is required).
+    pub can_approve: usize,
+    /// Custodians who cannot, by name (they need `breakglass totp enroll`).
+    pub missing: Vec<String>,
+}
+
+impl SecondFactorCount {
+    /// Counts from the procedure and the custodians with an active TOTP enrolment.
+    pub fn of(p: &Procedure, totp_active: &[String]) -> SecondFactorCount {
+        let has_totp = |name: &str| totp_active.iter().any(|n| n == name);
+        let mut count = SecondFactorCount {
+            custodians: p.custodians.len(),
+            totp: 0,
+            hardware: 0,
+            with_second_factor: 0,
+            required: p.second_factor,
+            can_approve: 0,
+            missing: Vec::new(),
+        };
+        for c in &p.custodians {
+            let totp = has_totp(&c.name);
+            let hardware = c.key.is_hardware();
+            count.totp += usize::from(totp);
+            count.hardware += usize::from(hardware);
+            count.with_second_factor += usize::from(totp || hardware);
+            let can = match p.second_factor {
+                None => true,
+                Some(rule) => totp || !rule.needs_totp(&c.key),
+            };
+            if can {
+                count.can_approve += 1;
+            } else {
+                count.missing.push(c.name.clone());
+            }
+        }
+        count
+    }
 }
 
 impl Readiness {
@@ -82,6 +139,7 @@ impl Readiness {
                 .max()
                 .unwrap_or(Verdict::Ready),
             findings,
+            second_factor: None,
         }
     }
 }
@@ -250,6 +308,18 @@ pub const RULES: &[Rule] = &[
         verdict: Verdict::Degraded,
         summary: "the recent attestations cover the quorum but no spare",
         help: "Ask the remaining custodians to run `breakglass custodian attest`.",
+    },
+    Rule {
+        code: "second_factor.below_quorum",
+        verdict: Verdict::Broken,
+        summary: "the procedure requires a second factor and fewer custodians than the quorum can give it",
+        help: "Custodians without a hardware key run `breakglass totp enroll` and `breakglass totp confirm CODE`.",
+    },
+    Rule {
+        code: "second_factor.no_spare",
+        verdict: Verdict::Degraded,
+        summary: "the custodians who can give the required second factor cover the quorum but no spare",
+        help: "Ask the remaining custodians to run `breakglass totp enroll`.",
     },
     Rule {
         code: "target.unchecked",
@@ -542,6 +612,8 @@ pub struct Posture {
     /// The automatic recovery kit, when the server exports them (`serve --recovery-kit-dir`):
     /// `None` when it does not.
     pub recovery_kit: Option<KitState>,
+    /// Custodians (of any procedure) with an active TOTP enrolment.
+    pub totp_active: Vec<String>,
 }
 
 /// The automatic recovery kit of a sealed procedure.
@@ -765,7 +837,40 @@ pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readines
             format!("audit sink `{sink}` is behind"),
         ));
     }
-    Readiness::from_findings(&p.id, out)
+    let count = SecondFactorCount::of(p, &posture.totp_active);
+    if let Some(rule) = count.required {
+        let quorum = usize::from(p.quorum);
+        if count.can_approve < quorum {
+            out.push(
+                finding(
+                    Broken,
+                    "second_factor.below_quorum",
+                    format!(
+                        "second_factor: {rule} is required but only {} of {} custodians can give it (quorum {quorum}); without it: {}",
+                        count.can_approve,
+                        count.custodians,
+                        count.missing.join(", ")
+                    ),
+                )
+                .at("second_factor"),
+            );
+        } else if count.can_approve == quorum && count.custodians > quorum {
+            out.push(
+                finding(
+                    Degraded,
+                    "second_factor.no_spare",
+                    format!(
+                        "second_factor: {rule}: exactly the quorum ({quorum}) can give it; without it: {}",
+                        count.missing.join(", ")
+                    ),
+                )
+                .at("second_factor"),
+            );
+        }
+    }
+    let mut r = Readiness::from_findings(&p.id, out);
+    r.second_factor = Some(count);
+    r
 }
 
 #[cfg(test)]
@@ -825,7 +930,94 @@ mod tests {
             sinks_lagging: vec![],
             drill_credential: true,
             recovery_kit: None,
+            totp_active: vec![],
         }
+    }
+
+    #[test]
+    fn second_factor_counts_and_quorum() {
+        // No requirement: counted, never a finding.
+        let p = procedure(3, 2, GOOD);
+        let mut posture = healthy(&p);
+        posture.totp_active = vec!["c1".into(), "someone-else".into()];
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert_eq!(r.verdict, Verdict::Ready, "{:?}", r.findings);
+        let c = r.second_factor.expect("counted");
+        assert_eq!(
+            (c.custodians, c.totp, c.hardware, c.with_second_factor),
+            (3, 1, 0, 1)
+        );
+        assert_eq!(c.can_approve, 3);
+        assert!(lint(&p, &LintPolicy::default()).second_factor.is_none());
+
+        // Required: one enrolled of a 2-of-3 quorum is broken, two is no spare, three ready.
+        let p = procedure(3, 2, &format!("{GOOD}second_factor: totp\n"));
+        let mut posture = healthy(&p);
+        posture.totp_active = vec!["c1".into()];
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert_eq!(r.verdict, Verdict::Broken);
+        let f = &r.findings[0];
+        assert_eq!(f.code, "second_factor.below_quorum");
+        assert!(f.message.contains("only 1 of 3"), "{}", f.message);
+        assert!(f.message.contains("c0, c2"), "{}", f.message);
+        assert_eq!(f.field, Some("second_factor"));
+        posture.totp_active.push("c0".into());
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert_eq!(r.verdict, Verdict::Degraded);
+        assert_eq!(r.findings[0].code, "second_factor.no_spare");
+        posture.totp_active.push("c2".into());
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert_eq!(r.verdict, Verdict::Ready, "{:?}", r.findings);
+    }
+
+    #[test]
+    fn hardware_keys_are_a_second_factor() {
+        const YUBIKEY: &str =
+            "age1yubikey1qt3rr7fsuqrk7xgrawau2zykwgdg509y2hdayx4lwzl3hqts8nz9qghv6rw";
+        let text = procedure_text(2, 2, &format!("{GOOD}second_factor: hardware_or_totp\n"))
+            .replace(
+                "quorum: 2",
+                &format!("  - name: hw\n    key: {YUBIKEY}\nquorum: 2"),
+            );
+        let p = parse_procedures("p.yaml", &text, &Limits::default())
+            .expect("valid")
+            .remove(0)
+            .procedure;
+        let posture = healthy(&p);
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        let c = r.second_factor.expect("counted");
+        assert_eq!(
+            (c.custodians, c.totp, c.hardware, c.with_second_factor),
+            (3, 0, 1, 1)
+        );
+        assert_eq!(c.can_approve, 1);
+        assert_eq!(r.findings[0].code, "second_factor.below_quorum");
+        // `totp` does not take a hardware key alone.
+        let strict = text.replace("hardware_or_totp", "totp");
+        let p = parse_procedures("p.yaml", &strict, &Limits::default())
+            .expect("valid")
+            .remove(0)
+            .procedure;
+        let c = SecondFactorCount::of(&p, &[]);
+        assert_eq!(c.can_approve, 0);
+    }
+
+    #[test]
+    fn an_unknown_second_factor_names_the_field() {
+        let e = parse_procedures(
+            "p.yaml",
+            &procedure_text(3, 2, "second_factor: sms\n"),
+            &Limits::default(),
+        )
+        .expect_err("refused");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].field, "second_factor");
+        assert_eq!(e[0].line, 13);
+        assert!(
+            e[0].message.contains("`sms` is not a second factor"),
+            "{}",
+            e[0].message
+        );
     }
 
     #[test]

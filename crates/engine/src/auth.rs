@@ -116,6 +116,11 @@ impl Engine {
                     Expected::Signature(message),
                 )
             }
+            KeyKind::AgePlugin => {
+                return Err(EngineError::Unauthenticated(format!(
+                    "`{actor}`'s key is a hardware key through an age plugin, which the server cannot encrypt a challenge to; sign in with an API token"
+                )));
+            }
             KeyKind::AgeX25519 => {
                 let age_file =
                     breakglass_custody::encrypt_to(&key, nonce.as_bytes()).map_err(|e| {

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::events::Record;
 use crate::grants::{SealSlot, new_grant_record};
 use crate::ports::{EndCause, GrantRequest, StoredProcedure, Taint, Tx};
+use crate::totp::{Gate, SecondFactorProof};
 use crate::{Engine, EngineError, new_id};
 
 /// How a drill opens its break.
@@ -211,14 +212,39 @@ impl Engine {
         })
     }
 
-    /// Accepts one custodian's share; at the quorum, unseals and issues the grant.
+    /// Accepts one custodian's share; at the quorum, unseals and issues the grant. Without a
+    /// TOTP code: refused when the custodian enrolled TOTP or the procedure requires it.
     pub async fn approve(
         &self,
         by: &Actor,
         break_id: &str,
         encoded_share: &str,
     ) -> Result<ApproveOutcome, EngineError> {
-        self.approve_as(by, &by.name, break_id, encoded_share).await
+        self.approve_as(
+            by,
+            &by.name,
+            break_id,
+            encoded_share,
+            SecondFactorProof::None,
+        )
+        .await
+    }
+
+    /// `approve` with the custodian's second factor: a TOTP code, checked against their
+    /// enrolment and accepted once (its step is stored with the approval).
+    pub async fn approve_with_totp(
+        &self,
+        by: &Actor,
+        break_id: &str,
+        encoded_share: &str,
+        totp: Option<&str>,
+    ) -> Result<ApproveOutcome, EngineError> {
+        let proof = match totp {
+            Some(code) => SecondFactorProof::Code(code),
+            None => SecondFactorProof::None,
+        };
+        self.approve_as(by, &by.name, break_id, encoded_share, proof)
+            .await
     }
 
     /// `approve`, recorded in the audit log as `actor` (a drill runner approving with a
@@ -229,6 +255,7 @@ impl Engine {
         actor: &str,
         break_id: &str,
         encoded_share: &str,
+        second: SecondFactorProof<'_>,
     ) -> Result<ApproveOutcome, EngineError> {
         by.may(Action::Approve)?;
         self.check_share_holder(break_id).await?;
@@ -264,6 +291,32 @@ impl Engine {
             )));
         }
         requested.check_approval(&by.name, &stored.procedure, now)?;
+        // The second factor before the share: a refusal is audited (and a wrong code counted)
+        // in a commit of its own; a passed code's step is stored with this approval below.
+        let second_factor = match self
+            .second_factor_gate(tx.as_mut(), &stored.procedure, &by.name, second, now)
+            .await?
+        {
+            Gate::Skip(why) => (None, why),
+            Gate::Hardware => (None, "hardware"),
+            Gate::Passed(step) => (Some(step), "totp"),
+            Gate::Refused(e, counted) => {
+                if let Some(rec) = &counted {
+                    tx.put_totp(rec).await?;
+                }
+                let mut record = Record::default();
+                record.break_event(
+                    now,
+                    actor,
+                    "totp.rejected",
+                    &stored.procedure,
+                    &Break::Requested(requested),
+                    json!({"custodian": by.name, "during": "approve", "reason": e.code(), "failures": counted.as_ref().map(|r| r.failures), "locked_until": counted.as_ref().and_then(|r| r.locked_until).map(|t| t.to_string())}),
+                );
+                self.commit(tx, record).await?;
+                return Err(e.into());
+            }
+        };
         let seal = tx
             .seal(&requested.info.seal_id)
             .await?
@@ -287,6 +340,18 @@ impl Engine {
                 return Err(e.into());
             }
         };
+        if let (Some(step), _) = second_factor {
+            // Conditional on the stored step being older: with the writer held this cannot
+            // fail after the gate passed, but a code must never count twice, whatever happens.
+            let step = i64::try_from(step).unwrap_or(i64::MAX);
+            if !tx.advance_totp_step(&by.name, step).await? {
+                return Err(crate::totp::SecondFactorError::Refused {
+                    reason: breakglass_custody::TotpError::Reused,
+                    lock: String::new(),
+                }
+                .into());
+            }
+        }
         let requested = requested.approve(&by.name, &stored.procedure, now)?;
         let approvals = requested.info.approvals.len();
         let quorum = requested.info.quorum;
@@ -302,7 +367,7 @@ impl Engine {
             "share.accepted",
             &stored.procedure,
             &Break::Requested(requested.clone()),
-            json!({"custodian": by.name, "approvals": approvals, "quorum": quorum}),
+            json!({"custodian": by.name, "approvals": approvals, "quorum": quorum, "second_factor": second_factor.1}),
         );
         let granted = match requested.grant(now) {
             Err(still_requested) => {

@@ -37,6 +37,9 @@ pub enum EngineError {
     /// A submitted share is refused.
     #[error("share refused: {0}")]
     Share(#[from] ShareError),
+    /// An approval's second factor (TOTP) is refused.
+    #[error("{0}")]
+    SecondFactor(#[from] crate::totp::SecondFactorError),
     /// A reveal is refused.
     #[error("reveal refused: {0}")]
     Reveal(#[from] RevealError),

@@ -21,6 +21,7 @@ mod readiness;
 mod recovery;
 mod schedules;
 mod seal;
+mod totp;
 
 pub mod ports;
 
@@ -53,6 +54,10 @@ pub use readiness::AttestChallenge;
 pub use recovery::{ExportedKit, ImportSummary, KIT_EXPORTER};
 pub use schedules::SCHEDULER;
 pub use seal::SealSummary;
+pub use totp::{
+    SecondFactorError, SecondFactorProof, TOTP_FAILURE_WINDOW, TOTP_LOCKOUT, TOTP_MAX_FAILURES,
+    TotpEnrollment, TotpStatus,
+};
 
 /// How long opening or approving a break waits for a rotation of the procedure's credential
 /// in flight (on any server) before answering "try again".
@@ -140,6 +145,8 @@ pub struct Outputs {
     pub channels: Vec<Arc<dyn ports::Channel>>,
     /// Key of acknowledgement tokens (32 random bytes kept by the server).
     pub ack_key: [u8; 32],
+    /// Key encrypting TOTP secrets at rest (32 random bytes kept by the server, `totp.key`).
+    pub totp_key: [u8; 32],
     /// Target adapters, one per kind (`secret` needs none).
     pub targets: Vec<Arc<dyn ports::Target>>,
     /// The drill runner's identities (automated drills need them).
@@ -165,6 +172,8 @@ struct Inner {
     channels: Vec<Arc<dyn ports::Channel>>,
     /// Key of acknowledgement tokens.
     ack_key: [u8; 32],
+    /// Key encrypting TOTP secrets at rest.
+    totp_key: [u8; 32],
     /// Sinks currently reported as lagging (so each episode alerts once).
     lagging: Mutex<std::collections::HashSet<String>>,
     /// Woken by commits that queued alerts.
@@ -244,6 +253,7 @@ impl Engine {
             sinks,
             channels,
             ack_key,
+            totp_key,
             targets,
             drill_keys,
         } = outputs;
@@ -257,6 +267,7 @@ impl Engine {
                 sinks,
                 channels,
                 ack_key,
+                totp_key,
                 alerts_queued: tokio::sync::Notify::new(),
                 lagging: Mutex::new(std::collections::HashSet::new()),
                 audit_key: std::sync::RwLock::new(None),

@@ -565,6 +565,47 @@ pub struct AttestationRecord {
     pub lost_reason: Option<String>,
 }
 
+/// A custodian's TOTP enrolment: the secret (encrypted under the server's TOTP key), whether
+/// it was confirmed, the last accepted time step (a code is accepted once) and the count of
+/// recent wrong codes that throttles guessing.
+#[derive(Clone, PartialEq)]
+pub struct TotpRecord {
+    /// Custodian (actor) name.
+    pub custodian: String,
+    /// `nonce || ChaCha20-Poly1305(secret)` under the server's TOTP key, bound to the custodian.
+    pub sealed_secret: Vec<u8>,
+    /// Confirmed with a valid code: approvals need a code from now on.
+    pub active: bool,
+    /// When the enrolment started.
+    pub created_at: Timestamp,
+    /// When it was confirmed.
+    pub confirmed_at: Option<Timestamp>,
+    /// The last accepted time step (Unix seconds / 30); any step at or before it is refused.
+    pub last_step: Option<i64>,
+    /// Wrong codes since `failure_window_start`.
+    pub failures: i64,
+    /// Start of the current counting window of wrong codes.
+    pub failure_window_start: Option<Timestamp>,
+    /// Codes are refused until then (too many wrong ones).
+    pub locked_until: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for TotpRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpRecord")
+            .field("custodian", &self.custodian)
+            .field("sealed_secret", &"[REDACTED]")
+            .field("active", &self.active)
+            .field("created_at", &self.created_at)
+            .field("confirmed_at", &self.confirmed_at)
+            .field("last_step", &self.last_step)
+            .field("failures", &self.failures)
+            .field("failure_window_start", &self.failure_window_start)
+            .field("locked_until", &self.locked_until)
+            .finish()
+    }
+}
+
 /// One drill: what was asked, and (once finished) its outcome and report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrillRecord {
@@ -798,6 +839,18 @@ pub trait Tx: Send {
     async fn put_attestation(&mut self, a: &AttestationRecord) -> StoreResult<()>;
     /// Every custodian key record.
     async fn attestations(&mut self) -> StoreResult<Vec<AttestationRecord>>;
+    /// A custodian's TOTP enrolment.
+    async fn totp(&mut self, custodian: &str) -> StoreResult<Option<TotpRecord>>;
+    /// Inserts or replaces a custodian's TOTP enrolment.
+    async fn put_totp(&mut self, r: &TotpRecord) -> StoreResult<()>;
+    /// Removes a custodian's TOTP enrolment; whether there was one.
+    async fn delete_totp(&mut self, custodian: &str) -> StoreResult<bool>;
+    /// Every TOTP enrolment, by custodian.
+    async fn totp_records(&mut self) -> StoreResult<Vec<TotpRecord>>;
+    /// Records `step` as the custodian's last accepted TOTP step and clears the failure count,
+    /// only if the enrolment is active and `step` is after the stored one. `false`: the step
+    /// was already used (or the enrolment is gone); the caller refuses the code.
+    async fn advance_totp_step(&mut self, custodian: &str, step: i64) -> StoreResult<bool>;
     /// Inserts or replaces a drill.
     async fn put_drill(&mut self, d: &DrillRecord) -> StoreResult<()>;
     /// One drill.

@@ -327,6 +327,7 @@ impl Engine {
         let reports = tx.target_reports(None).await?;
         let attestations = tx.attestations().await?;
         let drills = tx.latest_drills().await?;
+        let totp_active = self.totp_active(tx.as_mut()).await?;
         let configured: Vec<&str> = self.inner.channels.iter().map(|c| c.name()).collect();
         let mut out = Vec::new();
         for p in procedures {
@@ -392,6 +393,7 @@ impl Engine {
                 } else {
                     None
                 },
+                totp_active: totp_active.clone(),
             };
             out.push(readiness::assess(
                 &p.procedure,

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use breakglass_custody::ExposeSecret as _;
 use breakglass_custody::Secret;
 use breakglass_domain::{Actor, Role};
 use breakglass_engine::ports::StatementRecord;
@@ -62,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/custodians/{name}/lost", post(declare_lost))
         .route("/api/actors", get(list_actors).post(enroll))
+        .route("/api/totp", get(totp_status))
+        .route("/api/totp/enroll", post(totp_enroll))
+        .route("/api/totp/confirm", post(totp_confirm))
+        .route("/api/totp/reset", post(totp_reset))
         .route("/api/breaks", get(list_breaks).post(open_break))
         .route("/api/breaks/{id}", get(show_break))
         .route("/api/breaks/{id}/grant", get(grant_record))
@@ -425,7 +430,88 @@ fn readiness_view(r: &breakglass_domain::Readiness) -> Value {
         "procedure": r.procedure,
         "verdict": r.verdict.as_str(),
         "findings": r.findings.iter().map(|f| json!({"verdict": f.verdict.as_str(), "code": f.code, "message": f.message})).collect::<Vec<_>>(),
+        "second_factor": r.second_factor.as_ref().map(second_factor_view),
     })
+}
+
+pub(crate) fn second_factor_view(c: &breakglass_domain::SecondFactorCount) -> Value {
+    json!({
+        "custodians": c.custodians,
+        "with_second_factor": c.with_second_factor,
+        "totp": c.totp,
+        "hardware": c.hardware,
+        "required": c.required.map(|r| r.as_str()),
+        "can_approve": c.can_approve,
+        "missing": c.missing,
+    })
+}
+
+fn totp_status_view(t: &breakglass_engine::TotpStatus) -> Value {
+    let ts = |t: Option<breakglass_domain::Timestamp>| t.map(|t| t.to_string());
+    json!({
+        "custodian": t.custodian,
+        "active": t.active,
+        "created_at": t.created_at.to_string(),
+        "confirmed_at": ts(t.confirmed_at),
+        "failures": t.failures,
+        "locked_until": ts(t.locked_until),
+    })
+}
+
+async fn totp_status(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let all = s.engine.totp_status(&me).await?;
+    Ok(Json(
+        json!({"enrollments": all.iter().map(totp_status_view).collect::<Vec<_>>()}),
+    ))
+}
+
+/// Starts the caller's TOTP enrolment; the only answer that carries the TOTP secret, to the
+/// custodian who asked, once.
+async fn totp_enroll(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let e = s.engine.totp_enroll(&me).await?;
+    Ok(Json(json!({
+        "custodian": e.custodian,
+        "secret": e.secret_base32.expose_secret(),
+        "otpauth_uri": e.uri.expose_secret(),
+        "digits": breakglass_custody::TOTP_DIGITS,
+        "period": breakglass_custody::TOTP_STEP_SECONDS,
+        "algorithm": "SHA1",
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpCodeRequest {
+    /// The current code of the authenticator app.
+    code: String,
+}
+
+async fn totp_confirm(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Body(req): Body<TotpCodeRequest>,
+) -> ApiResult {
+    let code = zeroize::Zeroizing::new(req.code);
+    let t = s.engine.totp_confirm(&me, &code).await?;
+    Ok(Json(totp_status_view(&t)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpResetRequest {
+    /// Whose enrolment (default: the caller's own; someone else's needs the admin role).
+    #[serde(default)]
+    custodian: Option<String>,
+}
+
+async fn totp_reset(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Body(req): Body<TotpResetRequest>,
+) -> ApiResult {
+    let custodian = req.custodian.unwrap_or_else(|| me.name.clone());
+    s.engine.totp_reset(&me, &custodian).await?;
+    Ok(Json(json!({"custodian": custodian, "removed": true})))
 }
 
 async fn readiness(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
@@ -811,6 +897,9 @@ async fn share(State(s): State<AppState>, Caller(me): Caller, Path(id): Path<Str
 struct ApproveRequest {
     /// The decrypted share, as the text inside the custodian's age file.
     share: String,
+    /// The custodian's current TOTP code, when they enrolled TOTP or the procedure requires it.
+    #[serde(default)]
+    totp: Option<String>,
 }
 
 /// Marks an approval forwarded by another server (it is never forwarded twice).
@@ -824,7 +913,12 @@ async fn approve(
     Body(req): Body<ApproveRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     let share = zeroize::Zeroizing::new(req.share);
-    let outcome = match s.engine.approve(&me, &id, &share).await {
+    let totp = req.totp.map(zeroize::Zeroizing::new);
+    let outcome = match s
+        .engine
+        .approve_with_totp(&me, &id, &share, totp.as_deref().map(String::as_str))
+        .await
+    {
         Ok(o) => o,
         Err(breakglass_engine::EngineError::Elsewhere { url, .. })
             if !headers.contains_key(FORWARDED) =>
@@ -836,7 +930,7 @@ async fn approve(
                 "approvals",
                 "shares are",
                 &headers,
-                json!({ "share": &*share }),
+                json!({ "share": &*share, "totp": totp.as_deref() }),
             )
             .await;
         }
@@ -1684,6 +1778,8 @@ pub fn decode_request_bodies(bytes: &[u8]) -> usize {
         + ok::<OpenRequest>(bytes)
         + ok::<DrillStart>(bytes)
         + ok::<ApproveRequest>(bytes)
+        + ok::<TotpCodeRequest>(bytes)
+        + ok::<TotpResetRequest>(bytes)
         + ok::<AckRequest>(bytes)
         + ok::<ImportRequest>(bytes)
 }

@@ -58,6 +58,18 @@ impl From<EngineError> for ApiError {
             EngineError::Open(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cannot_open"),
             EngineError::Share(_) => (StatusCode::UNPROCESSABLE_ENTITY, "share_refused"),
             EngineError::Approve(_) => (StatusCode::CONFLICT, "approval_refused"),
+            EngineError::SecondFactor(f) => (
+                match f {
+                    breakglass_engine::SecondFactorError::Locked { .. } => {
+                        StatusCode::TOO_MANY_REQUESTS
+                    }
+                    breakglass_engine::SecondFactorError::NotEnrolled { .. } => {
+                        StatusCode::CONFLICT
+                    }
+                    _ => StatusCode::FORBIDDEN,
+                },
+                f.code(),
+            ),
             EngineError::Reveal(_) => (StatusCode::CONFLICT, "reveal_refused"),
             EngineError::Close(_) => (StatusCode::CONFLICT, "close_refused"),
             EngineError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

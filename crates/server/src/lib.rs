@@ -130,6 +130,9 @@ pub const UI_KEY_FILE: &str = "ui.key";
 /// Name of the acknowledgement-token key file in the data dir.
 pub const ACK_KEY_FILE: &str = "ack.key";
 
+/// Name of the key file encrypting TOTP secrets at rest (the same on every server).
+pub const TOTP_KEY_FILE: &str = "totp.key";
+
 /// Reads 32 secret bytes (hex) from `path`, creating the file (0600) with random bytes first.
 fn secret_file(path: &Path) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
     use anyhow::Context;
@@ -241,6 +244,7 @@ pub async fn build_with_clock(
         None => breakglass_targets::TargetsConfig::default(),
     };
     let ack_key = secret_file(&config.data_dir.join(ACK_KEY_FILE))?;
+    let totp_key = secret_file(&config.data_dir.join(TOTP_KEY_FILE))?;
     let engine = Engine::wired(
         Arc::new(store),
         clock,
@@ -249,6 +253,7 @@ pub async fn build_with_clock(
             sinks,
             channels,
             ack_key: *ack_key,
+            totp_key: *totp_key,
             targets: breakglass_targets::build(&targets),
             drill_keys: Some(Arc::new(drill_keys::DirDrillKeys::new(
                 config.data_dir.join("drill"),

@@ -70,7 +70,9 @@ impl Limiters {
         }
         let (limiter, what) = if path.starts_with("/api/auth/") || path.starts_with("/signin") {
             (&self.sign_in, "sign-in")
-        } else if path.starts_with("/api/breaks/") && path.ends_with("/approvals") {
+        } else if (path.starts_with("/api/breaks/") && path.ends_with("/approvals"))
+            || path.starts_with("/api/totp/")
+        {
             (&self.approvals, "approval")
         } else if path == "/api/ack" || path.starts_with("/ack/") {
             (&self.acks, "acknowledgement")

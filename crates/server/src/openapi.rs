@@ -335,6 +335,48 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/totp",
+        "get",
+        op(
+            "TOTP enrolments without their secrets: every one (admin, auditor) or the caller's own",
+            true,
+            None,
+            "The enrolments",
+        ),
+    );
+    add(
+        "/api/totp/enroll",
+        "post",
+        op(
+            "Start the caller's TOTP enrolment (custodian): a new secret, answered once as base32 and an otpauth:// URI; active after /api/totp/confirm",
+            true,
+            None,
+            "The secret and its URI",
+        ),
+    );
+    add(
+        "/api/totp/confirm",
+        "post",
+        op(
+            "Confirm the caller's pending TOTP enrolment with a current code; approvals then need a code",
+            true,
+            Some(obj(&["code"], json!({"code": {"type": "string"}}))),
+            "The enrolment",
+        ),
+    );
+    add(
+        "/api/totp/reset",
+        "post",
+        op(
+            "Remove a TOTP enrolment: the caller's own, or a named custodian's (admin)",
+            true,
+            Some(
+                json!({"type": "object", "properties": {"custodian": {"type": "string"}}, "additionalProperties": false}),
+            ),
+            "The custodian whose enrolment was removed",
+        ),
+    );
+    add(
         "/api/custodians/{name}/lost",
         "post",
         op(
@@ -416,7 +458,10 @@ pub fn document() -> Value {
         op(
             "Submit one's decrypted share (custodian); the quorum-completing approval issues the grant",
             true,
-            Some(obj(&["share"], json!({"share": {"type": "string"}}))),
+            Some(obj(
+                &["share"],
+                json!({"share": {"type": "string"}, "totp": {"type": "string", "description": "current TOTP code, when the custodian enrolled TOTP or the procedure requires a second factor"}}),
+            )),
             "Approvals so far and the break",
         ),
     );

@@ -194,6 +194,27 @@ fn endpoints() -> Vec<(
         ),
         (
             "GET",
+            "/api/totp",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        // Before `enroll`: the custodian has no enrolment yet (409), the others are refused.
+        (
+            "POST",
+            "/api/totp/confirm",
+            Some(json!({"code": "x"})),
+            &["custodian"],
+        ),
+        ("POST", "/api/totp/enroll", None, &["custodian"]),
+        // Someone else's enrolment: admins only (a custodian resets only their own).
+        (
+            "POST",
+            "/api/totp/reset",
+            Some(json!({"custodian": "nope"})),
+            &["admin"],
+        ),
+        (
+            "GET",
             "/api/actors",
             None,
             &["admin", "requester", "custodian", "auditor"],

@@ -21,7 +21,7 @@ use breakglass_engine::ports::{
     AckState, AttemptRecord, AttestationRecord, AuditAbout, ChannelTest, DeliveryAttempt,
     DrillRecord, GrantRecord, KitExport, OutboxItem, OutboxRow, ProcedureLock, SpoolImport,
     StatementChunk, StatementRecord, Store, StoreError, StoreResult, StoredActor, StoredProcedure,
-    StoredSeal, TargetReport, Tx,
+    StoredSeal, TargetReport, TotpRecord, Tx,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -1061,6 +1061,70 @@ impl Tx for SqlTx {
             .await
             .map_err(db)?;
         rows.iter().map(rows::attestation).collect()
+    }
+
+    async fn totp(&mut self, custodian: &str) -> StoreResult<Option<TotpRecord>> {
+        let row = sqlx::query("SELECT * FROM totp_enrollments WHERE custodian = $1")
+            .bind(custodian.to_owned())
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::totp).transpose()
+    }
+
+    async fn put_totp(&mut self, r: &TotpRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO totp_enrollments (custodian, sealed_secret, active, created_at, confirmed_at, last_step, failures, failure_window_start, locked_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (custodian) DO UPDATE SET \
+             sealed_secret = excluded.sealed_secret, active = excluded.active, created_at = excluded.created_at, \
+             confirmed_at = excluded.confirmed_at, last_step = excluded.last_step, failures = excluded.failures, \
+             failure_window_start = excluded.failure_window_start, locked_until = excluded.locked_until",
+        )
+        .bind(r.custodian.clone())
+        .bind(r.sealed_secret.clone())
+        .bind(i64::from(r.active))
+        .bind(r.created_at.0)
+        .bind(r.confirmed_at.map(|t| t.0))
+        .bind(r.last_step)
+        .bind(r.failures)
+        .bind(r.failure_window_start.map(|t| t.0))
+        .bind(r.locked_until.map(|t| t.0))
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn delete_totp(&mut self, custodian: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM totp_enrollments WHERE custodian = $1")
+            .bind(custodian.to_owned())
+            .execute(self.c()?)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn totp_records(&mut self) -> StoreResult<Vec<TotpRecord>> {
+        let rows = sqlx::query("SELECT * FROM totp_enrollments ORDER BY custodian")
+            .fetch_all(self.c()?)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::totp).collect()
+    }
+
+    async fn advance_totp_step(&mut self, custodian: &str, step: i64) -> StoreResult<bool> {
+        // Conditional in the database itself: a step at or before the stored one never
+        // counts, whichever server or transaction tries.
+        let done = sqlx::query(
+            "UPDATE totp_enrollments SET last_step = $1, failures = 0, failure_window_start = NULL, locked_until = NULL \
+             WHERE custodian = $2 AND active = 1 AND (last_step IS NULL OR last_step < $1)",
+        )
+        .bind(step)
+        .bind(custodian.to_owned())
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn put_drill(&mut self, d: &DrillRecord) -> StoreResult<()> {

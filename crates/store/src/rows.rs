@@ -460,6 +460,23 @@ pub(crate) fn attestation(
     })
 }
 
+pub(crate) fn totp(row: &AnyRow) -> StoreResult<breakglass_engine::ports::TotpRecord> {
+    let opt = |name: &str| -> StoreResult<Option<Timestamp>> {
+        Ok(col::<Option<i64>>(row, name)?.map(Timestamp))
+    };
+    Ok(breakglass_engine::ports::TotpRecord {
+        custodian: col(row, "custodian")?,
+        sealed_secret: col(row, "sealed_secret")?,
+        active: col::<i64>(row, "active")? != 0,
+        created_at: Timestamp(col(row, "created_at")?),
+        confirmed_at: opt("confirmed_at")?,
+        last_step: col(row, "last_step")?,
+        failures: col(row, "failures")?,
+        failure_window_start: opt("failure_window_start")?,
+        locked_until: opt("locked_until")?,
+    })
+}
+
 pub(crate) fn drill(row: &AnyRow) -> StoreResult<DrillRecord> {
     let injections: String = col(row, "injections")?;
     let injections: Vec<String> =

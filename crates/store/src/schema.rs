@@ -45,6 +45,9 @@ pub(crate) const SQLITE: &[&str] = &[
     // Offline recovery (recovery kits exported after each seal; imported spools, once each).
     "CREATE TABLE IF NOT EXISTS recovery_kits (procedure_id TEXT PRIMARY KEY, seal_id TEXT NOT NULL, kit_id TEXT NOT NULL, location TEXT NOT NULL, exported_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS recovery_imports (spool_head TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kit_id TEXT NOT NULL, lines BIGINT NOT NULL, imported_by TEXT NOT NULL, imported_at BIGINT NOT NULL)",
+    // TOTP second factor: the secret encrypted under the server's totp.key, the last accepted
+    // step (a code is accepted once) and the count of recent wrong codes.
+    "CREATE TABLE IF NOT EXISTS totp_enrollments (custodian TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, active BIGINT NOT NULL, created_at BIGINT NOT NULL, confirmed_at BIGINT, last_step BIGINT, failures BIGINT NOT NULL DEFAULT 0, failure_window_start BIGINT, locked_until BIGINT)",
 ];
 
 /// PostgreSQL schema.
@@ -93,6 +96,9 @@ pub(crate) const POSTGRES: &[&str] = &[
     // Offline recovery (recovery kits exported after each seal; imported spools, once each).
     "CREATE TABLE IF NOT EXISTS recovery_kits (procedure_id TEXT PRIMARY KEY, seal_id TEXT NOT NULL, kit_id TEXT NOT NULL, location TEXT NOT NULL, exported_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS recovery_imports (spool_head TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kit_id TEXT NOT NULL, lines BIGINT NOT NULL, imported_by TEXT NOT NULL, imported_at BIGINT NOT NULL)",
+    // TOTP second factor: the secret encrypted under the server's totp.key, the last accepted
+    // step (a code is accepted once) and the count of recent wrong codes.
+    "CREATE TABLE IF NOT EXISTS totp_enrollments (custodian TEXT PRIMARY KEY, sealed_secret BYTEA NOT NULL, active BIGINT NOT NULL, created_at BIGINT NOT NULL, confirmed_at BIGINT, last_step BIGINT, failures BIGINT NOT NULL DEFAULT 0, failure_window_start BIGINT, locked_until BIGINT)",
 ];
 
 /// Columns added after their table was first released: `(table, column, ALTER statement)`.

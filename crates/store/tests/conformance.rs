@@ -844,6 +844,223 @@ async fn restart_resets_pending_approvals(make: impl Fn() -> futures_like::BoxSt
     assert!(matches!(done.state, Break::Granted(_)));
 }
 
+/// The custodian's actor (custodian role, no key needed by the engine).
+fn custodian(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        roles: vec![Role::Custodian],
+        key: None,
+    }
+}
+
+/// `approve` with a TOTP code.
+async fn approve_totp(
+    engine: &Engine,
+    f: &Fixture,
+    who: &str,
+    break_id: &str,
+    code: Option<&str>,
+) -> Result<breakglass_engine::ApproveOutcome, EngineError> {
+    let actor = custodian(who);
+    let share = engine.share_for(&actor, break_id).await?;
+    let identity = &f.identities.iter().find(|(n, _)| n == who).unwrap().1;
+    let plain = decrypt_share(&share.age_file, identity).unwrap();
+    engine
+        .approve_with_totp(&actor, break_id, &plain.encode(), code)
+        .await
+}
+
+/// The code of alice's authenticator at `ms` (Unix milliseconds).
+fn code_at(secret: &breakglass_custody::TotpSecret, ms: i64) -> String {
+    secret.expose_code_at((ms / 1000) as u64).to_string()
+}
+
+fn totp_code_of(e: &EngineError) -> &'static str {
+    match e {
+        EngineError::SecondFactor(f) => f.code(),
+        other => panic!("not a second-factor refusal: {other}"),
+    }
+}
+
+/// TOTP: enrol, confirm, approve with a fresh code; a missing, wrong or reused code is refused
+/// (across breaks, and after a "restart" on the same database), audited, throttled; the
+/// secret is stored encrypted and never reaches the audit log. `make` opens the same database.
+async fn totp_approvals(make: impl Fn() -> futures_like::BoxStore) {
+    let f = fixture();
+    let alice = custodian("alice");
+    let (secret, first_code, id) = {
+        let (engine, clock) = engine_on(make().await).await;
+        let dave = sealed_with_requester(&engine, &f).await;
+        let enrolment = engine.totp_enroll(&alice).await.expect("enroll");
+        let base32 = enrolment.secret_base32.expose_secret().to_owned();
+        assert!(
+            enrolment
+                .uri
+                .expose_secret()
+                .starts_with("otpauth://totp/breakglass:alice?secret=")
+        );
+        assert!(!format!("{enrolment:?}").contains(&base32));
+        let secret = breakglass_custody::TotpSecret::from_base32(&base32).unwrap();
+        let status = engine.totp_status(&alice).await.expect("status");
+        assert_eq!(status.len(), 1);
+        assert!(!status[0].active);
+        // Pending: approvals do not need a code yet; a wrong confirmation is refused.
+        let e = engine
+            .totp_confirm(&alice, "000000")
+            .await
+            .expect_err("wrong");
+        assert!(matches!(totp_code_of(&e), "totp_wrong"), "{e}");
+        let first_code = code_at(&secret, T0);
+        engine
+            .totp_confirm(&alice, &first_code)
+            .await
+            .expect("confirm");
+        let id = engine
+            .open_break(&dave, "root-secret", "r", "t", None)
+            .await
+            .expect("open")
+            .info
+            .id
+            .0;
+        // Missing, then the confirmation's own code (same step): refused, saying which.
+        let e = approve_totp(&engine, &f, "alice", &id, None)
+            .await
+            .expect_err("missing");
+        assert_eq!(totp_code_of(&e), "totp_required");
+        assert!(e.to_string().contains("--totp"), "{e}");
+        let e = approve_totp(&engine, &f, "alice", &id, Some(&first_code))
+            .await
+            .expect_err("reused");
+        assert_eq!(totp_code_of(&e), "totp_reused");
+        assert!(e.to_string().contains("already used"), "{e}");
+        assert!(!e.to_string().contains(&first_code));
+        // The next step's code is accepted once.
+        clock.advance(Duration::from_secs(30));
+        let code = code_at(&secret, T0 + 30_000);
+        let out = approve_totp(&engine, &f, "alice", &id, Some(&code))
+            .await
+            .expect("fresh code");
+        assert_eq!(out.approvals, 1);
+        // bob has no enrolment and the procedure requires none: no code needed, and a code
+        // given anyway is refused as there is nothing to check it against.
+        let e = approve_totp(&engine, &f, "bob", &id, Some("123456"))
+            .await
+            .expect_err("not enrolled");
+        assert_eq!(totp_code_of(&e), "totp_not_enrolled");
+        let done = approve_totp(&engine, &f, "bob", &id, None)
+            .await
+            .expect("bob");
+        assert!(matches!(done.state, Break::Granted(_)));
+        (secret, code, id)
+    };
+    // A "restart" (or another server on the same database): the used code stays used, on
+    // another break too.
+    let store = make().await;
+    {
+        // Stored encrypted: the raw row does not hold the secret; its Debug hides the bytes.
+        let base32 = secret.expose_base32().expose_secret().to_owned();
+        let mut r = store.read().await.expect("read");
+        let rec = r.totp("alice").await.expect("row").expect("enrolled");
+        assert!(rec.active);
+        assert_eq!(rec.last_step, Some((T0 + 30_000) / 30_000));
+        assert!(!rec.sealed_secret.is_empty());
+        assert!(!String::from_utf8_lossy(&rec.sealed_secret).contains(&base32));
+        assert!(format!("{rec:?}").contains("sealed_secret: \"[REDACTED]\""));
+    }
+    let clock = Arc::new(ManualClock::new(Timestamp(T0 + 40_000)));
+    let engine = Engine::new(Arc::new(store), clock.clone(), Config::default());
+    let dave = Actor {
+        name: "dave".into(),
+        roles: vec![Role::Requester],
+        key: Some(f.requester.public()),
+    };
+    engine
+        .close(&dave, &id)
+        .await
+        .expect("close the granted break");
+    engine
+        .seal(&admin(), "root-secret", Secret::new(b"s3cret-2".to_vec()))
+        .await
+        .expect("re-seal");
+    let id2 = engine
+        .open_break(&dave, "root-secret", "r2", "t2", None)
+        .await
+        .expect("open 2")
+        .info
+        .id
+        .0;
+    let e = approve_totp(&engine, &f, "alice", &id2, Some(&first_code))
+        .await
+        .expect_err("reused across restart and breaks");
+    assert_eq!(totp_code_of(&e), "totp_reused");
+    // Five wrong codes within five minutes lock TOTP; then even the right code is refused.
+    for i in 0..5 {
+        let e = approve_totp(&engine, &f, "alice", &id2, Some("000001"))
+            .await
+            .expect_err("wrong");
+        assert_eq!(totp_code_of(&e), "totp_wrong", "attempt {i}: {e}");
+        if i == 4 {
+            assert!(e.to_string().contains("locked until"), "{e}");
+        }
+    }
+    clock.advance(Duration::from_secs(30));
+    let fresh = code_at(&secret, T0 + 70_000);
+    let e = approve_totp(&engine, &f, "alice", &id2, Some(&fresh))
+        .await
+        .expect_err("locked");
+    assert_eq!(totp_code_of(&e), "totp_locked");
+    assert!(e.to_string().contains("ask an admin to reset"), "{e}");
+    // An admin resets it (audited); alice approves without a code again.
+    let e = engine
+        .totp_reset(&custodian("carol"), "alice")
+        .await
+        .expect_err("not admin");
+    assert!(matches!(e, EngineError::Denied(_)), "{e}");
+    engine.totp_reset(&admin(), "alice").await.expect("reset");
+    approve_totp(&engine, &f, "alice", &id2, None)
+        .await
+        .expect("no enrolment, no code");
+    let entries = engine
+        .audit_entries(&admin(), 1, 10_000)
+        .await
+        .expect("entries");
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    for kind in [
+        "totp.enrollment_started",
+        "totp.enrolled",
+        "totp.rejected",
+        "totp.removed",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let rejected: Vec<String> = entries
+        .iter()
+        .filter(|e| e.kind == "totp.rejected")
+        .map(|e| e.payload["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for reason in ["totp_wrong", "totp_required", "totp_reused", "totp_locked"] {
+        assert!(
+            rejected.iter().any(|r| r == reason),
+            "{reason}: {rejected:?}"
+        );
+    }
+    // No secret and no code in any entry.
+    let base32 = secret.expose_base32().expose_secret().to_owned();
+    for e in &entries {
+        let text = e.payload.to_string();
+        assert!(!text.contains(&base32), "secret in {}", e.kind);
+        // As a JSON string: a 6-digit run may occur by chance inside a hash or a timestamp.
+        assert!(
+            !text.contains(&format!("\"{first_code}\"")),
+            "code in {}: {text}",
+            e.kind
+        );
+    }
+    let ChainVerdict::Intact(_) = engine.verify_audit(&admin()).await.expect("verify") else {
+        panic!("chain broken")
+    };
+}
+
 /// Many concurrent writers (SQLite shares their commits): every commit lands exactly once,
 /// in one linear chain, and an abandoned transaction in the middle loses nothing of the others.
 async fn concurrent_writers(store: SqlStore) {
@@ -996,6 +1213,16 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn totp_approvals() {
+        let (_d, p) = path();
+        super::totp_approvals(|| {
+            let p = p.clone();
+            Box::pin(async move { SqlStore::open_sqlite(&p).await.expect("open") })
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn restart_resets_pending_approvals() {
         let (_d, p) = path();
         super::restart_resets_pending_approvals(|| {
@@ -1049,6 +1276,13 @@ mod postgres {
     });
     pg_test!(restart_across_deadline, |url: String| async move {
         super::restart_across_deadline(|| {
+            let url = url.clone();
+            Box::pin(async move { SqlStore::connect(&url).await.expect("connect") })
+        })
+        .await
+    });
+    pg_test!(totp_approvals, |url: String| async move {
+        super::totp_approvals(|| {
             let url = url.clone();
             Box::pin(async move { SqlStore::connect(&url).await.expect("connect") })
         })

@@ -129,6 +129,7 @@ impl Fx {
             drill_cron: None,
             dependencies: Vec::new(),
             protects_against: Vec::new(),
+            second_factor: None,
         }
     }
 

@@ -161,6 +161,7 @@ impl Fx {
             drill_cron: None,
             dependencies: vec![],
             protects_against: Vec::new(),
+            second_factor: None,
         }
     }
 

@@ -42,6 +42,7 @@ fn procedure(details: &[(&str, &str)]) -> Procedure {
         drill_cron: None,
         dependencies: Vec::new(),
         protects_against: Vec::new(),
+        second_factor: None,
     }
 }
 

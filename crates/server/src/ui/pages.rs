@@ -76,6 +76,8 @@ pub(crate) struct ProcedureRow {
     pub(crate) tainted: Option<String>,
     pub(crate) sealed: bool,
     pub(crate) open_breaks: Vec<BreakCell>,
+    /// How many custodians have a second factor, in words.
+    pub(crate) second_factor: Option<String>,
 }
 
 #[derive(Template)]
@@ -202,7 +204,28 @@ fn procedure_row(
         tainted: s.stored.taint.as_ref().map(|t| t.reason.clone()),
         sealed: matches!(s.seal, SealState::Sealed { .. }),
         open_breaks: s.open_breaks.iter().map(break_cell).collect(),
+        second_factor: readiness
+            .and_then(|r| r.second_factor.as_ref())
+            .map(second_factor_words),
     }
+}
+
+/// "2 of 3 custodians (TOTP 1, hardware key 1); required: totp, 2 can approve".
+fn second_factor_words(c: &breakglass_domain::SecondFactorCount) -> String {
+    let mut text = format!(
+        "{} of {} custodians (TOTP {}, hardware key {})",
+        c.with_second_factor, c.custodians, c.totp, c.hardware
+    );
+    if let Some(rule) = c.required {
+        text.push_str(&format!(
+            "; required: {rule}, {} can approve",
+            c.can_approve
+        ));
+        if !c.missing.is_empty() {
+            text.push_str(&format!(" (not yet: {})", c.missing.join(", ")));
+        }
+    }
+    text
 }
 
 pub(crate) async fn dashboard(
