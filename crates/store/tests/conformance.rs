@@ -817,6 +817,23 @@ async fn restart_across_deadline(make: impl Fn() -> futures_like::BoxStore) {
     let ChainVerdict::Intact(_) = engine.verify_audit(&admin()).await.expect("verify") else {
         panic!("chain broken")
     };
+    // Ended at the sweep's time: found by its end (the lost-session scan's query), not after.
+    let store = make().await;
+    let mut r = store.read().await.expect("read");
+    let ended: Vec<String> = r
+        .breaks_ended_since(Timestamp(T0 + 61_001))
+        .await
+        .expect("ended since")
+        .iter()
+        .map(|b| b.info().id.0.clone())
+        .collect();
+    assert_eq!(ended, vec![id]);
+    assert!(
+        r.breaks_ended_since(Timestamp(T0 + 61_002))
+            .await
+            .expect("ended since")
+            .is_empty()
+    );
 }
 
 /// Shares held in memory are lost at restart: the start-up sweep resets those approvals.
