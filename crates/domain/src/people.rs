@@ -258,7 +258,7 @@ fn warnings(person: &Person, inputs: &Inputs<'_>) -> Vec<Warning> {
         out.push(Warning {
             code: "person.single_point_of_failure",
             message: format!(
-                "single point of failure: without {} {} cannot reach {} quorum; add a custodian or lower the quorum",
+                "single point of failure: without {}, {} cannot reach {} quorum; add a custodian or lower the quorum",
                 person.name,
                 critical.join(", "),
                 if critical.len() == 1 { "its" } else { "their" }
