@@ -220,6 +220,9 @@ pub fn text(alert: &Alert, public_url: Option<&str>) -> String {
     for (label, value) in crate::shown_fields(alert) {
         let _ = writeln!(out, "{label:<10} {value}");
     }
+    if let Some((label, value)) = crate::people_line(alert) {
+        let _ = writeln!(out, "{label:<10} {value}");
+    }
     let _ = writeln!(
         out,
         "{:<10} {}",

@@ -37,3 +37,15 @@ pub(crate) fn shown_fields(alert: &Alert) -> [(&'static str, String); 6] {
         ("When", alert.at.to_string()),
     ]
 }
+
+/// The people an alert concerns in one line, labelled by what is asked of them
+/// (`Approvers`, `Custodian`): `("Approvers", "alice <alice@example.com>, bob <@bob>")`.
+pub(crate) fn people_line(alert: &Alert) -> Option<(&'static str, String)> {
+    let first = alert.people.first()?;
+    let label = if first.role == "approver" {
+        "Approvers"
+    } else {
+        "Custodian"
+    };
+    Some((label, breakglass_engine::ports::named_list(&alert.people)))
+}

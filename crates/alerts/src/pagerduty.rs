@@ -105,6 +105,18 @@ pub fn event(alert: &Alert, routing_key: &str, public_url: Option<&str>) -> Valu
         put("ack_url", json!(absolute(public_url, ack)));
     }
     put("detail", alert.detail.clone());
+    if !alert.people.is_empty() {
+        put(
+            "people",
+            json!(
+                alert
+                    .people
+                    .iter()
+                    .map(|p| json!({"name": p.name, "contact": p.contact, "role": p.role}))
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
 
     let mut payload = json!({
         "summary": alert.title.chars().take(MAX_SUMMARY_CHARS).collect::<String>(),

@@ -85,6 +85,12 @@ pub fn payload(alert: &Alert, public_url: Option<&str>) -> Value {
         })
         .collect();
     blocks.push(json!({"type": "section", "fields": fields}));
+    if let Some((label, value)) = crate::people_line(alert) {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!("*{label}*\n{}", truncate(&escape(&value), 2900))},
+        }));
+    }
     if let Some(ack) = &alert.ack_url {
         blocks.push(json!({
             "type": "actions",

@@ -129,6 +129,7 @@ pub fn body(alert: &Alert, public_url: Option<&str>) -> Value {
         "ack_url": alert.ack_url.as_deref().map(|u| absolute(public_url, u)),
         "links": alert.links.iter().map(|(label, url)| json!({"label": label, "url": absolute(public_url, url)})).collect::<Vec<_>>(),
         "detail": alert.detail,
+        "people": alert.people.iter().map(|p| json!({"name": p.name, "contact": p.contact, "role": p.role})).collect::<Vec<_>>(),
     })
 }
 

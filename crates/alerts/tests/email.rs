@@ -120,6 +120,7 @@ fn assert_delivered(mail: &str) {
         "When       2026-11-28T23:59:01.123Z",
         "Break      brk-7",
         "Alert id   bg-42",
+        "Approvers  alice <alice@example.com>, bob <@bob on Slack>",
         "Acknowledge: https://bg.example.com/acks/tok123",
         "Break: https://bg.example.com/breaks/brk-7",
     ] {

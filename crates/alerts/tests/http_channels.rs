@@ -77,6 +77,11 @@ async fn slack_posts_block_kit_with_fields_and_ack_button() {
     assert_eq!(blocks[0]["text"]["type"], "plain_text");
     assert_eq!(blocks[0]["text"]["text"], drill.title);
     let section = blocks.iter().find(|b| b["type"] == "section").unwrap();
+    assert!(
+        blocks.iter().any(|b| b["text"]["text"]
+            == "*Approvers*\nalice &lt;alice@example.com&gt;, bob &lt;@bob on Slack&gt;"),
+        "{blocks:?}"
+    );
     let fields: Vec<&str> = section["fields"]
         .as_array()
         .unwrap()
@@ -194,6 +199,10 @@ async fn webhook_signature_verifies_like_a_receiver_would() {
     assert_eq!(v["procedure"], "root-db");
     assert_eq!(v["break_id"], "brk-7");
     assert_eq!(v["reason"], "primary is down");
+    assert_eq!(v["people"][0]["name"], "alice");
+    assert_eq!(v["people"][0]["contact"], "alice@example.com");
+    assert_eq!(v["people"][1]["contact"], "@bob on Slack");
+    assert_eq!(v["people"][1]["role"], "approver");
     assert_eq!(v["dedup_key"], "breakglass/brk-7");
     assert_eq!(v["severity"], "critical");
     assert_eq!(v["at"], "2026-11-28T23:59:01.123Z");

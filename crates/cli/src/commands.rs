@@ -194,6 +194,24 @@ pub(crate) enum CustodianCmd {
     Attestations,
 }
 
+/// `people` arguments.
+#[derive(Args, Debug)]
+pub(crate) struct PeopleArgs {
+    /// `show NAME` for one person.
+    #[command(subcommand)]
+    pub(crate) show: Option<PeopleCmd>,
+}
+
+/// `people` subcommands.
+#[derive(Subcommand, Debug)]
+pub(crate) enum PeopleCmd {
+    /// One person: contacts, every share they hold, keys, latest drill, warnings.
+    Show {
+        /// Custodian (actor) name.
+        name: String,
+    },
+}
+
 /// `whatif` arguments.
 #[derive(Args, Debug)]
 pub(crate) struct WhatIfArgs {
@@ -621,6 +639,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Custodian(c) => custodian(&cli, c).await,
         Command::Check(a) => check(&cli, a).await,
         Command::WhatIf(a) => what_if(&cli, a).await,
+        Command::People(a) => people(&cli, a).await,
         Command::Actor(a) => actor(&cli, a).await,
         Command::Break(b) => break_cmd(&cli, b).await,
         Command::Approve(a) => approve(&cli, a).await,
@@ -2239,6 +2258,206 @@ async fn check(cli: &Cli, a: &CheckArgs) -> Result<()> {
         }));
     }
     Ok(())
+}
+
+async fn people(cli: &Cli, a: &PeopleArgs) -> Result<()> {
+    let client = connect(cli).await?;
+    match &a.show {
+        None => {
+            let r = client.get("/api/people").await?;
+            output::listing(
+                cli.output,
+                &r,
+                "people",
+                &[
+                    "NAME",
+                    "CONTACT",
+                    "HOLDS",
+                    "CRITICAL FOR",
+                    "KEYS",
+                    "LAST DRILL",
+                ],
+                |p| {
+                    let holds = p["holdings"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|h| {
+                            format!(
+                                "{} ({}/{})",
+                                field(&h["procedure"]),
+                                field(&h["quorum"]),
+                                field(&h["custodians"])
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let critical = list_of(&p["critical_for"]);
+                    vec![
+                        field(&p["name"]),
+                        field(&p["contact"]),
+                        holds,
+                        if critical.is_empty() {
+                            "-".into()
+                        } else {
+                            format!("{critical} (SINGLE POINT OF FAILURE)")
+                        },
+                        key_states_of(&p["keys"]),
+                        last_drill_of(&p["last_drill"]),
+                    ]
+                },
+            );
+            if !cli.output.is_json() {
+                for p in r["people"].as_array().into_iter().flatten() {
+                    for w in p["warnings"].as_array().into_iter().flatten() {
+                        println!("! {}: {}", field(&p["name"]), field(&w["message"]));
+                    }
+                }
+            }
+        }
+        Some(PeopleCmd::Show { name }) => {
+            let p = client.get(&format!("/api/people/{}", seg(name))).await?;
+            if cli.output.is_json() {
+                output::json(&p);
+                return Ok(());
+            }
+            println!("{} <{}>", field(&p["name"]), field(&p["contact"]));
+            if p["single_point_of_failure"] == true {
+                println!(
+                    "SINGLE POINT OF FAILURE for {}",
+                    list_of(&p["critical_for"])
+                );
+            }
+            let contacts = p["contacts"].as_array().cloned().unwrap_or_default();
+            if contacts.len() > 1 {
+                println!("contacts:");
+                for c in &contacts {
+                    println!(
+                        "  {} (in {})",
+                        if field(&c["contact"]).is_empty() {
+                            "none".into()
+                        } else {
+                            field(&c["contact"])
+                        },
+                        list_of(&c["procedures"])
+                    );
+                }
+            }
+            println!("holds a share of:");
+            output::table(
+                &["PROCEDURE", "SEAL", "QUORUM", "WITHOUT THEM"],
+                p["holdings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| {
+                        vec![
+                            field(&h["procedure"]),
+                            if h["seal_id"].is_null() {
+                                "not sealed".into()
+                            } else {
+                                field(&h["seal_id"])
+                            },
+                            format!("{} of {}", field(&h["quorum"]), field(&h["custodians"])),
+                            if h["reachable_without"] == true {
+                                format!(
+                                    "reachable ({} others available)",
+                                    field(&h["others_available"])
+                                )
+                            } else {
+                                format!(
+                                    "QUORUM LOST ({} others available)",
+                                    field(&h["others_available"])
+                                )
+                            },
+                        ]
+                    })
+                    .collect(),
+            );
+            println!("keys:");
+            output::table(
+                &["FINGERPRINT", "KIND", "PROCEDURES", "ATTESTED", "LOST"],
+                p["keys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|k| {
+                        vec![
+                            field(&k["fingerprint"]),
+                            field(&k["kind"]),
+                            list_of(&k["procedures"]),
+                            format!(
+                                "{}{}",
+                                if k["attested_at"].is_null() {
+                                    "never".into()
+                                } else {
+                                    field(&k["attested_at"])
+                                },
+                                if k["attestation_overdue"] == true {
+                                    " (OVERDUE)"
+                                } else {
+                                    ""
+                                }
+                            ),
+                            if k["lost_at"].is_null() {
+                                String::new()
+                            } else {
+                                format!("{} ({})", field(&k["lost_at"]), field(&k["lost_reason"]))
+                            },
+                        ]
+                    })
+                    .collect(),
+            );
+            println!("last drill: {}", last_drill_of(&p["last_drill"]));
+            for w in p["warnings"].as_array().into_iter().flatten() {
+                println!("! {}", field(&w["message"]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A JSON array of strings, comma-separated.
+fn list_of(v: &Value) -> String {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(field)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A person's keys in a word each: `ok`, `overdue`, `lost`.
+fn key_states_of(keys: &Value) -> String {
+    keys.as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            if !k["lost_at"].is_null() {
+                "lost"
+            } else if k["attestation_overdue"] == true {
+                "attestation overdue"
+            } else {
+                "attested"
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A person's latest drill in words.
+fn last_drill_of(d: &Value) -> String {
+    if d.is_null() {
+        "none on record".into()
+    } else {
+        format!(
+            "{} {} ({}, {})",
+            field(&d["procedure"]),
+            field(&d["at"]),
+            field(&d["mode"]),
+            field(&d["outcome"])
+        )
+    }
 }
 
 async fn what_if(cli: &Cli, a: &WhatIfArgs) -> Result<()> {

@@ -111,6 +111,10 @@ pub(crate) enum Command {
     /// which channels (exit 10 when one cannot).
     #[command(name = "whatif")]
     WhatIf(commands::WhatIfArgs),
+    /// Who is on the hook: every custodian with their contacts, the procedures they hold a
+    /// share of (and whether each could reach its quorum without them), their keys'
+    /// attestations and their latest drill; `people show NAME` for one (admin, auditor).
+    People(commands::PeopleArgs),
     /// Acknowledge a break alert with the token from its link.
     Ack(commands::AckArgs),
     /// Drills: run one (automated or live, with injected failures), list them, show a report.

@@ -69,6 +69,8 @@ pub enum Action {
     CheckTarget,
     /// Run a drill (automated drills use the drill credential; live ones open a real break).
     RunDrill,
+    /// Read the people inventory (who holds what, their contacts and keys).
+    ReadPeople,
 }
 
 /// An enrolled actor.
@@ -114,6 +116,7 @@ impl Actor {
             Action::ReadAudit => (&[Role::Admin, Role::Auditor], "read the audit log"),
             Action::CheckTarget => (&[Role::Admin], "check targets"),
             Action::RunDrill => (&[Role::Admin, Role::Requester], "run drills"),
+            Action::ReadPeople => (&[Role::Admin, Role::Auditor], "read the people inventory"),
         };
         if allowed.iter().any(|r| self.has(*r)) {
             Ok(())
@@ -166,5 +169,8 @@ mod tests {
             "`x` may not open breaks: it needs the requester or admin role"
         );
         assert!(actor(&[Role::Requester]).may(Action::Approve).is_err());
+        assert!(auditor.may(Action::ReadPeople).is_ok());
+        assert!(custodian.may(Action::ReadPeople).is_err());
+        assert!(actor(&[Role::Requester]).may(Action::ReadPeople).is_err());
     }
 }

@@ -5,6 +5,7 @@
 pub mod actor;
 pub mod drill;
 pub mod lifecycle;
+pub mod people;
 pub mod procedure;
 pub mod readiness;
 pub mod target;
@@ -16,6 +17,7 @@ pub use lifecycle::{
     Approval, ApproveError, Break, BreakId, BreakInfo, CloseError, EndReason, Ended, Granted,
     OpenError, Requested, RevealError,
 };
+pub use people::{Person, named};
 pub use procedure::{
     Custodian, Limits, Parsed, Procedure, ProcedureError, ProcedureSpec, SecondFactor, Target,
     TargetKind, parse_duration, parse_procedures,

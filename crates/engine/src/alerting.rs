@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::LEASE_ALERTS;
 use crate::events::Record;
 use crate::ports::{
-    AckState, Alert, AttemptRecord, ChannelError, ChannelTest, DeliveryAttempt, OutboxRow, Severity,
+    AckState, Alert, AttemptRecord, ChannelError, ChannelTest, DeliveryAttempt, OnTheHook,
+    OutboxRow, Severity,
 };
 use crate::{Engine, EngineError};
 
@@ -281,8 +282,16 @@ impl Engine {
         let proc_name = procedure.clone().unwrap_or_default();
         let who = requester.clone().unwrap_or_default();
         let ticket = text("ticket").unwrap_or_default();
+        let people = self.alert_people(&event, procedure.as_deref(), p).await?;
+        let approvers = if people.is_empty() {
+            String::new()
+        } else {
+            format!(" — approvers: {}", crate::ports::named_list(&people))
+        };
         let headline = match event.as_str() {
-            "break.requested" => format!("Break requested: {proc_name} by {who} ({ticket})"),
+            "break.requested" => {
+                format!("Break requested: {proc_name} by {who} ({ticket}){approvers}")
+            }
             "share.accepted" => format!("Share accepted for {proc_name} ({ticket})"),
             "break.granted" => {
                 format!("Quorum reached, access granted: {proc_name} to {who} ({ticket})")
@@ -294,7 +303,7 @@ impl Engine {
                 format!("Break request lapsed without quorum: {proc_name} ({ticket})")
             }
             "alert.escalated" => {
-                format!("ESCALATION: break on {proc_name} not acknowledged ({ticket})")
+                format!("ESCALATION: break on {proc_name} not acknowledged ({ticket}){approvers}")
             }
             "seal.created" if p["detail"]["replaces"].is_null() => {
                 format!("Credential sealed: {proc_name}")
@@ -303,7 +312,9 @@ impl Engine {
             "drill.failed" => format!("Drill failed: {proc_name}"),
             "attestation.requested" => format!(
                 "Key attestation requested: {} (run `breakglass custodian attest`)",
-                p["detail"]["custodian"].as_str().unwrap_or("custodian")
+                people
+                    .first()
+                    .map_or_else(|| "custodian".to_owned(), OnTheHook::named)
             ),
             "gateway.statement_refused" => format!(
                 "Statement refused in gateway session {}: it matches `{}` ({proc_name}, {ticket})",
@@ -385,7 +396,52 @@ impl Engine {
             ack_url,
             links,
             detail: p.get("detail").cloned().unwrap_or(Value::Null),
+            people,
         })
+    }
+
+    /// The people an alert concerns, with their contact as the procedure file gives it now:
+    /// every custodian of the procedure for the events that ask for approvals (who must
+    /// approve), the custodian asked to attest for an attestation request.
+    async fn alert_people(
+        &self,
+        event: &str,
+        procedure: Option<&str>,
+        p: &Value,
+    ) -> Result<Vec<OnTheHook>, EngineError> {
+        if event == "attestation.requested" {
+            let d = &p["detail"];
+            return Ok(d["custodian"]
+                .as_str()
+                .map(|name| OnTheHook {
+                    name: name.to_owned(),
+                    contact: d["contact"].as_str().unwrap_or("").to_owned(),
+                    role: "custodian",
+                })
+                .into_iter()
+                .collect());
+        }
+        let asks_approval = matches!(
+            event,
+            "break.requested" | "alert.escalated" | "share.accepted" | "break.lapsed"
+        );
+        let Some(id) = procedure.filter(|_| asks_approval) else {
+            return Ok(Vec::new());
+        };
+        let stored = self.store().read().await?.procedure(id).await?;
+        Ok(stored
+            .map(|s| {
+                s.procedure
+                    .custodians
+                    .iter()
+                    .map(|c| OnTheHook {
+                        name: c.name.clone(),
+                        contact: c.contact.clone(),
+                        role: "approver",
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Alerts the system channels when an audit sink starts lagging (its oldest undelivered
@@ -473,6 +529,7 @@ impl Engine {
             ack_url: None,
             links: Vec::new(),
             detail: json!({"test": true}),
+            people: Vec::new(),
         };
         let started = Instant::now();
         let result = channel.send(&alert).await;

@@ -266,6 +266,27 @@ impl Run {
     }
 }
 
+/// The people a drill concerned: every custodian of the procedure with their contact, and
+/// whether their share was accepted in it (the `share accepted` steps name them first).
+fn drill_people(p: &breakglass_domain::Procedure, steps: &[Value]) -> Vec<Value> {
+    let approved: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["step"] == "share accepted")
+        .filter_map(|s| s["detail"].as_str())
+        .filter_map(|d| d.split(" (").next())
+        .collect();
+    p.custodians
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "contact": c.contact,
+                "approved": approved.contains(&c.name.as_str()),
+            })
+        })
+        .collect()
+}
+
 /// The timeline step an audit entry stands for, if it is one: its name and details in words
 /// (no secrets: audit payloads hold none).
 pub fn step_of(e: &Entry) -> Option<(&'static str, String)> {
@@ -755,7 +776,9 @@ impl Engine {
         record.outcome = if passed { "passed" } else { "failed" }.into();
         record.break_id = run.break_id().map(str::to_owned);
         record.time_to_access_ms = run.time_to_access_ms;
-        record.report = json!({"steps": run.steps(), "checks": run.checks});
+        let steps = run.steps();
+        let people = drill_people(&stored.procedure, &steps);
+        record.report = json!({"steps": steps, "checks": run.checks, "people": people});
         let failed: Vec<Value> = run
             .checks
             .iter()

@@ -16,6 +16,7 @@ mod events;
 mod evidence;
 mod gateway;
 mod grants;
+mod people;
 mod procedures;
 mod readiness;
 mod recovery;

@@ -1047,6 +1047,36 @@ pub struct Alert {
     pub links: Vec<(String, String)>,
     /// Event details (non-secret).
     pub detail: serde_json::Value,
+    /// The people the alert concerns, with their contact as the procedure files give it: the
+    /// custodians who must approve a break, the custodian asked to attest.
+    pub people: Vec<OnTheHook>,
+}
+
+/// A person an alert concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnTheHook {
+    /// Custodian (actor) name.
+    pub name: String,
+    /// Their contact (empty when the procedure file gives none).
+    pub contact: String,
+    /// What is asked of them: `approver` or `custodian` (asked to attest).
+    pub role: &'static str,
+}
+
+impl OnTheHook {
+    /// `alice <alice@example.com>`, as messages write a person.
+    pub fn named(&self) -> String {
+        breakglass_domain::named(&self.name, &self.contact)
+    }
+}
+
+/// The people of an alert in one line: `alice <alice@example.com>, bob <@bob>`.
+pub fn named_list(people: &[OnTheHook]) -> String {
+    people
+        .iter()
+        .map(OnTheHook::named)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Proof that a channel accepted an alert.

@@ -62,6 +62,8 @@ pub fn router(state: AppState) -> Router {
             post(attestation_challenges),
         )
         .route("/api/custodians/{name}/lost", post(declare_lost))
+        .route("/api/people", get(list_people))
+        .route("/api/people/{name}", get(show_person))
         .route("/api/actors", get(list_actors).post(enroll))
         .route("/api/totp", get(totp_status))
         .route("/api/totp/enroll", post(totp_enroll))
@@ -568,6 +570,65 @@ fn attestation_view(a: &breakglass_engine::ports::AttestationRecord) -> Value {
         "lost_at": t(a.lost_at),
         "lost_reason": a.lost_reason,
     })
+}
+
+/// A person of the inventory as the API shows it (converted by hand: no engine type is
+/// `Serialize`).
+pub(crate) fn person_view(p: &breakglass_domain::Person) -> Value {
+    let t = |t: Option<breakglass_domain::Timestamp>| t.map(|t| t.to_string());
+    json!({
+        "name": p.name,
+        "contact": p.contact(),
+        "contacts": p.contacts.iter().map(|c| json!({
+            "contact": c.contact,
+            "procedures": c.procedures,
+        })).collect::<Vec<_>>(),
+        "single_point_of_failure": p.single_point_of_failure(),
+        "critical_for": p.critical(),
+        "holdings": p.holdings.iter().map(|h| json!({
+            "procedure": h.procedure,
+            "seal_id": h.seal_id,
+            "quorum": h.quorum,
+            "custodians": h.custodians,
+            "others_available": h.others_available,
+            "reachable_without": h.reachable_without,
+        })).collect::<Vec<_>>(),
+        "keys": p.keys.iter().map(|k| json!({
+            "fingerprint": k.fingerprint,
+            "kind": k.kind,
+            "procedures": k.procedures,
+            "attested_at": t(k.attested_at),
+            "attestation_overdue": k.overdue,
+            "lost_at": t(k.lost_at),
+            "lost_reason": k.lost_reason,
+        })).collect::<Vec<_>>(),
+        "last_drill": p.last_drill.as_ref().map(|d| json!({
+            "drill": d.drill,
+            "procedure": d.procedure,
+            "mode": d.mode,
+            "outcome": d.outcome,
+            "at": d.at.to_string(),
+        })),
+        "warnings": p.warnings.iter().map(|w| json!({
+            "code": w.code,
+            "message": w.message,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn list_people(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
+    let all = s.engine.people(&me).await?;
+    Ok(Json(
+        json!({"people": all.iter().map(person_view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn show_person(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    Ok(Json(person_view(&s.engine.person(&me, &name).await?)))
 }
 
 async fn list_attestations(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {

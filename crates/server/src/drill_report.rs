@@ -230,6 +230,9 @@ struct Report {
     content_hash: Option<String>,
     steps: Vec<Step>,
     checks: Vec<Check>,
+    /// Custodians with their contact, as `name <contact>`, and whether their share was
+    /// accepted.
+    people: Vec<(String, bool)>,
 }
 
 struct Step {
@@ -317,7 +320,22 @@ impl Report {
                 .collect(),
             _ => Vec::new(),
         };
+        let people = match f("people") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| {
+                    let name = text(v.get("name"))?;
+                    let contact = text(v.get("contact")).unwrap_or_default();
+                    Some((
+                        breakglass_domain::named(&name, &contact),
+                        v.get("approved") == Some(&Value::Bool(true)),
+                    ))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Report {
+            people,
             id: text(f("id")),
             procedure: text(f("procedure")),
             mode: text(f("mode")),
@@ -346,7 +364,7 @@ impl Report {
             Some(ms) => format!("{ms} ms ({:.3} s)", ms as f64 / 1000.0),
             None => "— (not reached)".to_owned(),
         };
-        vec![
+        let mut rows = vec![
             ("Mode", or_dash(&self.mode)),
             (
                 "Injections",
@@ -362,7 +380,25 @@ impl Report {
             ("Time to access", tta),
             ("Break", or_dash(&self.break_id)),
             ("Content hash", or_dash(&self.content_hash)),
-        ]
+        ];
+        if !self.people.is_empty() {
+            let of = |approved: bool| {
+                let names: Vec<&str> = self
+                    .people
+                    .iter()
+                    .filter(|(_, a)| *a == approved)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            };
+            rows.push(("Approved", of(true)));
+            rows.push(("Did not approve", of(false)));
+        }
+        rows
     }
 }
 

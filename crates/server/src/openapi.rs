@@ -315,6 +315,26 @@ pub fn document() -> Value {
         ),
     );
     add(
+        "/api/people",
+        "get",
+        op(
+            "Who is on the hook (admin, auditor): every custodian with their contacts, the procedures they hold a share of and whether each could reach its quorum without them, their keys' attestations and lost declarations, their latest drill, and warnings",
+            true,
+            None,
+            "The people, by name",
+        ),
+    );
+    add(
+        "/api/people/{name}",
+        "get",
+        op(
+            "One person of the inventory (admin, auditor)",
+            true,
+            None,
+            "The person",
+        ),
+    );
+    add(
         "/api/attestations/{id}",
         "post",
         op(

@@ -129,5 +129,6 @@ pub(crate) fn drill(d: &breakglass_engine::ports::DrillRecord) -> Value {
         "content_hash": d.content_hash,
         "steps": d.report.get("steps").cloned().unwrap_or_else(|| json!([])),
         "checks": d.report.get("checks").cloned().unwrap_or_else(|| json!([])),
+        "people": d.report.get("people").cloned().unwrap_or_else(|| json!([])),
     })
 }

@@ -115,10 +115,17 @@ async fn alerts_arrive_are_acknowledged_escalate_and_survive_a_receiver_outage()
     // A procedure alerting `hook`, escalating to `pager` after 1 s without acknowledgement.
     let mut ids = Vec::new();
     let mut custodians = String::new();
-    for name in ["alice", "bob", "carol"] {
+    for (name, contact) in [
+        ("alice", "alice@example.com"),
+        ("bob", "@bob on Slack"),
+        ("carol", ""),
+    ] {
         let (id, key) = keygen();
         ids.push(Identity::parse(id.expose_secret()).unwrap());
-        custodians.push_str(&format!("  - name: {name}\n    key: {}\n", key.canonical()));
+        custodians.push_str(&format!(
+            "  - name: {name}\n    contact: \"{contact}\"\n    key: {}\n",
+            key.canonical()
+        ));
     }
     let yaml = format!(
         "id: p\ntarget:\n  kind: secret\ncustodians:\n{custodians}quorum: 2\nmax_grant: 5m\nalert_channels: [hook]\nack_within: 1s\nescalation: [pager]\n"
@@ -217,6 +224,21 @@ async fn alerts_arrive_are_acknowledged_escalate_and_survive_a_receiver_outage()
         "{ack_url}"
     );
     assert_eq!(headers["idempotency-key"], alert["id"].as_str().unwrap());
+    // Who must approve, with their contact: in the message and in the structured payload.
+    assert!(
+        alert["title"].as_str().unwrap().ends_with(
+            " — approvers: alice <alice@example.com>, bob <@bob on Slack>, carol <no contact>"
+        ),
+        "{alert}"
+    );
+    assert_eq!(
+        alert["people"],
+        serde_json::json!([
+            {"name": "alice", "contact": "alice@example.com", "role": "approver"},
+            {"name": "bob", "contact": "@bob on Slack", "role": "approver"},
+            {"name": "carol", "contact": "", "role": "approver"},
+        ])
+    );
 
     // The receipt is in the audit log, with its latency.
     let receipts = || async {
@@ -261,6 +283,17 @@ async fn alerts_arrive_are_acknowledged_escalate_and_survive_a_receiver_outage()
             .unwrap()
             .contains("ESCALATION"),
         "{event}"
+    );
+    assert!(
+        event["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("approvers: alice <alice@example.com>"),
+        "{event}"
+    );
+    assert_eq!(
+        event["payload"]["custom_details"]["people"][1]["contact"],
+        "@bob on Slack"
     );
 
     // 3. Acknowledge with the link's token: once.

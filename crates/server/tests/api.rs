@@ -186,6 +186,8 @@ fn endpoints() -> Vec<(
             None,
             &["admin", "requester", "custodian", "auditor"],
         ),
+        ("GET", "/api/people", None, &["admin", "auditor"]),
+        ("GET", "/api/people/nope", None, &["admin", "auditor"]),
         (
             "POST",
             "/api/custodians/nope/lost",
@@ -499,6 +501,7 @@ async fn openapi_documents_every_route() {
                 u.replace("/sessions/s_nope", "/sessions/{session}")
                     .replace("/channels/nope", "/channels/{name}")
                     .replace("/custodians/nope", "/custodians/{name}")
+                    .replace("/people/nope", "/people/{name}")
                     .replace("/nope", "/{id}")
                     .replace("/brk_nope", "/{id}")
                     .replace("/drl_nope", "/{id}"),

@@ -525,6 +525,16 @@ async fn injected_failures_fail_or_pass_for_the_right_reason() {
         approvers.iter().all(|a| !a.starts_with("alice")),
         "{approvers:?}"
     );
+    // The report names every custodian with their contact and whether they approved.
+    let people = d.report["people"].as_array().unwrap();
+    let alice = people.iter().find(|p| p["name"] == "alice").unwrap();
+    assert_eq!(alice["approved"], false, "{people:?}");
+    assert!(alice["contact"].is_string(), "{people:?}");
+    assert!(people.iter().any(|p| p["approved"] == true), "{people:?}");
+    let md = breakglass_server::drill_report::markdown(&serde_json::json!({
+        "id": d.id, "procedure": d.procedure, "people": d.report["people"],
+    }));
+    assert!(md.contains("- Did not approve: alice "), "{md}");
     let d = f
         .engine
         .run_drill(&admin(), "pair", request(&["custodian-lost:erin"]))

@@ -437,6 +437,8 @@ fn ui_matrix() -> Vec<(
             Some(""),
             &["admin"],
         ),
+        ("GET", "/people", None, &["admin", "auditor"]),
+        ("GET", "/people/alice", None, &["admin", "auditor"]),
         ("GET", "/breaks/brk_nope", None, ALL),
         ("GET", "/breaks/brk_nope/events", None, ALL),
         (
@@ -546,6 +548,7 @@ async fn ui_authorization_matrix() {
             (
                 m.to_lowercase(),
                 u.replace("/sessions/brk_nope-s1", "/sessions/{session}")
+                    .replace("/people/alice", "/people/{name}")
                     .replace("/vault-root", "/{id}")
                     .replace("/brk_nope", "/{id}")
                     .replace("/drl_nope", "/{id}"),

@@ -31,6 +31,18 @@ pub fn alert() -> Alert {
         ack_url: Some("/acks/tok123".into()),
         links: vec![("Break".into(), "/breaks/brk-7".into())],
         detail: serde_json::json!({"approvals_needed": 2}),
+        people: vec![
+            breakglass_engine::ports::OnTheHook {
+                name: "alice".into(),
+                contact: "alice@example.com".into(),
+                role: "approver",
+            },
+            breakglass_engine::ports::OnTheHook {
+                name: "bob".into(),
+                contact: "@bob on Slack".into(),
+                role: "approver",
+            },
+        ],
     }
 }
 

@@ -95,6 +95,11 @@ impl Viewer {
         self.may(Action::ReadAudit)
     }
 
+    /// Whether the viewer may read the people inventory (the People tab).
+    pub(crate) fn can_read_people(&self) -> bool {
+        self.may(Action::ReadPeople)
+    }
+
     /// Role names, for the header.
     pub(crate) fn roles(&self) -> String {
         self.actor

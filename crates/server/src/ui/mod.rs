@@ -77,6 +77,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/drills/{id}/events", get(live::drill_events))
         .route("/audit", get(pages::audit))
         .route("/inventory", get(pages::inventory))
+        .route("/people", get(pages::people))
+        .route("/people/{name}", get(pages::person))
         .route("/assets/{name}", get(asset))
 }
 

@@ -1355,6 +1355,146 @@ fn text_list(v: &serde_json::Value) -> String {
     }
 }
 
+/// A person on the people pages, in words.
+pub(crate) struct PersonRow {
+    pub(crate) name: String,
+    pub(crate) contact: String,
+    pub(crate) spof: bool,
+    pub(crate) critical: String,
+    pub(crate) holdings: Vec<HoldingRow>,
+    pub(crate) keys: Vec<KeyRow>,
+    pub(crate) contacts: Vec<(String, String)>,
+    pub(crate) last_drill: Option<PersonDrill>,
+    pub(crate) warnings: Vec<(String, String)>,
+}
+
+/// One share a person holds.
+pub(crate) struct HoldingRow {
+    pub(crate) procedure: String,
+    pub(crate) sealed: String,
+    pub(crate) quorum: String,
+    pub(crate) reachable: bool,
+    pub(crate) others: usize,
+}
+
+/// One key a person holds.
+pub(crate) struct KeyRow {
+    pub(crate) fingerprint: String,
+    pub(crate) kind: String,
+    pub(crate) procedures: String,
+    pub(crate) attested: String,
+    pub(crate) overdue: bool,
+    pub(crate) lost: Option<String>,
+}
+
+/// A person's latest drill.
+pub(crate) struct PersonDrill {
+    pub(crate) id: String,
+    pub(crate) procedure: String,
+    pub(crate) outcome: String,
+    pub(crate) mode: String,
+    pub(crate) when: String,
+}
+
+fn person_row(p: &breakglass_domain::Person, now: Timestamp) -> PersonRow {
+    PersonRow {
+        name: p.name.clone(),
+        contact: p.contact(),
+        spof: p.single_point_of_failure(),
+        critical: p.critical().join(", "),
+        holdings: p
+            .holdings
+            .iter()
+            .map(|h| HoldingRow {
+                procedure: h.procedure.clone(),
+                sealed: h.seal_id.clone().unwrap_or_else(|| "not sealed".into()),
+                quorum: format!("{} of {}", h.quorum, h.custodians),
+                reachable: h.reachable_without,
+                others: h.others_available,
+            })
+            .collect(),
+        keys: p
+            .keys
+            .iter()
+            .map(|k| KeyRow {
+                fingerprint: k.fingerprint.clone(),
+                kind: k.kind.clone(),
+                procedures: k.procedures.join(", "),
+                attested: k
+                    .attested_at
+                    .map_or_else(|| "never".into(), |t| ago(now, t)),
+                overdue: k.overdue,
+                lost: k.lost_at.map(|t| {
+                    format!(
+                        "{} ({})",
+                        ago(now, t),
+                        k.lost_reason.as_deref().unwrap_or("no reason given")
+                    )
+                }),
+            })
+            .collect(),
+        contacts: p
+            .contacts
+            .iter()
+            .map(|c| {
+                (
+                    if c.contact.is_empty() {
+                        "none".into()
+                    } else {
+                        c.contact.clone()
+                    },
+                    c.procedures.join(", "),
+                )
+            })
+            .collect(),
+        last_drill: p.last_drill.as_ref().map(|d| PersonDrill {
+            id: d.drill.clone(),
+            procedure: d.procedure.clone(),
+            outcome: d.outcome.clone(),
+            mode: d.mode.clone(),
+            when: ago(now, d.at),
+        }),
+        warnings: p
+            .warnings
+            .iter()
+            .map(|w| (w.code.to_owned(), w.message.clone()))
+            .collect(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "people.html")]
+pub(crate) struct PeoplePage {
+    pub(crate) viewer: Viewer,
+    pub(crate) people: Vec<PersonRow>,
+}
+
+#[derive(Template)]
+#[template(path = "person.html")]
+pub(crate) struct PersonPage {
+    pub(crate) viewer: Viewer,
+    pub(crate) p: PersonRow,
+}
+
+/// Who is on the hook: every person, what they hold, who is a single point of failure.
+pub(crate) async fn people(State(s): State<AppState>, viewer: Viewer) -> Result<Response, UiError> {
+    let all = s.engine.people(&viewer.actor).await?;
+    let now = s.engine.now();
+    let people = all.iter().map(|p| person_row(p, now)).collect();
+    Ok(render(StatusCode::OK, &PeoplePage { viewer, people }))
+}
+
+/// One person.
+pub(crate) async fn person(
+    State(s): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+) -> Result<Response, UiError> {
+    let p = s.engine.person(&viewer.actor, &name).await?;
+    let p = person_row(&p, s.engine.now());
+    Ok(render(StatusCode::OK, &PersonPage { viewer, p }))
+}
+
 pub(crate) async fn inventory(
     State(s): State<AppState>,
     viewer: Viewer,

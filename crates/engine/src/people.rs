@@ -1,0 +1,90 @@
+//! Who is on the hook: the people inventory (`breakglass people`). The engine gathers the
+//! procedures, key records and drill reports; `breakglass_domain::people` applies the rules.
+
+use breakglass_domain::people::{self, DrillSeen, Inputs, KeyRecord, Person};
+use breakglass_domain::{Action, Actor};
+use serde_json::Value;
+
+use crate::ports::DrillRecord;
+use crate::{Engine, EngineError};
+
+/// Drills read back to find each person's latest participation.
+const DRILLS_READ: i64 = 500;
+
+impl Engine {
+    /// Every person (custodian name) with what they hold (admin and auditor).
+    pub async fn people(&self, by: &Actor) -> Result<Vec<Person>, EngineError> {
+        by.may(Action::ReadPeople)?;
+        let now = self.now();
+        let mut tx = self.store().read().await?;
+        let stored = tx.procedures().await?;
+        let keys: Vec<KeyRecord> = tx
+            .attestations()
+            .await?
+            .into_iter()
+            .map(|a| KeyRecord {
+                custodian: a.custodian,
+                fingerprint: a.key_fingerprint,
+                attested_at: a.attested_at,
+                lost_at: a.lost_at,
+                lost_reason: a.lost_reason,
+            })
+            .collect();
+        let drills: Vec<DrillSeen> = tx
+            .drills(None, DRILLS_READ)
+            .await?
+            .iter()
+            .flat_map(participations)
+            .collect();
+        let procedures: Vec<_> = stored
+            .iter()
+            .map(|p| (&p.procedure, p.seal_id.as_deref()))
+            .collect();
+        Ok(people::inventory(Inputs {
+            procedures: &procedures,
+            keys: &keys,
+            drills: &drills,
+            now,
+            attestation_max_age: self.config().attestation_max_age,
+        }))
+    }
+
+    /// One person; an unknown name is a not-found error naming it.
+    pub async fn person(&self, by: &Actor, name: &str) -> Result<Person, EngineError> {
+        self.people(by)
+            .await?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| EngineError::not_found("person", name))
+    }
+}
+
+/// The custodians whose share a drill accepted: its report's `share accepted` steps, whose
+/// detail starts with the custodian's name (`alice (1/2)`).
+fn participations(d: &DrillRecord) -> Vec<DrillSeen> {
+    let mut names: Vec<String> = d
+        .report
+        .get("steps")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|s| s.get("step").and_then(Value::as_str) == Some("share accepted"))
+        .filter_map(|s| s.get("detail").and_then(Value::as_str))
+        .filter_map(|detail| detail.split(" (").next())
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|custodian| DrillSeen {
+            custodian,
+            drill: d.id.clone(),
+            procedure: d.procedure.clone(),
+            mode: d.mode.clone(),
+            outcome: d.outcome.clone(),
+            at: d.finished_at.unwrap_or(d.started_at),
+        })
+        .collect()
+}
