@@ -266,15 +266,22 @@ impl Run {
     }
 }
 
-/// The people a drill concerned: every custodian of the procedure with their contact, and
-/// whether their share was accepted in it (the `share accepted` steps name them first).
-fn drill_people(p: &breakglass_domain::Procedure, steps: &[Value]) -> Vec<Value> {
-    let approved: Vec<&str> = steps
+/// The custodians whose share a drill's timeline accepted: its `share accepted` steps, whose
+/// detail starts with the custodian's name (`alice (1/2)`).
+pub(crate) fn shares_accepted(steps: &[Value]) -> Vec<&str> {
+    steps
         .iter()
         .filter(|s| s["step"] == "share accepted")
         .filter_map(|s| s["detail"].as_str())
         .filter_map(|d| d.split(" (").next())
-        .collect();
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The people a drill concerned: every custodian of the procedure with their contact, and
+/// whether their share was accepted in it.
+fn drill_people(p: &breakglass_domain::Procedure, steps: &[Value]) -> Vec<Value> {
+    let approved = shares_accepted(steps);
     p.custodians
         .iter()
         .map(|c| {

@@ -59,19 +59,15 @@ impl Engine {
     }
 }
 
-/// The custodians whose share a drill accepted: its report's `share accepted` steps, whose
-/// detail starts with the custodian's name (`alice (1/2)`).
+/// The custodians whose share a drill accepted ([`crate::drills::shares_accepted`]).
 fn participations(d: &DrillRecord) -> Vec<DrillSeen> {
-    let mut names: Vec<String> = d
+    let steps = d
         .report
         .get("steps")
         .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut names: Vec<String> = crate::drills::shares_accepted(steps)
         .into_iter()
-        .flatten()
-        .filter(|s| s.get("step").and_then(Value::as_str) == Some("share accepted"))
-        .filter_map(|s| s.get("detail").and_then(Value::as_str))
-        .filter_map(|detail| detail.split(" (").next())
-        .filter(|n| !n.is_empty())
         .map(str::to_owned)
         .collect();
     names.sort();
