@@ -96,6 +96,12 @@ pub(crate) struct ServeArgs {
     /// otherwise private network only).
     #[arg(long, requires = "gateway")]
     pub(crate) gateway_plaintext: bool,
+    /// `HOST:PORT` where the other servers sharing this store reach this server's gateway:
+    /// a client that reaches a server not holding its break's login (servers behind one
+    /// address) is relayed here. Default: the gateway's own address when it listens on one,
+    /// else the host of `--advertise-url` with the gateway's port.
+    #[arg(long, requires = "gateway", value_name = "HOST:PORT")]
+    pub(crate) gateway_peer_address: Option<String>,
     /// Gateway relay threads, each running its share of the connections on its own
     /// single-threaded runtime; 0: one per available core.
     #[arg(long, default_value_t = 0, requires = "gateway")]
@@ -656,6 +662,32 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Where the other servers reach this server's gateway: `--gateway-peer-address`, else the
+/// gateway's own address when it listens on one, else `--advertise-url`'s host with the
+/// gateway's port.
+fn gateway_peer_address(
+    given: Option<&str>,
+    advertised: &str,
+    local: std::net::SocketAddr,
+) -> Result<String> {
+    if let Some(given) = given {
+        let (host, port) = given
+            .rsplit_once(':')
+            .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            .with_context(|| format!("--gateway-peer-address `{given}`: expected HOST:PORT"))?;
+        return Ok(format!("{host}:{port}"));
+    }
+    if !local.ip().is_unspecified() {
+        return Ok(local.to_string());
+    }
+    let url = url::Url::parse(advertised)
+        .with_context(|| format!("--advertise-url `{advertised}` is not a URL"))?;
+    let host = url.host_str().with_context(|| {
+        format!("--advertise-url `{advertised}` names no host: set --gateway-peer-address")
+    })?;
+    Ok(format!("{host}:{}", local.port()))
+}
+
 async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     let mut config =
         breakglass_server::ServerConfig::new(&cli.data_dir).with_grant_ceiling(a.grant_ceiling);
@@ -708,6 +740,7 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
                 host,
                 port: local.port(),
                 tls: tls.is_some() && !a.gateway_plaintext,
+                peer: None,
             });
             Some(listener)
         }
@@ -725,6 +758,17 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         )),
         other => other.map(str::to_owned),
     };
+    if let (Some(ep), Some(advertised), Some(listener)) = (
+        config.engine.gateway.as_mut(),
+        config.engine.advertise_url.as_deref(),
+        gateway.as_ref(),
+    ) {
+        ep.peer = Some(gateway_peer_address(
+            a.gateway_peer_address.as_deref(),
+            advertised,
+            listener.local_addr()?,
+        )?);
+    }
     let built = breakglass_server::build(config).await?;
     if let Some(listener) = gateway {
         let settings = breakglass_gateway::Settings {
@@ -736,6 +780,19 @@ async fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             allow_plaintext: tls.is_none() || a.gateway_plaintext,
             threads: a.gateway_threads,
             failed_logins_per_minute: a.gateway_failed_logins,
+            // Servers of one deployment share the data dir's self-signed certificate.
+            peer_tls: Some(
+                breakglass_gateway::peer_tls(
+                    std::fs::read(
+                        cli.data_dir
+                            .join(breakglass_server::tls::TLS_DIR)
+                            .join(breakglass_server::tls::CERT_FILE),
+                    )
+                    .ok()
+                    .as_deref(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            ),
             ..breakglass_gateway::Settings::default()
         };
         eprintln!(

@@ -1138,6 +1138,78 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         "{cut}"
     );
 
+    // Servers behind one address: a client that reaches the second server's gateway is
+    // relayed to the first's, which checks the token and records the session; the second
+    // audits that it relayed the client.
+    let via_second = forwarded.replace(&format!("@{gw0}/"), &format!("@{gw1}/"));
+    assert_ne!(via_second, forwarded);
+    let out = std::process::Command::new("psql")
+        .arg(&via_second)
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT current_user, 'relayed-' || 42",
+        ])
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("running psql");
+    assert!(
+        out.status.success(),
+        "psql through the second server's gateway: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{role}|relayed-42")
+    );
+    let session = format!("{id}-s5");
+    let a = servers[1]
+        .cli()
+        .args([
+            "--output",
+            "json",
+            "session",
+            "show",
+            &id,
+            "--session",
+            &session,
+        ])
+        .assert()
+        .success();
+    let shown = common::stdout(&a);
+    assert!(shown.contains("'relayed-' || 42"), "{shown}");
+    assert!(shown.contains("(relayed by srv-"), "{shown}");
+    // A wrong token through the second server gets the holder's refusal, saying why.
+    let wrong = {
+        let (head, rest) = via_second.split_once('@').expect("url");
+        let (user, _) = head.rsplit_once(':').expect("user:token");
+        format!("{user}:not-the-token@{rest}")
+    };
+    let out = std::process::Command::new("psql")
+        .arg(&wrong)
+        .args(["-X", "-A", "-t", "-c", "SELECT 1"])
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("running psql");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong gateway token"), "{err}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = reqwest::get(format!("{}/metrics", servers[1].url))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "breakglass_gateway_relayed_total 2"),
+        "{metrics}"
+    );
+
     // The holder dies. Once its liveness lease (5 s) has run out, the survivor renews the
     // login and serves the break itself.
     let survivor = servers.pop().expect("second server");
@@ -1180,7 +1252,9 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         .collect();
     // (Each session's end is audited as it ends, so only the starts have a fixed place.)
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
-    assert_eq!(count("gateway.session_started"), 5, "{kinds:?}");
+    assert_eq!(count("gateway.session_started"), 6, "{kinds:?}");
+    assert_eq!(count("gateway.relayed"), 2, "{kinds:?}");
+    assert_eq!(count("gateway.refused"), 1, "{kinds:?}");
     assert_eq!(count("gateway.session_terminated"), 2, "{kinds:?}");
     assert_eq!(count("gateway.login_renewed"), 1, "{kinds:?}");
     assert_eq!(count("gateway.token_issued"), 2, "{kinds:?}");

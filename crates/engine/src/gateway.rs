@@ -36,6 +36,10 @@ pub struct GatewayEndpoint {
     pub port: u16,
     /// Whether the gateway requires TLS (`sslmode=require` in the connection string).
     pub tls: bool,
+    /// `HOST:PORT` where the other servers of the deployment reach this gateway (servers
+    /// sharing a store behind one address: a client that reaches a server not holding its
+    /// break's login is relayed here). `None`: not reachable by them.
+    pub peer: Option<String>,
 }
 
 /// A proxy grant's login, held for the gateway until the grant ends.
@@ -167,6 +171,8 @@ pub struct GatewayCounters {
     pub statements_refused: std::sync::atomic::AtomicU64,
     /// Logins refused unread because their address failed too many (`throttle.rs`).
     pub logins_throttled: std::sync::atomic::AtomicU64,
+    /// Clients relayed to the gateway of the server holding their break's login.
+    pub relayed: std::sync::atomic::AtomicU64,
     /// Sessions ended, by how they ended.
     pub ended: SessionEnds,
     /// Connections open on each of the gateway's relay threads (set when it starts serving).
@@ -300,6 +306,20 @@ pub enum Refusal {
         "this server's gateway does not hold the login of break `{0}` (the server restarted, or another server granted the break); the requester gets a new connection string with `breakglass break token {0}`"
     )]
     Lost(String),
+    /// Another running server of the deployment holds the login: the gateway relays the
+    /// client to that server's gateway (`address`), which checks the token and records the
+    /// session. Never shown to a client.
+    #[error("break `{break_id}` is served by the gateway of server {instance} at {address}")]
+    Elsewhere {
+        /// Break.
+        break_id: String,
+        /// The holding server.
+        instance: String,
+        /// `HOST:PORT` of its gateway.
+        address: String,
+        /// Whether its gateway asks for TLS.
+        tls: bool,
+    },
     /// No token, or not one of this break's.
     #[error("wrong gateway token for break `{0}`")]
     WrongToken(String),
@@ -319,6 +339,7 @@ impl Refusal {
         match self {
             Refusal::WrongToken(_) | Refusal::TokenUsed(_) => "28P01",
             Refusal::Unavailable(_) => "58000",
+            Refusal::Elsewhere { .. } => "08001",
             _ => "28000",
         }
     }
@@ -506,11 +527,16 @@ impl Engine {
 
     /// Admits a gateway client: `break_id` is its user name, `token` its password. Audited
     /// (`gateway.session_started`, or `gateway.refused` for an existing break).
+    ///
+    /// When another running server holds the break's login and `may_relay` (the client was not
+    /// relayed here already), the answer is [`Refusal::Elsewhere`]: the gateway relays the client
+    /// to that server's gateway, and `gateway.relayed` is audited here.
     pub async fn gateway_admit(
         &self,
         break_id: &str,
         token: &[u8],
         peer: &str,
+        may_relay: bool,
     ) -> Result<Admission, Refusal> {
         let now = self.now();
         let unavailable = |e: EngineError| Refusal::Unavailable(e.to_string());
@@ -531,7 +557,21 @@ impl Engine {
             .await
             .map_err(|e| unavailable(e.into()))?
             .ok_or_else(|| Refusal::UnknownBreak(break_id.to_owned()))?;
-        let verdict = self.check_admission(&b, &stored.procedure, token, now);
+        let mut verdict = self.check_admission(&b, &stored.procedure, token, now);
+        if may_relay
+            && matches!(verdict, Err(Refusal::Lost(_)))
+            && let Some((instance, address, tls)) = self
+                .gateway_elsewhere(tx.as_mut(), break_id)
+                .await
+                .map_err(unavailable)?
+        {
+            verdict = Err(Refusal::Elsewhere {
+                break_id: break_id.to_owned(),
+                instance,
+                address,
+                tls,
+            });
+        }
         let mut record = crate::events::Record::default();
         let admitted = match verdict {
             Ok(a) => {
@@ -543,6 +583,28 @@ impl Engine {
                     json!({"session": a.session_id, "peer": peer, "deadline": a.deadline.to_string(), "instance": self.instance()}),
                 );
                 Ok(a)
+            }
+            Err(Refusal::Elsewhere {
+                break_id,
+                instance,
+                address,
+                tls,
+            }) => {
+                // The holder checks the token and audits the session; this server records
+                // that it passed the client on, and to whom.
+                record.break_note(
+                    now,
+                    "gateway",
+                    "gateway.relayed",
+                    &b,
+                    json!({"peer": peer, "to": instance, "address": address, "instance": self.instance()}),
+                );
+                Err(Refusal::Elsewhere {
+                    break_id,
+                    instance,
+                    address,
+                    tls,
+                })
             }
             Err(r) => {
                 record.break_note(
@@ -1233,6 +1295,48 @@ impl Engine {
             age_file,
             deadline: granted.deadline,
         })
+    }
+
+    /// The gateway of another running server that holds `break_id`'s login: `(instance,
+    /// address, tls)`, when that server registered where the others reach its gateway.
+    async fn gateway_elsewhere(
+        &self,
+        tx: &mut dyn crate::ports::Tx,
+        break_id: &str,
+    ) -> Result<Option<(String, String, bool)>, EngineError> {
+        if self.inner.config.advertise_url.is_none() {
+            return Ok(None);
+        }
+        let holder = tx.share_holder_in(break_id).await?;
+        let Some(h) = self.other_holder(holder).await?.filter(|h| h.alive) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store()
+            .instance_gateway(&h.instance)
+            .await?
+            .map(|(address, tls)| (h.instance, address, tls)))
+    }
+
+    /// Records where the other servers reach this server's gateway
+    /// ([`GatewayEndpoint::peer`]), when it runs one and shares its store with others
+    /// (`advertise_url`). Called when the gateway starts serving.
+    pub async fn register_gateway(&self) -> Result<(), EngineError> {
+        let config = &self.inner.config;
+        if config.advertise_url.is_none() {
+            return Ok(());
+        }
+        if let Some(GatewayEndpoint {
+            peer: Some(address),
+            tls,
+            ..
+        }) = &config.gateway
+        {
+            self.store()
+                .put_instance_gateway(self.instance(), address, *tls)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The advertised URL of another running server that holds `break_id`'s login (the one

@@ -700,6 +700,18 @@ pub trait Store: Send + Sync {
         break_id: &str,
         holder: Option<(&str, &str)>,
     ) -> StoreResult<()>;
+    /// The address the other servers reach server `instance`'s gateway at, and whether that
+    /// gateway asks for TLS (`None`: it registered none). Servers sharing a store relay a
+    /// gateway client that arrived at a server not holding its break's login to the holder.
+    /// (A store only one server can open has no other server: always `None`.)
+    async fn instance_gateway(&self, instance: &str) -> StoreResult<Option<(String, bool)>>;
+    /// Records (or replaces) where server `instance`'s gateway is reached by the others.
+    async fn put_instance_gateway(
+        &self,
+        instance: &str,
+        address: &str,
+        tls: bool,
+    ) -> StoreResult<()>;
     /// Takes procedure `id`'s lock, which a credential rotation holds from its start to its
     /// promotion and opening or approving a break holds briefly, on every server sharing this
     /// store (PostgreSQL: a session advisory lock on a connection held with the lock, so a

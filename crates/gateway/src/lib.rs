@@ -22,6 +22,7 @@
 //! follows. A malformed or oversized message ends that connection only.
 
 pub mod params;
+mod peer;
 mod pool;
 mod pump;
 pub mod redact;
@@ -29,6 +30,8 @@ pub mod relay;
 mod throttle;
 pub mod upstream;
 pub mod wire;
+
+pub use peer::{RELAYED_BY, peer_tls};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -70,6 +73,9 @@ pub struct Settings {
     /// without its token being looked at (and without an audit entry) until the allowance
     /// refills; 0: no limit.
     pub failed_logins_per_minute: u32,
+    /// TLS for relaying a client to another server's gateway ([`peer_tls`]; the system's
+    /// roots when `None`).
+    pub peer_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// [`Settings::failed_logins_per_minute`] unless told: far more than people mistyping or a
@@ -85,6 +91,7 @@ impl Default for Settings {
             upstream_timeout: Duration::from_secs(10),
             threads: 0,
             failed_logins_per_minute: FAILED_LOGINS_PER_MINUTE,
+            peer_tls: None,
         }
     }
 }
@@ -99,6 +106,32 @@ pub struct Gateway {
     recorder: mpsc::UnboundedSender<Recorded>,
     cancels: Arc<Mutex<CancelMap>>,
     failed_logins: Arc<throttle::FailedLogins>,
+}
+
+/// Where a client's login led.
+enum LoggedIn {
+    /// Admitted here: the client, its admission, start-up parameters and database.
+    Session(
+        Box<dyn Io>,
+        breakglass_engine::Admission,
+        Vec<(String, String)>,
+        String,
+    ),
+    /// Another server holds the break's login: relay the client there.
+    Relay(Box<Relay>),
+    /// Nothing more to do (a cancel request, handled).
+    Done,
+}
+
+/// A client to relay to the gateway of the server holding its break's login.
+struct Relay {
+    stream: Box<dyn Io>,
+    params: Vec<(String, String)>,
+    token: zeroize::Zeroizing<Vec<u8>>,
+    break_id: String,
+    instance: String,
+    address: String,
+    tls: bool,
 }
 
 /// Cancellation keys the gateway gave its clients → the backends' own.
@@ -233,6 +266,10 @@ impl Gateway {
             .relay_connections
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(open.clone());
+        // Tells the other servers sharing the store where to relay this server's clients.
+        if let Err(e) = self.engine.register_gateway().await {
+            tracing::error!(error = %e, "registering the gateway's peer address failed: clients of breaks this server holds that reach another server are refused there");
+        }
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -365,27 +402,92 @@ impl Gateway {
         let (client, admission, params, database) = match login.await {
             Err(_) => return Err("the client did not log in in time".into()),
             Ok(Err(e)) => return Err(e),
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Ok(Some(x))) => x,
+            Ok(Ok(LoggedIn::Done)) => return Ok(()),
+            Ok(Ok(LoggedIn::Relay(r))) => return self.relay(*r, peer).await,
+            Ok(Ok(LoggedIn::Session(client, admission, params, database))) => {
+                (client, admission, params, database)
+            }
         };
         self.session(client, admission, params, database, peer)
             .await
     }
 
-    /// Start-up and the client's login. `None`: a cancel request, handled.
-    async fn login(
-        &self,
-        mut stream: Box<dyn Io>,
-        peer: SocketAddr,
-    ) -> Result<
-        Option<(
-            Box<dyn Io>,
-            breakglass_engine::Admission,
-            Vec<(String, String)>,
-            String,
-        )>,
-        String,
-    > {
+    /// Relays a client whose break's login another server holds to that server's gateway
+    /// (`peer.rs`), for as long as the session lasts.
+    async fn relay(&self, r: Relay, peer: SocketAddr) -> Result<(), String> {
+        let Relay {
+            mut stream,
+            params,
+            token,
+            break_id,
+            instance,
+            address,
+            tls,
+        } = r;
+        self.count(|c| &c.relayed);
+        let key = Arc::new(Mutex::new(None));
+        let kept = key.clone();
+        let cancels = self.cancels.clone();
+        let (target_addr, target_tls) = (address.clone(), tls);
+        let outcome = peer::relay(
+            &mut stream,
+            &params,
+            &token,
+            self.engine.instance(),
+            peer::Holder {
+                address: &address,
+                tls,
+                tls_config: self.settings.peer_tls.clone(),
+                timeout: self.settings.upstream_timeout,
+            },
+            move |pid, k| {
+                relay::lock(&cancels).insert(
+                    (pid, k),
+                    CancelTarget {
+                        addr: target_addr,
+                        tls: target_tls,
+                        pid,
+                        key: k.to_vec(),
+                    },
+                );
+                *relay::lock(&kept) = Some((pid, k));
+            },
+        )
+        .await;
+        if let Some((pid, k)) = relay::lock(&key).take() {
+            self.forget_cancel(pid, k);
+        }
+        match outcome {
+            Ok(peer::Relayed::Served { bytes_out }) => {
+                tracing::info!(%peer, break_id, to = %instance, bytes_out, "relayed gateway session ended");
+                Ok(())
+            }
+            Ok(peer::Relayed::Refused(code)) => {
+                if code.starts_with("28") {
+                    self.failed_logins.failed(peer.ip());
+                }
+                Err(format!(
+                    "the gateway of server {instance} refused the relayed client ({code})"
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(%peer, break_id, to = %instance, error = %e, "relaying a gateway client failed");
+                fatal(
+                    &mut stream,
+                    "08001",
+                    &format!(
+                        "breakglass gateway: break `{break_id}` is served by another server ({instance}), which could not be reached: {e}"
+                    ),
+                    None,
+                )
+                .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Start-up and the client's login.
+    async fn login(&self, mut stream: Box<dyn Io>, peer: SocketAddr) -> Result<LoggedIn, String> {
         let mut tls = false;
         let params = loop {
             let packet = read_startup(&mut stream).await?;
@@ -406,7 +508,7 @@ impl Gateway {
                 Startup::GssEnc => stream.write_all(b"N").await.map_err(|e| e.to_string())?,
                 Startup::Cancel { pid, key } => {
                     self.cancel(pid, &key).await;
-                    return Ok(None);
+                    return Ok(LoggedIn::Done);
                 }
                 Startup::Params(p) => break p,
             }
@@ -479,15 +581,30 @@ impl Gateway {
                 return Err("no password message".into());
             }
         };
-        let peer_text = peer.to_string();
+        // A client another server relayed here is never relayed again; the audit names the
+        // server that relayed it beside the address it came from.
+        let relayed_by = params
+            .iter()
+            .find(|(k, _)| k == peer::RELAYED_BY)
+            .map(|(_, v)| {
+                v.chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                    .take(64)
+                    .collect::<String>()
+            });
+        let peer_text = match &relayed_by {
+            Some(by) => format!("{peer} (relayed by {by})"),
+            None => peer.to_string(),
+        };
         let admitted = {
-            let (engine, user, token, peer) = (
+            let (engine, user, token, peer, may_relay) = (
                 self.engine.clone(),
                 user.clone(),
                 token.clone(),
                 peer_text.clone(),
+                relayed_by.is_none(),
             );
-            self.on_main(async move { engine.gateway_admit(&user, &token, &peer).await })
+            self.on_main(async move { engine.gateway_admit(&user, &token, &peer, may_relay).await })
                 .await?
         };
         match admitted {
@@ -497,8 +614,22 @@ impl Gateway {
                     d if d.is_empty() || d == user => admission.dbname.clone(),
                     d => d,
                 };
-                Ok(Some((stream, admission, params, database)))
+                Ok(LoggedIn::Session(stream, admission, params, database))
             }
+            Err(breakglass_engine::Refusal::Elsewhere {
+                break_id,
+                instance,
+                address,
+                tls,
+            }) => Ok(LoggedIn::Relay(Box::new(Relay {
+                stream,
+                params,
+                token,
+                break_id,
+                instance,
+                address,
+                tls,
+            }))),
             Err(refusal) => {
                 self.count(|c| &c.refused);
                 if !matches!(refusal, breakglass_engine::Refusal::Unavailable(_)) {

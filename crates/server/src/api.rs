@@ -1653,6 +1653,11 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiErro
             &g.logins_throttled,
         ),
         (
+            "breakglass_gateway_relayed_total",
+            "Gateway clients relayed to the server holding their break's login.",
+            &g.relayed,
+        ),
+        (
             "breakglass_gateway_statements_refused_total",
             "Statements the gateway refused (the procedures' refuse patterns).",
             &g.statements_refused,

@@ -206,6 +206,7 @@ async fn two_survivors_asked_for_a_token_at_once_renew_the_login_once() {
             host: format!("gw{i}.example"),
             port: 6432,
             tls: false,
+            peer: None,
         });
         let engine = build(config).await.unwrap().state.engine;
         engine.heartbeat().await;

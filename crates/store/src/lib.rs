@@ -302,6 +302,46 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn instance_gateway(&self, instance: &str) -> StoreResult<Option<(String, bool)>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT address, tls FROM instance_gateways WHERE instance = $1")
+            .bind(instance.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            Ok((
+                r.try_get("address").map_err(db)?,
+                r.try_get::<i64, _>("tls").map_err(db)? != 0,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn put_instance_gateway(
+        &self,
+        instance: &str,
+        address: &str,
+        tls: bool,
+    ) -> StoreResult<()> {
+        if self.backend == Backend::Sqlite {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO instance_gateways (instance, address, tls) VALUES ($1, $2, $3) \
+             ON CONFLICT (instance) DO UPDATE SET address = excluded.address, tls = excluded.tls",
+        )
+        .bind(instance.to_owned())
+        .bind(address.to_owned())
+        .bind(i64::from(tls))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
     async fn lock_procedure(
         &self,
         id: &str,

@@ -93,6 +93,9 @@ pub(crate) const POSTGRES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS challenges (id TEXT PRIMARY KEY, actor TEXT NOT NULL, kind TEXT NOT NULL, expected TEXT NOT NULL, expires_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS share_holders (break_id TEXT PRIMARY KEY, instance TEXT NOT NULL, url TEXT NOT NULL)",
+    // Where each server's gateway is reached by the others (a client that arrives at a server
+    // not holding its break's login is relayed to the holder's gateway).
+    "CREATE TABLE IF NOT EXISTS instance_gateways (instance TEXT PRIMARY KEY, address TEXT NOT NULL, tls BIGINT NOT NULL)",
     // Offline recovery (recovery kits exported after each seal; imported spools, once each).
     "CREATE TABLE IF NOT EXISTS recovery_kits (procedure_id TEXT PRIMARY KEY, seal_id TEXT NOT NULL, kit_id TEXT NOT NULL, location TEXT NOT NULL, exported_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS recovery_imports (spool_head TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kit_id TEXT NOT NULL, lines BIGINT NOT NULL, imported_by TEXT NOT NULL, imported_at BIGINT NOT NULL)",

@@ -676,6 +676,42 @@ async fn statement_chunks(store: SqlStore) {
     );
 }
 
+/// Where each server's gateway is reached: recorded and replaced on PostgreSQL (servers share
+/// it); a SQLite store has only one server, so none is kept.
+async fn instance_gateways(store: SqlStore) {
+    assert_eq!(store.instance_gateway("srv-a").await.expect("read"), None);
+    store
+        .put_instance_gateway("srv-a", "10.0.0.5:5433", true)
+        .await
+        .expect("put");
+    store
+        .put_instance_gateway("srv-b", "[::1]:6543", false)
+        .await
+        .expect("put");
+    if store.backend() == "sqlite" {
+        assert_eq!(store.instance_gateway("srv-a").await.expect("read"), None);
+        return;
+    }
+    assert_eq!(
+        store.instance_gateway("srv-a").await.expect("read"),
+        Some(("10.0.0.5:5433".to_owned(), true))
+    );
+    // A restarted server registers again: the newest address counts.
+    store
+        .put_instance_gateway("srv-a", "10.0.0.6:5433", false)
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.instance_gateway("srv-a").await.expect("read"),
+        Some(("10.0.0.6:5433".to_owned(), false))
+    );
+    assert_eq!(
+        store.instance_gateway("srv-b").await.expect("read"),
+        Some(("[::1]:6543".to_owned(), false))
+    );
+    assert_eq!(store.instance_gateway("srv-c").await.expect("read"), None);
+}
+
 async fn drill_records(store: SqlStore) {
     use breakglass_engine::ports::DrillRecord;
     let draft = Draft {
@@ -1180,6 +1216,12 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn instance_gateways() {
+        let (_d, p) = path();
+        super::instance_gateways(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
+    #[tokio::test]
     async fn drill_records() {
         let (_d, p) = path();
         super::drill_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
@@ -1287,6 +1329,9 @@ mod postgres {
     });
     pg_test!(statement_chunks, |url: String| async move {
         super::statement_chunks(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(instance_gateways, |url: String| async move {
+        super::instance_gateways(SqlStore::connect(&url).await.expect("connect")).await
     });
     pg_test!(drill_records, |url: String| async move {
         super::drill_records(SqlStore::connect(&url).await.expect("connect")).await
