@@ -482,6 +482,14 @@ fn cluster_of(
         for file in ["audit.key", "ack.key", "ui.key", "admin.token"] {
             std::fs::copy(first.join(file), d.join(file)).expect("copy key");
         }
+        // Servers of one deployment share the certificate (`--tls-self-signed`'s too).
+        if first.join("tls").is_dir() {
+            std::fs::create_dir_all(d.join("tls")).expect("tls dir");
+            for file in ["cert.pem", "key.pem"] {
+                std::fs::copy(first.join("tls").join(file), d.join("tls").join(file))
+                    .expect("copy certificate");
+            }
+        }
         servers.push(Server::start_with(&d, &args));
     }
     let keys = dir.join("keys");
@@ -1266,5 +1274,110 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         kinds[renewal + 1..].first().map(String::as_str),
         Some("gateway.token_issued"),
         "the renewal and its token are one commit: {kinds:?}"
+    );
+}
+
+/// Servers with TLS behind one address: a client that reaches the gateway of the server not
+/// holding the login is relayed to the holder's over TLS, the holder's certificate verified
+/// against the deployment's own (the holder refuses a plaintext client, so a session that runs
+/// went over TLS both ways).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_the_other_tls_gateway_is_relayed_to_the_holder_over_tls() {
+    let test =
+        "cli::scale_out::a_client_of_the_other_tls_gateway_is_relayed_to_the_holder_over_tls";
+    let Some(db) = breakglass_testkit::fresh_postgres(test).await else {
+        return;
+    };
+    let Some(pg) = breakglass_testkit::pgcluster::cluster(test) else {
+        return;
+    };
+    if !breakglass_testkit::tool(test, "psql", "postgresql-client") {
+        return;
+    }
+    let t = common::pg_target(pg, "sr").await;
+    let channels = t.webhook_channel().await;
+    let targets = t.targets_file();
+    let target = format!(
+        "target:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: pg\n    sslmode: require\n    access: proxy\n    gateway_connections: \"2\"\n",
+        pg.host, pg.port, t.db, t.adm, t.app
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (servers, keys) = cluster_of(
+        2,
+        dir.path(),
+        &db.url,
+        &channels,
+        &[
+            "--tls-self-signed",
+            "--targets",
+            targets.to_str().expect("utf-8"),
+            "--gateway",
+            "127.0.0.1:0",
+        ],
+        &target,
+        &t.admin_pw,
+    );
+    let as_actor = |server: &Server, name: &str| {
+        let mut c = server.cli();
+        c.arg("--identity").arg(keys.join(format!("{name}.key")));
+        c
+    };
+    let a = as_actor(&servers[0], "dave")
+        .args(["--output", "json", "break", "open", "p"])
+        .args([
+            "--reason",
+            "db on fire",
+            "--ticket",
+            "INC-10",
+            "--duration",
+            "10m",
+        ])
+        .assert()
+        .success();
+    let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+    for (server, who) in [(&servers[0], "alice"), (&servers[1], "bob")] {
+        as_actor(server, who)
+            .args(["approve", &id])
+            .assert()
+            .success();
+    }
+    let (gw0, gw1) = (servers[0].gateway_addr(), servers[1].gateway_addr());
+    let a = as_actor(&servers[1], "dave")
+        .args(["break", "reveal", &id])
+        .assert()
+        .success();
+    let url = common::stdout(&a).trim().to_owned();
+    assert!(url.contains(&format!("@{gw0}/")), "{url}");
+    assert!(url.contains("sslmode=require"), "{url}");
+    let via_second = url.replace(&format!("@{gw0}/"), &format!("@{gw1}/"));
+    let role = current_user(&via_second);
+    assert!(role.starts_with("bg_"), "{role}");
+    // The holder recorded it, naming the server that relayed it.
+    let a = servers[0]
+        .cli()
+        .args(["--output", "json", "session", "show", &id])
+        .args(["--session", &format!("{id}-s1")])
+        .assert()
+        .success();
+    let shown = common::stdout(&a);
+    assert!(shown.contains("SELECT current_user"), "{shown}");
+    assert!(shown.contains("(relayed by srv-"), "{shown}");
+    let a = servers[1]
+        .cli()
+        .args(["--output", "json", "audit", "list", "--limit", "1000"])
+        .assert()
+        .success();
+    let relayed: Vec<serde_json::Value> = stdout_json(&a)["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["break"] == id.as_str() && e["kind"] == "gateway.relayed")
+        .cloned()
+        .collect();
+    assert_eq!(relayed.len(), 1, "{relayed:?}");
+    assert_eq!(
+        relayed[0]["payload"]["address"],
+        gw0.as_str(),
+        "{relayed:?}"
     );
 }
