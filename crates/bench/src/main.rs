@@ -9,6 +9,7 @@ mod alerts;
 mod append;
 mod check;
 mod drill;
+mod idle;
 mod report;
 mod scale;
 mod targets;
@@ -46,6 +47,7 @@ struct Args {
     only_drill: bool,
     scale_cycles: usize,
     only_scale: bool,
+    only_idle: bool,
 }
 
 impl Default for Args {
@@ -72,6 +74,7 @@ impl Default for Args {
             only_drill: false,
             scale_cycles: 300,
             only_scale: false,
+            only_idle: false,
         }
     }
 }
@@ -79,14 +82,16 @@ impl Default for Args {
 const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
 [--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] \
 [--alert-events N] [--target-breaks N] [--no-postgres] [--no-targets] [--check-procedures N] [--no-check] \
-[--only-check] [--drills N] [--no-drill] [--only-drill] [--scale-cycles N] [--only-scale]
+[--only-check] [--drills N] [--no-drill] [--only-drill] [--scale-cycles N] [--only-scale] [--only-idle]
 
 --only-check runs section 6 (`breakglass check` over generated files) alone and prints it; it
 needs the release `breakglass` binary next to the bench (`cargo build --release -p breakglass-cli`)
 for its binary rows, and writes no --out file. --only-drill runs section 7 (automated drills on a
 private PostgreSQL cluster) alone and prints it. --only-scale runs section 8 (break cycles through 1,
 2 and 3 `breakglass serve` processes on one PostgreSQL, --scale-cycles each) alone and prints it;
-it needs the release `breakglass` binary next to the bench.";
+it needs the release `breakglass` binary next to the bench. --only-idle runs section 9 (the
+server's resident memory at idle, before and after a load) alone and prints it; it needs the
+release `breakglass` binary next to the bench.";
 
 impl Args {
     fn parse(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -136,6 +141,7 @@ impl Args {
                     args.scale_cycles = number("--scale-cycles", &value("--scale-cycles")?)?
                 }
                 "--only-scale" => args.only_scale = true,
+                "--only-idle" => args.only_idle = true,
                 "--no-postgres" => args.skip_postgres = true,
                 "--no-targets" => args.skip_targets = true,
                 "-h" | "--help" => {
@@ -208,6 +214,9 @@ impl Args {
         if self.only_scale {
             s.push_str(" --only-scale");
         }
+        if self.only_idle {
+            s.push_str(" --only-idle");
+        }
         s
     }
 }
@@ -236,6 +245,12 @@ async fn main() -> Result<()> {
     if args.only_drill {
         report.postgres(&Err("--only-drill given".to_owned()));
         drill_section(&mut report, &args).await?;
+        println!("{}", report.finish(started.elapsed()));
+        return Ok(());
+    }
+    if args.only_idle {
+        report.postgres(&Err("--only-idle given".to_owned()));
+        idle_section(&mut report).await?;
         println!("{}", report.finish(started.elapsed()));
         return Ok(());
     }
@@ -377,12 +392,38 @@ async fn main() -> Result<()> {
     // 8. Scale-out: 1, 2 and 3 servers on one PostgreSQL.
     scale_section(&mut report, &args, &postgres).await?;
 
+    // 9. The server's resident memory at idle.
+    idle_section(&mut report).await?;
+
     let text = report.finish(started.elapsed());
     println!("{text}");
     if let Some(out) = &args.out {
         std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
+    Ok(())
+}
+
+/// Section 9: the real server's resident memory at idle, before and after a load (or why not).
+async fn idle_section(report: &mut Report) -> Result<()> {
+    let plan = idle::Plan {
+        procedures: 100,
+        requests: 600,
+    };
+    let run = match idle::binary() {
+        Ok(binary) => {
+            eprintln!(
+                "[9] idle memory of `breakglass serve`: {} procedures, {} requests",
+                plan.procedures, plan.requests
+            );
+            Ok(idle::run(plan, &binary).await.context("idle memory")?)
+        }
+        Err(reason) => {
+            eprintln!("[9] idle memory not measured: {reason}");
+            Err(reason)
+        }
+    };
+    report.idle(&run, plan);
     Ok(())
 }
 

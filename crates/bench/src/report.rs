@@ -13,6 +13,7 @@ use crate::alerts::{self, AlertFigures};
 use crate::append::{AppendFigures, Plan, Workload};
 use crate::check::{self, CheckFigures};
 use crate::drill::{self, DrillFigures};
+use crate::idle::{self, IdleFigures};
 use crate::scale::{self, ScaleFigures};
 use crate::targets::{self, TargetFigures};
 use crate::verify::VerifyFigures;
@@ -30,6 +31,8 @@ const ALERT_P99_MS: f64 = 100.0;
 const TARGET_P99_MS: f64 = 50.0;
 /// `breakglass check` target: seconds for 10 000 procedures (scaled to the run's count).
 const CHECK_S_PER_10K: f64 = 1.0;
+/// Server idle resident memory target, MiB.
+const IDLE_RSS_MIB: f64 = 50.0;
 
 /// The report being written.
 pub(crate) struct Report {
@@ -1336,6 +1339,65 @@ impl Report {
                 }
             );
         }
+        self.misses.extend(misses);
+    }
+
+    /// Section 9: the server's resident memory at idle.
+    pub(crate) fn idle(&mut self, run: &Result<IdleFigures, String>, plan: idle::Plan) {
+        let b = &mut self.body;
+        let _ = writeln!(b, "## 9. Server memory at idle\n");
+        let f = match run {
+            Ok(f) => f,
+            Err(reason) => {
+                let _ = writeln!(b, "Skipped: {}.\n", cell(reason));
+                return;
+            }
+        };
+        let _ = writeln!(
+            b,
+            "The real server, `{}` as its own process, SQLite in a fresh temp data dir, no channels or targets \
+             file. Readings of `/proc/PID/status` (`VmRSS` resident, `VmHWM` its peak so far, `Threads`): **after \
+             start**, {} s after the server reported its address (the baseline); **after load**, {} s after a load \
+             ended: {} procedure files applied in one request (2 to 6 custodians each, drills and rotation \
+             scheduled), then {} API requests one after another with the admin token (`/api/procedures`, \
+             `/api/readiness`, `/api/people`, `/api/breaks`, `/api/audit?limit=100`, `/metrics` in turn). The \
+             target is judged on the resident set at idle, after start and after load.\n",
+            f.binary.display(),
+            idle::SETTLE.as_secs(),
+            idle::SETTLE.as_secs(),
+            plan.procedures,
+            thousands(plan.requests as f64)
+        );
+        let _ = writeln!(
+            b,
+            "| Set-up | Threads | RSS after start MiB (baseline) | RSS after load MiB | × after start | peak RSS MiB | apply s | requests/s | Target | Result |"
+        );
+        let _ = writeln!(b, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
+        let mut misses = Vec::new();
+        for r in &f.runs {
+            let worst = r.started.rss_mib().max(r.loaded.rss_mib());
+            let pass = worst < IDLE_RSS_MIB;
+            if !pass {
+                misses.push(format!(
+                    "server idle RSS, {}: {:.1} MiB ≥ {IDLE_RSS_MIB} MiB",
+                    r.setup, worst
+                ));
+            }
+            let _ = writeln!(
+                b,
+                "| {} | {} | {:.1} | {:.1} | {:.2}× | {:.1} | {:.2} | {} | < {IDLE_RSS_MIB} MiB | {} |",
+                r.setup,
+                r.loaded.threads,
+                r.started.rss_mib(),
+                r.loaded.rss_mib(),
+                r.loaded.rss_mib() / r.started.rss_mib(),
+                r.loaded.hwm_mib(),
+                r.apply.as_secs_f64(),
+                thousands(plan.requests as f64 / r.requests.as_secs_f64()),
+                verdict(pass)
+            );
+        }
+        let _ = writeln!(b);
         self.misses.extend(misses);
     }
 
