@@ -176,9 +176,13 @@ fn write_integer(out: &mut impl Text, negative: bool, mut magnitude: u64) {
     if negative {
         out.put_ascii(b'-');
     }
-    for &digit in &buf[at..] {
-        out.put_ascii(digit);
-    }
+    // Only ASCII digits were written, so the slice is always valid UTF-8.
+    out.put_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+}
+
+/// Whether `b` is escaped inside a JSON string: `"`, `\\` and the control characters.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 /// Appends `s` as a JSON string literal with the canonical escapes.
@@ -186,6 +190,13 @@ pub(crate) fn write_json_string(out: &mut impl Text, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.put_ascii(b'"');
     let bytes = s.as_bytes();
+    // Almost every string needs no escape: find that out in one branch-free pass (which the
+    // compiler vectorizes) and copy the string whole, rather than testing byte by byte.
+    if !bytes.iter().fold(false, |seen, &b| seen | needs_escape(b)) {
+        out.put_str(s);
+        out.put_ascii(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         // Only ASCII bytes are escaped, and UTF-8 continuation bytes are never ASCII, so the
