@@ -34,7 +34,7 @@ pub fn canonical_json(value: &Value) -> Result<String, CanonicalError> {
 }
 
 /// Appends the canonical JSON text of `value` to `out`; on error `out` holds a partial write.
-pub(crate) fn write_canonical(out: &mut String, value: &Value) -> Result<(), CanonicalError> {
+pub(crate) fn write_canonical(out: &mut impl Text, value: &Value) -> Result<(), CanonicalError> {
     write_value(out, value, Mode::Canonical, 0)
 }
 
@@ -45,6 +45,35 @@ pub(crate) fn write_lenient(out: &mut String, value: &Value) {
     let _ = write_value(out, value, Mode::Lenient, 0);
 }
 
+/// Where canonical text is written: a `String` (the export line, [`canonical_json`]) or the
+/// byte buffer an entry's hash input is assembled in (no UTF-8 check, no second copy).
+pub(crate) trait Text {
+    /// Appends ASCII or UTF-8 text.
+    fn put_str(&mut self, s: &str);
+    /// Appends one ASCII byte.
+    fn put_ascii(&mut self, b: u8);
+}
+
+impl Text for String {
+    fn put_str(&mut self, s: &str) {
+        self.push_str(s);
+    }
+
+    fn put_ascii(&mut self, b: u8) {
+        self.push(char::from(b));
+    }
+}
+
+impl Text for Vec<u8> {
+    fn put_str(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+
+    fn put_ascii(&mut self, b: u8) {
+        self.push(b);
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Canonical,
@@ -52,23 +81,23 @@ enum Mode {
 }
 
 fn write_value(
-    out: &mut String,
+    out: &mut impl Text,
     value: &Value,
     mode: Mode,
     depth: usize,
 ) -> Result<(), CanonicalError> {
     match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
+        Value::Null => out.put_str("null"),
+        Value::Bool(true) => out.put_str("true"),
+        Value::Bool(false) => out.put_str("false"),
         Value::Number(n) => {
             // Print from the integer, not from serde_json's text, so the decimal form is ours.
             if let Some(i) = n.as_i64() {
-                push_display(out, i);
+                write_integer(out, i < 0, i.unsigned_abs());
             } else if let Some(u) = n.as_u64() {
-                push_display(out, u);
+                write_integer(out, false, u);
             } else if mode == Mode::Lenient {
-                push_display(out, n);
+                out.put_str(&n.to_string());
             } else {
                 return Err(CanonicalError::NotInteger(n.to_string()));
             }
@@ -78,48 +107,96 @@ fn write_value(
             if depth >= MAX_DEPTH && mode == Mode::Canonical {
                 return Err(CanonicalError::TooDeep);
             }
-            out.push('[');
+            out.put_ascii(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.put_ascii(b',');
                 }
                 write_value(out, item, mode, depth + 1)?;
             }
-            out.push(']');
+            out.put_ascii(b']');
         }
         Value::Object(map) => {
             if depth >= MAX_DEPTH && mode == Mode::Canonical {
                 return Err(CanonicalError::TooDeep);
             }
+            out.put_ascii(b'{');
             // `str`'s ordering is byte-wise over UTF-8, which is the order the format requires.
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json_string(out, key);
-                out.push(':');
-                write_value(out, item, mode, depth + 1)?;
+            // serde_json's default map is a BTreeMap, already in that order, so the keys are
+            // only copied out and sorted when they are not (`preserve_order` switched on by
+            // some other crate); either way they are written in the same order.
+            if map.keys().is_sorted_by(|a, b| a.as_bytes() < b.as_bytes()) {
+                write_members(out, map.iter(), mode, depth)?;
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                write_members(out, entries.into_iter(), mode, depth)?;
             }
-            out.push('}');
+            out.put_ascii(b'}');
         }
     }
     Ok(())
 }
 
-fn push_display(out: &mut String, v: impl std::fmt::Display) {
-    use std::fmt::Write;
-    // Writing into a String cannot fail.
-    let _ = write!(out, "{v}");
+/// Writes an object's members, already in key order, without the braces.
+fn write_members<'a>(
+    out: &mut impl Text,
+    members: impl Iterator<Item = (&'a String, &'a Value)>,
+    mode: Mode,
+    depth: usize,
+) -> Result<(), CanonicalError> {
+    for (i, (key, item)) in members.enumerate() {
+        if i > 0 {
+            out.put_ascii(b',');
+        }
+        write_json_string(out, key);
+        out.put_ascii(b':');
+        write_value(out, item, mode, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// Appends an integer as plain decimal: `-` when `negative`, then the digits of `magnitude`.
+///
+/// Written by hand rather than through `fmt`, which costs more than the rest of a small
+/// payload's canonical form; the digits are the same as `Display`'s (checked in the tests).
+fn write_integer(out: &mut impl Text, negative: bool, mut magnitude: u64) {
+    // u64::MAX has 20 digits.
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // `magnitude % 10` is below 10, so the cast cannot truncate.
+        buf[at] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if negative {
+        out.put_ascii(b'-');
+    }
+    // Only ASCII digits were written, so the slice is always valid UTF-8.
+    out.put_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+}
+
+/// Whether `b` is escaped inside a JSON string: `"`, `\\` and the control characters.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 /// Appends `s` as a JSON string literal with the canonical escapes.
-pub(crate) fn write_json_string(out: &mut String, s: &str) {
+pub(crate) fn write_json_string(out: &mut impl Text, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
+    out.put_ascii(b'"');
     let bytes = s.as_bytes();
+    // Almost every string needs no escape: find that out in one branch-free pass (which the
+    // compiler vectorizes) and copy the string whole, rather than testing byte by byte.
+    if !bytes.iter().fold(false, |seen, &b| seen | needs_escape(b)) {
+        out.put_str(s);
+        out.put_ascii(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         // Only ASCII bytes are escaped, and UTF-8 continuation bytes are never ASCII, so the
@@ -135,18 +212,18 @@ pub(crate) fn write_json_string(out: &mut String, s: &str) {
             0x00..=0x1f => "",
             _ => continue,
         };
-        out.push_str(&s[start..i]);
+        out.put_str(&s[start..i]);
         if short.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            out.put_str("\\u00");
+            out.put_ascii(HEX[usize::from(b >> 4)]);
+            out.put_ascii(HEX[usize::from(b & 0x0f)]);
         } else {
-            out.push_str(short);
+            out.put_str(short);
         }
         start = i + 1;
     }
-    out.push_str(&s[start..]);
-    out.push('"');
+    out.put_str(&s[start..]);
+    out.put_ascii(b'"');
 }
 
 #[cfg(test)]
@@ -246,6 +323,30 @@ mod tests {
         let mut lenient = String::new();
         write_lenient(&mut lenient, &v);
         assert!(lenient.starts_with("[[[["));
+    }
+
+    #[test]
+    fn integers_print_like_display() {
+        let values: [i64; 9] = [0, 1, -1, 9, 10, -10, 1_800_000_000_000, i64::MIN, i64::MAX];
+        for v in values {
+            assert_eq!(canonical_json(&json!(v)).unwrap(), v.to_string());
+        }
+        for v in [u64::MAX, u64::MAX - 1, 1 << 63, 10_000_000_000_000_000_000] {
+            assert_eq!(canonical_json(&json!(v)).unwrap(), v.to_string());
+        }
+        // The byte-buffer writer produces the same text as the String writer.
+        let value = json!({"z": [i64::MIN, u64::MAX, "é\u{1}"], "a": {"k": null}});
+        let mut bytes = Vec::new();
+        write_canonical(&mut bytes, &value).unwrap();
+        assert_eq!(bytes, canonical_json(&value).unwrap().into_bytes());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_integer_prints_like_display(i in proptest::prelude::any::<i64>(), u in proptest::prelude::any::<u64>()) {
+            proptest::prop_assert_eq!(canonical_json(&json!(i)).unwrap(), i.to_string());
+            proptest::prop_assert_eq!(canonical_json(&json!(u)).unwrap(), u.to_string());
+        }
     }
 
     #[test]

@@ -49,7 +49,17 @@ impl HexBuf {
 
 impl PartialEq for Hash {
     fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        // Every byte's difference is folded into one word with no branch, and only that word
+        // goes through `subtle`: as constant-time as `ct_eq` on the 32 bytes, which would put
+        // each byte through its own optimization barrier (the verifier compares two hashes
+        // per entry).
+        let (ours, _) = self.0.as_chunks::<8>();
+        let (theirs, _) = other.0.as_chunks::<8>();
+        let mut diff = 0u64;
+        for (a, b) in ours.iter().zip(theirs) {
+            diff |= u64::from_ne_bytes(*a) ^ u64::from_ne_bytes(*b);
+        }
+        diff.ct_eq(&0).into()
     }
 }
 
@@ -165,6 +175,19 @@ mod tests {
         // Multi-byte characters must be rejected, never sliced mid-character.
         let s = format!("{}é", "a".repeat(62));
         assert!(s.parse::<Hash>().is_err());
+    }
+
+    #[test]
+    fn equality_sees_every_bit() {
+        let base = Hash([0x5a; 32]);
+        assert_eq!(base, Hash([0x5a; 32]));
+        for i in 0..32 {
+            for bit in 0..8 {
+                let mut other = base;
+                other.0[i] ^= 1 << bit;
+                assert_ne!(base, other, "byte {i} bit {bit}");
+            }
+        }
     }
 
     #[test]

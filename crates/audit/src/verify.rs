@@ -94,8 +94,8 @@ pub struct VerifyReport {
 pub struct Verifier {
     last: Option<Head>,
     entries: u64,
-    /// Reused for every entry's canonical payload, so verifying does not allocate per entry.
-    scratch: String,
+    /// Reused for every entry's hash input, so verifying does not allocate per entry.
+    scratch: Vec<u8>,
 }
 
 impl Verifier {

@@ -35,6 +35,7 @@ struct Args {
     writers: usize,
     concurrent_commits: usize,
     verify_entries: usize,
+    only_verify: bool,
     alert_events: usize,
     target_breaks: usize,
     skip_postgres: bool,
@@ -62,6 +63,7 @@ impl Default for Args {
             writers: 64,
             concurrent_commits: 20_000,
             verify_entries: 1_000_000,
+            only_verify: false,
             alert_events: 1000,
             target_breaks: 200,
             skip_postgres: false,
@@ -80,11 +82,12 @@ impl Default for Args {
 }
 
 const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
-[--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] \
+[--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] [--only-verify] \
 [--alert-events N] [--target-breaks N] [--no-postgres] [--no-targets] [--check-procedures N] [--no-check] \
 [--only-check] [--drills N] [--no-drill] [--only-drill] [--scale-cycles N] [--only-scale] [--only-idle]
 
---only-check runs section 6 (`breakglass check` over generated files) alone and prints it; it
+--only-verify runs section 3 (audit verify throughput in memory, --verify-entries entries) alone
+and prints it, and writes no --out file. --only-check runs section 6 (`breakglass check` over generated files) alone and prints it; it
 needs the release `breakglass` binary next to the bench (`cargo build --release -p breakglass-cli`)
 for its binary rows, and writes no --out file. --only-drill runs section 7 (automated drills on a
 private PostgreSQL cluster) alone and prints it. --only-scale runs section 8 (break cycles through 1,
@@ -122,6 +125,7 @@ impl Args {
                 "--verify-entries" => {
                     args.verify_entries = number("--verify-entries", &value("--verify-entries")?)?
                 }
+                "--only-verify" => args.only_verify = true,
                 "--alert-events" => {
                     args.alert_events = number("--alert-events", &value("--alert-events")?)?
                 }
@@ -155,6 +159,9 @@ impl Args {
             bail!(
                 "--only-check prints section 6 alone: it takes neither --no-check nor --out\n{USAGE}"
             );
+        }
+        if args.only_verify && args.out.is_some() {
+            bail!("--only-verify prints section 3 alone: it takes no --out\n{USAGE}");
         }
         Ok(args)
     }
@@ -202,6 +209,9 @@ impl Args {
         if self.skip_check {
             s.push_str(" --no-check");
         }
+        if self.only_verify {
+            s.push_str(" --only-verify");
+        }
         if self.only_check {
             s.push_str(" --only-check");
         }
@@ -236,6 +246,12 @@ async fn main() -> Result<()> {
     let args = Args::parse(std::env::args().skip(1))?;
     let started = Instant::now();
     let mut report = Report::new(&args.command_line());
+    if args.only_verify {
+        report.postgres(&Err("--only-verify given".to_owned()));
+        verify_section(&mut report, &args)?;
+        println!("{}", report.finish(started.elapsed()));
+        return Ok(());
+    }
     if args.only_check {
         report.postgres(&Err("--only-check given".to_owned()));
         check_section(&mut report, &args)?;
@@ -333,9 +349,7 @@ async fn main() -> Result<()> {
     report.append(&appends, plan);
 
     // 3. Audit verify, in memory.
-    eprintln!("[3/7] audit verify over {} entries", args.verify_entries);
-    let figures = verify::run(args.verify_entries)?;
-    report.verify(&figures);
+    verify_section(&mut report, &args)?;
 
     // 4. Alert latency, through the real server to a local webhook receiver.
     eprintln!(
@@ -424,6 +438,14 @@ async fn idle_section(report: &mut Report) -> Result<()> {
         }
     };
     report.idle(&run, plan);
+    Ok(())
+}
+
+/// Section 3: audit verify throughput in memory, against a plain SHA-256 pass.
+fn verify_section(report: &mut Report, args: &Args) -> Result<()> {
+    eprintln!("[3/7] audit verify over {} entries", args.verify_entries);
+    let figures = verify::run(args.verify_entries)?;
+    report.verify(&figures);
     Ok(())
 }
 
