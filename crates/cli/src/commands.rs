@@ -648,6 +648,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Channel(c) => channel(&cli, c).await,
         Command::Target(t) => target(&cli, t).await,
         Command::Drill(d) => crate::drill::run(&cli, d).await,
+        Command::Custody(c) => crate::custody::run(&cli, c).await,
         Command::Session(s) => crate::session::run(&cli, s).await,
         Command::Evidence(e) => evidence_cmd(&cli, e).await,
         Command::RecoveryKit(k) => crate::recover::recovery_kit(&cli, k).await,
@@ -2283,12 +2284,22 @@ async fn people(cli: &Cli, a: &PeopleArgs) -> Result<()> {
                         .into_iter()
                         .flatten()
                         .map(|h| {
-                            format!(
-                                "{} ({}/{})",
-                                field(&h["procedure"]),
-                                field(&h["quorum"]),
-                                field(&h["custodians"])
-                            )
+                            if h["custody"] == "external" {
+                                format!(
+                                    "{} (external: {}, {}/{} present)",
+                                    field(&h["procedure"]),
+                                    field(&h["location"]),
+                                    field(&h["quorum"]),
+                                    field(&h["custodians"])
+                                )
+                            } else {
+                                format!(
+                                    "{} ({}/{})",
+                                    field(&h["procedure"]),
+                                    field(&h["quorum"]),
+                                    field(&h["custodians"])
+                                )
+                            }
                         })
                         .collect::<Vec<_>>()
                         .join(", ");
@@ -2343,7 +2354,7 @@ async fn people(cli: &Cli, a: &PeopleArgs) -> Result<()> {
                     );
                 }
             }
-            println!("holds a share of:");
+            println!("holds:");
             output::table(
                 &["PROCEDURE", "SEAL", "QUORUM", "WITHOUT THEM"],
                 p["holdings"]
@@ -2353,7 +2364,9 @@ async fn people(cli: &Cli, a: &PeopleArgs) -> Result<()> {
                     .map(|h| {
                         vec![
                             field(&h["procedure"]),
-                            if h["seal_id"].is_null() {
+                            if h["custody"] == "external" {
+                                format!("external: {}", field(&h["location"]))
+                            } else if h["seal_id"].is_null() {
                                 "not sealed".into()
                             } else {
                                 field(&h["seal_id"])
