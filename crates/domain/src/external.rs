@@ -623,6 +623,28 @@ mod tests {
         )
     }
 
+    /// The example in `docs/examples/` (and the README) parses and lints as documented.
+    #[test]
+    fn the_documented_example_is_valid() {
+        let text = include_str!("../../../docs/examples/aws-root.yaml");
+        let linted = crate::readiness::lint_file(
+            "aws-root.yaml",
+            text,
+            &Limits::default(),
+            &crate::readiness::LintPolicy::default(),
+        )
+        .expect("the example is valid");
+        let p = &linted[0].parsed.procedure;
+        let c = p.external.as_ref().expect("external");
+        assert_eq!((c.holders.len(), c.present, c.steps.len()), (3, 2, 4));
+        assert_eq!(
+            linted[0].readiness.verdict,
+            crate::readiness::Verdict::Ready,
+            "{:?}",
+            linted[0].readiness.findings
+        );
+    }
+
     #[test]
     fn a_valid_external_procedure_parses() {
         let parsed = parse_procedures("x.yaml", FILE, &Limits::default()).expect("valid");
