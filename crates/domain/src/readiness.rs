@@ -1568,32 +1568,43 @@ pub fn what_if(p: &Procedure, down: &[String], keys: &[(String, KeyState)]) -> W
         }
     }
     let lost = |name: &str| keys.iter().any(|(n, k)| n == name && *k == KeyState::Lost);
-    let custodians: Vec<String> = p
-        .custodians
+    // Who must be reachable: the custodians for their approvals, or an externally held
+    // credential's holders, of whom `present` must be there.
+    let (everyone, quorum, needs): (Vec<&str>, usize, &str) = match &p.external {
+        Some(c) => (
+            c.holders.iter().map(|h| h.name.as_str()).collect(),
+            usize::from(c.present),
+            "holders who must be present",
+        ),
+        None => (
+            p.custodians.iter().map(|c| c.name.as_str()).collect(),
+            usize::from(p.quorum),
+            "approvals it needs",
+        ),
+    };
+    let custodians: Vec<String> = everyone
         .iter()
-        .filter(|c| !is_down(&c.name) && !lost(&c.name))
-        .map(|c| c.name.clone())
+        .filter(|c| !is_down(c) && !lost(c))
+        .map(|c| (*c).to_owned())
         .collect();
-    let quorum = usize::from(p.quorum);
     if custodians.len() < quorum {
-        let gone: Vec<String> = p
-            .custodians
+        let gone: Vec<String> = everyone
             .iter()
-            .filter(|c| !custodians.contains(&c.name))
+            .filter(|c| !custodians.iter().any(|x| x == *c))
             .map(|c| {
-                if lost(&c.name) {
-                    format!("{} (key lost)", c.name)
+                if lost(c) {
+                    format!("{c} (key lost)")
                 } else {
-                    format!("{} (down)", c.name)
+                    format!("{c} (down)")
                 }
             })
             .collect();
         blockers.push(format!(
-            "{} of the {quorum} approvals it needs are reachable; missing: {}",
+            "{} of the {quorum} {needs} are reachable; missing: {}",
             custodians.len(),
             gone.join(", ")
         ));
-    } else if custodians.len() == quorum && p.custodians.len() > quorum {
+    } else if custodians.len() == quorum && everyone.len() > quorum {
         warnings.push(format!(
             "exactly the quorum is left ({}): no spare",
             custodians.join(", ")
@@ -1669,5 +1680,25 @@ mod what_if_tests {
 
         let w = what_if(&p, &down("db-01"), &[]);
         assert!(!w.can_open && w.blockers[0].contains("db-01"));
+    }
+
+    #[test]
+    fn external_custody_counts_holders() {
+        let text = "id: aws-root\ntarget:\n  kind: external\ncustody:\n  location: safe\n  holders: [{name: erin}, {name: frank}, {name: grace}]\n  present: 2\n  steps: [open]\n";
+        let p = parse_procedures("x.yaml", text, &Limits::default())
+            .expect("valid")
+            .remove(0)
+            .procedure;
+        let down = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
+        let w = what_if(&p, &down("erin"), &[]);
+        assert!(w.can_open, "{w:?}");
+        assert_eq!(w.custodians, ["frank", "grace"]);
+        assert!(w.warnings[0].contains("no spare"), "{w:?}");
+        let w = what_if(&p, &down("erin,grace"), &[]);
+        assert!(!w.can_open);
+        assert_eq!(
+            w.blockers[0],
+            "1 of the 2 holders who must be present are reachable; missing: erin (down), grace (down)"
+        );
     }
 }

@@ -470,6 +470,13 @@ fn settings(p: &Procedure) -> Vec<Setting> {
                     .join(" "),
             });
             out.push(Setting {
+                name: "open",
+                value: format!(
+                    "breakglass custody open {} --reason … --ticket …, then breakglass custody step RUN N as each step is done",
+                    p.id
+                ),
+            });
+            out.push(Setting {
                 name: "holders attest every",
                 value: c.attest_every.map_or_else(
                     || "no schedule".into(),
@@ -654,7 +661,9 @@ pub(crate) async fn procedure(
         .drill_max_time_to_access
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let page = ProcedurePage {
-        may_open: viewer.may(Action::OpenBreak),
+        // An external-custody break is human steps confirmed with `breakglass custody`; the
+        // form opens sealed breaks only.
+        may_open: viewer.may(Action::OpenBreak) && p.external.is_none(),
         may_drill: viewer.may(Action::RunDrill),
         graph_svg: graph::workflow(p, &row.custodians),
         trend_svg: graph::trend(&trend, budget_ms),
