@@ -1000,15 +1000,29 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
                 "procedures",
                 &["ID", "TARGET", "QUORUM", "SEALED", "TAINTED", "OPEN BREAKS"],
                 |p| {
+                    let external = p["custody"]["kind"] == "external";
                     vec![
                         field(&p["id"]),
                         field(&p["target"]["kind"]),
-                        format!(
-                            "{} of {}",
-                            field(&p["quorum"]),
-                            p["custodians"].as_array().map_or(0, Vec::len)
-                        ),
-                        field(&p["sealed"]),
+                        if external {
+                            format!(
+                                "external at {}: {} of {} holders present",
+                                field(&p["custody"]["location"]),
+                                field(&p["custody"]["present"]),
+                                p["custody"]["holders"].as_array().map_or(0, Vec::len)
+                            )
+                        } else {
+                            format!(
+                                "{} of {}",
+                                field(&p["quorum"]),
+                                p["custodians"].as_array().map_or(0, Vec::len)
+                            )
+                        },
+                        if external {
+                            "held outside".into()
+                        } else {
+                            field(&p["sealed"])
+                        },
                         if p["tainted"].as_bool() == Some(true) {
                             format!("yes: {}", field(&p["taint"]["reason"]))
                         } else {
@@ -1049,6 +1063,26 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
                 "open breaks: {}",
                 p["open_breaks"].as_array().map_or(0, Vec::len)
             );
+            if p["custody"]["kind"] == "external" {
+                let holders: Vec<String> = p["custody"]["holders"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| {
+                        breakglass_domain::named(
+                            &field(&h["name"]),
+                            h["contact"].as_str().unwrap_or(""),
+                        )
+                    })
+                    .collect();
+                println!(
+                    "custody: external at {}; {} of {} must be present: {}",
+                    field(&p["custody"]["location"]),
+                    field(&p["custody"]["present"]),
+                    holders.len(),
+                    holders.join(", ")
+                );
+            }
             println!("---");
             print!("{}", p["spec_yaml"].as_str().unwrap_or_default());
             Ok(())

@@ -65,6 +65,23 @@ fn external_custody_end_to_end() {
         .arg(&file)
         .assert()
         .success();
+    // The inventory shows its custody as external: where, and how many of whom.
+    let a = server.cli().args(["procedure", "list"]).assert().success();
+    assert!(
+        stdout(&a).contains("external at safe B2, London office: 2 of 2 holders present"),
+        "{}",
+        stdout(&a)
+    );
+    let a = server
+        .cli()
+        .args(["procedure", "show", "aws-root"])
+        .assert()
+        .success();
+    assert!(
+        stdout(&a).contains("custody: external at safe B2, London office; 2 of 2 must be present: erin <erin@example.com>, frank <+44 20 7946 0000>"),
+        "{}",
+        stdout(&a)
+    );
     let mut ids = std::collections::HashMap::new();
     for (name, role) in [
         ("erin", "custodian"),

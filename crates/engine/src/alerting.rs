@@ -328,6 +328,11 @@ impl Engine {
                 "Break stopped: {proc_name} ({ticket}): {}",
                 p["detail"]["reason"].as_str().unwrap_or("")
             ),
+            "custody.attestation_requested" => format!(
+                "Custody attestation due: {proc_name} — check {} and run `breakglass custody attest {proc_name}` — holders: {}",
+                p["detail"]["location"].as_str().unwrap_or("?"),
+                crate::ports::named_list(&people)
+            ),
             "custody.rotated" => format!(
                 "Externally held credential rotated: {proc_name} (recorded by {who} for {})",
                 p["detail"]["holder"].as_str().unwrap_or("?")

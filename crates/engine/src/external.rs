@@ -631,6 +631,58 @@ impl Engine {
         Ok(r)
     }
 
+    /// Asks the holders of every external-custody procedure whose latest attestation is older
+    /// than its schedule (`attest_every`, else the server's attestation interval), and who were
+    /// not asked within it either, to check the safe, through the procedure's alert channels.
+    /// Due-ness is read from the store, so restarts neither skip nor repeat a request.
+    /// Returns the procedures asked about.
+    pub async fn request_due_custody_attestations(&self) -> Result<Vec<String>, EngineError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let procedures = tx.procedures().await?;
+        let records = tx.custody_records(None).await?;
+        let mut record = Record::default();
+        let mut asked = Vec::new();
+        for stored in &procedures {
+            let Some(custody) = &stored.procedure.external else {
+                continue;
+            };
+            let id = &stored.procedure.id;
+            let every = custody
+                .attest_every
+                .unwrap_or(self.config().attestation_interval);
+            let attested =
+                breakglass_domain::external::latest(&records, id, None, RecordKind::Attested)
+                    .map(|r| r.at);
+            let schedule = format!("custody-attest:{id}");
+            let last_asked = tx.schedule_run(&schedule).await?;
+            if !crate::schedules::due(attested, every, now)
+                || !crate::schedules::due(last_asked, every, now)
+            {
+                continue;
+            }
+            tx.put_schedule_run(&schedule, now).await?;
+            record.procedure_alert(
+                now,
+                crate::SCHEDULER,
+                "custody.attestation_requested",
+                &stored.procedure,
+                json!({
+                    "location": custody.location,
+                    "holders": holders_json(custody),
+                    "last_attested": attested.map(|t| t.to_string()),
+                    "how": format!("breakglass custody attest {id} --note \"what you saw\""),
+                }),
+            );
+            asked.push(id.clone());
+        }
+        if record.drafts.is_empty() {
+            return Ok(asked);
+        }
+        self.commit(tx, record).await?;
+        Ok(asked)
+    }
+
     /// One run of human steps.
     pub async fn external_run(&self, by: &Actor, id: &str) -> Result<Run, EngineError> {
         by.may(Action::Read)?;

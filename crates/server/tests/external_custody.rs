@@ -369,6 +369,36 @@ async fn attestations_on_schedule_drills_timed_and_the_people_inventory() {
     let erin = actor("erin", &[Role::Custodian]);
     let frank = actor("frank", &[Role::Custodian]);
 
+    // Never attested: the holders are asked through the channels, once per schedule.
+    assert_eq!(
+        e.request_due_custody_attestations().await.unwrap(),
+        ["aws-root"]
+    );
+    assert!(
+        e.request_due_custody_attestations()
+            .await
+            .unwrap()
+            .is_empty(),
+        "asked once per schedule"
+    );
+    e.deliver_alerts().await.unwrap();
+    let asked = w
+        .received
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|a| a["event"] == "custody.attestation_requested")
+        .cloned()
+        .expect("the request arrived");
+    assert!(
+        asked["title"]
+            .as_str()
+            .unwrap()
+            .contains("check safe B2, London office and run `breakglass custody attest aws-root` — holders: erin <erin@example.com>"),
+        "{asked}"
+    );
+
     // A non-holder cannot attest; erin can, an admin can for frank.
     let e1 = e
         .attest_custody(&actor("zed", &[Role::Custodian]), "aws-root", None, "seen")
@@ -726,4 +756,96 @@ async fn the_api_runs_a_break_and_refuses_who_may_not() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+async fn page(router: &axum::Router, uri: &str, cookie: &str) -> (StatusCode, String) {
+    let r = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri(uri)
+                .header(header::HOST, "bg.test")
+                .header(header::COOKIE, cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 22).await.unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+fn cookie_of(r: &axum::http::Response<Body>, name: &str) -> String {
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .unwrap()
+}
+
+/// Signs in to the UI with an API token, as the sign-in form does; returns the session cookie.
+async fn sign_in(router: &axum::Router, token: &str) -> String {
+    let r = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/signin")
+                .header(header::HOST, "bg.test")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let pre_cookie = cookie_of(&r, "bg_pre");
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 22).await.unwrap();
+    let html = String::from_utf8(bytes.to_vec()).unwrap();
+    let marker = "name=\"pre\" value=\"";
+    let start = html.find(marker).unwrap() + marker.len();
+    let pre = &html[start..start + html[start..].find('"').unwrap()];
+    let r = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/signin")
+                .header(header::HOST, "bg.test")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, pre_cookie)
+                .header(header::ORIGIN, "http://bg.test")
+                .body(Body::from(format!("pre={pre}&token={token}&next=%2F")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    cookie_of(&r, "bg_session")
+}
+
+#[tokio::test]
+async fn the_web_ui_shows_the_custody_as_external() {
+    let w = world().await;
+    let router = router(w.state.clone());
+    let cookie = sign_in(&router, &w.admin_token).await;
+    let (status, html) = page(&router, "/", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("held outside breakglass at safe B2, London office: 2 of 3 holders present"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("not sealed"),
+        "an external credential is never flagged unsealed"
+    );
+    let (status, html) = page(&router, "/procedures/aws-root", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("external: safe B2, London office"), "{html}");
+    assert!(html.contains("erin &#60;erin@example.com&#62;"), "{html}");
+    assert!(html.contains("breakglass custody open aws-root"), "{html}");
+    assert!(!html.contains("id=\"open-break\""), "no sealed-break form");
+    let (status, html) = page(&router, "/people/erin", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("external: safe B2, London office"), "{html}");
 }
