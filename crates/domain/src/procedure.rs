@@ -949,6 +949,20 @@ mod tests {
     }
 
     #[test]
+    fn sealed_targets_still_need_quorum_and_max_grant() {
+        let text = file(2, [AGE1, AGE2, AGE3], "15m")
+            .replace("quorum: 2\n", "")
+            .replace("max_grant: 15m\n", "");
+        assert_eq!(
+            errors(&text),
+            [
+                "p.yaml:1:5: quorum: missing field `quorum`",
+                "p.yaml:1:5: max_grant: missing field `max_grant`"
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_field_is_named() {
         let text = file(2, [AGE1, AGE2, AGE3], "15m") + "colour: red\n";
         let e = errors(&text);
