@@ -654,6 +654,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Channel(c) => channel(&cli, c).await,
         Command::Target(t) => target(&cli, t).await,
         Command::Drill(d) => crate::drill::run(&cli, d).await,
+        Command::Custody(c) => crate::custody::run(&cli, c).await,
         Command::Session(s) => crate::session::run(&cli, s).await,
         Command::Evidence(e) => evidence_cmd(&cli, e).await,
         Command::RecoveryKit(k) => crate::recover::recovery_kit(&cli, k).await,
@@ -1056,15 +1057,29 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
                 "procedures",
                 &["ID", "TARGET", "QUORUM", "SEALED", "TAINTED", "OPEN BREAKS"],
                 |p| {
+                    let external = p["custody"]["kind"] == "external";
                     vec![
                         field(&p["id"]),
                         field(&p["target"]["kind"]),
-                        format!(
-                            "{} of {}",
-                            field(&p["quorum"]),
-                            p["custodians"].as_array().map_or(0, Vec::len)
-                        ),
-                        field(&p["sealed"]),
+                        if external {
+                            format!(
+                                "external at {}: {} of {} holders present",
+                                field(&p["custody"]["location"]),
+                                field(&p["custody"]["present"]),
+                                p["custody"]["holders"].as_array().map_or(0, Vec::len)
+                            )
+                        } else {
+                            format!(
+                                "{} of {}",
+                                field(&p["quorum"]),
+                                p["custodians"].as_array().map_or(0, Vec::len)
+                            )
+                        },
+                        if external {
+                            "held outside".into()
+                        } else {
+                            field(&p["sealed"])
+                        },
                         if p["tainted"].as_bool() == Some(true) {
                             format!("yes: {}", field(&p["taint"]["reason"]))
                         } else {
@@ -1105,6 +1120,26 @@ async fn procedure(cli: &Cli, cmd: &ProcedureCmd) -> Result<()> {
                 "open breaks: {}",
                 p["open_breaks"].as_array().map_or(0, Vec::len)
             );
+            if p["custody"]["kind"] == "external" {
+                let holders: Vec<String> = p["custody"]["holders"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| {
+                        breakglass_domain::named(
+                            &field(&h["name"]),
+                            h["contact"].as_str().unwrap_or(""),
+                        )
+                    })
+                    .collect();
+                println!(
+                    "custody: external at {}; {} of {} must be present: {}",
+                    field(&p["custody"]["location"]),
+                    field(&p["custody"]["present"]),
+                    holders.len(),
+                    holders.join(", ")
+                );
+            }
             println!("---");
             print!("{}", p["spec_yaml"].as_str().unwrap_or_default());
             Ok(())
@@ -2340,12 +2375,22 @@ async fn people(cli: &Cli, a: &PeopleArgs) -> Result<()> {
                         .into_iter()
                         .flatten()
                         .map(|h| {
-                            format!(
-                                "{} ({}/{})",
-                                field(&h["procedure"]),
-                                field(&h["quorum"]),
-                                field(&h["custodians"])
-                            )
+                            if h["custody"] == "external" {
+                                format!(
+                                    "{} (external: {}, {}/{} present)",
+                                    field(&h["procedure"]),
+                                    field(&h["location"]),
+                                    field(&h["quorum"]),
+                                    field(&h["custodians"])
+                                )
+                            } else {
+                                format!(
+                                    "{} ({}/{})",
+                                    field(&h["procedure"]),
+                                    field(&h["quorum"]),
+                                    field(&h["custodians"])
+                                )
+                            }
                         })
                         .collect::<Vec<_>>()
                         .join(", ");
@@ -2400,7 +2445,7 @@ async fn people(cli: &Cli, a: &PeopleArgs) -> Result<()> {
                     );
                 }
             }
-            println!("holds a share of:");
+            println!("holds:");
             output::table(
                 &["PROCEDURE", "SEAL", "QUORUM", "WITHOUT THEM"],
                 p["holdings"]
@@ -2410,7 +2455,9 @@ async fn people(cli: &Cli, a: &PeopleArgs) -> Result<()> {
                     .map(|h| {
                         vec![
                             field(&h["procedure"]),
-                            if h["seal_id"].is_null() {
+                            if h["custody"] == "external" {
+                                format!("external: {}", field(&h["location"]))
+                            } else if h["seal_id"].is_null() {
                                 "not sealed".into()
                             } else {
                                 field(&h["seal_id"])

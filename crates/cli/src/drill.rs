@@ -162,7 +162,12 @@ async fn run_drill(cli: &Cli, a: &RunArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if !json_out {
+    if !json_out && started["mode"] == "external" {
+        println!(
+            "drill {id}: external-custody drill of {}: the holders are alerted; each step is timed as its person confirms it with `breakglass custody step {id} N`",
+            a.procedure
+        );
+    } else if !json_out {
         println!(
             "drill {id}: {} drill of {}{}",
             if a.live { "live" } else { "automated" },

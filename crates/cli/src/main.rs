@@ -13,6 +13,7 @@
 
 mod client;
 mod commands;
+mod custody;
 mod demo;
 mod drill;
 mod output;
@@ -120,6 +121,10 @@ pub(crate) enum Command {
     /// Drills: run one (automated or live, with injected failures), list them, show a report.
     #[command(subcommand)]
     Drill(drill::DrillCmd),
+    /// External custody (`kind: external` procedures, credentials breakglass cannot seal):
+    /// open a break, confirm its human steps, attest the safe's contents, record a rotation.
+    #[command(subcommand)]
+    Custody(custody::CustodyCmd),
     /// Gateway sessions: every statement a break's responder ran through the gateway.
     #[command(subcommand)]
     Session(session::SessionCmd),

@@ -71,6 +71,12 @@ pub enum Action {
     RunDrill,
     /// Read the people inventory (who holds what, their contacts and keys).
     ReadPeople,
+    /// Confirm a human step of an external-custody break or drill (the engine also checks
+    /// that the actor is a holder, the run's opener or an admin).
+    CustodyStep,
+    /// Record that an externally held credential is in its place, or was rotated (the engine
+    /// also checks that the actor is the holder, or an admin recording for them).
+    AttestCustody,
 }
 
 /// An enrolled actor.
@@ -117,6 +123,14 @@ impl Actor {
             Action::CheckTarget => (&[Role::Admin], "check targets"),
             Action::RunDrill => (&[Role::Admin, Role::Requester], "run drills"),
             Action::ReadPeople => (&[Role::Admin, Role::Auditor], "read the people inventory"),
+            Action::CustodyStep => (
+                &[Role::Admin, Role::Requester, Role::Custodian],
+                "confirm external custody steps",
+            ),
+            Action::AttestCustody => (
+                &[Role::Admin, Role::Custodian],
+                "attest or rotate externally held credentials",
+            ),
         };
         if allowed.iter().any(|r| self.has(*r)) {
             Ok(())
@@ -172,5 +186,16 @@ mod tests {
         assert!(auditor.may(Action::ReadPeople).is_ok());
         assert!(custodian.may(Action::ReadPeople).is_err());
         assert!(actor(&[Role::Requester]).may(Action::ReadPeople).is_err());
+        assert!(auditor.may(Action::CustodyStep).is_err());
+        assert!(auditor.may(Action::AttestCustody).is_err());
+        assert!(custodian.may(Action::CustodyStep).is_ok());
+        assert!(custodian.may(Action::AttestCustody).is_ok());
+        assert_eq!(
+            actor(&[Role::Requester])
+                .may(Action::AttestCustody)
+                .unwrap_err()
+                .to_string(),
+            "`x` may not attest or rotate externally held credentials: it needs the admin or custodian role"
+        );
     }
 }

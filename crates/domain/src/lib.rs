@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod drill;
+pub mod external;
 pub mod lifecycle;
 pub mod people;
 pub mod procedure;
@@ -13,6 +14,10 @@ pub mod time;
 
 pub use actor::{Action, Actor, Denied, Role};
 pub use drill::{DrillMode, Injection};
+pub use external::{
+    CustodyRecord, ExternalCustody, Holder, RecordKind, Run, RunKind, RunOutcome, StepDone,
+    StepError, TimedStep,
+};
 pub use lifecycle::{
     Approval, ApproveError, Break, BreakId, BreakInfo, CloseError, EndReason, Ended, Granted,
     OpenError, Requested, RevealError,

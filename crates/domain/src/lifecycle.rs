@@ -485,6 +485,7 @@ mod tests {
             dependencies: vec![],
             protects_against: vec![],
             second_factor: None,
+            external: None,
         }
     }
 

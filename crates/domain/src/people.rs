@@ -58,6 +58,11 @@ pub struct Holding {
     pub others_available: usize,
     /// Whether the others could still reach the quorum without this person.
     pub reachable_without: bool,
+    /// External custody: where the credential lives (then `quorum` is how many holders must
+    /// be present and `custodians` how many hold it; there are no shares or keys).
+    pub location: Option<String>,
+    /// External custody: this holder's latest confirmation of the safe's contents.
+    pub attested_at: Option<Timestamp>,
 }
 
 /// One key a person holds shares under.
@@ -170,6 +175,8 @@ pub struct Inputs<'a> {
     pub now: Timestamp,
     /// Attestations older than this are overdue.
     pub attestation_max_age: Duration,
+    /// Holders' attestations and rotations of externally kept credentials.
+    pub custody: &'a [crate::external::CustodyRecord],
 }
 
 /// The inventory: one [`Person`] per custodian name, sorted by name.
@@ -211,6 +218,8 @@ pub fn inventory(inputs: Inputs<'_>) -> Vec<Person> {
                 custodians: p.custodians.len(),
                 others_available,
                 reachable_without: others_available >= usize::from(p.quorum),
+                location: None,
+                attested_at: None,
             });
             let fp = c.key.fingerprint();
             match person.keys.iter_mut().find(|k| k.fingerprint == fp) {
@@ -232,6 +241,45 @@ pub fn inventory(inputs: Inputs<'_>) -> Vec<Person> {
                     });
                 }
             }
+        }
+    }
+    for (p, _) in inputs.procedures {
+        let Some(custody) = &p.external else {
+            continue;
+        };
+        for h in &custody.holders {
+            let person = people.entry(h.name.clone()).or_insert_with(|| Person {
+                name: h.name.clone(),
+                contacts: Vec::new(),
+                holdings: Vec::new(),
+                keys: Vec::new(),
+                last_drill: None,
+                warnings: Vec::new(),
+            });
+            match person.contacts.iter_mut().find(|x| x.contact == h.contact) {
+                Some(x) => x.procedures.push(p.id.clone()),
+                None => person.contacts.push(Contact {
+                    contact: h.contact.clone(),
+                    procedures: vec![p.id.clone()],
+                }),
+            }
+            let others_available = custody.holders.len().saturating_sub(1);
+            person.holdings.push(Holding {
+                procedure: p.id.clone(),
+                seal_id: None,
+                quorum: custody.present,
+                custodians: custody.holders.len(),
+                others_available,
+                reachable_without: others_available >= usize::from(custody.present),
+                location: Some(custody.location.clone()),
+                attested_at: crate::external::latest(
+                    inputs.custody,
+                    &p.id,
+                    Some(&h.name),
+                    crate::external::RecordKind::Attested,
+                )
+                .map(|r| r.at),
+            });
         }
     }
     for d in inputs.drills {
@@ -383,6 +431,7 @@ mod tests {
             dependencies: vec![],
             protects_against: vec![],
             second_factor: None,
+            external: None,
         }
     }
 
@@ -410,6 +459,7 @@ mod tests {
             drills: &[],
             now: Timestamp(45 * day),
             attestation_max_age: Duration::from_secs(30 * 86_400),
+            custody: &[],
         });
         let names: Vec<&str> = people.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["alice", "bob", "carol"]);
@@ -445,6 +495,7 @@ mod tests {
             drills: &[],
             now: Timestamp(45 * day),
             attestation_max_age: Duration::from_secs(30 * 86_400),
+            custody: &[],
         });
         assert_eq!(people[0].critical(), ["db", "vault"]);
         assert_eq!(people[2].critical(), ["vault"]);
@@ -454,5 +505,52 @@ mod tests {
                 .iter()
                 .any(|w| w.code == "person.key_lost")
         );
+    }
+
+    #[test]
+    fn holders_of_external_custody_are_people() {
+        use crate::procedure::{Limits, parse_procedures};
+        let text = "id: aws-root\ntarget:\n  kind: external\ncustody:\n  location: safe B2\n  holders:\n    - {name: erin, contact: erin@x}\n    - {name: alice, contact: a@x}\n  present: 2\n  steps: [open the safe]\n";
+        let external = parse_procedures("x.yaml", text, &Limits::default())
+            .unwrap()
+            .remove(0)
+            .procedure;
+        let sealed = procedure(
+            "db",
+            2,
+            &[("alice", "a@x"), ("bob", "b@x"), ("carol", "c@x")],
+        );
+        let procedures = [(&sealed, Some("seal_1")), (&external, None)];
+        let records = [crate::external::CustodyRecord {
+            procedure: "aws-root".into(),
+            holder: "erin".into(),
+            kind: crate::external::RecordKind::Attested,
+            at: Timestamp(7),
+            recorded_by: "erin".into(),
+            note: "token present".into(),
+        }];
+        let people = inventory(Inputs {
+            procedures: &procedures,
+            keys: &[],
+            drills: &[],
+            now: Timestamp(10),
+            attestation_max_age: Duration::from_secs(30 * 86_400),
+            custody: &records,
+        });
+        let names: Vec<&str> = people.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["alice", "bob", "carol", "erin"]);
+        let alice = &people[0];
+        assert_eq!(alice.holdings.len(), 2);
+        let held = &alice.holdings[0];
+        assert_eq!(held.procedure, "aws-root");
+        assert_eq!(held.location.as_deref(), Some("safe B2"));
+        assert_eq!((held.quorum, held.custodians), (2, 2));
+        assert!(!held.reachable_without, "2 of 2 must be present");
+        assert_eq!(held.attested_at, None);
+        let erin = &people[3];
+        assert_eq!(erin.holdings[0].attested_at, Some(Timestamp(7)));
+        assert!(erin.keys.is_empty());
+        assert!(erin.single_point_of_failure());
+        assert_eq!(erin.contact(), "erin@x");
     }
 }

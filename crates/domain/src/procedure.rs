@@ -29,14 +29,23 @@ pub struct ProcedureSpec {
     pub description: String,
     /// The system the procedure opens (never its secret).
     pub target: TargetSpec,
-    /// The people who each hold one share of the sealed credential.
+    /// The people who each hold one share of the sealed credential (sealed targets only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custodians: Vec<CustodianSpec>,
-    /// How many custodians must approve (at least 2, at most the number of custodians).
-    #[schemars(with = "u8")]
-    pub quorum: Spanned<u8>,
-    /// Longest grant a break may ask for, e.g. `15m` or `1h`.
-    #[schemars(with = "String")]
-    pub max_grant: Spanned<String>,
+    /// How many custodians must approve (at least 2, at most the number of custodians;
+    /// sealed targets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<u8>")]
+    pub quorum: Option<Spanned<u8>>,
+    /// Longest grant a break may ask for, e.g. `15m` or `1h` (sealed targets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub max_grant: Option<Spanned<String>>,
+    /// Where a credential breakglass cannot seal lives and who holds it (`kind: external`
+    /// targets only): location, holders, how many must be present, the human steps, and
+    /// how often a holder confirms the safe's contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custody: Option<crate::external::CustodySpec>,
     /// Names of the alert channels told about every break.
     #[serde(default)]
     pub alert_channels: Vec<String>,
@@ -137,6 +146,9 @@ pub enum TargetKind {
     Ssh,
     /// An HTTP API that enables an emergency account.
     Http,
+    /// A credential breakglass cannot seal (a hardware MFA token in a safe, a password on
+    /// paper): the procedure's `custody` section says where it lives and who holds it.
+    External,
 }
 
 impl TargetKind {
@@ -148,6 +160,7 @@ impl TargetKind {
             TargetKind::Mariadb => "mariadb",
             TargetKind::Ssh => "ssh",
             TargetKind::Http => "http",
+            TargetKind::External => "external",
         }
     }
 }
@@ -204,6 +217,8 @@ pub struct Procedure {
     pub protects_against: Vec<String>,
     /// The second factor every approval must carry, if the file requires one.
     pub second_factor: Option<SecondFactor>,
+    /// External custody (`kind: external`): then there are no custodians, quorum or grant.
+    pub external: Option<crate::external::ExternalCustody>,
 }
 
 /// A second factor a procedure requires on every approval.
@@ -330,8 +345,34 @@ impl Positions {
             add(format!("custodians[{i}].name"), &c.name.referenced);
             add(format!("custodians[{i}].key"), &c.key.referenced);
         }
-        add("quorum".into(), &spec.quorum.referenced);
-        add("max_grant".into(), &spec.max_grant.referenced);
+        if let Some(q) = &spec.quorum {
+            add("quorum".into(), &q.referenced);
+        }
+        if let Some(m) = &spec.max_grant {
+            add("max_grant".into(), &m.referenced);
+        }
+        if let Some(c) = &spec.custody {
+            add("custody".into(), &c.location.referenced);
+            add("custody.location".into(), &c.location.referenced);
+            if let Some(first) = c.holders.first() {
+                add("custody.holders".into(), &first.name.referenced);
+            }
+            for (i, h) in c.holders.iter().enumerate() {
+                add(format!("custody.holders[{i}].name"), &h.name.referenced);
+            }
+            if let Some(p) = &c.present {
+                add("custody.present".into(), &p.referenced);
+            }
+            if let Some(first) = c.steps.first() {
+                add("custody.steps".into(), &first.referenced);
+            }
+            for (i, step) in c.steps.iter().enumerate() {
+                add(format!("custody.steps[{i}]"), &step.referenced);
+            }
+            if let Some(a) = &c.attest_every {
+                add("custody.attest_every".into(), &a.referenced);
+            }
+        }
         if let Some(a) = &spec.ack_within {
             add("ack_within".into(), &a.referenced);
         }
@@ -525,41 +566,118 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
             ),
         }
     }
-    let quorum = spec.quorum.value;
-    if quorum < 2 {
-        problem(
-            Some(spec.quorum.referenced),
-            "quorum".into(),
-            format!("must be at least 2 (two-person rule), got {quorum}"),
-        );
-    } else if usize::from(quorum) > spec.custodians.len() {
-        problem(
-            Some(spec.quorum.referenced),
-            "quorum".into(),
+    let external = spec.target.kind == TargetKind::External;
+    let id_at = Some(spec.id.referenced);
+    let mut custody = None;
+    match (&spec.custody, external) {
+        (Some(c), true) => {
+            let mut found = Vec::new();
+            custody = Some(crate::external::validate(c, spec.id.referenced, &mut found));
+            for (loc, field, message) in found {
+                problem(loc, field, message);
+            }
+        }
+        (None, true) => problem(
+            id_at,
+            "custody".into(),
+            "a `kind: external` target needs a custody section: where the credential lives, its holders and the steps".into(),
+        ),
+        (Some(c), false) => problem(
+            Some(c.location.referenced),
+            "custody".into(),
             format!(
-                "{quorum} is larger than the number of custodians ({})",
-                spec.custodians.len()
+                "only `kind: external` targets are held outside breakglass; a `{}` target's credential is sealed to its custodians",
+                spec.target.kind.as_str()
             ),
+        ),
+        (None, false) => {}
+    }
+    let quorum = match (&spec.quorum, external) {
+        (Some(q), true) => {
+            problem(
+                Some(q.referenced),
+                "quorum".into(),
+                "an external-custody procedure has no sealed shares; say how many holders must be present with custody.present".into(),
+            );
+            0
+        }
+        (None, true) => 0,
+        (None, false) => {
+            problem(id_at, "quorum".into(), "missing field `quorum`".into());
+            0
+        }
+        (Some(q), false) => {
+            let quorum = q.value;
+            if quorum < 2 {
+                problem(
+                    Some(q.referenced),
+                    "quorum".into(),
+                    format!("must be at least 2 (two-person rule), got {quorum}"),
+                );
+            } else if usize::from(quorum) > spec.custodians.len() {
+                problem(
+                    Some(q.referenced),
+                    "quorum".into(),
+                    format!(
+                        "{quorum} is larger than the number of custodians ({})",
+                        spec.custodians.len()
+                    ),
+                );
+            }
+            quorum
+        }
+    };
+    if external && let Some(first) = spec.custodians.first() {
+        problem(
+            Some(first.name.referenced),
+            "custodians".into(),
+            "an external-custody procedure has no sealed shares; list the people who hold the credential under custody.holders".into(),
         );
     }
-    let max_grant = match parse_duration(&spec.max_grant.value) {
-        Ok(d) if d > limits.grant_ceiling => {
+    if external && spec.second_factor.is_some() {
+        problem(
+            spec.second_factor.as_ref().map(|f| f.referenced),
+            "second_factor".into(),
+            "an external-custody procedure has no approvals to carry a second factor".into(),
+        );
+    }
+    let max_grant = match (&spec.max_grant, external) {
+        (Some(m), true) => {
             problem(
-                Some(spec.max_grant.referenced),
+                Some(m.referenced),
                 "max_grant".into(),
-                format!(
-                    "{} is longer than the configured ceiling of {}",
-                    spec.max_grant.value.trim(),
-                    crate::time::format_duration(limits.grant_ceiling)
-                ),
+                "an external-custody procedure grants nothing: breakglass never holds the credential".into(),
             );
-            d
-        }
-        Ok(d) => d,
-        Err(m) => {
-            problem(Some(spec.max_grant.referenced), "max_grant".into(), m);
             Duration::ZERO
         }
+        (None, true) => Duration::ZERO,
+        (None, false) => {
+            problem(
+                id_at,
+                "max_grant".into(),
+                "missing field `max_grant`".into(),
+            );
+            Duration::ZERO
+        }
+        (Some(m), false) => match parse_duration(&m.value) {
+            Ok(d) if d > limits.grant_ceiling => {
+                problem(
+                    Some(m.referenced),
+                    "max_grant".into(),
+                    format!(
+                        "{} is longer than the configured ceiling of {}",
+                        m.value.trim(),
+                        crate::time::format_duration(limits.grant_ceiling)
+                    ),
+                );
+                d
+            }
+            Ok(d) => d,
+            Err(e) => {
+                problem(Some(m.referenced), "max_grant".into(), e);
+                Duration::ZERO
+            }
+        },
     };
     let max_credential_age = spec.rotation.as_ref().and_then(|r| {
         parse_duration(&r.max_credential_age.value)
@@ -587,6 +705,13 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
                 .ok()
         });
     let drill_automated = spec.drill.as_ref().is_some_and(|d| d.automated);
+    if external && drill_automated {
+        problem(
+            spec.drill.as_ref().map(|d| d.every.referenced),
+            "drill.automated".into(),
+            "an external-custody procedure is drilled by the people who hold it (`breakglass drill run` opens a timed run of its steps); the server cannot drill it alone".into(),
+        );
+    }
     let drill_cron = spec
         .drill
         .as_ref()
@@ -697,6 +822,7 @@ pub fn validate(spec: &ProcedureSpec, limits: &Limits) -> Result<Procedure, Vec<
         dependencies: spec.dependencies.clone(),
         protects_against: spec.protects_against.clone(),
         second_factor,
+        external: custody,
     })
 }
 
@@ -819,6 +945,20 @@ mod tests {
         assert!(
             e[0].starts_with("p.yaml:13:12: max_grant: `soon` is not a duration"),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn sealed_targets_still_need_quorum_and_max_grant() {
+        let text = file(2, [AGE1, AGE2, AGE3], "15m")
+            .replace("quorum: 2\n", "")
+            .replace("max_grant: 15m\n", "");
+        assert_eq!(
+            errors(&text),
+            [
+                "p.yaml:1:5: quorum: missing field `quorum`",
+                "p.yaml:1:5: max_grant: missing field `max_grant`"
+            ]
         );
     }
 

@@ -346,6 +346,48 @@ pub const RULES: &[Rule] = &[
         help: "Review the unknown accounts from the latest discovery: remove them or add them to the inventory.",
     },
     Rule {
+        code: "custody.no_contact",
+        verdict: Verdict::Degraded,
+        summary: "a holder of an externally kept credential has no contact",
+        help: "Give every holder under `custody.holders` a `contact` (phone, email, chat handle) so they can be reached at 2 a.m.",
+    },
+    Rule {
+        code: "custody.no_spare",
+        verdict: Verdict::Degraded,
+        summary: "every holder must be present: one unreachable holder blocks the safe",
+        help: "Add a holder or lower `custody.present` so that one unreachable holder does not block a break.",
+    },
+    Rule {
+        code: "custody.attestation_unscheduled",
+        verdict: Verdict::Degraded,
+        summary: "no attestation schedule for the externally kept credential",
+        help: "Add `custody.attest_every: 30d` (or shorter) so a holder confirms the safe's contents on schedule.",
+    },
+    Rule {
+        code: "custody.never_attested",
+        verdict: Verdict::Degraded,
+        summary: "no holder ever confirmed that the credential is where the file says",
+        help: "A holder checks the safe and runs `breakglass custody attest PROCEDURE --note \"…\"`.",
+    },
+    Rule {
+        code: "custody.attestation_overdue",
+        verdict: Verdict::Degraded,
+        summary: "the latest confirmation of the safe's contents is older than the schedule",
+        help: "A holder checks the safe and runs `breakglass custody attest PROCEDURE --note \"…\"`.",
+    },
+    Rule {
+        code: "custody.tainted",
+        verdict: Verdict::Degraded,
+        summary: "the externally kept credential was used and its rotation is not recorded",
+        help: "Rotate the credential (new password, re-enrolled MFA token), put it back, and run `breakglass custody rotated PROCEDURE --note \"…\"`.",
+    },
+    Rule {
+        code: "custody.rotation_unrecorded",
+        verdict: Verdict::Degraded,
+        summary: "the rotation policy cannot be checked: no rotation of the externally kept credential is recorded",
+        help: "Record the latest rotation with `breakglass custody rotated PROCEDURE --note \"…\"`.",
+    },
+    Rule {
         code: "audit.sink_lagging",
         verdict: Verdict::Degraded,
         summary: "an audit sink is behind",
@@ -479,8 +521,13 @@ pub fn lint_files(
 fn lint_findings(p: &Procedure, policy: &LintPolicy) -> Vec<Finding> {
     use Verdict::{Broken, Degraded};
     let mut out = Vec::new();
+    if let Some(custody) = &p.external {
+        custody_lint(custody, &mut out);
+    }
     let n = p.custodians.len();
-    if n < policy.min_custodians {
+    if p.external.is_some() {
+        // Holders replace custodians; their rules are the custody ones.
+    } else if n < policy.min_custodians {
         out.push(
             finding(
                 Degraded,
@@ -506,7 +553,7 @@ fn lint_findings(p: &Procedure, policy: &LintPolicy) -> Vec<Finding> {
             .at("custodians"),
         );
     }
-    if n == usize::from(p.quorum) {
+    if p.external.is_none() && n == usize::from(p.quorum) {
         out.push(finding(
             Degraded,
             "quorum.no_spare",
@@ -544,7 +591,9 @@ fn lint_findings(p: &Procedure, policy: &LintPolicy) -> Vec<Finding> {
         ),
         Some(_) => {}
     }
-    if p.max_credential_age.is_none() && p.target.kind == TargetKind::Secret {
+    if p.max_credential_age.is_none()
+        && matches!(p.target.kind, TargetKind::Secret | TargetKind::External)
+    {
         out.push(finding(
             Degraded,
             "rotation.unset",
@@ -568,6 +617,213 @@ fn lint_findings(p: &Procedure, policy: &LintPolicy) -> Vec<Finding> {
         ));
     }
     out
+}
+
+fn custody_lint(c: &crate::external::ExternalCustody, out: &mut Vec<Finding>) {
+    use Verdict::Degraded;
+    let silent: Vec<&str> = c
+        .holders
+        .iter()
+        .filter(|h| h.contact.trim().is_empty())
+        .map(|h| h.name.as_str())
+        .collect();
+    if !silent.is_empty() {
+        out.push(
+            finding(
+                Degraded,
+                "custody.no_contact",
+                format!(
+                    "no contact for holder(s) {}: nobody can reach them at 2 a.m.",
+                    silent.join(", ")
+                ),
+            )
+            .at("custody.holders"),
+        );
+    }
+    if c.holders.len() == usize::from(c.present) {
+        out.push(
+            finding(
+                Degraded,
+                "custody.no_spare",
+                format!(
+                    "{} of {} holders must be present: if one is unreachable nobody can open {}; add a holder",
+                    c.present,
+                    c.holders.len(),
+                    c.location
+                ),
+            )
+            .at("custody.present"),
+        );
+    }
+    if c.attest_every.is_none() {
+        out.push(
+            finding(
+                Degraded,
+                "custody.attestation_unscheduled",
+                "no custody.attest_every: nothing says the credential is still in its place".into(),
+            )
+            .at("custody"),
+        );
+    }
+}
+
+fn drill_findings(p: &Procedure, posture: &Posture, out: &mut Vec<Finding>) {
+    use Verdict::{Broken, Degraded};
+    match (&posture.last_drill, p.drill_every) {
+        (None, Some(_)) => out.push(finding(
+            Degraded,
+            "drill.never",
+            "never drilled: run `breakglass drill run`".into(),
+        )),
+        (Some((ago, passed, hash)), every) => {
+            if !passed {
+                out.push(finding(
+                    Broken,
+                    "drill.failed",
+                    format!(
+                        "the latest drill, {} ago, failed",
+                        crate::time::format_duration(*ago)
+                    ),
+                ));
+            }
+            if let Some(every) = every
+                && *ago > every
+            {
+                out.push(finding(
+                    Degraded,
+                    "drill.overdue",
+                    format!(
+                        "latest drill {} ago; the schedule is every {}",
+                        crate::time::format_duration(*ago),
+                        crate::time::format_duration(every)
+                    ),
+                ));
+            }
+            if *hash != posture.content_hash {
+                out.push(finding(
+                    Degraded,
+                    "drill.untested_change",
+                    "the procedure changed since its latest drill".into(),
+                ));
+            }
+        }
+        (None, None) => {}
+    }
+}
+
+fn channel_findings(posture: &Posture, out: &mut Vec<Finding>) {
+    use Verdict::{Broken, Degraded};
+    for (name, configured, tested) in &posture.channels {
+        if !configured {
+            out.push(finding(
+                Broken,
+                "channel.unknown",
+                format!("channel `{name}` is not configured on the server: its alerts go nowhere"),
+            ));
+        } else {
+            match tested {
+                Some(true) => {}
+                Some(false) => out.push(finding(
+                    Degraded,
+                    "channel.failing",
+                    format!("channel `{name}` failed its latest test"),
+                )),
+                None => out.push(finding(
+                    Degraded,
+                    "channel.untested",
+                    format!(
+                        "channel `{name}` was never tested: run `breakglass channel test {name}`"
+                    ),
+                )),
+            }
+        }
+    }
+    for sink in &posture.sinks_lagging {
+        out.push(finding(
+            Degraded,
+            "audit.sink_lagging",
+            format!("audit sink `{sink}` is behind"),
+        ));
+    }
+}
+
+/// The live verdict of an external-custody procedure: the file's rules, drills, channels and
+/// sinks as for any procedure, then the custody itself — attestations of the safe's contents
+/// on schedule, the taint of a use until a holder records the rotation, the credential's age
+/// from the latest recorded rotation. No seal, key or target rule applies: breakglass holds
+/// nothing.
+fn assess_external(
+    p: &Procedure,
+    custody: &crate::external::ExternalCustody,
+    policy: &LintPolicy,
+    posture: &Posture,
+) -> Readiness {
+    use Verdict::Degraded;
+    let mut out = lint_findings(p, policy);
+    if let Some(t) = &posture.taint {
+        out.push(finding(Degraded, "custody.tainted", t.clone()));
+    }
+    let schedule = custody.attest_every.unwrap_or(posture.attestation_max_age);
+    match posture.custody_attested {
+        None => out.push(
+            finding(
+                Degraded,
+                "custody.never_attested",
+                format!(
+                    "no holder ever confirmed the credential is in {}: `breakglass custody attest {}`",
+                    custody.location, p.id
+                ),
+            )
+            .at("custody"),
+        ),
+        Some(ago) if ago > schedule => out.push(
+            finding(
+                Degraded,
+                "custody.attestation_overdue",
+                format!(
+                    "a holder last confirmed {} {} ago; the schedule is every {}: `breakglass custody attest {}`",
+                    custody.location,
+                    crate::time::format_duration(ago),
+                    crate::time::format_duration(schedule),
+                    p.id
+                ),
+            )
+            .at("custody.attest_every"),
+        ),
+        Some(_) => {}
+    }
+    if let Some(max) = p.max_credential_age {
+        match posture.custody_rotated {
+            Some(age) if age > max => out.push(
+                finding(
+                    Degraded,
+                    "credential.old",
+                    format!(
+                        "rotated {} ago; the policy allows {}",
+                        crate::time::format_duration(age),
+                        crate::time::format_duration(max)
+                    ),
+                )
+                .at("rotation.max_credential_age"),
+            ),
+            Some(_) => {}
+            None => out.push(
+                finding(
+                    Degraded,
+                    "custody.rotation_unrecorded",
+                    format!(
+                        "no rotation recorded, so its age against the {} policy is unknown: `breakglass custody rotated {}`",
+                        crate::time::format_duration(max),
+                        p.id
+                    ),
+                )
+                .at("rotation.max_credential_age"),
+            ),
+        }
+    }
+    drill_findings(p, posture, &mut out);
+    channel_findings(posture, &mut out);
+    Readiness::from_findings(&p.id, out)
 }
 
 /// A custodian's key state, as attestations and declarations left it.
@@ -614,6 +870,11 @@ pub struct Posture {
     pub recovery_kit: Option<KitState>,
     /// Custodians (of any procedure) with an active TOTP enrolment.
     pub totp_active: Vec<String>,
+    /// External custody: how long ago a holder last confirmed the safe's contents (`None`:
+    /// never).
+    pub custody_attested: Option<Duration>,
+    /// External custody: how long ago the credential's latest rotation was recorded.
+    pub custody_rotated: Option<Duration>,
 }
 
 /// The automatic recovery kit of a sealed procedure.
@@ -633,6 +894,9 @@ pub const TARGET_CHECK_MAX_AGE: Duration = Duration::from_secs(86_400);
 /// Judges the file and the live posture together.
 pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readiness {
     use Verdict::{Broken, Degraded};
+    if let Some(custody) = &p.external {
+        return assess_external(p, custody, policy, posture);
+    }
     let mut out = lint_findings(p, policy);
     if !posture.sealed {
         out.push(finding(
@@ -657,46 +921,7 @@ pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readines
             ),
         ));
     }
-    match (&posture.last_drill, p.drill_every) {
-        (None, Some(_)) => out.push(finding(
-            Degraded,
-            "drill.never",
-            "never drilled: run `breakglass drill run`".into(),
-        )),
-        (Some((ago, passed, hash)), every) => {
-            if !passed {
-                out.push(finding(
-                    Broken,
-                    "drill.failed",
-                    format!(
-                        "the latest drill, {} ago, failed",
-                        crate::time::format_duration(*ago)
-                    ),
-                ));
-            }
-            if let Some(every) = every
-                && *ago > every
-            {
-                out.push(finding(
-                    Degraded,
-                    "drill.overdue",
-                    format!(
-                        "latest drill {} ago; the schedule is every {}",
-                        crate::time::format_duration(*ago),
-                        crate::time::format_duration(every)
-                    ),
-                ));
-            }
-            if *hash != posture.content_hash {
-                out.push(finding(
-                    Degraded,
-                    "drill.untested_change",
-                    "the procedure changed since its latest drill".into(),
-                ));
-            }
-        }
-        (None, None) => {}
-    }
+    drill_findings(p, posture, &mut out);
     if posture.sealed {
         match &posture.recovery_kit {
             Some(KitState::Missing) => out.push(finding(
@@ -725,31 +950,7 @@ pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readines
             ),
         ));
     }
-    for (name, configured, tested) in &posture.channels {
-        if !configured {
-            out.push(finding(
-                Broken,
-                "channel.unknown",
-                format!("channel `{name}` is not configured on the server: its alerts go nowhere"),
-            ));
-        } else {
-            match tested {
-                Some(true) => {}
-                Some(false) => out.push(finding(
-                    Degraded,
-                    "channel.failing",
-                    format!("channel `{name}` failed its latest test"),
-                )),
-                None => out.push(finding(
-                    Degraded,
-                    "channel.untested",
-                    format!(
-                        "channel `{name}` was never tested: run `breakglass channel test {name}`"
-                    ),
-                )),
-            }
-        }
-    }
+    channel_findings(posture, &mut out);
     let quorum = usize::from(p.quorum);
     let lost: Vec<&str> = posture
         .custodian_keys
@@ -829,13 +1030,6 @@ pub fn assess(p: &Procedure, policy: &LintPolicy, posture: &Posture) -> Readines
                 format!("{n} privileged account(s) not in the inventory"),
             ));
         }
-    }
-    for sink in &posture.sinks_lagging {
-        out.push(finding(
-            Degraded,
-            "audit.sink_lagging",
-            format!("audit sink `{sink}` is behind"),
-        ));
     }
     let count = SecondFactorCount::of(p, &posture.totp_active);
     if let Some(rule) = count.required {
@@ -931,6 +1125,8 @@ mod tests {
             drill_credential: true,
             recovery_kit: None,
             totp_active: vec![],
+            custody_attested: None,
+            custody_rotated: None,
         }
     }
 
@@ -1238,6 +1434,100 @@ mod tests {
             "{r:?}"
         );
     }
+
+    const EXTERNAL: &str = "id: aws-root\ntarget:\n  kind: external\ncustody:\n  location: safe B2\n  holders:\n    - {name: erin, contact: erin@x}\n    - {name: frank, contact: ''}\n  present: 2\n  steps: [open the safe, sign in]\n  attest_every: 30d\nalert_channels: [ops]\nrotation: {max_credential_age: 90d}\ndrill: {every: 90d}\n";
+
+    fn external(text: &str) -> Procedure {
+        parse_procedures("x.yaml", text, &Limits::default())
+            .expect("valid")
+            .remove(0)
+            .procedure
+    }
+
+    #[test]
+    fn external_custody_lint_names_holders_and_presence() {
+        let p = external(EXTERNAL);
+        let r = lint(&p, &LintPolicy::default());
+        let codes: Vec<&str> = r.findings.iter().map(|f| f.code).collect();
+        // No custodian or quorum rule: holders replace them.
+        assert_eq!(codes, ["custody.no_contact", "custody.no_spare"], "{r:?}");
+        assert!(r.findings[0].message.contains("frank"));
+        assert_eq!(r.findings[0].field, Some("custody.holders"));
+        let parsed = lint_file(
+            "x.yaml",
+            EXTERNAL,
+            &Limits::default(),
+            &LintPolicy::default(),
+        )
+        .expect("valid");
+        assert_eq!(
+            parsed[0].position(&parsed[0].readiness.findings[1]),
+            Some((9, 12))
+        );
+
+        let spare = EXTERNAL
+            .replace("contact: ''", "contact: f@x")
+            .replace("present: 2", "present: 1")
+            .replace("  attest_every: 30d\n", "");
+        let r = lint(&external(&spare), &LintPolicy::default());
+        let codes: Vec<&str> = r.findings.iter().map(|f| f.code).collect();
+        assert_eq!(codes, ["custody.attestation_unscheduled"]);
+        for f in &r.findings {
+            assert!(rule(f.code).is_some(), "{} is a rule", f.code);
+        }
+    }
+
+    #[test]
+    fn external_custody_posture_attestation_taint_rotation() {
+        let p = external(
+            &EXTERNAL
+                .replace("contact: ''", "contact: f@x")
+                .replace("present: 2", "present: 1"),
+        );
+        let mut posture = healthy(&p);
+        posture.sealed = false;
+        posture.custody_attested = Some(Duration::from_secs(86_400));
+        posture.custody_rotated = Some(Duration::from_secs(86_400));
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        assert_eq!(r.verdict, Verdict::Ready, "{:?}", r.findings);
+        assert!(r.second_factor.is_none());
+
+        posture.custody_attested = None;
+        posture.custody_rotated = None;
+        posture.taint = Some("used in break ext_1".into());
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        let codes: Vec<&str> = r.findings.iter().map(|f| f.code).collect();
+        assert_eq!(
+            codes,
+            [
+                "custody.never_attested",
+                "custody.rotation_unrecorded",
+                "custody.tainted"
+            ]
+        );
+        assert_eq!(r.verdict, Verdict::Degraded);
+
+        posture.taint = None;
+        posture.custody_attested = Some(Duration::from_secs(31 * 86_400));
+        posture.custody_rotated = Some(Duration::from_secs(91 * 86_400));
+        posture.last_drill = Some((Duration::from_secs(86_400), false, "h".into()));
+        let r = assess(&p, &LintPolicy::default(), &posture);
+        let codes: Vec<&str> = r.findings.iter().map(|f| f.code).collect();
+        assert_eq!(
+            codes,
+            [
+                "drill.failed",
+                "credential.old",
+                "custody.attestation_overdue"
+            ]
+        );
+        assert_eq!(r.verdict, Verdict::Broken);
+        assert!(
+            r.findings[2].message.contains("every 30d"),
+            "{}",
+            r.findings[2].message
+        );
+    }
 }
 
 /// What happens to one procedure when some systems, channels and people are down.
@@ -1278,32 +1568,43 @@ pub fn what_if(p: &Procedure, down: &[String], keys: &[(String, KeyState)]) -> W
         }
     }
     let lost = |name: &str| keys.iter().any(|(n, k)| n == name && *k == KeyState::Lost);
-    let custodians: Vec<String> = p
-        .custodians
+    // Who must be reachable: the custodians for their approvals, or an externally held
+    // credential's holders, of whom `present` must be there.
+    let (everyone, quorum, needs): (Vec<&str>, usize, &str) = match &p.external {
+        Some(c) => (
+            c.holders.iter().map(|h| h.name.as_str()).collect(),
+            usize::from(c.present),
+            "holders who must be present",
+        ),
+        None => (
+            p.custodians.iter().map(|c| c.name.as_str()).collect(),
+            usize::from(p.quorum),
+            "approvals it needs",
+        ),
+    };
+    let custodians: Vec<String> = everyone
         .iter()
-        .filter(|c| !is_down(&c.name) && !lost(&c.name))
-        .map(|c| c.name.clone())
+        .filter(|c| !is_down(c) && !lost(c))
+        .map(|c| (*c).to_owned())
         .collect();
-    let quorum = usize::from(p.quorum);
     if custodians.len() < quorum {
-        let gone: Vec<String> = p
-            .custodians
+        let gone: Vec<String> = everyone
             .iter()
-            .filter(|c| !custodians.contains(&c.name))
+            .filter(|c| !custodians.iter().any(|x| x == *c))
             .map(|c| {
-                if lost(&c.name) {
-                    format!("{} (key lost)", c.name)
+                if lost(c) {
+                    format!("{c} (key lost)")
                 } else {
-                    format!("{} (down)", c.name)
+                    format!("{c} (down)")
                 }
             })
             .collect();
         blockers.push(format!(
-            "{} of the {quorum} approvals it needs are reachable; missing: {}",
+            "{} of the {quorum} {needs} are reachable; missing: {}",
             custodians.len(),
             gone.join(", ")
         ));
-    } else if custodians.len() == quorum && p.custodians.len() > quorum {
+    } else if custodians.len() == quorum && everyone.len() > quorum {
         warnings.push(format!(
             "exactly the quorum is left ({}): no spare",
             custodians.join(", ")
@@ -1379,5 +1680,25 @@ mod what_if_tests {
 
         let w = what_if(&p, &down("db-01"), &[]);
         assert!(!w.can_open && w.blockers[0].contains("db-01"));
+    }
+
+    #[test]
+    fn external_custody_counts_holders() {
+        let text = "id: aws-root\ntarget:\n  kind: external\ncustody:\n  location: safe\n  holders: [{name: erin}, {name: frank}, {name: grace}]\n  present: 2\n  steps: [open]\n";
+        let p = parse_procedures("x.yaml", text, &Limits::default())
+            .expect("valid")
+            .remove(0)
+            .procedure;
+        let down = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
+        let w = what_if(&p, &down("erin"), &[]);
+        assert!(w.can_open, "{w:?}");
+        assert_eq!(w.custodians, ["frank", "grace"]);
+        assert!(w.warnings[0].contains("no spare"), "{w:?}");
+        let w = what_if(&p, &down("erin,grace"), &[]);
+        assert!(!w.can_open);
+        assert_eq!(
+            w.blockers[0],
+            "1 of the 2 holders who must be present are reachable; missing: erin (down), grace (down)"
+        );
     }
 }

@@ -119,6 +119,8 @@ pub struct HttpTarget {
 pub enum TargetConfig {
     /// A static secret: nothing to configure.
     Secret,
+    /// A credential held outside breakglass (`custody` section): nothing to configure.
+    External,
     /// PostgreSQL.
     Postgres(PostgresTarget),
     /// MariaDB.
@@ -142,6 +144,7 @@ impl Target {
         };
         let config = match self.kind {
             TargetKind::Secret => TargetConfig::Secret,
+            TargetKind::External => TargetConfig::External,
             TargetKind::Postgres => {
                 let on_end = match d.optional("on_end").as_deref() {
                     None | Some("drop") => OnEnd::Drop,
@@ -304,11 +307,12 @@ impl Target {
                 account: d.required("account"),
             }),
         };
-        // A secret's details only describe where it belongs (`host: vault-01`): free-form.
+        // A secret's details only describe where it belongs (`host: vault-01`), an external
+        // one's the account it opens (`account: 123456789012`): free-form.
         for key in self
             .details
             .keys()
-            .filter(|_| self.kind != TargetKind::Secret)
+            .filter(|_| !matches!(self.kind, TargetKind::Secret | TargetKind::External))
         {
             if !d.used.contains(&key.as_str()) {
                 d.problems.push((
@@ -332,7 +336,8 @@ impl Target {
 /// The detail names a kind accepts.
 pub fn known_details(kind: TargetKind) -> &'static [&'static str] {
     match kind {
-        TargetKind::Secret => &[],
+        // Free-form, non-secret facts about the account (its id, the console URL).
+        TargetKind::Secret | TargetKind::External => &[],
         TargetKind::Postgres => &[
             "host",
             "port",

@@ -310,6 +310,33 @@ impl Engine {
             }
             "seal.created" => format!("Credential rotated and re-sealed: {proc_name}"),
             "drill.failed" => format!("Drill failed: {proc_name}"),
+            "external.opened" => format!(
+                "Break opened on externally held credential: {proc_name} by {who} ({ticket}) — at {} — holders: {}",
+                p["detail"]["location"].as_str().unwrap_or("?"),
+                crate::ports::named_list(&people)
+            ),
+            "drill.started" if !people.is_empty() => format!(
+                "Drill of externally held credential: {proc_name} by {who} — at {} — holders: {}",
+                p["detail"]["location"].as_str().unwrap_or("?"),
+                crate::ports::named_list(&people)
+            ),
+            "external.completed" => format!(
+                "Every step done: {proc_name} ({ticket}); the credential is tainted until a holder records its rotation — holders: {}",
+                crate::ports::named_list(&people)
+            ),
+            "external.aborted" => format!(
+                "Break stopped: {proc_name} ({ticket}): {}",
+                p["detail"]["reason"].as_str().unwrap_or("")
+            ),
+            "custody.attestation_requested" => format!(
+                "Custody attestation due: {proc_name} — check {} and run `breakglass custody attest {proc_name}` — holders: {}",
+                p["detail"]["location"].as_str().unwrap_or("?"),
+                crate::ports::named_list(&people)
+            ),
+            "custody.rotated" => format!(
+                "Externally held credential rotated: {proc_name} (recorded by {who} for {})",
+                p["detail"]["holder"].as_str().unwrap_or("?")
+            ),
             "attestation.requested" => format!(
                 "Key attestation requested: {} (run `breakglass custodian attest`)",
                 people
@@ -337,7 +364,9 @@ impl Engine {
             headline
         };
         let severity = match event.as_str() {
-            "break.requested" | "break.granted" | "grant.revealed" => Severity::Critical,
+            "break.requested" | "break.granted" | "grant.revealed" | "external.opened" => {
+                Severity::Critical
+            }
             "alert.escalated"
             | "break.lapsed"
             | "audit.sink_lagging"
@@ -345,6 +374,8 @@ impl Engine {
             | "grant.end_failed"
             | "credential.rotation_failed"
             | "drill.failed"
+            | "external.completed"
+            | "external.aborted"
             | "gateway.statement_refused"
             | "gateway.session_terminated" => Severity::Warning,
             _ => Severity::Info,
@@ -378,7 +409,10 @@ impl Engine {
             title,
             dedup_key: format!(
                 "breakglass-{}",
-                break_id.clone().unwrap_or_else(|| proc_name.clone())
+                break_id
+                    .clone()
+                    .or_else(|| text("run"))
+                    .unwrap_or_else(|| proc_name.clone())
             ),
             procedure,
             break_id,
@@ -391,7 +425,11 @@ impl Engine {
             severity,
             resolve: matches!(
                 event.as_str(),
-                "break.expired" | "break.closed" | "break.lapsed"
+                "break.expired"
+                    | "break.closed"
+                    | "break.lapsed"
+                    | "external.completed"
+                    | "external.aborted"
             ),
             ack_url,
             links,
@@ -419,6 +457,19 @@ impl Engine {
                     role: "custodian",
                 })
                 .into_iter()
+                .collect());
+        }
+        // External custody: the holders, with their contact as the alert's event recorded it.
+        if let Some(holders) = p["detail"]["holders"].as_array() {
+            return Ok(holders
+                .iter()
+                .filter_map(|h| {
+                    Some(OnTheHook {
+                        name: h["name"].as_str()?.to_owned(),
+                        contact: h["contact"].as_str().unwrap_or("").to_owned(),
+                        role: "holder",
+                    })
+                })
                 .collect());
         }
         let asks_approval = matches!(

@@ -109,6 +109,12 @@ impl Engine {
             .await?;
         let mut tx = self.store().begin().await?;
         let stored = load_procedure(tx.as_mut(), procedure).await?;
+        if let Some(c) = &stored.procedure.external {
+            return Err(EngineError::Invalid(format!(
+                "procedure `{procedure}` is held outside breakglass ({}): there is nothing to unseal; open it with `breakglass custody open {procedure} --reason … --ticket …`",
+                c.location
+            )));
+        }
         let seal_id = match drill.as_ref().and_then(|d| d.seal_id.clone()) {
             Some(s) => s,
             None => stored.seal_id.clone().ok_or_else(|| {

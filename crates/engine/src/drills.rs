@@ -568,6 +568,9 @@ impl Engine {
         procedure: &str,
         request: DrillRequest,
     ) -> Result<DrillRecord, EngineError> {
+        if let Some(d) = self.external_drill(by, procedure, &request).await? {
+            return Ok(d);
+        }
         let (record, stored, from_seq) = self.prepare_drill(by, procedure, &request).await?;
         let engine = self.clone();
         let by = by.clone();
@@ -591,9 +594,31 @@ impl Engine {
         procedure: &str,
         request: DrillRequest,
     ) -> Result<DrillRecord, EngineError> {
+        // People do an external-custody drill's steps: it runs until they confirm them all.
+        if let Some(d) = self.external_drill(by, procedure, &request).await? {
+            return Ok(d);
+        }
         let (record, stored, from_seq) = self.prepare_drill(by, procedure, &request).await?;
         self.execute_drill(record, stored, request, by.clone(), from_seq)
             .await
+    }
+
+    /// Starts the drill of an external-custody procedure (`None` for any other procedure).
+    async fn external_drill(
+        &self,
+        by: &Actor,
+        procedure: &str,
+        request: &DrillRequest,
+    ) -> Result<Option<DrillRecord>, EngineError> {
+        by.may(Action::RunDrill)?;
+        let stored = self.read_procedure_status(procedure).await?;
+        if stored.procedure.external.is_none() {
+            return Ok(None);
+        }
+        let injections: Vec<String> = request.injections.iter().map(|i| i.to_string()).collect();
+        self.start_external_drill(by, &stored, &injections)
+            .await
+            .map(Some)
     }
 
     /// Drills, newest first.
@@ -633,6 +658,9 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|d| d.outcome == "running")
+            // An external-custody drill is people doing steps; its state is in the store
+            // and it goes on after a restart.
+            .filter(|d| d.mode != "external")
             .collect();
         if running.is_empty() {
             return Ok(0);

@@ -14,6 +14,10 @@ pub enum EngineError {
     /// Signed in but not allowed.
     #[error(transparent)]
     Denied(#[from] Denied),
+    /// Signed in with a role that allows the action, but not allowed on this procedure or run
+    /// (not one of its holders, not the run's opener).
+    #[error("{0}")]
+    NotAllowed(String),
     /// Something named does not exist.
     #[error("{what} `{id}` not found")]
     NotFound {
@@ -52,6 +56,10 @@ pub enum EngineError {
     /// Combining the shares failed although each was verified.
     #[error("unseal failed: {0}")]
     Unseal(#[from] UnsealError),
+    /// A human step of an external-custody run is refused (unknown, out of order, repeated,
+    /// or the run has ended).
+    #[error("step refused: {0}")]
+    Step(#[from] breakglass_domain::StepError),
     /// The state changed in a way that conflicts with the request.
     #[error("conflict: {0}")]
     Conflict(String),

@@ -14,6 +14,7 @@ mod drills;
 mod error;
 mod events;
 mod evidence;
+mod external;
 mod gateway;
 mod grants;
 mod people;
@@ -40,6 +41,7 @@ pub use breaks::{ApproveOutcome, RevealedGrant, ShareForCustodian};
 pub use drills::{DRILL_RUNNER, DrillRequest, TimelineStep, step_of};
 pub use error::EngineError;
 pub use evidence::{MAX_PACK_STATEMENTS, PACK_STATEMENTS};
+pub use external::CustodyStatus;
 pub use gateway::{
     Admission, GatewayCounters, GatewayEndpoint, LOST_SESSIONS_WINDOW_MS, OpenSession,
     RecordedSession, Refusal, SessionEnd, SessionEnds, SessionSummary, StatementPage,

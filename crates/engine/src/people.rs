@@ -36,6 +36,7 @@ impl Engine {
             .iter()
             .flat_map(participations)
             .collect();
+        let custody = tx.custody_records(None).await?;
         let procedures: Vec<_> = stored
             .iter()
             .map(|p| (&p.procedure, p.seal_id.as_deref()))
@@ -46,6 +47,7 @@ impl Engine {
             drills: &drills,
             now,
             attestation_max_age: self.config().attestation_max_age,
+            custody: &custody,
         }))
     }
 
@@ -66,10 +68,19 @@ fn participations(d: &DrillRecord) -> Vec<DrillSeen> {
         .get("steps")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
-    let mut names: Vec<String> = crate::drills::shares_accepted(steps)
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let mut names: Vec<String> = if d.mode == "external" {
+        // An external-custody drill: whoever confirmed a step took part.
+        steps
+            .iter()
+            .filter_map(|s| s["by"].as_str())
+            .map(str::to_owned)
+            .collect()
+    } else {
+        crate::drills::shares_accepted(steps)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
     names.sort();
     names.dedup();
     names

@@ -943,6 +943,27 @@ pub trait Tx: Send {
     async fn recovery_import(&mut self, spool_head: &str) -> StoreResult<Option<SpoolImport>>;
     /// Records the import of a recovery spool; a second one with the same head is refused.
     async fn put_recovery_import(&mut self, import: &SpoolImport) -> StoreResult<()>;
+    /// Inserts or replaces a run of an external-custody procedure's human steps.
+    async fn put_external_run(&mut self, run: &breakglass_domain::Run) -> StoreResult<()>;
+    /// One run of human steps (an external break or drill).
+    async fn external_run(&mut self, id: &str) -> StoreResult<Option<breakglass_domain::Run>>;
+    /// Runs of human steps, newest first; one procedure's or every one.
+    async fn external_runs(
+        &mut self,
+        procedure: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<breakglass_domain::Run>>;
+    /// Appends a holder's attestation or rotation of an externally kept credential (history:
+    /// records are never changed).
+    async fn insert_custody_record(
+        &mut self,
+        record: &breakglass_domain::CustodyRecord,
+    ) -> StoreResult<()>;
+    /// Attestations and rotations, oldest first; one procedure's or every one.
+    async fn custody_records(
+        &mut self,
+        procedure: Option<&str>,
+    ) -> StoreResult<Vec<breakglass_domain::CustodyRecord>>;
     /// The server holding a break's accepted shares or gateway login, read inside this write
     /// transaction: a writer that takes a break over sees the holder the previous writer
     /// committed (writers queue on the audit head), not one read before it queued.

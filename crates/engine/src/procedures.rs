@@ -154,20 +154,25 @@ impl Engine {
                 ),
             };
             tx.put_procedure(&stored).await?;
-            record.procedure_event(
-                now,
-                &by.name,
-                "procedure.applied",
-                &id,
-                json!({
-                    "change": change.as_str(),
-                    "version": stored.version,
-                    "content_hash": stored.content_hash,
-                    "source": stored.source,
-                    "custodians": stored.procedure.custodians.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
-                    "quorum": stored.procedure.quorum,
-                }),
-            );
+            let mut applied = json!({
+                "change": change.as_str(),
+                "version": stored.version,
+                "content_hash": stored.content_hash,
+                "source": stored.source,
+                "custodians": stored.procedure.custodians.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+                "quorum": stored.procedure.quorum,
+            });
+            if let (Some(c), Some(map)) = (&stored.procedure.external, applied.as_object_mut()) {
+                map.insert(
+                    "custody".into(),
+                    json!({
+                        "location": c.location,
+                        "holders": c.holders.iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
+                        "present": c.present,
+                    }),
+                );
+            }
+            record.procedure_event(now, &by.name, "procedure.applied", &id, applied);
             if let Some(t) = &stored.taint {
                 record.procedure_event(
                     now,

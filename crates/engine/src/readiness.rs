@@ -328,6 +328,7 @@ impl Engine {
         let attestations = tx.attestations().await?;
         let drills = tx.latest_drills().await?;
         let totp_active = self.totp_active(tx.as_mut()).await?;
+        let custody_records = tx.custody_records(None).await?;
         let configured: Vec<&str> = self.inner.channels.iter().map(|c| c.name()).collect();
         let mut out = Vec::new();
         for p in procedures {
@@ -394,6 +395,20 @@ impl Engine {
                     None
                 },
                 totp_active: totp_active.clone(),
+                custody_attested: breakglass_domain::external::latest(
+                    &custody_records,
+                    &p.procedure.id,
+                    None,
+                    breakglass_domain::RecordKind::Attested,
+                )
+                .map(|r| age(r.at)),
+                custody_rotated: breakglass_domain::external::latest(
+                    &custody_records,
+                    &p.procedure.id,
+                    None,
+                    breakglass_domain::RecordKind::Rotated,
+                )
+                .map(|r| age(r.at)),
             };
             out.push(readiness::assess(
                 &p.procedure,

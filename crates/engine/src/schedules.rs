@@ -17,7 +17,7 @@ use crate::{Engine, EngineError};
 /// The actor scheduled runs are recorded as.
 pub const SCHEDULER: &str = "scheduler";
 
-fn due(last: Option<Timestamp>, every: Duration, now: Timestamp) -> bool {
+pub(crate) fn due(last: Option<Timestamp>, every: Duration, now: Timestamp) -> bool {
     match last {
         None => true,
         Some(t) => u128::try_from(now.since(t).max(0)).unwrap_or(0) >= every.as_millis(),

@@ -41,6 +41,12 @@ impl Engine {
             .procedure(procedure)
             .await?
             .ok_or_else(|| EngineError::not_found("procedure", procedure))?;
+        if let Some(c) = &stored.procedure.external {
+            return Err(EngineError::Invalid(format!(
+                "procedure `{procedure}` is held outside breakglass ({}): there is nothing to seal; its holders record rotations with `breakglass custody rotated {procedure}`",
+                c.location
+            )));
+        }
         if let (Some(taint), Some(old_id)) = (&stored.taint, &stored.seal_id)
             && taint.secret_revealed
         {

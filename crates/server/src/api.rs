@@ -50,6 +50,23 @@ pub fn router(state: AppState) -> Router {
         .route("/api/procedures/{id}/target", get(target_reports))
         .route("/api/procedures/{id}/drills", post(start_drill))
         .route("/api/procedures/{id}/recovery-kit", get(recovery_kit))
+        .route("/api/procedures/{id}/custody", get(custody_status))
+        .route(
+            "/api/procedures/{id}/custody/breaks",
+            post(open_custody_break),
+        )
+        .route("/api/procedures/{id}/custody/attest", post(attest_custody))
+        .route(
+            "/api/procedures/{id}/custody/rotated",
+            post(custody_rotated),
+        )
+        .route("/api/custody/runs", get(list_custody_runs))
+        .route("/api/custody/runs/{id}", get(show_custody_run))
+        .route(
+            "/api/custody/runs/{id}/steps/{step}",
+            post(confirm_custody_step),
+        )
+        .route("/api/custody/runs/{id}/abort", post(abort_custody_run))
         .route("/api/drills", get(list_drills))
         .route("/api/drills/{id}", get(show_drill))
         .route("/api/drills/{id}/report", get(drill_report))
@@ -592,6 +609,9 @@ pub(crate) fn person_view(p: &breakglass_domain::Person) -> Value {
             "custodians": h.custodians,
             "others_available": h.others_available,
             "reachable_without": h.reachable_without,
+            "custody": if h.location.is_some() { "external" } else { "sealed" },
+            "location": h.location,
+            "attested_at": t(h.attested_at),
         })).collect::<Vec<_>>(),
         "keys": p.keys.iter().map(|k| json!({
             "fingerprint": k.fingerprint,
@@ -688,6 +708,159 @@ async fn declare_lost(
     Ok(Json(
         json!({"attestations": all.iter().map(attestation_view).collect::<Vec<_>>()}),
     ))
+}
+
+/// Opening a break on an external-custody procedure.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustodyOpenRequest {
+    /// Why.
+    reason: String,
+    /// The incident ticket.
+    ticket: String,
+}
+
+/// Confirming a step.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustodyNoteRequest {
+    /// What the person noted (no secrets).
+    #[serde(default)]
+    note: String,
+}
+
+/// An attestation or rotation by a holder.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustodyRecordRequest {
+    /// The holder it is about (default: the caller; an admin may name a holder).
+    #[serde(default)]
+    holder: Option<String>,
+    /// What they saw or did (no secrets).
+    note: String,
+}
+
+/// Stopping a run.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustodyAbortRequest {
+    /// Why.
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListRuns {
+    #[serde(default)]
+    procedure: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn custody_status(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let status = s.engine.custody_status(&me, &id).await?;
+    Ok(Json(crate::views::custody_status_view(
+        &status,
+        s.engine.now(),
+        s.engine.config().attestation_max_age,
+    )))
+}
+
+async fn open_custody_break(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<CustodyOpenRequest>,
+) -> ApiResult {
+    let run = s
+        .engine
+        .open_external_break(&me, &id, &req.reason, &req.ticket)
+        .await?;
+    Ok(Json(crate::views::run_view(&run)))
+}
+
+async fn attest_custody(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<CustodyRecordRequest>,
+) -> ApiResult {
+    let r = s
+        .engine
+        .attest_custody(&me, &id, req.holder.as_deref(), &req.note)
+        .await?;
+    Ok(Json(crate::views::custody_record_view(&r)))
+}
+
+async fn custody_rotated(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<CustodyRecordRequest>,
+) -> ApiResult {
+    let r = s
+        .engine
+        .record_custody_rotation(&me, &id, req.holder.as_deref(), &req.note)
+        .await?;
+    Ok(Json(crate::views::custody_record_view(&r)))
+}
+
+async fn list_custody_runs(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Params(q): Params<ListRuns>,
+) -> ApiResult {
+    let all = s
+        .engine
+        .external_runs(
+            &me,
+            q.procedure.as_deref(),
+            q.limit.unwrap_or(50).clamp(1, 1000),
+        )
+        .await?;
+    Ok(Json(
+        json!({"runs": all.iter().map(crate::views::run_view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn show_custody_run(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    Ok(Json(crate::views::run_view(
+        &s.engine.external_run(&me, &id).await?,
+    )))
+}
+
+async fn confirm_custody_step(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path((id, step)): Path<(String, String)>,
+    Body(req): Body<CustodyNoteRequest>,
+) -> ApiResult {
+    let step: usize = step.parse().map_err(|_| {
+        ApiError::bad_request(format!("step: `{step}` is not a step number (1, 2, …)"))
+    })?;
+    let run = s
+        .engine
+        .confirm_external_step(&me, &id, step, &req.note)
+        .await?;
+    Ok(Json(crate::views::run_view(&run)))
+}
+
+async fn abort_custody_run(
+    State(s): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<CustodyAbortRequest>,
+) -> ApiResult {
+    let run = s.engine.abort_external_run(&me, &id, &req.reason).await?;
+    Ok(Json(crate::views::run_view(&run)))
 }
 
 async fn list_actors(State(s): State<AppState>, Caller(me): Caller) -> ApiResult {
@@ -1848,4 +2021,8 @@ pub fn decode_request_bodies(bytes: &[u8]) -> usize {
         + ok::<TotpResetRequest>(bytes)
         + ok::<AckRequest>(bytes)
         + ok::<ImportRequest>(bytes)
+        + ok::<CustodyOpenRequest>(bytes)
+        + ok::<CustodyNoteRequest>(bytes)
+        + ok::<CustodyRecordRequest>(bytes)
+        + ok::<CustodyAbortRequest>(bytes)
 }

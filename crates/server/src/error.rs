@@ -49,7 +49,9 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         let (status, code) = match &e {
             EngineError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            EngineError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            EngineError::Denied(_) | EngineError::NotAllowed(_) => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
             EngineError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             EngineError::Invalid(_) | EngineError::Seal(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
@@ -72,6 +74,7 @@ impl From<EngineError> for ApiError {
             ),
             EngineError::Reveal(_) => (StatusCode::CONFLICT, "reveal_refused"),
             EngineError::Close(_) => (StatusCode::CONFLICT, "close_refused"),
+            EngineError::Step(_) => (StatusCode::CONFLICT, "step_refused"),
             EngineError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             EngineError::Unseal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "unseal_failed"),
             EngineError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),

@@ -507,6 +507,15 @@ async fn schedule_worker(
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "attestation requests failed; retrying"),
         }
+        match engine.request_due_custody_attestations().await {
+            Ok(asked) if !asked.is_empty() => {
+                tracing::info!(procedures = ?asked, "custody attestation requested");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "custody attestation requests failed; retrying")
+            }
+        }
     }
 }
 

@@ -70,7 +70,7 @@ pub fn document() -> Value {
     );
     let mut paths = serde_json::Map::new();
     let mut add = |path: &str, method: &str, mut o: Value| {
-        let mut parameters: Vec<Value> = ["id", "name", "token", "session"]
+        let mut parameters: Vec<Value> = ["id", "name", "token", "session", "step"]
             .into_iter()
             .filter(|param| path.contains(&format!("{{{param}}}")))
             .map(|param| json!({"name": param, "in": "path", "required": true, "schema": {"type": "string"}}))
@@ -252,6 +252,96 @@ pub fn document() -> Value {
                 }),
             )),
             "The drill (running, or finished with its report when `wait` is true)",
+        ),
+    );
+    let record = obj(
+        &["note"],
+        json!({
+            "holder": {"type": "string", "description": "the holder it is about (default: the caller; an admin may name a holder)"},
+            "note": {"type": "string", "description": "what the holder saw or did (no secrets), at most 500 characters"}
+        }),
+    );
+    add(
+        "/api/procedures/{id}/custody",
+        "get",
+        op(
+            "External custody of a `kind: external` procedure: where the credential lives, its holders with their latest attestation (and whether it is overdue), how many must be present, the steps, the latest rotation, the taint of a use, runs still going",
+            true,
+            None,
+            "The custody status",
+        ),
+    );
+    add(
+        "/api/procedures/{id}/custody/breaks",
+        "post",
+        op(
+            "Open a break on an external-custody procedure: a run of its human steps, alerted to its channels naming the holders (admin, requester); nothing is unsealed",
+            true,
+            Some(obj(
+                &["reason", "ticket"],
+                json!({"reason": {"type": "string"}, "ticket": {"type": "string"}}),
+            )),
+            "The run, with its steps",
+        ),
+    );
+    add(
+        "/api/procedures/{id}/custody/attest",
+        "post",
+        op(
+            "A holder confirms the externally kept credential is in its place (the holder, or an admin for a holder; custodian or admin role)",
+            true,
+            Some(record.clone()),
+            "The attestation",
+        ),
+    );
+    add(
+        "/api/procedures/{id}/custody/rotated",
+        "post",
+        op(
+            "A holder records that the externally kept credential was rotated; clears the taint of a use (the holder, or an admin for a holder; custodian or admin role)",
+            true,
+            Some(record),
+            "The rotation record",
+        ),
+    );
+    add(
+        "/api/custody/runs",
+        "get",
+        op(
+            "Runs of external-custody procedures' human steps (breaks and drills), newest first (`procedure`, `limit` query)",
+            true,
+            None,
+            "The runs",
+        ),
+    );
+    add(
+        "/api/custody/runs/{id}",
+        "get",
+        op(
+            "One run: each step with who confirmed it, when, and how long it took",
+            true,
+            None,
+            "The run",
+        ),
+    );
+    add(
+        "/api/custody/runs/{id}/steps/{step}",
+        "post",
+        op(
+            "Confirm step `step` (1-based, in order, once) as done by the caller now: a holder, the run's opener or an admin; the last step ends the run (a break taints the credential until a holder records its rotation; a drill records its report)",
+            true,
+            Some(obj(&[], json!({"note": {"type": "string"}}))),
+            "The run",
+        ),
+    );
+    add(
+        "/api/custody/runs/{id}/abort",
+        "post",
+        op(
+            "Stop a running run before its last step (its opener or an admin); a break with a step done still taints the credential",
+            true,
+            Some(obj(&["reason"], json!({"reason": {"type": "string"}}))),
+            "The run",
         ),
     );
     add(

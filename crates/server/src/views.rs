@@ -89,6 +89,17 @@ pub(crate) fn procedure_view(p: &ProcedureStatus, with_spec: bool) -> Value {
         "tainted": p.stored.taint.is_some(),
         "taint": p.stored.taint.as_ref().map(|t| json!({"reason": t.reason, "break": t.break_id, "secret_revealed": t.secret_revealed})),
         "open_breaks": p.open_breaks.iter().map(break_view).collect::<Vec<_>>(),
+        "custody": match &proc_.external {
+            Some(c) => json!({
+                "kind": "external",
+                "location": c.location,
+                "holders": c.holders.iter().map(|h| json!({"name": h.name, "contact": h.contact})).collect::<Vec<_>>(),
+                "present": c.present,
+                "steps": c.steps,
+                "attest_every_s": c.attest_every.map(|d| d.as_secs()),
+            }),
+            None => json!({"kind": "sealed"}),
+        },
     });
     if with_spec {
         v["spec_yaml"] = Value::String(p.stored.spec_yaml.clone());
@@ -130,5 +141,84 @@ pub(crate) fn drill(d: &breakglass_engine::ports::DrillRecord) -> Value {
         "steps": d.report.get("steps").cloned().unwrap_or_else(|| json!([])),
         "checks": d.report.get("checks").cloned().unwrap_or_else(|| json!([])),
         "people": d.report.get("people").cloned().unwrap_or_else(|| json!([])),
+    })
+}
+
+/// A run of an external-custody procedure's human steps, each with who did it and how long
+/// it took.
+pub(crate) fn run_view(r: &breakglass_domain::Run) -> Value {
+    json!({
+        "id": r.id,
+        "procedure": r.procedure,
+        "kind": r.kind.as_str(),
+        "opened_by": r.opened_by,
+        "reason": r.reason,
+        "ticket": r.ticket,
+        "started_at": ts(r.started_at),
+        "finished_at": r.finished_at.map(ts),
+        "outcome": r.outcome.as_str(),
+        "next_step": r.next_step(),
+        "elapsed_ms": u64::try_from(r.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "content_hash": r.content_hash,
+        "steps": r.timed_steps().iter().map(|t| json!({
+            "step": t.step,
+            "text": t.text,
+            "done": t.by.is_some(),
+            "by": t.by,
+            "at": t.at.map(ts),
+            "took_ms": t.took.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            "note": t.note,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A holder's attestation or rotation.
+pub(crate) fn custody_record_view(r: &breakglass_domain::CustodyRecord) -> Value {
+    json!({
+        "procedure": r.procedure,
+        "holder": r.holder,
+        "kind": r.kind.as_str(),
+        "at": ts(r.at),
+        "recorded_by": r.recorded_by,
+        "note": r.note,
+    })
+}
+
+/// The custody status of an external-custody procedure: where, who (with each holder's
+/// latest attestation and whether it is overdue), rotations, taint and open runs.
+pub(crate) fn custody_status_view(
+    s: &breakglass_engine::CustodyStatus,
+    now: breakglass_domain::Timestamp,
+    default_schedule: std::time::Duration,
+) -> Value {
+    use breakglass_domain::RecordKind;
+    use breakglass_domain::external::latest;
+    let schedule = s.custody.attest_every.unwrap_or(default_schedule);
+    let overdue = |at: Option<breakglass_domain::Timestamp>| {
+        at.is_none_or(|t| u128::try_from(now.since(t)).unwrap_or(0) > schedule.as_millis())
+    };
+    let last_attested = latest(&s.records, &s.procedure, None, RecordKind::Attested).map(|r| r.at);
+    json!({
+        "procedure": s.procedure,
+        "location": s.custody.location,
+        "present": s.custody.present,
+        "steps": s.custody.steps,
+        "attest_every_s": schedule.as_secs(),
+        "last_attested_at": last_attested.map(ts),
+        "attestation_overdue": overdue(last_attested),
+        "holders": s.custody.holders.iter().map(|h| {
+            let at = latest(&s.records, &s.procedure, Some(&h.name), RecordKind::Attested).map(|r| r.at);
+            json!({
+                "name": h.name,
+                "contact": h.contact,
+                "attested_at": at.map(ts),
+                "attestation_overdue": overdue(at),
+            })
+        }).collect::<Vec<_>>(),
+        "last_rotated_at": latest(&s.records, &s.procedure, None, RecordKind::Rotated).map(|r| ts(r.at)),
+        "tainted": s.taint.is_some(),
+        "taint": s.taint,
+        "records": s.records.iter().rev().take(50).map(custody_record_view).collect::<Vec<_>>(),
+        "open_runs": s.open_runs.iter().map(run_view).collect::<Vec<_>>(),
     })
 }

@@ -189,6 +189,54 @@ fn endpoints() -> Vec<(
         ("GET", "/api/people", None, &["admin", "auditor"]),
         ("GET", "/api/people/nope", None, &["admin", "auditor"]),
         (
+            "GET",
+            "/api/procedures/nope/custody",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "POST",
+            "/api/procedures/nope/custody/breaks",
+            Some(json!({"reason": "r", "ticket": "t"})),
+            &["admin", "requester"],
+        ),
+        (
+            "POST",
+            "/api/procedures/nope/custody/attest",
+            Some(json!({"note": "n"})),
+            &["admin", "custodian"],
+        ),
+        (
+            "POST",
+            "/api/procedures/nope/custody/rotated",
+            Some(json!({"note": "n"})),
+            &["admin", "custodian"],
+        ),
+        (
+            "GET",
+            "/api/custody/runs",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "GET",
+            "/api/custody/runs/nope",
+            None,
+            &["admin", "requester", "custodian", "auditor"],
+        ),
+        (
+            "POST",
+            "/api/custody/runs/nope/steps/1",
+            Some(json!({"note": "n"})),
+            &["admin", "requester", "custodian"],
+        ),
+        (
+            "POST",
+            "/api/custody/runs/nope/abort",
+            Some(json!({"reason": "r"})),
+            &["admin", "requester", "custodian"],
+        ),
+        (
             "POST",
             "/api/custodians/nope/lost",
             Some(json!({"reason": "r"})),
@@ -502,6 +550,7 @@ async fn openapi_documents_every_route() {
                     .replace("/channels/nope", "/channels/{name}")
                     .replace("/custodians/nope", "/custodians/{name}")
                     .replace("/people/nope", "/people/{name}")
+                    .replace("/steps/1", "/steps/{step}")
                     .replace("/nope", "/{id}")
                     .replace("/brk_nope", "/{id}")
                     .replace("/drl_nope", "/{id}"),

@@ -1553,6 +1553,105 @@ impl Tx for SqlTx {
         Ok(())
     }
 
+    async fn put_external_run(&mut self, r: &breakglass_domain::Run) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO external_runs (id, procedure_id, kind, opened_by, reason, ticket, started_at, finished_at, outcome, steps, done, content_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (id) DO UPDATE SET finished_at = excluded.finished_at, outcome = excluded.outcome, done = excluded.done",
+        )
+        .bind(r.id.clone())
+        .bind(r.procedure.clone())
+        .bind(r.kind.as_str())
+        .bind(r.opened_by.clone())
+        .bind(r.reason.clone())
+        .bind(r.ticket.clone())
+        .bind(r.started_at.0)
+        .bind(r.finished_at.map(|t| t.0))
+        .bind(r.outcome.as_str())
+        .bind(rows::json_text(&r.steps)?)
+        .bind(rows::done_text(&r.done)?)
+        .bind(r.content_hash.clone())
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn external_run(&mut self, id: &str) -> StoreResult<Option<breakglass_domain::Run>> {
+        let row = sqlx::query("SELECT * FROM external_runs WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(self.c()?)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::external_run).transpose()
+    }
+
+    async fn external_runs(
+        &mut self,
+        procedure: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<breakglass_domain::Run>> {
+        let rows = match procedure {
+            Some(p) => {
+                sqlx::query(
+                    "SELECT * FROM external_runs WHERE procedure_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+                )
+                .bind(p.to_owned())
+                .bind(limit)
+                .fetch_all(self.c()?)
+                .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM external_runs ORDER BY started_at DESC, id DESC LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(self.c()?)
+                    .await
+            }
+        }
+        .map_err(db)?;
+        rows.iter().map(rows::external_run).collect()
+    }
+
+    async fn insert_custody_record(
+        &mut self,
+        r: &breakglass_domain::CustodyRecord,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO custody_records (procedure_id, holder, kind, at, recorded_by, note) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(r.procedure.clone())
+        .bind(r.holder.clone())
+        .bind(r.kind.as_str())
+        .bind(r.at.0)
+        .bind(r.recorded_by.clone())
+        .bind(r.note.clone())
+        .execute(self.c()?)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn custody_records(
+        &mut self,
+        procedure: Option<&str>,
+    ) -> StoreResult<Vec<breakglass_domain::CustodyRecord>> {
+        let rows = match procedure {
+            Some(p) => {
+                sqlx::query("SELECT * FROM custody_records WHERE procedure_id = $1 ORDER BY at, id")
+                    .bind(p.to_owned())
+                    .fetch_all(self.c()?)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM custody_records ORDER BY at, id")
+                    .fetch_all(self.c()?)
+                    .await
+            }
+        }
+        .map_err(db)?;
+        rows.iter().map(rows::custody_record).collect()
+    }
+
     async fn commit_bookkeeping(self: Box<Self>) -> StoreResult<()> {
         self.finish().await
     }

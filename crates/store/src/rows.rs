@@ -499,6 +499,74 @@ pub(crate) fn drill(row: &AnyRow) -> StoreResult<DrillRecord> {
     })
 }
 
+/// A JSON array of strings, as stored.
+pub(crate) fn json_text(items: &[String]) -> StoreResult<String> {
+    serde_json::to_string(items).map_err(|e| StoreError(format!("encoding steps: {e}")))
+}
+
+/// Confirmed steps as a JSON array, as stored.
+pub(crate) fn done_text(done: &[breakglass_domain::StepDone]) -> StoreResult<String> {
+    let items: Vec<serde_json::Value> = done
+        .iter()
+        .map(|d| serde_json::json!({"step": d.step, "by": d.by, "at": d.at.0, "note": d.note}))
+        .collect();
+    serde_json::to_string(&items).map_err(|e| StoreError(format!("encoding steps: {e}")))
+}
+
+pub(crate) fn external_run(row: &AnyRow) -> StoreResult<breakglass_domain::Run> {
+    let kind: String = col(row, "kind")?;
+    let outcome: String = col(row, "outcome")?;
+    let steps: String = col(row, "steps")?;
+    let done: String = col(row, "done")?;
+    let done: Vec<serde_json::Value> = serde_json::from_str(&done).map_err(|e| bad("done", e))?;
+    let done = done
+        .iter()
+        .map(|d| {
+            Ok(breakglass_domain::StepDone {
+                step: d["step"]
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| bad("done", "a step without its number"))?,
+                by: d["by"].as_str().unwrap_or_default().to_owned(),
+                at: Timestamp(
+                    d["at"]
+                        .as_i64()
+                        .ok_or_else(|| bad("done", "a step without its time"))?,
+                ),
+                note: d["note"].as_str().unwrap_or_default().to_owned(),
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let finished_at: Option<i64> = col(row, "finished_at")?;
+    Ok(breakglass_domain::Run {
+        id: col(row, "id")?,
+        procedure: col(row, "procedure_id")?,
+        kind: breakglass_domain::RunKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
+        opened_by: col(row, "opened_by")?,
+        reason: col(row, "reason")?,
+        ticket: col(row, "ticket")?,
+        started_at: Timestamp(col(row, "started_at")?),
+        finished_at: finished_at.map(Timestamp),
+        outcome: breakglass_domain::RunOutcome::parse(&outcome)
+            .ok_or_else(|| bad("outcome", &outcome))?,
+        steps: serde_json::from_str(&steps).map_err(|e| bad("steps", e))?,
+        done,
+        content_hash: col(row, "content_hash")?,
+    })
+}
+
+pub(crate) fn custody_record(row: &AnyRow) -> StoreResult<breakglass_domain::CustodyRecord> {
+    let kind: String = col(row, "kind")?;
+    Ok(breakglass_domain::CustodyRecord {
+        procedure: col(row, "procedure_id")?,
+        holder: col(row, "holder")?,
+        kind: breakglass_domain::RecordKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
+        at: Timestamp(col(row, "at")?),
+        recorded_by: col(row, "recorded_by")?,
+        note: col(row, "note")?,
+    })
+}
+
 /// The statements of session chunk rows (column `body`), in order.
 pub(crate) fn statements(break_id: &str, rows: &[AnyRow]) -> StoreResult<Vec<StatementRecord>> {
     let mut out = Vec::new();

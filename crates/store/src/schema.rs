@@ -48,6 +48,12 @@ pub(crate) const SQLITE: &[&str] = &[
     // TOTP second factor: the secret encrypted under the server's totp.key, the last accepted
     // step (a code is accepted once) and the count of recent wrong codes.
     "CREATE TABLE IF NOT EXISTS totp_enrollments (custodian TEXT PRIMARY KEY, sealed_secret BLOB NOT NULL, active BIGINT NOT NULL, created_at BIGINT NOT NULL, confirmed_at BIGINT, last_step BIGINT, failures BIGINT NOT NULL DEFAULT 0, failure_window_start BIGINT, locked_until BIGINT)",
+    // External custody: runs of a procedure's human steps (breaks and drills; the steps and
+    // who confirmed each as JSON) and holders' attestations and rotations (history).
+    "CREATE TABLE IF NOT EXISTS external_runs (id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kind TEXT NOT NULL, opened_by TEXT NOT NULL, reason TEXT NOT NULL, ticket TEXT NOT NULL, started_at BIGINT NOT NULL, finished_at BIGINT, outcome TEXT NOT NULL, steps TEXT NOT NULL, done TEXT NOT NULL, content_hash TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS external_runs_procedure ON external_runs (procedure_id, started_at)",
+    "CREATE TABLE IF NOT EXISTS custody_records (id INTEGER PRIMARY KEY AUTOINCREMENT, procedure_id TEXT NOT NULL, holder TEXT NOT NULL, kind TEXT NOT NULL, at BIGINT NOT NULL, recorded_by TEXT NOT NULL, note TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS custody_records_procedure ON custody_records (procedure_id, at)",
 ];
 
 /// PostgreSQL schema.
@@ -102,6 +108,12 @@ pub(crate) const POSTGRES: &[&str] = &[
     // TOTP second factor: the secret encrypted under the server's totp.key, the last accepted
     // step (a code is accepted once) and the count of recent wrong codes.
     "CREATE TABLE IF NOT EXISTS totp_enrollments (custodian TEXT PRIMARY KEY, sealed_secret BYTEA NOT NULL, active BIGINT NOT NULL, created_at BIGINT NOT NULL, confirmed_at BIGINT, last_step BIGINT, failures BIGINT NOT NULL DEFAULT 0, failure_window_start BIGINT, locked_until BIGINT)",
+    // External custody: runs of a procedure's human steps (breaks and drills; the steps and
+    // who confirmed each as JSON) and holders' attestations and rotations (history).
+    "CREATE TABLE IF NOT EXISTS external_runs (id TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kind TEXT NOT NULL, opened_by TEXT NOT NULL, reason TEXT NOT NULL, ticket TEXT NOT NULL, started_at BIGINT NOT NULL, finished_at BIGINT, outcome TEXT NOT NULL, steps TEXT NOT NULL, done TEXT NOT NULL, content_hash TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS external_runs_procedure ON external_runs (procedure_id, started_at)",
+    "CREATE TABLE IF NOT EXISTS custody_records (id BIGSERIAL PRIMARY KEY, procedure_id TEXT NOT NULL, holder TEXT NOT NULL, kind TEXT NOT NULL, at BIGINT NOT NULL, recorded_by TEXT NOT NULL, note TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS custody_records_procedure ON custody_records (procedure_id, at)",
 ];
 
 /// Columns added after their table was first released: `(table, column, ALTER statement)`.

@@ -1114,6 +1114,111 @@ async fn totp_approvals(make: impl Fn() -> futures_like::BoxStore) {
     };
 }
 
+/// External custody: runs of human steps (inserted, then updated step by step and read back
+/// with who did each and when, newest first, per procedure) and holders' attestations and
+/// rotations (appended history, oldest first, per procedure), text with quotes and non-ASCII
+/// intact; an unknown run is `None`.
+async fn external_custody_records(store: SqlStore) {
+    use breakglass_domain::{CustodyRecord, RecordKind, Run, RunKind, RunOutcome, StepDone};
+    let run = |id: &str, procedure: &str, at: i64| Run {
+        id: id.into(),
+        procedure: procedure.into(),
+        kind: RunKind::Break,
+        opened_by: "dave".into(),
+        reason: "IdP down — “console” locked".into(),
+        ticket: "INC-7".into(),
+        started_at: Timestamp(T0 + at),
+        finished_at: None,
+        outcome: RunOutcome::Running,
+        steps: vec!["open safe 'B2'".into(), "take the token".into()],
+        done: vec![],
+        content_hash: "h".into(),
+    };
+    let mut first = run("ext_1", "aws-root", 0);
+    let drill = Run {
+        kind: RunKind::Drill,
+        ..run("drl_2", "aws-root", 10)
+    };
+    let other = run("ext_3", "gcp-root", 20);
+    let mut tx = store.begin().await.expect("begin");
+    for r in [&first, &drill, &other] {
+        tx.put_external_run(r).await.expect("put run");
+    }
+    tx.commit_bookkeeping().await.expect("commit");
+    first.done.push(StepDone {
+        step: 1,
+        by: "erin".into(),
+        at: Timestamp(T0 + 5),
+        note: "with frank — «ok»".into(),
+    });
+    first.done.push(StepDone {
+        step: 2,
+        by: "frank".into(),
+        at: Timestamp(T0 + 9),
+        note: String::new(),
+    });
+    first.outcome = RunOutcome::Completed;
+    first.finished_at = Some(Timestamp(T0 + 9));
+    let mut tx = store.begin().await.expect("begin");
+    tx.put_external_run(&first).await.expect("update run");
+    tx.commit_bookkeeping().await.expect("commit");
+
+    let mut r = store.read().await.expect("read");
+    assert_eq!(
+        r.external_run("ext_1").await.expect("read"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        r.external_run("drl_2").await.expect("read"),
+        Some(drill.clone())
+    );
+    assert_eq!(r.external_run("ext_none").await.expect("read"), None);
+    let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(r.external_runs(Some("aws-root"), 10).await.expect("list")),
+        ["drl_2", "ext_1"]
+    );
+    assert_eq!(
+        ids(r.external_runs(None, 2).await.expect("list")),
+        ["ext_3", "drl_2"]
+    );
+    drop(r);
+
+    let record = |holder: &str, kind, at: i64, procedure: &str| CustodyRecord {
+        procedure: procedure.into(),
+        holder: holder.into(),
+        kind,
+        at: Timestamp(T0 + at),
+        recorded_by: holder.into(),
+        note: "token present, seal “4411” intact".into(),
+    };
+    let records = [
+        record("frank", RecordKind::Rotated, 30, "aws-root"),
+        record("erin", RecordKind::Attested, 10, "aws-root"),
+        record("erin", RecordKind::Attested, 20, "gcp-root"),
+        record("erin", RecordKind::Attested, 10, "aws-root"),
+    ];
+    let mut tx = store.begin().await.expect("begin");
+    for rec in &records {
+        tx.insert_custody_record(rec).await.expect("insert record");
+    }
+    tx.commit_bookkeeping().await.expect("commit");
+    let mut r = store.read().await.expect("read");
+    let aws = r.custody_records(Some("aws-root")).await.expect("records");
+    assert_eq!(
+        aws,
+        [records[1].clone(), records[3].clone(), records[0].clone()],
+        "oldest first; the same attestation twice is kept twice (history)"
+    );
+    assert_eq!(r.custody_records(None).await.expect("all").len(), 4);
+    assert!(
+        r.custody_records(Some("none"))
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
 /// Many concurrent writers (SQLite shares their commits): every commit lands exactly once,
 /// in one linear chain, and an abandoned transaction in the middle loses nothing of the others.
 async fn concurrent_writers(store: SqlStore) {
@@ -1227,6 +1332,12 @@ mod sqlite {
         super::drill_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
     }
 
+    #[tokio::test]
+    async fn external_custody_records() {
+        let (_d, p) = path();
+        super::external_custody_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
     /// A data dir made before `breaks.drill_id` existed: opening it adds the column and keeps
     /// every row.
     #[tokio::test]
@@ -1335,6 +1446,9 @@ mod postgres {
     });
     pg_test!(drill_records, |url: String| async move {
         super::drill_records(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(external_custody_records, |url: String| async move {
+        super::external_custody_records(SqlStore::connect(&url).await.expect("connect")).await
     });
     pg_test!(restart_across_deadline, |url: String| async move {
         super::restart_across_deadline(|| {

@@ -130,6 +130,7 @@ impl Fx {
             dependencies: Vec::new(),
             protects_against: Vec::new(),
             second_factor: None,
+            external: None,
         }
     }
 

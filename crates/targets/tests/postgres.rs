@@ -162,6 +162,7 @@ impl Fx {
             dependencies: vec![],
             protects_against: Vec::new(),
             second_factor: None,
+            external: None,
         }
     }
 

@@ -43,6 +43,7 @@ fn procedure(details: &[(&str, &str)]) -> Procedure {
         dependencies: Vec::new(),
         protects_against: Vec::new(),
         second_factor: None,
+        external: None,
     }
 }
 

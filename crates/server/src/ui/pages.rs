@@ -198,11 +198,21 @@ fn procedure_row(
                     .collect()
             })
             .unwrap_or_default(),
-        quorum: format!("{} of {}", p.quorum, p.custodians.len()),
+        quorum: match &p.external {
+            Some(c) => format!(
+                "held outside breakglass at {}: {} of {} holders present — {}",
+                c.location,
+                c.present,
+                c.holders.len(),
+                c.holders_named()
+            ),
+            None => format!("{} of {}", p.quorum, p.custodians.len()),
+        },
         custodians: custodian_cells(p, attestations, now, max_age),
         last_drill: latest.map(|d| drill_cell(d, now)),
         tainted: s.stored.taint.as_ref().map(|t| t.reason.clone()),
-        sealed: matches!(s.seal, SealState::Sealed { .. }),
+        // An externally held credential has nothing to seal: never flagged "not sealed".
+        sealed: matches!(s.seal, SealState::Sealed { .. }) || p.external.is_some(),
         open_breaks: s.open_breaks.iter().map(break_cell).collect(),
         second_factor: readiness
             .and_then(|r| r.second_factor.as_ref())
@@ -421,33 +431,74 @@ pub(crate) struct ProcedurePage {
 }
 
 fn settings(p: &Procedure) -> Vec<Setting> {
-    let mut out = vec![
-        Setting {
-            name: "target",
-            value: format!(
-                "{} {}",
-                p.target.kind.as_str(),
-                p.target
-                    .details
+    let mut out = vec![Setting {
+        name: "target",
+        value: format!(
+            "{} {}",
+            p.target.kind.as_str(),
+            p.target
+                .details
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }];
+    match &p.external {
+        Some(c) => {
+            out.push(Setting {
+                name: "custody",
+                value: format!("external: {}", c.location),
+            });
+            out.push(Setting {
+                name: "holders",
+                value: format!(
+                    "{} ({} of {} must be present)",
+                    c.holders_named(),
+                    c.present,
+                    c.holders.len()
+                ),
+            });
+            out.push(Setting {
+                name: "steps",
+                value: c
+                    .steps
                     .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
+                    .enumerate()
+                    .map(|(i, t)| format!("{}. {t}", i + 1))
                     .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-        },
-        Setting {
-            name: "quorum",
-            value: format!("{} of {}", p.quorum, p.custodians.len()),
-        },
-        Setting {
-            name: "longest grant",
-            value: humantime::format_duration(p.max_grant).to_string(),
-        },
-        Setting {
-            name: "alert channels",
-            value: list_or_none(&p.alert_channels),
-        },
-    ];
+                    .join(" "),
+            });
+            out.push(Setting {
+                name: "open",
+                value: format!(
+                    "breakglass custody open {} --reason … --ticket …, then breakglass custody step RUN N as each step is done",
+                    p.id
+                ),
+            });
+            out.push(Setting {
+                name: "holders attest every",
+                value: c.attest_every.map_or_else(
+                    || "no schedule".into(),
+                    |d| humantime::format_duration(d).to_string(),
+                ),
+            });
+        }
+        None => {
+            out.push(Setting {
+                name: "quorum",
+                value: format!("{} of {}", p.quorum, p.custodians.len()),
+            });
+            out.push(Setting {
+                name: "longest grant",
+                value: humantime::format_duration(p.max_grant).to_string(),
+            });
+        }
+    }
+    out.extend([Setting {
+        name: "alert channels",
+        value: list_or_none(&p.alert_channels),
+    }]);
     if let Some(d) = p.ack_within {
         out.push(Setting {
             name: "acknowledge within",
@@ -610,7 +661,9 @@ pub(crate) async fn procedure(
         .drill_max_time_to_access
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let page = ProcedurePage {
-        may_open: viewer.may(Action::OpenBreak),
+        // An external-custody break is human steps confirmed with `breakglass custody`; the
+        // form opens sealed breaks only.
+        may_open: viewer.may(Action::OpenBreak) && p.external.is_none(),
         may_drill: viewer.may(Action::RunDrill),
         graph_svg: graph::workflow(p, &row.custodians),
         trend_svg: graph::trend(&trend, budget_ms),
@@ -1407,7 +1460,11 @@ fn person_row(p: &breakglass_domain::Person, now: Timestamp) -> PersonRow {
             .iter()
             .map(|h| HoldingRow {
                 procedure: h.procedure.clone(),
-                sealed: h.seal_id.clone().unwrap_or_else(|| "not sealed".into()),
+                sealed: match (&h.location, &h.seal_id) {
+                    (Some(location), _) => format!("external: {location}"),
+                    (None, Some(seal)) => seal.clone(),
+                    (None, None) => "not sealed".into(),
+                },
                 quorum: format!("{} of {}", h.quorum, h.custodians),
                 reachable: h.reachable_without,
                 others: h.others_available,
