@@ -191,21 +191,7 @@ pub fn inventory(inputs: Inputs<'_>) -> Vec<Person> {
     let mut people: BTreeMap<String, Person> = BTreeMap::new();
     for (p, seal) in inputs.procedures {
         for c in &p.custodians {
-            let person = people.entry(c.name.clone()).or_insert_with(|| Person {
-                name: c.name.clone(),
-                contacts: Vec::new(),
-                holdings: Vec::new(),
-                keys: Vec::new(),
-                last_drill: None,
-                warnings: Vec::new(),
-            });
-            match person.contacts.iter_mut().find(|x| x.contact == c.contact) {
-                Some(x) => x.procedures.push(p.id.clone()),
-                None => person.contacts.push(Contact {
-                    contact: c.contact.clone(),
-                    procedures: vec![p.id.clone()],
-                }),
-            }
+            let person = person_for(&mut people, &c.name, &c.contact, &p.id);
             let others_available = p
                 .custodians
                 .iter()
@@ -248,21 +234,7 @@ pub fn inventory(inputs: Inputs<'_>) -> Vec<Person> {
             continue;
         };
         for h in &custody.holders {
-            let person = people.entry(h.name.clone()).or_insert_with(|| Person {
-                name: h.name.clone(),
-                contacts: Vec::new(),
-                holdings: Vec::new(),
-                keys: Vec::new(),
-                last_drill: None,
-                warnings: Vec::new(),
-            });
-            match person.contacts.iter_mut().find(|x| x.contact == h.contact) {
-                Some(x) => x.procedures.push(p.id.clone()),
-                None => person.contacts.push(Contact {
-                    contact: h.contact.clone(),
-                    procedures: vec![p.id.clone()],
-                }),
-            }
+            let person = person_for(&mut people, &h.name, &h.contact, &p.id);
             let others_available = custody.holders.len().saturating_sub(1);
             person.holdings.push(Holding {
                 procedure: p.id.clone(),
@@ -390,6 +362,32 @@ fn warnings(person: &Person, inputs: &Inputs<'_>) -> Vec<Warning> {
         });
     }
     out
+}
+
+/// The inventory entry of `name` (made on first sight), with `contact` recorded as given for
+/// `procedure`.
+fn person_for<'a>(
+    people: &'a mut BTreeMap<String, Person>,
+    name: &str,
+    contact: &str,
+    procedure: &str,
+) -> &'a mut Person {
+    let person = people.entry(name.to_owned()).or_insert_with(|| Person {
+        name: name.to_owned(),
+        contacts: Vec::new(),
+        holdings: Vec::new(),
+        keys: Vec::new(),
+        last_drill: None,
+        warnings: Vec::new(),
+    });
+    match person.contacts.iter_mut().find(|x| x.contact == contact) {
+        Some(x) => x.procedures.push(procedure.to_owned()),
+        None => person.contacts.push(Contact {
+            contact: contact.to_owned(),
+            procedures: vec![procedure.to_owned()],
+        }),
+    }
+    person
 }
 
 #[cfg(test)]
