@@ -1,6 +1,7 @@
 //! The gateway's PostgreSQL wire handling: start-up packets, and both directions of a session
 //! (client messages with refusals and recording, server answers) over arbitrary bytes, cut at
-//! arbitrary points, and the redaction of passwords from recorded statements. A malformed
+//! arbitrary points, the redaction of passwords from recorded statements and bytes, and
+//! binary parameter values of any type turned into text. A malformed
 //! message must give an error, never a panic.
 #![no_main]
 
@@ -28,6 +29,23 @@ fuzz_target!(|data: &[u8]| {
     // The text as the server's error about it, scrubbed of what was kept: never a panic.
     if let Some(kept) = kept {
         let _ = kept.scrub(&text);
+    }
+    // Bytes recorded in hex, looked into for passwords: never a panic, and what was
+    // redacted is kept to scrub errors.
+    let mut kept = None;
+    if breakglass_gateway::redact::bytes_keeping(data, &mut kept).is_some() {
+        assert!(kept.is_some(), "redacted, so kept");
+    }
+    // One binary value of the type named by the first 4 bytes (a row of an unknown type,
+    // `record`, arrays, ranges…), the rest its bytes: text or hex, never a panic.
+    if let Some((oid, value)) = data.split_first_chunk::<4>() {
+        let mut bind = vec![0, 0, 0, 1, 0, 1, 0, 1];
+        bind.extend(i32::try_from(value.len()).unwrap_or(i32::MAX).to_be_bytes());
+        bind.extend(value);
+        bind.extend([0, 0]);
+        if let Ok(wire::ClientMessage::Bind { params, .. }) = wire::decode_client(b'B', &bind) {
+            let _ = breakglass_gateway::params::render(&params, &[u32::from_be_bytes(*oid)]);
+        }
     }
     // First byte: where the input splits into client and server bytes; second: read size.
     let (Some(&split), Some(&step)) = (data.first(), data.get(1)) else {

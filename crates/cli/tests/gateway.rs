@@ -190,6 +190,55 @@ fn relay_switches(pid: u32) -> (u64, u64) {
     (threads, switches)
 }
 
+/// A row of the test table `items` (`id int`, `v text`), sent as `record_send` writes one:
+/// the column count, then each column's type OID, length and bytes.
+#[derive(Debug)]
+struct ItemsRow(i32, &'static str);
+
+impl tokio_postgres::types::ToSql for ItemsRow {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&2i32.to_be_bytes());
+        out.extend_from_slice(&23u32.to_be_bytes());
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(&self.0.to_be_bytes());
+        out.extend_from_slice(&25u32.to_be_bytes());
+        out.extend_from_slice(&i32::try_from(self.1.len())?.to_be_bytes());
+        out.extend_from_slice(self.1.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        matches!(ty.kind(), tokio_postgres::types::Kind::Composite(_))
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// A `money` amount in hundredths, as `money_send` sends one.
+#[derive(Debug)]
+struct Money(i64);
+
+impl tokio_postgres::types::ToSql for Money {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0.to_be_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::MONEY
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 fn psql(url: &str, commands: &[&str]) -> std::process::Output {
     let mut c = Command::new("psql");
     c.arg(url).args(["-X", "-A", "-t"]);
@@ -631,6 +680,17 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .await
         .expect("update");
     assert_eq!(n, 1);
+    // A row of a table's type and a `money`, bound in binary by the application's own
+    // `ToSql` (the server names the types: `items`, a composite type the gateway does not
+    // know, and `money`).
+    let row = client
+        .query_one(
+            "SELECT ($1::items).v, $2::money::text -- composite",
+            &[&ItemsRow(4, "it s"), &Money(123_456)],
+        )
+        .await
+        .expect("a composite and a money value");
+    assert_eq!(row.get::<_, String>(0), "it s");
     drop(client);
     let _ = driver.await;
 
@@ -691,6 +751,11 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     assert_eq!(
         find("WHERE id = $2 -- tokio-postgres")["params"],
         serde_json::json!(["tp", "5"])
+    );
+    // As PostgreSQL prints them (`money` without its currency symbol).
+    assert_eq!(
+        find("-- composite")["params"],
+        serde_json::json!(["(4,\"it s\")", "1234.56"])
     );
     assert_eq!(find("ALTER SYSTEM SET work_mem")["refused"], true);
     assert_eq!(find("alter  system reset all")["refused"], true);
@@ -1295,12 +1360,17 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     let blob = t.dir.path().join("blob.bin");
     std::fs::write(&blob, vec![7u8; 20_000]).expect("blob");
     let lo_import = format!("\\lo_import {}", blob.display());
+    // And a configuration file holding a password: recorded in hex, the password redacted.
+    let conf = t.dir.path().join("app.conf");
+    std::fs::write(&conf, "host=db password=lo-s3cr3t\n").expect("conf");
+    let lo_import_conf = format!("\\lo_import {}", conf.display());
     let out = psql(
         &renewed,
         &[
             "SELECT current_user",
             "SELECT count(*) FROM items",
             &lo_import,
+            &lo_import_conf,
         ],
     );
     let o = String::from_utf8_lossy(&out.stdout).to_string();
@@ -1313,6 +1383,7 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
     // The 10 rows made at the start and the 2 the COPY added.
     assert_eq!(lines[..2], [role.as_str(), "12"], "{o}");
     assert!(lines[2].starts_with("lo_import "), "{o}");
+    assert!(lines[3].starts_with("lo_import "), "{o}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The JSON document of a break with an edited recording: whole, and exit 8 as well.
     let a = server
@@ -1371,6 +1442,19 @@ async fn gateway_serves_real_clients_records_every_statement_and_ends_at_the_dea
         .filter_map(|rest| rest.strip_suffix(" bytes)")?.parse::<u64>().ok())
         .sum();
     assert_eq!(written, 20_000, "lo_write's data recorded: {calls:?}");
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let conf_written = format!("\\x{}", hex(b"host=db password=[redacted]\n"));
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["params"][1] == conf_written.as_str()),
+        "{calls:?}"
+    );
+    let whole = rec.to_string();
+    assert!(
+        !whole.contains("lo-s3cr3t") && !whole.contains(&hex(b"lo-s3cr3t")),
+        "a password in the recording: {calls:?}"
+    );
     let a = server
         .cli()
         .args(["--output", "json", "audit", "list", "--limit", "1000"])

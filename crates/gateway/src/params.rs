@@ -5,8 +5,10 @@
 //! one of the common ones below (what an application binds most: integers, floats, numerics,
 //! booleans, text, UUIDs, JSON, dates, times with and without a zone, timestamps, intervals,
 //! network and MAC addresses, ranges and multiranges, the geometric types (points, line
-//! segments, paths, boxes, polygons, lines, circles), and arrays of these); any other is
-//! recorded as `\x` and its bytes in hex, like PostgreSQL shows a `bytea`. A value longer than
+//! segments, paths, boxes, polygons, lines, circles), `money`, and arrays of these), and
+//! composite values (`record`, and a row of a type not known here when its bytes are one
+//! whose every column is of a type decoded here); any other is recorded as `\x` and its
+//! bytes in hex, like PostgreSQL shows a `bytea`. A value longer than
 //! [`VALUE_MAX`] bytes is cut there and says how long it was, so one large value cannot swell
 //! the recording.
 //!
@@ -96,6 +98,34 @@ pub fn copy_text(kept: &[u8], total: u64, binary: bool) -> String {
         let _ = write!(out, "… ({total} bytes)");
     }
     out
+}
+
+/// A value recorded in hex from `v` (its first [`VALUE_MAX`] bytes), which stands for
+/// `total` bytes (`v` redacted, [`crate::redact::bytes_keeping`]).
+pub fn hex_value(v: &[u8], total: usize) -> String {
+    let mut out = hex(&v[..v.len().min(VALUE_MAX)]);
+    if total > VALUE_MAX || v.len() > VALUE_MAX {
+        let _ = write!(out, "… ({total} bytes)");
+    }
+    out
+}
+
+/// The bytes of a value in `bytea`'s hex text format (`\x` and an even number of hex
+/// digits, at least one byte's); `None` for any other text.
+pub fn bytea_hex_text(v: &[u8]) -> Option<Vec<u8>> {
+    let digits = v.strip_prefix(b"\\x")?;
+    if digits.is_empty() || digits.len() % 2 != 0 {
+        return None;
+    }
+    let nibble = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    digits
+        .chunks_exact(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
 }
 
 fn hex(v: &[u8]) -> String {
@@ -212,13 +242,121 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
         }
         // point, lseg, path, box, polygon, line, circle
         600..=604 | 628 | 718 => geometry(oid, v)?,
+        // money: an amount in hundredths
+        790 => money(int(8)?),
+        // record: a row of any composite type, each column with its own type
+        2249 => record(v, false)?,
         oid if ARRAY_TYPES.contains(&oid) => array(v)?,
         oid => match (range_bound_type(oid), multirange_bound_type(oid)) {
             (Some(bound), _) => Range::read(bound, v)?.text(bound)?,
             (_, Some(bound)) => multirange(bound, v)?,
+            // A type not known here (a client binding a row of a table or of a `CREATE TYPE
+            // … AS (…)` names that type's own OID): a composite value when its bytes are
+            // one, column by column, every column of a type decoded here.
+            _ if oid != 0 => record(v, true)?,
             _ => return None,
         },
     })
+}
+
+/// `money` as PostgreSQL shows it where `lc_monetary` has two decimal places (the usual
+/// ones, `C` among them), without the currency symbol and the thousands separators that
+/// setting adds: `money_send` sends the amount in hundredths.
+fn money(hundredths: i64) -> String {
+    let sign = if hundredths < 0 { "-" } else { "" };
+    let abs = hundredths.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+/// Composite values nested in one another at most (through records, and arrays of records,
+/// in records): the nesting of a client's bytes is bounded here, not by the stack.
+const RECORD_MAX_DEPTH: u32 = 8;
+
+/// Columns a composite value may have (PostgreSQL's `MaxTupleAttributeNumber`).
+const RECORD_MAX_COLUMNS: usize = 1664;
+
+thread_local! {
+    /// How deep in composite values the value being decoded on this thread is.
+    static RECORD_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A binary composite value (`record_send`: the column count, then each column's type OID
+/// and length, -1 for NULL, and bytes) as `record_out` writes it: `(1,"a b",,t)`. `strict`
+/// (the value's declared type is not known here, so the bytes may be anything): only when
+/// it has at least one column and every column's type is decoded here (a composite one
+/// included); otherwise a column of another type is shown in hex. `None` (shown in hex)
+/// when the bytes are not such a value, or are nested past [`RECORD_MAX_DEPTH`]. Past
+/// [`VALUE_MAX`] characters it is cut and says how many bytes the value had.
+fn record(v: &[u8], strict: bool) -> Option<String> {
+    let depth = RECORD_DEPTH.get();
+    if depth >= RECORD_MAX_DEPTH {
+        return None;
+    }
+    RECORD_DEPTH.set(depth + 1);
+    let text = record_columns(v, strict);
+    RECORD_DEPTH.set(depth);
+    text
+}
+
+fn record_columns(v: &[u8], strict: bool) -> Option<String> {
+    let mut at = 0usize;
+    let word = |at: &mut usize| -> Option<[u8; 4]> {
+        let b = v.get(*at..*at + 4)?;
+        *at += 4;
+        Some([b[0], b[1], b[2], b[3]])
+    };
+    let count = usize::try_from(i32::from_be_bytes(word(&mut at)?)).ok()?;
+    // Every column takes at least its type and its length: a count the bytes cannot hold
+    // is not a composite value (and is not looped over).
+    if count > RECORD_MAX_COLUMNS || count > (v.len() - at) / 8 || (strict && count == 0) {
+        return None;
+    }
+    let mut out = String::from("(");
+    for n in 0..count {
+        if n > 0 {
+            out.push(',');
+        }
+        let oid = u32::from_be_bytes(word(&mut at)?);
+        let len = i32::from_be_bytes(word(&mut at)?);
+        if oid == 0 {
+            return None;
+        }
+        if len == -1 {
+            // NULL: nothing between the commas.
+            continue;
+        }
+        let len = usize::try_from(len).ok()?;
+        let bytes = v.get(at..at.checked_add(len)?)?;
+        at += len;
+        let text = match binary_text(oid, bytes) {
+            Some(text) => text,
+            None if strict => return None,
+            None => plain(bytes, true),
+        };
+        match (oid, text.as_str()) {
+            // `boolout`, as a row prints its columns
+            (16, "true") => out.push('t'),
+            (16, _) => out.push('f'),
+            (_, text) => quote_column(&mut out, text),
+        }
+        if out.len() > VALUE_MAX {
+            let _ = write!(out, "… ({} bytes)", v.len());
+            return Some(out);
+        }
+    }
+    out.push(')');
+    (at == v.len()).then_some(out)
+}
+
+/// A composite value's column as `record_out` writes it: in double quotes, with `"` and `\`
+/// doubled, when it is empty or holds a quote, a backslash, a parenthesis, a comma or white
+/// space.
+fn quote_column(out: &mut String, text: &str) {
+    let needs = text.is_empty()
+        || text
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'\\' | b'(' | b')' | b',') || is_space(b));
+    push_quoted(out, text, needs, true);
 }
 
 /// Array types whose binary values are turned into text (their elements' types are among
@@ -227,12 +365,12 @@ fn binary_text(oid: u32, v: &[u8]) -> Option<String> {
 /// `timestamp[]`, `timestamptz[]`, `interval[]`, `numeric[]`, `uuid[]`, `jsonb[]`;
 /// `"char"[]`, `xid[]`, `cid[]`, `xid8[]`, `timetz[]`, `inet[]`, `cidr[]`, `macaddr[]`,
 /// `macaddr8[]`; arrays of the six ranges and of the six multiranges; `point[]`, `lseg[]`,
-/// `path[]`, `box[]`, `polygon[]`, `line[]`, `circle[]`.
-const ARRAY_TYPES: [u32; 49] = [
+/// `path[]`, `box[]`, `polygon[]`, `line[]`, `circle[]`; `money[]`, `record[]`.
+const ARRAY_TYPES: [u32; 51] = [
     1000, 1001, 1003, 1005, 1007, 1009, 1014, 1015, 1016, 1021, 1022, 1028, 199, 1182, 1183, 1115,
     1185, 1187, 1231, 2951, 3807, 1002, 1011, 1012, 271, 1270, 1041, 651, 1040, 775, 3905, 3927,
     3907, 3913, 3909, 3911, 6150, 6157, 6151, 6155, 6152, 6153, 1017, 1018, 1019, 1020, 1027, 629,
-    719,
+    719, 791, 2287,
 ];
 
 /// Dimensions an array may have (PostgreSQL's `MAXDIM`).
@@ -2077,5 +2215,133 @@ mod tests {
                 .all(|v| v.as_deref() == Some(NOT_RECORDED))
         );
         assert_eq!(got[100], None);
+    }
+
+    /// A binary composite value: its columns, each `(type OID, bytes)` (`None`: NULL), as
+    /// `record_send` writes them.
+    fn record_bytes(columns: &[(u32, Option<&[u8]>)]) -> Vec<u8> {
+        let mut b = i32::try_from(columns.len()).unwrap().to_be_bytes().to_vec();
+        for (oid, value) in columns {
+            b.extend(oid.to_be_bytes());
+            match value {
+                Some(v) => {
+                    b.extend(i32::try_from(v.len()).unwrap().to_be_bytes());
+                    b.extend(*v);
+                }
+                None => b.extend((-1i32).to_be_bytes()),
+            }
+        }
+        b
+    }
+
+    /// Composite values and `money` as PostgreSQL prints them (the expected texts are what
+    /// PostgreSQL 15 printed for `ROW(1,'a b',NULL::int,true,'')`, `ROW(1, ROW(2,'x'))`,
+    /// `ARRAY[ROW(1,'a'),ROW(2,'b')]`, `ROW('\x0102'::bytea)`, `ROW('q"b\c'::text)`, and
+    /// `money` without its currency symbol and separators).
+    #[test]
+    fn composite_values_and_money_are_recorded_as_text() {
+        let one = 1i32.to_be_bytes();
+        let two = 2i32.to_be_bytes();
+        let row = record_bytes(&[
+            (23, Some(&one)),
+            (25, Some(b"a b")),
+            (23, None),
+            (16, Some(&[1])),
+            (25, Some(b"")),
+        ]);
+        assert_eq!(text_of(2249, &row), "(1,\"a b\",,t,\"\")");
+        // A row of a type the gateway does not know (a table's row type, say): decoded the
+        // same when every column is of a type decoded here.
+        assert_eq!(text_of(16_390, &row), "(1,\"a b\",,t,\"\")");
+        let inner = record_bytes(&[(23, Some(&two)), (25, Some(b"x"))]);
+        let nested = record_bytes(&[(23, Some(&one)), (2249, Some(&inner))]);
+        assert_eq!(text_of(2249, &nested), "(1,\"(2,x)\")");
+        assert_eq!(text_of(16_391, &nested), "(1,\"(2,x)\")");
+        // A nested row of an unknown type too.
+        let nested = record_bytes(&[(23, Some(&one)), (16_392, Some(&inner))]);
+        assert_eq!(text_of(16_391, &nested), "(1,\"(2,x)\")");
+        assert_eq!(
+            text_of(2249, &record_bytes(&[(17, Some(&[1, 2]))])),
+            "(\"\\\\x0102\")"
+        );
+        assert_eq!(
+            text_of(2249, &record_bytes(&[(25, Some(b"q\"b\\c"))])),
+            "(\"q\"\"b\\\\c\")"
+        );
+        assert_eq!(text_of(2249, &record_bytes(&[])), "()");
+        // record[]
+        let a = record_bytes(&[(23, Some(&one)), (25, Some(b"a"))]);
+        let b = record_bytes(&[(23, Some(&two)), (25, Some(b"b"))]);
+        let mut array = Vec::new();
+        for w in [1i32, 0, 2249, 2, 1] {
+            array.extend(w.to_be_bytes());
+        }
+        for r in [&a, &b] {
+            array.extend(i32::try_from(r.len()).unwrap().to_be_bytes());
+            array.extend(r);
+        }
+        assert_eq!(text_of(2287, &array), "{\"(1,a)\",\"(2,b)\"}");
+        // In a record, a column of a type not decoded is in hex; a row of an unknown type
+        // with such a column is not taken for a composite value at all.
+        let odd = record_bytes(&[(23, Some(&one)), (16_500, Some(&[7, 7, 7]))]);
+        assert_eq!(text_of(2249, &odd), "(1,\"\\\\x070707\")");
+        assert!(text_of(16_390, &odd).starts_with("\\x"));
+        // Bytes of another unknown type are not mistaken for a row: an int4 domain's 0 and
+        // 1, a text, a count the bytes cannot hold, trailing bytes, a zero type OID.
+        let mut trailing = row.clone();
+        trailing.push(0);
+        let mut zero_oid = row.clone();
+        zero_oid[4..8].copy_from_slice(&[0, 0, 0, 0]);
+        let mut count = row.clone();
+        count[..4].copy_from_slice(&6i32.to_be_bytes());
+        for bytes in [
+            &0i32.to_be_bytes()[..],
+            &one[..],
+            b"enum label",
+            &count,
+            &trailing,
+            &zero_oid,
+        ] {
+            assert!(text_of(16_390, bytes).starts_with("\\x"), "{bytes:?}");
+        }
+        for bytes in [&count, &trailing, &zero_oid] {
+            assert!(text_of(2249, bytes).starts_with("\\x"), "{bytes:?}");
+        }
+        // Nesting is bounded (the bytes are the client's): past the limit a row is in hex.
+        let mut deep = record_bytes(&[(23, Some(&one))]);
+        for _ in 0..1000 {
+            deep = record_bytes(&[(2249, Some(&deep))]);
+        }
+        let text = text_of(2249, &deep);
+        assert!(text.starts_with("(\"(\"\"(\"\"\"\"("), "{text}");
+        assert!(text.contains("\\x"), "{text}");
+        // Rows of unknown types nested past the limit are not taken for one at all.
+        let mut deep = record_bytes(&[(23, Some(&one))]);
+        for _ in 0..1000 {
+            deep = record_bytes(&[(16_392, Some(&deep))]);
+        }
+        assert!(text_of(16_390, &deep).starts_with("\\x"));
+        let mut shallow = record_bytes(&[(23, Some(&one))]);
+        for _ in 0..usize::try_from(RECORD_MAX_DEPTH).unwrap() - 1 {
+            shallow = record_bytes(&[(16_392, Some(&shallow))]);
+        }
+        assert!(text_of(16_390, &shallow).starts_with("(\""));
+        // money: hundredths
+        assert_eq!(text_of(790, &123_456i64.to_be_bytes()), "1234.56");
+        assert_eq!(text_of(790, &(-5i64).to_be_bytes()), "-0.05");
+        assert_eq!(
+            text_of(790, &i64::MIN.to_be_bytes()),
+            "-92233720368547758.08"
+        );
+        assert!(text_of(790, &one).starts_with("\\x"));
+        let mut money = Vec::new();
+        for w in [1i32, 0, 790, 2, 1] {
+            money.extend(w.to_be_bytes());
+        }
+        for m in [100i64, 250] {
+            money.extend(8i32.to_be_bytes());
+            money.extend(m.to_be_bytes());
+        }
+        assert_eq!(text_of(791, &money), "{1.00,2.50}");
     }
 }

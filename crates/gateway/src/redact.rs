@@ -162,6 +162,57 @@ pub fn value_keeping<'a>(v: &'a str, secrets: &mut Option<Secrets>) -> Cow<'a, s
     inner(v, secrets).map_or(Cow::Borrowed(v), Cow::Owned)
 }
 
+/// Bytes not known to be text (a binary value of a type the gateway shows in hex, a fast-path
+/// function call's argument, the data of a `COPY … FROM STDIN`) with the passwords they carry
+/// as text ([`value`]'s: `password=` values and URI passwords) replaced by `[redacted]`, and
+/// the secrets added to `secrets`; `None` when they carry none. A hex dump is as readable as
+/// the text, so it must not hold them either (`\lo_import` of a configuration file holding a
+/// connection string, a `bytea` column given one). The other bytes are kept as they are; when
+/// a secret is not valid UTF-8 (so not found as it was read), the whole value is given as the
+/// redacted text instead.
+pub fn bytes_keeping(v: &[u8], secrets: &mut Option<Secrets>) -> Option<Vec<u8>> {
+    if !mentions_secret(v) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(v);
+    let mut found = None;
+    let redacted = inner(&text, &mut found)?;
+    let found = found?;
+    let mut by_length: Vec<&str> = found.0.iter().map(|s| s.as_str()).collect();
+    by_length.sort_unstable_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = v.to_vec();
+    let mut all_found = true;
+    for secret in by_length {
+        let finder = memchr::memmem::Finder::new(secret.as_bytes());
+        if finder.find(&out).is_none() {
+            // Not there as read: it held bytes that are not UTF-8 (or it is an unescaped
+            // form, or part of a longer one already replaced, which are harmless).
+            if secret.contains(char::REPLACEMENT_CHARACTER) {
+                all_found = false;
+            }
+            continue;
+        }
+        let mut replaced = Vec::with_capacity(out.len());
+        let mut copied = 0;
+        for at in finder.find_iter(&out) {
+            if at < copied {
+                continue;
+            }
+            replaced.extend_from_slice(&out[copied..at]);
+            replaced.extend_from_slice(REDACTED.as_bytes());
+            copied = at + secret.len();
+        }
+        replaced.extend_from_slice(&out[copied..]);
+        out = replaced;
+    }
+    secrets.get_or_insert_with(Secrets::default).extend(&found);
+    Some(if all_found {
+        out
+    } else {
+        redacted.into_bytes()
+    })
+}
+
 /// Adds `secret` to `secrets` when they are being kept (`Some` or about to be).
 fn keep(secrets: &mut Option<Secrets>, secret: &str) {
     secrets.get_or_insert_with(Secrets::default).push(secret);
@@ -526,5 +577,29 @@ mod tests {
             let _ = statement(&s[..i]);
             let _ = value(&s[..i]);
         }
+    }
+
+    #[test]
+    fn bytes_keep_all_but_the_passwords_they_carry() {
+        let mut kept = None;
+        assert_eq!(bytes_keeping(b"\x00\x01plain bytes\xff", &mut kept), None);
+        assert!(kept.is_none());
+        let clean = bytes_keeping(
+            b"\x00dsn=postgresql://u:pw-1@h/d \xfe password=pw-2\n",
+            &mut kept,
+        )
+        .unwrap();
+        assert_eq!(
+            clean,
+            b"\x00dsn=postgresql://u:[redacted]@h/d \xfe password=[redacted]\n"
+        );
+        assert_eq!(
+            kept.unwrap().scrub("pw-1 and pw-2"),
+            "[redacted] and [redacted]"
+        );
+        // A password that is not UTF-8: the whole value as redacted text.
+        let mut kept = None;
+        let clean = bytes_keeping(b"\x00password=a\xffb next", &mut kept).unwrap();
+        assert_eq!(clean, b"\x00password=[redacted] next");
     }
 }

@@ -159,8 +159,17 @@ pub struct Tracker {
     /// transaction); none before the first.
     ready: Option<u8>,
     /// Prepared statements the client asked the server to describe, in order, with their
-    /// text (`None`: not one the gateway knows): each ParameterDescription answers the first.
-    describing: VecDeque<(String, Option<Arc<str>>)>,
+    /// text (`None`: not one the gateway knows) and the number of the ReadyForQuery that ends
+    /// their batch ([`Tracker::batches_sent`] when the Describe was sent): each
+    /// ParameterDescription answers the first of the batch the server is in.
+    describing: VecDeque<(u64, String, Option<Arc<str>>)>,
+    /// The client's messages that each end in one ReadyForQuery (Sync, a simple query, a
+    /// function call), sent so far; and the ReadyForQuery the server sent so far (never more
+    /// than those). A client may send its next batch before the last one's ReadyForQuery
+    /// arrives (tokio-postgres does, after a statement's CommandComplete): the Describes of
+    /// that next batch are not ended by it.
+    batches_sent: u64,
+    batches_ended: u64,
     /// The parameter types the server described, for the client side's next Bind.
     described: Vec<(String, Arc<str>, Vec<u32>)>,
     /// The data of the `COPY … FROM STDIN` running, while the server takes it.
@@ -185,13 +194,45 @@ impl CopyCapture {
 }
 
 impl Tracker {
+    /// Drops the Describes whose batch the server has ended (never answered: a message
+    /// before them failed).
+    fn forget_ended_describes(&mut self) {
+        while self
+            .describing
+            .front()
+            .is_some_and(|(batch, ..)| *batch < self.batches_ended)
+        {
+            self.describing.pop_front();
+        }
+    }
+
     /// Ends the capture of a running `COPY … FROM STDIN` (its data is all in, or it failed)
     /// and records the data with its statement, the one in flight.
     fn end_copy(&mut self) {
         if let Some(c) = self.copy_in.take()
             && let Some(f) = self.current.as_mut().and_then(flight_of)
         {
-            f.record.data = Some(params::copy_text(&c.kept, c.total, c.binary));
+            // The passwords the data carries (a connection string in a row) are redacted
+            // like a bound value's, and scrubbed from the COPY's error.
+            let mut secrets = f.secrets.as_deref().map(|s| {
+                let mut kept = redact::Secrets::default();
+                kept.extend(s);
+                kept
+            });
+            let data = match redact::bytes_keeping(&c.kept, &mut secrets) {
+                Some(clean) => {
+                    // All the data was kept: its length is the redacted data's.
+                    let total = if c.total == c.kept.len() as u64 {
+                        clean.len() as u64
+                    } else {
+                        c.total
+                    };
+                    f.secrets = secrets.map(Arc::new);
+                    params::copy_text(&clean, total, c.binary)
+                }
+                None => params::copy_text(&c.kept, c.total, c.binary),
+            };
+            f.record.data = Some(data);
         }
     }
 }
@@ -301,16 +342,30 @@ pub struct ClientSide {
     portals: HashMap<String, Portal>,
 }
 
-/// The values a Bind gives, as recorded: in text, with the passwords of connection strings
-/// among them redacted ([`redact::value`]).
+/// The values a Bind (or a fast-path function call) gives, as recorded: in text, with the
+/// passwords of connection strings among them redacted ([`redact::value`]), in the bytes of
+/// a value recorded in hex too ([`redact::bytes_keeping`]).
 fn recorded_params(
     params: &wire::BindParams<'_>,
     types: &[u32],
     secrets: &mut Option<redact::Secrets>,
 ) -> Arc<[Option<String>]> {
     let mut values = params::render(params, types);
-    for v in values.iter_mut().flatten() {
-        if let std::borrow::Cow::Owned(r) = redact::value_keeping(v, secrets) {
+    for (v, (binary, raw)) in values.iter_mut().zip(params.iter()) {
+        let (Some(v), Some(raw)) = (v.as_mut(), raw) else {
+            continue;
+        };
+        if binary && v.starts_with("\\x") {
+            if let Some(clean) = redact::bytes_keeping(raw, secrets) {
+                *v = params::hex_value(&clean, raw.len());
+            }
+        } else if let Some(bytes) = (!binary).then(|| params::bytea_hex_text(raw)).flatten() {
+            // A `bytea` in text format (how libpq sends one): its bytes, not the hex digits,
+            // may hold the secret.
+            if let Some(clean) = redact::bytes_keeping(&bytes, secrets) {
+                *v = params::hex_value(&clean, bytes.len());
+            }
+        } else if let std::borrow::Cow::Owned(r) = redact::value_keeping(v, secrets) {
             *v = r;
         }
     }
@@ -387,6 +442,7 @@ impl ClientSide {
                         forward = false;
                     }
                     tracker.pending.push_back(Pending::Query(f));
+                    tracker.batches_sent += 1;
                 }
                 ClientMessage::Parse { name, query, types } => {
                     let refused = wire::refused(query, patterns).map(str::to_owned);
@@ -481,7 +537,9 @@ impl ClientSide {
                 }
                 ClientMessage::Describe { kind: b'S', name } => {
                     let text = self.statements.get(name).map(|p| p.text.clone());
-                    tracker.describing.push_back((name.to_owned(), text));
+                    tracker
+                        .describing
+                        .push_back((tracker.batches_sent, name.to_owned(), text));
                 }
                 ClientMessage::Close { kind, name } => {
                     if kind == b'S' {
@@ -501,9 +559,14 @@ impl ClientSide {
                         if n == 1 { "" } else { "s" }
                     );
                     let mut f = Flight::new("function", text.into(), now, at);
-                    // Recorded like a Bind's values (types unknown: binary ones in hex).
-                    f.record.params = (!args.is_empty()).then(|| params::render(&args, &[]).into());
+                    // Recorded like a Bind's values (types unknown: binary ones in hex), the
+                    // passwords they carry redacted.
+                    let mut secrets = None;
+                    f.record.params =
+                        (!args.is_empty()).then(|| recorded_params(&args, &[], &mut secrets));
+                    f.secrets = secrets.map(Arc::new);
                     tracker.pending.push_back(Pending::Query(f));
+                    tracker.batches_sent += 1;
                 }
                 ClientMessage::CopyData(data) => {
                     if let Some(c) = tracker.copy_in.as_mut() {
@@ -511,7 +574,10 @@ impl ClientSide {
                     }
                 }
                 ClientMessage::CopyEnd { .. } => tracker.end_copy(),
-                ClientMessage::Sync => tracker.pending.push_back(Pending::Sync),
+                ClientMessage::Sync => {
+                    tracker.pending.push_back(Pending::Sync);
+                    tracker.batches_sent += 1;
+                }
                 ClientMessage::Terminate => {
                     terminate = true;
                     pos += len;
@@ -674,7 +740,8 @@ impl ServerSide {
                         });
                     }
                     ServerMessage::ParameterTypes(types) => {
-                        if let Some((name, Some(text))) = t.describing.pop_front() {
+                        t.forget_ended_describes();
+                        if let Some((_, name, Some(text))) = t.describing.pop_front() {
                             if t.described.len() >= 10_000 {
                                 // Described and never bound: bounded like the statements.
                                 t.described.clear();
@@ -687,7 +754,10 @@ impl ServerSide {
                         // A COPY the server failed ends without the client's CopyDone.
                         t.end_copy();
                         // Describes after a failed message of the batch were never answered.
-                        t.describing.clear();
+                        if t.batches_ended < t.batches_sent {
+                            t.batches_ended += 1;
+                        }
+                        t.forget_ended_describes();
                         // A function call's result (FunctionCallResponse) is not looked
                         // into: the call in front ends here.
                         if t.current.is_none()
@@ -937,6 +1007,78 @@ mod tests {
         msgs(&[(b'B', &bind), (b'E', b"\0\0\0\0\0"), (b'S', b"")])
     }
 
+    /// tokio-postgres sends its next batch as soon as a statement's CommandComplete arrives,
+    /// before that batch's ReadyForQuery: the ReadyForQuery that follows ends the earlier
+    /// batch, not the Describe just sent, whose types still decode the next Bind's values.
+    /// A Describe of a batch the server ended without answering it (an earlier message
+    /// failed) is dropped at that batch's ReadyForQuery.
+    #[test]
+    fn a_describe_sent_before_the_last_batch_ended_keeps_its_types() {
+        let mut b = Both::default();
+        b.client(&msgs(&[
+            (b'P', b"s0\0UPDATE t SET v = 1\0\0\0"),
+            (b'B', b"\0s0\0\0\0\0\0\0\0"),
+            (b'E', b"\0\0\0\0\0"),
+            (b'S', b""),
+        ]));
+        b.server(&msgs(&[(b'1', b""), (b'2', b""), (b'C', b"UPDATE 1\0")]));
+        // The next batch, before the first one's ReadyForQuery.
+        b.client(&msgs(&[
+            (b'P', b"s1\0SELECT $1, $2::money\0\0\0"),
+            (b'D', b"Ss1\0"),
+            (b'S', b""),
+        ]));
+        b.server(&msg(b'Z', b"I"));
+        b.server(&msgs(&[
+            (b'1', b""),
+            (b't', b"\0\x02\0\0\0\x17\0\0\x03\x16"),
+            (b'n', b""),
+            (b'Z', b"I"),
+        ]));
+        let mut bind = b"\0s1\0\0\x01\0\x01\0\x02".to_vec();
+        bind.extend(4i32.to_be_bytes());
+        bind.extend(7i32.to_be_bytes());
+        bind.extend(8i32.to_be_bytes());
+        bind.extend(123_456i64.to_be_bytes());
+        bind.extend([0, 0]);
+        b.client(&msgs(&[(b'B', &bind), (b'E', b"\0\0\0\0\0"), (b'S', b"")]));
+        b.server(&msgs(&[(b'2', b""), (b'C', b"SELECT 1\0"), (b'Z', b"I")]));
+        assert_eq!(&*b.done[1].statement, "SELECT $1, $2::money");
+        assert_eq!(
+            b.done[1].params.as_deref(),
+            Some(&[Some("7".to_owned()), Some("1234.56".to_owned())][..])
+        );
+        // A batch whose Parse failed: its Describe is never answered, and the next batch's
+        // ParameterDescription is not taken for it.
+        b.client(&msgs(&[
+            (b'P', b"s2\0SELEC $1\0\0\0"),
+            (b'D', b"Ss2\0"),
+            (b'S', b""),
+            (b'P', b"s3\0SELECT $1\0\0\0"),
+            (b'D', b"Ss3\0"),
+            (b'S', b""),
+        ]));
+        let mut failed = Vec::new();
+        wire::error_response(&mut failed, "ERROR", "42601", "syntax error", None);
+        failed.extend(msg(b'Z', b"I"));
+        b.server(&failed);
+        b.server(&msgs(&[
+            (b'1', b""),
+            (b't', b"\0\x01\0\0\0\x17"),
+            (b'n', b""),
+            (b'Z', b"I"),
+        ]));
+        b.client(&run("s3", &9i32.to_be_bytes()));
+        b.server(&msgs(&[(b'2', b""), (b'C', b"SELECT 1\0"), (b'Z', b"I")]));
+        let last = b.done.last().unwrap();
+        assert_eq!(
+            (&*last.statement, last.params.as_deref()),
+            ("SELECT $1", Some(&[Some("9".to_owned())][..]))
+        );
+        assert!(b.t.describing.is_empty() && b.t.described.is_empty());
+        assert_eq!(b.t.batches_sent, b.t.batches_ended);
+    }
+
     /// A client that leaves the types to the server (tokio-postgres: Parse without types,
     /// Describe, then Bind in binary): the types the server described decode the values. A
     /// statement prepared again under the same name before its Bind does not take them.
@@ -1045,6 +1187,110 @@ mod tests {
         assert_eq!(b.done[0].data.as_deref(), Some("x\n"));
         assert!(b.done[0].error.as_deref().unwrap().starts_with("22P02"));
         assert!(b.t.copy_in.is_none());
+    }
+
+    /// Passwords in bytes recorded in hex or as data: a fast-path call's binary argument
+    /// (`\lo_import` of a file holding a connection string), a `bytea` bound in text format
+    /// (`\x…`, as libpq sends one), a `COPY … FROM STDIN`'s rows in text and in binary
+    /// format. Each is recorded with `[redacted]` in place of the password, its other bytes
+    /// kept, and an error quoting the password is recorded without it.
+    #[test]
+    fn passwords_in_hex_values_and_copy_data_are_redacted() {
+        let hex_of = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let conf: &[u8] = b"\x00\x01host=db password=fn-s3cr3t dbname=app\n\xff";
+        let mut b = Both::default();
+        // lowrite(fd 0, conf): OID 955, both arguments binary.
+        let mut body = 955u32.to_be_bytes().to_vec();
+        body.extend([0, 1, 0, 1, 0, 2]);
+        body.extend(4i32.to_be_bytes());
+        body.extend(0i32.to_be_bytes());
+        body.extend(i32::try_from(conf.len()).unwrap().to_be_bytes());
+        body.extend(conf);
+        body.extend([0, 1]);
+        b.client(&msg(b'F', &body));
+        let mut failed = Vec::new();
+        wire::error_response(
+            &mut failed,
+            "ERROR",
+            "XX000",
+            "cannot write \"password=fn-s3cr3t\"",
+            None,
+        );
+        failed.extend(msg(b'Z', b"I"));
+        b.server(&failed);
+        let args = b.done[0].params.as_deref().unwrap();
+        let data = args[1].as_deref().unwrap();
+        assert_eq!(
+            data,
+            format!(
+                "\\x{}",
+                hex_of(b"\x00\x01host=db password=[redacted] dbname=app\n\xff")
+            )
+        );
+        assert_eq!(
+            b.done[0].error.as_deref(),
+            Some("XX000: cannot write \"password=[redacted]\"")
+        );
+
+        // A bytea in text format: its bytes, not its hex digits, are looked into.
+        let bytea = format!("\\x{}", hex_of(b"postgresql://app:bytea-s3cr3t@db/app"));
+        let mut bind = b"\0\0\0\0\0\x01".to_vec();
+        bind.extend(i32::try_from(bytea.len()).unwrap().to_be_bytes());
+        bind.extend(bytea.as_bytes());
+        bind.extend([0, 0]);
+        b.client(&msgs(&[
+            (b'P', b"\0INSERT INTO f VALUES ($1)\0\0\0"),
+            (b'B', &bind),
+            (b'E', b"\0\0\0\0\0"),
+            (b'S', b""),
+        ]));
+        b.server(&msgs(&[
+            (b'1', b""),
+            (b'2', b""),
+            (b'C', b"INSERT 0 1\0"),
+            (b'Z', b"I"),
+        ]));
+        assert_eq!(
+            b.done[1].params.as_deref(),
+            Some(
+                &[Some(format!(
+                    "\\x{}",
+                    hex_of(b"postgresql://app:[redacted]@db/app")
+                ))][..]
+            )
+        );
+
+        // COPY in text format, then in binary format.
+        b.client(&msg(b'Q', b"COPY dsn FROM STDIN\0"));
+        b.server(&msg(b'G', b"\0\0\x01\0\0"));
+        b.client(&msgs(&[
+            (b'd', b"1\tpostgresql://app:copy-s3cr3t@db/app\n"),
+            (b'd', b"2\tplain\n"),
+            (b'c', b""),
+        ]));
+        b.server(&msgs(&[(b'C', b"COPY 2\0"), (b'Z', b"I")]));
+        assert_eq!(
+            b.done[2].data.as_deref(),
+            Some("1\tpostgresql://app:[redacted]@db/app\n2\tplain\n")
+        );
+        b.client(&msg(b'Q', b"COPY dsn FROM STDIN (FORMAT binary)\0"));
+        b.server(&msg(b'G', b"\x01\0\x01\0\x01"));
+        b.client(&msgs(&[(b'd', conf), (b'c', b"")]));
+        b.server(&msgs(&[(b'C', b"COPY 1\0"), (b'Z', b"I")]));
+        assert_eq!(
+            b.done[3].data.as_deref(),
+            Some(
+                format!(
+                    "\\x{}",
+                    hex_of(b"\x00\x01host=db password=[redacted] dbname=app\n\xff")
+                )
+                .as_str()
+            )
+        );
+        let all = format!("{:?}", b.done);
+        for secret in ["s3cr3t", &hex_of(b"s3cr3t")] {
+            assert!(!all.contains(secret), "{secret} in {all}");
+        }
     }
 
     #[test]
