@@ -1381,3 +1381,334 @@ async fn a_client_of_the_other_tls_gateway_is_relayed_to_the_holder_over_tls() {
         "{relayed:?}"
     );
 }
+
+/// A raw PostgreSQL client connection made from a loopback address of the test's choosing (the
+/// gateway sees it as the client's), for what psql does not show: the cancellation key, and
+/// the SQLSTATE of an error.
+struct Raw {
+    s: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    /// Connects to `gateway` (`IP:PORT`) from `from` (an IPv4 loopback address).
+    async fn connect(gateway: &str, from: &str) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{from}:0").parse().expect("local address"))
+            .expect("bind");
+        let s = socket
+            .connect(gateway.parse().expect("gateway address"))
+            .await
+            .expect("connect");
+        Raw { s, buf: Vec::new() }
+    }
+
+    /// The next message: its tag and body (within 15 s).
+    async fn message(&mut self) -> (u8, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if self.buf.len() >= 5 {
+                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
+                    as usize;
+                if self.buf.len() > len {
+                    let frame: Vec<u8> = self.buf.drain(..=len).collect();
+                    return (frame[0], frame[5..].to_vec());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(15), self.s.read(&mut chunk))
+                .await
+                .expect("the gateway answers within 15 s")
+                .expect("read");
+            assert!(n > 0, "the gateway closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Logs in at `gateway` from `from` as `user` with `token`: the session and its
+    /// cancellation key, or the refusal's SQLSTATE and message.
+    async fn login(
+        gateway: &str,
+        from: &str,
+        user: &str,
+        token: &str,
+    ) -> Result<(Raw, i32, [u8; 4]), (String, String)> {
+        use tokio::io::AsyncWriteExt;
+        let mut raw = Raw::connect(gateway, from).await;
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        for part in ["user", user] {
+            body.extend_from_slice(part.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut startup = i32::try_from(body.len() + 4)
+            .expect("length")
+            .to_be_bytes()
+            .to_vec();
+        startup.extend_from_slice(&body);
+        raw.s.write_all(&startup).await.expect("start-up");
+        let mut key = None;
+        loop {
+            match raw.message().await {
+                (b'R', b) if b[..4] == [0, 0, 0, 3] => {
+                    raw.send(b'p', format!("{token}\0").as_bytes()).await;
+                }
+                (b'K', b) => {
+                    key = Some((
+                        i32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                        [b[4], b[5], b[6], b[7]],
+                    ));
+                }
+                (b'E', b) => return Err(error_fields(&b)),
+                (b'Z', _) => break,
+                _ => {}
+            }
+        }
+        let (pid, key) = key.expect("a cancellation key");
+        Ok((raw, pid, key))
+    }
+
+    async fn send(&mut self, tag: u8, body: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mut frame = vec![tag];
+        frame.extend_from_slice(&i32::try_from(body.len() + 4).expect("length").to_be_bytes());
+        frame.extend_from_slice(body);
+        self.s.write_all(&frame).await.expect("write");
+    }
+
+    /// Runs `sql` (simple protocol): its error's SQLSTATE and message, if it failed, once
+    /// the session is ready again.
+    async fn run(&mut self, sql: &str) -> Option<(String, String)> {
+        self.send(b'Q', format!("{sql}\0").as_bytes()).await;
+        let mut error = None;
+        loop {
+            match self.message().await {
+                (b'E', b) => error = Some(error_fields(&b)),
+                (b'Z', _) => return error,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The SQLSTATE and message of an ErrorResponse body.
+fn error_fields(body: &[u8]) -> (String, String) {
+    let (mut code, mut message) = (String::new(), String::new());
+    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let text = String::from_utf8_lossy(&field[1..]).into_owned();
+        match field[0] {
+            b'C' => code = text,
+            b'M' => message = text,
+            _ => {}
+        }
+    }
+    (code, message)
+}
+
+/// Sends a CancelRequest for `pid`/`key` to `gateway` from `from`.
+async fn send_cancel(gateway: &str, from: &str, pid: i32, key: [u8; 4]) {
+    use tokio::io::AsyncWriteExt;
+    let mut raw = Raw::connect(gateway, from).await;
+    let mut req = 16i32.to_be_bytes().to_vec();
+    req.extend_from_slice(&80_877_102i32.to_be_bytes());
+    req.extend_from_slice(&pid.to_be_bytes());
+    req.extend_from_slice(&key);
+    raw.s.write_all(&req).await.expect("cancel request");
+    let _ = raw.s.shutdown().await;
+}
+
+/// Three servers behind one address. A statement running on a session of the holder's gateway
+/// — reached directly, or relayed by the second server — is cancelled by a cancel request that
+/// reaches the third server, which knows neither the session nor its holder: the store says
+/// which server gave the key, and the request is sent on there (a wrong secret is not honoured).
+/// A relayed client's failed logins count, at the holder, against the client's own address (the
+/// relaying server passes it on, and the holder believes it from another server's gateway
+/// host): that address is throttled at the holder, the relaying server's is not, and the audit
+/// names the client with the server that relayed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaching_a_third_server_is_sent_on_and_relayed_clients_count_as_themselves() {
+    let test = "cli::scale_out::a_cancel_reaching_a_third_server_is_sent_on_and_relayed_clients_count_as_themselves";
+    let Some(db) = breakglass_testkit::fresh_postgres(test).await else {
+        return;
+    };
+    let Some(pg) = breakglass_testkit::pgcluster::cluster(test) else {
+        return;
+    };
+    let t = common::pg_target(pg, "sc").await;
+    let channels = t.webhook_channel().await;
+    let targets = t.targets_file();
+    let target = format!(
+        "target:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: pg\n    sslmode: require\n    access: proxy\n    gateway_connections: \"10\"\n",
+        pg.host, pg.port, t.db, t.adm, t.app
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (servers, keys) = cluster_of(
+        3,
+        dir.path(),
+        &db.url,
+        &channels,
+        &[
+            "--targets",
+            targets.to_str().expect("utf-8"),
+            "--gateway",
+            "127.0.0.1:0",
+            "--gateway-failed-logins",
+            "3",
+        ],
+        &target,
+        &t.admin_pw,
+    );
+    let as_actor = |server: &Server, name: &str| {
+        let mut c = server.cli();
+        c.arg("--identity").arg(keys.join(format!("{name}.key")));
+        c
+    };
+    let a = as_actor(&servers[0], "dave")
+        .args(["--output", "json", "break", "open", "p"])
+        .args([
+            "--reason",
+            "db on fire",
+            "--ticket",
+            "INC-11",
+            "--duration",
+            "10m",
+        ])
+        .assert()
+        .success();
+    let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+    // The first server takes the first share, so it grants and holds the login.
+    for (server, who) in [(&servers[0], "alice"), (&servers[1], "bob")] {
+        as_actor(server, who)
+            .args(["approve", &id])
+            .assert()
+            .success();
+    }
+    let gw: Vec<String> = servers.iter().map(Server::gateway_addr).collect();
+    let a = as_actor(&servers[2], "dave")
+        .args(["break", "reveal", &id])
+        .assert()
+        .success();
+    let revealed = common::stdout(&a).trim().to_owned();
+    assert!(revealed.contains(&format!("@{}/", gw[0])), "{revealed}");
+    let token = revealed
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(creds, _)| creds.split_once(':'))
+        .map(|(_, token)| token.to_owned())
+        .expect("a token in the connection string");
+    assert!(!token.contains('%'), "{token}");
+
+    // A long statement on the holder's own gateway, then on a session the second server
+    // relays there: a cancel request sent to the third server cancels it quickly.
+    // (Each cancel request the third server sends on counts against its sender's allowance of
+    // three failed logins a minute: each session's are sent from an address of their own.)
+    for (via, from, canceller) in [
+        (&gw[0], "127.0.0.4", "127.0.0.6"),
+        (&gw[1], "127.0.0.5", "127.0.0.7"),
+    ] {
+        let (mut session, pid, key) = Raw::login(via, from, &id, &token)
+            .await
+            .expect("a session through the gateway");
+        let sleeping = tokio::spawn(async move {
+            let outcome = session.run("SELECT pg_sleep(30)").await;
+            (outcome, Instant::now(), session)
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The right pid with the wrong secret is sent on, but the holder does not honour it.
+        let mut wrong = key;
+        wrong[0] ^= 0xff;
+        send_cancel(&gw[2], canceller, pid, wrong).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(
+            !sleeping.is_finished(),
+            "a wrong secret cancelled the statement"
+        );
+        let sent = Instant::now();
+        send_cancel(&gw[2], canceller, pid, key).await;
+        let (outcome, at, mut session) = tokio::time::timeout(Duration::from_secs(10), sleeping)
+            .await
+            .expect("the statement is cancelled within 10 s")
+            .expect("join");
+        let (code, message) = outcome.expect("the statement failed");
+        assert_eq!(code, "57014", "{message}");
+        assert!(
+            message.contains("canceling statement due to user request"),
+            "{message}"
+        );
+        assert!(
+            at.duration_since(sent) < Duration::from_secs(5),
+            "cancelled after {:?}",
+            at.duration_since(sent)
+        );
+        // The session goes on.
+        assert_eq!(session.run("SELECT 1").await, None);
+    }
+
+    // Failed logins relayed by the second server count at the holder against the client's
+    // own address: after three, that address is refused at the holder itself...
+    for _ in 0..3 {
+        let refused = Raw::login(&gw[1], "127.0.0.2", &id, "not-the-token")
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(refused.0, "28P01", "{refused:?}");
+        assert!(refused.1.contains("wrong gateway token"), "{refused:?}");
+    }
+    let refused = Raw::login(&gw[0], "127.0.0.2", &id, &token)
+        .await
+        .err()
+        .expect("throttled at the holder");
+    assert_eq!(refused.0, "53300", "{refused:?}");
+    assert!(refused.1.contains("too many failed logins"), "{refused:?}");
+    // ...while another client relayed by the same server is not: the holder did not count
+    // those failures against the relaying server's address.
+    let refused = Raw::login(&gw[1], "127.0.0.3", &id, "not-the-token")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.0, "28P01", "{refused:?}");
+    let (mut session, _, _) = Raw::login(&gw[1], "127.0.0.3", &id, &token)
+        .await
+        .expect("a relayed session");
+    assert_eq!(session.run("SELECT 1").await, None);
+    drop(session);
+
+    // The holder's audit names each relayed client by its own address, and the server that
+    // relayed it, from its address.
+    let a = servers[0]
+        .cli()
+        .args(["--output", "json", "audit", "list", "--limit", "1000"])
+        .assert()
+        .success();
+    let peers = |kind: &str| -> Vec<String> {
+        stdout_json(&a)["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter(|e| e["break"] == id.as_str() && e["kind"] == kind)
+            .map(|e| e["payload"]["peer"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let started = peers("gateway.session_started");
+    // (Relayed: `CLIENT (relayed by srv-… from RELAYER)`.)
+    let count = |list: &[String], from: &str, relayed: bool| {
+        list.iter()
+            .filter(|p| p.starts_with(&format!("{from}:")))
+            .filter(|p| {
+                if relayed {
+                    p.contains(" (relayed by srv-") && p.contains(" from 127.0.0.1:")
+                } else {
+                    !p.contains("relayed")
+                }
+            })
+            .count()
+    };
+    assert_eq!(count(&started, "127.0.0.4", false), 1, "{started:?}");
+    assert_eq!(count(&started, "127.0.0.5", true), 1, "{started:?}");
+    assert_eq!(count(&started, "127.0.0.3", true), 1, "{started:?}");
+    let refused = peers("gateway.refused");
+    assert_eq!(count(&refused, "127.0.0.2", true), 3, "{refused:?}");
+    assert_eq!(count(&refused, "127.0.0.3", true), 1, "{refused:?}");
+    assert_eq!(refused.len(), 4, "{refused:?}");
+}

@@ -1339,6 +1339,91 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether this server shares its store with other servers (`advertise_url`): only then
+    /// are its gateway's cancellation keys recorded and other servers' addresses read.
+    pub fn shares_store(&self) -> bool {
+        self.inner.config.advertise_url.is_some()
+    }
+
+    /// This server's registered gateway address (`GatewayEndpoint::peer`), when it shares
+    /// its store with other servers.
+    fn own_peer_address(&self) -> Option<&str> {
+        let config = &self.inner.config;
+        config.advertise_url.as_ref()?;
+        config.gateway.as_ref()?.peer.as_deref()
+    }
+
+    /// The gateway addresses the other servers sharing this store registered (`HOST:PORT`):
+    /// the gateway believes the client address a relayed start-up carries only from these
+    /// hosts. Empty when this server shares its store with none.
+    pub async fn gateway_peer_addresses(&self) -> Result<Vec<String>, EngineError> {
+        if self.inner.config.advertise_url.is_none() {
+            return Ok(Vec::new());
+        }
+        let own = self.own_peer_address();
+        Ok(self
+            .store()
+            .instance_gateways()
+            .await?
+            .into_iter()
+            .filter(|(instance, address, _)| {
+                instance != self.instance() && Some(address.as_str()) != own
+            })
+            .map(|(_, address, _)| address)
+            .collect())
+    }
+
+    /// Records in the shared store that this server's gateway gave a client cancellation key
+    /// `pid`, valid until `until` (the session's deadline), so a cancel request for it that
+    /// reaches another server is sent on here. `false` when another live session of the
+    /// deployment holds `pid` (pick another). Always `true` without other servers.
+    pub async fn register_cancel_key(
+        &self,
+        pid: i32,
+        until: Timestamp,
+    ) -> Result<bool, EngineError> {
+        if self.inner.config.advertise_url.is_none() {
+            return Ok(true);
+        }
+        Ok(self
+            .store()
+            .put_cancel_key(pid, self.instance(), until, self.now())
+            .await?)
+    }
+
+    /// Forgets cancellation key `pid` of this server (its session ended).
+    pub async fn forget_cancel_key(&self, pid: i32) -> Result<(), EngineError> {
+        if self.inner.config.advertise_url.is_none() {
+            return Ok(());
+        }
+        Ok(self
+            .store()
+            .delete_cancel_key(pid, self.instance(), self.now())
+            .await?)
+    }
+
+    /// Where to send on a cancel request for cancellation key `pid`, which this server's
+    /// gateway does not know: the gateway of the server that gave the key, `(instance, address,
+    /// tls)`. `None` when no other server gave it, or the one that did is this server or is
+    /// registered at this server's own address (a server that took over a dead one's address):
+    /// a cancel request is never sent back to the server it reached.
+    pub async fn cancel_key_holder(
+        &self,
+        pid: i32,
+    ) -> Result<Option<(String, String, bool)>, EngineError> {
+        if self.inner.config.advertise_url.is_none() {
+            return Ok(None);
+        }
+        let own = self.own_peer_address();
+        Ok(self
+            .store()
+            .cancel_key_gateway(pid, self.now())
+            .await?
+            .filter(|(instance, address, _)| {
+                instance != self.instance() && Some(address.as_str()) != own
+            }))
+    }
+
     /// The advertised URL of another running server that holds `break_id`'s login (the one
     /// that granted it, or renewed it last), when several servers share the store.
     async fn proxy_held_elsewhere(

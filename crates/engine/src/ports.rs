@@ -712,6 +712,32 @@ pub trait Store: Send + Sync {
         address: &str,
         tls: bool,
     ) -> StoreResult<()>;
+    /// Every server's registered gateway: `(instance, address, tls)`, this server's too. The
+    /// gateway trusts the client address another server's gateway passes on only from these
+    /// addresses. (A store only one server can open: always empty.)
+    async fn instance_gateways(&self) -> StoreResult<Vec<(String, String, bool)>>;
+    /// Records that server `instance`'s gateway gave a client cancellation key `pid` (never
+    /// the key's secret half), until `expires_at` at the latest. `false` when a row not
+    /// expired at `now` already holds `pid` (the caller picks another); an expired one is
+    /// replaced. A store only one server can open keeps nothing: always `true`.
+    async fn put_cancel_key(
+        &self,
+        pid: i32,
+        instance: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Forgets cancellation key `pid` of server `instance` (its session ended), and every key
+    /// expired at `now` (of servers that died with sessions open).
+    async fn delete_cancel_key(&self, pid: i32, instance: &str, now: Timestamp) -> StoreResult<()>;
+    /// The server that gave cancellation key `pid` (not expired at `now`) and where its
+    /// gateway is reached: `(instance, address, tls)`; `None` when no server registered it,
+    /// or the server registered no gateway address.
+    async fn cancel_key_gateway(
+        &self,
+        pid: i32,
+        now: Timestamp,
+    ) -> StoreResult<Option<(String, String, bool)>>;
     /// Takes procedure `id`'s lock, which a credential rotation holds from its start to its
     /// promotion and opening or approving a break holds briefly, on every server sharing this
     /// store (PostgreSQL: a session advisory lock on a connection held with the lock, so a

@@ -31,7 +31,7 @@ mod throttle;
 pub mod upstream;
 pub mod wire;
 
-pub use peer::{RELAYED_BY, peer_tls};
+pub use peer::{CLIENT_ADDR, RELAYED_BY, peer_tls};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,16 +106,22 @@ pub struct Gateway {
     recorder: mpsc::UnboundedSender<Recorded>,
     cancels: Arc<Mutex<CancelMap>>,
     failed_logins: Arc<throttle::FailedLogins>,
+    /// Other servers' gateway hosts, whose [`CLIENT_ADDR`] is believed.
+    peers: Arc<peer::TrustedPeers>,
+    /// Cancel requests sent on to other servers lately (each at most once).
+    forwarded: Arc<peer::Forwarded>,
 }
 
 /// Where a client's login led.
 enum LoggedIn {
-    /// Admitted here: the client, its admission, start-up parameters and database.
+    /// Admitted here: the client, its admission, start-up parameters, database and address
+    /// (the one a trusted relaying server passed on, else its TCP peer's).
     Session(
         Box<dyn Io>,
         breakglass_engine::Admission,
         Vec<(String, String)>,
         String,
+        SocketAddr,
     ),
     /// Another server holds the break's login: relay the client there.
     Relay(Box<Relay>),
@@ -134,8 +140,50 @@ struct Relay {
     tls: bool,
 }
 
-/// Cancellation keys the gateway gave its clients → the backends' own.
-type CancelMap = HashMap<(i32, [u8; 4]), CancelTarget>;
+/// Cancellation keys the gateway gave its clients (by process id: the secret half is compared
+/// in constant time) → the backends' own, or the holder's for a relayed client.
+#[derive(Default)]
+struct CancelMap(HashMap<i32, Vec<([u8; 4], CancelTarget)>>);
+
+/// What a cancel request's key is to this gateway.
+enum CancelKey {
+    /// A key it gave (or passed on from the holder of a relayed client): cancel there.
+    Known(CancelTarget),
+    /// A process id it gave, with another secret: ignored, never sent on.
+    WrongSecret,
+    /// A process id it did not give: perhaps another server's.
+    Unknown,
+}
+
+impl CancelMap {
+    fn insert(&mut self, pid: i32, key: [u8; 4], target: CancelTarget) {
+        self.0.entry(pid).or_default().push((key, target));
+    }
+
+    fn remove(&mut self, pid: i32, key: [u8; 4]) {
+        if let Some(list) = self.0.get_mut(&pid) {
+            list.retain(|(k, _)| *k != key);
+            if list.is_empty() {
+                self.0.remove(&pid);
+            }
+        }
+    }
+
+    fn find(&self, pid: i32, key: &[u8]) -> CancelKey {
+        use subtle::ConstantTimeEq;
+        let Some(list) = self.0.get(&pid) else {
+            return CancelKey::Unknown;
+        };
+        let mut found = None;
+        // Every entry is compared, so the time taken does not say which one matched.
+        for (k, target) in list {
+            if bool::from(k[..].ct_eq(key)) {
+                found = Some(target.clone());
+            }
+        }
+        found.map_or(CancelKey::WrongSecret, CancelKey::Known)
+    }
+}
 
 /// An accepted client on its way to a relay thread, with the open-connection counts and the
 /// thread's place in them.
@@ -233,6 +281,8 @@ impl Gateway {
             failed_logins: Arc::new(throttle::FailedLogins::new(
                 settings.failed_logins_per_minute,
             )),
+            peers: Arc::default(),
+            forwarded: Arc::default(),
             settings,
         }
     }
@@ -399,16 +449,16 @@ impl Gateway {
 
     async fn connection(&self, stream: Box<dyn Io>, peer: SocketAddr) -> Result<(), String> {
         let login = tokio::time::timeout(self.settings.login_timeout, self.login(stream, peer));
-        let (client, admission, params, database) = match login.await {
+        let (client, admission, params, database, from) = match login.await {
             Err(_) => return Err("the client did not log in in time".into()),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(LoggedIn::Done)) => return Ok(()),
             Ok(Ok(LoggedIn::Relay(r))) => return self.relay(*r, peer).await,
-            Ok(Ok(LoggedIn::Session(client, admission, params, database))) => {
-                (client, admission, params, database)
+            Ok(Ok(LoggedIn::Session(client, admission, params, database, from))) => {
+                (client, admission, params, database, from)
             }
         };
-        self.session(client, admission, params, database, peer)
+        self.session(client, admission, params, database, from)
             .await
     }
 
@@ -431,6 +481,7 @@ impl Gateway {
         let (target_addr, target_tls) = (address.clone(), tls);
         let outcome = peer::relay(
             &mut stream,
+            peer,
             &params,
             &token,
             self.engine.instance(),
@@ -442,7 +493,8 @@ impl Gateway {
             },
             move |pid, k| {
                 relay::lock(&cancels).insert(
-                    (pid, k),
+                    pid,
+                    k,
                     CancelTarget {
                         addr: target_addr,
                         tls: target_tls,
@@ -507,11 +559,46 @@ impl Gateway {
                 },
                 Startup::GssEnc => stream.write_all(b"N").await.map_err(|e| e.to_string())?,
                 Startup::Cancel { pid, key } => {
-                    self.cancel(pid, &key).await;
+                    self.cancel(pid, &key, peer).await;
                     return Ok(LoggedIn::Done);
                 }
                 Startup::Params(p) => break p,
             }
+        };
+        // The gateway's own parameters, between servers: taken out here, so they reach
+        // neither the target nor the kept connections' key.
+        let mut params = params;
+        let mut own = |name: &str| {
+            let at = params.iter().position(|(k, _)| k == name)?;
+            let (_, v) = params.remove(at);
+            params.retain(|(k, _)| k != name);
+            Some(v)
+        };
+        let relayed_by_param = own(peer::RELAYED_BY);
+        let client_addr_param = own(peer::CLIENT_ADDR);
+        // A client another server relayed here is never relayed again; the audit names the
+        // server that relayed it. The client's own address, which the relaying server passes
+        // on, is believed only from another server's gateway host.
+        let relayed_by = relayed_by_param.map(|v| {
+            v.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                .take(64)
+                .collect::<String>()
+        });
+        let from_peer = match (&relayed_by, &client_addr_param) {
+            (Some(_), Some(_)) => self.trusted_peer(peer.ip()).await,
+            _ => false,
+        };
+        let client = peer::believed_client(
+            peer,
+            relayed_by.is_some(),
+            client_addr_param.as_deref(),
+            from_peer,
+        );
+        let peer_text = match &relayed_by {
+            Some(by) if client != peer => format!("{client} (relayed by {by} from {peer})"),
+            Some(by) => format!("{peer} (relayed by {by})"),
+            None => peer.to_string(),
         };
         if self.settings.tls.is_some() && !tls && !self.settings.allow_plaintext {
             fatal(
@@ -551,9 +638,9 @@ impl Gateway {
             .await;
             return Err("replication refused".into());
         }
-        if let Some(left) = self.failed_logins.blocked(peer.ip()) {
+        if let Some(left) = self.failed_logins.blocked(client.ip()) {
             self.count(|c| &c.logins_throttled);
-            tracing::warn!(%peer, "gateway login refused: too many failed logins from this address");
+            tracing::warn!(peer = %peer_text, "gateway login refused: too many failed logins from this address");
             fatal(
                 &mut stream,
                 "53300",
@@ -581,21 +668,6 @@ impl Gateway {
                 return Err("no password message".into());
             }
         };
-        // A client another server relayed here is never relayed again; the audit names the
-        // server that relayed it beside the address it came from.
-        let relayed_by = params
-            .iter()
-            .find(|(k, _)| k == peer::RELAYED_BY)
-            .map(|(_, v)| {
-                v.chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-                    .take(64)
-                    .collect::<String>()
-            });
-        let peer_text = match &relayed_by {
-            Some(by) => format!("{peer} (relayed by {by})"),
-            None => peer.to_string(),
-        };
         let admitted = {
             let (engine, user, token, peer, may_relay) = (
                 self.engine.clone(),
@@ -614,7 +686,9 @@ impl Gateway {
                     d if d.is_empty() || d == user => admission.dbname.clone(),
                     d => d,
                 };
-                Ok(LoggedIn::Session(stream, admission, params, database))
+                Ok(LoggedIn::Session(
+                    stream, admission, params, database, client,
+                ))
             }
             Err(breakglass_engine::Refusal::Elsewhere {
                 break_id,
@@ -633,7 +707,7 @@ impl Gateway {
             Err(refusal) => {
                 self.count(|c| &c.refused);
                 if !matches!(refusal, breakglass_engine::Refusal::Unavailable(_)) {
-                    self.failed_logins.failed(peer.ip());
+                    self.failed_logins.failed(client.ip());
                 }
                 tracing::info!(peer = %peer_text, why = %refusal, "gateway refused a client");
                 fatal(
@@ -648,20 +722,102 @@ impl Gateway {
         }
     }
 
-    async fn cancel(&self, pid: i32, key: &[u8]) {
-        let Ok(key4) = <[u8; 4]>::try_from(key) else {
-            return;
-        };
-        let target = self
-            .cancels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(pid, key4))
-            .cloned();
-        if let Some(t) = target
-            && let Err(e) = upstream::cancel(&t.addr, t.tls, t.pid, &t.key).await
-        {
-            tracing::info!(error = %e, "forwarding a cancel request failed");
+    /// Whether `ip` is another server's registered gateway host (whose [`CLIENT_ADDR`] is
+    /// believed): from the cached set, read again from the store when it is stale or lacks
+    /// `ip` (at most once a second).
+    async fn trusted_peer(&self, ip: std::net::IpAddr) -> bool {
+        match self.peers.check(ip, Instant::now()) {
+            peer::PeerCheck::Known(trusted) => trusted,
+            peer::PeerCheck::Refresh => {
+                let engine = self.engine.clone();
+                let read = self
+                    .on_main(async move {
+                        let addresses = engine.gateway_peer_addresses().await?;
+                        Ok::<_, breakglass_engine::EngineError>(peer::resolve(&addresses).await)
+                    })
+                    .await
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                match read {
+                    Ok(ips) => self.peers.set(ips, Instant::now()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the other servers' gateway addresses failed")
+                    }
+                }
+                self.peers.contains(ip)
+            }
+        }
+    }
+
+    /// Answers a CancelRequest from `peer`. A key this gateway gave (or passed on for a
+    /// relayed client) is sent to its backend (or the holder); a process id it gave with
+    /// another secret is ignored. A process id it did not give is sent on, once, to the
+    /// gateway of the server the store says gave it — never to this server, never twice in
+    /// a few seconds — so a request goes at most client → any server → the giver, which
+    /// knows its own keys and never sends one on. A wrong secret, and every request for a
+    /// key this gateway did not give, counts as a failed login of `peer` (so guessing keys is
+    /// throttled like guessing tokens; a request another server sent on is counted there).
+    async fn cancel(&self, pid: i32, key: &[u8], peer: SocketAddr) {
+        let found = relay::lock(&self.cancels).find(pid, key);
+        match found {
+            CancelKey::Known(t) => {
+                if let Err(e) = upstream::cancel(&t.addr, t.tls, t.pid, &t.key).await {
+                    tracing::info!(error = %e, "forwarding a cancel request failed");
+                }
+            }
+            CancelKey::WrongSecret => {
+                // Counted against the client, not against a server that sent it on.
+                if !self.engine.shares_store() || !self.trusted_peer(peer.ip()).await {
+                    self.failed_logins.failed(peer.ip());
+                }
+                tracing::info!(%peer, "a cancel request with a wrong secret key was ignored");
+            }
+            CancelKey::Unknown => {
+                let Ok(key4) = <[u8; 4]>::try_from(key) else {
+                    return;
+                };
+                // Alone on its store, no other server gave it.
+                if !self.engine.shares_store() {
+                    return;
+                }
+                if self.failed_logins.blocked(peer.ip()).is_some() {
+                    self.count(|c| &c.logins_throttled);
+                    return;
+                }
+                let engine = self.engine.clone();
+                let holder = self
+                    .on_main(async move { engine.cancel_key_holder(pid).await })
+                    .await
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                // Every request sent on counts against the sender's allowance too: the server
+                // that gave the key cannot tell the sender's wrong secrets from another's.
+                self.failed_logins.failed(peer.ip());
+                let (instance, address, tls) = match holder {
+                    Ok(Some(h)) => h,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "looking up the server of a cancel key failed");
+                        return;
+                    }
+                };
+                if !self.forwarded.first(pid, key4, Instant::now()) {
+                    tracing::info!(%peer, to = %instance, "a cancel request sent on lately came back; dropped");
+                    return;
+                }
+                let holder = peer::Holder {
+                    address: &address,
+                    tls,
+                    tls_config: self.settings.peer_tls.clone(),
+                    timeout: self.settings.upstream_timeout,
+                };
+                match peer::cancel(&holder, pid, key4).await {
+                    Ok(()) => {
+                        tracing::info!(%peer, to = %instance, "cancel request sent on to the server that gave its key")
+                    }
+                    Err(e) => {
+                        tracing::info!(to = %instance, error = %e, "sending a cancel request on failed")
+                    }
+                }
+            }
         }
     }
 
@@ -671,13 +827,13 @@ impl Gateway {
         admission: breakglass_engine::Admission,
         params: Vec<(String, String)>,
         database: String,
-        peer: SocketAddr,
+        client_addr: SocketAddr,
     ) -> Result<(), String> {
         let started = Instant::now();
         let mut summary = SessionSummary {
             session_id: admission.session_id.clone(),
             break_id: admission.break_id.clone(),
-            peer: peer.to_string(),
+            peer: client_addr.to_string(),
             ..SessionSummary::default()
         };
         // A server connection kept from an earlier session of this break, or a new login.
@@ -687,21 +843,28 @@ impl Gateway {
         if reused {
             self.count(|c| &c.reused);
         }
-        let connected = match kept {
-            Some(u) => Ok(u),
-            None => {
-                upstream::connect(
-                    &admission.upstream,
-                    &database,
-                    &params,
-                    self.settings.upstream_timeout,
-                )
-                .await
+        let connect = async {
+            match kept {
+                Some(u) => Ok(u),
+                None => {
+                    upstream::connect(
+                        &admission.upstream,
+                        &database,
+                        &params,
+                        self.settings.upstream_timeout,
+                    )
+                    .await
+                }
             }
         };
+        // The client's cancellation key is drawn (and recorded in a shared store) while the
+        // server connection is made.
+        let (connected, (our_pid, our_key)) =
+            tokio::join!(connect, self.new_cancel_key(admission.deadline));
         let up = match connected {
             Ok(u) => u,
             Err(e) => {
+                self.forget_session_cancel(our_pid, our_key);
                 fatal(
                     &mut client,
                     "08006",
@@ -715,21 +878,17 @@ impl Gateway {
             }
         };
         // Our own cancellation key, mapped to the backend's.
-        let our_pid = i32::try_from(rand::random::<u32>() >> 1).unwrap_or(1);
-        let our_key: [u8; 4] = rand::random();
         if let Some((pid, key)) = &up.backend_key {
-            self.cancels
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(
-                    (our_pid, our_key),
-                    CancelTarget {
-                        addr: up.addr.clone(),
-                        tls: up.tls,
-                        pid: *pid,
-                        key: key.clone(),
-                    },
-                );
+            relay::lock(&self.cancels).insert(
+                our_pid,
+                our_key,
+                CancelTarget {
+                    addr: up.addr.clone(),
+                    tls: up.tls,
+                    pid: *pid,
+                    key: key.clone(),
+                },
+            );
         }
         let mut hello = Vec::new();
         wire::message(&mut hello, b'R', &0i32.to_be_bytes());
@@ -748,7 +907,7 @@ impl Gateway {
         hello.extend_from_slice(&up.greeting[z_at..]);
         if let Err(e) = client.write_all(&hello).await {
             summary.end = format!("error: {e}");
-            self.forget_cancel(our_pid, our_key);
+            self.forget_session_cancel(our_pid, our_key);
             self.finish(&summary).await;
             return Err(e.to_string());
         }
@@ -962,7 +1121,7 @@ impl Gateway {
             pool::terminate(stream).await;
         }
         tracing::debug!(session = %admission.session_id, reused, reusable, "gateway session ended");
-        self.forget_cancel(our_pid, our_key);
+        self.forget_session_cancel(our_pid, our_key);
         // Statements still waiting for an answer are recorded as cut off.
         let mut cut: Vec<relay::Finished> = tracker
             .take_all()
@@ -991,10 +1150,54 @@ impl Gateway {
     }
 
     fn forget_cancel(&self, pid: i32, key: [u8; 4]) {
-        self.cancels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(pid, key));
+        relay::lock(&self.cancels).remove(pid, key);
+    }
+
+    /// Forgets the cancellation key of a session of this gateway, here and in the store
+    /// (without waiting for the store).
+    fn forget_session_cancel(&self, pid: i32, key: [u8; 4]) {
+        self.forget_cancel(pid, key);
+        if !self.engine.shares_store() {
+            return;
+        }
+        let engine = self.engine.clone();
+        self.main.spawn(async move {
+            if let Err(e) = engine.forget_cancel_key(pid).await {
+                tracing::warn!(error = %e, "forgetting a gateway cancel key in the store failed");
+            }
+        });
+    }
+
+    /// A cancellation key for a session of this gateway, lasting until `until`, recorded in
+    /// the store (servers sharing it send a cancel request for it on to this one): a new
+    /// process id while another live session of the deployment holds the one drawn. When the
+    /// store cannot be written the key still works here.
+    async fn new_cancel_key(&self, until: breakglass_domain::Timestamp) -> (i32, [u8; 4]) {
+        let key: [u8; 4] = rand::random();
+        let draw = || i32::try_from(rand::random::<u32>() >> 1).unwrap_or(1);
+        let mut pid = draw();
+        if !self.engine.shares_store() {
+            return (pid, key);
+        }
+        for _ in 0..4 {
+            let engine = self.engine.clone();
+            let put = self
+                .on_main(async move { engine.register_cancel_key(pid, until).await })
+                .await;
+            match put {
+                Ok(Ok(true)) => break,
+                Ok(Ok(false)) => pid = draw(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "recording a gateway cancel key failed: a cancel request reaching another server is not sent on");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording a gateway cancel key failed: a cancel request reaching another server is not sent on");
+                    break;
+                }
+            }
+        }
+        (pid, key)
     }
 
     /// Flushes the session's recording, then records its end.
@@ -1168,6 +1371,35 @@ mod tests {
     fn pick(counts: &[usize]) -> Option<usize> {
         let open: Vec<AtomicUsize> = counts.iter().map(|&n| AtomicUsize::new(n)).collect();
         relay_for(&open)
+    }
+
+    #[test]
+    fn cancel_keys_are_found_by_pid_and_secret() {
+        let target = |pid| CancelTarget {
+            addr: "127.0.0.1:5432".into(),
+            tls: false,
+            pid,
+            key: vec![0; 4],
+        };
+        let mut map = CancelMap::default();
+        map.insert(7, [1, 2, 3, 4], target(100));
+        // The same pid from another origin (a relayed client's holder): both kept.
+        map.insert(7, [5, 6, 7, 8], target(200));
+        let found = |map: &CancelMap, pid, key: &[u8]| match map.find(pid, key) {
+            CancelKey::Known(t) => format!("known {}", t.pid),
+            CancelKey::WrongSecret => "wrong secret".into(),
+            CancelKey::Unknown => "unknown".into(),
+        };
+        assert_eq!(found(&map, 7, &[1, 2, 3, 4]), "known 100");
+        assert_eq!(found(&map, 7, &[5, 6, 7, 8]), "known 200");
+        assert_eq!(found(&map, 7, &[1, 2, 3, 5]), "wrong secret");
+        assert_eq!(found(&map, 7, &[1, 2, 3]), "wrong secret");
+        assert_eq!(found(&map, 8, &[1, 2, 3, 4]), "unknown");
+        map.remove(7, [1, 2, 3, 4]);
+        assert_eq!(found(&map, 7, &[1, 2, 3, 4]), "wrong secret");
+        map.remove(7, [5, 6, 7, 8]);
+        assert_eq!(found(&map, 7, &[5, 6, 7, 8]), "unknown");
+        assert!(map.0.is_empty());
     }
 
     #[test]

@@ -8,10 +8,18 @@
 //! checks the token, enforces the window and records every statement, as for a client of its
 //! own; the relaying server records only that it passed the client on (`gateway.relayed`).
 //! The start-up carries [`RELAYED_BY`], so a relayed client is never relayed again (a holder
-//! that lost the login refuses it instead of sending it round).
+//! that lost the login refuses it instead of sending it round), and [`CLIENT_ADDR`], the
+//! client's own address, which the holder believes only from another server's registered
+//! gateway host ([`TrustedPeers`], like a reverse proxy's trusted `X-Forwarded-For`): its
+//! failed logins are counted and its session audited against the client, not the relayer.
+//!
+//! A cancel request for a key this server did not give is sent on, once, to the gateway of the
+//! server that gave it ([`cancel`]; the store says which: `Engine::cancel_key_holder`).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -21,6 +29,154 @@ use crate::{Io, read_message};
 
 /// Start-up parameter naming the server that relayed a client (not passed to the target).
 pub const RELAYED_BY: &str = "breakglass_relayed_by";
+
+/// Start-up parameter carrying a relayed client's own address (`IP:PORT`), set by the
+/// relaying server; believed only from a trusted peer ([`believed_client`]), never passed to
+/// the target.
+pub const CLIENT_ADDR: &str = "breakglass_client_addr";
+
+/// The address a client's failed logins and audit entries count against: the one a relaying
+/// server passed on (`claimed`, [`CLIENT_ADDR`]) when the start-up says it was relayed and
+/// its TCP peer is another server's registered gateway host (`from_peer`), else the TCP
+/// `peer` itself. A claim that is not an address is ignored.
+pub(crate) fn believed_client(
+    peer: SocketAddr,
+    relayed: bool,
+    claimed: Option<&str>,
+    from_peer: bool,
+) -> SocketAddr {
+    let Some(claimed) = claimed.filter(|_| relayed && from_peer) else {
+        return peer;
+    };
+    let claimed = claimed.trim();
+    claimed
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| {
+            claimed
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 0))
+        })
+        .unwrap_or(peer)
+}
+
+/// How long the set of other servers' gateway hosts is used before it is read again.
+const PEERS_FRESH: Duration = Duration::from_secs(30);
+/// At most one read of the store per this, when an address not in the set claims to relay
+/// (a server that started since the last read, or a client pretending).
+const PEERS_RETRY: Duration = Duration::from_secs(1);
+
+/// The hosts of the gateways other servers registered (`instance_gateways`), read from the
+/// store at most every [`PEERS_RETRY`] and kept for [`PEERS_FRESH`]: only relayed logins look
+/// here, and a direct client's start-up never does.
+#[derive(Default)]
+pub(crate) struct TrustedPeers {
+    state: Mutex<PeersState>,
+}
+
+#[derive(Default)]
+struct PeersState {
+    ips: HashSet<IpAddr>,
+    /// When `ips` was last read.
+    read: Option<Instant>,
+    /// When a read was last started (they are spaced by [`PEERS_RETRY`]).
+    tried: Option<Instant>,
+}
+
+/// What [`TrustedPeers::check`] says of an address.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PeerCheck {
+    /// The answer, from the set as it is.
+    Known(bool),
+    /// Read the set again ([`TrustedPeers::set`]), then [`TrustedPeers::contains`].
+    Refresh,
+}
+
+impl TrustedPeers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PeersState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `ip` is another server's gateway host, at `now`, or whether the set must be
+    /// read first: when it is older than [`PEERS_FRESH`], or lacks `ip` and was not read in
+    /// the last [`PEERS_RETRY`]. Asking for a read counts as starting one.
+    pub(crate) fn check(&self, ip: IpAddr, now: Instant) -> PeerCheck {
+        let mut state = self.lock();
+        let since = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
+        let fresh = since(state.read).is_some_and(|d| d < PEERS_FRESH);
+        let known = state.ips.contains(&ip);
+        if fresh && known {
+            return PeerCheck::Known(true);
+        }
+        if since(state.tried).is_some_and(|d| d < PEERS_RETRY) {
+            return PeerCheck::Known(known);
+        }
+        state.tried = Some(now);
+        PeerCheck::Refresh
+    }
+
+    /// Replaces the set with what was read at `now`.
+    pub(crate) fn set(&self, ips: HashSet<IpAddr>, now: Instant) {
+        let mut state = self.lock();
+        state.ips = ips;
+        state.read = Some(now);
+    }
+
+    /// Whether `ip` is in the set as it is.
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        self.lock().ips.contains(&ip)
+    }
+}
+
+/// The IP addresses of gateway `addresses` (`HOST:PORT`; a host name is looked up, at most
+/// 2 s each; one that cannot be is left out).
+pub(crate) async fn resolve(addresses: &[String]) -> HashSet<IpAddr> {
+    let mut ips = HashSet::new();
+    for address in addresses {
+        if let Ok(ip) = host_of(address).parse::<IpAddr>() {
+            ips.insert(ip);
+            continue;
+        }
+        let found = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::lookup_host(address.as_str()),
+        )
+        .await;
+        match found {
+            Ok(Ok(addrs)) => ips.extend(addrs.map(|a| a.ip())),
+            _ => tracing::warn!(%address, "a peer gateway's host name could not be resolved"),
+        }
+    }
+    ips
+}
+
+/// Cancel requests a server sent on lately, and when: each key is sent on at most once per
+/// [`FORWARD_ONCE`], so a request can never go round between servers however the store's
+/// rows point (a server that took over a dead one's address under another spelling…).
+#[derive(Default)]
+pub(crate) struct Forwarded {
+    sent: Mutex<std::collections::HashMap<(i32, [u8; 4]), Instant>>,
+}
+
+/// How long a key sent on is not sent on again.
+const FORWARD_ONCE: Duration = Duration::from_secs(5);
+/// Keys remembered at most (beyond it, nothing is sent on until they age out).
+const FORWARDED_MAX: usize = 10_000;
+
+impl Forwarded {
+    /// Whether cancel key `(pid, key)` may be sent on at `now` (it was not in the last
+    /// [`FORWARD_ONCE`]); if so it is remembered as sent.
+    pub(crate) fn first(&self, pid: i32, key: [u8; 4], now: Instant) -> bool {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        sent.retain(|_, at| now.saturating_duration_since(*at) < FORWARD_ONCE);
+        if sent.contains_key(&(pid, key)) || sent.len() >= FORWARDED_MAX {
+            return false;
+        }
+        sent.insert((pid, key), now);
+        true
+    }
+}
 
 /// How a relayed login ended.
 pub(crate) enum Relayed {
@@ -87,6 +243,7 @@ pub(crate) struct Holder<'a> {
 /// server is sent on to the holder). Errors name the holder and never carry the token.
 pub(crate) async fn relay(
     client: &mut Box<dyn Io>,
+    client_addr: SocketAddr,
     params: &[(String, String)],
     token: &[u8],
     relayed_by: &str,
@@ -94,8 +251,12 @@ pub(crate) async fn relay(
     on_key: impl FnOnce(i32, [u8; 4]),
 ) -> Result<Relayed, String> {
     let address = holder.address;
+    let relayed = Relaying {
+        client: client_addr,
+        by: relayed_by,
+    };
     let (mut upstream, mut buf) =
-        tokio::time::timeout(holder.timeout, login(params, token, relayed_by, &holder))
+        tokio::time::timeout(holder.timeout, login(params, token, &relayed, &holder))
             .await
             .map_err(|_| format!("the gateway at {address} did not answer in time"))??;
     // The holder's answers up to its ReadyForQuery (or its error) go to the client as they
@@ -161,19 +322,43 @@ pub(crate) async fn relay(
     })
 }
 
-/// Connects to the holder's gateway and sends the start-up and the token; the holder's
-/// answer is left to read: from the bytes returned with the stream, then the stream.
-async fn login(
-    params: &[(String, String)],
-    token: &[u8],
-    relayed_by: &str,
-    holder: &Holder<'_>,
-) -> Result<(Box<dyn Io>, Vec<u8>), String> {
+/// Who is relayed, by whom: the start-up parameters the holder is told.
+struct Relaying<'a> {
+    client: SocketAddr,
+    by: &'a str,
+}
+
+/// Sends a CancelRequest for `pid`/`key` to the gateway of the server that gave the key, at
+/// `holder.address` (over TLS, its certificate verified, when that gateway asks for TLS).
+/// That server answers it only if it gave that key: it never sends on a key it gave.
+pub(crate) async fn cancel(holder: &Holder<'_>, pid: i32, key: [u8; 4]) -> Result<(), String> {
+    let address = holder.address;
+    let send = async {
+        let mut stream = connect(holder).await?;
+        let mut req = Vec::with_capacity(16);
+        req.extend_from_slice(&16i32.to_be_bytes());
+        req.extend_from_slice(&wire::CANCEL_REQUEST.to_be_bytes());
+        req.extend_from_slice(&pid.to_be_bytes());
+        req.extend_from_slice(&key);
+        stream
+            .write_all(&req)
+            .await
+            .map_err(|e| format!("the gateway at {address}: {e}"))?;
+        let _ = stream.shutdown().await;
+        Ok(())
+    };
+    tokio::time::timeout(holder.timeout, send)
+        .await
+        .map_err(|_| format!("the gateway at {address} did not answer in time"))?
+}
+
+/// A connection to the holder's gateway, over TLS when it asks for it.
+async fn connect(holder: &Holder<'_>) -> Result<Box<dyn Io>, String> {
     let address = holder.address;
     let failed = |e: &dyn std::fmt::Display| format!("the gateway at {address}: {e}");
     let tcp = TcpStream::connect(address).await.map_err(|e| failed(&e))?;
     let _ = tcp.set_nodelay(true);
-    let mut stream: Box<dyn Io> = if holder.tls {
+    Ok(if holder.tls {
         let mut tcp = tcp;
         let mut ssl = Vec::with_capacity(8);
         ssl.extend_from_slice(&8i32.to_be_bytes());
@@ -199,13 +384,28 @@ async fn login(
         Box::new(s)
     } else {
         Box::new(tcp)
-    };
+    })
+}
+
+/// Connects to the holder's gateway and sends the start-up and the token; the holder's
+/// answer is left to read: from the bytes returned with the stream, then the stream.
+async fn login(
+    params: &[(String, String)],
+    token: &[u8],
+    relayed: &Relaying<'_>,
+    holder: &Holder<'_>,
+) -> Result<(Box<dyn Io>, Vec<u8>), String> {
+    let address = holder.address;
+    let failed = |e: &dyn std::fmt::Display| format!("the gateway at {address}: {e}");
+    let mut stream = connect(holder).await?;
+    let client = relayed.client.to_string();
     let mut startup: Vec<(&str, &str)> = params
         .iter()
-        .filter(|(k, _)| k != RELAYED_BY)
+        .filter(|(k, _)| k != RELAYED_BY && k != CLIENT_ADDR)
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    startup.push((RELAYED_BY, relayed_by));
+    startup.push((RELAYED_BY, relayed.by));
+    startup.push((CLIENT_ADDR, &client));
     let mut out = bytes::BytesMut::new();
     postgres_protocol::message::frontend::startup_message(startup.iter().copied(), &mut out)
         .map_err(|e| failed(&e))?;
@@ -272,5 +472,83 @@ mod tests {
         assert_eq!(sqlstate(&body), "28P01");
         assert_eq!(sqlstate(&[0]), "");
         assert_eq!(sqlstate(b"Cunterminated"), "unterminated");
+    }
+
+    #[test]
+    fn a_relayed_client_address_is_believed_only_from_a_peer() {
+        let peer: SocketAddr = "10.0.0.5:40000".parse().unwrap();
+        let check = |relayed, claimed, from_peer| {
+            believed_client(peer, relayed, claimed, from_peer).to_string()
+        };
+        // Relayed by another server's gateway: the client's own address counts.
+        assert_eq!(check(true, Some("192.0.2.7:5555"), true), "192.0.2.7:5555");
+        assert_eq!(
+            check(true, Some("[2001:db8::1]:6"), true),
+            "[2001:db8::1]:6"
+        );
+        assert_eq!(check(true, Some(" 192.0.2.7 "), true), "192.0.2.7:0");
+        // Anyone else's claim, a claim without the relaying server's name, no claim, or one
+        // that is not an address: the TCP peer counts.
+        assert_eq!(check(true, Some("192.0.2.7:5555"), false), "10.0.0.5:40000");
+        assert_eq!(check(false, Some("192.0.2.7:5555"), true), "10.0.0.5:40000");
+        assert_eq!(check(true, None, true), "10.0.0.5:40000");
+        assert_eq!(check(true, Some("not-an-address"), true), "10.0.0.5:40000");
+        assert_eq!(check(true, Some(""), true), "10.0.0.5:40000");
+    }
+
+    #[test]
+    fn the_peer_set_is_read_when_stale_or_missing_at_most_once_a_second() {
+        let peers = TrustedPeers::default();
+        let a: IpAddr = "10.0.0.5".parse().unwrap();
+        let b: IpAddr = "10.0.0.6".parse().unwrap();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Never read: read it (once a second at most, whoever asks).
+        assert_eq!(peers.check(a, at(0)), PeerCheck::Refresh);
+        assert_eq!(peers.check(a, at(10)), PeerCheck::Known(false));
+        peers.set([a].into_iter().collect(), at(20));
+        assert!(peers.contains(a) && !peers.contains(b));
+        // Fresh and known: no read.
+        assert_eq!(peers.check(a, at(30)), PeerCheck::Known(true));
+        assert_eq!(peers.check(a, at(29_000)), PeerCheck::Known(true));
+        // Unknown: read again, but not within a second of the last attempt.
+        assert_eq!(peers.check(b, at(500)), PeerCheck::Known(false));
+        assert_eq!(peers.check(b, at(1_000)), PeerCheck::Refresh);
+        assert_eq!(peers.check(b, at(1_500)), PeerCheck::Known(false));
+        peers.set([a, b].into_iter().collect(), at(1_600));
+        assert_eq!(peers.check(b, at(1_700)), PeerCheck::Known(true));
+        // Stale: read again even for a known address.
+        assert_eq!(peers.check(a, at(40_000)), PeerCheck::Refresh);
+        assert_eq!(peers.check(a, at(40_100)), PeerCheck::Known(true));
+        // A server no longer registered is no longer believed.
+        peers.set([b].into_iter().collect(), at(40_200));
+        assert_eq!(peers.check(a, at(40_300)), PeerCheck::Known(false));
+    }
+
+    #[tokio::test]
+    async fn peer_hosts_resolve_to_their_addresses() {
+        let ips = resolve(&[
+            "10.0.0.5:5433".to_owned(),
+            "[::1]:6432".to_owned(),
+            "localhost:5433".to_owned(),
+        ])
+        .await;
+        assert!(ips.contains(&"10.0.0.5".parse::<IpAddr>().unwrap()));
+        assert!(ips.contains(&"::1".parse::<IpAddr>().unwrap()));
+        assert!(ips.iter().any(IpAddr::is_loopback));
+    }
+
+    #[test]
+    fn a_cancel_key_is_sent_on_once_in_a_while() {
+        let sent = Forwarded::default();
+        let t0 = Instant::now();
+        assert!(sent.first(7, [1, 2, 3, 4], t0));
+        // Coming back (a loop): dropped.
+        assert!(!sent.first(7, [1, 2, 3, 4], t0 + Duration::from_millis(5)));
+        // Another key, or the same pid with another secret, is another request.
+        assert!(sent.first(8, [1, 2, 3, 4], t0));
+        assert!(sent.first(7, [9, 9, 9, 9], t0));
+        // Later on, the same key may be sent on again (the client pressed Ctrl-C again).
+        assert!(sent.first(7, [1, 2, 3, 4], t0 + FORWARD_ONCE));
     }
 }

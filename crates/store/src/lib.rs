@@ -342,6 +342,97 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn instance_gateways(&self) -> StoreResult<Vec<(String, String, bool)>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT instance, address, tls FROM instance_gateways")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("instance").map_err(db)?,
+                    r.try_get("address").map_err(db)?,
+                    r.try_get::<i64, _>("tls").map_err(db)? != 0,
+                ))
+            })
+            .collect()
+    }
+
+    async fn put_cancel_key(
+        &self,
+        pid: i32,
+        instance: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        if self.backend == Backend::Sqlite {
+            return Ok(true);
+        }
+        // A row past its expiry (its server died with the session open) gives its pid up.
+        let inserted = sqlx::query(
+            "INSERT INTO gateway_cancel_keys (pid, instance, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (pid) DO UPDATE SET instance = excluded.instance, expires_at = excluded.expires_at \
+             WHERE gateway_cancel_keys.expires_at <= $4",
+        )
+        .bind(i64::from(pid))
+        .bind(instance.to_owned())
+        .bind(expires_at.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn delete_cancel_key(&self, pid: i32, instance: &str, now: Timestamp) -> StoreResult<()> {
+        if self.backend == Backend::Sqlite {
+            return Ok(());
+        }
+        // The expired rows (of servers that died with sessions open) go too.
+        sqlx::query(
+            "DELETE FROM gateway_cancel_keys WHERE (pid = $1 AND instance = $2) OR expires_at <= $3",
+        )
+        .bind(i64::from(pid))
+        .bind(instance.to_owned())
+        .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn cancel_key_gateway(
+        &self,
+        pid: i32,
+        now: Timestamp,
+    ) -> StoreResult<Option<(String, String, bool)>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT k.instance, g.address, g.tls FROM gateway_cancel_keys k \
+             JOIN instance_gateways g ON g.instance = k.instance \
+             WHERE k.pid = $1 AND k.expires_at > $2",
+        )
+        .bind(i64::from(pid))
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok((
+                r.try_get("instance").map_err(db)?,
+                r.try_get("address").map_err(db)?,
+                r.try_get::<i64, _>("tls").map_err(db)? != 0,
+            ))
+        })
+        .transpose()
+    }
+
     async fn lock_procedure(
         &self,
         id: &str,

@@ -102,6 +102,10 @@ pub(crate) const POSTGRES: &[&str] = &[
     // Where each server's gateway is reached by the others (a client that arrives at a server
     // not holding its break's login is relayed to the holder's gateway).
     "CREATE TABLE IF NOT EXISTS instance_gateways (instance TEXT PRIMARY KEY, address TEXT NOT NULL, tls BIGINT NOT NULL)",
+    // Which server gave each live gateway session its cancellation key (the pid only: the
+    // secret half stays in that server's memory), so a cancel request that reaches another
+    // server is sent on to it. Expired rows (a server that died) are dropped on insert.
+    "CREATE TABLE IF NOT EXISTS gateway_cancel_keys (pid BIGINT PRIMARY KEY, instance TEXT NOT NULL, expires_at BIGINT NOT NULL)",
     // Offline recovery (recovery kits exported after each seal; imported spools, once each).
     "CREATE TABLE IF NOT EXISTS recovery_kits (procedure_id TEXT PRIMARY KEY, seal_id TEXT NOT NULL, kit_id TEXT NOT NULL, location TEXT NOT NULL, exported_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS recovery_imports (spool_head TEXT PRIMARY KEY, procedure_id TEXT NOT NULL, kit_id TEXT NOT NULL, lines BIGINT NOT NULL, imported_by TEXT NOT NULL, imported_at BIGINT NOT NULL)",

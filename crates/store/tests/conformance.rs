@@ -712,6 +712,113 @@ async fn instance_gateways(store: SqlStore) {
     assert_eq!(store.instance_gateway("srv-c").await.expect("read"), None);
 }
 
+/// Which server gave each live gateway cancellation key: recorded, found with the server's
+/// gateway, forgotten, and replaced once expired on PostgreSQL; a SQLite store has only one
+/// server, so none is kept (and every pid is free).
+async fn gateway_cancel_keys(store: SqlStore) {
+    let now = Timestamp(T0);
+    let later = Timestamp(T0 + 60_000);
+    assert!(
+        store
+            .put_cancel_key(7, "srv-a", later, now)
+            .await
+            .expect("put")
+    );
+    if store.backend() == "sqlite" {
+        assert!(
+            store
+                .put_cancel_key(7, "srv-b", later, now)
+                .await
+                .expect("put")
+        );
+        assert_eq!(store.cancel_key_gateway(7, now).await.expect("read"), None);
+        assert!(store.instance_gateways().await.expect("list").is_empty());
+        store
+            .delete_cancel_key(7, "srv-a", now)
+            .await
+            .expect("delete");
+        return;
+    }
+    // Known, but its server registered no gateway address yet.
+    assert_eq!(store.cancel_key_gateway(7, now).await.expect("read"), None);
+    store
+        .put_instance_gateway("srv-a", "10.0.0.5:5433", true)
+        .await
+        .expect("put");
+    store
+        .put_instance_gateway("srv-b", "10.0.0.6:5433", false)
+        .await
+        .expect("put");
+    let mut all = store.instance_gateways().await.expect("list");
+    all.sort();
+    assert_eq!(
+        all,
+        vec![
+            ("srv-a".to_owned(), "10.0.0.5:5433".to_owned(), true),
+            ("srv-b".to_owned(), "10.0.0.6:5433".to_owned(), false),
+        ]
+    );
+    assert_eq!(
+        store.cancel_key_gateway(7, now).await.expect("read"),
+        Some(("srv-a".to_owned(), "10.0.0.5:5433".to_owned(), true))
+    );
+    // A live pid is not given twice; an unknown one is not found.
+    assert!(
+        !store
+            .put_cancel_key(7, "srv-b", later, now)
+            .await
+            .expect("put")
+    );
+    assert_eq!(store.cancel_key_gateway(8, now).await.expect("read"), None);
+    // Past its expiry a key is not found, and its pid may be given again.
+    assert_eq!(
+        store.cancel_key_gateway(7, later).await.expect("read"),
+        None
+    );
+    assert!(
+        store
+            .put_cancel_key(7, "srv-b", Timestamp(T0 + 120_000), later)
+            .await
+            .expect("put")
+    );
+    assert_eq!(
+        store.cancel_key_gateway(7, later).await.expect("read"),
+        Some(("srv-b".to_owned(), "10.0.0.6:5433".to_owned(), false))
+    );
+    // Only its own server's end forgets it; expired keys go with any end.
+    assert!(
+        store
+            .put_cancel_key(9, "srv-a", later, now)
+            .await
+            .expect("put")
+    );
+    store
+        .delete_cancel_key(7, "srv-a", now)
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .cancel_key_gateway(7, later)
+            .await
+            .expect("read")
+            .is_some()
+    );
+    store
+        .delete_cancel_key(7, "srv-b", later)
+        .await
+        .expect("delete");
+    assert_eq!(
+        store.cancel_key_gateway(7, later).await.expect("read"),
+        None
+    );
+    assert!(
+        store
+            .put_cancel_key(9, "srv-b", later, now)
+            .await
+            .is_ok_and(|put| put)
+    );
+}
+
 async fn drill_records(store: SqlStore) {
     use breakglass_engine::ports::DrillRecord;
     let draft = Draft {
@@ -1327,6 +1434,12 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn gateway_cancel_keys() {
+        let (_d, p) = path();
+        super::gateway_cancel_keys(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
+    #[tokio::test]
     async fn drill_records() {
         let (_d, p) = path();
         super::drill_records(SqlStore::open_sqlite(&p).await.expect("open")).await;
@@ -1443,6 +1556,9 @@ mod postgres {
     });
     pg_test!(instance_gateways, |url: String| async move {
         super::instance_gateways(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(gateway_cancel_keys, |url: String| async move {
+        super::gateway_cancel_keys(SqlStore::connect(&url).await.expect("connect")).await
     });
     pg_test!(drill_records, |url: String| async move {
         super::drill_records(SqlStore::connect(&url).await.expect("connect")).await
