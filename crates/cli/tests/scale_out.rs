@@ -184,17 +184,12 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
         assert_eq!(status, 401);
     }
 
-    let as_actor = |server: &Server, name: &str| {
-        let mut c = server.cli();
-        c.arg("--identity").arg(keys.join(format!("{name}.key")));
-        c
-    };
     // Breaks opened on one server and approved on the other, alternately, then closed.
     let mut ids = Vec::new();
     for i in 0..6 {
         let s2 = two.as_ref().expect("two");
         let (opener, approver) = if i % 2 == 0 { (&one, s2) } else { (s2, &one) };
-        let a = as_actor(opener, "dave")
+        let a = as_actor(opener, &keys, "dave")
             .args([
                 "--output",
                 "json",
@@ -212,16 +207,16 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
             .success();
         let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
         // Alice's share reaches one server, Bob's the other: it is forwarded to the first.
-        as_actor(opener, "alice")
+        as_actor(opener, &keys, "alice")
             .args(["approve", &id])
             .assert()
             .success();
-        let a = as_actor(approver, "bob")
+        let a = as_actor(approver, &keys, "bob")
             .args(["--output", "json", "approve", &id])
             .assert()
             .success();
         assert_eq!(stdout_json(&a)["break"]["state"], "granted");
-        as_actor(opener, "dave")
+        as_actor(opener, &keys, "dave")
             .args(["break", "close", &id])
             .assert()
             .success();
@@ -229,7 +224,7 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
     }
 
     // A short break; the server holding the expiry lease is killed before its deadline.
-    let a = as_actor(&one, "dave")
+    let a = as_actor(&one, &keys, "dave")
         .args([
             "--output",
             "json",
@@ -247,7 +242,7 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
         .success();
     let short = stdout_json(&a)["id"].as_str().expect("id").to_owned();
     for name in ["alice", "bob"] {
-        as_actor(&one, name)
+        as_actor(&one, &keys, name)
             .args(["approve", &short])
             .assert()
             .success();
@@ -273,14 +268,14 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
         (two, one)
     };
     // A break whose first share is held by the server about to die.
-    let a = as_actor(&survivor, "dave")
+    let a = as_actor(&survivor, &keys, "dave")
         .args([
             "--output", "json", "break", "open", "p", "--reason", "held", "--ticket", "T-3",
         ])
         .assert()
         .success();
     let held = stdout_json(&a)["id"].as_str().expect("id").to_owned();
-    as_actor(&doomed, "alice")
+    as_actor(&doomed, &keys, "alice")
         .args(["approve", &held])
         .assert()
         .success();
@@ -337,7 +332,7 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
     // The dead server's shares are gone: Bob's approval on the survivor resets the approvals
     // (audited) and counts as the first; Alice approves again.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let a = as_actor(&survivor, "bob")
+    let a = as_actor(&survivor, &keys, "bob")
         .args(["--output", "json", "approve", &held])
         .assert()
         .success();
@@ -347,7 +342,7 @@ async fn two_servers_on_one_postgres_run_each_job_once_and_keep_one_chain() {
         (Some(1), Some("requested")),
         "{r}"
     );
-    let a = as_actor(&survivor, "alice")
+    let a = as_actor(&survivor, &keys, "alice")
         .args(["--output", "json", "approve", &held])
         .assert()
         .success();
@@ -692,13 +687,8 @@ async fn opening_and_approving_wait_for_the_procedure_lock_held_in_postgres() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_seen, channels) = webhook_channel(dir.path()).await;
     let (servers, keys) = cluster(2, dir.path(), &db.url, &channels);
-    let as_actor = |server: &Server, name: &str| {
-        let mut c = server.cli();
-        c.arg("--identity").arg(keys.join(format!("{name}.key")));
-        c
-    };
     let open = |server: &Server| {
-        let mut c = as_actor(server, "dave");
+        let mut c = as_actor(server, &keys, "dave");
         c.args([
             "--output", "json", "break", "open", "p", "--reason", "lock", "--ticket", "T-L",
         ]);
@@ -715,7 +705,7 @@ async fn opening_and_approving_wait_for_the_procedure_lock_held_in_postgres() {
         .execute(&mut holder)
         .await
         .expect("take the procedure lock");
-    let mut approve = as_actor(&servers[1], "alice");
+    let mut approve = as_actor(&servers[1], &keys, "alice");
     approve.args(["--output", "json", "approve", &id]);
     let approving = in_background(approve);
     let opening = in_background(open(&servers[0]));
@@ -755,7 +745,7 @@ async fn opening_and_approving_wait_for_the_procedure_lock_held_in_postgres() {
     assert_eq!(entries(&mut conn, "share.accepted", Some(&id)).await, 1);
     assert_eq!(entries(&mut conn, "break.requested", None).await, 2);
     // The quorum on the other server (forwarded to the holder of Alice's share).
-    let a = as_actor(&servers[0], "bob")
+    let a = as_actor(&servers[0], &keys, "bob")
         .args(["--output", "json", "approve", &id])
         .assert()
         .success();
@@ -796,13 +786,8 @@ async fn an_approval_on_one_server_waits_for_the_rotation_on_another() {
         &t.admin_pw,
     );
     let (one, two) = (&servers[0], &servers[1]);
-    let as_actor = |server: &Server, name: &str| {
-        let mut c = server.cli();
-        c.arg("--identity").arg(keys.join(format!("{name}.key")));
-        c
-    };
     let open = |server: &Server| {
-        let a = as_actor(server, "dave")
+        let a = as_actor(server, &keys, "dave")
             .args([
                 "--output", "json", "break", "open", "p", "--reason", "rotate", "--ticket", "T-R",
             ])
@@ -824,7 +809,7 @@ async fn an_approval_on_one_server_waits_for_the_rotation_on_another() {
     .await
     .expect("hold the admin role's row");
     for name in ["alice", "bob"] {
-        as_actor(one, name)
+        as_actor(one, &keys, name)
             .args(["approve", &first])
             .assert()
             .success();
@@ -839,7 +824,7 @@ async fn an_approval_on_one_server_waits_for_the_rotation_on_another() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let mut approve = as_actor(two, "alice");
+    let mut approve = as_actor(two, &keys, "alice");
     approve.args(["approve", &second]);
     let approving = in_background(approve);
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -897,12 +882,12 @@ async fn an_approval_on_one_server_waits_for_the_rotation_on_another() {
 
     // New shares, on server two: the grant opens the rotated credential.
     for name in ["alice", "bob"] {
-        as_actor(two, name)
+        as_actor(two, &keys, name)
             .args(["approve", &second])
             .assert()
             .success();
     }
-    let a = as_actor(two, "dave")
+    let a = as_actor(two, &keys, "dave")
         .args(["break", "reveal", &second])
         .assert()
         .success();
@@ -981,6 +966,41 @@ async fn ui_admin(server: &Server) -> (reqwest::Client, String, String) {
     (client, session, csrf)
 }
 
+/// The CLI against `server`, signed in as `name` (its key in `keys`).
+fn as_actor(server: &Server, keys: &std::path::Path, name: &str) -> assert_cmd::Command {
+    let mut c = server.cli();
+    c.arg("--identity").arg(keys.join(format!("{name}.key")));
+    c
+}
+
+/// Opens a 10-minute break of procedure `p` on the first server as dave and approves it as
+/// alice there and as bob on the second: the first server takes the first share (Bob's,
+/// sent to the second, is forwarded to it and completes the quorum), so it grants the break
+/// and holds its login. The break's id.
+fn granted_by_the_first(servers: &[Server], keys: &std::path::Path, ticket: &str) -> String {
+    let a = as_actor(&servers[0], keys, "dave")
+        .args([
+            "--output",
+            "json",
+            "break",
+            "open",
+            "p",
+            "--reason",
+            "db on fire",
+        ])
+        .args(["--ticket", ticket, "--duration", "10m"])
+        .assert()
+        .success();
+    let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
+    for (server, who) in [(&servers[0], "alice"), (&servers[1], "bob")] {
+        as_actor(server, keys, who)
+            .args(["approve", &id])
+            .assert()
+            .success();
+    }
+    id
+}
+
 /// `SELECT current_user` with psql through `url`.
 fn current_user(url: &str) -> String {
     let out = std::process::Command::new("psql")
@@ -1035,38 +1055,10 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
         &target,
         &t.admin_pw,
     );
-    let as_actor = |server: &Server, name: &str| {
-        let mut c = server.cli();
-        c.arg("--identity").arg(keys.join(format!("{name}.key")));
-        c
-    };
-    let a = as_actor(&servers[0], "dave")
-        .args([
-            "--output",
-            "json",
-            "break",
-            "open",
-            "p",
-            "--reason",
-            "db on fire",
-        ])
-        .args(["--ticket", "INC-9", "--duration", "10m"])
-        .assert()
-        .success();
-    let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
-    // Alice's share makes the first server the holder; Bob's, sent to the second, is forwarded
-    // there and completes the quorum: the first server grants and holds the login.
-    as_actor(&servers[0], "alice")
-        .args(["approve", &id])
-        .assert()
-        .success();
-    as_actor(&servers[1], "bob")
-        .args(["approve", &id])
-        .assert()
-        .success();
+    let id = granted_by_the_first(&servers, &keys, "INC-9");
     let gw0 = servers[0].gateway_addr();
     let gw1 = servers[1].gateway_addr();
-    let a = as_actor(&servers[1], "dave")
+    let a = as_actor(&servers[1], &keys, "dave")
         .args(["break", "reveal", &id])
         .assert()
         .success();
@@ -1076,7 +1068,7 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
     assert!(role.starts_with("bg_"), "{role}");
 
     // A token asked of the second server comes from the first, for the first's gateway.
-    let a = as_actor(&servers[1], "dave")
+    let a = as_actor(&servers[1], &keys, "dave")
         .args(["break", "token", &id])
         .assert()
         .success();
@@ -1224,7 +1216,7 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
     servers.pop().expect("first server").kill();
     let started = Instant::now();
     let renewed = loop {
-        let out = as_actor(&survivor, "dave")
+        let out = as_actor(&survivor, &keys, "dave")
             .args(["break", "token", &id])
             .output()
             .expect("break token");
@@ -1317,32 +1309,9 @@ async fn a_client_of_the_other_tls_gateway_is_relayed_to_the_holder_over_tls() {
         &target,
         &t.admin_pw,
     );
-    let as_actor = |server: &Server, name: &str| {
-        let mut c = server.cli();
-        c.arg("--identity").arg(keys.join(format!("{name}.key")));
-        c
-    };
-    let a = as_actor(&servers[0], "dave")
-        .args(["--output", "json", "break", "open", "p"])
-        .args([
-            "--reason",
-            "db on fire",
-            "--ticket",
-            "INC-10",
-            "--duration",
-            "10m",
-        ])
-        .assert()
-        .success();
-    let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
-    for (server, who) in [(&servers[0], "alice"), (&servers[1], "bob")] {
-        as_actor(server, who)
-            .args(["approve", &id])
-            .assert()
-            .success();
-    }
+    let id = granted_by_the_first(&servers, &keys, "INC-10");
     let (gw0, gw1) = (servers[0].gateway_addr(), servers[1].gateway_addr());
-    let a = as_actor(&servers[1], "dave")
+    let a = as_actor(&servers[1], &keys, "dave")
         .args(["break", "reveal", &id])
         .assert()
         .success();
@@ -1559,33 +1528,9 @@ async fn a_cancel_reaching_a_third_server_is_sent_on_and_relayed_clients_count_a
         &target,
         &t.admin_pw,
     );
-    let as_actor = |server: &Server, name: &str| {
-        let mut c = server.cli();
-        c.arg("--identity").arg(keys.join(format!("{name}.key")));
-        c
-    };
-    let a = as_actor(&servers[0], "dave")
-        .args(["--output", "json", "break", "open", "p"])
-        .args([
-            "--reason",
-            "db on fire",
-            "--ticket",
-            "INC-11",
-            "--duration",
-            "10m",
-        ])
-        .assert()
-        .success();
-    let id = stdout_json(&a)["id"].as_str().expect("id").to_owned();
-    // The first server takes the first share, so it grants and holds the login.
-    for (server, who) in [(&servers[0], "alice"), (&servers[1], "bob")] {
-        as_actor(server, who)
-            .args(["approve", &id])
-            .assert()
-            .success();
-    }
+    let id = granted_by_the_first(&servers, &keys, "INC-11");
     let gw: Vec<String> = servers.iter().map(Server::gateway_addr).collect();
-    let a = as_actor(&servers[2], "dave")
+    let a = as_actor(&servers[2], &keys, "dave")
         .args(["break", "reveal", &id])
         .assert()
         .success();

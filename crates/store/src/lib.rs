@@ -182,6 +182,15 @@ async fn read_holder<'e>(
     .transpose()
 }
 
+/// A registered gateway from a row of `instance, address, tls`: `(instance, address, tls)`.
+fn gateway_row(r: &sqlx::any::AnyRow) -> StoreResult<(String, String, bool)> {
+    Ok((
+        r.try_get("instance").map_err(db)?,
+        r.try_get("address").map_err(db)?,
+        r.try_get::<i64, _>("tls").map_err(db)? != 0,
+    ))
+}
+
 /// Never echo a connection URL (it may carry a password) in an error.
 fn redact_url(message: &str, url: &str) -> String {
     message.replace(url, "[database url]")
@@ -350,15 +359,7 @@ impl Store for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("instance").map_err(db)?,
-                    r.try_get("address").map_err(db)?,
-                    r.try_get::<i64, _>("tls").map_err(db)? != 0,
-                ))
-            })
-            .collect()
+        rows.iter().map(gateway_row).collect()
     }
 
     async fn put_cancel_key(
@@ -423,14 +424,7 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.map(|r| {
-            Ok((
-                r.try_get("instance").map_err(db)?,
-                r.try_get("address").map_err(db)?,
-                r.try_get::<i64, _>("tls").map_err(db)? != 0,
-            ))
-        })
-        .transpose()
+        row.as_ref().map(gateway_row).transpose()
     }
 
     async fn lock_procedure(
