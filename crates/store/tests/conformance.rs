@@ -1340,8 +1340,8 @@ async fn large_commit(store: SqlStore) {
         time_ms: T0 + i64::try_from(n).unwrap(),
         actor: format!("writer-{}", n % 7),
         kind: "test.bulk".into(),
-        procedure: (n % 3 == 0).then(|| "p1".to_owned()),
-        break_id: (n % 5 == 0).then(|| format!("brk_{n}")),
+        procedure: n.is_multiple_of(3).then(|| "p1".to_owned()),
+        break_id: n.is_multiple_of(5).then(|| format!("brk_{n}")),
         payload: json!({"n": n, "quote": "it's \"quoted\"", "list": [n, null, true]}),
     };
     let tx = store.begin().await.expect("begin");
