@@ -7,7 +7,6 @@
 //! key, a plaintext share or a secret.
 
 mod group;
-mod insert;
 mod lock;
 mod rows;
 mod schema;
@@ -1765,18 +1764,16 @@ impl Tx for SqlTx {
             .execute(self.c()?)
             .await
             .map_err(db)?;
-        let payload =
-            serde_json::json!({"kind": "checkpoint", "seq": c.seq, "key_id": c.key_id}).to_string();
-        let rows = destinations
-            .iter()
-            .map(|d| insert::OutboxInsert {
-                seq,
-                destination: d.clone(),
-                payload: payload.clone(),
-                created_at: c.time_ms,
-            })
-            .collect();
-        insert::outbox_rows(self.c()?, rows).await?;
+        for d in destinations {
+            sqlx::query("INSERT INTO outbox (seq, destination, payload, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)")
+                .bind(seq)
+                .bind(d.clone())
+                .bind(serde_json::json!({"kind": "checkpoint", "seq": c.seq, "key_id": c.key_id}).to_string())
+                .bind(c.time_ms)
+                .execute(self.c()?)
+                .await
+                .map_err(db)?;
+        }
         self.finish().await
     }
 
@@ -1790,25 +1787,35 @@ impl Tx for SqlTx {
                 "refusing to commit a change without an audit entry".into(),
             ));
         }
-        // The chain is computed entry by entry, as ever; the rows then go in as multi-row
-        // INSERTs (`insert`), and the head row is written once, by `finish_with_head`.
         let mut head = self.audit_head().await?;
         let mut entries = Vec::with_capacity(drafts.len());
-        let mut payloads = Vec::with_capacity(drafts.len());
         for draft in drafts {
+            let time_ms = draft.time_ms;
             let entry = breakglass_audit::append(head.as_ref(), draft)
                 .map_err(|e| StoreError(format!("audit entry: {e}")))?;
-            payloads.push(
-                breakglass_audit::canonical_json(&entry.payload)
-                    .map_err(|e| StoreError(format!("audit payload: {e}")))?,
-            );
+            let payload = breakglass_audit::canonical_json(&entry.payload)
+                .map_err(|e| StoreError(format!("audit payload: {e}")))?;
+            sqlx::query(
+                "INSERT INTO audit_log (seq, time_ms, actor, kind, procedure_id, break_id, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(i64::try_from(entry.seq).map_err(|_| StoreError("audit sequence overflow".into()))?)
+            .bind(time_ms)
+            .bind(entry.actor.clone())
+            .bind(entry.kind.clone())
+            .bind(entry.procedure.clone())
+            .bind(entry.break_id.clone())
+            .bind(payload)
+            .bind(entry.prev_hash.to_hex())
+            .bind(entry.hash.to_hex())
+            .execute(self.c()?)
+            .await
+            .map_err(db)?;
             head = Some(Head {
                 seq: entry.seq,
                 hash: entry.hash,
             });
             entries.push(entry);
         }
-        let mut rows = Vec::with_capacity(outbox.len());
         for item in outbox {
             let Some(entry) = entries.get(item.draft) else {
                 return Err(StoreError(format!(
@@ -1817,15 +1824,15 @@ impl Tx for SqlTx {
                     entries.len()
                 )));
             };
-            rows.push(insert::OutboxInsert {
-                seq: i64::try_from(entry.seq).unwrap_or(i64::MAX),
-                destination: item.destination,
-                payload: item.payload.to_string(),
-                created_at: entry.time_ms,
-            });
+            sqlx::query("INSERT INTO outbox (seq, destination, payload, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)")
+                .bind(i64::try_from(entry.seq).unwrap_or(i64::MAX))
+                .bind(item.destination)
+                .bind(item.payload.to_string())
+                .bind(entry.time_ms)
+                .execute(self.c()?)
+                .await
+                .map_err(db)?;
         }
-        insert::audit_rows(self.c()?, &entries, &payloads).await?;
-        insert::outbox_rows(self.c()?, rows).await?;
         self.finish_with_head(head).await?;
         Ok(entries)
     }
