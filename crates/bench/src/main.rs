@@ -35,6 +35,7 @@ struct Args {
     writers: usize,
     concurrent_commits: usize,
     verify_entries: usize,
+    only_append: bool,
     only_verify: bool,
     alert_events: usize,
     target_breaks: usize,
@@ -63,6 +64,7 @@ impl Default for Args {
             writers: 64,
             concurrent_commits: 20_000,
             verify_entries: 1_000_000,
+            only_append: false,
             only_verify: false,
             alert_events: 1000,
             target_breaks: 200,
@@ -82,12 +84,13 @@ impl Default for Args {
 }
 
 const USAGE: &str = "usage: breakglass-bench [--out FILE] [--breaks N] [--warmup N] [--append-commits N] \
-[--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--verify-entries N] [--only-verify] \
+[--append-batches N] [--batch-size N] [--writers N] [--concurrent-commits N] [--only-append] [--verify-entries N] [--only-verify] \
 [--alert-events N] [--target-breaks N] [--no-postgres] [--no-targets] [--check-procedures N] [--no-check] \
 [--only-check] [--drills N] [--no-drill] [--only-drill] [--scale-cycles N] [--only-scale] [--only-idle]
 
---only-verify runs section 3 (audit verify throughput in memory, --verify-entries entries) alone
-and prints it, and writes no --out file. --only-check runs section 6 (`breakglass check` over generated files) alone and prints it; it
+--only-append runs section 2 (audit append with durability on SQLite and, unless --no-postgres,
+PostgreSQL) alone and prints it, and writes no --out file. --only-verify runs section 3 (audit
+verify throughput in memory, --verify-entries entries) alone and prints it, and writes no --out file. --only-check runs section 6 (`breakglass check` over generated files) alone and prints it; it
 needs the release `breakglass` binary next to the bench (`cargo build --release -p breakglass-cli`)
 for its binary rows, and writes no --out file. --only-drill runs section 7 (automated drills on a
 private PostgreSQL cluster) alone and prints it. --only-scale runs section 8 (break cycles through 1,
@@ -125,6 +128,7 @@ impl Args {
                 "--verify-entries" => {
                     args.verify_entries = number("--verify-entries", &value("--verify-entries")?)?
                 }
+                "--only-append" => args.only_append = true,
                 "--only-verify" => args.only_verify = true,
                 "--alert-events" => {
                     args.alert_events = number("--alert-events", &value("--alert-events")?)?
@@ -159,6 +163,9 @@ impl Args {
             bail!(
                 "--only-check prints section 6 alone: it takes neither --no-check nor --out\n{USAGE}"
             );
+        }
+        if args.only_append && args.out.is_some() {
+            bail!("--only-append prints section 2 alone: it takes no --out\n{USAGE}");
         }
         if args.only_verify && args.out.is_some() {
             bail!("--only-verify prints section 3 alone: it takes no --out\n{USAGE}");
@@ -209,6 +216,9 @@ impl Args {
         if self.skip_check {
             s.push_str(" --no-check");
         }
+        if self.only_append {
+            s.push_str(" --only-append");
+        }
         if self.only_verify {
             s.push_str(" --only-verify");
         }
@@ -246,6 +256,19 @@ async fn main() -> Result<()> {
     let args = Args::parse(std::env::args().skip(1))?;
     let started = Instant::now();
     let mut report = Report::new(&args.command_line());
+    if args.only_append {
+        let dir = tempfile::tempdir().context("temp dir for the SQLite database")?;
+        let postgres = if args.skip_postgres {
+            Err("--no-postgres given".to_owned())
+        } else {
+            report::postgres_reachable().await
+        };
+        report.postgres(&postgres);
+        report.sqlite_dir(dir.path());
+        append_section(&mut report, &args, &postgres, dir.path()).await?;
+        println!("{}", report.finish(started.elapsed()));
+        return Ok(());
+    }
     if args.only_verify {
         report.postgres(&Err("--only-verify given".to_owned()));
         verify_section(&mut report, &args)?;
@@ -315,38 +338,7 @@ async fn main() -> Result<()> {
     report.access(&access, &args);
 
     // 2. Audit append with durability.
-    eprintln!("[2/7] audit append on SQLite");
-    let plan = append::Plan {
-        commits: args.append_commits,
-        batches: args.append_batches,
-        batch_size: args.batch_size,
-        writers: args.writers,
-        concurrent_commits: args.concurrent_commits,
-    };
-    let sqlite = SqlStore::open_sqlite(&dir.path().join("append.db"))
-        .await
-        .context("open SQLite")?;
-    let mut appends = vec![(
-        "SQLite",
-        Ok(append::run(sqlite, plan)
-            .await
-            .context("audit append on SQLite")?),
-    )];
-    appends.push((
-        "PostgreSQL",
-        match &postgres {
-            Ok(_) => {
-                eprintln!("[2/7] audit append on PostgreSQL");
-                Ok(
-                    on_postgres("bench::append", |store| append::run(store, plan))
-                        .await
-                        .context("audit append on PostgreSQL")?,
-                )
-            }
-            Err(reason) => Err(reason.clone()),
-        },
-    ));
-    report.append(&appends, plan);
+    append_section(&mut report, &args, &postgres, dir.path()).await?;
 
     // 3. Audit verify, in memory.
     verify_section(&mut report, &args)?;
@@ -438,6 +430,49 @@ async fn idle_section(report: &mut Report) -> Result<()> {
         }
     };
     report.idle(&run, plan);
+    Ok(())
+}
+
+/// Section 2: durable audit appends through the store on SQLite (a fresh file in `dir`) and on
+/// a fresh PostgreSQL database (or why not).
+async fn append_section(
+    report: &mut Report,
+    args: &Args,
+    postgres: &Result<String, String>,
+    dir: &std::path::Path,
+) -> Result<()> {
+    eprintln!("[2/7] audit append on SQLite");
+    let plan = append::Plan {
+        commits: args.append_commits,
+        batches: args.append_batches,
+        batch_size: args.batch_size,
+        writers: args.writers,
+        concurrent_commits: args.concurrent_commits,
+    };
+    let sqlite = SqlStore::open_sqlite(&dir.join("append.db"))
+        .await
+        .context("open SQLite")?;
+    let mut appends = vec![(
+        "SQLite",
+        Ok(append::run(sqlite, plan)
+            .await
+            .context("audit append on SQLite")?),
+    )];
+    appends.push((
+        "PostgreSQL",
+        match postgres {
+            Ok(_) => {
+                eprintln!("[2/7] audit append on PostgreSQL");
+                Ok(
+                    on_postgres("bench::append", |store| append::run(store, plan))
+                        .await
+                        .context("audit append on PostgreSQL")?,
+                )
+            }
+            Err(reason) => Err(reason.clone()),
+        },
+    ));
+    report.append(&appends, plan);
     Ok(())
 }
 

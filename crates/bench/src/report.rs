@@ -189,8 +189,7 @@ impl Report {
              row of the same columns into a scratch table of the same database through `store.pool()`, one transaction \
              each — {} commits of 1 row, and {} commits of {} rows. Each one-task single-event workload follows {} \
              untimed warm-up commits, the concurrent one a warm-up of one commit per writer. All store workloads append \
-             to one chain. SQLite runs in WAL mode with `synchronous = FULL` (the store's settings, which the raw \
-             baseline shares: same pool); PostgreSQL: {}.\n",
+             to one chain. SQLite runs in WAL mode with `synchronous = FULL` (the store's settings, which the raw baseline shares: same pool); PostgreSQL: {}.\n",
             plan.commits,
             plan.concurrent_commits,
             plan.writers,
@@ -1463,10 +1462,10 @@ fn explain(backend: &str, f: &AppendFigures) -> String {
         } else {
             s.push_str(&format!(
                 " Group commit misses the bar: the flush is shared, but the logical transactions still run one after \
-                 another under the group's lock, each running its own five statements (`SAVEPOINT`, head read, \
-                 `INSERT`, head `UPDATE`, `RELEASE SAVEPOINT`) through sqlx's `Any` driver and then handing the lock \
-                 to the next task, where an event in a batch costs one `INSERT`; so an event costs {:.1}× what it \
-                 costs inside a batch.",
+                 another under the group's lock, each making its own two calls to sqlx's SQLite worker (one that \
+                 releases the previous writer's savepoint and opens its own, then its `INSERT`; the head row is read \
+                 and written once per batch) and then handing the lock to the next task, where an event in a batch \
+                 costs one `INSERT`; so an event costs {:.1}× what it costs inside a batch.",
                 us_per_event(c) / us_per_event(&f.store_batch)
             ));
         }

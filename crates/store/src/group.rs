@@ -3,9 +3,10 @@
 //! SQLite has one writer at a time and a durable commit costs an fsync, so independent
 //! transactions committed one by one are bounded by fsync latency. Here every logical write
 //! transaction runs inside a `SAVEPOINT` of one long SQL transaction owned by the store. When a
-//! logical transaction commits while other writers are queued, it releases its savepoint and
-//! waits; the last writer of the batch (or the batch size limit) issues the single `COMMIT` and
-//! wakes everyone with its result. No caller returns before its changes are durable, and every
+//! logical transaction commits while other writers are queued, it waits; the next writer
+//! releases its savepoint in the same call that opens its own (one statement fewer per logical
+//! transaction), and the last writer of the batch (or the batch size limit) issues the single
+//! `COMMIT` and wakes everyone with its result. No caller returns before its changes are durable, and every
 //! writer still sees the chain head left by the one before it, so the audit chain stays linear.
 //!
 //! sqlx has no group commit and no crate offers one for SQLite, hence this module.
@@ -35,6 +36,10 @@ pub(crate) struct State {
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
     /// A logical transaction is open (or was abandoned) inside `SAVEPOINT lt`.
     dirty: bool,
+    /// The last logical transaction committed, but its savepoint is still open: its `RELEASE`
+    /// goes with the next writer's `SAVEPOINT`, in one call, or the batch's `COMMIT` (which
+    /// releases every savepoint) makes it unnecessary.
+    release_pending: bool,
     /// The audit head as of the last committed logical transaction of this batch (`None`:
     /// not read yet). Cached so each logical commit skips a read, and written to the
     /// `audit_head` row once per batch, in the same `COMMIT`.
@@ -77,9 +82,26 @@ impl Group {
         if guard.tx.is_none() {
             guard.tx = Some(self.pool.begin_with("BEGIN IMMEDIATE").await?);
         }
-        if let Some(tx) = guard.tx.as_mut() {
-            sqlx::query("SAVEPOINT lt").execute(&mut **tx).await?;
+        // One call to SQLite's worker thread instead of two: the previous writer's savepoint
+        // is released before this one's opens, so a rollback of this one never reaches the
+        // previous writer's rows.
+        let release_pending = guard.release_pending;
+        let opened = match guard.tx.as_mut() {
+            Some(tx) if release_pending => {
+                sqlx::raw_sql("RELEASE SAVEPOINT lt; SAVEPOINT lt")
+                    .execute(&mut **tx)
+                    .await
+            }
+            Some(tx) => sqlx::query("SAVEPOINT lt").execute(&mut **tx).await,
+            None => Ok(Default::default()),
+        };
+        if let Err(e) = opened {
+            // Whether the RELEASE ran is unknown: commit what the batch holds (the writers
+            // before this one), so nobody waits on a batch left in an unknown state.
+            flush(&mut guard).await;
+            return Err(e);
         }
+        guard.release_pending = false;
         guard.dirty = true;
         Ok(Writer {
             guard: Some(guard),
@@ -116,6 +138,8 @@ async fn flush(state: &mut State) {
             },
         },
     };
+    // The COMMIT (or the rollback of a failed one) ended every savepoint.
+    state.release_pending = false;
     // The next batch reads the head afresh.
     state.head = None;
     state.head_dirty = false;
@@ -168,13 +192,10 @@ impl Writer {
         let Some(mut guard) = self.guard.take() else {
             return Err("transaction already finished".into());
         };
-        if let Some(tx) = guard.tx.as_mut()
-            && let Err(e) = sqlx::query("RELEASE SAVEPOINT lt").execute(&mut **tx).await
-        {
-            guard.head = None;
-            return Err(e.to_string());
-        }
+        // Its savepoint stays open until the next writer's `begin` releases it (or the batch's
+        // `COMMIT` does): one statement fewer per logical transaction.
         guard.dirty = false;
+        guard.release_pending = true;
         if let Some(h) = new_head {
             guard.head = Some(Some(h));
             guard.head_dirty = true;

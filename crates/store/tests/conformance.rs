@@ -1328,6 +1328,99 @@ async fn external_custody_records(store: SqlStore) {
 
 /// Many concurrent writers (SQLite shares their commits): every commit lands exactly once,
 /// in one linear chain, and an abandoned transaction in the middle loses nothing of the others.
+/// One commit of more events and outbox items than one multi-row `INSERT` holds (the store
+/// writes 500 rows a statement), after a small commit and before another: every entry is
+/// stored as returned, the chain verifies and reaches the stored head, and the outbox rows
+/// follow their entries in the order given.
+async fn large_commit(store: SqlStore) {
+    use breakglass_audit::{Verifier, verify_against_head};
+
+    const N: usize = 1_200;
+    let draft = |n: usize| Draft {
+        time_ms: T0 + i64::try_from(n).unwrap(),
+        actor: format!("writer-{}", n % 7),
+        kind: "test.bulk".into(),
+        procedure: n.is_multiple_of(3).then(|| "p1".to_owned()),
+        break_id: n.is_multiple_of(5).then(|| format!("brk_{n}")),
+        payload: json!({"n": n, "quote": "it's \"quoted\"", "list": [n, null, true]}),
+    };
+    let tx = store.begin().await.expect("begin");
+    tx.commit(vec![draft(0)], vec![])
+        .await
+        .expect("first commit");
+
+    // Every draft goes to the file sink, every fourth also to a channel: 1,500 outbox rows,
+    // interleaved.
+    let mut outbox = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..N {
+        let seq = u64::try_from(i).unwrap() + 2;
+        for destination in ["sink:file", "channel:x"] {
+            if destination == "channel:x" && i % 4 != 0 {
+                continue;
+            }
+            let payload = json!({"draft": i, "to": destination});
+            outbox.push(OutboxItem {
+                draft: i,
+                destination: destination.into(),
+                payload: payload.clone(),
+            });
+            expected.push((seq, destination.to_owned(), payload));
+        }
+    }
+    assert_eq!(expected.len(), 1_500);
+    let tx = store.begin().await.expect("begin");
+    let entries = tx
+        .commit((1..=N).map(draft).collect(), outbox)
+        .await
+        .expect("large commit");
+    assert_eq!(entries.len(), N);
+    assert_eq!(entries.first().map(|e| e.seq), Some(2));
+    assert_eq!(entries.last().map(|e| e.seq), Some(1 + N as u64));
+
+    let tx = store.begin().await.expect("begin");
+    let after = tx
+        .commit(vec![draft(N + 1)], vec![])
+        .await
+        .expect("commit after");
+    assert_eq!(after[0].seq, 2 + N as u64);
+    assert_eq!(after[0].prev_hash, entries[N - 1].hash);
+
+    let mut r = store.read().await.expect("read");
+    let stored = r.audit_entries(1, 10_000).await.expect("entries");
+    assert_eq!(stored.len(), N + 2);
+    assert_eq!(&stored[1..=N], &entries[..], "stored as returned");
+    let mut verifier = Verifier::new();
+    for e in &stored {
+        verifier.push(e).expect("the chain verifies");
+    }
+    let head = r.audit_head().await.expect("head").expect("some");
+    assert_eq!(head.seq, 2 + N as u64);
+    verify_against_head(&verifier.finish(), &head).expect("the chain reaches the head");
+
+    let rows = r.pending_outbox(10_000).await.expect("outbox");
+    let got: Vec<_> = rows
+        .iter()
+        .map(|o| (o.seq, o.destination.clone(), o.payload.clone()))
+        .collect();
+    assert_eq!(got, expected, "outbox rows in the order given");
+    assert!(
+        rows.iter()
+            .all(|o| o.attempts == 0 && o.delivered_at.is_none())
+    );
+    // Each row is due from its entry's time on (`next_attempt_at` = `created_at`).
+    let early = r
+        .due_outbox("channel:x", Timestamp(T0), 10_000)
+        .await
+        .expect("due");
+    assert!(early.is_empty());
+    let due = r
+        .due_outbox("channel:x", Timestamp(T0 + 1), 10_000)
+        .await
+        .expect("due");
+    assert_eq!(due.len(), 300);
+}
+
 async fn concurrent_writers(store: SqlStore) {
     let store = Arc::new(store);
     let mut tasks = Vec::new();
@@ -1335,9 +1428,11 @@ async fn concurrent_writers(store: SqlStore) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..20u32 {
-                let tx = store.begin().await.expect("begin");
+                let mut tx = store.begin().await.expect("begin");
                 if i % 7 == 3 {
-                    // Abandoned: rolled back, must not disturb the batch.
+                    // Abandoned after a write: rolled back, must not disturb the batch (nor
+                    // the writer committed just before it in the same batch).
+                    tx.put_actor(&ghost(w, i)).await.expect("put");
                     drop(tx);
                     continue;
                 }
@@ -1378,6 +1473,29 @@ async fn concurrent_writers(store: SqlStore) {
         .expect("head")
         .expect("some");
     assert_eq!(head.seq, expected as u64);
+    let mut r = store.read().await.expect("read");
+    for w in 0..32u32 {
+        for i in (0..20u32).filter(|i| i % 7 == 3) {
+            let name = ghost(w, i).actor.name;
+            assert!(
+                r.actor(&name).await.expect("actor").is_none(),
+                "{name} rolled back"
+            );
+        }
+    }
+}
+
+/// The actor an abandoned transaction of `concurrent_writers` writes.
+fn ghost(w: u32, i: u32) -> StoredActor {
+    StoredActor {
+        actor: Actor {
+            name: format!("ghost-{w}-{i}"),
+            roles: vec![Role::Auditor],
+            key: None,
+        },
+        token_hash: None,
+        contact: String::new(),
+    }
 }
 
 mod futures_like {
@@ -1479,6 +1597,12 @@ mod sqlite {
         SqlStore::open_sqlite(&p).await.expect("reopen");
     }
 
+    #[tokio::test]
+    async fn large_commit() {
+        let (_d, p) = path();
+        super::large_commit(SqlStore::open_sqlite(&p).await.expect("open")).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writers() {
         let (_d, p) = path();
@@ -1541,6 +1665,9 @@ mod postgres {
     });
     pg_test!(concurrent_writers, |url: String| async move {
         super::concurrent_writers(SqlStore::connect(&url).await.expect("connect")).await
+    });
+    pg_test!(large_commit, |url: String| async move {
+        super::large_commit(SqlStore::connect(&url).await.expect("connect")).await
     });
     pg_test!(transactions, |url: String| async move {
         super::transactions(SqlStore::connect(&url).await.expect("connect")).await
