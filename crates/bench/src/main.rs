@@ -251,6 +251,16 @@ fn number(flag: &str, text: &str) -> Result<usize> {
     Ok(n)
 }
 
+/// The PostgreSQL server the sections that use one run against (its description), unless
+/// `--no-postgres` was given or none is reachable (why not).
+async fn postgres_unless_skipped(args: &Args) -> Result<String, String> {
+    if args.skip_postgres {
+        Err("--no-postgres given".to_owned())
+    } else {
+        report::postgres_reachable().await
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse(std::env::args().skip(1))?;
@@ -258,11 +268,7 @@ async fn main() -> Result<()> {
     let mut report = Report::new(&args.command_line());
     if args.only_append {
         let dir = tempfile::tempdir().context("temp dir for the SQLite database")?;
-        let postgres = if args.skip_postgres {
-            Err("--no-postgres given".to_owned())
-        } else {
-            report::postgres_reachable().await
-        };
+        let postgres = postgres_unless_skipped(&args).await;
         report.postgres(&postgres);
         report.sqlite_dir(dir.path());
         append_section(&mut report, &args, &postgres, dir.path()).await?;
@@ -302,11 +308,7 @@ async fn main() -> Result<()> {
     }
 
     let dir = tempfile::tempdir().context("temp dir for the SQLite databases")?;
-    let postgres = if args.skip_postgres {
-        Err("--no-postgres given".to_owned())
-    } else {
-        report::postgres_reachable().await
-    };
+    let postgres = postgres_unless_skipped(&args).await;
     report.postgres(&postgres);
     report.sqlite_dir(dir.path());
 

@@ -966,6 +966,19 @@ async fn ui_admin(server: &Server) -> (reqwest::Client, String, String) {
     (client, session, csrf)
 }
 
+/// The `target:` section of a procedure on `t` in `pg` with `access: proxy` over TLS, its
+/// gateway allowed `connections` server connections.
+fn proxy_target(
+    pg: &breakglass_testkit::pgcluster::PgCluster,
+    t: &common::PgTarget,
+    connections: u32,
+) -> String {
+    format!(
+        "target:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: pg\n    sslmode: require\n    access: proxy\n    gateway_connections: \"{connections}\"\n",
+        pg.host, pg.port, t.db, t.adm, t.app
+    )
+}
+
 /// The CLI against `server`, signed in as `name` (its key in `keys`).
 fn as_actor(server: &Server, keys: &std::path::Path, name: &str) -> assert_cmd::Command {
     let mut c = server.cli();
@@ -1036,10 +1049,7 @@ async fn a_proxy_break_is_served_by_the_server_holding_its_login_then_by_the_sur
     let t = common::pg_target(pg, "so").await;
     let channels = t.webhook_channel().await;
     let targets = t.targets_file();
-    let target = format!(
-        "target:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: pg\n    sslmode: require\n    access: proxy\n    gateway_connections: \"4\"\n",
-        pg.host, pg.port, t.db, t.adm, t.app
-    );
+    let target = proxy_target(pg, &t, 4);
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut servers, keys) = cluster_of(
         2,
@@ -1289,10 +1299,7 @@ async fn a_client_of_the_other_tls_gateway_is_relayed_to_the_holder_over_tls() {
     let t = common::pg_target(pg, "sr").await;
     let channels = t.webhook_channel().await;
     let targets = t.targets_file();
-    let target = format!(
-        "target:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: pg\n    sslmode: require\n    access: proxy\n    gateway_connections: \"2\"\n",
-        pg.host, pg.port, t.db, t.adm, t.app
-    );
+    let target = proxy_target(pg, &t, 2);
     let dir = tempfile::tempdir().expect("tempdir");
     let (servers, keys) = cluster_of(
         2,
@@ -1507,10 +1514,7 @@ async fn a_cancel_reaching_a_third_server_is_sent_on_and_relayed_clients_count_a
     let t = common::pg_target(pg, "sc").await;
     let channels = t.webhook_channel().await;
     let targets = t.targets_file();
-    let target = format!(
-        "target:\n  kind: postgres\n  details:\n    host: {}\n    port: \"{}\"\n    dbname: {}\n    admin_user: {}\n    grant_role: {}\n    connection: pg\n    sslmode: require\n    access: proxy\n    gateway_connections: \"10\"\n",
-        pg.host, pg.port, t.db, t.adm, t.app
-    );
+    let target = proxy_target(pg, &t, 10);
     let dir = tempfile::tempdir().expect("tempdir");
     let (servers, keys) = cluster_of(
         3,
