@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# PostgreSQL gateway vs direct vs PgBouncer: pgbench select-only through three paths.
+# PostgreSQL gateway vs direct vs PgBouncer: pgbench select-only through four paths (the fourth,
+# HAProxy forwarding TCP without reading it, is the floor any proxy on this machine pays).
 #
 #   bash scripts/bench-gateway.sh
 #
@@ -11,16 +12,19 @@
 #      is sealed, the app role grants join, an operator role with CREATEROLE +
 #      pg_signal_backend), a benchmark login role that is a member of the app role, and a
 #      database; `pgbench -i -s 10` as superuser; SELECT on the pgbench tables to the app role;
-#   2. starts PgBouncer (session pooling, SCRAM for clients, plain TCP to PostgreSQL);
+#   2. starts PgBouncer (session pooling, SCRAM for clients, plain TCP to PostgreSQL) and
+#      HAProxy (`mode tcp`, one thread: it forwards bytes both ways without looking at them,
+#      so the client logs in to PostgreSQL itself) — the least a proxy between pgbench and
+#      PostgreSQL can cost on this machine: two more socket hops per message on the same CPUs;
 #   3. starts `breakglass serve --gateway` (plaintext), enrols custodians and a requester,
 #      applies an `access: proxy` procedure, seals the admin password, opens a break, approves
 #      it as two custodians and reveals it: a gateway connection string;
 #   4. runs `pgbench -n -S -M simple -T 10 -c C -j 2 -l` for C = 8 and 64 against PostgreSQL
-#      directly, through PgBouncer and through the gateway — all three over TCP on 127.0.0.1
+#      directly, through PgBouncer, through HAProxy and through the gateway — all over TCP on 127.0.0.1
 #      without TLS, each logging in with SCRAM as a login role that is a member of the app
 #      role — in interleaved rounds: for each C, first a short warm-up on each path (not
 #      measured), then BENCH_ROUNDS rounds of one measured run per path, the order alternating
-#      from round to round (direct, PgBouncer, gateway; then gateway, PgBouncer, direct; then
+#      from round to round (direct, PgBouncer, HAProxy, gateway; then the reverse; then
 #      forward again…). This machine's speed drifts by about ±10 % over a minute: with one run
 #      per path in a fixed order the ratios between paths were mostly that drift (the same
 #      set-up a minute apart gave gateway ÷ PgBouncer 0.76 or 0.99); interleaved in alternating
@@ -29,7 +33,7 @@
 #      the median over rounds, and every round's TPS and ratios. Before each run it waits until
 #      `breakglass serve` is idle (it ends the previous gateway run's sessions in the
 #      background), and it accounts the CPU the machine spent on anything else meanwhile,
-#      and each proxy's CPU and context switches per thread (PgBouncer's thread; the gateway's
+#      and each proxy's CPU and context switches per thread (PgBouncer's and HAProxy's thread; the gateway's
 #      relay threads, SQLite workers and server runtime workers, from /proc/PID/task);
 #      then it reads the gateway's recording (`breakglass session show BREAK --output json`)
 #      and checks it holds a statement for every transaction pgbench reported (every round and
@@ -41,10 +45,10 @@
 # Environment (all optional):
 #   BREAKGLASS_BIN   use this breakglass binary instead of building target/release/breakglass
 #   BENCH_DURATION   seconds per measured run (default 10; with 3 rounds the whole script takes
-#                    about 5 minutes)
+#                    about 6 minutes)
 #   BENCH_ROUNDS     measured rounds per client count, each one run per path, the order
-#                    alternating (default 3: direct, PgBouncer, gateway; gateway, PgBouncer,
-#                    direct; direct, PgBouncer, gateway)
+#                    alternating (default 3: direct, PgBouncer, HAProxy, gateway; the reverse;
+#                    the first order again)
 #   BENCH_WARMUP     seconds of the warm-up run on each path, per client count, before the
 #                    rounds (default 3)
 #   BENCH_CLIENTS    client counts (default "8 64")
@@ -57,7 +61,7 @@
 #                    session to be ended and digested (default 0: report what is open)
 #   PG_BIN           PostgreSQL server binaries (default /usr/lib/postgresql/15/bin)
 #   BENCH_HOLD=FILE  for profiling by hand: set everything up, write shell assignments to FILE
-#                    (DIRECT_URL, PGB_URL, PGB_PID, BG_PID, POSTMASTER_PID, and TOKEN_CMD, a
+#                    (DIRECT_URL, PGB_URL, PGB_PID, HAP_URL, HAP_PID, BG_PID, POSTMASTER_PID, and TOKEN_CMD, a
 #                    command printing a fresh gateway connection string), then wait until FILE
 #                    is deleted, and stop everything; nothing is measured or written
 #
@@ -108,6 +112,9 @@ done
 PGBOUNCER=$(command -v pgbouncer || true)
 [[ -n $PGBOUNCER ]] || PGBOUNCER=/usr/sbin/pgbouncer
 [[ -x $PGBOUNCER ]] || die "pgbouncer not found (apt-get install -y pgbouncer)"
+HAPROXY=$(command -v haproxy || true)
+[[ -n $HAPROXY ]] || HAPROXY=/usr/sbin/haproxy
+[[ -x $HAPROXY ]] || die "haproxy not found (apt-get install -y haproxy)"
 [[ -f $REPORT_PY ]] || die "$REPORT_PY is missing"
 
 AS_ROOT=0
@@ -142,10 +149,11 @@ chmod 755 "$WORK" # the postgres user (as root) must reach its directories below
 PGDIR=$WORK/pg
 PGDATA=$PGDIR/data
 PGB_DIR=$WORK/pgbouncer
+HAP_DIR=$WORK/haproxy
 BG_DIR=$WORK/breakglass
 KEYS=$BG_DIR/keys
 RES=$WORK/results
-mkdir -p "$PGDIR" "$PGB_DIR" "$KEYS" "$RES"
+mkdir -p "$PGDIR" "$PGB_DIR" "$HAP_DIR" "$KEYS" "$RES"
 : >"$WORK/pgpass" # no ~/.pgpass: every password below is in its connection string
 chmod 600 "$WORK/pgpass"
 export PGPASSFILE=$WORK/pgpass
@@ -162,7 +170,7 @@ cleanup() {
     trap - EXIT INT TERM
     if ((rc != 0)); then
         say "failed (exit $rc); the last lines of the logs:"
-        for f in "$BG_DIR/serve.log" "$PGB_DIR/pgbouncer.log" "$PGDIR/server.log"; do
+        for f in "$BG_DIR/serve.log" "$PGB_DIR/pgbouncer.log" "$HAP_DIR/haproxy.log" "$PGDIR/server.log"; do
             [[ -s $f ]] && { printf -- '--- %s\n' "$f" >&2; tail -n 15 "$f" >&2; }
         done
     fi
@@ -179,6 +187,15 @@ cleanup() {
             kill -TERM "$pid" 2>/dev/null
             for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
             kill -KILL "$pid" 2>/dev/null
+        fi
+    fi
+    if [[ -s $HAP_DIR/haproxy.pid ]]; then
+        local hpid
+        hpid=$(head -n 1 "$HAP_DIR/haproxy.pid")
+        if kill -0 "$hpid" 2>/dev/null; then
+            kill -TERM "$hpid" 2>/dev/null
+            for _ in $(seq 50); do kill -0 "$hpid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$hpid" 2>/dev/null
         fi
     fi
     if ((PG_STARTED)); then
@@ -324,6 +341,41 @@ PGB_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$PGB_PORT/bench?sslmode=disa
 psql -X -At "$PGB_URL" -c "SELECT 1" >/dev/null || die "cannot log in through PgBouncer"
 PGB_VERSION=$("$PGBOUNCER" --version | head -n 1)
 
+# HAProxy: TCP forwarding only, one thread (as PgBouncer's one), no splicing. The client's
+# SCRAM login goes through to PostgreSQL unread. `log stderr` with -D goes nowhere: problems
+# would show as failed pgbench runs.
+HAP_PORT=$(free_port)
+cat >"$HAP_DIR/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 1000
+    pidfile $HAP_DIR/haproxy.pid
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+
+frontend pgbench
+    bind 127.0.0.1:$HAP_PORT
+    default_backend postgres
+
+backend postgres
+    server pg 127.0.0.1:$PGPORT
+EOF
+say "starting HAProxy (mode tcp, one thread) on 127.0.0.1:$HAP_PORT"
+"$HAPROXY" -c -q -f "$HAP_DIR/haproxy.cfg" >"$HAP_DIR/check.log" 2>&1 ||
+    { cat "$HAP_DIR/check.log" >&2; die "the HAProxy configuration does not check"; }
+"$HAPROXY" -D -f "$HAP_DIR/haproxy.cfg" >"$HAP_DIR/haproxy.log" 2>&1 ||
+    { cat "$HAP_DIR/haproxy.log" >&2; die "haproxy did not start"; }
+wait_port "$HAP_PORT" HAProxy
+for _ in $(seq 50); do [[ -s $HAP_DIR/haproxy.pid ]] && break; sleep 0.1; done
+HAP_PID=$(head -n 1 "$HAP_DIR/haproxy.pid" 2>/dev/null) || die "haproxy wrote no pid file"
+HAP_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$HAP_PORT/bench?sslmode=disable"
+psql -X -At "$HAP_URL" -c "SELECT 1" >/dev/null || die "cannot log in through HAProxy"
+HAP_VERSION=$("$HAPROXY" -v | head -n 1 | sed 's/ - https.*//')
+
 # --- 3. breakglass serve --gateway and a granted proxy break --------------------------------
 cat >"$BG_DIR/targets.yaml" <<EOF
 connections:
@@ -413,8 +465,8 @@ gateway_url() {
 
 if [[ -n ${BENCH_HOLD:-} ]]; then
     {
-        printf 'DIRECT_URL=%q\nPGB_URL=%q\nPGB_PID=%q\nBG_PID=%q\nPOSTMASTER_PID=%q\n' \
-            "$DIRECT_URL" "$PGB_URL" "$PGB_PID" "$BG_PID" "$POSTMASTER_PID"
+        printf 'DIRECT_URL=%q\nPGB_URL=%q\nPGB_PID=%q\nHAP_URL=%q\nHAP_PID=%q\nBG_PID=%q\nPOSTMASTER_PID=%q\n' \
+            "$DIRECT_URL" "$PGB_URL" "$PGB_PID" "$HAP_URL" "$HAP_PID" "$BG_PID" "$POSTMASTER_PID"
         printf 'TOKEN_CMD=%q\n' "$BIN --server $BG_URL --data-dir $BG_DIR/data --identity $KEYS/dave.key break token $BREAK_ID"
     } >"$BENCH_HOLD"
     say "holding: connection strings in $BENCH_HOLD; delete it to stop"
@@ -432,6 +484,7 @@ run_pgbench() {
     case $path in
     direct) url=$DIRECT_URL ;;
     pgbouncer) url=$PGB_URL ;;
+    haproxy) url=$HAP_URL ;;
     gateway)
         local t0 t1
         t0=$(date +%s.%N)
@@ -443,20 +496,21 @@ run_pgbench() {
     [[ -n $url ]] || die "no connection string for $path"
     local out="$RES/$path-c$c-$tag.out" rc=0 before after w0 w1
     # CPU accounting of the run: the machine's busy ticks against those of the processes
-    # measured (PostgreSQL with its backends, PgBouncer, breakglass, pgbench), to show how
+    # measured (PostgreSQL with its backends, PgBouncer, breakglass, HAProxy, pgbench), to show how
     # much CPU anything else on the machine took meanwhile.
-    # The proxy's threads, for the report's per-thread table (PgBouncer's one, the gateway's).
+    # The proxy's threads, for the report's per-thread table (PgBouncer's, HAProxy's, the gateway's).
     local proxy=
     case $path in
     pgbouncer) proxy=$PGB_PID ;;
+    haproxy) proxy=$HAP_PID ;;
     gateway) proxy=$BG_PID ;;
     esac
     [[ -n $proxy ]] && python3 "$REPORT_PY" --thread-snapshot "$proxy" >"$RES/$path-c$c-$tag.threads-before"
-    before=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" $$)
+    before=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" "$HAP_PID" $$)
     w0=$(date +%s.%N)
     (cd "$RES" && pgbench -n -S -M simple -T "$secs" -c "$c" -j "$THREADS" "$@" "$url") >"$out" 2>&1 || rc=$?
     w1=$(date +%s.%N)
-    after=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" $$)
+    after=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" "$HAP_PID" $$)
     [[ -n $proxy ]] && python3 "$REPORT_PY" --thread-snapshot "$proxy" >"$RES/$path-c$c-$tag.threads-after"
     echo "$before $after $w0 $w1" >"$RES/$path-c$c-$tag.cpu"
     echo "$rc" >"$RES/$path-c$c-$tag.rc"
@@ -503,16 +557,16 @@ settled_run() {
 }
 
 # Interleaved rounds: the machine's speed drifts over a minute, so every path runs once in each
-# round, and the order alternates (odd rounds direct, PgBouncer, gateway; even rounds the
-# reverse) so that no path always runs first, last or right after the gateway.
+# round, and the order alternates (odd rounds direct, PgBouncer, HAProxy, gateway; even rounds
+# the reverse) so that no path always runs first, last or right after the gateway.
 for c in $CLIENTS; do
     say "$c clients: ${WARMUP} s warm-up on each path, then $ROUNDS round(s) of ${DURATION} s per path"
-    for path in direct pgbouncer gateway; do
+    for path in direct pgbouncer haproxy gateway; do
         say "  $path warm-up"
         settled_run "$path" "$c" "$WARMUP" warmup
     done
     for ((r = 1; r <= ROUNDS; r++)); do
-        if ((r % 2)); then order=(direct pgbouncer gateway); else order=(gateway pgbouncer direct); fi
+        if ((r % 2)); then order=(direct pgbouncer haproxy gateway); else order=(gateway haproxy pgbouncer direct); fi
         line=
         for path in "${order[@]}"; do
             settled_run "$path" "$c" "$DURATION" "run$r" -l --log-prefix="$RES/$path-c$c-run$r-log"
@@ -573,6 +627,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "pg_version=$PG_VERSION"
     echo "pgbench_version=$(pgbench --version)"
     echo "pgbouncer_version=$PGB_VERSION"
+    echo "haproxy_version=$HAP_VERSION"
     echo "git_rev=$GIT_REV"
     echo "git_dirty=$GIT_DIRTY"
     echo "bin_built=$BIN_BUILT"

@@ -19,13 +19,14 @@ import statistics
 import sys
 
 HEADING = "## PostgreSQL gateway vs direct vs PgBouncer"
-PATHS = ["direct", "pgbouncer", "gateway"]
+PATHS = ["direct", "pgbouncer", "haproxy", "gateway"]
 LABELS = {
     "direct": "PostgreSQL directly",
     "pgbouncer": "PgBouncer (session pooling)",
+    "haproxy": "HAProxy (TCP forwarding only)",
     "gateway": "**breakglass gateway**",
 }
-NAMES = {"direct": "direct", "pgbouncer": "PgBouncer", "gateway": "gateway"}
+NAMES = {"direct": "direct", "pgbouncer": "PgBouncer", "haproxy": "HAProxy", "gateway": "gateway"}
 TARGET_DIRECT = 0.95
 TARGET_PGBOUNCER = 1.0
 TARGET_ADDED_US = 100.0
@@ -200,6 +201,7 @@ THREAD_GROUPS = [
     ("sqlx-sqlite", "SQLite workers (storing the recording)"),
     ("tokio-rt-worker", "server runtime workers"),
     ("pgbouncer", "PgBouncer's thread"),
+    ("haproxy", "HAProxy's thread"),
 ]
 
 
@@ -230,7 +232,7 @@ def thread_cpu(results, path, clients, tag, hz):
     return groups
 
 
-CPU_PROCS = ["postgres", "pgbouncer", "breakglass", "pgbench"]  # the order bench-gateway.sh passes them
+CPU_PROCS = ["postgres", "pgbouncer", "breakglass", "haproxy", "pgbench"]  # the order bench-gateway.sh passes them
 
 
 def foreign_cpu(results, path, clients, tag, nproc, hz):
@@ -350,8 +352,8 @@ def build_section(results):
                 "threads_tx": sum(s["processed"] for s in cpu_runs if s.get("threads")),
             }
 
-    def round_ratio(c, r, over):
-        g, o = runs.get(("gateway", c, r)), runs.get((over, c, r))
+    def round_ratio(c, r, over, of="gateway"):
+        g, o = runs.get((of, c, r)), runs.get((over, c, r))
         return g["tps"] / o["tps"] if (usable(g) and usable(o)) else None
 
     out = []
@@ -382,6 +384,11 @@ def build_section(results):
         f"{meta['pgbench_version']}"
     )
     w(
+        f"- {meta.get('haproxy_version', 'HAProxy')}: `mode tcp`, `nbthread 1`, no splicing: it forwards the bytes "
+        "both ways without reading them (the client's SCRAM login goes through to PostgreSQL), so it pays only for "
+        "the extra hop — the least any proxy between pgbench and PostgreSQL costs on this machine"
+    )
+    w(
         f"- breakglass: `target/release/breakglass` built {meta.get('bin_built', '?')}"
         + (" (given as `BREAKGLASS_BIN`, not rebuilt by this run)" if meta.get("bin_given") else "")
         + f", workspace at {rev_note}; `serve --gateway 127.0.0.1:0` without TLS, SQLite store; "
@@ -395,25 +402,26 @@ def build_section(results):
         f"(select-only, simple protocol: one `SELECT abalance FROM pgbench_accounts WHERE aid = …` per transaction). "
         "Paths, all over TCP on 127.0.0.1 without TLS, each logging in with SCRAM-SHA-256 as a login role that is a "
         "member of the procedure's grant role `bench_app`: **direct** — `bench_user` to PostgreSQL; **PgBouncer** — "
-        "`bench_user` to PgBouncer, which holds server connections as `bench_user`; **gateway** — the break id and a "
+        "`bench_user` to PgBouncer, which holds server connections as `bench_user`; **HAProxy** — `bench_user` to "
+        "PostgreSQL through HAProxy's forwarded TCP connection; **gateway** — the break id and a "
         "gateway token to breakglass, which logs in upstream as the grant's ephemeral role `bg_…` and records every "
         "statement. TPS is pgbench's \"tps = … (without initial connection time)\"; latencies are from pgbench's "
         "per-transaction logs (`-l`, every transaction of the run, measured by the client from sending the query to "
-        "the last result). pgbench, PostgreSQL, PgBouncer and breakglass share the machine's CPUs, so a proxy's own "
+        "the last result). pgbench, PostgreSQL, the proxies and breakglass share the machine's CPUs, so a proxy's own "
         "CPU time is taken from the client and the server."
     )
     w("")
     w(
         f"Order of the runs: interleaved rounds. For each client count, first a {meta['warmup']} s warm-up on each path "
         f"(same options, not measured), then {rounds_text(rounds)} of one {meta['duration']} s run per path, the order "
-        "alternating from round to round: direct, PgBouncer, gateway in odd rounds, gateway, PgBouncer, direct in even "
+        "alternating from round to round: direct, PgBouncer, HAProxy, gateway in odd rounds, the reverse in even "
         "rounds. Why: this machine's speed drifts by about ±10 % over a minute, so with one run per path in a fixed "
         "order the ratios between paths were mostly that drift (the same set-up a minute apart gave gateway ÷ PgBouncer "
         "0.76 or 0.99). With every path in every round, and no path always first, last or right after the gateway, "
         "the per-path medians over rounds hold still; the per-round tables show how far single rounds scatter. "
         "\"CPU used by other processes\": the machine's busy CPU time during a run (user + nice + system in "
-        "`/proc/stat`) less that of the processes measured (PostgreSQL with its backends, PgBouncer, `breakglass "
-        "serve`, pgbench), as a share of all its CPUs; more than a few per cent means something else on the machine "
+        "`/proc/stat`) less that of the processes measured (PostgreSQL with its backends, PgBouncer, HAProxy, "
+        "`breakglass serve`, pgbench), as a share of all its CPUs; more than a few per cent means something else on the machine "
         "(a build…) competed with that run."
     )
     w("")
@@ -467,8 +475,8 @@ def build_section(results):
         w("")
         w(f"Each round ({c} clients), TPS:")
         w("")
-        w("| Round | Order | direct | PgBouncer | gateway | gateway ÷ direct | gateway ÷ PgBouncer |")
-        w("|---:|---|---:|---:|---:|---:|---:|")
+        w("| Round | Order | direct | PgBouncer | HAProxy | gateway | gateway ÷ direct | gateway ÷ PgBouncer | gateway ÷ HAProxy | HAProxy ÷ direct |")
+        w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in range(1, rounds + 1):
             cell = {}
             for p in PATHS:
@@ -476,7 +484,9 @@ def build_section(results):
                 cell[p] = fmt(s["tps"]) if usable(s) else ("not run" if s is None else "failed")
             w(
                 f"| {r} | {'direct first' if r % 2 else 'gateway first'} | {cell['direct']} | {cell['pgbouncer']} | "
-                f"{cell['gateway']} | {fmt(round_ratio(c, r, 'direct'), '{:.3f}')} | {fmt(round_ratio(c, r, 'pgbouncer'), '{:.3f}')} |"
+                f"{cell['haproxy']} | {cell['gateway']} | {fmt(round_ratio(c, r, 'direct'), '{:.3f}')} | "
+                f"{fmt(round_ratio(c, r, 'pgbouncer'), '{:.3f}')} | {fmt(round_ratio(c, r, 'haproxy'), '{:.3f}')} | "
+                f"{fmt(round_ratio(c, r, 'direct', of='haproxy'), '{:.3f}')} |"
             )
         w("")
 
@@ -490,8 +500,8 @@ def build_section(results):
             f"where each path spends the machine's {meta['nproc']} CPUs."
         )
         w("")
-        w("| Clients | Path | PostgreSQL µs | PgBouncer µs | breakglass µs | pgbench µs | total µs |")
-        w("|---:|---|---:|---:|---:|---:|---:|")
+        w("| Clients | Path | PostgreSQL µs | PgBouncer µs | HAProxy µs | breakglass µs | pgbench µs | total µs |")
+        w("|---:|---|---:|---:|---:|---:|---:|---:|")
         per_tx = {}
         for c in clients:
             for p in PATHS:
@@ -501,19 +511,25 @@ def build_section(results):
                 us = {k: v * 1e6 / a["cpu_tx"] for k, v in a["cpu"].items()}
                 per_tx[(p, c)] = sum(us.values())
                 w(
-                    f"| {c} | {LABELS[p]} | {us['postgres']:.1f} | {us['pgbouncer']:.1f} | {us['breakglass']:.1f} | "
-                    f"{us['pgbench']:.1f} | {per_tx[(p, c)]:.1f} |"
+                    f"| {c} | {LABELS[p]} | {us['postgres']:.1f} | {us['pgbouncer']:.1f} | {us['haproxy']:.1f} | "
+                    f"{us['breakglass']:.1f} | {us['pgbench']:.1f} | {per_tx[(p, c)]:.1f} |"
                 )
         w("")
         bounds = []
         for c in clients:
-            td, tg = per_tx.get(("direct", c)), per_tx.get(("gateway", c))
-            gd, dd = agg[("gateway", c)]["tps"], agg[("direct", c)]["tps"]
+            td, tg, th = per_tx.get(("direct", c)), per_tx.get(("gateway", c)), per_tx.get(("haproxy", c))
+            gd, dd, hd = agg[("gateway", c)]["tps"], agg[("direct", c)]["tps"], agg[("haproxy", c)]["tps"]
             if td and tg and gd and dd:
                 bounds.append(
                     f"with {c} clients a transaction costs {td:.0f} µs of CPU direct and {tg:.0f} µs "
                     f"through the gateway, so with the CPUs saturated the gateway can reach about "
                     f"{td / tg:.2f}× direct TPS (measured, medians: {gd / dd:.2f}×)"
+                    + (
+                        f"; through HAProxy, which only forwards, {th:.0f} µs, about {td / th:.2f}× direct "
+                        f"(measured: {hd / dd:.2f}×)"
+                        if th and hd
+                        else ""
+                    )
                 )
         if bounds:
             w(
@@ -559,9 +575,9 @@ def build_section(results):
     w("")
     w("| Clients | Measure | Value | Target | Result |")
     w("|---:|---|---:|---|---|")
-    missed, spreads = [], []
+    missed, spreads, floor = [], [], []
     for c in clients:
-        d, b, g = (agg[(p, c)] for p in PATHS)
+        d, b, h, g = (agg[(p, c)] for p in PATHS)
         absent = [f"{NAMES[p]} round {r} {why}" for p in PATHS for r, why in agg[(p, c)]["missing"]]
         if absent:
             w(f"| {c} | not every run gave figures: {', '.join(absent)} | — | — | **not met** |")
@@ -581,12 +597,20 @@ def build_section(results):
             missed.append(f"{c} clients: gateway TPS {r2:.3f}× PgBouncer < {TARGET_PGBOUNCER:.2f}×")
         if not ok3:
             missed.append(f"{c} clients: gateway adds {fmt(added, '{:,.0f}')} µs to the median ≥ {TARGET_ADDED_US:.0f} µs")
+        if h["tps"] and d["tps"]:
+            floor.append(
+                f"{c} clients: HAProxy {h['tps'] / d['tps']:.3f}× direct TPS"
+                + (f", {h['median_us'] - d['median_us']:,.0f} µs added to the median latency" if h["median_us"] is not None and d["median_us"] is not None else "")
+                + f"; the gateway {g['tps'] / h['tps']:.3f}× HAProxy's TPS"
+            )
         per_b = [x for x in (round_ratio(c, r, "pgbouncer") for r in range(1, rounds + 1)) if x is not None]
         per_d = [x for x in (round_ratio(c, r, "direct") for r in range(1, rounds + 1)) if x is not None]
+        per_h = [x for x in (round_ratio(c, r, "direct", of="haproxy") for r in range(1, rounds + 1)) if x is not None]
         if per_b:
             spreads.append(
                 f"{c} clients: gateway ÷ PgBouncer {min(per_b):.3f}–{max(per_b):.3f}, "
                 f"gateway ÷ direct {min(per_d):.3f}–{max(per_d):.3f}"
+                + (f", HAProxy ÷ direct {min(per_h):.3f}–{max(per_h):.3f}" if per_h else "")
             )
     w("")
     if spreads:
@@ -597,6 +621,13 @@ def build_section(results):
     else:
         w("Every target met.")
     w("")
+    if floor:
+        w(
+            "The floor for any proxy on this machine (HAProxy forwarding TCP without reading it, medians over the "
+            "same rounds): " + "; ".join(floor) + ". A proxy that parses, authenticates and records cannot cost less "
+            "than one that only forwards, so where HAProxy is below a target, no proxy on these shared CPUs meets it."
+        )
+        w("")
 
     # The recording: evidence that the gateway recorded while it was measured.
     w("### The gateway's recording")
@@ -678,7 +709,7 @@ def build_section(results):
     other = [l for l in serve if l not in slow]
     if other:
         problems.append(("breakglass serve", other))
-    for name, what in (("pg-problems.log", "PostgreSQL"), ("pgbouncer-problems.log", "PgBouncer")):
+    for name, what in (("pg-problems.log", "PostgreSQL"), ("pgbouncer-problems.log", "PgBouncer"), ("haproxy-problems.log", "HAProxy")):
         lines = lines_of(results, name)
         if lines:
             problems.append((what, lines))
@@ -695,7 +726,7 @@ def build_section(results):
         w(
             "No pgbench run failed or aborted, no transaction failed, and the logs of breakglass serve"
             + (" (besides the slow-statement warnings above)" if slow else "")
-            + ", PostgreSQL and PgBouncer hold no warning or error."
+            + ", PostgreSQL, PgBouncer and HAProxy hold no warning or error."
         )
     for p, c, tag, s in failed_runs:
         detail = [l for l in s["text"].splitlines() if re.search(r"abort|error|FATAL|failed", l, re.I)][:5]
