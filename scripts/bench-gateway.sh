@@ -54,6 +54,11 @@
 #   BENCH_CLIENTS    client counts (default "8 64")
 #   BENCH_GATEWAY_THREADS  the gateway's relay threads (`serve --gateway-threads`; default 0:
 #                    one per core)
+#   BENCH_PIN=1      give the proxies a CPU of their own: PostgreSQL (postmaster and backends)
+#                    and pgbench on CPU 0, PgBouncer, HAProxy and breakglass serve on CPUs 1…N-1
+#                    (`taskset`; needs 2 CPUs or more). The section written is then "## PostgreSQL
+#                    gateway vs direct vs PgBouncer, the proxies on their own CPU", beside the
+#                    unpinned one
 #   BENCH_OUT        the Markdown file to update (default BENCHMARKS.md at the workspace root)
 #   BENCH_KEEP=1     keep the temp dir (logs, pgbench logs) instead of removing it
 #   BENCH_SETTLE_MAX longest wait, in seconds, for breakglass serve to go idle before a run (240)
@@ -101,6 +106,19 @@ export PGCONNECT_TIMEOUT=10
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be a whole number of seconds ≥ 1, not '$DURATION'"
 [[ $WARMUP =~ ^[1-9][0-9]*$ ]] || die "BENCH_WARMUP must be a whole number of seconds ≥ 1, not '$WARMUP'"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a whole number ≥ 1, not '$ROUNDS'"
+PIN=${BENCH_PIN:-0}
+[[ $PIN == 0 || $PIN == 1 ]] || die "BENCH_PIN must be 0 or 1, not '$PIN'"
+# With BENCH_PIN=1: the commands that start the database and pgbench, and those that start the
+# proxies, run under these prefixes (children inherit the CPU set).
+DB_PIN=()
+PROXY_PIN=()
+if ((PIN)); then
+    command -v taskset >/dev/null || die "BENCH_PIN=1 needs \`taskset\` (util-linux)"
+    NCPU=$(nproc)
+    ((NCPU >= 2)) || die "BENCH_PIN=1 needs at least 2 CPUs, this machine has $NCPU"
+    DB_PIN=(taskset -c 0)
+    PROXY_PIN=(taskset -c "1-$((NCPU - 1))")
+fi
 
 # --- tools -------------------------------------------------------------------------------
 for tool in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/postgres"; do
@@ -265,7 +283,7 @@ EOF
 PGPORT=
 for _ in 1 2 3 4 5; do
     port=$(free_port)
-    if as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDIR/server.log" -o "-p $port" -w -t 60 start >/dev/null 2>&1; then
+    if as_pg "${DB_PIN[@]}" "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PGDIR/server.log" -o "-p $port" -w -t 60 start >/dev/null 2>&1; then
         PGPORT=$port
         PG_STARTED=1
         break
@@ -330,9 +348,9 @@ chmod 600 "$PGB_DIR/userlist.txt"
 ((AS_ROOT)) && chown -R postgres: "$PGB_DIR"
 say "starting PgBouncer (session pooling) on 127.0.0.1:$PGB_PORT"
 if ((AS_ROOT)); then
-    "$PGBOUNCER" -d -u postgres "$PGB_DIR/pgbouncer.ini" >"$PGB_DIR/start.log" 2>&1
+    "${PROXY_PIN[@]}" "$PGBOUNCER" -d -u postgres "$PGB_DIR/pgbouncer.ini" >"$PGB_DIR/start.log" 2>&1
 else
-    "$PGBOUNCER" -d "$PGB_DIR/pgbouncer.ini" >"$PGB_DIR/start.log" 2>&1
+    "${PROXY_PIN[@]}" "$PGBOUNCER" -d "$PGB_DIR/pgbouncer.ini" >"$PGB_DIR/start.log" 2>&1
 fi || { cat "$PGB_DIR/start.log" "$PGB_DIR/pgbouncer.log" >&2 2>/dev/null; die "pgbouncer did not start"; }
 wait_port "$PGB_PORT" PgBouncer
 for _ in $(seq 50); do [[ -s $PGB_DIR/pgbouncer.pid ]] && break; sleep 0.1; done
@@ -367,7 +385,7 @@ EOF
 say "starting HAProxy (mode tcp, one thread) on 127.0.0.1:$HAP_PORT"
 "$HAPROXY" -c -q -f "$HAP_DIR/haproxy.cfg" >"$HAP_DIR/check.log" 2>&1 ||
     { cat "$HAP_DIR/check.log" >&2; die "the HAProxy configuration does not check"; }
-"$HAPROXY" -D -f "$HAP_DIR/haproxy.cfg" >"$HAP_DIR/haproxy.log" 2>&1 ||
+"${PROXY_PIN[@]}" "$HAPROXY" -D -f "$HAP_DIR/haproxy.cfg" >"$HAP_DIR/haproxy.log" 2>&1 ||
     { cat "$HAP_DIR/haproxy.log" >&2; die "haproxy did not start"; }
 wait_port "$HAP_PORT" HAProxy
 for _ in $(seq 50); do [[ -s $HAP_DIR/haproxy.pid ]] && break; sleep 0.1; done
@@ -384,7 +402,7 @@ connections:
     operator_url: postgres://bench_op:$OP_PW@127.0.0.1:$PGPORT/bench?sslmode=disable
 EOF
 say "starting breakglass serve --gateway"
-"$BIN" serve --listen 127.0.0.1:0 --data-dir "$BG_DIR/data" --targets "$BG_DIR/targets.yaml" \
+"${PROXY_PIN[@]}" "$BIN" serve --listen 127.0.0.1:0 --data-dir "$BG_DIR/data" --targets "$BG_DIR/targets.yaml" \
     --gateway 127.0.0.1:0 --gateway-threads "$GATEWAY_THREADS" </dev/null >"$BG_DIR/serve.out" 2>"$BG_DIR/serve.log" &
 BG_PID=$!
 BG_URL=
@@ -508,7 +526,7 @@ run_pgbench() {
     [[ -n $proxy ]] && python3 "$REPORT_PY" --thread-snapshot "$proxy" >"$RES/$path-c$c-$tag.threads-before"
     before=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" "$HAP_PID" $$)
     w0=$(date +%s.%N)
-    (cd "$RES" && pgbench -n -S -M simple -T "$secs" -c "$c" -j "$THREADS" "$@" "$url") >"$out" 2>&1 || rc=$?
+    (cd "$RES" && "${DB_PIN[@]}" pgbench -n -S -M simple -T "$secs" -c "$c" -j "$THREADS" "$@" "$url") >"$out" 2>&1 || rc=$?
     w1=$(date +%s.%N)
     after=$(python3 "$REPORT_PY" --cpu-snapshot "+$POSTMASTER_PID" "$PGB_PID" "$BG_PID" "$HAP_PID" $$)
     [[ -n $proxy ]] && python3 "$REPORT_PY" --thread-snapshot "$proxy" >"$RES/$path-c$c-$tag.threads-after"
@@ -628,6 +646,8 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "pgbench_version=$(pgbench --version)"
     echo "pgbouncer_version=$PGB_VERSION"
     echo "haproxy_version=$HAP_VERSION"
+    echo "pinned=$PIN"
+    ((PIN)) && echo "proxy_cpus=1-$((NCPU - 1))"
     echo "git_rev=$GIT_REV"
     echo "git_dirty=$GIT_DIRTY"
     echo "bin_built=$BIN_BUILT"
@@ -649,7 +669,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 } >"$RES/meta.env"
 
 python3 "$REPORT_PY" --results "$RES" --out "$OUT" || die "writing the report failed"
-say "wrote the section \"## PostgreSQL gateway vs direct vs PgBouncer\" of $OUT ($(($(date +%s) - SCRIPT_START)) s so far)"
+say "wrote the section \"## PostgreSQL gateway vs direct vs PgBouncer$( ((PIN)) && echo ', the proxies on their own CPU')\" of $OUT ($(($(date +%s) - SCRIPT_START)) s so far)"
 
 if ((${#FAILED_RUNS[@]})); then
     say "pgbench runs with errors: ${FAILED_RUNS[*]}"

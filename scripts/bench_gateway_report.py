@@ -19,6 +19,12 @@ import statistics
 import sys
 
 HEADING = "## PostgreSQL gateway vs direct vs PgBouncer"
+# The heading of a run with BENCH_PIN=1 (its own section, beside the unpinned one).
+HEADING_PINNED = HEADING + ", the proxies on their own CPU"
+
+
+def heading(meta):
+    return HEADING_PINNED if meta.get("pinned") == "1" else HEADING
 PATHS = ["direct", "pgbouncer", "haproxy", "gateway"]
 LABELS = {
     "direct": "PostgreSQL directly",
@@ -358,7 +364,8 @@ def build_section(results):
 
     out = []
     w = out.append
-    w(HEADING)
+    pinned = meta.get("pinned") == "1"
+    w(heading(meta))
     w("")
     dirty = meta.get("git_dirty", "0")
     rev = meta.get("git_rev", "unknown")
@@ -378,6 +385,13 @@ def build_section(results):
         f"`max_connections = 300`, `shared_buffers = 256MB`, no TLS; data: `pgbench -i -s {meta['scale']}` as superuser "
         f"({int(meta['scale']) * 100_000:,} accounts)"
     )
+    if pinned:
+        w(
+            f"- Pinned (`BENCH_PIN=1 bash scripts/bench-gateway.sh`): PostgreSQL (its postmaster and every backend) and "
+            f"pgbench on CPU 0, PgBouncer, HAProxy and `breakglass serve` on CPU(s) {meta.get('proxy_cpus', '1')} "
+            "(`taskset`): a proxy's own CPU time is no longer taken from the client and the server, as with a proxy on "
+            "a host of its own; the direct path gets CPU 0 only, like the others' client and server"
+        )
     w(
         f"- {meta['pgbouncer_version']}: `pool_mode = session`, `auth_type = scram-sha-256` (userlist), "
         f"`max_client_conn = 300`, `default_pool_size = 80`, plain TCP to PostgreSQL; "
@@ -407,8 +421,14 @@ def build_section(results):
         "gateway token to breakglass, which logs in upstream as the grant's ephemeral role `bg_…` and records every "
         "statement. TPS is pgbench's \"tps = … (without initial connection time)\"; latencies are from pgbench's "
         "per-transaction logs (`-l`, every transaction of the run, measured by the client from sending the query to "
-        "the last result). pgbench, PostgreSQL, the proxies and breakglass share the machine's CPUs, so a proxy's own "
-        "CPU time is taken from the client and the server."
+        "the last result). "
+        + (
+            "pgbench and PostgreSQL share CPU 0, the proxies have the other CPU(s): a proxy's hop still costs the "
+            "sending side its loopback delivery and a wake-up across CPUs."
+            if pinned
+            else "pgbench, PostgreSQL, the proxies and breakglass share the machine's CPUs, so a proxy's own "
+            "CPU time is taken from the client and the server."
+        )
     )
     w("")
     w(
@@ -531,7 +551,7 @@ def build_section(results):
                         else ""
                     )
                 )
-        if bounds:
+        if bounds and not pinned:
             w(
                 "Every CPU microsecond a proxy spends here is taken from pgbench and PostgreSQL on the same CPUs: "
                 + "; ".join(bounds)
@@ -625,7 +645,9 @@ def build_section(results):
         w(
             "The floor for any proxy on this machine (HAProxy forwarding TCP without reading it, medians over the "
             "same rounds): " + "; ".join(floor) + ". A proxy that parses, authenticates and records cannot cost less "
-            "than one that only forwards, so where HAProxy is below a target, no proxy on these shared CPUs meets it."
+            "than one that only forwards, so where HAProxy is below a target, no proxy "
+            + ("with the same CPUs" if pinned else "on these shared CPUs")
+            + " meets it."
         )
         w("")
 
@@ -745,11 +767,18 @@ def build_section(results):
     return "\n".join(out)
 
 
-def replace_section(path, section):
+def replace_section(path, section, title):
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
     lines = text.split("\n")
-    start = next((i for i, l in enumerate(lines) if l.strip() == HEADING), None)
-    if start is None:
+    start = next((i for i, l in enumerate(lines) if l.strip() == title), None)
+    other = next((i for i, l in enumerate(lines) if l.strip() == HEADING), None)
+    if start is None and title != HEADING and other is not None:
+        # A first pinned run: its section right after the unpinned one.
+        end = next((i for i in range(other + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        new = "\n".join(lines[:end]).rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+        if end < len(lines):
+            new += "\n" + "\n".join(lines[end:]).lstrip("\n")
+    elif start is None:
         new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
     else:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
@@ -805,7 +834,7 @@ def main():
     section = build_section(a.results)
     print(section)
     if a.out:
-        replace_section(a.out, section)
+        replace_section(a.out, section, heading(read_meta(a.results)))
     return 0
 
 
