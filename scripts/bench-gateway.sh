@@ -59,6 +59,12 @@
 #                    (`taskset`; needs 2 CPUs or more). The section written is then "## PostgreSQL
 #                    gateway vs direct vs PgBouncer, the proxies on their own CPU", beside the
 #                    unpinned one
+#   BENCH_TLS=1      clients connect over TLS (`sslmode=require`): PostgreSQL with `ssl = on` for
+#                    the direct path, PgBouncer with `client_tls_sslmode = require`, the gateway
+#                    with `serve --tls-self-signed`; each proxy reaches PostgreSQL in plain TCP
+#                    on loopback, so every path has one TLS hop, the client's. HAProxy cannot
+#                    answer PostgreSQL's SSLRequest itself: it forwards the client's TLS to
+#                    PostgreSQL unread. The section written is "…, over TLS"
 #   BENCH_OUT        the Markdown file to update (default BENCHMARKS.md at the workspace root)
 #   BENCH_KEEP=1     keep the temp dir (logs, pgbench logs) instead of removing it
 #   BENCH_SETTLE_MAX longest wait, in seconds, for breakglass serve to go idle before a run (240)
@@ -106,6 +112,10 @@ export PGCONNECT_TIMEOUT=10
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION must be a whole number of seconds ≥ 1, not '$DURATION'"
 [[ $WARMUP =~ ^[1-9][0-9]*$ ]] || die "BENCH_WARMUP must be a whole number of seconds ≥ 1, not '$WARMUP'"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a whole number ≥ 1, not '$ROUNDS'"
+TLS=${BENCH_TLS:-0}
+[[ $TLS == 0 || $TLS == 1 ]] || die "BENCH_TLS must be 0 or 1, not '$TLS'"
+# What every pgbench and psql connection string ends with.
+if ((TLS)); then SSLMODE=require; else SSLMODE=disable; fi
 PIN=${BENCH_PIN:-0}
 [[ $PIN == 0 || $PIN == 1 ]] || die "BENCH_PIN must be 0 or 1, not '$PIN'"
 # With BENCH_PIN=1: the commands that start the database and pgbench, and those that start the
@@ -124,7 +134,9 @@ fi
 for tool in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/postgres"; do
     [[ -x $tool ]] || die "$tool not found (Debian package postgresql-15, or set PG_BIN)"
 done
-for tool in psql pgbench python3; do
+TLS_TOOLS=
+((TLS)) && TLS_TOOLS=openssl
+for tool in psql pgbench python3 $TLS_TOOLS; do
     command -v "$tool" >/dev/null || die "\`$tool\` is not installed (psql/pgbench: Debian package postgresql-client)"
 done
 PGBOUNCER=$(command -v pgbouncer || true)
@@ -277,8 +289,18 @@ shared_buffers = '256MB'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-ssl = off
 EOF
+if ((TLS)); then
+    # A self-signed certificate for 127.0.0.1, for PostgreSQL (the direct path) and PgBouncer.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+        -keyout "$PGDATA/server.key" -out "$PGDATA/server.crt" >"$PGDIR/openssl.log" 2>&1 ||
+        { cat "$PGDIR/openssl.log" >&2; die "openssl could not make a certificate"; }
+    chmod 600 "$PGDATA/server.key"
+    ((AS_ROOT)) && chown postgres: "$PGDATA/server.key" "$PGDATA/server.crt"
+    printf "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n" >>"$PGDATA/postgresql.conf"
+else
+    echo "ssl = off" >>"$PGDATA/postgresql.conf"
+fi
 # A free port can be taken between probing and binding: try a few.
 PGPORT=
 for _ in 1 2 3 4 5; do
@@ -315,7 +337,7 @@ su_psql -d bench -c "GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench
     die "granting SELECT on the pgbench tables failed"
 
 PG_VERSION=$(su_psql -d bench -At -c "SHOW server_version")
-DIRECT_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$PGPORT/bench?sslmode=disable"
+DIRECT_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$PGPORT/bench?sslmode=$SSLMODE"
 psql -X -At "$DIRECT_URL" -c "SELECT count(*) FROM pgbench_branches" >/dev/null ||
     die "bench_user cannot log in over TCP and read pgbench_branches"
 
@@ -337,7 +359,8 @@ max_client_conn = 300
 default_pool_size = 80
 reserve_pool_size = 0
 max_db_connections = 0
-client_tls_sslmode = disable
+client_tls_sslmode = $( ((TLS)) && echo require || echo disable)
+$( ((TLS)) && printf 'client_tls_cert_file = %s\nclient_tls_key_file = %s\n' "$PGB_DIR/server.crt" "$PGB_DIR/server.key")
 server_tls_sslmode = disable
 logfile = $PGB_DIR/pgbouncer.log
 pidfile = $PGB_DIR/pgbouncer.pid
@@ -345,6 +368,10 @@ log_connections = 0
 log_disconnections = 0
 EOF
 chmod 600 "$PGB_DIR/userlist.txt"
+if ((TLS)); then
+    cp "$PGDATA/server.crt" "$PGDATA/server.key" "$PGB_DIR/"
+    chmod 600 "$PGB_DIR/server.key"
+fi
 ((AS_ROOT)) && chown -R postgres: "$PGB_DIR"
 say "starting PgBouncer (session pooling) on 127.0.0.1:$PGB_PORT"
 if ((AS_ROOT)); then
@@ -355,7 +382,7 @@ fi || { cat "$PGB_DIR/start.log" "$PGB_DIR/pgbouncer.log" >&2 2>/dev/null; die "
 wait_port "$PGB_PORT" PgBouncer
 for _ in $(seq 50); do [[ -s $PGB_DIR/pgbouncer.pid ]] && break; sleep 0.1; done
 PGB_PID=$(cat "$PGB_DIR/pgbouncer.pid" 2>/dev/null) || die "pgbouncer wrote no pid file"
-PGB_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$PGB_PORT/bench?sslmode=disable"
+PGB_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$PGB_PORT/bench?sslmode=$SSLMODE"
 psql -X -At "$PGB_URL" -c "SELECT 1" >/dev/null || die "cannot log in through PgBouncer"
 PGB_VERSION=$("$PGBOUNCER" --version | head -n 1)
 
@@ -390,7 +417,7 @@ say "starting HAProxy (mode tcp, one thread) on 127.0.0.1:$HAP_PORT"
 wait_port "$HAP_PORT" HAProxy
 for _ in $(seq 50); do [[ -s $HAP_DIR/haproxy.pid ]] && break; sleep 0.1; done
 HAP_PID=$(head -n 1 "$HAP_DIR/haproxy.pid" 2>/dev/null) || die "haproxy wrote no pid file"
-HAP_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$HAP_PORT/bench?sslmode=disable"
+HAP_URL="postgresql://bench_user:$USER_PW@127.0.0.1:$HAP_PORT/bench?sslmode=$SSLMODE"
 psql -X -At "$HAP_URL" -c "SELECT 1" >/dev/null || die "cannot log in through HAProxy"
 HAP_VERSION=$("$HAPROXY" -v | head -n 1 | sed 's/ - https.*//')
 
@@ -402,25 +429,31 @@ connections:
     operator_url: postgres://bench_op:$OP_PW@127.0.0.1:$PGPORT/bench?sslmode=disable
 EOF
 say "starting breakglass serve --gateway"
+SERVE_TLS=()
+# With TLS the API is HTTPS too, with the same self-signed certificate, which the CLI trusts.
+((TLS)) && SERVE_TLS=(--tls-self-signed)
 "${PROXY_PIN[@]}" "$BIN" serve --listen 127.0.0.1:0 --data-dir "$BG_DIR/data" --targets "$BG_DIR/targets.yaml" \
-    --gateway 127.0.0.1:0 --gateway-threads "$GATEWAY_THREADS" </dev/null >"$BG_DIR/serve.out" 2>"$BG_DIR/serve.log" &
+    "${SERVE_TLS[@]}" --gateway 127.0.0.1:0 --gateway-threads "$GATEWAY_THREADS" </dev/null >"$BG_DIR/serve.out" 2>"$BG_DIR/serve.log" &
 BG_PID=$!
+if ((TLS)); then GW_TLS_WORD=TLS; else GW_TLS_WORD="no TLS"; fi
 BG_URL=
 GW_ADDR=
 for _ in $(seq 300); do
     kill -0 "$BG_PID" 2>/dev/null || die "breakglass serve exited: $(tail -n 20 "$BG_DIR/serve.log")"
     BG_URL=$(sed -n 's/^breakglass serving on \(http[^ ]*\) (sqlite store)$/\1/p' "$BG_DIR/serve.log" | head -n 1)
-    GW_ADDR=$(sed -n 's/^breakglass gateway (PostgreSQL) on \([^ ]*\) (no TLS).*$/\1/p' "$BG_DIR/serve.log" | head -n 1)
+    GW_ADDR=$(sed -n "s/^breakglass gateway (PostgreSQL) on \\([^ ]*\\) ($GW_TLS_WORD).*\$/\\1/p" "$BG_DIR/serve.log" | head -n 1)
     [[ -n $BG_URL && -n $GW_ADDR ]] && break
     sleep 0.1
 done
 [[ -n $BG_URL ]] || die "breakglass serve did not report its address within 30 s"
-[[ -n $GW_ADDR ]] || die "breakglass serve did not report a plaintext gateway (\"breakglass gateway (PostgreSQL) on ADDR (no TLS)\")"
+[[ -n $GW_ADDR ]] || die "breakglass serve did not report its gateway (\"breakglass gateway (PostgreSQL) on ADDR ($GW_TLS_WORD)\")"
 GW_PORT=${GW_ADDR##*:}
 wait_port "$GW_PORT" "the breakglass gateway"
 say "breakglass on $BG_URL, gateway on $GW_ADDR"
 
-bgcli() { "$BIN" --server "$BG_URL" --data-dir "$BG_DIR/data" "$@"; }
+CLI_TLS=()
+((TLS)) && CLI_TLS=(--ca-cert "$BG_DIR/data/tls/cert.pem")
+bgcli() { "$BIN" --server "$BG_URL" "${CLI_TLS[@]}" --data-dir "$BG_DIR/data" "$@"; }
 as_actor() {
     local who=$1
     shift
@@ -468,8 +501,8 @@ done
 GW_URL=$(as_actor dave break reveal "$BREAK_ID" 2>"$BG_DIR/reveal.err") ||
     die "break reveal failed: $(cat "$BG_DIR/reveal.err")"
 case $GW_URL in
-postgresql://"$BREAK_ID":*@"$GW_ADDR"/*sslmode=disable) ;;
-*) die "the reveal is not a plaintext gateway connection string: ${GW_URL%%:*}:…" ;;
+postgresql://"$BREAK_ID":*@"$GW_ADDR"/*sslmode=$SSLMODE) ;;
+*) die "the reveal is not a gateway connection string ending in sslmode=$SSLMODE: ${GW_URL%%:*}:…" ;;
 esac
 psql -X -At "$GW_URL" -c "SELECT count(*) FROM pgbench_branches" >/dev/null 2>"$RES/gateway-check.err" ||
     die "cannot query through the gateway: $(cat "$RES/gateway-check.err")"
@@ -485,7 +518,7 @@ if [[ -n ${BENCH_HOLD:-} ]]; then
     {
         printf 'DIRECT_URL=%q\nPGB_URL=%q\nPGB_PID=%q\nHAP_URL=%q\nHAP_PID=%q\nBG_PID=%q\nPOSTMASTER_PID=%q\n' \
             "$DIRECT_URL" "$PGB_URL" "$PGB_PID" "$HAP_URL" "$HAP_PID" "$BG_PID" "$POSTMASTER_PID"
-        printf 'TOKEN_CMD=%q\n' "$BIN --server $BG_URL --data-dir $BG_DIR/data --identity $KEYS/dave.key break token $BREAK_ID"
+        printf 'TOKEN_CMD=%q\n' "$BIN --server $BG_URL ${CLI_TLS[*]} --data-dir $BG_DIR/data --identity $KEYS/dave.key break token $BREAK_ID"
     } >"$BENCH_HOLD"
     say "holding: connection strings in $BENCH_HOLD; delete it to stop"
     while [[ -e $BENCH_HOLD ]]; do sleep 1; done
@@ -647,6 +680,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "pgbouncer_version=$PGB_VERSION"
     echo "haproxy_version=$HAP_VERSION"
     echo "pinned=$PIN"
+    echo "tls=$TLS"
     ((PIN)) && echo "proxy_cpus=1-$((NCPU - 1))"
     echo "git_rev=$GIT_REV"
     echo "git_dirty=$GIT_DIRTY"
@@ -669,7 +703,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 } >"$RES/meta.env"
 
 python3 "$REPORT_PY" --results "$RES" --out "$OUT" || die "writing the report failed"
-say "wrote the section \"## PostgreSQL gateway vs direct vs PgBouncer$( ((PIN)) && echo ', the proxies on their own CPU')\" of $OUT ($(($(date +%s) - SCRIPT_START)) s so far)"
+say "wrote the section \"## PostgreSQL gateway vs direct vs PgBouncer$( ((TLS)) && echo ', over TLS')$( ((PIN)) && echo ', the proxies on their own CPU')\" of $OUT ($(($(date +%s) - SCRIPT_START)) s so far)"
 
 if ((${#FAILED_RUNS[@]})); then
     say "pgbench runs with errors: ${FAILED_RUNS[*]}"

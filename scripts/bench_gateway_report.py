@@ -19,12 +19,15 @@ import statistics
 import sys
 
 HEADING = "## PostgreSQL gateway vs direct vs PgBouncer"
-# The heading of a run with BENCH_PIN=1 (its own section, beside the unpinned one).
-HEADING_PINNED = HEADING + ", the proxies on their own CPU"
 
 
 def heading(meta):
-    return HEADING_PINNED if meta.get("pinned") == "1" else HEADING
+    """The section's heading: runs with BENCH_TLS=1 or BENCH_PIN=1 get sections of their own."""
+    return (
+        HEADING
+        + (", over TLS" if meta.get("tls") == "1" else "")
+        + (", the proxies on their own CPU" if meta.get("pinned") == "1" else "")
+    )
 PATHS = ["direct", "pgbouncer", "haproxy", "gateway"]
 LABELS = {
     "direct": "PostgreSQL directly",
@@ -365,6 +368,7 @@ def build_section(results):
     out = []
     w = out.append
     pinned = meta.get("pinned") == "1"
+    tls = meta.get("tls") == "1"
     w(heading(meta))
     w("")
     dirty = meta.get("git_dirty", "0")
@@ -382,7 +386,9 @@ def build_section(results):
     w(
         f"- PostgreSQL {meta['pg_version']}: a private cluster the script starts with `initdb` in a temp dir, "
         f"`scram-sha-256` for TCP logins on 127.0.0.1, `fsync = off`, `synchronous_commit = off`, "
-        f"`max_connections = 300`, `shared_buffers = 256MB`, no TLS; data: `pgbench -i -s {meta['scale']}` as superuser "
+        f"`max_connections = 300`, `shared_buffers = 256MB`, "
+        + ("`ssl = on` (a self-signed RSA-2048 certificate)" if tls else "no TLS")
+        + f"; data: `pgbench -i -s {meta['scale']}` as superuser "
         f"({int(meta['scale']) * 100_000:,} accounts)"
     )
     if pinned:
@@ -394,18 +400,24 @@ def build_section(results):
         )
     w(
         f"- {meta['pgbouncer_version']}: `pool_mode = session`, `auth_type = scram-sha-256` (userlist), "
-        f"`max_client_conn = 300`, `default_pool_size = 80`, plain TCP to PostgreSQL; "
-        f"{meta['pgbench_version']}"
+        f"`max_client_conn = 300`, `default_pool_size = 80`, "
+        + ("`client_tls_sslmode = require` (the same certificate), " if tls else "")
+        + "plain TCP to PostgreSQL; "
+        + f"{meta['pgbench_version']}"
     )
     w(
         f"- {meta.get('haproxy_version', 'HAProxy')}: `mode tcp`, `nbthread 1`, no splicing: it forwards the bytes "
-        "both ways without reading them (the client's SCRAM login goes through to PostgreSQL), so it pays only for "
+        "both ways without reading them (the client's SCRAM login goes through to PostgreSQL"
+        + (", and so does its TLS, which PostgreSQL terminates" if tls else "")
+        + "), so it pays only for "
         "the extra hop — the least any proxy between pgbench and PostgreSQL costs on this machine"
     )
     w(
         f"- breakglass: `target/release/breakglass` built {meta.get('bin_built', '?')}"
         + (" (given as `BREAKGLASS_BIN`, not rebuilt by this run)" if meta.get("bin_given") else "")
-        + f", workspace at {rev_note}; `serve --gateway 127.0.0.1:0` without TLS, SQLite store; "
+        + f", workspace at {rev_note}; `serve --gateway 127.0.0.1:0` "
+        + ("with `--tls-self-signed` (clients over TLS, the API over HTTPS)" if tls else "without TLS")
+        + ", SQLite store; "
         f"an `access: proxy` procedure on that database (`sslmode: disable`, `gateway_connections: \"{meta['gateway_connections']}\"`, "
         f"`refuse: DROP DATABASE; ALTER SYSTEM`), one break opened for 1 h, approved by 2 of 3 custodians and revealed; "
         f"each gateway run (warm-ups included) uses a fresh token from `breakglass break token`"
@@ -414,7 +426,14 @@ def build_section(results):
     w(
         f"Workload: `pgbench -n -S -M simple -T {meta['duration']} -c C -j {meta['threads']} -l` "
         f"(select-only, simple protocol: one `SELECT abalance FROM pgbench_accounts WHERE aid = …` per transaction). "
-        "Paths, all over TCP on 127.0.0.1 without TLS, each logging in with SCRAM-SHA-256 as a login role that is a "
+        "Paths, all over TCP on 127.0.0.1 "
+        + (
+            "with TLS from pgbench (`sslmode=require`: PostgreSQL, PgBouncer and the gateway each terminate it; "
+            "the proxies reach PostgreSQL in plain TCP), "
+            if tls
+            else "without TLS, "
+        )
+        + "each logging in with SCRAM-SHA-256 as a login role that is a "
         "member of the procedure's grant role `bench_app`: **direct** — `bench_user` to PostgreSQL; **PgBouncer** — "
         "`bench_user` to PgBouncer, which holds server connections as `bench_user`; **HAProxy** — `bench_user` to "
         "PostgreSQL through HAProxy's forwarded TCP connection; **gateway** — the break id and a "
