@@ -660,7 +660,14 @@ def build_section(results):
     else:
         w("Every target met.")
     w("")
-    if floor:
+    if floor and tls:
+        w(
+            "HAProxy, forwarding TCP without reading it (medians over the same rounds): " + "; ".join(floor) + ". Over "
+            "TLS it is no floor: it passes the client's TLS through to PostgreSQL, which still does that work, while "
+            "PgBouncer and the gateway terminate it and take it off PostgreSQL's CPU."
+        )
+        w("")
+    elif floor:
         w(
             "The floor for any proxy on this machine (HAProxy forwarding TCP without reading it, medians over the "
             "same rounds): " + "; ".join(floor) + ". A proxy that parses, authenticates and records cannot cost less "
