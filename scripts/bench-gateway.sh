@@ -194,6 +194,15 @@ BIN=$WORK/bin/breakglass
 BG_PID=
 PG_STARTED=0
 
+# Ends process PID: TERM, up to 5 s to go, then KILL.
+stop_pid() {
+    local pid=$1
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+}
+
 cleanup() {
     local rc=$?
     set +e
@@ -204,30 +213,15 @@ cleanup() {
             [[ -s $f ]] && { printf -- '--- %s\n' "$f" >&2; tail -n 15 "$f" >&2; }
         done
     fi
-    if [[ -n $BG_PID ]] && kill -0 "$BG_PID" 2>/dev/null; then
-        kill -TERM "$BG_PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$BG_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BG_PID" 2>/dev/null
+    if [[ -n $BG_PID ]]; then
+        stop_pid "$BG_PID"
         wait "$BG_PID" 2>/dev/null
     fi
-    if [[ -s $PGB_DIR/pgbouncer.pid ]]; then
-        local pid
-        pid=$(cat "$PGB_DIR/pgbouncer.pid")
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -KILL "$pid" 2>/dev/null
-        fi
-    fi
-    if [[ -s $HAP_DIR/haproxy.pid ]]; then
-        local hpid
-        hpid=$(head -n 1 "$HAP_DIR/haproxy.pid")
-        if kill -0 "$hpid" 2>/dev/null; then
-            kill -TERM "$hpid" 2>/dev/null
-            for _ in $(seq 50); do kill -0 "$hpid" 2>/dev/null || break; sleep 0.1; done
-            kill -KILL "$hpid" 2>/dev/null
-        fi
-    fi
+    # The daemons' pid files (HAProxy's holds one pid per line: the first is its own).
+    local f
+    for f in "$PGB_DIR/pgbouncer.pid" "$HAP_DIR/haproxy.pid"; do
+        [[ -s $f ]] && stop_pid "$(head -n 1 "$f")"
+    done
     if ((PG_STARTED)); then
         as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w -t 30 stop >/dev/null 2>&1 ||
             as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1
