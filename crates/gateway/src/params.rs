@@ -1227,6 +1227,17 @@ mod tests {
     use crate::wire::{ClientMessage, decode_client};
 
     /// A Bind of `values` (each `(binary, bytes)`), decoded.
+    /// A value as the protocol frames it: its length and bytes, or length -1 for NULL.
+    fn push_value(b: &mut Vec<u8>, v: Option<&[u8]>) {
+        match v {
+            Some(v) => {
+                b.extend(i32::try_from(v.len()).unwrap().to_be_bytes());
+                b.extend(v);
+            }
+            None => b.extend((-1i32).to_be_bytes()),
+        }
+    }
+
     fn bind(values: &[(bool, Option<&[u8]>)]) -> Vec<u8> {
         let mut b = b"\0\0".to_vec();
         b.extend(u16::try_from(values.len()).unwrap().to_be_bytes());
@@ -1235,13 +1246,7 @@ mod tests {
         }
         b.extend(u16::try_from(values.len()).unwrap().to_be_bytes());
         for (_, v) in values {
-            match v {
-                Some(v) => {
-                    b.extend(i32::try_from(v.len()).unwrap().to_be_bytes());
-                    b.extend(*v);
-                }
-                None => b.extend((-1i32).to_be_bytes()),
-            }
+            push_value(&mut b, *v);
         }
         b.extend([0, 0]);
         b
@@ -1687,13 +1692,7 @@ mod tests {
         b.extend(i32::try_from(values.len()).unwrap().to_be_bytes());
         b.extend(1i32.to_be_bytes());
         for v in values {
-            match v {
-                Some(v) => {
-                    b.extend(i32::try_from(v.len()).unwrap().to_be_bytes());
-                    b.extend(*v);
-                }
-                None => b.extend((-1i32).to_be_bytes()),
-            }
+            push_value(&mut b, *v);
         }
         b
     }
@@ -2223,13 +2222,7 @@ mod tests {
         let mut b = i32::try_from(columns.len()).unwrap().to_be_bytes().to_vec();
         for (oid, value) in columns {
             b.extend(oid.to_be_bytes());
-            match value {
-                Some(v) => {
-                    b.extend(i32::try_from(v.len()).unwrap().to_be_bytes());
-                    b.extend(*v);
-                }
-                None => b.extend((-1i32).to_be_bytes()),
-            }
+            push_value(&mut b, *value);
         }
         b
     }
